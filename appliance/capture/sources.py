@@ -1,0 +1,165 @@
+"""One frame-source interface over picamera2, OpenCV capture and image-folder replay.
+
+Every source yields timestamped BGR frames. Live sources reconnect after a lost stream;
+a file or folder ends with ``StopIteration``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from appliance.capture.images import IMAGE_SUFFIXES, read_image
+from appliance.errors import ApplianceError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8
+    index: int
+    timestamp: float  # time.time() when captured
+    monotonic: float  # time.monotonic() when captured, for latency
+    origin: str = ""  # file name for replayed frames; empty for cameras
+
+
+class FrameSource(Protocol):
+    def frames(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class FolderReplaySource:
+    """Replays the images of a folder (sorted by name) at a fixed frame rate.
+
+    The camera stand-in for tests and the demo: the frames go through the same pipeline
+    as a live camera's. ``fps=0`` replays as fast as the consumer reads. Unreadable files
+    are skipped with a warning, as a camera would drop a bad frame.
+    """
+
+    def __init__(self, folder: str | Path, fps: float = 0.0, loop: bool = False):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ApplianceError(ErrorCode.FILE_NOT_FOUND, f"image folder {self.folder}")
+        self.files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, f"{self.folder}: no images to replay")
+        self.fps = fps
+        self.loop = loop
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        period = 1.0 / self.fps if self.fps > 0 else 0.0
+        next_due = time.monotonic()
+        while True:
+            for path in self.files:
+                if period:
+                    delay = next_due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    next_due += period
+                try:
+                    image = read_image(path)
+                except ApplianceError as exc:
+                    log.warning("skipping frame: %s", exc)
+                    continue
+                yield Frame(image, index, time.time(), time.monotonic(), str(path))
+                index += 1
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        return None
+
+
+class OpenCVSource:
+    """A USB camera (integer index), an RTSP/HTTP stream URL or a video file."""
+
+    def __init__(self, target: str | int, reconnect_delay: float = 1.0, max_failures: int = 30):
+        self.target = int(target) if isinstance(target, str) and target.isdigit() else target
+        self.is_file = isinstance(self.target, str) and Path(self.target).suffix != "" and "://" not in self.target
+        if self.is_file and not Path(self.target).is_file():
+            raise ApplianceError(ErrorCode.FILE_NOT_FOUND, f"video file {self.target}")
+        self.reconnect_delay = reconnect_delay
+        self.max_failures = max_failures
+        self._capture = self._open()
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(self.target)
+        if not capture.isOpened():
+            capture.release()
+            raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, f"cannot open {self.target!r}")
+        return capture
+
+    def frames(self) -> Iterator[Frame]:
+        index, failures = 0, 0
+        while True:
+            ok, image = self._capture.read()
+            if ok and image is not None:
+                failures = 0
+                yield Frame(image, index, time.time(), time.monotonic())
+                index += 1
+                continue
+            if self.is_file:
+                return
+            failures += 1
+            if failures > self.max_failures:
+                raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, f"{self.target!r}: stream lost, reconnect failed")
+            log.warning("stream %r lost; reconnecting (%d/%d)", self.target, failures, self.max_failures)
+            self._capture.release()
+            time.sleep(self.reconnect_delay)
+            try:
+                self._capture = self._open()
+            except ApplianceError:
+                continue
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class Picamera2Source:
+    """Raspberry Pi camera through picamera2 (imported only when used; Pi OS package)."""
+
+    def __init__(self, size: tuple[int, int] = (640, 480)):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise ApplianceError(
+                ErrorCode.DEPENDENCY_MISSING,
+                "picamera2 is not installed (on a Pi: apt install python3-picamera2, venv with --system-site-packages)",
+            ) from None
+        try:
+            self._camera = Picamera2()
+            config = self._camera.create_video_configuration(main={"size": size, "format": "RGB888"})
+            self._camera.configure(config)
+            self._camera.start()
+        except Exception as exc:  # noqa: BLE001 - libcamera raises many types
+            raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, f"Pi camera: {exc}") from None
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            # picamera2's "RGB888" is laid out B, G, R in memory: already OpenCV order
+            image = self._camera.capture_array("main")
+            yield Frame(image, index, time.time(), time.monotonic())
+            index += 1
+
+    def close(self) -> None:
+        self._camera.stop()
+        self._camera.close()
+
+
+def open_source(spec: str, fps: float = 0.0, loop: bool = False) -> FrameSource:
+    """``picamera2``, a camera index, a URL, a video file, or a folder of images."""
+    if spec == "picamera2":
+        return Picamera2Source()
+    if Path(spec).is_dir():
+        return FolderReplaySource(spec, fps=fps, loop=loop)
+    return OpenCVSource(spec)

@@ -1,0 +1,39 @@
+"""Helpers shared by the CLI commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config, load_config
+from appliance.pipeline import FacePipeline
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config) if args.config else None)
+
+
+def pipeline_from(args: argparse.Namespace, config: Config | None = None) -> FacePipeline:
+    config = config or config_from(args)
+    return FacePipeline(config, embedder_pack=getattr(args, "pack", None))
+
+
+def model_info(pipeline: FacePipeline) -> dict[str, Any]:
+    pack = pipeline.embedder_pack
+    return {"pack": pack.id, "version": pack.version, "licence": pack.licence, "commercial_use": pack.commercial_use}
+
+
+def write_json(data: Any, out: str | None) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=float)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def fmt_rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"

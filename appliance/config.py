@@ -1,0 +1,199 @@
+"""Typed configuration: dataclasses filled from a TOML file and checked on load.
+
+A wrong key or value fails at start with a message naming the key and the allowed values,
+never later in the middle of a door pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from appliance import paths
+from appliance.errors import ApplianceError, ErrorCode
+
+
+@dataclass(frozen=True)
+class QualityProfile:
+    """Limits for the ISO/IEC 29794-5 style measures; see ``vision.quality``."""
+
+    min_inter_eye_px: float = 30.0
+    max_yaw_deg: float = 30.0
+    max_pitch_deg: float = 30.0
+    max_roll_deg: float = 25.0
+    min_sharpness: float = 15.0
+    min_brightness: float = 45.0
+    max_brightness: float = 215.0
+    min_contrast: float = 18.0
+    max_clipped_fraction: float = 0.20
+    max_eye_closure: float = 0.40
+    min_landmarks_in_frame: float = 0.98
+    max_other_faces: int = 0
+    # template utility (raw feature norm / the pack's reference norm), judged after extraction
+    min_utility: float = 0.80
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    search_path: tuple[str, ...] = ()
+    landmarker: str = "mediapipe-face-landmarker"
+    # "mediapipe" runs FaceLandmarker on the frame (best landmarks); "yunet" detects first
+    # (many or far faces) and runs the landmarker on each crop.
+    detector: str = "mediapipe"
+    fallback_detector: str = "yunet-2026may"
+    embedder: str = "w600k-mbf"
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    # Cosine-similarity thresholds by embedding pack id; a pack missing here uses the
+    # threshold recommended in its manifest. ``appliance calibrate`` writes this table.
+    thresholds: dict[str, float] = field(default_factory=dict)
+    # Average the template of the aligned crop and of its mirror image (robust to pose).
+    flip_fusion: bool = True
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    threads: int = 2
+    max_faces: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    quality_enrollment: QualityProfile = field(default_factory=QualityProfile)
+    quality_verification: QualityProfile = field(
+        default_factory=lambda: QualityProfile(
+            min_inter_eye_px=20.0, max_yaw_deg=40.0, max_pitch_deg=35.0, max_roll_deg=35.0,
+            min_sharpness=8.0, min_brightness=30.0, max_brightness=230.0, min_contrast=12.0,
+            max_clipped_fraction=0.35, max_eye_closure=0.75, min_landmarks_in_frame=0.9,
+            max_other_faces=3, min_utility=0.70,
+        )
+    )
+    source: Path | None = None
+
+
+ALLOWED_DETECTORS = ("mediapipe", "yunet")
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise _bad(key, f"expected a table, got {type(value).__name__}")
+        return _build(annotation, value, key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _bad(key, "expected a list")
+        return tuple(_convert(v, typing.get_args(annotation)[0], key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _bad(key, "expected a table")
+        _, value_type = typing.get_args(annotation)
+        return {str(k): _convert(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _convert(value, options[0], key)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(key, f"expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(key, f"expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise _bad(key, f"expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise _bad(key, f"expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise _bad(where, f"unknown key; allowed: {', '.join(sorted(known))}")
+    defaults = cls()
+    values = {}
+    for name in known:
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            values[name] = _convert(data[name], hints[name], key)
+        else:
+            values[name] = getattr(defaults, name)
+    return dataclasses.replace(defaults, **values)
+
+
+def _bad(key: str, why: str) -> ApplianceError:
+    return ApplianceError(ErrorCode.CONFIG_INVALID, f"{key}: {why}")
+
+
+def validate(config: Config) -> Config:
+    if config.models.detector not in ALLOWED_DETECTORS:
+        raise _bad("models.detector", f"{config.models.detector!r} is not one of {ALLOWED_DETECTORS}")
+    if not 1 <= config.runtime.threads <= 64:
+        raise _bad("runtime.threads", "must be between 1 and 64")
+    for pack, threshold in config.matching.thresholds.items():
+        if not -1.0 <= threshold <= 1.0:
+            raise _bad(f"matching.thresholds.{pack}", "a cosine similarity between -1 and 1")
+    return config
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load the config file (``APPLIANCE_CONFIG`` or ``config/appliance.toml``)."""
+    path = path or paths.config_file()
+    if not path.exists():
+        raise ApplianceError(ErrorCode.FILE_NOT_FOUND, f"configuration file {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise _bad(str(path), f"not valid TOML ({exc})") from None
+    config = _build(Config, data)
+    return validate(dataclasses.replace(config, source=path))
+
+
+def threshold_for(config: Config, pack_id: str, recommended: float | None) -> float:
+    """The decision threshold for an embedding pack: calibrated value, else the pack's."""
+    if pack_id in config.matching.thresholds:
+        return config.matching.thresholds[pack_id]
+    if recommended is None:
+        raise ApplianceError(
+            ErrorCode.CONFIG_INVALID,
+            f"no threshold for pack {pack_id!r}: run 'appliance calibrate DIR' or set "
+            f"matching.thresholds.{pack_id}",
+        )
+    return recommended
+
+
+def save_threshold(path: Path, pack_id: str, threshold: float, note: str) -> None:
+    """Write a calibrated threshold into the config file, keeping its comments."""
+    import tomlkit
+
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    matching = document.setdefault("matching", tomlkit.table())
+    thresholds = matching.setdefault("thresholds", tomlkit.table())
+    item = tomlkit.item(round(float(threshold), 6))
+    item.comment(note)
+    thresholds[pack_id] = item
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,49 @@
+"""One error type with a stable code table, so scripts and integrators can branch on codes.
+
+Every failure a user can cause (bad file, missing model, wrong configuration) is an
+``ApplianceError``; the CLI prints ``error E<code>: <message>`` on one line and exits with
+the code's exit status. Codes never change meaning once released.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ErrorCode(Enum):
+    """(numeric code, process exit status, short title)."""
+
+    CONFIG_INVALID = (100, 2, "configuration invalid")
+    FILE_NOT_FOUND = (101, 3, "file not found")
+    IMAGE_UNREADABLE = (102, 4, "image cannot be decoded")
+    NO_FACE = (103, 5, "no face found")
+    DATASET_INVALID = (104, 2, "dataset layout invalid")
+    CAMERA_UNAVAILABLE = (110, 6, "camera unavailable")
+    STREAM_ENDED = (111, 6, "frame stream ended")
+    PACK_NOT_FOUND = (120, 7, "model pack not found")
+    PACK_INVALID = (121, 7, "model pack manifest invalid")
+    PACK_FILE_MISSING = (122, 7, "model file missing; run scripts/install_models.py")
+    PACK_CHECKSUM = (123, 7, "model file checksum mismatch")
+    PACK_MISMATCH = (124, 8, "templates come from different model packs")
+    DEPENDENCY_MISSING = (130, 9, "optional dependency not installed")
+
+    @property
+    def number(self) -> int:
+        return self.value[0]
+
+    @property
+    def exit_status(self) -> int:
+        return self.value[1]
+
+    @property
+    def title(self) -> str:
+        return self.value[2]
+
+
+@dataclass
+class ApplianceError(Exception):
+    code: ErrorCode
+    detail: str
+
+    def __str__(self) -> str:
+        return f"E{self.code.number} {self.code.title}: {self.detail}"

