@@ -26,6 +26,20 @@ class ErrorCode(Enum):
     PACK_CHECKSUM = (123, 7, "model file checksum mismatch")
     PACK_MISMATCH = (124, 8, "templates come from different model packs")
     DEPENDENCY_MISSING = (130, 9, "optional dependency not installed")
+    # 200-299: protected biometric data (appliance.security, appliance.stores)
+    KEY_MISSING = (200, 20, "key not found")
+    KEY_INSECURE = (201, 20, "key file readable by others than its owner")
+    KEY_INVALID = (202, 20, "key malformed")
+    STORE_UNREADABLE = (210, 21, "store cannot be opened: wrong key or not a SQLCipher store")
+    STORE_CORRUPT = (211, 21, "store integrity check failed")
+    STORE_SCHEMA = (212, 21, "store schema newer than this software")
+    SUBJECT_NOT_FOUND = (220, 22, "subject not found")
+    TEMPLATE_SHREDDED = (221, 22, "template unreadable: its data key was destroyed")
+    ENVELOPE_REJECTED = (230, 23, "envelope rejected")
+    CONSENT_MISSING = (240, 24, "no valid consent for enrollment")
+    PERMISSION_DENIED = (250, 25, "permission denied")
+    AUDIT_TAMPERED = (260, 26, "audit log verification failed")
+    AUDIT_FORBIDDEN_DATA = (261, 26, "audit entries may not carry biometric data or scores")
 
     @property
     def number(self) -> int:
