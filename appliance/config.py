@@ -68,11 +68,33 @@ class RuntimeConfig:
     max_faces: int = 4
 
 
+# Minimum audit retention (days) required by the operation-log rules (at least six months).
+MIN_AUDIT_RETENTION_DAYS = 184
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Keys, retention, anti-replay and role assignments; see ``docs/security.md``."""
+
+    node_id: str = "node-1"
+    # "file": root-only key files in key_dir (default <data dir>/keys); "env": APPLIANCE_KEY_<NAME> (tests)
+    key_provider: str = "file"
+    key_dir: str = ""
+    replay_window_s: float = 120.0
+    template_retention_days: int = 1095
+    event_retention_days: int = 30
+    audit_retention_days: int = MIN_AUDIT_RETENTION_DAYS
+    audit_checkpoint_every: int = 100
+    # OS account -> role (system_administrator, security_administrator, auditor, operator)
+    roles: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     quality_enrollment: QualityProfile = field(default_factory=QualityProfile)
     quality_verification: QualityProfile = field(
         default_factory=lambda: QualityProfile(
@@ -155,7 +177,24 @@ def validate(config: Config) -> Config:
     for pack, threshold in config.matching.thresholds.items():
         if not -1.0 <= threshold <= 1.0:
             raise _bad(f"matching.thresholds.{pack}", "a cosine similarity between -1 and 1")
+    _validate_security(config.security)
     return config
+
+
+def _validate_security(security: SecurityConfig) -> None:
+    if security.key_provider not in ("file", "env"):
+        raise _bad("security.key_provider", f"{security.key_provider!r} is not one of ('file', 'env')")
+    if security.audit_retention_days < MIN_AUDIT_RETENTION_DAYS:
+        raise _bad("security.audit_retention_days", f"must be at least {MIN_AUDIT_RETENTION_DAYS}")
+    for name in ("template_retention_days", "event_retention_days", "audit_checkpoint_every"):
+        if getattr(security, name) < 1:
+            raise _bad(f"security.{name}", "must be at least 1")
+    if security.replay_window_s <= 0:
+        raise _bad("security.replay_window_s", "must be positive")
+    roles = ("system_administrator", "security_administrator", "auditor", "operator")
+    for user, role in security.roles.items():
+        if role not in roles:
+            raise _bad(f"security.roles.{user}", f"{role!r} is not one of {roles}")
 
 
 def load_config(path: Path | None = None) -> Config:
