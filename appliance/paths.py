@@ -7,7 +7,9 @@ their own folders without editing code:
   (default: ``../shared`` beside the checkout);
 * ``APPLIANCE_MODEL_PATH`` - extra model-pack folders, ``os.pathsep``-separated;
 * ``APPLIANCE_CONFIG`` - the configuration file (default ``config/appliance.toml``);
-* ``APPLIANCE_DATA_DIR`` - runtime data (stores, reports; default ``var/`` in the checkout).
+* ``APPLIANCE_DATA_DIR`` - runtime data (stores, reports; default ``var/`` in the checkout);
+* ``APPLIANCE_CONVERTED_MODELS`` - model files derived at set-up from third-party weights
+  (default ``.cache/models`` in the checkout); always on the model search path.
 """
 from __future__ import annotations
 
@@ -29,11 +31,16 @@ def data_dir() -> Path:
     return Path(os.environ.get("APPLIANCE_DATA_DIR", REPO_ROOT / "var"))
 
 
+def converted_models_dir() -> Path:
+    """Set-up conversions (e.g. MiniFASNet .pth -> ONNX) write here, outside the repo's files."""
+    return Path(os.environ.get("APPLIANCE_CONVERTED_MODELS", REPO_ROOT / ".cache" / "models"))
+
+
 def model_search_path(extra: tuple[str, ...] = ()) -> list[Path]:
     """Folders holding model packs, highest priority first (duplicates removed)."""
     env = [p for p in os.environ.get("APPLIANCE_MODEL_PATH", "").split(os.pathsep) if p]
     candidates = [Path(p) for p in (*env, *extra)]
-    candidates += [REPO_ROOT / "models", shared_dir() / "models"]
+    candidates += [REPO_ROOT / "models", converted_models_dir(), shared_dir() / "models"]
     seen: list[Path] = []
     for path in candidates:
         resolved = path.expanduser().resolve()

@@ -44,4 +44,17 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 
+# Liveness (MiniFASNet, Apache-2.0): the PyTorch state dicts on the model search path are
+# converted once to ONNX in a throw-away venv with the CPU torch wheel; the appliance itself
+# never imports torch. Skipped when the converted file is present with the manifest's sha256.
+if ! "$VENV/bin/python" scripts/convert_minifasnet.py --check >/dev/null; then
+  CONVERT_VENV="$ROOT/.cache/convert-venv"
+  if [ ! -x "$CONVERT_VENV/bin/python" ] || ! "$CONVERT_VENV/bin/python" -c "import torch, onnx" 2>/dev/null; then
+    echo "bootstrap: installing torch for the MiniFASNet conversion"
+    "$PYTHON" -m venv "$CONVERT_VENV"
+    "$CONVERT_VENV/bin/python" -m pip install -q "torch==2.13.0" onnx 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  "$CONVERT_VENV/bin/python" scripts/convert_minifasnet.py
+fi
+
 "$VENV/bin/appliance" models install

@@ -19,6 +19,7 @@ from appliance.errors import ApplianceError, ErrorCode
 
 MANIFEST_NAME = "manifest.toml"
 KINDS = ("landmarks", "detection", "embedding", "liveness")
+SOURCE_TYPES = ("pypi", "search-path", "converted")
 RUNTIMES = ("mediapipe-tasks", "opencv-dnn", "onnxruntime", "dlib", "litert")
 
 
@@ -26,11 +27,15 @@ RUNTIMES = ("mediapipe-tasks", "opencv-dnn", "onnxruntime", "dlib", "litert")
 class PackSource:
     """Where the model file is obtained: a registry package or a model search-path folder."""
 
-    type: str  # "pypi" | "search-path"
+    type: str  # "pypi" | "search-path" | "converted"
     package: str = ""
     version: str = ""
     member: str = ""  # path inside the wheel
     relpath: str = ""  # path below a model search-path folder
+    # "converted": a set-up script derives the file from ``inputs`` (search-path relpaths)
+    script: str = ""
+    inputs: tuple[str, ...] = ()
+    input_sha256: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,14 @@ def load_manifest(path: Path) -> ModelPack:
         raise ApplianceError(ErrorCode.PACK_INVALID, f"{path}: {exc}") from None
     pack = _require(data, "pack", path)
     model_file = _require(data, "file", path)
-    source = PackSource(**model_file.get("source", {"type": "search-path"}))
-    if source.type not in ("pypi", "search-path"):
+    source_table = dict(model_file.get("source", {"type": "search-path"}))
+    for key in ("inputs", "input_sha256"):
+        source_table[key] = tuple(source_table.get(key, ()))
+    try:
+        source = PackSource(**source_table)
+    except TypeError as exc:
+        raise ApplianceError(ErrorCode.PACK_INVALID, f"{path}: [file.source] {exc}") from None
+    if source.type not in SOURCE_TYPES:
         raise ApplianceError(ErrorCode.PACK_INVALID, f"{path}: unknown source type {source.type!r}")
     kind = _require(pack, "kind", path)
     runtime = _require(pack, "runtime", path)

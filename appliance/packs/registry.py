@@ -61,11 +61,11 @@ class PackRegistry:
             if path.is_file():
                 self._verify(pack, path)
                 return path
-        hint = (
-            "run 'appliance models install'"
-            if pack.source.type == "pypi"
-            else f"place {pack.source.relpath} in a model search-path folder"
-        )
+        hints = {
+            "pypi": "run 'appliance models install'",
+            "converted": f"run scripts/bootstrap.sh (it runs {pack.source.script})",
+        }
+        hint = hints.get(pack.source.type, f"place {pack.source.relpath} in a model search-path folder")
         raise ApplianceError(ErrorCode.PACK_FILE_MISSING, f"{pack.label}: {pack.file_name} not found; {hint}")
 
     def _verify(self, pack: ModelPack, path: Path) -> None:
