@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance.enrollment import ENROLLMENT_ATTEMPTS
 from appliance.evaluation import metrics
 from appliance.evaluation.runner import DatasetTemplates
-
-ENROLLMENT_ATTEMPTS = 3  # an identity fails to enrol when none of its first 3 images passes
 MAX_IMPOSTORS_ALL = 5_000_000  # above this, a seeded sample of SAMPLED_IMPOSTORS pairs
 SAMPLED_IMPOSTORS = 2_000_000
 

@@ -1,0 +1,1 @@
+"""The central matcher: gallery search and decisions (never scores) for many devices."""
