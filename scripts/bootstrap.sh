@@ -24,8 +24,9 @@ apt_install() {
   fi
 }
 
-# libgl1/libglib2.0-0: OpenCV and MediaPipe native libraries; the rest: later services.
-apt_install libgl1 libglib2.0-0 ${APPLIANCE_APT_EXTRA:-}
+# libgl1/libglib2.0-0: OpenCV and MediaPipe native libraries; mosquitto: the MQTT broker
+# that tests and the demo start themselves (the Debian service stays disabled here).
+apt_install libgl1 libglib2.0-0 mosquitto ${APPLIANCE_APT_EXTRA:-}
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"

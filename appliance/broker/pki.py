@@ -1,0 +1,193 @@
+"""A small project PKI for mutual TLS: one CA, a broker certificate, one client
+certificate per device, matcher, auditor or integration (certificate CN = MQTT identity).
+
+Keys are ECDSA P-256 (fast handshakes on a Pi), written 0600; certificates PEM.
+Revocation produces a CRL that the broker loads (``crlfile``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.errors import ApplianceError, ErrorCode
+
+CA_DAYS = 3650
+LEAF_DAYS = 825
+ROLES = ("device", "matcher", "auditor", "integration")
+IDENTITY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # safe as an MQTT topic level
+REGISTRY = "identities.json"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str
+    group: str = "default"
+    revoked: bool = False
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    tmp.replace(path)
+
+
+def _write_pem(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+class ProjectPKI:
+    """Files under one folder: ca.crt/ca.key, broker.crt/key, clients/<name>.crt/key, crl.pem."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def ca_cert(self) -> Path:
+        return self.folder / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.folder / "ca.key"
+
+    @property
+    def crl(self) -> Path:
+        return self.folder / "crl.pem"
+
+    def cert(self, name: str) -> Path:
+        return self.folder / "clients" / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.folder / "clients" / f"{name}.key"
+
+    broker_cert = property(lambda self: self.folder / "broker.crt")
+    broker_key = property(lambda self: self.folder / "broker.key")
+
+    # -- registry of issued identities ---------------------------------------------------
+    def identities(self) -> dict[str, Identity]:
+        path = self.folder / REGISTRY
+        if not path.exists():
+            return {}
+        return {name: Identity(**entry) for name, entry in json.loads(path.read_text()).items()}
+
+    def _save(self, identities: dict[str, Identity]) -> None:
+        _write_pem(self.folder / REGISTRY, json.dumps({n: asdict(i) for n, i in sorted(identities.items())}, indent=2).encode())
+
+    # -- operations -----------------------------------------------------------------------
+    def create_ca(self, organisation: str = "Face appliance") -> None:
+        """Create the CA once (idempotent): re-running never replaces a CA in use."""
+        if self.ca_cert.exists():
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "clients").mkdir(exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+                          x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} CA")])
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_after(_now() + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        _write_key(self.ca_key, key)
+        _write_pem(self.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
+        self._write_crl([])
+
+    def _load_ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        if not self.ca_cert.exists():
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"no CA in {self.folder}: run 'appliance provision ca'")
+        cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        return cert, key
+
+    def _issue(self, common_name: str, server: bool, hosts: tuple[str, ...] = ()) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+        ca_cert, ca_key = self._load_ca()
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_after(_now() + dt.timedelta(days=LEAF_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        )
+        if hosts:
+            names: list[x509.GeneralName] = []
+            for host in hosts:
+                try:
+                    names.append(x509.IPAddress(ipaddress.ip_address(host)))
+                except ValueError:
+                    names.append(x509.DNSName(host))
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), key
+
+    def issue_broker(self, hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> None:
+        cert, key = self._issue(hosts[0], server=True, hosts=hosts)
+        _write_key(self.broker_key, key)
+        _write_pem(self.broker_cert, cert)
+
+    def issue_client(self, name: str, role: str, group: str = "default") -> Identity:
+        """Issue (or re-issue, rotating the key) the certificate of one client identity."""
+        if not IDENTITY.match(name):
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"identity {name!r}: lower-case letters, digits and '-' only")
+        if role not in ROLES:
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"role {role!r} is not one of {ROLES}")
+        cert, key = self._issue(name, server=False)
+        _write_key(self.key(name), key)
+        _write_pem(self.cert(name), cert)
+        identities = self.identities()
+        identities[name] = Identity(name, role, group)
+        self._save(identities)
+        return identities[name]
+
+    def revoke(self, name: str) -> None:
+        """Revoke every certificate issued to ``name``; the broker refuses it after reload."""
+        identities = self.identities()
+        if name not in identities:
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"unknown identity {name!r}")
+        serials = []
+        if self.cert(name).exists():
+            serials.append(x509.load_pem_x509_certificate(self.cert(name).read_bytes()).serial_number)
+        revoked = json.loads((self.folder / "revoked.json").read_text()) if (self.folder / "revoked.json").exists() else []
+        revoked += [s for s in serials if s not in revoked]
+        _write_pem(self.folder / "revoked.json", json.dumps(revoked).encode())
+        self._write_crl(revoked)
+        identities[name] = Identity(name, identities[name].role, identities[name].group, revoked=True)
+        self._save(identities)
+
+    def _write_crl(self, serials: list[int]) -> None:
+        ca_cert, ca_key = self._load_ca()
+        builder = (
+            x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+            .last_update(_now() - dt.timedelta(minutes=5)).next_update(_now() + dt.timedelta(days=30))
+        )
+        for serial in serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(_now()).build()
+            )
+        _write_pem(self.crl, builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))

@@ -1,0 +1,1 @@
+"""The written protocol: versioned topics and typed, validated messages (docs/protocol.md)."""
