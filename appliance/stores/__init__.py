@@ -1,0 +1,2 @@
+"""Encrypted (SQLCipher) stores: biometric templates, identity registry, key vault, device
+cache, outbox, and the deletion/retention rules that act across them."""

@@ -1,0 +1,119 @@
+"""Biometric store: encrypted templates keyed by a pseudonymous subject id, no identity data.
+
+Rows hold the template encrypted with the subject's data key (``security.datakeys``) inside
+a SQLCipher file, the pack it belongs to, its quality vector and a revision. A store-wide
+revision counter orders every change (upsert or tombstone) so device caches sync by asking
+"what changed since revision N".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.security.datakeys import decode_vector, decrypt_template, encode_vector, encrypt_template
+from appliance.security.keys import BIOMETRIC_DB
+from appliance.security.roles import Permission, Principal, require, require_any
+from appliance.stores.base import CipherStore
+from appliance.stores.keyvault import KeyVault
+from appliance.vision.templates import Template
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    """A stored template's metadata (the vector stays encrypted until asked for)."""
+
+    subject_id: str
+    pack_id: str
+    pack_version: str
+    quality: np.ndarray
+    created: float
+    updated: float
+    revision: int
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    subject_id: str
+    revision: int
+    deleted_at: float
+
+
+class BiometricStore(CipherStore):
+    KEY_NAME = BIOMETRIC_DB
+    MIGRATIONS = (
+        """
+        CREATE TABLE templates (
+            subject_id TEXT NOT NULL, pack_id TEXT NOT NULL, pack_version TEXT NOT NULL,
+            sealed BLOB NOT NULL, quality BLOB NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+            revision INTEGER NOT NULL, PRIMARY KEY (subject_id, pack_id, pack_version));
+        CREATE INDEX templates_revision ON templates(revision);
+        CREATE TABLE tombstones (subject_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, deleted_at REAL NOT NULL);
+        CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+        INSERT INTO revision VALUES (1, 0);
+        """,
+    )
+
+    def _next_revision(self) -> int:
+        self.execute("UPDATE revision SET value = value + 1 WHERE id = 1")
+        return int(self.execute("SELECT value FROM revision WHERE id = 1").fetchone()[0])
+
+    @property
+    def revision(self) -> int:
+        return int(self.execute("SELECT value FROM revision WHERE id = 1").fetchone()[0])
+
+    def put_template(self, principal: Principal, subject_id: str, template: Template, quality: np.ndarray,
+                     vault: KeyVault) -> int:
+        """Store (or replace) the subject's template for its pack; returns the new revision.
+        Callers enroll through ``stores.protected``, which checks consent first."""
+        require(principal, Permission.ENROLL)
+        data_key = vault.data_key(subject_id, create=True)
+        sealed = encrypt_template(data_key, subject_id, template.pack_id, template.pack_version, template.vector)
+        now = time.time()
+        with self.transaction():
+            revision = self._next_revision()
+            self.execute(
+                "INSERT INTO templates VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subject_id, pack_id, pack_version) "
+                "DO UPDATE SET sealed = excluded.sealed, quality = excluded.quality, updated = excluded.updated, "
+                "revision = excluded.revision",
+                (subject_id, template.pack_id, template.pack_version, sealed, encode_vector(quality), now, now, revision),
+            )
+            self.execute("DELETE FROM tombstones WHERE subject_id = ?", (subject_id,))
+        return revision
+
+    def template(self, principal: Principal, subject_id: str, pack_id: str, pack_version: str,
+                 vault: KeyVault) -> Template:
+        """The decrypted template (for the matcher or a device-cache sync only)."""
+        require_any(principal, Permission.VERIFY, Permission.SYNC_DEVICES)
+        row = self.execute(
+            "SELECT sealed FROM templates WHERE subject_id = ? AND pack_id = ? AND pack_version = ?",
+            (subject_id, pack_id, pack_version)).fetchone()
+        if row is None:
+            raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, f"{subject_id} has no {pack_id}@{pack_version} template")
+        vector = decrypt_template(vault.data_key(subject_id), subject_id, pack_id, pack_version, row[0])
+        return Template(vector, pack_id, pack_version)
+
+    def rows(self, subject_id: str | None = None) -> list[TemplateRow]:
+        """Template metadata (no vectors), for retention, sync and reports."""
+        sql = "SELECT subject_id, pack_id, pack_version, quality, created, updated, revision FROM templates"
+        cursor = self.execute(sql + " WHERE subject_id = ?", (subject_id,)) if subject_id else self.execute(sql)
+        return [TemplateRow(r[0], r[1], r[2], decode_vector(r[3]), r[4], r[5], r[6]) for r in cursor]
+
+    def delete_subject(self, principal: Principal, subject_id: str) -> tuple[int, int]:
+        """Remove every template of the subject and leave a tombstone; (rows removed, revision)."""
+        require_any(principal, Permission.DELETE_SUBJECT, Permission.WITHDRAW_CONSENT, Permission.RUN_RETENTION)
+        with self.transaction():
+            removed = self.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,)).rowcount
+            revision = self._next_revision()
+            self.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?)", (subject_id, revision, time.time()))
+        self.checkpoint()
+        return removed, revision
+
+    def changes_since(self, revision: int) -> tuple[list[TemplateRow], list[Tombstone]]:
+        """What a device cache at ``revision`` must apply to catch up."""
+        upserts = [r for r in self.rows() if r.revision > revision]
+        tombs = [Tombstone(*r) for r in self.execute(
+            "SELECT subject_id, revision, deleted_at FROM tombstones WHERE revision > ? ORDER BY revision", (revision,))]
+        return sorted(upserts, key=lambda r: r.revision), tombs

@@ -1,0 +1,99 @@
+"""Identity registry: the only place that links a pseudonymous subject id to a person.
+
+A separate SQLCipher file with its own key, so the biometric store alone never says whose
+template it holds. Each call that reads or writes personal data takes the acting principal.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.security.consent import AgeBand, Alternative, ConsentRecord, Person
+from appliance.security.keys import IDENTITY_DB
+from appliance.security.roles import Permission, Principal, require, require_any
+from appliance.stores.base import CipherStore
+
+_PERSON_FIELDS = ("subject_id", "name", "age_band", "alternative", "staff_no", "card_no", "id_number",
+                  "phone", "guardian_name", "guardian_phone")
+
+
+class IdentityRegistry(CipherStore):
+    KEY_NAME = IDENTITY_DB
+    MIGRATIONS = (
+        """
+        CREATE TABLE persons (
+            subject_id TEXT PRIMARY KEY, name TEXT NOT NULL, age_band TEXT NOT NULL,
+            alternative TEXT NOT NULL, staff_no TEXT, card_no TEXT, id_number TEXT, phone TEXT,
+            guardian_name TEXT, guardian_phone TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE consents (
+            id INTEGER PRIMARY KEY, subject_id TEXT NOT NULL REFERENCES persons ON DELETE CASCADE,
+            scope TEXT NOT NULL, text_version TEXT NOT NULL, consented_at REAL NOT NULL,
+            consented_by TEXT NOT NULL, by_guardian INTEGER NOT NULL, withdrawn_at REAL);
+        CREATE INDEX consents_subject ON consents(subject_id);
+        """,
+    )
+
+    def add_person(self, principal: Principal, person: Person) -> None:
+        require(principal, Permission.REGISTER_PERSON)
+        now = time.time()
+        row = asdict(person)
+        row["age_band"], row["alternative"] = person.age_band.value, person.alternative.value
+        with self.transaction():
+            self.execute(
+                f"INSERT INTO persons ({', '.join(_PERSON_FIELDS)}, created, updated) "
+                f"VALUES ({', '.join('?' * len(_PERSON_FIELDS))}, ?, ?)",
+                [row[f] for f in _PERSON_FIELDS] + [now, now],
+            )
+
+    def person(self, principal: Principal, subject_id: str) -> Person:
+        require_any(principal, Permission.READ_IDENTITY_MASKED, Permission.REGISTER_PERSON,
+                    Permission.DELETE_SUBJECT)
+        row = self.execute(f"SELECT {', '.join(_PERSON_FIELDS)} FROM persons WHERE subject_id = ?",
+                           (subject_id,)).fetchone()
+        if row is None:
+            raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, subject_id)
+        values = dict(zip(_PERSON_FIELDS, row))
+        values["age_band"], values["alternative"] = AgeBand(values["age_band"]), Alternative(values["alternative"])
+        return Person(**{k: ("" if v is None else v) for k, v in values.items()})
+
+    def subject_ids(self, principal: Principal) -> list[str]:
+        require_any(principal, Permission.READ_IDENTITY_MASKED, Permission.RUN_RETENTION)
+        return [r[0] for r in self.execute("SELECT subject_id FROM persons ORDER BY created")]
+
+    def add_consent(self, principal: Principal, consent: ConsentRecord) -> int:
+        require(principal, Permission.REGISTER_PERSON)
+        with self.transaction():
+            if self.execute("SELECT 1 FROM persons WHERE subject_id = ?", (consent.subject_id,)).fetchone() is None:
+                raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, consent.subject_id)
+            cursor = self.execute(
+                "INSERT INTO consents (subject_id, scope, text_version, consented_at, consented_by, by_guardian, "
+                "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (consent.subject_id, consent.scope, consent.text_version, consent.consented_at,
+                 consent.consented_by, int(consent.by_guardian), consent.withdrawn_at),
+            )
+            return int(cursor.lastrowid)
+
+    def consents(self, principal: Principal, subject_id: str) -> list[ConsentRecord]:
+        require_any(principal, Permission.REGISTER_PERSON, Permission.ENROLL, Permission.READ_IDENTITY_MASKED)
+        rows = self.execute(
+            "SELECT subject_id, scope, text_version, consented_at, consented_by, by_guardian, withdrawn_at "
+            "FROM consents WHERE subject_id = ? ORDER BY consented_at", (subject_id,))
+        return [ConsentRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+    def withdraw_consents(self, principal: Principal, subject_id: str, scope: str, when: float) -> int:
+        require(principal, Permission.WITHDRAW_CONSENT)
+        with self.transaction():
+            cursor = self.execute(
+                "UPDATE consents SET withdrawn_at = ? WHERE subject_id = ? AND scope = ? AND withdrawn_at IS NULL",
+                (when, subject_id, scope))
+            return cursor.rowcount
+
+    def delete_person(self, principal: Principal, subject_id: str) -> int:
+        """Delete the person and (by cascade) their consent records; returns rows removed.
+        Withdrawal of consent leads here too, so either permission allows it."""
+        require_any(principal, Permission.DELETE_SUBJECT, Permission.WITHDRAW_CONSENT)
+        with self.transaction():
+            consents = self.execute("SELECT count(*) FROM consents WHERE subject_id = ?", (subject_id,)).fetchone()[0]
+            persons = self.execute("DELETE FROM persons WHERE subject_id = ?", (subject_id,)).rowcount
+        return persons + (consents if persons else 0)
