@@ -1,0 +1,175 @@
+"""Envelope properties: round trips, and every corruption or replay rejected with its reason."""
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appliance.errors import ErrorCode
+from appliance.security.envelope import (
+    COUNTER_WINDOW, MAGIC, Aead, EnvelopeRejected, MessageType, NodeKeys, Opener, RejectReason, Sealer,
+    answer_request, read_decision,
+)
+
+NOW = 1_800_000_000.0
+DEVICE = NodeKeys.generate("door-a")
+MATCHER = NodeKeys.generate("matcher-1")
+OTHER = NodeKeys.generate("matcher-2")
+PAYLOAD = os.urandom(2048)
+SEALED = Sealer(DEVICE).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, "w600k-mbf", "1.0", now=NOW)
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# byte offsets of the variable-length header of SEALED (see docs/security.md)
+SENDER_END = 8 + len("door-a")
+PACK_LEN_AT = SENDER_END + 8
+VERSION_LEN_AT = PACK_LEN_AT + 1 + len("w600k-mbf")
+LENGTH_AT = VERSION_LEN_AT + 1 + len("1.0") + 16 + 12 + 32
+
+
+def opener(keys=MATCHER, senders=(DEVICE,), **kwargs) -> Opener:
+    return Opener(keys, [s.public() for s in senders], **kwargs)
+
+
+def rejected(open_call) -> RejectReason:
+    with pytest.raises(EnvelopeRejected) as info:
+        open_call()
+    assert info.value.code is ErrorCode.ENVELOPE_REJECTED
+    return info.value.reason
+
+
+@PROPERTY
+@given(payload=st.binary(max_size=4096), pack=st.text(max_size=20), aead=st.sampled_from(Aead),
+       kind=st.sampled_from(MessageType))
+def test_round_trip(payload, pack, aead, kind):
+    sealed = Sealer(DEVICE, aead).seal(MATCHER.public(), kind, payload, pack, "2", now=NOW)
+    opened = opener().open(sealed, now=NOW)
+    assert (opened.payload, opened.header.pack_id, opened.header.type, opened.header.sender) == (payload, pack, kind, "door-a")
+
+
+def expected_reasons(offset: int) -> set[RejectReason]:
+    """Which reason a flipped bit at ``offset`` must produce: structure first, then signature."""
+    if offset < 4:
+        return {RejectReason.MALFORMED}
+    if offset == 4:
+        return {RejectReason.UNSUPPORTED_VERSION}
+    if offset in (5, 6):  # message type, cipher: unknown value, or a valid one the signature refuses
+        return {RejectReason.MALFORMED, RejectReason.BAD_SIGNATURE}
+    if offset == 7:  # sender length: the layout shifts
+        return {RejectReason.TRUNCATED, RejectReason.MALFORMED, RejectReason.UNKNOWN_SENDER}
+    if offset < SENDER_END:
+        return {RejectReason.UNKNOWN_SENDER, RejectReason.MALFORMED}
+    if offset in (PACK_LEN_AT, VERSION_LEN_AT) or LENGTH_AT <= offset < LENGTH_AT + 4:
+        return {RejectReason.TRUNCATED, RejectReason.MALFORMED}
+    return {RejectReason.BAD_SIGNATURE}
+
+
+@PROPERTY
+@given(offset=st.integers(0, len(SEALED) - 1), bit=st.integers(0, 7))
+def test_any_bit_flip_is_rejected_with_its_reason(offset, bit):
+    damaged = bytearray(SEALED)
+    damaged[offset] ^= 1 << bit
+    assert rejected(lambda: opener().open(bytes(damaged), now=NOW)) in expected_reasons(offset)
+
+
+@PROPERTY
+@given(length=st.integers(0, len(SEALED) - 1))
+def test_any_truncation_is_rejected(length):
+    assert rejected(lambda: opener().open(SEALED[:length], now=NOW)) is RejectReason.TRUNCATED
+
+
+@PROPERTY
+@given(extra=st.binary(min_size=1, max_size=64))
+def test_trailing_bytes_are_rejected(extra):
+    assert rejected(lambda: opener().open(SEALED + extra, now=NOW)) is RejectReason.MALFORMED
+
+
+@PROPERTY
+@given(data=st.one_of(st.binary(max_size=3000), st.binary(max_size=200).map(lambda b: MAGIC + b"\x01" + b)))
+def test_arbitrary_bytes_never_raise_anything_but_a_rejection(data):
+    rejected(lambda: opener().open(data, now=NOW))
+
+
+def test_wrong_recipient_is_rejected():
+    assert rejected(lambda: opener(keys=OTHER).open(SEALED, now=NOW)) is RejectReason.WRONG_RECIPIENT
+
+
+def test_wrong_sender_key_is_rejected():
+    impostor = NodeKeys("door-a", OTHER.signing, OTHER.agreement)  # claims door-a, has other keys
+    forged = Sealer(impostor).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, now=NOW)
+    assert rejected(lambda: opener().open(forged, now=NOW)) is RejectReason.BAD_SIGNATURE
+
+
+def test_unknown_sender_is_rejected():
+    stranger = Sealer(NodeKeys.generate("door-z")).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, now=NOW)
+    assert rejected(lambda: opener().open(stranger, now=NOW)) is RejectReason.UNKNOWN_SENDER
+
+
+def test_replayed_counter_is_rejected_and_counted():
+    receiver = opener()
+    receiver.open(SEALED, now=NOW)
+    assert rejected(lambda: receiver.open(SEALED, now=NOW + 1)) is RejectReason.REPLAYED_COUNTER
+    assert receiver.rejections[RejectReason.REPLAYED_COUNTER] == 1
+
+
+@PROPERTY
+@given(order=st.permutations(range(8)))
+def test_reordered_messages_within_the_window_open_once_each(order):
+    sealer = Sealer(DEVICE, counter_start=1000)
+    messages = [sealer.seal(MATCHER.public(), MessageType.EVENT, b"e%d" % i, now=NOW) for i in range(8)]
+    receiver = opener()
+    assert [receiver.open(messages[i], now=NOW).payload for i in order] == [b"e%d" % i for i in order]
+    for i in order[:3]:
+        assert rejected(lambda: receiver.open(messages[i], now=NOW)) is RejectReason.REPLAYED_COUNTER
+
+
+def test_counter_older_than_the_window_is_rejected():
+    sealer = Sealer(DEVICE, counter_start=0)
+    old = sealer.seal(MATCHER.public(), MessageType.EVENT, b"old", now=NOW)
+    sealer.counter += COUNTER_WINDOW
+    receiver = opener()
+    receiver.open(sealer.seal(MATCHER.public(), MessageType.EVENT, b"new", now=NOW), now=NOW)
+    assert rejected(lambda: receiver.open(old, now=NOW)) is RejectReason.REPLAYED_COUNTER
+
+
+@PROPERTY
+@given(skew=st.one_of(st.floats(121, 1e6), st.floats(-1e6, -121)))
+def test_stale_or_future_timestamp_is_rejected(skew):
+    assert rejected(lambda: opener(window_s=120).open(SEALED, now=NOW + skew)) is RejectReason.STALE_TIMESTAMP
+
+
+def test_unexpected_message_type_is_rejected():
+    assert rejected(lambda: opener().open(SEALED, expect=MessageType.TEMPLATE, now=NOW)) is RejectReason.UNEXPECTED_TYPE
+
+
+def test_header_is_bound_to_the_ciphertext():
+    """A signed header whose fields were changed by the sender's own key still fails to decrypt."""
+    from appliance.security.envelope import SIGNATURE_BYTES
+
+    body = bytearray(SEALED[:-SIGNATURE_BYTES])
+    body[PACK_LEN_AT + 1] ^= 0x01  # change the pack id, then re-sign it with the real key
+    resigned = bytes(body) + DEVICE.signing.sign(bytes(body))
+    assert rejected(lambda: opener().open(resigned, now=NOW)) is RejectReason.DECRYPT_FAILED
+
+
+def test_decisions_are_signed_and_bound_to_the_request():
+    device_sealer, matcher_sealer = Sealer(DEVICE), Sealer(MATCHER)
+    probe = device_sealer.seal(MATCHER.public(), MessageType.PROBE, PAYLOAD)
+    request = opener().open(probe).header
+    answer = answer_request(matcher_sealer, DEVICE.public(), request, accepted=True, subject_id="s-1")
+    device = Opener(DEVICE, [MATCHER.public()])
+    decision = read_decision(device, answer, request.counter)
+    assert decision.accepted and decision.subject_id == "s-1"
+    assert not hasattr(decision, "score")
+    forged = answer_request(Sealer(NodeKeys("matcher-1", OTHER.signing, OTHER.agreement)), DEVICE.public(),
+                            request, accepted=True)
+    assert rejected(lambda: read_decision(device, forged, request.counter)) is RejectReason.BAD_SIGNATURE
+    other = answer_request(matcher_sealer, DEVICE.public(), request, accepted=False)
+    assert rejected(lambda: read_decision(device, other, request.counter + 1)) is RejectReason.MALFORMED
+
+
+def test_layout_offsets_used_above_match_the_format():
+    (length,) = struct.unpack(">I", SEALED[LENGTH_AT:LENGTH_AT + 4])
+    assert LENGTH_AT + 4 + length + 64 == len(SEALED)
