@@ -1,0 +1,1 @@
+"""The edge daemon: capture, quality, liveness, template, decision, actuation at one door."""

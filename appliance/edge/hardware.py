@@ -1,0 +1,123 @@
+"""The door's hardware behind small interfaces: actuator, display, credential reader.
+
+Fail-secure: an actuator is locked unless a decision opens it, and it re-locks after the
+open time whatever else happens. On a Pi the relay is driven through gpiozero (imported
+only there); elsewhere the console/log versions stand in, fed by the same code path.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from appliance.errors import ApplianceError, ErrorCode
+
+log = logging.getLogger(__name__)
+DEFAULT_OPEN_S = 3.0
+
+
+class DoorActuator(Protocol):
+    def open_for(self, seconds: float) -> None: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def lock(self) -> None: ...
+
+
+class _TimedActuator:
+    """Shared timing: energise, then de-energise after ``seconds`` on a timer thread."""
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+        self._open = False
+        self.openings = 0
+
+    def _energise(self, on: bool) -> None:  # overridden by real hardware
+        return None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open_for(self, seconds: float = DEFAULT_OPEN_S) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._energise(True)
+        self._open = True
+        self.openings += 1
+        self._timer = threading.Timer(seconds, self.lock)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def lock(self) -> None:
+        self._energise(False)
+        self._open = False
+
+
+class LogActuator(_TimedActuator):
+    """No relay on this machine: log the door state instead."""
+
+    def _energise(self, on: bool) -> None:
+        log.info("door %s", "OPEN" if on else "locked")
+
+
+class GpioRelayActuator(_TimedActuator):
+    """A relay on a Raspberry Pi GPIO pin (active_high per wiring); locked at start."""
+
+    def __init__(self, pin: int, active_high: bool = True) -> None:
+        super().__init__()
+        try:
+            from gpiozero import OutputDevice
+        except ImportError:
+            raise ApplianceError(ErrorCode.DEPENDENCY_MISSING, "gpiozero (on a Pi: apt install python3-gpiozero)") from None
+        self._relay = OutputDevice(pin, active_high=active_high, initial_value=False)
+
+    def _energise(self, on: bool) -> None:
+        self._relay.on() if on else self._relay.off()
+
+
+class Display(Protocol):
+    def show(self, text: str) -> None: ...
+
+
+class ConsoleDisplay:
+    """Kiosk display stand-in: guidance and results printed (and kept for tests)."""
+
+    def __init__(self, echo: bool = False) -> None:
+        self.echo = echo
+        self.lines: list[str] = []
+
+    def show(self, text: str) -> None:
+        self.lines.append(text)
+        if self.echo:
+            print(f"[display] {text}", flush=True)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A card number, PIN or QR code presented at the door (the 1:1 claim, or the
+    non-face alternative)."""
+
+    value: str
+    kind: str = "card"
+    at: float = 0.0
+
+
+class CredentialReader:
+    """Cards/PINs arrive asynchronously (reader thread, keypad); the daemon polls."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Credential] = queue.Queue()
+
+    def present(self, value: str, kind: str = "card") -> None:
+        self._queue.put(Credential(value, kind, time.time()))
+
+    def poll(self) -> Credential | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None

@@ -1,0 +1,96 @@
+"""The device's side of the conversation with the matcher: sealed requests, signed answers.
+
+A request is sealed to the matcher's key and published on the device's own request topic
+with an MQTT 5 response topic and correlation data. The answer must open with the matcher's
+signature, be fresh, unseen, and carry the request id we are waiting for; anything else is
+dropped (a forged or replayed answer can never open the door). On a timeout the same
+request id is sent again (the matcher answers retries idempotently).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.protocol import messages, topics
+from appliance.protocol.directory import MATCHER_NODE, NodeDirectory
+from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, Sealer
+from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings
+
+log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 2.0
+ATTEMPTS = 3
+
+
+class MatcherLink:
+    def __init__(self, device_id: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirectory,
+                 replay_window_s: float = 120.0):
+        self.device_id = device_id
+        self.matcher = directory.get(MATCHER_NODE)
+        self.sealer = Sealer(keys)
+        self.opener = Opener(keys, [self.matcher], window_s=replay_window_s)
+        self.stats: Counter[str] = Counter()
+        self._pending: dict[str, tuple[threading.Event, list[messages.Decision]]] = {}
+        self._lock = threading.Lock()
+        self.decision_topic = topics.device_topic(device_id, topics.DECISION)
+        self.endpoint = MqttEndpoint(mqtt, on_message=self._on_message, subscriptions=(self.decision_topic,))
+
+    def connect(self) -> None:
+        self.endpoint.connect()
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+    @property
+    def online(self) -> bool:
+        return self.endpoint.connected.is_set()
+
+    def send(self, kind: str, message: messages.Message, message_type: MessageType, pack: tuple[str, str] = ("", "")) -> None:
+        """Seal and publish an event, alarm or telemetry message on the device's own topic."""
+        sealed = self.sealer.seal(self.matcher, message_type, message.encode(), *pack)
+        self.endpoint.publish(topics.device_topic(self.device_id, kind), sealed)
+
+    def request(self, request: messages.MatchRequest, pack: tuple[str, str], timeout: float = ANSWER_TIMEOUT_S,
+                attempts: int = ATTEMPTS) -> messages.Decision:
+        done, answer = threading.Event(), []
+        with self._lock:
+            self._pending[request.request_id] = (done, answer)
+        try:
+            for attempt in range(1, attempts + 1):
+                sealed = self.sealer.seal(self.matcher, MessageType.PROBE, request.encode(), *pack)
+                try:
+                    self.endpoint.publish(topics.device_topic(self.device_id, topics.REQUEST), sealed,
+                                          response_topic=self.decision_topic,
+                                          correlation=request.request_id.encode("ascii"), timeout=timeout)
+                except ApplianceError as exc:
+                    log.warning("%s: request attempt %d not delivered: %s", self.device_id, attempt, exc)
+                    self.stats["publish_failed"] += 1
+                    done.wait(timeout)
+                    continue
+                if done.wait(timeout):
+                    return answer[0]
+                self.stats["timeouts"] += 1
+            raise ApplianceError(ErrorCode.REQUEST_TIMEOUT, f"no decision after {attempts} attempts")
+        finally:
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+
+    def _on_message(self, incoming: Incoming) -> None:
+        try:
+            opened = self.opener.open(incoming.payload, expect=MessageType.DECISION)
+            decision = messages.decode(opened.payload, messages.Decision)
+        except (EnvelopeRejected, ApplianceError) as exc:
+            self.stats["rejected_answers"] += 1
+            log.warning("%s: dropped an answer: %s", self.device_id, exc)
+            return
+        with self._lock:
+            waiting = self._pending.get(decision.request_id)
+        if waiting is None:
+            self.stats["unexpected_answers"] += 1
+            return
+        done, answer = waiting
+        if not done.is_set():
+            answer.append(decision)
+            done.set()

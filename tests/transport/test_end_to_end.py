@@ -1,0 +1,137 @@
+"""The appliance end to end on a real broker, real stores and real models: an edge daemon fed
+by replayed camera frames, a matcher service, and an auditor watching every payload."""
+from __future__ import annotations
+
+import queue
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.capture.images import read_image
+from appliance.capture.sources import FolderReplaySource
+from appliance.edge.daemon import EdgeDaemon, EdgeSettings
+from appliance.edge.hardware import ConsoleDisplay, CredentialReader, LogActuator
+from appliance.edge.link import MatcherLink
+from appliance.enrollment import enroll
+from appliance.matcher.service import MatcherService, load_gallery
+from appliance.protocol import messages, topics
+from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
+from appliance.security.envelope import MessageType
+from appliance.security.roles import Principal, Role
+from appliance.site import Site
+from appliance.transport.mqtt import MqttEndpoint
+
+DEVICES = ("door-a", "door-b")
+PEOPLE = {"id07201": ("Zhang San", "C-1001"), "id07212": ("王小明", "C-1002"), "id07229": ("Ana Lima", "C-1003")}
+OPERATOR = Principal("enroller", Role.OPERATOR)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, pipeline, faces, config):
+    site = Site(tmp_path_factory.mktemp("site"))
+    site.provision(DEVICES, matchers=("matcher-1", "matcher-2"), auditors=("auditor-1",))
+    data = site.protected_data(config)
+    for folder, (name, card) in PEOPLE.items():
+        subject = new_subject_id()
+        data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD, card_no=card))
+        data.record_consent(OPERATOR, ConsentRecord(subject, ENROLL_SCOPE, "v1", time.time(), name))
+        files = sorted((faces / "celeba-dev" / folder).glob("*.jpg"))
+        result = enroll(pipeline, (read_image(p) for p in files[:5]))
+        assert result.enrolled
+        data.enroll(OPERATOR, subject, result.template, np.zeros(1, np.float32))
+    site.broker.start()
+    site.data = data
+    yield site
+    site.broker.stop()
+    data.close()
+
+
+def start_matcher(site, pipeline, name="matcher-1") -> MatcherService:
+    loaded = load_gallery(site.data, Principal(name, Role.OPERATOR), pipeline.embedder_pack)
+    service = MatcherService(name, site.mqtt(name), site.data.node, site.directory, loaded, pipeline.threshold,
+                             data=site.data)
+    service.start()
+    return service
+
+
+def passing_image(pipeline, folder: Path, skip: int = 0) -> Path:
+    """A real image of the person that passes the verification profile (a cooperative visitor)."""
+    for path in sorted(folder.glob("*.jpg"))[skip:]:
+        analysis, template = pipeline.template(read_image(path))
+        if template is not None and analysis.quality.passed:
+            return path
+    raise AssertionError(f"no usable image in {folder}")
+
+
+def frames_folder(tmp_path: Path, images: list[Path], repeat: int = 3) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir(exist_ok=True)
+    for index, image in enumerate(images):
+        for copy in range(repeat):
+            shutil.copy(image, folder / f"{index:03d}-{copy}{image.suffix}")
+    return folder
+
+
+@pytest.fixture
+def auditor(site):
+    inbox: queue.Queue = queue.Queue()
+    client = MqttEndpoint(site.mqtt("auditor-1"), on_message=inbox.put, subscriptions=(f"{topics.PREFIX}/#",))
+    client.connect()
+    yield inbox
+    client.close()
+
+
+def test_enrolled_person_accepted_unknown_rejected_and_nothing_readable_on_the_wire(site, pipeline, faces, tmp_path, auditor):
+    matcher = start_matcher(site, pipeline)
+    link = MatcherLink("door-a", site.mqtt("door-a"), site.device_keys("door-a"), site.directory)
+    link.connect()
+    try:
+        known = passing_image(pipeline, faces / "celeba-dev" / "id07201", skip=5)
+        stranger = passing_image(pipeline, faces / "celeba-dev" / "id07245")
+        display, actuator = ConsoleDisplay(), LogActuator()
+        sent = []
+        daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, link, actuator=actuator, display=display,
+                            emit=lambda kind, message: (sent.append(message), link.send(kind, message, MessageType.EVENT)))
+        passes = daemon.run(FolderReplaySource(frames_folder(tmp_path, [known, stranger])).frames())
+        assert [p.outcome for p in passes] == ["accepted", "rejected"]
+        assert passes[0].display_name == "Z**** S**" and actuator.openings == 1
+        assert passes[1].reason == messages.Reason.NO_MATCH and passes[1].display_name == ""
+        assert "Welcome Z**** S**" in display.lines
+        time.sleep(0.5)
+        wire = []
+        while not auditor.empty():
+            wire.append(auditor.get_nowait())
+        payloads = [m.payload for m in wire if not m.topic.endswith(topics.AVAILABILITY)]
+        assert len(payloads) >= 4  # 2 requests, 2 decisions, events
+        probe = np.float32(pipeline.extract([pipeline.analyze(read_image(known))])[0].template.vector[:4]).tobytes()
+        for payload in payloads:
+            assert payload[:4] == b"FAEV"  # every payload is an envelope
+            for plaintext in (b"Zhang", b"score", b"similar", b"accepted", b"template", probe):
+                assert plaintext not in payload
+        assert matcher.stats["accepted"] == 1 and matcher.stats["rejected"] == 1
+    finally:
+        link.close()
+        matcher.stop()
+
+
+def test_card_claim_verifies_one_to_one(site, pipeline, faces, tmp_path):
+    matcher = start_matcher(site, pipeline)
+    link = MatcherLink("door-b", site.mqtt("door-b"), site.device_keys("door-b"), site.directory)
+    link.connect()
+    try:
+        reader = CredentialReader()
+        image = passing_image(pipeline, faces / "celeba-dev" / "id07212", skip=5)
+        daemon = EdgeDaemon(EdgeSettings("door-b", require_card=True, cool_down_s=0.0), pipeline, link, reader=reader)
+        reader.present("C-1002")
+        first = daemon.run(FolderReplaySource(frames_folder(tmp_path, [image])).frames())
+        reader.present("C-1001")  # someone else's card with this face
+        (tmp_path / "again").mkdir()
+        second = daemon.run(FolderReplaySource(frames_folder(tmp_path / "again", [image])).frames())
+        assert first[0].outcome == "accepted" and first[0].display_name == "王**"
+        assert second[-1].outcome == "rejected" and second[-1].reason == messages.Reason.NO_MATCH
+    finally:
+        link.close()
+        matcher.stop()
