@@ -1,0 +1,73 @@
+"""Benchmark commands: ``bench pipeline`` (more benchmarks join the ``bench`` group)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance import paths
+
+DEFAULT_OUT = paths.REPO_ROOT / "reports" / "bench"
+GLOBAL_OPTIONS = ("config", "debug")  # accepted after the benchmark's name too
+
+
+def bench_group(sub: argparse._SubParsersAction) -> Callable[..., argparse.ArgumentParser]:
+    """An ``add_parser`` for the shared ``bench`` group (created by whichever module comes first).
+
+    Each benchmark parser also gets the global ``--config``/``--debug`` options that the
+    top-level command gave the group, so they may follow the benchmark's name.
+    """
+    group = sub.choices.get("bench")
+    if group is None:
+        group = sub.add_parser("bench", help="benchmarks that write a report (tables, plot, JSON)")
+        group.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    benchmarks = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+    shared = [a for a in group._actions if a.dest in GLOBAL_OPTIONS]
+
+    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+        child = benchmarks.add_parser(name, **kwargs)
+        child.description = child.description or kwargs.get("help")
+        for action in shared:
+            child._add_action(action)
+        return child
+
+    return add_parser
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from appliance.bench.pipeline_bench import DEFAULT_FRAMES, DEFAULT_THREADS, DEFAULT_WARMUP
+
+    pipeline = bench_group(sub)(
+        "pipeline", help="per-stage latency, frames/s and peak RSS, side by side with face_recognition (dlib)"
+    )
+    pipeline.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="measured 640x480 frames")
+    pipeline.add_argument("--threads", type=int, nargs="+", default=list(DEFAULT_THREADS),
+                          help="thread counts to measure, each pinned to as many CPUs")
+    pipeline.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed frames before measuring")
+    pipeline.add_argument("--seed", type=int, default=0, help="seed of the synthetic frame layout")
+    pipeline.add_argument("--no-peer", action="store_true", help="skip the face_recognition peer")
+    pipeline.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (pipeline.md/.png/.json)")
+    pipeline.set_defaults(handler=cmd_bench_pipeline)
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from appliance.bench.pipeline_bench import MIN_REPORTED_FRAMES, run_benchmark
+    from appliance.bench.report import write_report
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.frames < MIN_REPORTED_FRAMES:
+        progress(f"note: {args.frames} frames is below the {MIN_REPORTED_FRAMES} the issue asks for")
+    result = run_benchmark(args.frames, tuple(args.threads), args.warmup, args.seed, not args.no_peer,
+                           args.config, progress)
+    files = write_report(result, Path(args.out))
+    for run in sorted(result.runs, key=lambda r: (r.implementation, r.threads)):
+        print(f"{run.label}: median {run.total.median_ms:.1f} ms, p95 {run.total.p95_ms:.1f} ms, "
+              f"{run.frames_per_s:.1f} frames/s, peak RSS {run.peak_rss_mib:.0f} MiB")
+    for threads, ratio in result.speedups().items():
+        print(f"speed-up over face_recognition, {threads} thread(s): {ratio:.2f}x")
+    met = all(t["met"] for t in result.targets().values())
+    print(f"targets {'met' if met else 'NOT met'}; report: {files['markdown']}")
+    return 0
