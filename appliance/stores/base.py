@@ -20,6 +20,7 @@ from appliance.security.keys import KeyProvider, SecretKey
 
 BUSY_TIMEOUT_S = 10.0
 BACKUP_SUFFIX = ".bak.tmp"
+STORE_FILE_MODE = 0o600
 
 
 class CipherStore:
@@ -168,6 +169,8 @@ def _connect(path: Path, key: SecretKey) -> Any:
     SQLCipher reports a wrong key only at the first statement, as its own
     ``sqlcipher3.dbapi2.DatabaseError`` (not ``sqlite3``'s class), so probe immediately.
     """
+    if not path.exists():  # owner-only from the first byte; SQLite gives -wal/-shm the same mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, STORE_FILE_MODE))
     conn = sqlcipher.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     try:
         conn.execute("PRAGMA cipher_log_level = NONE")  # no page-decrypt noise on stderr

@@ -1,0 +1,198 @@
+"""Protected-data commands: keys, stores, subjects, retention, audit, envelope benchmark.
+
+The acting principal is the OS account running the command, mapped to a role by
+``[security.roles]`` in the configuration; there is no option to claim a role. Output is
+masked; keys are never printed (only their names and fingerprints).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import os
+from pathlib import Path
+
+from appliance import paths
+from appliance.cli.common import config_from, write_json
+from appliance.config import Config
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.security import keys as keynames
+from appliance.security.keys import ALL_KEYS, ensure_keys, generate_key
+from appliance.security.roles import Permission, Principal, require, role_named
+from appliance.stores.protected import (
+    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, ProtectedData, key_provider,
+)
+
+NEGATIVE = 1  # exit status when a check finds problems
+CLI_DEVICE = "cli"
+ROTATABLE = {
+    "biometric": BIOMETRIC_FILE, "identity": IDENTITY_FILE, "keyvault": KEYVAULT_FILE, "audit": AUDIT_FILE,
+    "template-wrap": None,
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser("keys", help="create or rotate the store and node keys (never printed)")
+    keys.add_argument("action", choices=("init", "list", "rotate"))
+    keys.add_argument("name", nargs="?", choices=sorted(ROTATABLE), help="what to rotate")
+    keys.set_defaults(handler=cmd_keys)
+
+    store = sub.add_parser("store", help="check, back up or restore the encrypted stores")
+    store.add_argument("action", choices=("check", "backup", "restore"))
+    store.add_argument("folder", nargs="?", help="backup folder (backup, restore)")
+    store.set_defaults(handler=cmd_store)
+
+    subject = sub.add_parser("subject", help="list people (masked), delete a subject, record withdrawal")
+    subject.add_argument("action", choices=("list", "delete", "withdraw"))
+    subject.add_argument("subject_id", nargs="?")
+    subject.set_defaults(handler=cmd_subject)
+
+    retention = sub.add_parser("retention", help="expire old templates and prune old audit entries (timer)")
+    retention.add_argument("action", choices=("run",))
+    retention.set_defaults(handler=cmd_retention)
+
+    audit = sub.add_parser("audit", help="verify, export (masked) or checkpoint the operation log")
+    audit.add_argument("action", choices=("verify", "export", "checkpoint"))
+    audit.add_argument("--since", help="export entries from this date (YYYY-MM-DD, UTC)")
+    audit.add_argument("--out", help="export file (default: print)")
+    audit.set_defaults(handler=cmd_audit)
+
+    envelope = sub.add_parser("envelope", help="envelope benchmark (seal/open throughput)")
+    envelope.add_argument("action", choices=("bench",))
+    envelope.add_argument("--out", default=str(paths.REPO_ROOT / "reports" / "bench" / "envelope.md"))
+    envelope.add_argument("--payload", type=int, default=2048, help="payload bytes")
+    envelope.add_argument("--messages", type=int, default=400, help="messages per run")
+    envelope.add_argument("--repeats", type=int, default=5)
+    envelope.add_argument("--cipher", choices=("aes-gcm", "chacha20"), default="aes-gcm")
+    envelope.set_defaults(handler=cmd_envelope)
+
+
+def principal_for(config: Config) -> Principal:
+    """The OS account's role from ``[security.roles]``; an account without one can do nothing."""
+    # under sudo the person is SUDO_USER, not root: roles belong to people, not to root
+    user = os.environ.get("SUDO_USER") if os.geteuid() == 0 and os.environ.get("SUDO_USER") else getpass.getuser()
+    role = config.security.roles.get(user)
+    if role is None:
+        raise ApplianceError(ErrorCode.PERMISSION_DENIED,
+                             f"OS account {user!r} has no appliance role; add it under [security.roles]")
+    return Principal(user, role_named(role), CLI_DEVICE)
+
+
+def _open(args: argparse.Namespace) -> tuple[Config, Principal, ProtectedData]:
+    config = config_from(args)
+    principal = principal_for(config)
+    return config, principal, ProtectedData.from_config(config)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    provider = key_provider(config.security, paths.data_dir())
+    if args.action == "init":
+        created = ensure_keys(provider)
+        print(f"created {len(created)} keys: {', '.join(created) or 'none (all present)'}")
+        return 0
+    if args.action == "list":
+        for name in ALL_KEYS:
+            state = f"fingerprint {provider.get(name).fingerprint}" if provider.exists(name) else "MISSING"
+            print(f"{name:16} {state}")
+        return 0
+    if not args.name:
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, f"keys rotate needs one of {', '.join(sorted(ROTATABLE))}")
+    principal = principal_for(config)
+    require(principal, Permission.ROTATE_KEYS)
+    with ProtectedData.from_config(config) as data:
+        if args.name == "template-wrap":
+            new_key = generate_key(keynames.TEMPLATE_WRAP)
+            provider.stage(new_key)
+            count = data.vault.rewrap(new_key)
+            provider.commit(keynames.TEMPLATE_WRAP)
+            detail = f"{count} data keys re-wrapped"
+        else:
+            new_key = data.stores[ROTATABLE[args.name]].rekey(provider)
+            detail = "store re-encrypted"
+        data.audit.append(principal, "keys.rotate", args.name, "ok", detail)
+    print(f"rotated {args.name}: {detail}; new fingerprint {new_key.fingerprint}")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    _, principal, data = _open(args)
+    with data:
+        if args.action == "check":
+            problems = data.check(principal)
+            for name, found in problems.items():
+                print(f"{name:14} {'ok' if not found else f'{len(found)} problems: {found[0]}'}")
+            return NEGATIVE if any(problems.values()) else 0
+        if not args.folder:
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, f"store {args.action} needs a folder")
+        if args.action == "backup":
+            for path in data.backup(principal, Path(args.folder)):
+                print(f"backed up {path}")
+            print("note: the key vault is not in the backup, so deleted subjects stay unreadable in it")
+        else:
+            print(f"restored {', '.join(data.restore(principal, Path(args.folder))) or 'nothing'}")
+    return 0
+
+
+def cmd_subject(args: argparse.Namespace) -> int:
+    _, principal, data = _open(args)
+    with data:
+        if args.action == "list":
+            for person in data.people(principal):
+                print(json.dumps(person, ensure_ascii=False))
+            return 0
+        if not args.subject_id:
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, f"subject {args.action} needs a subject id")
+        if args.action == "delete":
+            receipt = data.delete_subject(principal, args.subject_id)
+        else:
+            receipt = data.withdraw_consent(principal, args.subject_id)
+    print(receipt.to_json())
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    _, principal, data = _open(args)
+    with data:
+        report = data.run_retention(principal)
+    print(f"{report.templates_expired} templates expired, {report.audit_entries_pruned} audit entries pruned")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    _, principal, data = _open(args)
+    with data:
+        if args.action == "verify":
+            verdict = data.audit.verify(principal)
+            if verdict.ok:
+                print(f"audit log ok: {verdict.entries} entries, chain and signed checkpoints intact")
+                return 0
+            raise ApplianceError(ErrorCode.AUDIT_TAMPERED, f"first bad entry {verdict.first_bad}: {verdict.reason}")
+        if args.action == "checkpoint":
+            require(principal, Permission.RUN_RETENTION)
+            seq = data.audit.checkpoint()
+            print(f"signed checkpoint at entry {seq}" if seq else "audit log empty: nothing to sign")
+            return 0
+        since = None
+        if args.since:
+            try:
+                since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.timezone.utc).timestamp()
+            except ValueError:
+                raise ApplianceError(ErrorCode.CONFIG_INVALID, f"--since {args.since!r}: use YYYY-MM-DD") from None
+        write_json(data.audit.export(principal, since), args.out)
+    return 0
+
+
+def cmd_envelope(args: argparse.Namespace) -> int:
+    from appliance.security.bench import markdown_report, run_envelope_bench
+    from appliance.security.envelope import Aead
+
+    aead = Aead.AES_256_GCM if args.cipher == "aes-gcm" else Aead.CHACHA20_POLY1305
+    result = run_envelope_bench(args.payload, args.messages, args.repeats, aead)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown_report(result), encoding="utf-8")
+    print(f"seal {result.seal_median:,.0f}/s, open {result.open_median:,.0f}/s, "
+          f"peer AES-GCM {result.peer_median:,.0f}/s -> {out}")
+    return 0

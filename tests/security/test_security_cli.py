@@ -1,0 +1,87 @@
+"""The CLI: roles come from the OS account, and `appliance audit verify` names tampering."""
+from __future__ import annotations
+
+import getpass
+import json
+
+import pytest
+
+from appliance.cli.main import main
+from appliance.config import load_config
+from appliance.errors import ErrorCode
+from appliance.security.roles import Principal, Role
+from appliance.stores.protected import ProtectedData
+
+ENTRIES = 8
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    """A data directory with keys and some audit entries, and a config giving this account a role."""
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    config_path = tmp_path / "appliance.toml"
+
+    def as_role(role: Role) -> list[str]:
+        config_path.write_text(f'[security]\naudit_checkpoint_every = 100\nroles = {{ "{getpass.getuser()}" = "{role.value}" }}\n')
+        return ["--config", str(config_path)]
+
+    assert main([*as_role(Role.SYSTEM_ADMIN), "keys", "init"]) == 0
+    with ProtectedData.from_config(load_config(config_path)) as data:
+        for i in range(ENTRIES):
+            data.audit.append(Principal("acct-op", Role.OPERATOR), "verify", f"s-{i}", "pass")
+    return as_role
+
+
+def tamper(config: list[str], *statements: str) -> None:
+    with ProtectedData.from_config(load_config(__import__("pathlib").Path(config[1]))) as data:
+        data.audit.conn.executescript("DROP TRIGGER entries_append_only; DROP TRIGGER entries_no_delete;")
+        for sql in statements:
+            data.audit.execute(sql)
+
+
+SWAP = ("time", "actor", "role", "action", "object", "result", "device", "detail", "prev", "hash")
+
+
+@pytest.mark.parametrize("statements, first_bad", [
+    (["UPDATE entries SET result = 'fail' WHERE seq = 3"], 3),  # modified
+    (["DELETE FROM entries WHERE seq = 5"], 5),  # deleted
+    ([f"UPDATE entries SET seq = seq + 1 WHERE seq = {s}" for s in range(ENTRIES, 5, -1)]
+     + ["INSERT INTO entries SELECT 6, time, actor, role, action, 's-x', result, device, detail, prev, hash "
+        "FROM entries WHERE seq = 5"], 6),  # inserted
+    (["CREATE TEMP TABLE a AS SELECT * FROM entries WHERE seq = 2",
+      f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM entries WHERE seq = 3) WHERE seq = 2",
+      f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM temp.a) WHERE seq = 3"], 2),  # reordered
+], ids=["modified", "deleted", "inserted", "reordered"])
+def test_audit_verify_names_the_first_bad_entry(node, capsys, statements, first_bad):
+    auditor = node(Role.AUDITOR)
+    assert main([*auditor, "audit", "verify"]) == 0
+    tamper(auditor, *statements)
+    capsys.readouterr()
+    assert main([*auditor, "audit", "verify"]) == ErrorCode.AUDIT_TAMPERED.exit_status
+    assert f"first bad entry {first_bad}:" in capsys.readouterr().err
+
+
+def test_export_is_for_auditors_and_masked(node, capsys, tmp_path):
+    assert main([*node(Role.OPERATOR), "audit", "export"]) == ErrorCode.PERMISSION_DENIED.exit_status
+    out = tmp_path / "export.json"
+    assert main([*node(Role.AUDITOR), "audit", "export", "--since", "2000-01-01", "--out", str(out)]) == 0
+    exported = json.loads(out.read_text())
+    assert len(exported) == ENTRIES and {e["action"] for e in exported} == {"verify"}
+
+
+def test_an_account_without_a_role_can_do_nothing(node, tmp_path, capsys):
+    bare = tmp_path / "bare.toml"
+    bare.write_text("[security]\n")
+    assert main(["--config", str(bare), "audit", "verify"]) == ErrorCode.PERMISSION_DENIED.exit_status
+    assert "has no appliance role" in capsys.readouterr().err
+
+
+def test_key_rotation_is_for_the_security_administrator(node, capsys):
+    assert main([*node(Role.SYSTEM_ADMIN), "keys", "rotate", "identity"]) == ErrorCode.PERMISSION_DENIED.exit_status
+    security = node(Role.SECURITY_ADMIN)
+    assert main([*security, "keys", "rotate", "identity"]) == 0
+    assert main([*security, "keys", "rotate", "template-wrap"]) == 0
+    assert main([*node(Role.SYSTEM_ADMIN), "store", "check"]) == 0
+    output = capsys.readouterr().out
+    assert "rotated identity" in output and "identity.db" in output
