@@ -25,8 +25,9 @@ apt_install() {
 }
 
 # libgl1/libglib2.0-0: OpenCV and MediaPipe native libraries; mosquitto: the MQTT broker
-# that tests and the demo start themselves (the Debian service stays disabled here).
-apt_install libgl1 libglib2.0-0 mosquitto ${APPLIANCE_APT_EXTRA:-}
+# that tests and the demo start themselves (the Debian service stays disabled here);
+# systemd: systemd-analyze, which the tests use to verify the units in systemd/.
+apt_install libgl1 libglib2.0-0 mosquitto systemd ${APPLIANCE_APT_EXTRA:-}
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"

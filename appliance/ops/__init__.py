@@ -1,0 +1,1 @@
+"""Operations: service manager notification, admin accounts, backups, updates, health."""

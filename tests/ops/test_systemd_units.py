@@ -1,0 +1,107 @@
+"""The units in systemd/ as scripts/install-systemd.sh installs them, checked by systemd itself.
+
+``systemd-analyze verify`` insists that ExecStart binaries exist, so the units are installed
+(``--root`` into tmp_path) with the prefix of this checkout, whose .venv holds the real
+``appliance`` entry point: exactly what the script writes on a Pi with its default prefix.
+scripts/bootstrap.sh installs Debian's systemd package, so a missing tool is a failure.
+"""
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance import paths
+
+UNITS = ("appliance-edge.service", "appliance-matcher.service", "appliance-broker.service",
+         "appliance-maintenance.service", "appliance-maintenance.timer")
+DAEMONS = ("appliance-edge.service", "appliance-matcher.service")
+HARDENING = {"ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
+             "CapabilityBoundingSet": ""}
+# docs/operations.md reports these figures; a unit that gets weaker fails here
+MAX_EXPOSURE = {"appliance-edge.service": 1.6, "appliance-matcher.service": 1.4,
+                "appliance-broker.service": 1.4, "appliance-maintenance.service": 0.7}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze missing: scripts/bootstrap.sh installs Debian's systemd package")
+    root = tmp_path_factory.mktemp("root")
+    subprocess.run(["bash", str(paths.REPO_ROOT / "scripts" / "install-systemd.sh"), "--root", str(root),
+                    "--prefix", str(paths.REPO_ROOT)], check=True, capture_output=True, text=True)
+    return root / "etc" / "systemd" / "system"
+
+
+def _service_section(path: Path) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    section = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_analyze_verify_passes(installed, unit):
+    result = subprocess.run(["systemd-analyze", "verify", str(installed / unit)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # no warnings either
+
+
+def test_verify_catches_a_broken_unit(installed, tmp_path):
+    broken = tmp_path / "appliance-edge.service"
+    broken.write_text((installed / "appliance-edge.service").read_text()
+                      .replace(str(paths.REPO_ROOT) + "/.venv/bin/appliance", "/nonexistent/appliance"))
+    result = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True)
+    assert result.returncode != 0 and "not executable" in result.stderr
+
+
+@pytest.mark.parametrize("unit", [u for u in UNITS if u.endswith(".service")])
+def test_hardening_and_data_folder_only(installed, unit):
+    service = _service_section(installed / unit)
+    for key, value in HARDENING.items():
+        assert service.get(key) == [value], (unit, key)
+    assert len(service["ReadWritePaths"]) == 1 and service["ReadWritePaths"][0].startswith("/var/lib/appliance")
+    assert service["User"][0].startswith("appliance") and service["User"][0] != "root"
+    assert service["ExecStart"][0].split()[0] in (f"{paths.REPO_ROOT}/.venv/bin/appliance", "/usr/sbin/mosquitto")
+
+
+@pytest.mark.parametrize("unit", DAEMONS)
+def test_daemons_notify_watchdog_and_restart(installed, unit):
+    service = _service_section(installed / unit)
+    assert service["Type"] == ["notify"] and service["Restart"] == ["always"]
+    assert re.fullmatch(r"\d+s", service["WatchdogSec"][0])
+
+
+def test_edge_may_use_camera_and_gpio_only(installed):
+    service = _service_section(installed / "appliance-edge.service")
+    assert service["DevicePolicy"] == ["closed"]
+    allowed = {entry.split()[0] for entry in service["DeviceAllow"]}
+    assert {"char-video4linux", "char-gpiochip"} <= allowed
+    assert all("video" in e or "media" in e or "gpio" in e or "dma_heap" in e for e in allowed)
+
+
+def test_timer_runs_the_maintenance_service(installed):
+    timer = configparser.ConfigParser(strict=False)
+    timer.read(installed / "appliance-maintenance.timer")
+    assert timer["Timer"]["OnCalendar"] and timer["Timer"]["Persistent"] == "true"
+    maintenance = _service_section(installed / "appliance-maintenance.service")
+    assert maintenance["Type"] == ["oneshot"] and " maintenance " in maintenance["ExecStart"][0] + " "
+
+
+@pytest.mark.parametrize("unit", list(MAX_EXPOSURE))
+def test_security_exposure_stays_as_documented(installed, unit):
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(installed / unit)],
+                            capture_output=True, text=True)
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE[unit]
