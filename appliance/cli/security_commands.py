@@ -21,8 +21,9 @@ from appliance.security import keys as keynames
 from appliance.security.keys import ALL_KEYS, ensure_keys, generate_key
 from appliance.security.roles import Permission, Principal, require, role_named
 from appliance.stores.protected import (
-    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, ProtectedData, key_provider,
+    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, OUTBOX_FILE, ProtectedData, key_provider,
 )
+from appliance.stores.device import Outbox
 
 NEGATIVE = 1  # exit status when a check finds problems
 CLI_DEVICE = "cli"
@@ -153,10 +154,17 @@ def cmd_subject(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    _, principal, data = _open(args)
-    with data:
-        report = data.run_retention(principal)
-    print(f"{report.templates_expired} templates expired, {report.audit_entries_pruned} audit entries pruned")
+    config, principal, data = _open(args)
+    outbox_path = paths.data_dir() / OUTBOX_FILE
+    outbox = Outbox.open(outbox_path, key_provider(config.security)) if outbox_path.exists() else None
+    try:
+        with data:
+            report = data.run_retention(principal, outbox=outbox)
+    finally:
+        if outbox is not None:
+            outbox.close()
+    print(f"{report.templates_expired} templates expired, {report.audit_entries_pruned} audit entries pruned, "
+          f"{report.events_pruned} outbox events pruned")
     return 0
 
 

@@ -23,6 +23,7 @@ from appliance.security.masking import mask_record, reveal
 from appliance.security.roles import Permission, Principal, require, require_any
 from appliance.stores.biometric import BiometricStore
 from appliance.stores.deletion import DeletionReceipt, erase_subject
+from appliance.stores.device import Outbox
 from appliance.stores.identity import IdentityRegistry
 from appliance.stores.keyvault import KeyVault
 from appliance.vision.templates import Template, check_compatible
@@ -31,6 +32,7 @@ BIOMETRIC_FILE = "biometric.db"
 IDENTITY_FILE = "identity.db"
 KEYVAULT_FILE = "keyvault.db"
 AUDIT_FILE = "audit.db"
+OUTBOX_FILE = "outbox.db"
 RECEIPTS_DIR = "receipts"
 KEYS_DIR = "keys"
 STORE_FILES = (BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, AUDIT_FILE)
@@ -48,6 +50,7 @@ def key_provider(security: SecurityConfig, root: Path | None = None) -> KeyProvi
 class RetentionReport:
     templates_expired: int
     audit_entries_pruned: int
+    events_pruned: int
     receipts: tuple[DeletionReceipt, ...]
 
 
@@ -141,18 +144,21 @@ class ProtectedData:
         return receipt
 
     # -- retention ----------------------------------------------------------------------
-    def run_retention(self, principal: Principal, now: float | None = None) -> RetentionReport:
-        """Expire templates past their maximum age (crypto-shredded, tombstoned) and prune the
-        audit log past its retention, keeping it verifiable from a signed checkpoint."""
+    def run_retention(self, principal: Principal, now: float | None = None,
+                      outbox: Outbox | None = None) -> RetentionReport:
+        """Expire templates past their maximum age (crypto-shredded, tombstoned), prune the
+        audit log past its retention (keeping it verifiable from a signed checkpoint) and, when
+        given, outbox events past theirs."""
         require(principal, Permission.RUN_RETENTION)
         now = time.time() if now is None else now
         cutoff = now - self.security.template_retention_days * SECONDS_PER_DAY
         expired = sorted({row.subject_id for row in self.biometric.rows() if row.updated < cutoff})
         receipts = tuple(self._erase(principal, s, "retention", keep_identity=True) for s in expired)
         pruned = self.audit.prune(principal, self.security.audit_retention_days, now)
+        events = 0 if outbox is None else outbox.prune(now - self.security.event_retention_days * SECONDS_PER_DAY)
         self.audit.append(principal, "retention.run", "stores", "ok",
-                          f"{len(expired)} templates expired, {pruned} audit entries pruned")
-        return RetentionReport(len(expired), pruned, receipts)
+                          f"{len(expired)} templates expired, {pruned} audit entries, {events} events pruned")
+        return RetentionReport(len(expired), pruned, events, receipts)
 
     # -- maintenance --------------------------------------------------------------------
     def check(self, principal: Principal) -> dict[str, list[str]]:

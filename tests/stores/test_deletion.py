@@ -15,7 +15,7 @@ from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, Conse
 from appliance.security.keys import CACHE_DB
 from appliance.security.roles import Role
 from appliance.stores.deletion import load_receipt
-from appliance.stores.device import DeviceCache
+from appliance.stores.device import DeviceCache, Outbox
 from appliance.stores.protected import RECEIPTS_DIR, ProtectedData
 from appliance.vision.templates import Template, normalise
 
@@ -115,12 +115,15 @@ def test_roles_are_checked_on_every_personal_data_call(data, principals):
     assert data.reveal(principals[Role.SECURITY_ADMIN], subject)["name"] == "张三"
 
 
-def test_retention_expires_old_templates_and_prunes_the_audit_log(data, principals):
+def test_retention_expires_old_templates_and_prunes_the_audit_log(data, principals, tmp_path, keys):
     subject = enroll(data, principals)
+    outbox = Outbox.open(tmp_path / "outbox.db", keys)
+    outbox.enqueue("access", b"sealed")
     for _ in range(25):
         data.verify(principals[Role.OPERATOR], subject, template(1), 0.5)
     later = time.time() + (data.security.template_retention_days + 1) * SECONDS_PER_DAY
-    report = data.run_retention(principals[Role.SYSTEM_ADMIN], now=later)
+    report = data.run_retention(principals[Role.SYSTEM_ADMIN], now=later, outbox=outbox)
+    assert report.events_pruned == 1 and outbox.pending() == []
     assert report.templates_expired == 1 and report.receipts[0].reason == "retention"
     assert data.biometric.rows(subject) == [] and not data.vault.has_key(subject)
     assert report.audit_entries_pruned > 0 and data.audit.verify(principals[Role.AUDITOR]).ok
