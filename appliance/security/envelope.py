@@ -246,12 +246,35 @@ class Sealer:
 
 class ReplayGuard:
     """Per-sender counters seen recently (a sliding window, as IPsec does), so a message is
-    accepted once even if the transport reorders a few."""
+    accepted once even if the transport reorders a few.
 
-    def __init__(self, window: int = COUNTER_WINDOW) -> None:
+    The state lives in memory. After a restart, a receiver either restores it
+    (:meth:`state` / :meth:`from_state`, e.g. kept in its encrypted store) or passes
+    ``not_before`` = its start time: messages sealed before then are refused, since nothing
+    proves they were not already accepted by the previous process.
+    """
+
+    def __init__(self, window: int = COUNTER_WINDOW, not_before: float | None = None) -> None:
         self.window = window
+        self.not_before_ms = None if not_before is None else int(not_before * MS_PER_S)
         self._highest: dict[str, int] = {}
         self._seen: dict[str, set[int]] = {}
+
+    def state(self) -> dict[str, list[int]]:
+        """JSON-ready counters seen per sender (to persist across restarts)."""
+        return {sender: sorted(seen) for sender, seen in self._seen.items()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, list[int]], window: int = COUNTER_WINDOW) -> "ReplayGuard":
+        guard = cls(window)
+        for sender, counters in state.items():
+            for counter in counters:
+                guard.record(sender, int(counter))
+        return guard
+
+    def check_time(self, sender: str, timestamp_ms: int) -> None:
+        if self.not_before_ms is not None and timestamp_ms < self.not_before_ms:
+            raise EnvelopeRejected(RejectReason.REPLAYED_COUNTER, f"{sender}: sealed before this receiver started")
 
     def check(self, sender: str, counter: int) -> None:
         highest = self._highest.get(sender)
@@ -303,6 +326,7 @@ class Opener:
             raise EnvelopeRejected(RejectReason.STALE_TIMESTAMP, f"{(now_ms - header.timestamp_ms) / MS_PER_S:.0f} s")
         if expect is not None and header.type is not expect:
             raise EnvelopeRejected(RejectReason.UNEXPECTED_TYPE, header.type.name)
+        self.guard.check_time(header.sender, header.timestamp_ms)
         self.guard.check(header.sender, header.counter)
         try:
             shared = self.keys.agreement.exchange(X25519PublicKey.from_public_bytes(header.ephemeral))

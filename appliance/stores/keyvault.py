@@ -28,8 +28,20 @@ class KeyVault(CipherStore):
 
     @classmethod
     def open_with(cls, path: Path, keys: KeyProvider) -> "KeyVault":
-        wrap_key = keys.get(TEMPLATE_WRAP)
-        return cls(path, keys.get(cls.KEY_NAME), wrap_key)
+        """Open with the current wrap key; if a rotation was interrupted after the re-wrap
+        committed but before the key file switched, finish it (the staged key unwraps)."""
+        vault = cls(path, keys.get(cls.KEY_NAME), keys.get(TEMPLATE_WRAP))
+        staged = keys.staged(TEMPLATE_WRAP)
+        if staged is not None:
+            row = vault.execute("SELECT subject_id, wrapped FROM data_keys LIMIT 1").fetchone()
+            if row is not None:
+                try:
+                    unwrap_data_key(vault._wrap_key, *row)
+                except ApplianceError:
+                    unwrap_data_key(staged, *row)  # raises if neither key fits
+                    keys.commit(TEMPLATE_WRAP)
+                    vault._wrap_key = staged
+        return vault
 
     def data_key(self, subject_id: str, create: bool = False) -> bytes:
         row = self.execute("SELECT wrapped FROM data_keys WHERE subject_id = ?", (subject_id,)).fetchone()

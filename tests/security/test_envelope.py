@@ -173,3 +173,16 @@ def test_decisions_are_signed_and_bound_to_the_request():
 def test_layout_offsets_used_above_match_the_format():
     (length,) = struct.unpack(">I", SEALED[LENGTH_AT:LENGTH_AT + 4])
     assert LENGTH_AT + 4 + length + 64 == len(SEALED)
+
+
+def test_replay_state_survives_a_restart_or_the_start_time_is_enforced():
+    from appliance.security.envelope import ReplayGuard
+
+    first = opener()
+    first.open(SEALED, now=NOW)
+    restored = opener(guard=ReplayGuard.from_state(first.guard.state()))
+    assert rejected(lambda: restored.open(SEALED, now=NOW)) is RejectReason.REPLAYED_COUNTER
+    fresh = opener(guard=ReplayGuard(not_before=NOW + 1))  # restarted after SEALED was sealed
+    assert rejected(lambda: fresh.open(SEALED, now=NOW + 2)) is RejectReason.REPLAYED_COUNTER
+    later = Sealer(DEVICE).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, now=NOW + 3)
+    assert fresh.open(later, now=NOW + 3).payload == PAYLOAD

@@ -154,3 +154,18 @@ def test_people_listing_is_masked_json(data, principals):
     enroll(data, principals, "Zhang San")
     listing = json.dumps(data.people(principals[Role.OPERATOR]), ensure_ascii=False)
     assert "Zhang San" not in listing and "Z**** S**" in listing and "13812345678" not in listing
+
+
+def test_wrap_key_rotation_interrupted_before_the_key_switch_recovers(data, principals, keys, tmp_path):
+    from appliance.security.keys import TEMPLATE_WRAP, generate_key
+    from appliance.stores.keyvault import KeyVault
+    from appliance.stores.protected import KEYVAULT_FILE
+
+    subject = enroll(data, principals)
+    new = generate_key(TEMPLATE_WRAP)
+    keys.stage(new)
+    data.vault.rewrap(new)  # "crash" now: rows re-wrapped, key file not yet switched
+    data.vault.close()
+    data.vault = KeyVault.open_with(tmp_path / "node" / KEYVAULT_FILE, keys)
+    assert keys.get(TEMPLATE_WRAP) == new and keys.staged(TEMPLATE_WRAP) is None
+    assert data.verify(principals[Role.OPERATOR], subject, template(1), threshold=0.5)
