@@ -108,7 +108,8 @@ class AuditLog(CipherStore):
     @classmethod
     def open_with(cls, path: Path, keys: KeyProvider, node_id: str,
                   checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> "AuditLog":
-        return cls(path, keys.get(cls.KEY_NAME), keys.get(NODE_SIGNING), node_id, checkpoint_every)
+        return cls.open(path, keys, signing_key=keys.get(NODE_SIGNING), node_id=node_id,
+                        checkpoint_every=checkpoint_every)
 
     # -- writing ------------------------------------------------------------------------
     def append(self, principal: Principal, action: str, obj: str, result: str, detail: str = "") -> AuditEntry:

@@ -41,16 +41,17 @@ class CipherStore:
         self.migrate()
 
     @classmethod
-    def open(cls, path: Path, keys: KeyProvider) -> "CipherStore":
-        """Open with the provider's key; finishes an interrupted rotation (see :meth:`rekey`)."""
+    def open(cls, path: Path, keys: KeyProvider, **extra: Any) -> Any:
+        """Open with the provider's key; finishes an interrupted rotation (see :meth:`rekey`).
+        ``extra`` goes to the constructor of stores that need more than their key."""
         key = keys.get(cls.KEY_NAME)
         try:
-            return cls(path, key)
+            return cls(path, key, **extra)
         except ApplianceError as exc:
             staged = keys.staged(cls.KEY_NAME)
             if exc.code is not ErrorCode.STORE_UNREADABLE or staged is None:
                 raise
-            store = cls(path, staged)  # the rekey finished but the key file was not yet switched
+            store = cls(path, staged, **extra)  # the rekey finished but the key file was not yet switched
             keys.commit(cls.KEY_NAME)
             return store
 

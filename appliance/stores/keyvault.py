@@ -30,7 +30,7 @@ class KeyVault(CipherStore):
     def open_with(cls, path: Path, keys: KeyProvider) -> "KeyVault":
         """Open with the current wrap key; if a rotation was interrupted after the re-wrap
         committed but before the key file switched, finish it (the staged key unwraps)."""
-        vault = cls(path, keys.get(cls.KEY_NAME), keys.get(TEMPLATE_WRAP))
+        vault = cls.open(path, keys, wrap_key=keys.get(TEMPLATE_WRAP))
         staged = keys.staged(TEMPLATE_WRAP)
         if staged is not None:
             row = vault.execute("SELECT subject_id, wrapped FROM data_keys LIMIT 1").fetchone()

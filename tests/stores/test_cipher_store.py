@@ -121,3 +121,26 @@ def test_a_rekey_interrupted_before_the_key_file_switch_recovers(tmp_path, keys)
     conn.close()  # "crash" here: the file has the new key, the key file still the old one
     store = Outbox.open(tmp_path / "outbox.db", keys)
     assert len(store.pending()) == 5 and keys.get(OUTBOX_DB) == new
+
+
+def test_every_store_kind_recovers_an_interrupted_rekey(tmp_path, keys):
+    from appliance.security.audit import AuditLog
+    from appliance.security.keys import AUDIT_DB, KEYVAULT_DB
+    from appliance.stores.keyvault import KeyVault
+
+    openers = {AUDIT_DB: lambda: AuditLog.open_with(tmp_path / "audit.db", keys, "node-1"),
+               KEYVAULT_DB: lambda: KeyVault.open_with(tmp_path / "keyvault.db", keys)}
+    for name, open_store in openers.items():
+        store = open_store()
+        path = store.path
+        store.close()
+        new = generate_key(name)
+        keys.stage(new)
+        conn = dbapi2.connect(str(path))
+        conn.execute(f"PRAGMA key = {keys.get(name).sqlcipher_pragma_value()}")
+        conn.execute("PRAGMA journal_mode = DELETE").fetchall()
+        conn.execute(f"PRAGMA rekey = {new.sqlcipher_pragma_value()}")
+        conn.close()
+        reopened = open_store()
+        assert keys.get(name) == new and reopened.integrity_problems() == []
+        reopened.close()
