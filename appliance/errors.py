@@ -45,6 +45,16 @@ class ErrorCode(Enum):
     PERMISSION_DENIED = (250, 25, "permission denied")
     AUDIT_TAMPERED = (260, 26, "audit log verification failed")
     AUDIT_FORBIDDEN_DATA = (261, 26, "audit entries may not carry biometric data or scores")
+    # 500-599: operations (accounts, backups, updates, health, provisioning)
+    LOGIN_FAILED = (500, 30, "login failed")
+    ACCOUNT_LOCKED = (501, 30, "account locked")
+    SESSION_EXPIRED = (502, 30, "session expired")
+    PASSWORD_POLICY = (503, 30, "password does not meet the policy")
+    ACCOUNT_REFUSED = (504, 30, "account operation refused")
+    BACKUP_INVALID = (510, 31, "backup refused: verification failed")
+    UPDATE_REJECTED = (520, 32, "update refused: signature or contents invalid")
+    SELFTEST_FAILED = (521, 32, "start-up self-test failed; rolled back")
+    HEALTH_FAILED = (530, 33, "health check failed")
 
     @property
     def number(self) -> int:
