@@ -63,6 +63,8 @@ def expected_reasons(offset: int) -> set[RejectReason]:
         return {RejectReason.UNKNOWN_SENDER, RejectReason.MALFORMED}
     if offset in (PACK_LEN_AT, VERSION_LEN_AT) or LENGTH_AT <= offset < LENGTH_AT + 4:
         return {RejectReason.TRUNCATED, RejectReason.MALFORMED}
+    if PACK_LEN_AT < offset < VERSION_LEN_AT + 1 + len("1.0"):  # pack labels: may stop being UTF-8
+        return {RejectReason.BAD_SIGNATURE, RejectReason.MALFORMED}
     return {RejectReason.BAD_SIGNATURE}
 
 
