@@ -1,0 +1,67 @@
+"""Start-up self-test of a model pack: load it and run it on real faces.
+
+A checksum proves the file is the one signed, not that it works with this runtime, this
+alignment and this threshold. So the embedding pack must find a face in each test image,
+produce unit-length finite vectors of the declared size, and tell two photos of one person
+(similar above the threshold) from a photo of another (below it). Loading the model at all
+is part of the test: a file the runtime refuses fails here, not at the first door pass.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from appliance import paths
+from appliance.config import Config
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.ops.updates import ACTIVE
+
+SELFTEST_DATASET = ("data", "faces", "celeba-dev")  # below the shared folder, by default
+UNIT_TOLERANCE = 1e-3
+
+
+def default_images(folder: Path | None = None) -> tuple[Path, Path, Path]:
+    """Two photos of one person and one of another, from the first two identities."""
+    root = Path(folder) if folder else paths.shared_dir().joinpath(*SELFTEST_DATASET)
+    people = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if len(people) < 2:
+        raise ApplianceError(ErrorCode.SELFTEST_FAILED, f"self-test images not found in {root}")
+    first, second = sorted(people[0].glob("*.jpg"))[:2], sorted(people[1].glob("*.jpg"))[:1]
+    if len(first) < 2 or not second:
+        raise ApplianceError(ErrorCode.SELFTEST_FAILED, f"self-test needs 2 + 1 images in {root}")
+    return first[0], first[1], second[0]
+
+
+def embedding_selftest(config: Config, images: tuple[Path, Path, Path]):
+    """A :data:`~appliance.ops.updates.SelfTest` for embedding packs under ``root/active``."""
+
+    def check(root: Path, pack_id: str) -> None:
+        from appliance.capture.images import read_image
+        from appliance.packs import PackRegistry
+        from appliance.pipeline import FacePipeline
+        from appliance.vision.templates import similarity
+
+        registry = PackRegistry([Path(root) / ACTIVE, *paths.model_search_path(config.models.search_path)])
+        pipeline = FacePipeline(config, registry, embedder_pack=pack_id)
+        try:
+            pipeline.load()
+            analyses = [pipeline.analyze(read_image(p)) for p in images]
+            if any(a.aligned is None for a in analyses):
+                raise ApplianceError(ErrorCode.SELFTEST_FAILED, "no face found in a self-test image")
+            templates = [e.template for e in pipeline.extract(analyses)]
+            size = pipeline.embedder_pack.embedding_size
+            for template in templates:
+                vector = template.vector
+                if not np.all(np.isfinite(vector)) or (size and vector.shape != (size,)):
+                    raise ApplianceError(ErrorCode.SELFTEST_FAILED, "template not finite or of the wrong size")
+                if abs(float(np.linalg.norm(vector)) - 1.0) > UNIT_TOLERANCE:
+                    raise ApplianceError(ErrorCode.SELFTEST_FAILED, "template not unit length")
+            threshold = pipeline.threshold
+            same, other = similarity(templates[0], templates[1]), similarity(templates[0], templates[2])
+            if not same > threshold > other:
+                raise ApplianceError(ErrorCode.SELFTEST_FAILED, "the same person and another are not told apart")
+        finally:
+            pipeline.close()
+
+    return check

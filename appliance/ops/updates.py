@@ -1,0 +1,263 @@
+"""Signed model-pack and application updates: verify, install side by side, self-test, roll back.
+
+A package is an uncompressed tar (model files do not compress) holding ``RELEASE.json`` (kind,
+id, version, SHA-256 of every payload file), ``RELEASE.sig`` (Ed25519 over the release
+document, by a publisher key the appliance trusts) and ``payload/...``. Nothing from a package
+is used before the signature and every hash check out; links, devices and paths outside
+``payload/`` are refused outright.
+
+Installed versions live side by side (``<root>/<id>/<version>``); the active one is a
+symlink ``<root>/active/<id>`` switched atomically, so the previous version stays on disk
+and a rollback is one rename. A new version becomes active only provisionally: the start-up
+self-test (load the model, run it on real faces) decides, and a failure switches back.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from appliance.errors import ApplianceError, ErrorCode
+
+RELEASE = "RELEASE.json"
+SIGNATURE = "RELEASE.sig"
+PAYLOAD = "payload"
+FORMAT = 1
+KINDS = ("model-pack", "app")
+ACTIVE = "active"
+STATE = "state.json"
+PUBLIC_KEY_SUFFIX = ".pub"
+_DOMAIN = b"appliance/release/v1|"
+MAX_MEMBER_BYTES = 2 * 1024 ** 3  # a model pack is tens of MB; refuse absurd members early
+
+
+@dataclass(frozen=True)
+class Release:
+    kind: str
+    id: str
+    version: str
+    files: dict[str, str] = field(default_factory=dict)  # payload path -> sha256
+    created: float = 0.0
+    format: int = FORMAT
+
+    def document(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}@{self.version}"
+
+
+def _reject(why: str) -> ApplianceError:
+    return ApplianceError(ErrorCode.UPDATE_REJECTED, why)
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- publishing ---------------------------------------------------------------------------
+def build_package(source: Path, out: Path, signer: Ed25519PrivateKey, kind: str, pack_id: str,
+                  version: str) -> Release:
+    """Sign every file below ``source`` into a package (the publisher's side)."""
+    if kind not in KINDS:
+        raise _reject(f"kind {kind!r} is not one of {KINDS}")
+    source = Path(source)
+    files = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file()}
+    release = Release(kind, pack_id, version, {name: _sha256_bytes(p.read_bytes()) for name, p in files.items()},
+                      time.time())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in ((RELEASE, release.document()), (SIGNATURE, signer.sign(_DOMAIN + release.document()).hex().encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, path in files.items():
+            tar.add(path, arcname=f"{PAYLOAD}/{name}", recursive=False)
+    return release
+
+
+def load_publisher_keys(folder: Path) -> list[Ed25519PublicKey]:
+    """Trusted publisher keys: one ``*.pub`` file (64 hex digits) each."""
+    keys = []
+    for path in sorted(Path(folder).glob(f"*{PUBLIC_KEY_SUFFIX}")) if Path(folder).is_dir() else []:
+        keys.append(Ed25519PublicKey.from_public_bytes(bytes.fromhex(path.read_text().strip())))
+    return keys
+
+
+# -- verification -------------------------------------------------------------------------
+def verify_package(package: Path, trusted: list[Ed25519PublicKey]) -> tuple[Release, dict[str, bytes]]:
+    """The release and its payload files, or UPDATE_REJECTED saying what is wrong."""
+    if not trusted:
+        raise _reject("no trusted publisher key configured")
+    try:
+        tar = tarfile.open(package, "r:")
+    except (OSError, tarfile.TarError) as exc:
+        raise _reject(f"{package}: not a package ({exc})") from None
+    members: dict[str, bytes] = {}
+    with tar:
+        for member in tar:
+            name = PurePosixPath(member.name)
+            if not member.isfile() or name.is_absolute() or ".." in name.parts or member.size > MAX_MEMBER_BYTES:
+                raise _reject(f"{package}: member {member.name!r} is not a plain file inside the package")
+            if member.name in members:
+                raise _reject(f"{package}: member {member.name!r} appears twice")
+            members[member.name] = tar.extractfile(member).read()
+    if RELEASE not in members or SIGNATURE not in members:
+        raise _reject(f"{package}: unsigned (no {RELEASE} / {SIGNATURE})")
+    document = members.pop(RELEASE)
+    try:
+        signature = bytes.fromhex(members.pop(SIGNATURE).decode("ascii").strip())
+    except ValueError:
+        raise _reject(f"{package}: signature malformed") from None
+    if not any(_verifies(key, signature, _DOMAIN + document) for key in trusted):
+        raise _reject(f"{package}: signature invalid or by an untrusted publisher")
+    try:
+        release = Release(**json.loads(document))
+    except (ValueError, TypeError) as exc:
+        raise _reject(f"{package}: release document invalid ({exc})") from None
+    payload = {name[len(PAYLOAD) + 1:]: data for name, data in members.items() if name.startswith(PAYLOAD + "/")}
+    if set(members) - {f"{PAYLOAD}/{n}" for n in payload}:
+        raise _reject(f"{package}: members outside {PAYLOAD}/")
+    if set(payload) != set(release.files):
+        raise _reject(f"{package}: files differ from the signed list")
+    for name, data in payload.items():
+        if _sha256_bytes(data) != release.files[name]:
+            raise _reject(f"{package}: {name} differs from its signed hash")
+    if release.kind not in KINDS or not release.id or not release.version or "/" in release.id + release.version:
+        raise _reject(f"{package}: kind/id/version invalid")
+    return release, payload
+
+
+def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+        return True
+    except Exception:  # noqa: BLE001 - InvalidSignature or a malformed signature
+        return False
+
+
+# -- side-by-side installation and activation ---------------------------------------------
+@dataclass
+class SlotState:
+    active: str | None = None
+    previous: str | None = None
+    failed: list[str] = field(default_factory=list)
+
+
+class Slots:
+    """Versions of one pack (or the application) under ``root/<id>``; ``root/active/<id>``
+    points at the active one."""
+
+    def __init__(self, root: Path, pack_id: str):
+        self.root = Path(root)
+        self.id = pack_id
+        self.folder = self.root / pack_id
+        self.link = self.root / ACTIVE / pack_id
+
+    def version_dir(self, version: str) -> Path:
+        return self.folder / version
+
+    def state(self) -> SlotState:
+        path = self.folder / STATE
+        return SlotState(**json.loads(path.read_text())) if path.exists() else SlotState()
+
+    def _save(self, state: SlotState) -> None:
+        tmp = self.folder / f".{STATE}.tmp"
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        os.replace(tmp, self.folder / STATE)
+
+    def install(self, release: Release, payload: dict[str, bytes]) -> Path:
+        target = self.version_dir(release.version)
+        if target.exists():
+            raise _reject(f"{release.label} is installed already")
+        staging = self.folder / f".{release.version}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        for name, data in payload.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        os.replace(staging, target)  # a version folder exists only complete
+        return target
+
+    def _point(self, version: str | None) -> None:
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        if version is None:
+            self.link.unlink(missing_ok=True)
+            return
+        tmp = self.link.with_name(f".{self.id}.link.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(self.version_dir(version), self.link.parent), tmp)
+        os.replace(tmp, self.link)  # rename over the old link: never a moment without one
+
+    def activate(self, version: str) -> SlotState:
+        state = self.state()
+        if state.active != version:
+            state = SlotState(active=version, previous=state.active, failed=state.failed)
+        self._point(version)
+        self._save(state)
+        return state
+
+    def rollback(self, reason: str) -> SlotState:
+        """Mark the active version failed and switch back to the previous one."""
+        state = self.state()
+        failed = [*state.failed, state.active] if state.active else state.failed
+        restored = SlotState(active=state.previous, previous=None, failed=failed)
+        self._point(restored.active)
+        self._save(restored)
+        return restored
+
+
+SelfTest = Callable[[Path, str], None]  # (models root, pack id) -> raises on failure
+
+
+def apply_update(package: Path, root: Path, trusted: list[Ed25519PublicKey], selftest: SelfTest) -> Release:
+    """Verify, install beside the current version, activate, self-test; roll back on failure."""
+    release, payload = verify_package(package, trusted)
+    if release.kind == "model-pack":
+        _check_pack_manifest(release, payload)
+    slots = Slots(root, release.id)
+    slots.install(release, payload)
+    slots.activate(release.version)
+    run_selftest(slots, selftest)
+    return release
+
+
+def run_selftest(slots: Slots, selftest: SelfTest) -> None:
+    """The start-up check: on failure the previous version becomes active again."""
+    state = slots.state()
+    if state.active is None:
+        return
+    try:
+        selftest(slots.root, slots.id)
+    except Exception as exc:  # noqa: BLE001 - any failure of the new version means roll back
+        restored = slots.rollback(str(exc))
+        back = restored.active or "no version"
+        raise ApplianceError(ErrorCode.SELFTEST_FAILED,
+                             f"{slots.id}@{state.active}: {exc}; active again: {back}") from None
+
+
+def _check_pack_manifest(release: Release, payload: dict[str, bytes]) -> None:
+    """The signed pack must describe itself consistently (id and version in manifest.toml)."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        pack = tomllib.loads(payload["manifest.toml"].decode("utf-8"))["pack"]
+    except (KeyError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise _reject(f"{release.label}: manifest.toml missing or invalid ({exc})") from None
+    if (pack.get("id"), pack.get("version")) != (release.id, release.version):
+        raise _reject(f"{release.label}: manifest.toml says {pack.get('id')}@{pack.get('version')}")
