@@ -1,0 +1,100 @@
+"""Enrolling and revoking devices on top of the project PKI (``broker.pki``).
+
+Enrolling issues the device's key pair and certificate (CN = its MQTT identity) and records
+its group and the matching modes it may ask for. Revoking, in this order: the wipe command
+goes out while the device can still receive it, the certificate is revoked (CRL), the
+identity is marked revoked (the matcher stops syncing it) and the broker is *restarted*:
+Mosquitto 2.0 re-reads the CRL on SIGHUP for new handshakes but keeps an established TLS
+session open, so only a restart cuts a revoked device that is connected right now. The
+other clients reconnect on their own within their back-off (1-30 s).
+
+Rotation without downtime: re-issuing a certificate (``rotate``) writes a new key and
+certificate beside a still-valid old one; the device picks them up on its next reconnect and
+nothing is revoked, so no broker restart is needed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from appliance.broker.pki import Identity, ProjectPKI
+from appliance.errors import ApplianceError, ErrorCode
+
+POLICY_FILE = "device-policy.json"
+MATCHING_MODES = ("verify", "identify")
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    name: str
+    group: str
+    modes: tuple[str, ...]
+
+
+def _policies(pki: ProjectPKI) -> dict[str, DevicePolicy]:
+    path = pki.folder / POLICY_FILE
+    if not path.exists():
+        return {}
+    return {n: DevicePolicy(n, p["group"], tuple(p["modes"])) for n, p in json.loads(path.read_text()).items()}
+
+
+def _save(pki: ProjectPKI, policies: dict[str, DevicePolicy]) -> None:
+    path = pki.folder / POLICY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({n: {"group": p.group, "modes": list(p.modes)} for n, p in sorted(policies.items())},
+                              indent=2))
+    os.replace(tmp, path)
+
+
+def policy(pki: ProjectPKI, name: str) -> DevicePolicy | None:
+    return _policies(pki).get(name)
+
+
+def enroll_device(pki: ProjectPKI, name: str, group: str = "default",
+                  modes: tuple[str, ...] = ("verify",)) -> tuple[Identity, DevicePolicy]:
+    bad = [m for m in modes if m not in MATCHING_MODES]
+    if not modes or bad:
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, f"matching modes {bad or modes}: allowed {MATCHING_MODES}")
+    if name in pki.identities() and pki.identities()[name].revoked:
+        raise ApplianceError(ErrorCode.PKI_ERROR, f"{name} was revoked; enroll the replacement under a new name")
+    identity = pki.issue_client(name, "device", group)
+    policies = _policies(pki)
+    policies[name] = DevicePolicy(name, group, tuple(modes))
+    _save(pki, policies)
+    return identity, policies[name]
+
+
+def rotate(pki: ProjectPKI, name: str) -> Identity:
+    """New key and certificate for an identity; the old certificate stays valid until expiry."""
+    identities = pki.identities()
+    if name not in identities or identities[name].revoked:
+        raise ApplianceError(ErrorCode.PKI_ERROR, f"{name}: not an active identity")
+    current = identities[name]
+    return pki.issue_client(name, current.role, current.group)
+
+
+def revoke_device(pki: ProjectPKI, name: str, restart_broker: Callable[[], None],
+                  send_wipe: Callable[[str], None] | None = None) -> Identity:
+    """Wipe (best effort), revoke, then restart the broker so the revocation cuts live sessions."""
+    if name not in pki.identities():
+        raise ApplianceError(ErrorCode.PKI_ERROR, f"unknown identity {name!r}")
+    if send_wipe is not None:
+        try:
+            send_wipe(name)
+        except ApplianceError:
+            pass  # an offline device cannot be told; it can no longer sync either
+    pki.revoke(name)
+    restart_broker()
+    return pki.identities()[name]
+
+
+def is_allowed(pki: ProjectPKI, name: str, mode: str) -> bool:
+    """What the matcher asks before answering or syncing a device."""
+    identity = pki.identities().get(name)
+    found = policy(pki, name)
+    return bool(identity and not identity.revoked and found and mode in found.modes)
+
+
