@@ -89,12 +89,38 @@ class SecurityConfig:
     roles: dict[str, str] = field(default_factory=dict)
 
 
+LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """Operations: health limits, logs, backups, updates; see ``docs/operations.md``.
+    Empty paths mean "below the data folder" (``APPLIANCE_DATA_DIR``)."""
+
+    broker_host: str = "localhost"
+    broker_port: int = 8883
+    status_dir: str = ""  # daemons' status records (default <data>/run)
+    disk_min_free_mb: int = 500
+    cache_max_age_s: float = 3600.0  # a device cache older than this is reported stale
+    session_idle_s: float = 600.0  # administrator sessions end after this much inactivity
+    log_format: str = "json"  # "json" (one object a line, for journald/collectors) or "text"
+    log_file: str = ""  # empty: stderr (journald under systemd)
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    backup_dir: str = ""  # default <data>/backups
+    backup_keep: int = 7
+    models_root: str = ""  # signed packs installed side by side (default <data>/packs)
+    publisher_keys_dir: str = "/etc/appliance/publishers"
+    selftest_images: str = ""  # default <shared>/data/faces/celeba-dev
+
+
 @dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     quality_enrollment: QualityProfile = field(default_factory=QualityProfile)
     quality_verification: QualityProfile = field(
         default_factory=lambda: QualityProfile(
@@ -178,6 +204,7 @@ def validate(config: Config) -> Config:
         if not -1.0 <= threshold <= 1.0:
             raise _bad(f"matching.thresholds.{pack}", "a cosine similarity between -1 and 1")
     _validate_security(config.security)
+    _validate_ops(config.ops)
     return config
 
 
@@ -197,6 +224,49 @@ def _validate_security(security: SecurityConfig) -> None:
             raise _bad(f"security.roles.{user}", f"{role!r} is not one of {roles}")
 
 
+def _validate_ops(ops: OpsConfig) -> None:
+    if ops.log_format not in LOG_FORMATS:
+        raise _bad("ops.log_format", f"{ops.log_format!r} is not one of {LOG_FORMATS}")
+    if not 1 <= ops.broker_port <= 65535:
+        raise _bad("ops.broker_port", "must be between 1 and 65535")
+    for name in ("disk_min_free_mb", "log_max_bytes", "log_backups", "backup_keep"):
+        if getattr(ops, name) < 1:
+            raise _bad(f"ops.{name}", "must be at least 1")
+    for name in ("cache_max_age_s", "session_idle_s"):
+        if getattr(ops, name) <= 0:
+            raise _bad(f"ops.{name}", "must be positive")
+
+
+ENV_OVERRIDE_PREFIX = "APPLIANCE__"
+
+
+def apply_env_overrides(data: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``APPLIANCE__SECTION__KEY=value`` overrides ``[section] key`` (a fleet sets one host's
+    broker address without editing files). The value is read as a TOML value (``8883``,
+    ``true``, ``["a"]``), else as a string, and then checked like the file's."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_OVERRIDE_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(ENV_OVERRIDE_PREFIX):].split("__")]
+        if len(keys) < 2 or not all(keys):
+            raise _bad(name, "use APPLIANCE__<SECTION>__<KEY>")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        table = merged
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise _bad(name, f"{key} is not a table")
+        table[keys[-1]] = value
+    return merged
+
+
 def load_config(path: Path | None = None) -> Config:
     """Load the config file (``APPLIANCE_CONFIG`` or ``config/appliance.toml``)."""
     path = path or paths.config_file()
@@ -206,7 +276,7 @@ def load_config(path: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise _bad(str(path), f"not valid TOML ({exc})") from None
-    config = _build(Config, data)
+    config = _build(Config, apply_env_overrides(data))
     return validate(dataclasses.replace(config, source=path))
 
 

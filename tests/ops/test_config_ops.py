@@ -1,0 +1,42 @@
+"""The [ops] section and APPLIANCE__SECTION__KEY overrides, checked like the file."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.config import apply_env_overrides, load_config
+from appliance.errors import ApplianceError, ErrorCode
+
+
+def _config(tmp_path, text=""):
+    path = tmp_path / "appliance.toml"
+    path.write_text(text)
+    return path
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    path = _config(tmp_path, "[ops]\nbroker_host = 'matcher-1.site'\nbroker_port = 8883\n")
+    monkeypatch.setenv("APPLIANCE__OPS__BROKER_PORT", "18883")
+    monkeypatch.setenv("APPLIANCE__RUNTIME__THREADS", "3")
+    config = load_config(path)
+    assert (config.ops.broker_host, config.ops.broker_port, config.runtime.threads) == ("matcher-1.site", 18883, 3)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("APPLIANCE__OPS__BROKER_PORT", "eighty", "ops.broker_port: expected an integer"),
+    ("APPLIANCE__OPS__LOG_FORMAT", "xml", "ops.log_format: 'xml' is not one of ('json', 'text')"),
+    ("APPLIANCE__OPS__NO_SUCH_KEY", "1", "ops.no_such_key: unknown key; allowed:"),
+    ("APPLIANCE__OPS", "1", "APPLIANCE__OPS: use APPLIANCE__<SECTION>__<KEY>"),
+])
+def test_bad_overrides_name_the_key_and_the_allowed_values(tmp_path, monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ApplianceError) as bad:
+        load_config(_config(tmp_path))
+    assert bad.value.code is ErrorCode.CONFIG_INVALID and message in bad.value.detail
+
+
+def test_override_values_are_toml_typed():
+    merged = apply_env_overrides({"models": {"embedder": "x"}}, {
+        "APPLIANCE__MODELS__SEARCH_PATH": '["/opt/packs"]', "APPLIANCE__MATCHING__FLIP_FUSION": "false",
+        "APPLIANCE__MODELS__EMBEDDER": "dlib-resnet-v1", "OTHER": "ignored"})
+    assert merged == {"models": {"embedder": "dlib-resnet-v1", "search_path": ["/opt/packs"]},
+                      "matching": {"flip_fusion": False}}
