@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
     from appliance.cli import bench_commands, commands, demo_commands, eval_commands
     from appliance.cli import security_commands
+    from appliance.cli import ops_commands
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands.register(sub)
     demo_commands.register(sub)
     security_commands.register(sub)
+    ops_commands.register(sub)
     return parser
 
 

@@ -1,0 +1,93 @@
+"""``appliance health``: checks a monitoring system can poll, with Nagios-style exit codes.
+
+Each check says ok/warn/fail and why. The daemons' own state (model loaded, cache revision,
+last watchdog ping) comes from the status record their main loop writes on every heartbeat
+(``ops.notify.Watchdog``): a record that stops changing is itself the sign of a hung loop.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from appliance.config import Config
+from appliance.ops.notify import read_status
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+EXIT = {OK: 0, WARN: 1, FAIL: 2}  # the Nagios/Icinga plugin convention
+BROKER_TIMEOUT_S = 3.0
+# no appliance clock can legitimately be before this software was written (2025-01-01 UTC)
+EARLIEST_SANE_TIME = 1_735_689_600
+STALE_FACTOR = 3  # a status record older than 3 heartbeat periods means a stalled loop
+DEFAULT_STATUS_PERIOD_S = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+def check_broker(host: str, port: int) -> Check:
+    """TCP and a TLS handshake start: proves the broker process answers (no client cert)."""
+    try:
+        with socket.create_connection((host, port), timeout=BROKER_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        return Check("broker", FAIL, f"{host}:{port} unreachable ({exc.strerror or exc})")
+    return Check("broker", OK, f"{host}:{port} reachable")
+
+
+def check_disk(folder: Path, min_free_mb: int) -> Check:
+    folder.mkdir(parents=True, exist_ok=True)
+    free_mb = shutil.disk_usage(folder).free // (1024 * 1024)
+    status = OK if free_mb >= min_free_mb else (WARN if free_mb >= min_free_mb // 2 else FAIL)
+    return Check("disk", status, f"{free_mb} MB free in {folder} (minimum {min_free_mb})")
+
+
+def check_clock(now: float | None = None) -> Check:
+    now = time.time() if now is None else now
+    if now < EARLIEST_SANE_TIME:
+        return Check("clock", FAIL, "system time is before 2025: no NTP/RTC? certificates and TOTP will fail")
+    return Check("clock", OK, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+
+
+def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: float | None = None) -> list[Check]:
+    now = time.time() if now is None else now
+    record = read_status(status_file)
+    if record is None:
+        return [Check("watchdog", FAIL, f"{service}: no status record at {status_file} (not running?)")]
+    period = (record.get("watchdog_s") or 2 * DEFAULT_STATUS_PERIOD_S) / 2
+    age = now - float(record.get("time", 0))
+    checks = [Check("watchdog", OK if age <= STALE_FACTOR * period else FAIL,
+                    f"{service}: last heartbeat {age:.0f} s ago (pid {record.get('pid')})")]
+    checks.append(Check("model", OK if record.get("model_loaded") else FAIL,
+                        f"model {record.get('model', 'unknown')} {'loaded' if record.get('model_loaded') else 'not loaded'}"))
+    if "cache_revision" in record:
+        synced = float(record.get("cache_synced_at", 0))
+        fresh = now - synced <= cache_max_age_s
+        checks.append(Check("cache", OK if fresh else WARN,
+                            f"revision {record['cache_revision']}, synced {now - synced:.0f} s ago"))
+    return checks
+
+
+def run_health(config: Config, service: str, data_dir: Path, now: float | None = None) -> list[Check]:
+    ops = config.ops
+    status_dir = Path(ops.status_dir) if ops.status_dir else data_dir / "run"
+    checks = [check_broker(ops.broker_host, ops.broker_port), check_disk(data_dir, ops.disk_min_free_mb),
+              check_clock(now)]
+    checks += check_daemon(service, status_dir / f"{service}.json", ops.cache_max_age_s, now)
+    return checks
+
+
+def overall(checks: list[Check]) -> str:
+    return FAIL if any(c.status == FAIL for c in checks) else WARN if any(c.status == WARN for c in checks) else OK
+
+
+def report(checks: list[Check]) -> dict:
+    return {"status": overall(checks), "checks": [asdict(c) for c in checks]}
+
+

@@ -1,0 +1,92 @@
+"""The ops commands as an operator runs them: real processes, real stores, real sockets."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from appliance.config import OpsConfig, load_config
+from appliance.ops.health import EXIT, FAIL, OK, overall, run_health
+from appliance.ops.logs import configure_logging
+from appliance.ops.notify import Watchdog
+from appliance.security.keys import FileKeyProvider, ensure_keys
+
+PASSWORD = "Correct-Horse-42-battery"
+
+
+@pytest.fixture
+def site(tmp_path):
+    ensure_keys(FileKeyProvider(tmp_path / "data" / "keys"))
+    config = tmp_path / "appliance.toml"
+    config.write_text("[ops]\nbroker_port = 1\n")
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path / "data"), "APPLIANCE_CONFIG": str(config)}
+    return tmp_path, env
+
+
+def _run(env, *args, stdin=""):
+    return subprocess.run([sys.executable, "-m", "appliance", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_bootstrap_prints_nothing_secret(site):
+    tmp_path, env = site
+    refused = _run(env, "admin", "bootstrap", "sec-admin", "--password-stdin", stdin=PASSWORD + "\n")
+    assert refused.returncode != 0 and "--secret-out" in refused.stderr  # stdout is a pipe here
+    secret_file = tmp_path / "totp.txt"
+    done = _run(env, "admin", "bootstrap", "sec-admin", "--password-stdin", "--secret-out", str(secret_file),
+                stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    secret = secret_file.read_text().split()[0]
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    for output in (done.stdout, done.stderr, refused.stdout, refused.stderr):
+        assert secret not in output and PASSWORD not in output
+    again = _run(env, "admin", "bootstrap", "other", "--password-stdin", "--secret-out", str(tmp_path / "x"),
+                 stdin=PASSWORD + "\n")
+    assert again.returncode != 0 and "bootstrap runs once" in again.stderr
+
+
+def test_health_reports_for_monitoring(site, monkeypatch):
+    tmp_path, env = site
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path / "data"))
+    config = load_config(tmp_path / "appliance.toml")
+    checks = {c.name: c for c in run_health(config, "edge", tmp_path / "data")}
+    assert checks["broker"].status == FAIL and checks["watchdog"].status == FAIL  # nothing running
+    assert checks["disk"].status == OK and checks["clock"].status == OK
+    with socket.socket() as listener:  # a broker port that answers, and a daemon that beats
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        (tmp_path / "appliance.toml").write_text(f"[ops]\nbroker_port = {port}\n")
+        config = load_config(tmp_path / "appliance.toml")
+        dog = Watchdog(environ={"WATCHDOG_USEC": "2000000"}, status_file=tmp_path / "data" / "run" / "edge.json")
+        dog.heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", cache_revision=7, cache_synced_at=time.time())
+        checks = run_health(config, "edge", tmp_path / "data")
+        assert overall(checks) == OK, checks
+        stalled = run_health(config, "edge", tmp_path / "data", now=time.time() + 10)  # 10 s without a beat
+        assert {c.name: c.status for c in stalled}["watchdog"] == FAIL
+        result = _run({**env, "APPLIANCE_CONFIG": str(tmp_path / "appliance.toml")}, "health")
+    assert result.returncode == EXIT[json.loads(result.stdout)["status"]]
+
+
+def test_json_logs_are_masked_and_rotate(tmp_path):
+    log_file = tmp_path / "logs" / "appliance.log"
+    handler = configure_logging(OpsConfig(log_file=str(log_file), log_max_bytes=2000, log_backups=2))
+    try:
+        logging.getLogger("appliance.test").warning("card %s refused at door-a", "6222021234567890123",
+                                                    extra={"device": "door-a"})
+        for i in range(40):
+            logging.getLogger("appliance.test").info("heartbeat %d", i)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    first = json.loads(log_file.with_name("appliance.log.2").read_text().splitlines()[0])
+    assert first["level"] == "warning" and first["device"] == "door-a"
+    assert "6222021234567890123" not in first["message"] and first["message"].startswith("card 622")
+    assert sorted(p.name for p in log_file.parent.iterdir()) == ["appliance.log", "appliance.log.1", "appliance.log.2"]
