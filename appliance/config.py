@@ -89,6 +89,27 @@ class SecurityConfig:
     roles: dict[str, str] = field(default_factory=dict)
 
 
+LIVENESS_LEVELS = ("off", "passive", "passive+motion", "active")
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    """Presentation-attack detection; see appliance.liveness and docs/liveness.md."""
+
+    # off | passive (model + image cues) | passive+motion (+ flat-plane/micro-motion over a
+    # burst) | active (passive+motion + a random blink/turn/smile challenge)
+    level: str = "passive+motion"
+    pack: str = "minifasnet-silentface"
+    # fusion weights and decision threshold, written by 'appliance liveness calibrate'
+    # (relative paths are resolved against the repo root)
+    calibration: str = "config/liveness-calibration.json"
+    burst_frames: int = 5
+    challenge_min: int = 1
+    challenge_max: int = 3
+    challenge_step_timeout_s: float = 4.0
+    challenge_max_delay_s: float = 1.2  # random pause before each prompt (replay resistance)
+
+
 LOG_FORMATS = ("json", "text")
 
 
@@ -121,6 +142,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     quality_enrollment: QualityProfile = field(default_factory=QualityProfile)
     quality_verification: QualityProfile = field(
         default_factory=lambda: QualityProfile(
@@ -200,6 +222,13 @@ def validate(config: Config) -> Config:
         raise _bad("models.detector", f"{config.models.detector!r} is not one of {ALLOWED_DETECTORS}")
     if not 1 <= config.runtime.threads <= 64:
         raise _bad("runtime.threads", "must be between 1 and 64")
+    live = config.liveness
+    if live.level not in LIVENESS_LEVELS:
+        raise _bad("liveness.level", f"{live.level!r} is not one of {LIVENESS_LEVELS}")
+    if not 1 <= live.challenge_min <= live.challenge_max <= 3:
+        raise _bad("liveness.challenge_min", "need 1 <= challenge_min <= challenge_max <= 3")
+    if live.burst_frames < 1 or live.challenge_step_timeout_s <= 0:
+        raise _bad("liveness.burst_frames", "burst_frames >= 1 and challenge_step_timeout_s > 0")
     for pack, threshold in config.matching.thresholds.items():
         if not -1.0 <= threshold <= 1.0:
             raise _bad(f"matching.thresholds.{pack}", "a cosine similarity between -1 and 1")

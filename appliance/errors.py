@@ -27,6 +27,11 @@ class ErrorCode(Enum):
     PACK_MISMATCH = (124, 8, "templates come from different model packs")
     DEPENDENCY_MISSING = (130, 9, "optional dependency not installed")
     # 200-299: protected biometric data (appliance.security, appliance.stores)
+    # 300-399: liveness (presentation-attack detection)
+    LIVENESS_FAILED = (300, 1, "liveness check failed")
+    PRESENTATION_ATTACK = (301, 1, "presentation attack detected")
+    LIVENESS_UNCALIBRATED = (302, 2, "liveness calibration missing or invalid")
+    CHALLENGE_FAILED = (303, 1, "liveness challenge not completed")
     # 400-499: broker, PKI and protocol
     PKI_ERROR = (400, 10, "PKI error")
     BROKER_UNAVAILABLE = (401, 11, "MQTT broker unavailable")

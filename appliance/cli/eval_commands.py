@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from appliance import paths
+from appliance.cli import liveness_commands
 from appliance.cli.common import config_from, fmt_rate, model_info, pipeline_from, write_json
 from appliance.config import save_threshold
 from appliance.evaluation import identification, metrics, verification
@@ -17,6 +18,7 @@ from appliance.evaluation.runner import extract_dataset
 def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="biometric performance evaluation (ISO/IEC 19795-1)")
     kinds = evaluate.add_subparsers(dest="kind", required=True, metavar="KIND")
+    liveness_commands.register_eval(kinds)  # eval pad (ISO/IEC 30107-3)
 
     ver = kinds.add_parser("verification", help="1:1: FTA, FTE, EER, FNMR at FMR, DET plot")
     ver.add_argument("dataset", help="folder with one sub-folder of images per identity")

@@ -24,7 +24,7 @@ def _quiet_native_logs() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
-    from appliance.cli import bench_commands, commands, demo_commands, eval_commands
+    from appliance.cli import bench_commands, commands, demo_commands, eval_commands, liveness_commands
     from appliance.cli import security_commands
     from appliance.cli import ops_commands
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_commands.register(sub)
     security_commands.register(sub)
     ops_commands.register(sub)
+    liveness_commands.register(sub)
     return parser
 
 

@@ -17,8 +17,12 @@ def _probit(values: np.ndarray) -> np.ndarray:
     return np.array([inv(v) for v in clipped])
 
 
-def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str) -> Path:
-    """``curves``: label -> (genuine scores, impostor scores). Writes a PNG."""
+def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str,
+             xlabel: str = "false match rate (FMR)", ylabel: str = "false non-match rate (FNMR)") -> Path:
+    """``curves``: label -> (genuine scores, impostor scores). Writes a PNG.
+
+    Also for PAD (ISO/IEC 30107-3): bona fide scores as genuine, attack scores as impostor,
+    with APCER / BPCER as the axis labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,8 +39,8 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title:
     axis.set_yticks(ticks, names)
     axis.set_xlim(_probit(np.array([1e-5]))[0], _probit(np.array([0.5]))[0])
     axis.set_ylim(_probit(np.array([1e-3]))[0], _probit(np.array([0.5]))[0])
-    axis.set_xlabel("false match rate (FMR)")
-    axis.set_ylabel("false non-match rate (FNMR)")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
     axis.legend(loc="upper right")

@@ -1,0 +1,230 @@
+"""Liveness commands: ``eval pad``, ``liveness synth|calibrate|collect|check``."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from pathlib import Path
+
+import numpy as np
+
+from appliance.capture.images import read_image
+from appliance.cli.common import config_from, pipeline_from, write_json
+from appliance.config import LIVENESS_LEVELS
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.evaluation.datasets import SPLITS
+
+NEGATIVE = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    live = sub.add_parser("liveness", help="presentation-attack detection: synthetic sets, calibration, capture")
+    actions = live.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    synth = actions.add_parser("synth", help="write a SYNTHETIC attack set (bona_fide/ + attack/<species>/)")
+    synth.add_argument("source", help="face dataset: one folder of images per identity")
+    synth.add_argument("--out", required=True, help="output folder (outside the repo)")
+    synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index")
+    synth.add_argument("--per-species", type=int, default=400)
+    synth.add_argument("--species", nargs="+", default=None, help="print screen replay (default: all)")
+    synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=cmd_synth)
+
+    calibrate = actions.add_parser("calibrate", help="fit the cue fusion and set the threshold at a target APCER")
+    calibrate.add_argument("dataset", help="bona_fide/ + attack/<species>/ captured with THIS camera")
+    calibrate.add_argument("--target-apcer", type=float, default=0.05, help="worst-species APCER at the threshold")
+    calibrate.add_argument("--out", help="calibration file (default: liveness.calibration of the configuration)")
+    calibrate.add_argument("--model-bpcer", type=float, default=0.01,
+                           help="bona fide rejection allowed to the model's own veto (sets its floor)")
+    calibrate.add_argument("--keep-fusion", action="store_true", help="only move the threshold, keep the weights")
+    calibrate.set_defaults(handler=cmd_calibrate)
+
+    collect = actions.add_parser("collect", help="capture bona fide or attack presentations from the camera")
+    collect.add_argument("--source", default="0", help="picamera2, a camera index, URL, video or frame folder")
+    collect.add_argument("--out", required=True, help="dataset folder (bona_fide/ + attack/<species>/)")
+    collect.add_argument("--label", required=True, help="bona_fide, or attack/<species> (e.g. attack/print)")
+    collect.add_argument("--count", type=int, default=20, help="presentations to record")
+    collect.add_argument("--frames", type=int, default=5, help="frames per presentation (a burst folder)")
+    collect.add_argument("--pause", type=float, default=2.0, help="seconds between presentations")
+    collect.set_defaults(handler=cmd_collect)
+
+    check = actions.add_parser("check", help="judge images or frame folders (exit 0 all live, 1 otherwise)")
+    check.add_argument("items", nargs="+", help="images, or folders of frames (one presentation each)")
+    check.add_argument("--level", choices=LIVENESS_LEVELS, help="override the configured policy level")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=cmd_check)
+
+
+def register_eval(kinds: argparse._SubParsersAction) -> None:
+    """Adds ``eval pad`` to the evaluation group of ``eval_commands``."""
+    pad = kinds.add_parser("pad", help="presentation-attack detection (ISO/IEC 30107-3): APCER, BPCER, ACER")
+    pad.add_argument("dataset", help="bona_fide/ + attack/<species>/ (images or frame folders)")
+    pad.add_argument("--out", help="JSON report (default: print)")
+    pad.add_argument("--plot", help="DET plot PNG (APCER vs BPCER per species)")
+    pad.add_argument("--level", choices=LIVENESS_LEVELS[1:3], help="policy level (default: configured; active -> passive+motion)")
+    pad.set_defaults(handler=cmd_eval_pad)
+
+
+def _checker(args: argparse.Namespace, pipeline, calibration=None):
+    from appliance.liveness.checker import LivenessChecker
+
+    config = pipeline.config
+    return LivenessChecker(config.liveness, pipeline.registry, 1, calibration)
+
+
+def cmd_eval_pad(args: argparse.Namespace) -> int:
+    from appliance.evaluation.plots import det_plot
+    from appliance.liveness import pad
+
+    pipeline = pipeline_from(args)
+    checker = _checker(args, pipeline)
+    level = args.level or pipeline.config.liveness.level
+    items = pad.scan(args.dataset)
+    try:
+        scores = pad.score_items(pipeline, checker, items, level)
+    finally:
+        pipeline.close()
+    synthetic = pad.synthetic_info(args.dataset)
+    result = pad.report(scores, checker.calibration.threshold, synthetic)
+    result.update({"dataset": str(Path(args.dataset)), "level": level, "model": checker.config.pack,
+                   "licence": checker.model.pack.licence, "calibration": checker.calibration.operating_point,
+                   "calibration_synthetic": checker.calibration.synthetic})
+    if args.plot:
+        by_label = scores.by_label()
+        bona = by_label.pop(pad.BONA_FIDE)
+        curves = {k: (bona[np.isfinite(bona)], v[np.isfinite(v)]) for k, v in by_label.items()}
+        title = f"PAD DET - {Path(args.dataset).name}" + (" (SYNTHETIC attacks)" if synthetic else "")
+        det_plot(curves, Path(args.plot), title, "APCER (attack accepted as live)", "BPCER (bona fide rejected)")
+        result["det_plot"] = args.plot
+    write_json(result, args.out)
+    if args.out:
+        apcer = ", ".join(f"{k} {100 * v:.2f} %" for k, v in result["apcer"].items())
+        tag = "SYNTHETIC attacks: " if synthetic else ""
+        print(f"{tag}APCER {apcer}; BPCER {100 * result['bpcer']:.2f} %; ACER {100 * result['acer']:.2f} %; "
+              f"BPCER20 {100 * result['bpcer20']:.2f} %; BPCER100 {100 * result['bpcer100']:.2f} % "
+              f"({result['counts']['bona_fide']} bona fide)")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from appliance.liveness import synthetic
+
+    species = tuple(args.species or synthetic.SPECIES)
+    unknown = set(species) - set(synthetic.SPECIES)
+    if unknown:
+        raise ApplianceError(ErrorCode.DATASET_INVALID, f"unknown species {sorted(unknown)}; known: {synthetic.SPECIES}")
+    info = synthetic.write_set(args.source, args.out, args.split, args.per_species, species, args.seed, args.frames)
+    print(f"SYNTHETIC set in {args.out}: {info['bona_fide']} bona fide, attacks {info['attacks']}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from appliance.liveness import pad
+    from appliance.liveness.checker import calibration_path
+    from appliance.liveness.fusion import FEATURES, MODEL_LIVE, Calibration, fit
+
+    config = config_from(args)
+    pipeline = pipeline_from(args, config)
+    checker = _checker(args, pipeline)
+    items = pad.scan(args.dataset)
+    try:
+        scored = pad.score_items(pipeline, checker, items, "passive", with_rows=True)
+    finally:
+        pipeline.close()
+    keep = [i for i, rows in enumerate(scored.rows) if rows]
+    rows = [r for i in keep for r in scored.rows[i]]
+    is_attack = np.array([items[i].label != pad.BONA_FIDE for i in keep for _ in scored.rows[i]])
+    matrix = np.array([[r[name] for name in FEATURES] for r in rows])
+    synthetic = pad.synthetic_info(args.dataset) is not None
+    if args.keep_fusion:
+        old = checker.calibration
+        mean, scale, weights, bias = old.mean, old.scale, old.weights, old.bias
+    else:
+        mean, scale, weights, bias = fit(matrix, is_attack)
+    draft = Calibration(FEATURES, mean, scale, weights, bias, 0.5, 0.0, {}, synthetic)
+    live = draft.live_scores(matrix)
+    model_live = np.array([r[MODEL_LIVE] for r in rows])
+    owners = np.repeat(np.arange(len(keep)), [len(scored.rows[i]) for i in keep])
+    item_scores = np.array([np.median(live[owners == k]) for k in range(len(keep))])
+    item_model = np.array([np.median(model_live[owners == k]) for k in range(len(keep))])
+    labels = np.array([items[i].label for i in keep])
+    # the model's veto floor: the bona fide model-score quantile at the allowed rejection
+    model_floor = float(np.quantile(item_model[labels == pad.BONA_FIDE], args.model_bpcer))
+    item_scores = np.where(item_model < model_floor, 0.0, item_scores)
+    attacks = {s: item_scores[labels == s] for s in set(labels) - {pad.BONA_FIDE}}
+    threshold = pad.threshold_at_apcer(attacks, args.target_apcer)
+    bona = item_scores[labels == pad.BONA_FIDE]
+    bpcer = float(np.mean(bona < threshold))
+    point = {"target_apcer": args.target_apcer, "bpcer": bpcer, "model_bpcer": args.model_bpcer, "dataset": str(Path(args.dataset).resolve()),
+             "bona_fide": int(len(bona)), "attacks": {k: int(len(v)) for k, v in attacks.items()},
+             "date": dt.date.today().isoformat(), "fusion": "kept" if args.keep_fusion else "fitted"}
+    calibration = Calibration(FEATURES, tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, weights)),
+                              float(bias), float(threshold), model_floor, point, synthetic)
+    out = Path(args.out) if args.out else calibration_path(config.liveness)
+    calibration.save(out)
+    tag = " (SYNTHETIC attacks: recalibrate with real captures from this camera)" if synthetic else ""
+    print(f"liveness threshold {threshold:.4f}, model floor {model_floor:.4f}, at APCER <= {100 * args.target_apcer:g} % "
+          f"(BPCER {100 * bpcer:.2f} % on the calibration set) written to {out}{tag}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from appliance.capture.sources import open_source
+
+    label = args.label.strip("/")
+    if label != "bona_fide" and not (label.startswith("attack/") and len(label.split("/")) == 2):
+        raise ApplianceError(ErrorCode.DATASET_INVALID, "--label must be bona_fide or attack/<species>")
+    folder = Path(args.out) / label
+    folder.mkdir(parents=True, exist_ok=True)
+    source = open_source(args.source)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        stream = source.frames()
+        for number in range(args.count):
+            print(f"presentation {number + 1}/{args.count}: {label} - hold it in front of the camera", flush=True)
+            target = folder / f"{stamp}-{number:03d}"
+            target.mkdir()
+            for index in range(args.frames):
+                try:
+                    frame = next(stream)
+                except StopIteration:
+                    raise ApplianceError(ErrorCode.STREAM_ENDED, f"{args.source}: ended after {number} presentations") from None
+                cv2.imwrite(str(target / f"frame_{index:03d}.png"), frame.image)
+            if number + 1 < args.count and args.pause > 0:
+                time.sleep(args.pause)
+    finally:
+        source.close()
+    print(f"{args.count} presentations written to {folder}; then run 'appliance liveness calibrate {args.out}'")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from appliance.liveness import pad
+
+    pipeline = pipeline_from(args)
+    checker = _checker(args, pipeline)
+    results = []
+    try:
+        for name in args.items:
+            item = pad._item("item", Path(name))
+            if item is None:
+                raise ApplianceError(ErrorCode.IMAGE_UNREADABLE, f"{name}: not an image or a folder of frames")
+            frames = [read_image(p) for p in item.frames]
+            faces = [pipeline.detect(f).subject for f in frames]
+            decision = checker.judge(frames, faces, level=args.level if args.level != "active" else "passive+motion")
+            results.append((name, decision))
+    finally:
+        pipeline.close()
+    if args.json:
+        print(json.dumps([{"item": n, **d.summary()} for n, d in results], indent=2, default=float))
+    else:
+        for name, decision in results:
+            verdict = "live" if decision.live else ("ATTACK" if decision.attack else "not judged")
+            detail = f" ({', '.join(decision.reasons)})" if decision.reasons else ""
+            print(f"{name}: {verdict} score {decision.score:.3f} threshold {decision.threshold:.3f}{detail}")
+    return 0 if all(d.live for _, d in results) else NEGATIVE

@@ -1,0 +1,154 @@
+"""One liveness decision per session from the frames of a short burst.
+
+The checker owns the liveness model (loaded on first use) and the calibration file, and
+applies the site policy level:
+
+* ``passive``         learned model + image cues, fused; median live score over the burst;
+* ``passive+motion``  + the flat-plane test and micro-motion over the burst;
+* ``active``          + a random challenge (blink / turn / look / smile) that must pass.
+
+Every per-cue score stays in the decision on the device; ``summary()`` is the compact form
+that is signed for the server and copied into alarm events.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from appliance import paths
+from appliance.config import LivenessConfig
+from appliance.liveness import image_cues, motion
+from appliance.liveness.challenge import ActiveChallenge
+from appliance.liveness.fusion import Calibration, cue_values
+from appliance.liveness.minifasnet import MiniFASNet
+from appliance.packs import PackRegistry
+from appliance.vision.types import Face
+
+REASON_NO_FACE = "no_face"
+REASON_PASSIVE = "passive_score_below_threshold"
+REASON_MODEL = "model_veto"
+REASON_FLAT = "flat_plane_motion"
+REASON_CHALLENGE = "challenge_not_completed"
+
+
+@dataclass(frozen=True)
+class FrameCues:
+    values: dict[str, float]  # every passive cue by name
+    live_score: float
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LivenessDecision:
+    live: bool
+    attack: bool  # a cue judged it an artefact (vs. no decision reached)
+    level: str
+    score: float  # fused live score (median over the burst); nan when not measured
+    threshold: float
+    reasons: tuple[str, ...]
+    cues: dict[str, float] = field(default_factory=dict)  # median per cue over the burst
+    motion: motion.MotionEvidence | None = None
+    challenge: dict | None = None
+    frames: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "live": self.live,
+            "attack": self.attack,
+            "level": self.level,
+            "score": self.score,
+            "threshold": self.threshold,
+            "reasons": list(self.reasons),
+            "cues": self.cues,
+            "motion": None if self.motion is None else self.motion.as_dict(),
+            "challenge": self.challenge,
+            "frames": self.frames,
+        }
+
+
+def calibration_path(config: LivenessConfig) -> Path:
+    path = Path(config.calibration)
+    return path if path.is_absolute() else paths.REPO_ROOT / path
+
+
+class LivenessChecker:
+    def __init__(self, config: LivenessConfig, registry: PackRegistry, threads: int = 1,
+                 calibration: Calibration | None = None):
+        self.config = config
+        self.registry = registry
+        self.threads = threads
+        self._model: MiniFASNet | None = None
+        self._calibration = calibration
+
+    @property
+    def model(self) -> MiniFASNet:
+        if self._model is None:
+            pack = self.registry.get(self.config.pack)
+            self._model = MiniFASNet(pack, self.registry.model_file(pack), self.threads)
+        return self._model
+
+    @property
+    def calibration(self) -> Calibration:
+        if self._calibration is None:
+            self._calibration = Calibration.load(calibration_path(self.config))
+        return self._calibration
+
+    @property
+    def calibration_id(self) -> str:
+        text = repr((self.calibration.weights, self.calibration.threshold)).encode()
+        return hashlib.sha256(text).hexdigest()[:12]
+
+    def frame_cues(self, bgr: np.ndarray, face: Face) -> FrameCues:
+        start = time.perf_counter()
+        scores = self.model.score(bgr, face.box)
+        middle = time.perf_counter()
+        cues = image_cues.measure(bgr, face.box)
+        end = time.perf_counter()
+        values = cue_values(scores, cues)
+        return FrameCues(values, self.calibration.live_score(values),
+                         {"liveness_model": (middle - start) * 1000, "image_cues": (end - middle) * 1000})
+
+    def judge(self, frames: list[np.ndarray], faces: list[Face | None], level: str | None = None,
+              challenge: ActiveChallenge | None = None) -> LivenessDecision:
+        """The decision for one presentation; ``faces[i]`` is the subject of ``frames[i]``."""
+        level = level or self.config.level
+        threshold = self.calibration.threshold
+        if level == "off":
+            return LivenessDecision(True, False, level, float("nan"), threshold, ("policy_off",))
+        present = [(frame, face) for frame, face in zip(frames, faces) if face is not None]
+        if not present:
+            return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_NO_FACE,), frames=len(frames))
+        per_frame = [self.frame_cues(frame, face) for frame, face in present]
+        score = float(np.median([c.live_score for c in per_frame]))
+        names = per_frame[0].values.keys()
+        cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in names}
+        timings = {key: float(np.mean([c.timings_ms[key] for c in per_frame])) for key in per_frame[0].timings_ms}
+        reasons: list[str] = []
+        attack = score < threshold
+        if attack:
+            reasons.append(REASON_PASSIVE)
+        if self.calibration.vetoed(cues):
+            attack = True
+            reasons.append(REASON_MODEL)
+        evidence = None
+        if level in ("passive+motion", "active") and len(present) >= 2:
+            start = time.perf_counter()
+            evidence = motion.analyse([f for f, _ in present], [face for _, face in present])
+            timings["motion"] = (time.perf_counter() - start) * 1000
+            if evidence.verdict == "flat":
+                attack = True
+                reasons.append(REASON_FLAT)
+        challenge_summary = None
+        live = not attack
+        if level == "active":
+            if challenge is None or not challenge.passed:
+                live = False
+                reasons.append(REASON_CHALLENGE)
+            challenge_summary = None if challenge is None else challenge.summary()
+        return LivenessDecision(live, attack, level, score, threshold, tuple(reasons), cues, evidence,
+                                challenge_summary, len(frames), timings)

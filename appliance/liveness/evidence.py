@@ -1,0 +1,104 @@
+"""The liveness evidence for the server's second judgement: a compact summary, signed.
+
+Never images: only cue scores, the motion and challenge results, the decision and its
+timestamps. The bytes signed are canonical JSON (sorted keys, no spaces, no NaN) so the
+server can verify exactly what the device decided on. Signing is Ed25519 through a small
+``Signer`` interface, so the node key of the security library can be plugged in later
+instead of the local key generated here.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from appliance.errors import ApplianceError, ErrorCode
+
+EVIDENCE_VERSION = 1
+DIGITS = 4  # scores are rounded: the summary is compact and reveals no more than needed
+
+
+class Signer(Protocol):
+    key_id: str
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class Ed25519Signer:
+    """A raw Ed25519 key (``cryptography``); ``generate()`` for tests and first start."""
+
+    def __init__(self, private_bytes: bytes, key_id: str = "node"):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self._key = Ed25519PrivateKey.from_private_bytes(private_bytes)
+        self.key_id = key_id
+
+    @classmethod
+    def generate(cls, key_id: str = "node") -> Ed25519Signer:
+        import os
+
+        return cls(os.urandom(32), key_id)
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+    def public_key_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, DIGITS)
+    if isinstance(value, dict):
+        return {str(k): _compact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_compact(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _compact(value.item())
+    return value
+
+
+def canonical_json(data: dict) -> bytes:
+    return json.dumps(_compact(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class SignedEvidence:
+    payload: bytes  # canonical JSON of the summary
+    signature: bytes
+    key_id: str
+
+    @property
+    def summary(self) -> dict:
+        return json.loads(self.payload)
+
+    def as_dict(self) -> dict:
+        """Transport form: the payload and signature base64-encoded."""
+        return {
+            "payload": base64.b64encode(self.payload).decode("ascii"),
+            "signature": base64.b64encode(self.signature).decode("ascii"),
+            "key_id": self.key_id,
+            "alg": "Ed25519",
+        }
+
+
+def sign_summary(summary: dict, signer: Signer) -> SignedEvidence:
+    payload = canonical_json({"version": EVIDENCE_VERSION, **summary})
+    return SignedEvidence(payload, signer.sign(payload), signer.key_id)
+
+
+def verify(evidence: SignedEvidence, public_key: bytes) -> dict:
+    """The summary when the signature holds; ``ApplianceError`` otherwise (server side)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(evidence.signature, evidence.payload)
+    except (InvalidSignature, ValueError):
+        raise ApplianceError(ErrorCode.LIVENESS_FAILED, "liveness evidence signature invalid") from None
+    return evidence.summary
