@@ -104,14 +104,18 @@ class LivenessChecker:
         return hashlib.sha256(text).hexdigest()[:12]
 
     def frame_cues(self, bgr: np.ndarray, face: Face) -> FrameCues:
+        """Every passive cue of one frame and its fused live score."""
+        model = self.model_cues(bgr, face)
         start = time.perf_counter()
-        scores = self.model.score(bgr, face.box)
-        middle = time.perf_counter()
         cues = image_cues.measure(bgr, face.box)
-        end = time.perf_counter()
-        values = cue_values(scores, cues)
-        return FrameCues(values, self.calibration.live_score(values),
-                         {"liveness_model": (middle - start) * 1000, "image_cues": (end - middle) * 1000})
+        elapsed = (time.perf_counter() - start) * 1000
+        values = {**model.values, **cues.as_dict()}
+        return FrameCues(values, self.calibration.live_score(values), {**model.timings_ms, "image_cues": elapsed})
+
+    def model_cues(self, bgr: np.ndarray, face: Face) -> FrameCues:
+        start = time.perf_counter()
+        values = cue_values(self.model.score(bgr, face.box), None)
+        return FrameCues(values, float("nan"), {"liveness_model": (time.perf_counter() - start) * 1000})
 
     def judge(self, frames: list[np.ndarray], faces: list[Face | None], level: str | None = None,
               challenge: ActiveChallenge | None = None) -> LivenessDecision:
@@ -123,11 +127,16 @@ class LivenessChecker:
         present = [(frame, face) for frame, face in zip(frames, faces) if face is not None]
         if not present:
             return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_NO_FACE,), frames=len(frames))
-        per_frame = [self.frame_cues(frame, face) for frame, face in present]
-        score = float(np.median([c.live_score for c in per_frame]))
-        names = per_frame[0].values.keys()
-        cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in names}
-        timings = {key: float(np.mean([c.timings_ms[key] for c in per_frame])) for key in per_frame[0].timings_ms}
+        # The model runs on every frame (its scores vary frame to frame); the image cues are
+        # properties of the artefact and run once, on the middle frame, to keep the cost down.
+        middle = len(present) // 2
+        per_frame = [self.model_cues(frame, face) for frame, face in present]
+        full = self.frame_cues(*present[middle])
+        cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in per_frame[0].values}
+        cues.update({k: v for k, v in full.values.items() if k not in cues})
+        score = self.calibration.live_score(cues)
+        timings = {"liveness_model": float(np.mean([c.timings_ms["liveness_model"] for c in per_frame])),
+                   "image_cues": full.timings_ms["image_cues"]}
         reasons: list[str] = []
         attack = score < threshold
         if attack:

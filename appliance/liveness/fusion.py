@@ -39,10 +39,12 @@ def _logit(p: float) -> float:
 MODEL_LIVE = "minifasnet_live"  # mean live probability of the two networks (the veto channel)
 
 
-def cue_values(model: ModelScores, cues: ImageCues) -> dict[str, float]:
+def cue_values(model: ModelScores, cues: ImageCues | None) -> dict[str, float]:
     """Every passive cue by name (model probabilities as logits); kept on the device."""
     values = {name: _logit(p) for name, p in zip(MODEL_FEATURES, model.per_model)}
     values[MODEL_LIVE] = model.live
+    if cues is None:
+        return values
     values.update(cues.as_dict())
     return values
 

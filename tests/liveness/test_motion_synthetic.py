@@ -1,0 +1,51 @@
+"""Flat-plane motion on synthetic bursts, and the synthetic generator itself."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from appliance.capture.images import read_image
+from appliance.liveness import motion
+from appliance.liveness.synthetic import SPECIES, synthesize, synthesize_sequence
+
+
+@pytest.fixture(scope="module")
+def photos(faces):
+    return [read_image(p) for p in sorted((faces / "celeba-dev").glob("*/*.jpg"))[::300][:4]]
+
+
+def test_generator_is_deterministic_and_changes_the_image(photos):
+    for species in SPECIES:
+        a, b = synthesize(photos[0], species, 3), synthesize(photos[0], species, 3)
+        assert np.array_equal(a, b) and a.shape == photos[0].shape
+        assert not np.array_equal(a, synthesize(photos[0], species, 4))
+        assert np.abs(a.astype(int) - photos[0].astype(int)).mean() > 5
+
+
+def test_tilted_print_burst_moves_as_a_plane(pipeline, photos):
+    verdicts = []
+    for seed, photo in enumerate(photos):
+        frames = synthesize_sequence(photo, "print", seed, frames=6)
+        faces = [pipeline.detect(f).subject for f in frames]
+        assert all(f is not None for f in faces)
+        evidence = motion.analyse(frames, faces)
+        verdicts.append(evidence.verdict)
+        if evidence.verdict != "inconclusive":
+            assert evidence.tracked_points >= motion.MIN_POINTS
+    assert verdicts.count("flat") >= 3, verdicts
+
+
+def test_still_burst_is_inconclusive(pipeline, photos):
+    frames = [photos[1]] * 5
+    faces = [pipeline.detect(f).subject for f in frames]
+    evidence = motion.analyse(frames, faces)
+    assert evidence.verdict == "inconclusive" and evidence.out_of_plane < motion.MIN_OUT_OF_PLANE
+    assert not evidence.blink
+
+
+def test_blink_over_a_real_burst(pipeline, faces):
+    normal = read_image(faces / "yale" / "subject02" / "normal.png")
+    sleepy = read_image(faces / "yale" / "subject02" / "sleepy.png")
+    frames = [normal, normal, sleepy, normal]
+    evidence = motion.analyse(frames, [pipeline.detect(f).subject for f in frames])
+    assert evidence.blink and evidence.activity >= 0.25

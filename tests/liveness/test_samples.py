@@ -1,0 +1,27 @@
+"""The three shared spoof samples: bona fide T1 live, recaptured F1/F2 attacks."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("name, live", [("image_T1", True), ("image_F1", False), ("image_F2", False)])
+def test_sample_decision(pipeline, checker, spoof_samples, name, live):
+    frame = spoof_samples[name]
+    face = pipeline.detect(frame).subject
+    assert face is not None
+    decision = checker.judge([frame], [face], level="passive")
+    assert decision.live is live
+    assert decision.attack is (not live)
+    # the per-cue scores stay in the decision on the device
+    assert {"minifasnet_v2", "minifasnet_v1se", "periodicity", "glare"} <= set(decision.cues)
+
+
+def test_model_alone_separates_samples(pipeline, checker, spoof_samples):
+    """The learned model (the veto channel) on its own: T1 far above both attacks."""
+    scores = {}
+    for name, frame in spoof_samples.items():
+        face = pipeline.detect(frame).subject
+        scores[name] = checker.model.score(frame, face.box).live
+    assert scores["image_T1"] > 0.9
+    assert scores["image_F2"] < checker.calibration.model_floor
+    assert scores["image_F1"] < 0.5
