@@ -13,7 +13,7 @@ from pathlib import Path
 
 from appliance.broker.process import ManagedBroker
 from appliance.config import Config, SecurityConfig
-from appliance.protocol.directory import MATCHER_NODE, NodeDirectory
+from appliance.protocol.directory import MATCHER, MATCHER_NODE, NodeDirectory
 from appliance.security.envelope import NodeKeys
 from appliance.security.keys import ALL_KEYS, NODE_AGREEMENT, NODE_SIGNING, FileKeyProvider, ensure_keys
 from appliance.stores.protected import KEYS_DIR, ProtectedData
@@ -36,7 +36,10 @@ class Site:
         """Certificates for every identity, envelope keys for every node (idempotent)."""
         self.broker.provision(devices, matchers, auditors, integrations)
         directory = self.directory
-        directory.add(self.central_keys())
+        central = self.central_keys()
+        directory.add(central, MATCHER)
+        for replica in matchers:
+            directory.add(central, MATCHER, name=replica)
         for device in devices:
             directory.add(self.device_keys(device))
 

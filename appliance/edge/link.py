@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import MATCHER_NODE, NodeDirectory
-from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, Sealer
+from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, ReplayGuard, Sealer
 from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ class MatcherLink:
         self.device_id = device_id
         self.matcher = directory.get(MATCHER_NODE)
         self.sealer = Sealer(keys)
-        self.opener = Opener(keys, [self.matcher], window_s=replay_window_s)
+        self.opener = Opener(keys, directory.matchers(), window_s=replay_window_s,
+                             guard=ReplayGuard(not_before=time.time()))
         self.stats: Counter[str] = Counter()
         self._pending: dict[str, tuple[threading.Event, list[messages.Decision]]] = {}
         self._lock = threading.Lock()

@@ -22,7 +22,7 @@ from appliance.matcher.gallery import Gallery
 from appliance.packs import ModelPack
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import NodeDirectory
-from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, Sealer
+from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, ReplayGuard, Sealer
 from appliance.security.masking import mask_name
 from appliance.security.roles import Principal, Role
 from appliance.stores.protected import ProtectedData
@@ -69,8 +69,12 @@ class MatcherService:
         self.data = data
         self.principal = Principal(name, Role.OPERATOR, device=name)
         self.engine = MatchEngine(loaded.gallery, threshold, loaded.claims.get)
-        self.opener = Opener(keys, directory.devices(), window_s=replay_window_s)
-        self.sealer = Sealer(keys)
+        # nothing sealed before this process started is accepted: its predecessor may have
+        # accepted it already (the replay state is not carried across restarts)
+        self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
+                             guard=ReplayGuard(not_before=time.time()))
+        # every replica signs under its own name with the shared matcher keys
+        self.sealer = Sealer(NodeKeys(name, keys.signing, keys.agreement))
         self.liveness_check = liveness_check  # second judgement on the device's evidence
         self.stats: Counter[str] = Counter()
         self._recent: OrderedDict[str, bytes] = OrderedDict()

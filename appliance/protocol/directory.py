@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.envelope import NodeKeys, PeerKeys
 
-MATCHER_NODE = "matcher"  # all matcher replicas share one envelope identity
+MATCHER_NODE = "matcher"  # devices seal to this key; every replica holds its private half
+DEVICE, MATCHER = "device", "matcher"
 
 
 def _b64(raw: bytes) -> str:
@@ -26,14 +27,18 @@ def _b64(raw: bytes) -> str:
 
 @dataclass
 class NodeDirectory:
+    """Matcher replicas share the matcher's keys but each signs under its own name, so that
+    a device's per-sender replay window never confuses two replicas' counters."""
+
     path: Path
     peers: dict[str, PeerKeys]
+    roles: dict[str, str]
 
     @classmethod
     def load(cls, path: str | Path) -> "NodeDirectory":
         path = Path(path)
         if not path.exists():
-            return cls(path, {})
+            return cls(path, {}, {})
         try:
             entries = json.loads(path.read_text())
             peers = {
@@ -44,22 +49,29 @@ class NodeDirectory:
                 )
                 for name, entry in entries.items()
             }
-        except (ValueError, KeyError, TypeError) as exc:
+            roles = {name: entry.get("role", DEVICE) for name, entry in entries.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ApplianceError(ErrorCode.PKI_ERROR, f"{path}: invalid node directory ({exc})") from None
-        return cls(path, peers)
+        return cls(path, peers, roles)
 
-    def add(self, keys: NodeKeys | PeerKeys) -> None:
+    def add(self, keys: NodeKeys | PeerKeys, role: str = DEVICE, name: str | None = None) -> None:
+        """Record a node's public keys; ``name`` lets a matcher replica reuse the matcher's keys."""
         public = keys.public() if isinstance(keys, NodeKeys) else keys
+        if name is not None:
+            public = PeerKeys(name, public.signing, public.agreement)
         self.peers[public.node_id] = public
+        self.roles[public.node_id] = role
         self.save()
 
     def remove(self, node_id: str) -> None:
         self.peers.pop(node_id, None)
+        self.roles.pop(node_id, None)
         self.save()
 
     def save(self) -> None:
         body = {
-            name: {"signing": _b64(p.signing.public_bytes_raw()), "agreement": _b64(p.agreement.public_bytes_raw())}
+            name: {"role": self.roles.get(name, DEVICE), "signing": _b64(p.signing.public_bytes_raw()),
+                   "agreement": _b64(p.agreement.public_bytes_raw())}
             for name, p in sorted(self.peers.items())
         }
         tmp = self.path.with_suffix(".tmp")
@@ -73,4 +85,7 @@ class NodeDirectory:
             raise ApplianceError(ErrorCode.PKI_ERROR, f"no public keys for node {node_id!r}") from None
 
     def devices(self) -> list[PeerKeys]:
-        return [p for name, p in self.peers.items() if name != MATCHER_NODE]
+        return [p for name, p in self.peers.items() if self.roles.get(name) == DEVICE]
+
+    def matchers(self) -> list[PeerKeys]:
+        return [p for name, p in self.peers.items() if self.roles.get(name) == MATCHER]

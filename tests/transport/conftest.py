@@ -17,3 +17,13 @@ def broker(tmp_path_factory):
     managed.start()
     yield managed
     managed.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, pipeline, faces, config):
+    from sitekit import make_site
+
+    provisioned = make_site(tmp_path_factory, pipeline, faces, config)
+    yield provisioned
+    provisioned.broker.stop()
+    provisioned.data.close()

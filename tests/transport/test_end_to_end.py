@@ -22,58 +22,8 @@ from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, Conse
 from appliance.security.envelope import MessageType
 from appliance.security.roles import Principal, Role
 from appliance.site import Site
+from sitekit import frames_folder, passing_image, start_matcher
 from appliance.transport.mqtt import MqttEndpoint
-
-DEVICES = ("door-a", "door-b")
-PEOPLE = {"id07201": ("Zhang San", "C-1001"), "id07212": ("王小明", "C-1002"), "id07229": ("Ana Lima", "C-1003")}
-OPERATOR = Principal("enroller", Role.OPERATOR)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, pipeline, faces, config):
-    site = Site(tmp_path_factory.mktemp("site"))
-    site.provision(DEVICES, matchers=("matcher-1", "matcher-2"), auditors=("auditor-1",))
-    data = site.protected_data(config)
-    for folder, (name, card) in PEOPLE.items():
-        subject = new_subject_id()
-        data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD, card_no=card))
-        data.record_consent(OPERATOR, ConsentRecord(subject, ENROLL_SCOPE, "v1", time.time(), name))
-        files = sorted((faces / "celeba-dev" / folder).glob("*.jpg"))
-        result = enroll(pipeline, (read_image(p) for p in files[:5]))
-        assert result.enrolled
-        data.enroll(OPERATOR, subject, result.template, np.zeros(1, np.float32))
-    site.broker.start()
-    site.data = data
-    yield site
-    site.broker.stop()
-    data.close()
-
-
-def start_matcher(site, pipeline, name="matcher-1") -> MatcherService:
-    loaded = load_gallery(site.data, Principal(name, Role.OPERATOR), pipeline.embedder_pack)
-    service = MatcherService(name, site.mqtt(name), site.data.node, site.directory, loaded, pipeline.threshold,
-                             data=site.data)
-    service.start()
-    return service
-
-
-def passing_image(pipeline, folder: Path, skip: int = 0) -> Path:
-    """A real image of the person that passes the verification profile (a cooperative visitor)."""
-    for path in sorted(folder.glob("*.jpg"))[skip:]:
-        analysis, template = pipeline.template(read_image(path))
-        if template is not None and analysis.quality.passed:
-            return path
-    raise AssertionError(f"no usable image in {folder}")
-
-
-def frames_folder(tmp_path: Path, images: list[Path], repeat: int = 3) -> Path:
-    folder = tmp_path / "frames"
-    folder.mkdir(exist_ok=True)
-    for index, image in enumerate(images):
-        for copy in range(repeat):
-            shutil.copy(image, folder / f"{index:03d}-{copy}{image.suffix}")
-    return folder
-
 
 @pytest.fixture
 def auditor(site):
