@@ -21,10 +21,10 @@ from appliance.transport.mqtt import MqttSettings, settings_for
 
 
 class Site:
-    def __init__(self, folder: str | Path, port: int | None = None):
+    def __init__(self, folder: str | Path, port: int | None = None, host: str = "127.0.0.1"):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.broker = ManagedBroker(self.folder, port=port)
+        self.broker = ManagedBroker(self.folder, port=port, host=host)
         self.central = self.folder / "central"
 
     @property

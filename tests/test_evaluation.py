@@ -67,12 +67,3 @@ def test_identification_and_calibration(tmp_path, faces):
     result = appliance("--config", str(config), "calibrate", str(faces / "att-orl"), "--split", "a")
     assert "written to" in result.stdout
     assert "w600k-mbf = 0." in config.read_text() and "split a" in config.read_text()
-
-
-def test_demo_enrolls_and_identifies(faces):
-    result = appliance("demo", "--enroll", "3", "--unknown", "2", "--probes", "2")
-    lines = result.stdout.splitlines()
-    assert sum(line.startswith("enrolled ") for line in lines) >= 2
-    summary = lines[-1]
-    assert summary.endswith("asked to retry")
-    assert " 0 wrong" in summary

@@ -1,94 +1,176 @@
-"""``appliance demo``: enroll identities from a labelled folder, then identify others.
+"""``appliance demo``: the whole appliance on one machine, end to end.
 
-The main job of the README until the full door appliance exists: it runs the same
-pipeline, enrollment policy and gallery the services use, on real faces replayed as
-camera frames.
+Starts a real Mosquitto broker with TLS and ACLs, a matcher service and an edge daemon as
+separate processes; enrolls people (with consent) from the shared faces; feeds the edge
+camera frames replayed from a folder (enrolled people, strangers, photo attacks); prints
+each pass as the door sees it; then stops everything and leaves no process behind.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from appliance import paths
+from appliance.broker.process import free_port
 from appliance.capture.images import read_image
-from appliance.capture.sources import FolderReplaySource
-from appliance.cli.common import pipeline_from
+from appliance.cli.common import config_from, pipeline_from
 from appliance.enrollment import enroll
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.datasets import scan_identities
-from appliance.matcher.gallery import Gallery
+from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
+from appliance.security.masking import mask_name
+from appliance.security.roles import Principal, Role
+from appliance.site import Site
 
 DEFAULT_DATASET = "data/faces/celeba-dev"
+SPOOF_SAMPLES = "data/spoof/samples"
+DEMO_NAMES = ("Zhang San", "Li Si", "Wang Wu", "Zhao Liu", "Chen Qi", "Ana Lima", "John Doe", "Maria Rossi")
+DEVICE, MATCHER = "door-1", "matcher-1"
+READY_TIMEOUT_S = 120.0
+FRAMES_PER_PASS = 5
+ENROLLER = Principal("demo-enroller", Role.OPERATOR)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="enroll some identities from a folder and identify others")
+    demo = sub.add_parser("demo", help="the whole appliance end to end: broker, matcher, edge, enrolled people")
     demo.add_argument("--dataset", help=f"identity folders (default: $APPLIANCE_SHARED_DATA/{DEFAULT_DATASET})")
-    demo.add_argument("--enroll", type=int, default=8, help="identities to enroll")
-    demo.add_argument("--unknown", type=int, default=4, help="identities never enrolled (must be rejected)")
-    demo.add_argument("--probes", type=int, default=3, help="probe images per identity")
-    demo.add_argument("--fps", type=float, default=0.0, help="replay rate (0 = as fast as processed)")
+    demo.add_argument("--enroll", type=int, default=5, help="people to enroll")
+    demo.add_argument("--unknown", type=int, default=2, help="strangers who must be refused")
+    demo.add_argument("--site", help="keep the site in this folder (default: a temporary folder)")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=cmd_demo)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    dataset = Path(args.dataset) if args.dataset else paths.shared_dir() / DEFAULT_DATASET
-    samples = scan_identities(dataset, min_per_identity=args.probes + 3)
+def _choose(dataset: Path, enrolled: int, unknown: int, seed: int) -> tuple[dict[str, list[Path]], list[str], list[str]]:
     by_identity: dict[str, list[Path]] = {}
-    for sample in samples:
+    for sample in scan_identities(dataset, min_per_identity=7):
         by_identity.setdefault(sample.identity, []).append(sample.path)
-    rng = random.Random(args.seed)
     identities = sorted(by_identity)
-    rng.shuffle(identities)
-    enrolled_ids, unknown_ids = identities[: args.enroll], identities[args.enroll : args.enroll + args.unknown]
+    random.Random(seed).shuffle(identities)
+    if len(identities) < enrolled + unknown:
+        raise ApplianceError(ErrorCode.DATASET_INVALID, f"{dataset}: needs {enrolled + unknown} identities with 7+ images")
+    return by_identity, identities[:enrolled], identities[enrolled : enrolled + unknown]
 
-    pipeline = pipeline_from(args)
+
+def _wait_for_line(process: subprocess.Popen, marker: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"service exited with {process.returncode}")
+            continue
+        if marker in line:
+            return
+    raise ApplianceError(ErrorCode.REQUEST_TIMEOUT, f"service not ready within {timeout:g} s")
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    dataset = Path(args.dataset) if args.dataset else paths.shared_dir() / DEFAULT_DATASET
+    by_identity, enrolled_ids, unknown_ids = _choose(dataset, args.enroll, args.unknown, args.seed)
+    folder = Path(args.site) if args.site else Path(tempfile.mkdtemp(prefix="appliance-demo-"))
+    port = free_port()
+    site = Site(folder, port=port)
+    site.provision((DEVICE,), matchers=(MATCHER,))
+    print(f"site {folder}: broker on 127.0.0.1:{port} (mutual TLS), devices {DEVICE}, matcher {MATCHER}")
+
+    pipeline = pipeline_from(args, config)
     pipeline.load()
-    pack = pipeline.embedder_pack
-    gallery = Gallery(pack.id, pack.version, pack.embedding_size or 0)
-    threshold = pipeline.threshold
-    print(f"embedding pack {pack.label} ({pack.licence}); threshold from calibration")
-    probes: list[tuple[str, Path]] = []
-    for identity in enrolled_ids:
-        files = by_identity[identity]
-        result = enroll(pipeline, (read_image(p) for p in files[:5]))
-        if result.enrolled:
-            gallery.upsert(identity, result.template)
-            print(f"enrolled {identity} from {result.used} image(s)")
-        else:
-            print(f"failed to enrol {identity}: {sorted({c for codes in result.rejections for c in codes})}")
-        probes += [(identity, p) for p in files[5 : 5 + args.probes]]
-    probes += [(identity, p) for identity in unknown_ids for p in by_identity[identity][: args.probes]]
-    rng.shuffle(probes)
-
-    tally = {"correct": 0, "wrong": 0, "retry": 0}
-    with tempfile.TemporaryDirectory(prefix="appliance-demo-") as folder:
-        truth = {}
-        for index, (identity, path) in enumerate(probes):
-            frame_file = Path(folder) / f"{index:04d}{path.suffix}"
-            frame_file.symlink_to(path.resolve())
-            truth[str(frame_file)] = identity
-        print(f"\nidentifying {len(probes)} camera frames ({len(enrolled_ids)} enrolled, {len(unknown_ids)} unknown people)")
-        for frame in FolderReplaySource(folder, fps=args.fps).frames():
-            start = time.perf_counter()
-            analysis, template = pipeline.template(frame.image)
-            elapsed = (time.perf_counter() - start) * 1000
-            expected = truth[frame.origin]
-            if template is None or not analysis.quality.passed:
-                tally["retry"] += 1
-                print(f"frame {frame.index:3d}  RETRY   {analysis.quality.issues[0].guidance:34s} {elapsed:5.0f} ms")
+    data = site.protected_data(config)
+    plan: list[tuple[str, list[Path]]] = []
+    try:
+        for identity, name in zip(enrolled_ids, DEMO_NAMES):
+            subject = new_subject_id()
+            data.register_person(ENROLLER, Person(subject, name, AgeBand.ADULT, Alternative.CARD))
+            data.record_consent(ENROLLER, ConsentRecord(subject, ENROLL_SCOPE, "demo-v1", time.time(), name))
+            files = by_identity[identity]
+            result = enroll(pipeline, (read_image(p) for p in files[:5]))
+            if not result.enrolled:
+                print(f"  {mask_name(name)}: failed to enrol ({sorted({c for r in result.rejections for c in r})})")
                 continue
-            best = gallery.best(template)
-            accepted = best is not None and best.score >= threshold
-            who = best.subject_id if accepted else "unknown"
-            ok = who == (expected if expected in gallery else "unknown")
-            tally["correct" if ok else "wrong"] += 1
-            verdict = "ACCEPT" if accepted else "REJECT"
-            print(f"frame {frame.index:3d}  {verdict}  {who:10s} {'correct' if ok else 'WRONG':8s} "
-                  f"(truth {expected if expected in gallery else 'not enrolled'}) {elapsed:5.0f} ms")
-    pipeline.close()
-    print(f"\n{tally['correct']} correct, {tally['wrong']} wrong, {tally['retry']} asked to retry")
-    return 0
+            data.enroll(ENROLLER, subject, result.template, np.zeros(1, np.float32))
+            print(f"  enrolled {mask_name(name)} from {result.used} image(s) with consent on record")
+            plan.append((f"enrolled {mask_name(name)}", [files[5], files[6]]))
+        plan += [("stranger", [by_identity[i][0]]) for i in unknown_ids]
+        spoof = paths.shared_dir() / SPOOF_SAMPLES
+        plan += [("photo attack", [spoof / "image_F1.jpg"]), ("photo attack", [spoof / "image_F2.jpg"])]
+    finally:
+        data.close()
+        pipeline.close()
+
+    frames = folder / "camera"
+    shutil.rmtree(frames, ignore_errors=True)
+    frames.mkdir()
+    passes, expected = 0, []
+    for who, images in plan:
+        for image in images[:1] if who != "photo attack" else images:
+            for copy in range(FRAMES_PER_PASS):
+                (frames / f"{passes:03d}-{copy}{image.suffix}").symlink_to(image.resolve())
+            expected.append(who)
+            passes += 1
+    random_order = list(range(passes))
+    print(f"camera: {passes} people walk up, in this order: " + ", ".join(expected[i] for i in random_order))
+
+    # Replayed still photos carry no head motion, so the demo site runs passive liveness on the
+    # device and the matcher alike (the matcher refuses evidence weaker than its policy).
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(folder / "var"), "APPLIANCE__LIVENESS__LEVEL": "passive"}
+    base = [sys.executable, "-m", "appliance"] + (["--config", args.config] if args.config else [])
+    common = ["--site", str(folder), "--port", str(port), "--host", "127.0.0.1"]
+    matcher = edge = None
+    try:
+        site.broker.start()
+        matcher = subprocess.Popen(base + ["matcher", "--name", MATCHER] + common, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True, env=env)
+        _wait_for_line(matcher, "ready", READY_TIMEOUT_S)
+        print(f"{MATCHER}: ready")
+        edge = subprocess.Popen(
+            base + ["edge", "--device", DEVICE, "--source", str(frames), "--passes", str(passes),
+                    "--cool-down", "0"] + common,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )
+        outcomes = []
+        for line in edge.stdout:
+            line = line.rstrip()
+            if line.startswith(f"{DEVICE}: ") and line.split()[1] in ("ACCEPTED", "REJECTED", "ATTACK", "UNAVAILABLE", "TIMEOUT"):
+                who = expected[len(outcomes)] if len(outcomes) < len(expected) else "?"
+                outcomes.append(line.split()[1])
+                print(f"{line}   <- {who}")
+            else:
+                print(line)
+        edge.wait(30)
+    finally:
+        _stop(edge)
+        _stop(matcher)
+        site.broker.stop()
+        if not args.site:
+            shutil.rmtree(folder, ignore_errors=True)
+    pairs = list(zip(outcomes, expected))
+    false_accepts = sum(o == "ACCEPTED" and not who.startswith("enrolled") for o, who in pairs)
+    false_rejects = sum(o != "ACCEPTED" and who.startswith("enrolled") for o, who in pairs)
+    attacks_stopped = sum(o == "ATTACK" for o, who in pairs if who == "photo attack")
+    print(f"\n{len(outcomes)} passes: {false_accepts} false accepts, {false_rejects} enrolled people refused, "
+          f"{attacks_stopped} of {expected.count('photo attack')} photo attacks raised an alarm; "
+          "broker, matcher and edge stopped")
+    # the door may ask a real person to try again; it must never let the wrong one in
+    return 0 if false_accepts == 0 and len(outcomes) == len(expected) else 1

@@ -24,9 +24,8 @@ def _quiet_native_logs() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
-    from appliance.cli import bench_commands, commands, demo_commands, eval_commands, liveness_commands
-    from appliance.cli import security_commands
-    from appliance.cli import ops_commands
+    from appliance.cli import (bench_commands, commands, demo_commands, eval_commands, liveness_commands,
+                               ops_commands, security_commands, service_commands)
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -48,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_commands.register(sub)
     ops_commands.register(sub)
     liveness_commands.register(sub)
+    service_commands.register(sub)
     return parser
 
 

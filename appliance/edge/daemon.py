@@ -43,15 +43,17 @@ class PassState(Enum):
     COOL_DOWN = "cool-down"
 
 
-@dataclass(frozen=True)
-class LivenessOutcome:
+class LivenessVerdict(Protocol):
     live: bool
     attack: bool  # an attack was detected (alarm), as opposed to "could not judge"
-    summary: dict  # cue scores, challenge results, timestamps: never images
+
+    def summary(self) -> dict: ...  # cue scores, challenge results, timestamps: never images
 
 
 class LivenessGate(Protocol):
-    def assess(self, frames: list[np.ndarray], analyses: list[FaceAnalysis]) -> LivenessOutcome: ...
+    """``appliance.liveness.checker.LivenessChecker`` on the device."""
+
+    def judge(self, frames: list[np.ndarray], faces: list) -> LivenessVerdict: ...
 
 
 class Decider(Protocol):
@@ -117,6 +119,14 @@ class EdgeDaemon:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, frames: Iterator[Frame], stop: threading.Event | None = None, max_passes: int | None = None) -> list[PassRecord]:
+        for _ in self.run_iter(frames, stop, max_passes):
+            pass
+        return self.passes
+
+    def run_iter(self, frames: Iterator[Frame], stop: threading.Event | None = None,
+                 max_passes: int | None = None) -> Iterator[PassRecord]:
+        """Process frames until they end, ``stop`` is set or ``max_passes`` passes are done;
+        yields each pass as it completes."""
         stop = stop or threading.Event()
         burst: list[tuple[Frame, FaceAnalysis]] = []
         session_start = missing = 0.0
@@ -148,12 +158,14 @@ class EdgeDaemon:
             burst = []
             if record is None:
                 if frame.monotonic - session_start > self.settings.session_limit_s:
-                    self._finish(PassRecord(time.time(), "timeout", "session limit"))
+                    record = PassRecord(time.time(), "timeout", "session limit")
+                    self._finish(record)
                     self.state, cool_until = PassState.COOL_DOWN, frame.monotonic + self.settings.cool_down_s
+                    yield record
                 continue
             self._finish(record)
             self.state, cool_until = PassState.COOL_DOWN, frame.monotonic + self.settings.cool_down_s
-        return self.passes
+            yield record
 
     def _finish(self, record: PassRecord) -> None:
         self.passes.append(record)
@@ -186,17 +198,18 @@ class EdgeDaemon:
         if self.liveness is not None:
             self.state = PassState.LIVENESS
             start = time.perf_counter()
-            outcome = self.liveness.assess([frame.image for frame, _ in burst], analyses)
+            outcome = self.liveness.judge([frame.image for frame, _ in burst], [a.face for a in analyses])
             stage_ms["liveness"] = (time.perf_counter() - start) * 1000
-            liveness_summary = outcome.summary
+            liveness_summary = outcome.summary()
             if not outcome.live:
                 # stop here: no template, no match request; one alarm for the session
                 self.display.show("Not recognised. Please see staff.")
                 if outcome.attack:
                     self._emit("alarm", messages.Alarm(messages.new_id(), self.settings.device_id,
-                                                       "presentation_attack", time.time(), outcome.summary))
+                                                       "presentation_attack", time.time(), liveness_summary))
                 return PassRecord(time.time(), "attack" if outcome.attack else "rejected",
-                                  messages.Reason.LIVENESS_FAILED, faces_in_view=others + 1, stage_ms=stage_ms)
+                                  messages.Reason.LIVENESS_FAILED, latency_ms=(time.monotonic() - burst[0][0].monotonic) * 1000,
+                                  faces_in_view=others + 1, stage_ms=stage_ms)
         self.state = PassState.TEMPLATE
         extraction = self.pipeline.extract([chosen], self.pipeline.config.quality_verification)[0]
         stage_ms["embedding"] = extraction.analysis.timings_ms.get("embedding", 0.0)

@@ -56,6 +56,8 @@ class MessageType(Enum):
     DECISION = 3  # the matcher's pass/fail answer
     TOMBSTONE = 4  # a deletion to propagate
     EVENT = 5  # an access event from a device
+    ALARM = 6  # a security alarm from a device (presentation attack, tamper)
+    TELEMETRY = 7  # device health figures (never biometric data)
 
 
 class Aead(Enum):
