@@ -17,7 +17,6 @@ unreadable in any case.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlcipher3 import dbapi2 as sqlcipher
 
+from appliance.digests import sha256_file
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, AccountStore
 from appliance.security.keys import AUDIT_DB, BIOMETRIC_DB, IDENTITY_DB, KeyProvider, SecretKey
@@ -68,14 +68,6 @@ class RestoreReport:
     redeleted: tuple[str, ...]  # subjects deleted after the backup, deleted again
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _integrity(path: Path, key: SecretKey) -> list[str]:
     """Open read-only (the file must not change under verification) and check every page."""
     conn = sqlcipher.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -110,7 +102,7 @@ def create_backup(data: ProtectedData, principal: Principal, destination: Path, 
         problems = _integrity(path, key)
         if problems:
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{path}: {problems[0]}")
-        files[path.name] = BackupFile(_sha256(path), path.stat().st_size, key.name, key.fingerprint)
+        files[path.name] = BackupFile(sha256_file(path), path.stat().st_size, key.name, key.fingerprint)
     manifest = BackupManifest(data.node.node_id, taken_at, revision, files)
     (destination / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
     (destination / SIGNATURE).write_text(data.node.signing.sign(manifest.body()).hex() + "\n")
@@ -140,7 +132,7 @@ def verify_backup(folder: Path, keys: KeyProvider, public_key: Ed25519PublicKey)
         path = folder / name
         if name not in KEY_OF or not path.is_file():
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{folder}: {name} missing or unknown")
-        if path.stat().st_size != entry.bytes or _sha256(path) != entry.sha256:
+        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{path}: contents differ from the signed manifest")
         problems = _integrity(path, keys.get(entry.key))
         if problems:

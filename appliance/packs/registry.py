@@ -1,22 +1,17 @@
 """Find packs along the model search path and hand out verified model files."""
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
+from appliance.digests import sha256_file
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs.manifest import MANIFEST_NAME, ModelPack, load_manifest
 
 log = logging.getLogger(__name__)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = sha256_file
 
 
 class PackRegistry:
