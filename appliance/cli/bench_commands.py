@@ -50,6 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (pipeline.md/.png/.json)")
     pipeline.set_defaults(handler=cmd_bench_pipeline)
 
+    matcher = bench_group(sub)(
+        "matcher", help="1:N search per gallery size vs FAISS, matcher requests/s on the broker, door latency"
+    )
+    matcher.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    matcher.add_argument("--devices", type=int, default=50, help="simulated devices on the broker")
+    matcher.add_argument("--requests", type=int, default=20, help="requests per device")
+    matcher.add_argument("--passes", type=int, default=20, help="door passes for the latency figure")
+    matcher.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (matcher.md/.png/.json)")
+    matcher.set_defaults(handler=cmd_bench_matcher)
+
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from appliance.bench.pipeline_bench import MIN_REPORTED_FRAMES, run_benchmark
@@ -70,4 +80,18 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
         print(f"speed-up over face_recognition, {threads} thread(s): {ratio:.2f}x")
     met = all(t["met"] for t in result.targets().values())
     print(f"targets {'met' if met else 'NOT met'}; report: {files['markdown']}")
+    return 0
+
+
+def cmd_bench_matcher(args: argparse.Namespace) -> int:
+    from appliance.bench import matcher_bench
+
+    print("1:N search ...", file=sys.stderr, flush=True)
+    search = matcher_bench.search_benchmark(tuple(args.sizes))
+    print("matcher requests on the broker ...", file=sys.stderr, flush=True)
+    throughput = matcher_bench.throughput_benchmark(args.devices, args.requests)
+    print("door latency ...", file=sys.stderr, flush=True)
+    door = matcher_bench.door_latency_benchmark(args.passes)
+    written = matcher_bench.write_report(search, throughput, door, Path(args.out))
+    print(written["markdown"].read_text())
     return 0

@@ -52,6 +52,17 @@ class Gallery:
             self._rows[subject_id] = row
         self._matrix[row] = template.vector
 
+    def load(self, subject_ids: list[str], vectors: np.ndarray) -> None:
+        """Bulk load (start-up, benchmarks): one copy instead of one upsert per subject."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(subject_ids), self.dimension):
+            raise ApplianceError(ErrorCode.PACK_MISMATCH, f"vectors {vectors.shape} for {len(subject_ids)} subjects")
+        if len(set(subject_ids)) != len(subject_ids) or self._ids:
+            raise ValueError("bulk load needs an empty gallery and distinct subject ids")
+        self._matrix = np.ascontiguousarray(np.vstack([vectors, np.zeros((INITIAL_CAPACITY, self.dimension), np.float32)]))
+        self._ids = list(subject_ids)
+        self._rows = {subject: row for row, subject in enumerate(self._ids)}
+
     def remove(self, subject_id: str) -> bool:
         row = self._rows.pop(subject_id, None)
         if row is None:
