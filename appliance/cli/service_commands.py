@@ -110,7 +110,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     link = MatcherLink(args.device, mqtt, site.device_keys(args.device), site.directory,
                        replay_window_s=config.security.replay_window_s)
     link.connect()
-    kinds = {"event": MessageType.EVENT, "alarm": MessageType.ALARM}
+    kinds = {"event": MessageType.EVENT, "alarm": MessageType.ALARM, "telemetry": MessageType.TELEMETRY}
     watchdog = notify.Watchdog(status_file=paths.data_dir() / STATUS_DIR / f"{args.device}.json")
     settings = EdgeSettings(args.device, burst_frames=max(3, config.liveness.burst_frames), cool_down_s=args.cool_down)
     daemon = EdgeDaemon(

@@ -71,6 +71,7 @@ class EdgeSettings:
     cool_down_s: float = 2.0
     open_door_s: float = 3.0
     require_card: bool = False  # "card + face" (1:1) instead of face only (1:N)
+    telemetry_every_s: float = 30.0
 
 
 @dataclass
@@ -128,6 +129,7 @@ class EdgeDaemon:
         """Process frames until they end, ``stop`` is set or ``max_passes`` passes are done;
         yields each pass as it completes."""
         stop = stop or threading.Event()
+        next_telemetry = time.monotonic() + self.settings.telemetry_every_s
         burst: list[tuple[Frame, FaceAnalysis]] = []
         session_start = missing = 0.0
         cool_until = 0.0
@@ -136,6 +138,9 @@ class EdgeDaemon:
             if stop.is_set() or (max_passes is not None and len(self.passes) >= max_passes):
                 break
             self.telemetry.frames += 1
+            if frame.monotonic >= next_telemetry:
+                next_telemetry = frame.monotonic + self.settings.telemetry_every_s
+                self._emit("telemetry", self.telemetry_message())
             if frame.monotonic < cool_until:
                 self.state = PassState.COOL_DOWN
                 continue
@@ -166,6 +171,16 @@ class EdgeDaemon:
             self._finish(record)
             self.state, cool_until = PassState.COOL_DOWN, frame.monotonic + self.settings.cool_down_s
             yield record
+
+    def telemetry_message(self) -> messages.Telemetry:
+        """Health figures for operators: rates, latencies, queue depths; no biometric data."""
+        uptime = time.monotonic() - self.telemetry.started
+        return messages.Telemetry(
+            device_id=self.settings.device_id, at=time.time(), uptime_s=round(uptime, 1),
+            frames_per_s=round(self.telemetry.frames / max(uptime, 1e-6), 2),
+            stage_latency_ms=self.telemetry.medians(), queue_depths={"passes": len(self.passes)},
+            pack=self.pipeline.embedder_pack.label,
+        )
 
     def _finish(self, record: PassRecord) -> None:
         self.passes.append(record)

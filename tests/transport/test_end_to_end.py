@@ -85,3 +85,44 @@ def test_card_claim_verifies_one_to_one(site, pipeline, faces, tmp_path):
     finally:
         link.close()
         matcher.stop()
+
+
+def test_photo_attack_gives_an_alarm_and_no_request(site, pipeline, shared, faces, tmp_path, config):
+    import dataclasses
+
+    from appliance.liveness.checker import LivenessChecker
+
+    matcher = start_matcher(site, pipeline)
+    link = MatcherLink("door-a", site.mqtt("door-a"), site.device_keys("door-a"), site.directory)
+    link.connect()
+    kinds = {"event": MessageType.EVENT, "alarm": MessageType.ALARM, "telemetry": MessageType.TELEMETRY}
+    try:
+        policy = dataclasses.replace(config.liveness, level="passive")
+        checker = LivenessChecker(policy, pipeline.registry)
+        sent = []
+        daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, link, liveness=checker,
+                            emit=lambda kind, message: (sent.append((kind, message)), link.send(kind, message, kinds[kind])))
+        attack = shared / "data" / "spoof" / "samples" / "image_F1.jpg"
+        couple = faces / "deepface-pairs" / "couple.jpg"
+        passes = daemon.run(FolderReplaySource(frames_folder(tmp_path, [attack, couple])).frames())
+        assert passes[0].outcome == "attack" and "decision" not in passes[0].stage_ms
+        alarms = [m for kind, m in sent if kind == "alarm"]
+        assert len(alarms) == 1 and alarms[0].kind == "presentation_attack"
+        assert any(kind == "event" and m.kind == "tailgating" for kind, m in sent)  # two faces at the door
+        assert wait_until(lambda: matcher.stats["alarm"] == 1)
+        assert matcher.stats["accepted"] + matcher.stats["rejected"] == len([p for p in passes if "decision" in p.stage_ms])
+        telemetry = daemon.telemetry_message()
+        assert telemetry.pack == "w600k-mbf@1.0.0" and telemetry.frames_per_s > 0
+        assert "landmarks" in telemetry.stage_latency_ms
+    finally:
+        link.close()
+        matcher.stop()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
