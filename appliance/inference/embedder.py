@@ -1,6 +1,7 @@
 """Template extraction backends: ONNX Runtime (ArcFace-style packs) and dlib ResNet."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +37,12 @@ class OnnxEmbedder:
 
         self.pack = pack
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        # With flip fusion and two or more threads, the crop and its mirror run as two
+        # concurrent batch-1 inferences (one thread each): measured here ~17 ms for both,
+        # against ~21 ms for one batch of 2 on 2 intra-op threads (small late feature maps
+        # parallelise poorly inside an operator).
+        self._parallel_flip = threads >= 2
+        options.intra_op_num_threads = max(1, threads // 2) if self._parallel_flip else threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # the model declares batch 1 but runs any batch size
         # Spinning threads fight MediaPipe's XNNPACK workers for the same cores.
@@ -47,6 +53,7 @@ class OnnxEmbedder:
         self._mean = float(pack.input.get("mean", 127.5))
         self._std = float(pack.input.get("std", 127.5))
         self._rgb = pack.input.get("colour", "RGB") == "RGB"
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed") if self._parallel_flip else None
 
     def aligned_crop(self, bgr: np.ndarray, face: Face) -> np.ndarray:
         return align(bgr, face.five_points, self._layout)
@@ -59,8 +66,14 @@ class OnnxEmbedder:
             batch = batch[..., ::-1]
         if flip_fusion:
             batch = np.concatenate([batch, batch[:, :, ::-1]])
-        tensor = ((batch - self._mean) / self._std).transpose(0, 3, 1, 2)
-        features = self._session.run(None, {self._input: np.ascontiguousarray(tensor)})[0]
+        tensor = np.ascontiguousarray(((batch - self._mean) / self._std).transpose(0, 3, 1, 2))
+        if flip_fusion and self._pool is not None:
+            count = len(crops)
+            halves = self._pool.map(lambda part: self._session.run(None, {self._input: part})[0],
+                                    (tensor[:count], tensor[count:]))
+            features = np.concatenate(list(halves))
+        else:
+            features = self._session.run(None, {self._input: tensor})[0]
         norms = np.linalg.norm(features, axis=1)
         if flip_fusion:
             count = len(crops)
