@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from appliance.errors import ErrorCode
 from appliance.security.envelope import (
     COUNTER_WINDOW, MAGIC, Aead, EnvelopeRejected, MessageType, NodeKeys, Opener, RejectReason, Sealer,
-    answer_request, read_decision,
 )
 
 NOW = 1_800_000_000.0
@@ -156,20 +155,21 @@ def test_header_is_bound_to_the_ciphertext():
     assert rejected(lambda: opener().open(resigned, now=NOW)) is RejectReason.DECRYPT_FAILED
 
 
-def test_decisions_are_signed_and_bound_to_the_request():
-    device_sealer, matcher_sealer = Sealer(DEVICE), Sealer(MATCHER)
-    probe = device_sealer.seal(MATCHER.public(), MessageType.PROBE, PAYLOAD)
-    request = opener().open(probe).header
-    answer = answer_request(matcher_sealer, DEVICE.public(), request, accepted=True, subject_id="s-1")
+def test_decisions_are_signed_by_the_matcher_and_carry_no_score():
+    """The matcher's answer (a protocol Decision) opens only with a matcher's signature."""
+    from appliance.protocol import messages
+
+    decision = messages.Decision(messages.new_id(), True, messages.Reason.MATCH, "Z**** S**")
     device = Opener(DEVICE, [MATCHER.public()])
-    decision = read_decision(device, answer, request.counter)
-    assert decision.accepted and decision.subject_id == "s-1"
-    assert not hasattr(decision, "score")
-    forged = answer_request(Sealer(NodeKeys("matcher-1", OTHER.signing, OTHER.agreement)), DEVICE.public(),
-                            request, accepted=True)
-    assert rejected(lambda: read_decision(device, forged, request.counter)) is RejectReason.BAD_SIGNATURE
-    other = answer_request(matcher_sealer, DEVICE.public(), request, accepted=False)
-    assert rejected(lambda: read_decision(device, other, request.counter + 1)) is RejectReason.MALFORMED
+    answer = Sealer(MATCHER).seal(DEVICE.public(), MessageType.DECISION, decision.encode())
+    opened = device.open(answer, expect=MessageType.DECISION)
+    assert messages.decode(opened.payload, messages.Decision) == decision
+    assert b"score" not in opened.payload
+    forged = Sealer(NodeKeys("matcher-1", OTHER.signing, OTHER.agreement)).seal(
+        DEVICE.public(), MessageType.DECISION, decision.encode())
+    assert rejected(lambda: device.open(forged, expect=MessageType.DECISION)) is RejectReason.BAD_SIGNATURE
+    probe_typed = Sealer(MATCHER).seal(DEVICE.public(), MessageType.PROBE, decision.encode())
+    assert rejected(lambda: device.open(probe_typed, expect=MessageType.DECISION)) is RejectReason.UNEXPECTED_TYPE
 
 
 def test_layout_offsets_used_above_match_the_format():
