@@ -1,4 +1,4 @@
-"""Protected-data commands: keys, stores, subjects, retention, audit, envelope benchmark.
+"""Protected-data commands: keys, stores, subjects, retention, audit; the envelope benchmark.
 
 The acting principal is the OS account running the command, mapped to a role by
 ``[security.roles]`` in the configuration; there is no option to claim a role. Output is
@@ -59,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     audit.add_argument("--out", help="export file (default: print)")
     audit.set_defaults(handler=cmd_audit)
 
-    envelope = sub.add_parser("envelope", help="envelope benchmark (seal/open throughput)")
-    envelope.add_argument("action", choices=("bench",))
+    from appliance.cli.bench_commands import bench_group
+
+    envelope = bench_group(sub)("envelope", help="envelope seal/open throughput beside AES-GCM and the crypto floor")
     envelope.add_argument("--out", default=str(paths.REPO_ROOT / "reports" / "bench" / "envelope.md"))
     envelope.add_argument("--payload", type=int, default=2048, help="payload bytes")
     envelope.add_argument("--messages", type=int, default=400, help="messages per run")

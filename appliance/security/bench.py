@@ -3,7 +3,7 @@
 The peer is a bare AES-256-GCM encryption of the same payload with a fixed key: the cost of
 confidentiality alone. The ratio shows what sender authentication, per-message key agreement
 and anti-replay cost on this machine; absolute numbers vary with the CPU and its load, the
-ratio much less. Not a unit test: run it with ``appliance envelope bench``.
+ratio much less. Not a unit test: run it with ``appliance bench envelope``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The benchmark report is produced (its numbers are measured by `appliance envelope bench`,
+"""The benchmark report is produced (its numbers are measured by `appliance bench envelope`,
 never asserted here)."""
 from __future__ import annotations
 
