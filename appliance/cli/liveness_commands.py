@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.capture.images import read_image
 from appliance.cli.common import config_from, pipeline_from, write_json
 from appliance.config import LIVENESS_LEVELS
 from appliance.errors import ApplianceError, ErrorCode
@@ -35,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("dataset", help="bona_fide/ + attack/<species>/ captured with THIS camera")
     calibrate.add_argument("--target-apcer", type=float, default=0.05, help="worst-species APCER at the threshold")
     calibrate.add_argument("--out", help="calibration file (default: liveness.calibration of the configuration)")
-    calibrate.add_argument("--model-bpcer", type=float, default=0.01,
+    calibrate.add_argument("--model-bpcer", type=float, default=0.005,
                            help="bona fide rejection allowed to the model's own veto (sets its floor)")
     calibrate.add_argument("--keep-fusion", action="store_true", help="only move the threshold, keep the weights")
     calibrate.set_defaults(handler=cmd_calibrate)
@@ -50,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     collect.set_defaults(handler=cmd_collect)
 
     check = actions.add_parser("check", help="judge images or frame folders (exit 0 all live, 1 otherwise)")
-    check.add_argument("items", nargs="+", help="images, or folders of frames (one presentation each)")
+    check.add_argument("items", nargs="+", help="images, short videos or folders of frames (one presentation each)")
     check.add_argument("--level", choices=LIVENESS_LEVELS, help="override the configured policy level")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=cmd_check)
@@ -121,8 +120,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from appliance.liveness import pad
+    from appliance.liveness.calibration import calibrate
     from appliance.liveness.checker import calibration_path
-    from appliance.liveness.fusion import FEATURES, MODEL_LIVE, Calibration, fit
 
     config = config_from(args)
     pipeline = pipeline_from(args, config)
@@ -132,40 +131,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         scored = pad.score_items(pipeline, checker, items, "passive", with_rows=True)
     finally:
         pipeline.close()
-    keep = [i for i, rows in enumerate(scored.rows) if rows]
-    rows = [r for i in keep for r in scored.rows[i]]
-    is_attack = np.array([items[i].label != pad.BONA_FIDE for i in keep for _ in scored.rows[i]])
-    matrix = np.array([[r[name] for name in FEATURES] for r in rows])
     synthetic = pad.synthetic_info(args.dataset) is not None
-    if args.keep_fusion:
-        old = checker.calibration
-        mean, scale, weights, bias = old.mean, old.scale, old.weights, old.bias
-    else:
-        mean, scale, weights, bias = fit(matrix, is_attack)
-    draft = Calibration(FEATURES, mean, scale, weights, bias, 0.5, 0.0, {}, synthetic)
-    live = draft.live_scores(matrix)
-    model_live = np.array([r[MODEL_LIVE] for r in rows])
-    owners = np.repeat(np.arange(len(keep)), [len(scored.rows[i]) for i in keep])
-    item_scores = np.array([np.median(live[owners == k]) for k in range(len(keep))])
-    item_model = np.array([np.median(model_live[owners == k]) for k in range(len(keep))])
-    labels = np.array([items[i].label for i in keep])
-    # the model's veto floor: the bona fide model-score quantile at the allowed rejection
-    model_floor = float(np.quantile(item_model[labels == pad.BONA_FIDE], args.model_bpcer))
-    item_scores = np.where(item_model < model_floor, 0.0, item_scores)
-    attacks = {s: item_scores[labels == s] for s in set(labels) - {pad.BONA_FIDE}}
-    threshold = pad.threshold_at_apcer(attacks, args.target_apcer)
-    bona = item_scores[labels == pad.BONA_FIDE]
-    bpcer = float(np.mean(bona < threshold))
-    point = {"target_apcer": args.target_apcer, "bpcer": bpcer, "model_bpcer": args.model_bpcer, "dataset": str(Path(args.dataset).resolve()),
-             "bona_fide": int(len(bona)), "attacks": {k: int(len(v)) for k, v in attacks.items()},
-             "date": dt.date.today().isoformat(), "fusion": "kept" if args.keep_fusion else "fitted"}
-    calibration = Calibration(FEATURES, tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, weights)),
-                              float(bias), float(threshold), model_floor, point, synthetic)
+    calibration = calibrate(items, scored.rows, args.target_apcer, args.model_bpcer, synthetic,
+                            str(Path(args.dataset).resolve()), checker.calibration if args.keep_fusion else None)
     out = Path(args.out) if args.out else calibration_path(config.liveness)
     calibration.save(out)
+    point = calibration.operating_point
     tag = " (SYNTHETIC attacks: recalibrate with real captures from this camera)" if synthetic else ""
-    print(f"liveness threshold {threshold:.4f}, model floor {model_floor:.4f}, at APCER <= {100 * args.target_apcer:g} % "
-          f"(BPCER {100 * bpcer:.2f} % on the calibration set) written to {out}{tag}")
+    print(f"liveness threshold {calibration.threshold:.4f}, model floor {calibration.model_floor:.4f}, at APCER <= "
+          f"{100 * args.target_apcer:g} % (out-of-fold BPCER {100 * point['bpcer_out_of_fold']:.2f} %) "
+          f"written to {out}{tag}")
     return 0
 
 
@@ -214,7 +189,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             item = pad._item("item", Path(name))
             if item is None:
                 raise ApplianceError(ErrorCode.IMAGE_UNREADABLE, f"{name}: not an image or a folder of frames")
-            frames = [read_image(p) for p in item.frames]
+            frames = pad.load_frames(item)
             faces = [pipeline.detect(f).subject for f in frames]
             decision = checker.judge(frames, faces, level=args.level if args.level != "active" else "passive+motion")
             results.append((name, decision))

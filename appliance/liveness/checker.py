@@ -28,6 +28,7 @@ from appliance.liveness.minifasnet import MiniFASNet
 from appliance.packs import PackRegistry
 from appliance.vision.types import Face
 
+MODEL_FRAMES = 2  # frames of a burst scored by the model (plus the middle one)
 REASON_NO_FACE = "no_face"
 REASON_PASSIVE = "passive_score_below_threshold"
 REASON_MODEL = "model_veto"
@@ -64,7 +65,8 @@ class LivenessDecision:
             "score": self.score,
             "threshold": self.threshold,
             "reasons": list(self.reasons),
-            "cues": self.cues,
+            # scores only: the texture histogram bins are descriptors for the fusion
+            "cues": {k: v for k, v in self.cues.items() if not k.startswith("texture_")},
             "motion": None if self.motion is None else self.motion.as_dict(),
             "challenge": self.challenge,
             "frames": self.frames,
@@ -127,10 +129,12 @@ class LivenessChecker:
         present = [(frame, face) for frame, face in zip(frames, faces) if face is not None]
         if not present:
             return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_NO_FACE,), frames=len(frames))
-        # The model runs on every frame (its scores vary frame to frame); the image cues are
-        # properties of the artefact and run once, on the middle frame, to keep the cost down.
+        # The image cues are properties of the artefact: once, on the middle frame. The model
+        # runs on MODEL_FRAMES frames spread over the burst (median), which bounds the cost
+        # per frame while still not trusting a single frame.
         middle = len(present) // 2
-        per_frame = [self.model_cues(frame, face) for frame, face in present]
+        picks = sorted({middle, *np.linspace(0, len(present) - 1, MODEL_FRAMES).round().astype(int).tolist()})
+        per_frame = [self.model_cues(*present[i]) for i in picks]
         full = self.frame_cues(*present[middle])
         cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in per_frame[0].values}
         cues.update({k: v for k, v in full.values.items() if k not in cues})

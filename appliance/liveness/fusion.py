@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.liveness.image_cues import ImageCues
+from appliance.liveness.image_cues import TEXTURE_NAMES, ImageCues
 from appliance.liveness.minifasnet import ModelScores
 
 MODEL_FEATURES = ("minifasnet_v2", "minifasnet_v1se")
-IMAGE_FEATURES = tuple(ImageCues.__dataclass_fields__)
+IMAGE_FEATURES = tuple(name for name in ImageCues.__dataclass_fields__ if name != "texture") + TEXTURE_NAMES
 FEATURES = MODEL_FEATURES + IMAGE_FEATURES
 PROBABILITY_FLOOR = 1e-4
 L2 = 1e-2

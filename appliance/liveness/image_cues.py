@@ -13,6 +13,10 @@ fusion (``liveness.fusion``) weighs them. What they look for:
   reflection of a glossy print or a screen).
 * ``frame_edges`` - long straight edges beside the face on both sides or above and below it:
   a sheet of paper or a phone/tablet bezel held in front of the camera.
+* ``texture`` - colour texture (Boulkenafet et al., 2015): uniform LBP histograms of the
+  face in the YCrCb and HSV channels. Recapture changes the joint statistics of luminance
+  and chroma micro-texture; the fusion learns which bins matter. It is a descriptor, not
+  a score, so it is used by the fusion but left out of the evidence summary.
 
 These are weak, domain-dependent signals: their weights come from calibration and the
 synthetic set exaggerates what they measure (see docs/liveness.md).
@@ -29,6 +33,13 @@ JPEG_BLOCK = 8
 PEAK_BAND = (0.18, 0.5)  # cycles/pixel searched for periodic peaks
 GLARE_VALUE, GLARE_SATURATION = 235, 40
 FRAME_LINE_FRACTION = 0.9  # a frame edge spans at least this much of the face height/width
+EDGE_FACE_PX = 80.0  # face height at which frame edges are searched
+TONE_SAMPLES = 20000  # pixels sampled for the tone percentiles
+TEXTURE_SIZE = 64  # face crop side for the colour texture
+TEXTURE_CHANNELS = ("y", "cr", "cb", "h", "s", "v")
+TEXTURE_BINS = 10  # uniform rotation-invariant LBP(8,1): 9 uniform codes + 1 for the rest
+TEXTURE_NAMES = tuple(f"texture_{c}_{b}" for c in TEXTURE_CHANNELS for b in range(TEXTURE_BINS))
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,13 @@ class ImageCues:
     saturation: float  # 90th percentile saturation of the wide crop (ink gamut)
     midtones: float  # median / top brightness (a screen's gamma lifts the midtones)
     chroma_periodicity: float  # periodicity of the red-difference chroma (sub-pixel stripes)
+    texture: tuple[float, ...] = ()  # TEXTURE_BINS uniform-LBP bins per TEXTURE_CHANNELS channel
 
     def as_dict(self) -> dict[str, float]:
-        return dict(vars(self))
+        values = {k: v for k, v in vars(self).items() if k != "texture"}
+        values.update({name: value for name, value in zip(TEXTURE_NAMES, self.texture)})
+        return values
+
 
 
 def _region(image: np.ndarray, box: tuple[float, float, float, float], scale: float) -> np.ndarray:
@@ -110,7 +125,8 @@ def tone(bgr: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float
     wide = _region(bgr, box, 2.0)
     if wide.size == 0:
         return 0.0, 0.0, 0.0, 0.0
-    hsv = cv2.cvtColor(wide, cv2.COLOR_BGR2HSV)
+    step = max(1, int(np.sqrt(wide.shape[0] * wide.shape[1] / TONE_SAMPLES)))
+    hsv = cv2.cvtColor(np.ascontiguousarray(wide[::step, ::step]), cv2.COLOR_BGR2HSV)
     value = hsv[..., 2].astype(np.float32)
     low, mid, high = np.percentile(value, [1, 50, 99])
     saturation = float(np.percentile(hsv[..., 1], 90)) / 255
@@ -132,31 +148,66 @@ def glare(bgr: np.ndarray, box: tuple[float, float, float, float]) -> float:
 
 
 def frame_edges(grey: np.ndarray, box: tuple[float, float, float, float]) -> float:
-    """Share of the four sides beside the face that have a long straight edge parallel to them."""
+    """Share of the four sides beside the face that have a long straight edge parallel to them.
+
+    Searched in a window of 3x the face box, scaled so the face is EDGE_FACE_PX tall: the
+    cost no longer grows with the frame, and the line lengths are in face units.
+    """
     height, width = grey.shape[:2]
     x, y, w, h = box
-    edges = cv2.Canny(cv2.GaussianBlur(grey, (5, 5), 0), 40, 120)
-    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=40, minLineLength=int(FRAME_LINE_FRACTION * min(w, h)),
-                            maxLineGap=6)
+    x0, y0 = int(max(0, x - w)), int(max(0, y - h))
+    x1, y1 = int(min(width, x + 2 * w)), int(min(height, y + 2 * h))
+    factor = min(1.0, EDGE_FACE_PX / max(h, 1.0))
+    window = grey[y0:y1, x0:x1]
+    if window.size == 0:
+        return 0.0
+    if factor < 1.0:
+        window = cv2.resize(window, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    x, y, w, h = (x - x0) * factor, (y - y0) * factor, w * factor, h * factor
+    edges = cv2.Canny(cv2.GaussianBlur(window, (5, 5), 0), 40, 120)
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=int(0.5 * min(w, h)) + 1,
+                            minLineLength=int(FRAME_LINE_FRACTION * min(w, h)), maxLineGap=4)
     if lines is None:
         return 0.0
     sides = set()
-    for x0, y0, x1, y1 in np.asarray(lines).reshape(-1, 4):
-        dx, dy = x1 - x0, y1 - y0
+    for ax, ay, bx, by in np.asarray(lines).reshape(-1, 4):
+        dx, dy = bx - ax, by - ay
         length = np.hypot(dx, dy)
         if abs(dy) < 0.25 * length:  # horizontal-ish
-            yy = (y0 + y1) / 2
+            yy = (ay + by) / 2
             if yy < y - 0.15 * h:
                 sides.add("top")
             elif yy > y + 1.3 * h:
                 sides.add("bottom")
         elif abs(dx) < 0.25 * length:  # vertical-ish
-            xx = (x0 + x1) / 2
+            xx = (ax + bx) / 2
             if xx < x - 0.1 * w:
                 sides.add("left")
             elif xx > x + 1.1 * w:
                 sides.add("right")
     return len(sides) / 4
+
+
+def _lbp_histogram(channel: np.ndarray) -> np.ndarray:
+    values = channel.astype(np.int16)
+    height, width = values.shape
+    centre = values[1:-1, 1:-1]
+    bits = np.stack([values[1 + dy : height - 1 + dy, 1 + dx : width - 1 + dx] >= centre for dy, dx in _NEIGHBOURS], -1)
+    transitions = np.count_nonzero(bits != np.roll(bits, 1, axis=-1), axis=-1)
+    code = np.where(transitions <= 2, bits.sum(axis=-1), TEXTURE_BINS - 1)
+    histogram = np.bincount(code.ravel(), minlength=TEXTURE_BINS).astype(np.float64)
+    return histogram / histogram.sum()
+
+
+def colour_texture(bgr: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, ...]:
+    x, y, w, h = box
+    side = max(w, h) * 0.8
+    face = _region(bgr, (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side), 1.0)
+    if min(face.shape[:2]) < 8:
+        return tuple([0.0] * len(TEXTURE_NAMES))
+    face = cv2.resize(face, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
+    planes = [*cv2.split(cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)), *cv2.split(cv2.cvtColor(face, cv2.COLOR_BGR2HSV))]
+    return tuple(float(v) for plane in planes for v in _lbp_histogram(plane))
 
 
 def skin_chroma(bgr: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float]:
@@ -174,12 +225,13 @@ def measure(bgr: np.ndarray, box: tuple[float, float, float, float]) -> ImageCue
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     cr, cb, fringes = skin_chroma(bgr, box)
     gamut_score, black, saturation, midtones = tone(bgr, box)
-    red_difference = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)[..., 1])
+    red_difference = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)[..., 1])  # 0.1 ms at VGA
     return ImageCues(
         black_level=black,
         saturation=saturation,
         midtones=midtones,
         chroma_periodicity=periodicity(red_difference, box),
+        texture=colour_texture(bgr, box),
         skin_cr=cr,
         skin_cb=cb,
         chroma_detail=fringes,

@@ -28,6 +28,8 @@ from appliance.liveness.synthetic import SYNTHETIC_MARKER
 from appliance.pipeline import FacePipeline
 
 BONA_FIDE = "bona_fide"
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+VIDEO_FRAMES = 5  # frames read from the start of a short video item (a burst)
 APCER_TARGETS = {"bpcer20": 0.05, "bpcer100": 0.01}
 SYNTHETIC_NOTE = (
     "SYNTHETIC attacks (appliance.liveness.synthetic): these numbers show how well the simulated "
@@ -58,9 +60,29 @@ def _item(label: str, path: Path) -> PadItem | None:
     if path.is_dir():
         frames = tuple(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
         return PadItem(label, path, frames) if frames else None
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
         return PadItem(label, path, (path,))
     return None
+
+
+def load_frames(item: PadItem, video_frames: int = VIDEO_FRAMES) -> list[np.ndarray]:
+    """The item's frames: images as they are, a video's first ``video_frames`` frames."""
+    if len(item.frames) == 1 and item.frames[0].suffix.lower() in VIDEO_SUFFIXES:
+        from appliance.capture.sources import OpenCVSource
+
+        source = OpenCVSource(str(item.frames[0]))
+        try:
+            frames = []
+            for frame in source.frames():
+                frames.append(frame.image)
+                if len(frames) >= video_frames:
+                    break
+        finally:
+            source.close()
+        if not frames:
+            raise ApplianceError(ErrorCode.IMAGE_UNREADABLE, f"{item.frames[0]}: no frames")
+        return frames
+    return [read_image(p) for p in item.frames]
 
 
 def scan(root: str | Path) -> list[PadItem]:
@@ -89,7 +111,7 @@ def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[Pa
     rows: list[list[dict[str, float]]] = []
     bar = tqdm(items, desc="pad", unit="item", disable=not progress or not sys.stderr.isatty(), leave=False)
     for index, item in enumerate(bar):
-        frames = [read_image(p) for p in item.frames]
+        frames = load_frames(item)
         faces = [pipeline.detect(frame).subject for frame in frames]
         if with_rows:
             rows.append([_values(checker, f, face) for f, face in zip(frames, faces) if face is not None])
