@@ -13,6 +13,7 @@ from pathlib import Path
 
 from appliance.broker.process import ManagedBroker
 from appliance.config import Config, SecurityConfig
+from appliance.ops import provisioning
 from appliance.protocol.directory import MATCHER, MATCHER_NODE, NodeDirectory
 from appliance.security.envelope import NodeKeys
 from appliance.security.keys import ALL_KEYS, NODE_AGREEMENT, NODE_SIGNING, FileKeyProvider, ensure_keys
@@ -33,8 +34,13 @@ class Site:
 
     def provision(self, devices: tuple[str, ...], matchers: tuple[str, ...] = ("matcher-1",),
                   auditors: tuple[str, ...] = (), integrations: tuple[str, ...] = ()) -> None:
-        """Certificates for every identity, envelope keys for every node (idempotent)."""
-        self.broker.provision(devices, matchers, auditors, integrations)
+        """Certificates for every identity, envelope keys for every node (idempotent).
+        Devices are enrolled with a policy allowing both 1:1 and 1:N matching."""
+        self.broker.provision((), matchers, auditors, integrations)
+        known = self.broker.pki.identities()
+        for device in devices:
+            if device not in known:
+                provisioning.enroll_device(self.broker.pki, device, modes=provisioning.MATCHING_MODES)
         directory = self.directory
         central = self.central_keys()
         directory.add(central, MATCHER)

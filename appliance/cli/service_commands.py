@@ -58,6 +58,7 @@ def _stop_event() -> threading.Event:
 
 def cmd_matcher(args: argparse.Namespace) -> int:
     from appliance.matcher.liveness import second_liveness_judgement
+    from appliance.ops import provisioning
     from appliance.matcher.service import MatcherService, load_gallery
     from appliance.security.roles import Principal, Role
 
@@ -71,7 +72,8 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         mqtt = site.mqtt(args.name)
         service = MatcherService(args.name, mqtt, data.node, site.directory, loaded, pipeline.threshold, data=data,
                                  replay_window_s=config.security.replay_window_s,
-                                 liveness_check=second_liveness_judgement(config.liveness.level))
+                                 liveness_check=second_liveness_judgement(config.liveness.level),
+                                 device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))
         service.start()
         notify.ready(f"{len(loaded.gallery)} subjects")
         print(f"{args.name}: ready, {len(loaded.gallery)} enrolled subjects", flush=True)

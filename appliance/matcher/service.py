@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.errors import ApplianceError, ErrorCode
@@ -61,7 +62,8 @@ def load_gallery(data: ProtectedData, principal: Principal, pack: ModelPack) -> 
 class MatcherService:
     def __init__(self, name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirectory,
                  loaded: LoadedGallery, threshold: float, data: ProtectedData | None = None,
-                 replay_window_s: float = 120.0, liveness_check=None):
+                 replay_window_s: float = 120.0, liveness_check=None,
+                 device_allowed: Callable[[str, str], bool] | None = None):
         self.name = name
         self.keys = keys
         self.directory = directory
@@ -76,6 +78,8 @@ class MatcherService:
         # every replica signs under its own name with the shared matcher keys
         self.sealer = Sealer(NodeKeys(name, keys.signing, keys.agreement))
         self.liveness_check = liveness_check  # second judgement on the device's evidence
+        # provisioning policy: is this device (still) allowed this matching mode?
+        self.device_allowed = device_allowed or (lambda device, mode: True)
         self.stats: Counter[str] = Counter()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._work: queue.Queue[Incoming] = queue.Queue(QUEUE_LIMIT)
@@ -176,6 +180,8 @@ class MatcherService:
 
     def _decide(self, device: str, request: messages.MatchRequest, header) -> Verdict:
         gallery = self.loaded.gallery
+        if not self.device_allowed(device, request.mode):
+            return Verdict(False, messages.Reason.BAD_REQUEST)
         if (header.pack_id, header.pack_version) != (gallery.pack_id, gallery.pack_version):
             return Verdict(False, messages.Reason.PACK_MISMATCH)
         if self.liveness_check is not None and not self.liveness_check(device, request.liveness):

@@ -11,6 +11,7 @@ import pytest
 from appliance.capture.images import read_image
 from appliance.enrollment import enroll
 from appliance.matcher.service import MatcherService, load_gallery
+from appliance.ops import provisioning
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.roles import Principal, Role
 from appliance.site import Site
@@ -40,7 +41,8 @@ def make_site(tmp_path_factory, pipeline, faces, config):
 def start_matcher(site, pipeline, name="matcher-1") -> MatcherService:
     loaded = load_gallery(site.data, Principal(name, Role.OPERATOR), pipeline.embedder_pack)
     service = MatcherService(name, site.mqtt(name), site.data.node, site.directory, loaded, pipeline.threshold,
-                             data=site.data)
+                             data=site.data,
+                             device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))
     service.start()
     return service
 

@@ -149,3 +149,16 @@ def test_clients_reconnect_after_a_broker_restart(site, pipeline, link):
         assert link.request(probe(pipeline, "door-a", 8), PACK, timeout=2.0).reason == messages.Reason.NO_MATCH
     finally:
         matcher.stop()
+
+
+def test_a_device_is_answered_only_for_the_modes_its_policy_allows(site, pipeline, link):
+    from appliance.ops import provisioning
+
+    matcher = start_matcher(site, pipeline)
+    try:
+        assert link.request(probe(pipeline, "door-a", 11), PACK).reason == messages.Reason.NO_MATCH
+        provisioning.enroll_device(site.broker.pki, "door-a", modes=("verify",))  # 1:1 only from now on
+        assert link.request(probe(pipeline, "door-a", 12), PACK).reason == messages.Reason.BAD_REQUEST
+    finally:
+        provisioning.enroll_device(site.broker.pki, "door-a", modes=provisioning.MATCHING_MODES)
+        matcher.stop()
