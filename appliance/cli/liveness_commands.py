@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--out", help="calibration file (default: liveness.calibration of the configuration)")
     calibrate.add_argument("--model-bpcer", type=float, default=0.005,
                            help="bona fide rejection allowed to the model's own veto (sets its floor)")
+    calibrate.add_argument("--modes", nargs="+", choices=("colour", "grey"), default=["colour", "grey"],
+                           help="fit the colour fusion, the greyscale one (from grey copies), or both")
     calibrate.add_argument("--keep-fusion", action="store_true", help="only move the threshold, keep the weights")
     calibrate.set_defaults(handler=cmd_calibrate)
 
@@ -53,6 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--level", choices=LIVENESS_LEVELS, help="override the configured policy level")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=cmd_check)
+    _register_bench(actions)
+
+
+def _register_bench(actions: argparse._SubParsersAction) -> None:
+    bench = actions.add_parser("bench", help="liveness cost per frame on the benchmark's 640x480 frames")
+    bench.add_argument("--frames", type=int, default=60, help="benchmark frames (bursts are built from them)")
+    bench.add_argument("--burst", type=int, default=5, help="frames per presentation")
+    bench.add_argument("--level", choices=LIVENESS_LEVELS[1:3], default="passive+motion")
+    bench.set_defaults(handler=cmd_bench)
 
 
 def register_eval(kinds: argparse._SubParsersAction) -> None:
@@ -62,6 +74,7 @@ def register_eval(kinds: argparse._SubParsersAction) -> None:
     pad.add_argument("--out", help="JSON report (default: print)")
     pad.add_argument("--plot", help="DET plot PNG (APCER vs BPCER per species)")
     pad.add_argument("--level", choices=LIVENESS_LEVELS[1:3], help="policy level (default: configured; active -> passive+motion)")
+    pad.add_argument("--grey", action="store_true", help="judge greyscale copies (a monochrome / IR camera)")
     pad.set_defaults(handler=cmd_eval_pad)
 
 
@@ -81,12 +94,12 @@ def cmd_eval_pad(args: argparse.Namespace) -> int:
     level = args.level or pipeline.config.liveness.level
     items = pad.scan(args.dataset)
     try:
-        scores = pad.score_items(pipeline, checker, items, level)
+        scores = pad.score_items(pipeline, checker, items, level, grey=args.grey)
     finally:
         pipeline.close()
     synthetic = pad.synthetic_info(args.dataset)
     result = pad.report(scores, checker.calibration.threshold, synthetic)
-    result.update({"dataset": str(Path(args.dataset)), "level": level, "model": checker.config.pack,
+    result.update({"dataset": str(Path(args.dataset)), "level": level, "greyscale_copies": args.grey, "model": checker.config.pack,
                    "licence": checker.model.pack.licence, "calibration": checker.calibration.operating_point,
                    "calibration_synthetic": checker.calibration.synthetic})
     if args.plot:
@@ -127,20 +140,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     pipeline = pipeline_from(args, config)
     checker = _checker(args, pipeline)
     items = pad.scan(args.dataset)
+    synthetic = pad.synthetic_info(args.dataset) is not None
+    source = str(Path(args.dataset).resolve())
+    fitted = {}
     try:
-        scored = pad.score_items(pipeline, checker, items, "passive", with_rows=True)
+        for mode in args.modes:
+            grey = mode == "grey"
+            scored = pad.score_items(pipeline, checker, items, "passive", with_rows=True, grey=grey)
+            kept = checker.calibration if args.keep_fusion else None
+            if kept is not None and grey:
+                kept = kept.grey
+            fitted[mode] = calibrate(items, scored.rows, args.target_apcer, args.model_bpcer, synthetic,
+                                     source + (" (greyscale copies)" if grey else ""), kept)
     finally:
         pipeline.close()
-    synthetic = pad.synthetic_info(args.dataset) is not None
-    calibration = calibrate(items, scored.rows, args.target_apcer, args.model_bpcer, synthetic,
-                            str(Path(args.dataset).resolve()), checker.calibration if args.keep_fusion else None)
+    if "colour" in fitted:
+        calibration = dataclasses.replace(fitted["colour"], grey=fitted.get("grey"))
+    else:
+        calibration = dataclasses.replace(checker.calibration, grey=fitted["grey"])
     out = Path(args.out) if args.out else calibration_path(config.liveness)
     calibration.save(out)
-    point = calibration.operating_point
     tag = " (SYNTHETIC attacks: recalibrate with real captures from this camera)" if synthetic else ""
-    print(f"liveness threshold {calibration.threshold:.4f}, model floor {calibration.model_floor:.4f}, at APCER <= "
-          f"{100 * args.target_apcer:g} % (out-of-fold BPCER {100 * point['bpcer_out_of_fold']:.2f} %) "
-          f"written to {out}{tag}")
+    for mode, fit in fitted.items():
+        point = fit.operating_point
+        print(f"{mode}: liveness threshold {fit.threshold:.4f}, model floor {fit.model_floor:.4f}, at APCER <= "
+              f"{100 * args.target_apcer:g} % (out-of-fold BPCER {100 * point['bpcer_out_of_fold']:.2f} %)")
+    print(f"written to {out}{tag}")
     return 0
 
 
@@ -203,3 +228,34 @@ def cmd_check(args: argparse.Namespace) -> int:
             detail = f" ({', '.join(decision.reasons)})" if decision.reasons else ""
             print(f"{name}: {verdict} score {decision.score:.3f} threshold {decision.threshold:.3f}{detail}")
     return 0 if all(d.live for _, d in results) else NEGATIVE
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Median liveness milliseconds per frame: one judge() per burst, divided by the burst."""
+    import cv2
+
+    from appliance.bench.frames import synthesize_frames
+
+    pipeline = pipeline_from(args)
+    checker = _checker(args, pipeline)
+    try:
+        frames = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+                  for b in synthesize_frames(args.frames, seed=3).frames]
+        found = [(f, pipeline.detect(f).subject) for f in frames]
+        found = [(f, face) for f, face in found if face is not None]
+        checker.judge([found[0][0]], [found[0][1]], level=args.level)  # load and warm up
+        per_frame, model, cues, motion = [], [], [], []
+        for frame, face in found:
+            burst = [np.ascontiguousarray(np.roll(frame, shift, axis=1)) for shift in range(args.burst)]
+            start = time.perf_counter()
+            decision = checker.judge(burst, [face] * args.burst, level=args.level)
+            per_frame.append((time.perf_counter() - start) * 1000 / args.burst)
+            model.append(decision.timings_ms["liveness_model"])
+            cues.append(decision.timings_ms["image_cues"])
+            motion.append(decision.timings_ms.get("motion", 0.0))
+    finally:
+        pipeline.close()
+    print(f"{args.level}, bursts of {args.burst} on {len(found)} benchmark frames: liveness adds "
+          f"{np.median(per_frame):.1f} ms median per frame (model {np.median(model):.1f} ms per call, "
+          f"image cues {np.median(cues):.1f} ms and motion {np.median(motion):.1f} ms per burst)")
+    return 0

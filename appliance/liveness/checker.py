@@ -32,6 +32,7 @@ MODEL_FRAMES = 2  # frames of a burst scored by the model (plus the middle one)
 REASON_NO_FACE = "no_face"
 REASON_PASSIVE = "passive_score_below_threshold"
 REASON_MODEL = "model_veto"
+REASON_GREY = "greyscale_uncalibrated"
 REASON_FLAT = "flat_plane_motion"
 REASON_CHALLENGE = "challenge_not_completed"
 
@@ -39,7 +40,6 @@ REASON_CHALLENGE = "challenge_not_completed"
 @dataclass(frozen=True)
 class FrameCues:
     values: dict[str, float]  # every passive cue by name
-    live_score: float
     timings_ms: dict[str, float]
 
 
@@ -106,18 +106,18 @@ class LivenessChecker:
         return hashlib.sha256(text).hexdigest()[:12]
 
     def frame_cues(self, bgr: np.ndarray, face: Face) -> FrameCues:
-        """Every passive cue of one frame and its fused live score."""
+        """Every passive cue of one frame (the fusion is applied by ``judge``)."""
         model = self.model_cues(bgr, face)
         start = time.perf_counter()
         cues = image_cues.measure(bgr, face.box)
         elapsed = (time.perf_counter() - start) * 1000
         values = {**model.values, **cues.as_dict()}
-        return FrameCues(values, self.calibration.live_score(values), {**model.timings_ms, "image_cues": elapsed})
+        return FrameCues(values, {**model.timings_ms, "image_cues": elapsed})
 
     def model_cues(self, bgr: np.ndarray, face: Face) -> FrameCues:
         start = time.perf_counter()
         values = cue_values(self.model.score(bgr, face.box), None)
-        return FrameCues(values, float("nan"), {"liveness_model": (time.perf_counter() - start) * 1000})
+        return FrameCues(values, {"liveness_model": (time.perf_counter() - start) * 1000})
 
     def judge(self, frames: list[np.ndarray], faces: list[Face | None], level: str | None = None,
               challenge: ActiveChallenge | None = None) -> LivenessDecision:
@@ -129,6 +129,14 @@ class LivenessChecker:
         present = [(frame, face) for frame, face in zip(frames, faces) if face is not None]
         if not present:
             return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_NO_FACE,), frames=len(frames))
+        middle_frame, middle_face = present[len(present) // 2]
+        calibration = self.calibration
+        if image_cues.is_greyscale(middle_frame, middle_face.box):
+            if calibration.grey is None:
+                return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_GREY,),
+                                        frames=len(frames))
+            calibration = calibration.grey
+        threshold = calibration.threshold
         # The image cues are properties of the artefact: once, on the middle frame. The model
         # runs on MODEL_FRAMES frames spread over the burst (median), which bounds the cost
         # per frame while still not trusting a single frame.
@@ -138,14 +146,14 @@ class LivenessChecker:
         full = self.frame_cues(*present[middle])
         cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in per_frame[0].values}
         cues.update({k: v for k, v in full.values.items() if k not in cues})
-        score = self.calibration.live_score(cues)
+        score = calibration.live_score(cues)
         timings = {"liveness_model": float(np.mean([c.timings_ms["liveness_model"] for c in per_frame])),
                    "image_cues": full.timings_ms["image_cues"]}
         reasons: list[str] = []
         attack = score < threshold
         if attack:
             reasons.append(REASON_PASSIVE)
-        if self.calibration.vetoed(cues):
+        if calibration.vetoed(cues):
             attack = True
             reasons.append(REASON_MODEL)
         evidence = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,9 @@ class Calibration:
     model_floor: float  # ... and the model's own live probability >= model_floor
     operating_point: dict  # what the threshold was set at, on which data
     synthetic: bool  # fitted on synthetic attacks: recalibrate on the device camera
+    # The same, fitted on greyscale frames (IR / monochrome cameras, grey archives): colour
+    # cues are void there and the model, trained on colour, calls most grey faces spoofs.
+    grey: Calibration | None = None
 
     def attack_logit(self, values: dict[str, float]) -> float:
         vector = np.array([values[name] for name in self.features], dtype=np.float64)
@@ -101,6 +104,11 @@ class Calibration:
             raise ApplianceError(ErrorCode.LIVENESS_UNCALIBRATED, f"{path}: {exc}") from None
         if data.pop("format", None) != FORMAT:
             raise ApplianceError(ErrorCode.LIVENESS_UNCALIBRATED, f"{path}: unknown format")
+        return cls._from_dict(data, path)
+
+    @classmethod
+    def _from_dict(cls, data: dict, path: Path) -> Calibration:
+        grey = data.pop("grey", None)
         try:
             calibration = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
         except TypeError as exc:
@@ -108,6 +116,8 @@ class Calibration:
         unknown = set(calibration.features) - set(FEATURES)
         if unknown:
             raise ApplianceError(ErrorCode.LIVENESS_UNCALIBRATED, f"{path}: unknown cues {sorted(unknown)}")
+        if grey is not None:
+            calibration = replace(calibration, grey=cls._from_dict(grey, path))
         return calibration
 
 

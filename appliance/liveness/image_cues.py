@@ -210,6 +210,18 @@ def colour_texture(bgr: np.ndarray, box: tuple[float, float, float, float]) -> t
     return tuple(float(v) for plane in planes for v in _lbp_histogram(plane))
 
 
+GREY_CHROMA = 2.5  # mean |Cr| + |Cb| deviation of the face below this: a greyscale frame
+
+
+def is_greyscale(bgr: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    """Greyscale capture (IR or monochrome camera, grey archive): the colour cues are void."""
+    face = _region(bgr, box, 1.0)
+    if face.size == 0:
+        return False
+    ycc = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    return float(np.mean(np.abs(ycc[..., 1] - 128) + np.abs(ycc[..., 2] - 128))) < GREY_CHROMA
+
+
 def skin_chroma(bgr: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float]:
     centre = _region(bgr, box, 0.6)
     if min(centre.shape[:2]) < 8:

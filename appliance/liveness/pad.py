@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -104,20 +105,29 @@ def synthetic_info(root: str | Path) -> dict | None:
     return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
 
 
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
 def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[PadItem], level: str,
-                with_rows: bool = False, progress: bool = True) -> PadScores:
-    """Judge every item at ``level`` (single images get no motion cue)."""
+                with_rows: bool = False, progress: bool = True, grey: bool = False) -> PadScores:
+    """Judge every item at ``level`` (single images get no motion cue); ``with_rows``
+    collects the raw cue values instead (for calibration), of greyscale copies if ``grey``."""
     scores = np.full(len(items), np.nan)
     rows: list[list[dict[str, float]]] = []
     bar = tqdm(items, desc="pad", unit="item", disable=not progress or not sys.stderr.isatty(), leave=False)
     for index, item in enumerate(bar):
         frames = load_frames(item)
+        if grey:
+            frames = [to_grey(frame) for frame in frames]
         faces = [pipeline.detect(frame).subject for frame in frames]
         if with_rows:
             rows.append([_values(checker, f, face) for f, face in zip(frames, faces) if face is not None])
             continue
         decision = checker.judge(frames, faces, level=level if level != "active" else "passive+motion")
         if "no_face" not in decision.reasons:
+            if "greyscale_uncalibrated" in decision.reasons:
+                continue  # not judged: counted with the presentations that never reach PAD
             vetoed = {"flat_plane_motion", "model_veto"} & set(decision.reasons)
             scores[index] = 0.0 if vetoed else decision.score  # vetoes reject at any threshold
     return PadScores(items, scores, rows)

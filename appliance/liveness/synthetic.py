@@ -13,7 +13,8 @@ Species:
   screen  RGB sub-pixel grid resampled by the camera (moire), gamma and blue white point,
           specular glare, optional dark bezel;
   replay  a frame of a live sequence shown on a screen: video down-scaling and block
-          compression before the screen path.
+          compression before the screen path; as bursts (``frames`` > 0) the identity's
+          photos are replayed in turn, so expression changes are replayed too.
 """
 from __future__ import annotations
 
@@ -191,11 +192,18 @@ def synthesize(bgr: np.ndarray, species: str, seed: int) -> np.ndarray:
     return recapture(media, size, random_placement(rng), rng, species)
 
 
-def synthesize_sequence(bgr: np.ndarray, species: str, seed: int, frames: int = 8) -> list[np.ndarray]:
-    """A short burst of the artefact moved by hand: every frame is a plane in a new pose."""
+def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: int, frames: int = 8) -> list[np.ndarray]:
+    """A short burst of the artefact moved by hand: every frame is a plane in a new pose.
+
+    ``bgr`` may be a list of live frames (a replayed recording): frame i then shows
+    ``bgr[i % len]`` on the screen, so expression changes (a blink) are replayed too.
+    """
     rng = np.random.default_rng(seed)
-    media = artefact(bgr, species, rng)
-    size = (bgr.shape[1], bgr.shape[0])
+    sources = bgr if isinstance(bgr, list) else [bgr]
+    height, width = sources[0].shape[:2]
+    sources = [s if s.shape[:2] == (height, width) else cv2.resize(s, (width, height)) for s in sources]
+    media = [artefact(s, species, np.random.default_rng([seed, i])) for i, s in enumerate(sources)]
+    size = (width, height)
     start, end = random_placement(rng), random_placement(rng)
     # a hand tilts the sheet or the phone through a wider range than a still capture shows
     swing = rng.uniform(0.15, 0.3) * rng.choice([-1, 1], size=2)
@@ -211,7 +219,7 @@ def synthesize_sequence(bgr: np.ndarray, species: str, seed: int, frames: int = 
             tilt=tuple(a + (b - a) * t for a, b in zip(start.tilt, end.tilt)),
             rotation=start.rotation + (end.rotation - start.rotation) * t,
         )
-        sequence.append(recapture(media, size, place, rng, species, background))
+        sequence.append(recapture(media[index % len(media)], size, place, rng, species, background))
     return sequence
 
 
@@ -253,7 +261,11 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
             if frames > 0:
                 target = folder / stem
                 target.mkdir(exist_ok=True)
-                for number, frame in enumerate(synthesize_sequence(image, name, item_seed, frames)):
+                shown: np.ndarray | list[np.ndarray] = image
+                if name == "replay":  # a replayed "recording": the identity's photos in turn
+                    same = [x.path for x in samples if x.identity == sample.identity and x.path != sample.path]
+                    shown = [image] + [read_image(p) for p in same[: frames - 1]]
+                for number, frame in enumerate(synthesize_sequence(shown, name, item_seed, frames)):
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
                 cv2.imwrite(str(folder / f"{stem}.png"), synthesize(image, name, item_seed))

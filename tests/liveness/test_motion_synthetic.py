@@ -49,3 +49,14 @@ def test_blink_over_a_real_burst(pipeline, faces):
     frames = [normal, normal, sleepy, normal]
     evidence = motion.analyse(frames, [pipeline.detect(f).subject for f in frames])
     assert evidence.blink and evidence.activity >= 0.25
+
+
+def test_replayed_blink_on_a_moving_screen_is_still_an_attack(pipeline, checker, faces):
+    """A recording of a real blink (Yale normal/sleepy) replayed on a hand-held screen: the
+    blink is replayed too, so micro-motion alone would be fooled; the decision is not."""
+    yale = faces / "yale" / "subject02"
+    live = [read_image(yale / n) for n in ("normal.png", "normal.png", "sleepy.png", "normal.png", "normal.png")]
+    frames = synthesize_sequence(live, "replay", seed=5, frames=5)
+    found = [pipeline.detect(f).subject for f in frames]
+    decision = checker.judge(frames, found, level="passive+motion")
+    assert not decision.live and decision.attack
