@@ -56,10 +56,12 @@ class LivenessDecision:
     challenge: dict | None = None
     frames: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mode: str = "colour"  # which fusion judged it: "colour" or "grey"
 
     def summary(self) -> dict:
         return {
             "live": self.live,
+            "mode": self.mode,
             "attack": self.attack,
             "level": self.level,
             "score": self.score,
@@ -102,7 +104,9 @@ class LivenessChecker:
 
     @property
     def calibration_id(self) -> str:
-        text = repr((self.calibration.weights, self.calibration.threshold)).encode()
+        grey = self.calibration.grey
+        text = repr((self.calibration.weights, self.calibration.threshold,
+                     None if grey is None else (grey.weights, grey.threshold))).encode()
         return hashlib.sha256(text).hexdigest()[:12]
 
     def frame_cues(self, bgr: np.ndarray, face: Face) -> FrameCues:
@@ -129,26 +133,27 @@ class LivenessChecker:
         present = [(frame, face) for frame, face in zip(frames, faces) if face is not None]
         if not present:
             return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_NO_FACE,), frames=len(frames))
-        middle_frame, middle_face = present[len(present) // 2]
-        calibration = self.calibration
+        middle = len(present) // 2
+        middle_frame, middle_face = present[middle]
+        calibration, mode = self.calibration, "colour"
         if image_cues.is_greyscale(middle_frame, middle_face.box):
+            mode = "grey"
             if calibration.grey is None:
                 return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_GREY,),
-                                        frames=len(frames))
+                                        frames=len(frames), mode=mode)
             calibration = calibration.grey
         threshold = calibration.threshold
         # The image cues are properties of the artefact: once, on the middle frame. The model
         # runs on MODEL_FRAMES frames spread over the burst (median), which bounds the cost
         # per frame while still not trusting a single frame.
-        middle = len(present) // 2
         picks = sorted({middle, *np.linspace(0, len(present) - 1, MODEL_FRAMES).round().astype(int).tolist()})
         per_frame = [self.model_cues(*present[i]) for i in picks]
-        full = self.frame_cues(*present[middle])
         cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in per_frame[0].values}
-        cues.update({k: v for k, v in full.values.items() if k not in cues})
-        score = calibration.live_score(cues)
+        start = time.perf_counter()
+        cues.update(image_cues.measure(middle_frame, middle_face.box).as_dict())
         timings = {"liveness_model": float(np.mean([c.timings_ms["liveness_model"] for c in per_frame])),
-                   "image_cues": full.timings_ms["image_cues"]}
+                   "image_cues": (time.perf_counter() - start) * 1000}
+        score = calibration.live_score(cues)
         reasons: list[str] = []
         attack = score < threshold
         if attack:
@@ -172,4 +177,4 @@ class LivenessChecker:
                 reasons.append(REASON_CHALLENGE)
             challenge_summary = None if challenge is None else challenge.summary()
         return LivenessDecision(live, attack, level, score, threshold, tuple(reasons), cues, evidence,
-                                challenge_summary, len(frames), timings)
+                                challenge_summary, len(frames), timings, mode)

@@ -122,7 +122,7 @@ def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[Pa
             frames = [to_grey(frame) for frame in frames]
         faces = [pipeline.detect(frame).subject for frame in frames]
         if with_rows:
-            rows.append([_values(checker, f, face) for f, face in zip(frames, faces) if face is not None])
+            rows.append([checker.frame_cues(f, face).values for f, face in zip(frames, faces) if face is not None])
             continue
         decision = checker.judge(frames, faces, level=level if level != "active" else "passive+motion")
         if "no_face" not in decision.reasons:
@@ -131,14 +131,6 @@ def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[Pa
             vetoed = {"flat_plane_motion", "model_veto"} & set(decision.reasons)
             scores[index] = 0.0 if vetoed else decision.score  # vetoes reject at any threshold
     return PadScores(items, scores, rows)
-
-
-def _values(checker: LivenessChecker, frame: np.ndarray, face) -> dict[str, float]:
-    """Cue values without the fusion (calibration fits the fusion from these)."""
-    from appliance.liveness import image_cues
-    from appliance.liveness.fusion import cue_values
-
-    return cue_values(checker.model.score(frame, face.box), image_cues.measure(frame, face.box))
 
 
 def _rate(errors: int, trials: int) -> dict:
