@@ -135,6 +135,24 @@ class OpsConfig:
     selftest_images: str = ""  # default <shared>/data/faces/celeba-dev
 
 
+MATCHING_MODES = ("central", "local", "local-first")
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """Offline operation and enrollment sync; see ``docs/offline.md``."""
+
+    mode: str = "central"  # central | local | local-first
+    answer_timeout_ms: int = 300  # central mode: decide from the cache after this long
+    sync_wait_ms: int = 1000  # after a (re)connection, local decisions wait this long for catch-up
+    max_cache_age_s: float = 86400.0  # local decisions refused when not confirmed current for longer (0: no limit)
+    snapshot_after: int = 5000  # a device this many revisions behind gets a full snapshot
+    outbox_max_events: int = 100_000  # bound; the oldest pending events are spilled beyond it
+    outbox_window: int = 200  # events in flight (sent, not yet acknowledged by the matcher)
+    outbox_resend_s: float = 5.0  # unacknowledged events are sent again after this long
+    digest_every_s: float = 300.0  # devices report a cache digest this often
+
+
 @dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -143,6 +161,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
     quality_enrollment: QualityProfile = field(default_factory=QualityProfile)
     quality_verification: QualityProfile = field(
         default_factory=lambda: QualityProfile(
@@ -234,7 +253,21 @@ def validate(config: Config) -> Config:
             raise _bad(f"matching.thresholds.{pack}", "a cosine similarity between -1 and 1")
     _validate_security(config.security)
     _validate_ops(config.ops)
+    _validate_offline(config.offline)
     return config
+
+
+def _validate_offline(offline: OfflineConfig) -> None:
+    if offline.mode not in MATCHING_MODES:
+        raise _bad("offline.mode", f"{offline.mode!r} is not one of {MATCHING_MODES}")
+    for name in ("answer_timeout_ms", "snapshot_after", "outbox_max_events", "outbox_window"):
+        if getattr(offline, name) < 1:
+            raise _bad(f"offline.{name}", "must be at least 1")
+    for name in ("outbox_resend_s", "digest_every_s"):
+        if getattr(offline, name) <= 0:
+            raise _bad(f"offline.{name}", "must be positive")
+    if offline.sync_wait_ms < 0 or offline.max_cache_age_s < 0:
+        raise _bad("offline.sync_wait_ms", "sync_wait_ms and max_cache_age_s must not be negative")
 
 
 def _validate_security(security: SecurityConfig) -> None:

@@ -60,6 +60,11 @@ class ErrorCode(Enum):
     UPDATE_REJECTED = (520, 32, "update refused: signature or contents invalid")
     SELFTEST_FAILED = (521, 32, "start-up self-test failed; rolled back")
     HEALTH_FAILED = (530, 33, "health check failed")
+    # 600-699: offline operation and enrollment sync
+    CACHE_UNAVAILABLE = (600, 40, "no usable device cache for a local decision")
+    CACHE_STALE = (601, 40, "device cache too old to decide locally")
+    SYNC_GAP = (602, 41, "sync delta does not follow the cached revision")
+    OUTBOX_FULL = (603, 42, "outbox bound reached; oldest events spilled")
 
     @property
     def number(self) -> int:

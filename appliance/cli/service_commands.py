@@ -59,7 +59,10 @@ def _stop_event() -> threading.Event:
 def cmd_matcher(args: argparse.Namespace) -> int:
     from appliance.matcher.liveness import second_liveness_judgement
     from appliance.ops import provisioning
-    from appliance.matcher.service import MatcherService, load_gallery
+    from appliance.matcher.service import load_gallery
+    from appliance.matcher.sync import SyncingMatcher, open_sync_store
+    from appliance.ops import provisioning
+    from appliance.stores.protected import key_provider
     from appliance.security.roles import Principal, Role
 
     config = config_from(args)
@@ -70,7 +73,11 @@ def cmd_matcher(args: argparse.Namespace) -> int:
     try:
         loaded = load_gallery(data, Principal(args.name, Role.OPERATOR), pipeline.embedder_pack)
         mqtt = site.mqtt(args.name)
-        service = MatcherService(args.name, mqtt, data.node, site.directory, loaded, pipeline.threshold, data=data,
+        sync_store = open_sync_store(data, key_provider(data.security, data.root))
+        service = SyncingMatcher(args.name, mqtt, data.node, site.directory, loaded, pipeline.threshold, data=data,
+                                 sync_store=sync_store, snapshot_after=config.offline.snapshot_after,
+                                 group_of=lambda device: getattr(provisioning.policy(site.broker.pki, device),
+                                                                 "group", "default"),
                                  replay_window_s=config.security.replay_window_s,
                                  liveness_check=second_liveness_judgement(config.liveness.level),
                                  device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
@@ -37,7 +38,10 @@ class MatcherLink:
         self._pending: dict[str, tuple[threading.Event, list[messages.Decision]]] = {}
         self._lock = threading.Lock()
         self.decision_topic = topics.device_topic(device_id, topics.DECISION)
-        self.endpoint = MqttEndpoint(mqtt, on_message=self._on_message, subscriptions=(self.decision_topic,))
+        self.sync_topic = topics.device_topic(device_id, topics.SYNC)
+        self.on_sync: Callable[[Incoming], None] | None = None  # offline operation (edge.sync_client)
+        self.endpoint = MqttEndpoint(mqtt, on_message=self._on_message,
+                                     subscriptions=(self.decision_topic, self.sync_topic))
 
     def connect(self) -> None:
         self.endpoint.connect()
@@ -80,6 +84,10 @@ class MatcherLink:
                 self._pending.pop(request.request_id, None)
 
     def _on_message(self, incoming: Incoming) -> None:
+        if incoming.topic == self.sync_topic:
+            if self.on_sync is not None:
+                self.on_sync(incoming)
+            return
         try:
             opened = self.opener.open(incoming.payload, expect=MessageType.DECISION)
             decision = messages.decode(opened.payload, messages.Decision)

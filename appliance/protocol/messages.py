@@ -149,7 +149,131 @@ class Telemetry(Message):
     pack: str
 
 
-MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in (MatchRequest, Decision, Event, Alarm, Telemetry)}
+SUBJECT_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
+DIGEST = re.compile(r"^([0-9a-f]{64})?$")
+SYNC_KINDS = ("changes", "snapshot", "notice")
+ENROLLMENT_ACTIONS = ("enrolled", "deleted")
+
+
+@dataclass(frozen=True)
+class SyncRequest(Message):
+    """Device -> matcher (``sync-ack`` topic): "send me what follows ``revision``". Also the
+    carrier of the cache digest, and of a snapshot in progress (id, revision, cursor)."""
+
+    TYPE: ClassVar[str] = "sync_request"
+    request_id: str
+    device_id: str
+    revision: int
+    digest: str = ""  # sha256 of the cached (subject, pack, revision) lines; "" = not checked
+    snapshot_id: str = ""
+    snapshot_revision: int = 0
+    cursor: str = ""
+
+    def validate(self) -> None:
+        if self.revision < 0 or self.snapshot_revision < 0 or not DIGEST.match(self.digest):
+            raise _reject("sync request revision or digest invalid")
+        if self.snapshot_id and not REQUEST_ID.match(self.snapshot_id):
+            raise _reject("snapshot_id is not 32 hex digits")
+
+
+@dataclass(frozen=True)
+class SyncAck(Message):
+    """Device -> matcher: the revision the cache now holds, committed."""
+
+    TYPE: ClassVar[str] = "sync_ack"
+    device_id: str
+    revision: int
+    at: float
+
+    def validate(self) -> None:
+        if self.revision < 0:
+            raise _reject("negative revision")
+
+
+@dataclass(frozen=True)
+class Delta(Message):
+    """Matcher -> device (``sync`` topic), sealed to that device.
+
+    ``changes``: apply on top of ``base`` (upserts, then tombstones) and hold ``revision``.
+    ``snapshot``: one page of the full set at ``revision``, continuing after ``after``; the
+    page with ``complete`` replaces the cache in one transaction. ``notice``: the matcher's
+    head moved to ``head``; ask for the changes. Upsert entries: ``s`` subject pseudonym,
+    ``r`` revision, ``t`` template (base64 float32), ``n`` masked name, ``c`` claim hash.
+    Tombstones: ``s``, ``r``."""
+
+    TYPE: ClassVar[str] = "delta"
+    request_id: str
+    kind: str
+    base: int
+    revision: int
+    head: int
+    pack_id: str = ""
+    pack_version: str = ""
+    upserts: list[dict[str, Any]] = field(default_factory=list)
+    tombstones: list[dict[str, Any]] = field(default_factory=list)
+    snapshot_id: str = ""
+    after: str = ""
+    cursor: str = ""
+    last: bool = True  # the last message of this answer
+    complete: bool = False  # snapshot: the last page
+
+    def validate(self) -> None:
+        if self.kind not in SYNC_KINDS:
+            raise _reject(f"delta kind {self.kind!r}")
+        if min(self.base, self.revision, self.head) < 0 or (self.kind == "changes" and self.revision < self.base):
+            raise _reject("delta revisions invalid")
+        if self.kind == "snapshot" and not REQUEST_ID.match(self.snapshot_id):
+            raise _reject("snapshot without an id")
+        for entry in self.upserts:
+            if set(entry) != {"s", "r", "t", "n", "c"} or not isinstance(entry["s"], str) \
+                    or not SUBJECT_ID.match(entry["s"]) or not isinstance(entry["r"], int) \
+                    or isinstance(entry["r"], bool) or not isinstance(entry["t"], str) \
+                    or not isinstance(entry["n"], str) or len(entry["n"]) > MAX_TEXT \
+                    or not isinstance(entry["c"], str) or not DIGEST.match(entry["c"]):
+                raise _reject("delta upsert entry invalid")
+            try:
+                vector = np.frombuffer(base64.b64decode(entry["t"], validate=True), dtype="<f4")
+            except ValueError:
+                raise _reject("delta template is not base64 float32") from None
+            if not 0 < len(vector) <= MAX_TEMPLATE_DIMENSION or not np.all(np.isfinite(vector)):
+                raise _reject("delta template size or values invalid")
+        for entry in self.tombstones:
+            if set(entry) != {"s", "r"} or not isinstance(entry["s"], str) or not SUBJECT_ID.match(entry["s"]) \
+                    or not isinstance(entry["r"], int) or isinstance(entry["r"], bool):
+                raise _reject("delta tombstone entry invalid")
+
+
+@dataclass(frozen=True)
+class OutboxAck(Message):
+    """Matcher -> device: these event/alarm ids are recorded (exactly once); drop them."""
+
+    TYPE: ClassVar[str] = "outbox_ack"
+    ids: list[str]
+
+    def validate(self) -> None:
+        if not all(isinstance(i, str) and REQUEST_ID.match(i) for i in self.ids):
+            raise _reject("outbox ack ids invalid")
+
+
+@dataclass(frozen=True)
+class EnrollmentEvent(Message):
+    """Matcher -> third-party subscribers: pseudonymous and masked, never a template."""
+
+    TYPE: ClassVar[str] = "enrollment_event"
+    event_id: str
+    action: str  # enrolled | deleted
+    subject_ref: str  # a pseudonym for integrations (keyed hash), not the internal subject id
+    display_name: str  # masked
+    revision: int
+    at: float
+
+    def validate(self) -> None:
+        if self.action not in ENROLLMENT_ACTIONS:
+            raise _reject(f"action {self.action!r}")
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in (
+    MatchRequest, Decision, Event, Alarm, Telemetry, SyncRequest, SyncAck, Delta, OutboxAck, EnrollmentEvent)}
 
 
 def _check(value: Any, annotation: Any, name: str) -> Any:
@@ -172,6 +296,11 @@ def _check(value: Any, annotation: Any, name: str) -> Any:
         if len(value) > MAX_TEXT and not name.endswith("_b64"):
             raise _reject(f"{name}: longer than {MAX_TEXT}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _reject(f"{name}: expected a list")
+        (inner,) = typing.get_args(annotation)
+        return [_check(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise _reject(f"{name}: expected an object")

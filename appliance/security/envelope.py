@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import struct
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class MessageType(Enum):
     EVENT = 5  # an access event from a device
     ALARM = 6  # a security alarm from a device (presentation attack, tamper)
     TELEMETRY = 7  # device health figures (never biometric data)
+    SYNC = 8  # matcher -> device: enrollment deltas, snapshot pages, outbox acknowledgements
+    SYNC_ACK = 9  # device -> matcher: sync requests, applied revisions, cache digests
 
 
 class Aead(Enum):
@@ -229,17 +232,20 @@ class Sealer:
         self.keys = keys
         self.aead = aead
         self.counter = int(time.time() * US_PER_S) if counter_start is None else counter_start
+        self._lock = threading.Lock()  # threads of one node share one counter sequence
 
     def seal(self, recipient: PeerKeys, message_type: MessageType, payload: bytes,
              pack_id: str = "", pack_version: str = "", now: float | None = None) -> bytes:
-        self.counter += 1
+        with self._lock:
+            self.counter += 1
+            counter = self.counter
         ephemeral = X25519PrivateKey.generate()
         ephemeral_public = ephemeral.public_key().public_bytes_raw()
         recipient_public = recipient.agreement.public_bytes_raw()
         nonce = secrets.token_bytes(NONCE_BYTES)
         header = Header(FORMAT_VERSION, message_type, self.aead, self.keys.node_id, recipient.key_id,
                         pack_id, pack_version, int((time.time() if now is None else now) * MS_PER_S),
-                        self.counter, nonce, ephemeral_public).encode()
+                        counter, nonce, ephemeral_public).encode()
         key = _derive(ephemeral.exchange(recipient.agreement), ephemeral_public, recipient_public)
         ciphertext = _AEAD_CLASSES[self.aead](key).encrypt(nonce, payload, header)
         body = header + _LENGTH.pack(len(ciphertext)) + ciphertext

@@ -35,10 +35,11 @@ KEYVAULT_DB = "keyvault-db"
 AUDIT_DB = "audit-db"
 CACHE_DB = "cache-db"
 OUTBOX_DB = "outbox-db"
+SYNC_DB = "sync-db"  # the matcher's sync state: device revisions, deletion confirmations, event ids
 TEMPLATE_WRAP = "template-wrap"  # wraps the per-subject data keys (crypto-shredding)
 NODE_SIGNING = "node-signing"  # Ed25519 seed: audit checkpoints, receipts, envelopes, decisions
 NODE_AGREEMENT = "node-agreement"  # X25519 private key: envelopes sealed to this node
-ALL_KEYS = (BIOMETRIC_DB, IDENTITY_DB, KEYVAULT_DB, AUDIT_DB, CACHE_DB, OUTBOX_DB,
+ALL_KEYS = (BIOMETRIC_DB, IDENTITY_DB, KEYVAULT_DB, AUDIT_DB, CACHE_DB, OUTBOX_DB, SYNC_DB,
             TEMPLATE_WRAP, NODE_SIGNING, NODE_AGREEMENT)
 
 

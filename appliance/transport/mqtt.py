@@ -63,6 +63,7 @@ class MqttEndpoint:
         self.subscriptions = subscriptions
         self._on_message = on_message
         self.connected = threading.Event()
+        self.connections = 0  # CONNACKs so far: a change means "reconnected" (sessions resync)
         self._acks: dict[int, tuple[threading.Event, list[int]]] = {}
         self._lock = threading.Lock()
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5)
@@ -104,8 +105,11 @@ class MqttEndpoint:
     # -- publishing ------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 response_topic: str | None = None, correlation: bytes | None = None,
-                timeout: float = PUBLISH_TIMEOUT_S) -> None:
-        """Publish and, for QoS 1, wait for the PUBACK; a refusal raises MESSAGE_REJECTED."""
+                timeout: float = PUBLISH_TIMEOUT_S, wait: bool = True) -> None:
+        """Publish and, for QoS 1, wait for the PUBACK; a refusal raises MESSAGE_REJECTED.
+
+        ``wait=False`` hands a QoS 1 message to paho (which retransmits it until
+        acknowledged) without blocking the caller on the broker's round trip."""
         properties = None
         if response_topic or correlation:
             properties = Properties(PacketTypes.PUBLISH)
@@ -116,12 +120,12 @@ class MqttEndpoint:
         done, reason = threading.Event(), []
         with self._lock:
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-            if qos > 0:
+            if qos > 0 and wait:
                 self._acks[info.mid] = (done, reason)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             self._acks.pop(info.mid, None)
             raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"publish to {topic}: {paho.error_string(info.rc)}")
-        if qos == 0:
+        if qos == 0 or not wait:
             return
         if not done.wait(timeout):
             self._acks.pop(info.mid, None)
@@ -141,6 +145,7 @@ class MqttEndpoint:
             client.subscribe(topic, options=SubscribeOptions(qos=1))
         if self.settings.will_topic:
             client.publish(self.settings.will_topic, b"online", qos=1, retain=True)
+        self.connections += 1
         self.connected.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -1,0 +1,117 @@
+"""Events and alarms leave the door through the SQLCipher outbox, online or not.
+
+``submit`` seals the message to the matcher and commits it to the outbox in one durable
+transaction (it survives a killed process and power loss) before returning. A pump thread
+sends the oldest pending events first, at most ``window`` unacknowledged at a time
+(back-pressure: the broker and the matcher are never flooded after a long outage), and drops
+an event only when the matcher acknowledges its id - after recording it exactly once. A lost
+acknowledgement means a resend, which the matcher recognises by the id. Beyond
+``max_events`` pending, the oldest are spilled (counted; see docs/offline.md).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from appliance.errors import ApplianceError
+from appliance.protocol import messages, topics
+from appliance.security.envelope import MessageType
+from appliance.stores.device import Outbox
+
+log = logging.getLogger(__name__)
+
+KINDS = {topics.EVENT: MessageType.EVENT, topics.ALARM: MessageType.ALARM}
+
+
+class OutboxPump:
+    def __init__(self, link, outbox: Outbox, max_events: int = 100_000, window: int = 200, resend_s: float = 5.0):
+        self.link = link
+        self.outbox = outbox
+        self.max_events, self.window, self.resend_s = max_events, window, resend_s
+        self.sent = self.acked = self.resent = 0
+        self._inflight: OrderedDict[str, float] = OrderedDict()  # ref -> first send (monotonic)
+        self._last_row = 0
+        self._generation = -1
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="outbox-pump", daemon=True)
+
+    def start(self) -> "OutboxPump":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def submit(self, kind: str, message: messages.Message) -> int:
+        """Seal, commit to the outbox, wake the pump; returns the queue depth."""
+        ref = message.event_id if isinstance(message, messages.Event) else message.alarm_id
+        sealed = self.link.sealer.seal(self.link.matcher, KINDS[kind], message.encode())
+        self.outbox.put(kind, ref, sealed, self.max_events)
+        self._wake.set()
+        return self.outbox.depth()
+
+    def on_ack(self, refs: list[str]) -> None:
+        self.outbox.acknowledge(refs)
+        with self._lock:
+            for ref in refs:
+                if self._inflight.pop(ref, None) is not None:
+                    self.acked += 1
+        self._wake.set()
+
+    @property
+    def depth(self) -> int:
+        return self.outbox.depth()
+
+    def _restart_from_oldest(self) -> None:
+        with self._lock:
+            self._inflight.clear()
+        self._last_row = 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self._pump()
+            except Exception:  # noqa: BLE001 - keep pumping; the events stay queued
+                log.exception("outbox pump failure")
+                self._restart_from_oldest()
+            self._wake.wait(0.1)
+
+    def _pump(self) -> None:
+        endpoint = self.link.endpoint
+        if not endpoint.connected.is_set():
+            self._restart_from_oldest()
+            return
+        if endpoint.connections != self._generation:  # reconnected: unacked ones go again, in order
+            self._generation = endpoint.connections
+            self._restart_from_oldest()
+        with self._lock:
+            oldest = next(iter(self._inflight.values()), None)
+        if oldest is not None and time.monotonic() - oldest > self.resend_s:
+            self.resent += len(self._inflight)
+            self._restart_from_oldest()
+        while not self._stop.is_set():
+            with self._lock:
+                room = self.window - len(self._inflight)
+            if room <= 0:
+                return
+            rows = self.outbox.next_after(self._last_row, room)
+            if not rows:
+                return
+            for row_id, kind, ref, sealed in rows:
+                with self._lock:
+                    self._inflight.setdefault(ref, time.monotonic())
+                try:
+                    endpoint.publish(topics.device_topic(self.link.device_id, kind), sealed)
+                except ApplianceError as exc:
+                    log.info("outbox: not delivered now (%s); %d queued", exc, self.outbox.depth())
+                    self._restart_from_oldest()
+                    return
+                self._last_row = row_id
+                self.sent += 1

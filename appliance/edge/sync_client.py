@@ -1,0 +1,168 @@
+"""The device's side of enrollment sync: keep the SQLCipher cache on the matcher's revisions.
+
+On every (re)connection the client asks for everything after the revision its cache holds;
+each ``Delta`` it receives (sealed to this device, signed by a matcher replica) is applied in
+one transaction - the cache is always at a whole revision - and the revision reached is
+acknowledged. Until the matcher has confirmed the cache is at its head after a connection,
+``current`` is clear and local decisions wait for it (``CacheDecider``), so a tombstone
+issued while the device was away is applied before its next local match. A periodic
+request carries the cache digest; on a mismatch the matcher sends a full snapshot.
+Outbox acknowledgements arrive on the same topic and go to the pump.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.protocol import messages, topics
+from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, ReplayGuard
+from appliance.stores.device import CacheEntry, DeviceCache
+from appliance.transport.mqtt import Incoming
+from appliance.vision.templates import Template
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 5.0  # ask again when an answer does not come
+
+
+class SyncClient:
+    def __init__(self, link, cache: DeviceCache, keys: NodeKeys, directory, digest_every_s: float = 300.0,
+                 on_outbox_ack: Callable[[list[str]], None] | None = None, replay_window_s: float = 120.0):
+        self.link = link
+        self.cache = cache
+        self.device_id = link.device_id
+        self.opener = Opener(keys, directory.matchers(), window_s=replay_window_s,
+                             guard=ReplayGuard(not_before=time.time()))
+        self.digest_every_s = digest_every_s
+        self.on_outbox_ack = on_outbox_ack
+        self.current = threading.Event()  # the matcher confirmed the cache is at its head
+        self.stats: Counter[str] = Counter()
+        self.head = 0
+        self._generation = -1
+        self._awaiting = ""  # request id of the answer being applied
+        self._asked_at = 0.0
+        self._next_digest = time.monotonic() + digest_every_s
+        self._work: queue.Queue[Incoming] = queue.Queue(100_000)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sync-client", daemon=True)
+        link.on_sync = self._work.put
+
+    def start(self) -> "SyncClient":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def wait_current(self, timeout: float) -> bool:
+        return self.current.wait(timeout)
+
+    # -- requests -------------------------------------------------------------------------
+    def request(self, digest: bool = False) -> None:
+        snapshot_id, snapshot_revision, cursor = self.cache.snapshot_progress()
+        message = messages.SyncRequest(messages.new_id(), self.device_id, self.cache.revision,
+                                       self.cache.digest() if digest else "", snapshot_id, snapshot_revision, cursor)
+        self._awaiting, self._asked_at = message.request_id, time.monotonic()
+        self._send(message)
+        self.stats["requests"] += 1
+
+    def _send(self, message: messages.Message) -> None:
+        try:
+            sealed = self.link.sealer.seal(self.link.matcher, MessageType.SYNC_ACK, message.encode())
+            self.link.endpoint.publish(topics.device_topic(self.device_id, topics.SYNC_ACK), sealed)
+        except ApplianceError as exc:
+            log.info("%s: sync message not sent: %s", self.device_id, exc)
+
+    # -- the worker -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            endpoint = self.link.endpoint
+            if not endpoint.connected.is_set():
+                self.current.clear()
+            elif endpoint.connections != self._generation:  # (re)connected: catch up first
+                self._generation = endpoint.connections
+                self.current.clear()
+                self.request()
+            elif self._awaiting and time.monotonic() - self._asked_at > REQUEST_TIMEOUT_S:
+                self.request()
+            elif time.monotonic() >= self._next_digest and self.current.is_set():
+                self._next_digest = time.monotonic() + self.digest_every_s
+                self.request(digest=True)
+            try:
+                incoming = self._work.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            try:
+                self._handle(incoming)
+            except Exception:  # noqa: BLE001 - one bad message must not stop syncing
+                self.stats["errors"] += 1
+                log.exception("%s: sync message failed", self.device_id)
+
+    def _handle(self, incoming: Incoming) -> None:
+        try:
+            opened = self.opener.open(incoming.payload, expect=MessageType.SYNC)
+            message = messages.decode(opened.payload)
+        except (EnvelopeRejected, ApplianceError) as exc:
+            self.stats["rejected"] += 1
+            log.warning("%s: dropped a sync message: %s", self.device_id, exc)
+            return
+        if isinstance(message, messages.OutboxAck):
+            if self.on_outbox_ack is not None:
+                self.on_outbox_ack(message.ids)
+            return
+        if isinstance(message, messages.Delta):
+            self.apply(message)
+
+    def apply(self, delta: messages.Delta) -> None:
+        self.head = max(self.head, delta.head)
+        if delta.kind == "notice":
+            if delta.head > self.cache.revision:
+                self.current.clear()
+                self.request()
+            return
+        if delta.request_id != self._awaiting:
+            self.stats["stale_answers"] += 1
+            return
+        if delta.kind == "snapshot":
+            entries = [self._entry(e, delta) for e in delta.upserts]
+            if not self.cache.stage_snapshot(delta.snapshot_id, delta.revision, delta.after, delta.cursor, entries,
+                                             delta.complete):
+                self.stats["snapshot_restarts"] += 1
+                self.request()
+                return
+            self.stats["snapshot_pages"] += 1
+            if not (delta.complete or delta.last):
+                return
+        else:
+            try:
+                applied = self.cache.apply_changes(delta.base, delta.revision, [self._entry(e, delta) for e in delta.upserts],
+                                                   [(t["s"], t["r"]) for t in delta.tombstones])
+            except ApplianceError as exc:
+                if exc.code is not ErrorCode.SYNC_GAP:
+                    raise
+                self.stats["gaps"] += 1
+                self.request()
+                return
+            self.stats["deltas_applied" if applied else "deltas_repeated"] += 1
+            if not delta.last:
+                return
+        revision = self.cache.revision
+        self._send(messages.SyncAck(self.device_id, revision, time.time()))
+        if revision >= delta.head and not self.cache.snapshot_progress()[0]:
+            self._awaiting = ""
+            self.cache.confirm_current()
+            self.current.set()
+        else:
+            self.request()
+
+    @staticmethod
+    def _entry(entry: dict, delta: messages.Delta) -> CacheEntry:
+        vector = messages.MatchRequest(messages.new_id(), "", "identify", entry["t"], 0.0).vector()
+        return CacheEntry(entry["s"], Template(vector, delta.pack_id, delta.pack_version), entry["r"], entry["n"],
+                          entry["c"])
