@@ -25,3 +25,17 @@ def test_model_alone_separates_samples(pipeline, checker, spoof_samples):
     assert scores["image_T1"] > 0.9
     assert scores["image_F2"] < checker.calibration.model_floor
     assert scores["image_F1"] < 0.5
+
+
+def test_greyscale_frames_use_the_grey_fusion(pipeline, checker, spoof_samples):
+    """A monochrome camera: the grey fusion judges (the colour one would be out of domain).
+    Known weakness: the grey copy of F1 (a print) passes; see docs/liveness.md."""
+    from appliance.liveness.pad import to_grey
+
+    decisions = {}
+    for name in ("image_T1", "image_F2"):
+        frame = to_grey(spoof_samples[name])
+        decisions[name] = checker.judge([frame], [pipeline.detect(frame).subject], level="passive")
+    assert all(d.mode == "grey" for d in decisions.values())
+    assert decisions["image_T1"].live and not decisions["image_F2"].live
+    assert decisions["image_T1"].threshold == checker.calibration.grey.threshold
