@@ -92,3 +92,17 @@ def test_calibrate_writes_a_loadable_calibration(small_set, tmp_path):
     calibration = Calibration.load(target)
     assert calibration.synthetic is True and 0.0 < calibration.threshold < 1.0
     assert calibration.operating_point["target_apcer"] == 0.05
+
+
+def test_collect_writes_the_layout_from_a_frame_source(tmp_path, faces, capsys):
+    """Camera-domain collection, with a folder replay standing in for the camera."""
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    for index, image in enumerate(sorted((faces / "yale" / "subject03").glob("*.png"))[:6]):
+        shutil.copy(image, camera / f"{index:02d}.png")
+    out = tmp_path / "captures"
+    assert main(["liveness", "collect", "--source", str(camera), "--out", str(out), "--label", "attack/print",
+                 "--count", "2", "--frames", "3", "--pause", "0"]) == 0
+    bursts = sorted((out / "attack" / "print").iterdir())
+    assert len(bursts) == 2 and all(len(list(b.glob("frame_*.png"))) == 3 for b in bursts)
+    assert main(["liveness", "collect", "--source", str(camera), "--out", str(out), "--label", "selfies"]) != 0
