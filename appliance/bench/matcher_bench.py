@@ -4,14 +4,17 @@
   templates: our float32 matrix-vector search side by side with FAISS ``IndexFlatIP`` (the
   usual exact-search library) in the same run;
 * matcher request throughput on the real broker: one device in sequence, then 50 simulated
-  devices (each its own TLS connection, keys and envelopes) at once;
+  devices (each its own TLS connection, keys and envelopes, in a separate load-generator
+  process) at once;
 * face-in-view to actuator latency of the edge daemon with the matcher on loopback.
 """
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,10 +118,9 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
         service.start()
         links = []
         try:
-            for name in names:
-                link = MatcherLink(name, site.mqtt(name), site.device_keys(name), site.directory)
-                link.connect()
-                links.append(link)
+            link = MatcherLink(names[0], site.mqtt(names[0]), site.device_keys(names[0]), site.directory)
+            link.connect()
+            links.append(link)
             probes = random_templates(per_device, 9)
             single = Timing()
             start_all = time.perf_counter()
@@ -127,23 +129,13 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
                 links[0].request(_probe(names[0], vector), PACK, timeout=5.0)
                 single.samples_ms.append((time.perf_counter() - start) * 1000)
             single_rps = per_device / (time.perf_counter() - start_all)
-            parallel = Timing()
-            lock = threading.Lock()
-
-            def device_loop(link: MatcherLink) -> None:
-                for vector in probes:
-                    start = time.perf_counter()
-                    link.request(_probe(link.device_id, vector), PACK, timeout=10.0)
-                    with lock:
-                        parallel.samples_ms.append((time.perf_counter() - start) * 1000)
-
-            threads = [threading.Thread(target=device_loop, args=(link,)) for link in links]
-            start_all = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - start_all
+            load = subprocess.run(
+                [sys.executable, "-m", "appliance.bench.device_load", folder, str(site.broker.port),
+                 ",".join(names), str(per_device)], capture_output=True, text=True, timeout=600)
+            if load.returncode != 0:
+                raise RuntimeError(f"device load generator failed: {load.stderr[-2000:]}")
+            result = json.loads(load.stdout)
+            parallel, elapsed = Timing(result["samples_ms"]), result["elapsed_s"]
         finally:
             for link in links:
                 link.close()
@@ -153,7 +145,7 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
         "gallery": gallery_size,
         "one_device": {"requests": per_device, "requests_per_s": single_rps,
                        "round_trip_median_ms": single.median, "round_trip_p95_ms": single.p95},
-        "many_devices": {"devices": devices, "requests": len(parallel.samples_ms),
+        "many_devices": {"devices": devices, "requests": len(parallel.samples_ms), "failures": result["failures"],
                          "requests_per_s": len(parallel.samples_ms) / elapsed,
                          "round_trip_median_ms": parallel.median, "round_trip_p95_ms": parallel.p95},
         "matcher_stats": dict(service.stats),
@@ -236,7 +228,7 @@ def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path
     info = machine_info()
     lines = [
         "# Matcher and end-to-end benchmark", "",
-        f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores; {info.get('date', '')}. Shared and noisy: "
+        f"Machine: {info.get('cpu', '?')}, {info.get('cpus_available', '?')} CPUs; {info.get('date', '')}; load average at start {info.get('load_average_start')}. Shared and noisy: "
         "medians and ratios of implementations measured side by side in the same run.", "",
         "## 1:N exact search, one probe, 512-d float32", "",
         "| gallery | ours median ms | ours p95 ms | FAISS IndexFlatIP median ms | p95 ms | ours / FAISS | matrix MB |",

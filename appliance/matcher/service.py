@@ -194,7 +194,8 @@ class MatcherService:
 
     def _reply(self, device: str, incoming: Incoming, sealed: bytes) -> None:
         topic = topics.device_topic(device, topics.DECISION)  # never trust a foreign response topic
-        self.endpoint.publish(topic, sealed, correlation=incoming.correlation)
+        # paho retransmits until the broker acknowledges; the worker need not wait for it
+        self.endpoint.publish(topic, sealed, correlation=incoming.correlation, wait=False)
 
     def _audit(self, device: str, action: str, obj: str, result: str, detail: str = "") -> None:
         if self.data is None:
