@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True, help="output folder (outside the repo)")
     synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index")
     synth.add_argument("--per-species", type=int, default=400)
-    synth.add_argument("--species", nargs="+", default=None, help="print screen replay (default: all)")
+    synth.add_argument("--species", nargs="+", default=None,
+                       help="print screen replay (default), and the unseen species photo, mask")
     synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=cmd_synth)
@@ -123,10 +124,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from appliance.liveness import synthetic
 
     species = tuple(args.species or synthetic.SPECIES)
-    unknown = set(species) - set(synthetic.SPECIES)
+    unknown = set(species) - set(synthetic.ALL_SPECIES)
     if unknown:
-        raise ApplianceError(ErrorCode.DATASET_INVALID, f"unknown species {sorted(unknown)}; known: {synthetic.SPECIES}")
-    info = synthetic.write_set(args.source, args.out, args.split, args.per_species, species, args.seed, args.frames)
+        raise ApplianceError(ErrorCode.DATASET_INVALID, f"unknown species {sorted(unknown)}; known: {synthetic.ALL_SPECIES}")
+    locate = None
+    if "mask" in species:
+        pipeline = pipeline_from(args)
+
+        def locate(image):
+            face = pipeline.detect(image).subject
+            return None if face is None else face.box
+
+    info = synthetic.write_set(args.source, args.out, args.split, args.per_species, species, args.seed, args.frames,
+                               locate)
     print(f"SYNTHETIC set in {args.out}: {info['bona_fide']} bona fide, attacks {info['attacks']}")
     return 0
 

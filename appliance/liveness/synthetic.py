@@ -15,17 +15,25 @@ Species:
   replay  a frame of a live sequence shown on a screen: video down-scaling and block
           compression before the screen path; as bursts (``frames`` > 0) the identity's
           photos are replayed in turn, so expression changes are replayed too.
+  photo   (unseen) a high-definition photo print: continuous tone, no halftone, glossy glare.
+  mask    (unseen) a paper mask: the printed face cut out as an oval, bent round a cylinder
+          and worn by another person (their hair, neck and background are real).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
-SPECIES = ("print", "screen", "replay")
+SPECIES = ("print", "screen", "replay")  # simulated for calibration and evaluation
+# Held back from calibration, for unseen-species evaluation (how a fusion fitted on the
+# species above copes with attacks it has never seen):
+UNSEEN_SPECIES = ("photo", "mask")
+ALL_SPECIES = SPECIES + UNSEEN_SPECIES
 JPEG_QUALITY = (78, 95)  # the simulated camera's encoder
 
 
@@ -65,6 +73,16 @@ def _paper(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     toned = grey + (toned - grey) * rng.uniform(0.65, 0.9)  # ink gamut: less saturation
     toned *= np.array([rng.uniform(0.88, 0.97), rng.uniform(0.95, 1.0), 1.0], dtype=np.float32)  # warm (BGR)
     return toned * (1 + rng.uniform(0.02, 0.05) * fibres[..., None])
+
+
+def _photo_paper(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Photographic paper: continuous tone, deep blacks, slight gamut loss, fine grain."""
+    black, white = rng.uniform(8, 22), rng.uniform(235, 252)
+    toned = black + bgr.astype(np.float32) * (white - black) / 255
+    grey = toned.mean(axis=2, keepdims=True)
+    toned = grey + (toned - grey) * rng.uniform(0.85, 1.0)
+    grain = cv2.GaussianBlur(rng.normal(0, 1, bgr.shape[:2]).astype(np.float32), (0, 0), 0.7)
+    return toned * (1 + rng.uniform(0.005, 0.015) * grain[..., None])
 
 
 def _subpixels(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -159,6 +177,13 @@ def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator) -> np.ndar
             media = cv2.copyMakeBorder(media, margin, margin, margin, margin, cv2.BORDER_CONSTANT,
                                        value=[float(v) for v in rng.uniform(215, 245, 3)])
         return media
+    if species == "photo":
+        media = _photo_paper(bgr, rng)
+        if rng.random() < 0.5:
+            margin = int(rng.uniform(0.03, 0.08) * max(bgr.shape[:2]))
+            media = cv2.copyMakeBorder(media, margin, margin, margin, margin, cv2.BORDER_CONSTANT,
+                                       value=[float(v) for v in rng.uniform(225, 250, 3)])
+        return media
     if species in ("screen", "replay"):
         source = _video_frame(bgr, rng) if species == "replay" else bgr
         media = _screen_tone(_subpixels(source, rng), rng)
@@ -167,7 +192,7 @@ def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator) -> np.ndar
             media = cv2.copyMakeBorder(media, bezel, bezel, bezel, bezel, cv2.BORDER_CONSTANT,
                                        value=[float(v) for v in rng.uniform(5, 30, 3)])
         return media
-    raise ValueError(f"unknown attack species {species!r}; known: {SPECIES}")
+    raise ValueError(f"unknown attack species {species!r}; known: {ALL_SPECIES} (mask: paper_mask)")
 
 
 def recapture(media: np.ndarray, size: tuple[int, int], place: Placement, rng: np.random.Generator,
@@ -179,8 +204,45 @@ def recapture(media: np.ndarray, size: tuple[int, int], place: Placement, rng: n
     cover = cv2.warpPerspective(np.ones(media.shape[:2], np.float32), matrix, size, flags=cv2.INTER_LINEAR)
     scene = _scene(size, rng) if background is None else background
     frame = scene * (1 - cover[..., None]) + warped * cover[..., None]
-    if species in ("screen", "replay") and rng.random() < 0.6:
-        frame = _glare(frame, rng)
+    if species in ("screen", "replay", "photo") and rng.random() < 0.6:
+        frame = _glare(frame, rng)  # glass, or glossy photo paper
+    return _camera(frame, rng)
+
+
+Box = tuple[float, float, float, float]
+
+
+def paper_mask(bgr: np.ndarray, face: Box, wearer: np.ndarray, wearer_face: Box, seed: int) -> np.ndarray:
+    """The printed face of ``bgr`` cut out, bent round a cylinder, worn by ``wearer``."""
+    rng = np.random.default_rng(seed)
+    media = _paper(_halftone(bgr, rng), rng)
+    x, y, w, h = face
+    cx, cy, half_w, half_h = x + w / 2, y + h * 0.45, w * 0.62, h * 0.68
+    x0, y0 = int(max(0, cx - half_w)), int(max(0, cy - half_h))
+    x1, y1 = int(min(bgr.shape[1], cx + half_w)), int(min(bgr.shape[0], cy + half_h))
+    cut = media[y0:y1, x0:x1]
+    ch, cw = cut.shape[:2]
+    # bend: the mask's sides turn away from the camera (compressed and darker towards the edge)
+    u = np.linspace(-1, 1, cw, dtype=np.float32)
+    source_x = (np.arcsin(np.clip(u * 0.97, -1, 1)) / np.arcsin(0.97) + 1) * (cw - 1) / 2
+    map_x = np.tile(source_x, (ch, 1)).astype(np.float32)
+    map_y = np.tile(np.arange(ch, dtype=np.float32)[:, None], (1, cw))
+    bent = cv2.remap(cut, map_x, map_y, cv2.INTER_LINEAR) * (0.75 + 0.25 * np.sqrt(1 - u**2))[None, :, None]
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    alpha = (((xx - cw / 2) / (cw / 2)) ** 2 + ((yy - ch / 2) / (ch / 2)) ** 2 <= 1).astype(np.float32)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0)
+    wx, wy, ww, wh = wearer_face
+    scale = rng.uniform(1.05, 1.2) * max(ww / (2 * half_w), wh / (2 * half_h))
+    size = (max(2, int(cw * scale)), max(2, int(ch * scale)))
+    bent, alpha = cv2.resize(bent, size), cv2.resize(alpha, size)
+    frame = wearer.astype(np.float32).copy()
+    left, top = int(wx + ww / 2 - size[0] / 2), int(wy + wh * 0.45 - size[1] / 2)
+    fx0, fy0 = max(0, left), max(0, top)
+    fx1, fy1 = min(frame.shape[1], left + size[0]), min(frame.shape[0], top + size[1])
+    if fx1 > fx0 and fy1 > fy0:
+        patch = (slice(fy0 - top, fy1 - top), slice(fx0 - left, fx1 - left))
+        a = alpha[patch][..., None]
+        frame[fy0:fy1, fx0:fx1] = frame[fy0:fy1, fx0:fx1] * (1 - a) + bent[patch] * a
     return _camera(frame, rng)
 
 
@@ -227,12 +289,16 @@ SYNTHETIC_MARKER = "SYNTHETIC.json"  # written at the root of every generated se
 
 
 def write_set(source: str | Path, out: str | Path, split: str = "all", per_species: int = 400,
-              species: tuple[str, ...] = SPECIES, seed: int = 0, frames: int = 0) -> dict:
+              species: tuple[str, ...] = SPECIES, seed: int = 0, frames: int = 0,
+              locate: Callable[[np.ndarray], Box | None] | None = None) -> dict:
     """Write ``out/bona_fide/`` (links to the source images) and ``out/attack/<species>/``.
 
     Source images are sampled per species with ``seed``; ``frames`` > 0 writes each attack
-    as a folder of that many frames (flat-plane motion) instead of one image.
+    as a folder of that many frames (flat-plane motion) instead of one image. Masks need
+    ``locate`` (image -> face box) to cut the face and to place it on the wearer.
     """
+    if "mask" in species and locate is None:
+        raise ValueError("the mask species needs a face locator")
     from appliance.capture.images import read_image
     from appliance.evaluation.datasets import scan_identities
 
@@ -258,6 +324,14 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
             stem = f"{sample.identity}__{sample.path.stem}"
             item_seed = int(seed * 1_000_003 + species_index * 100_003 + index)
             image = read_image(sample.path)
+            if name == "mask":
+                wearer_sample = samples[int(rng.integers(len(samples)))]
+                wearer = read_image(wearer_sample.path)
+                face, wearer_face = locate(image), locate(wearer)
+                if face is None or wearer_face is None or wearer_sample.identity == sample.identity:
+                    continue
+                cv2.imwrite(str(folder / f"{stem}.png"), paper_mask(image, face, wearer, wearer_face, item_seed))
+                continue
             if frames > 0:
                 target = folder / stem
                 target.mkdir(exist_ok=True)
@@ -269,7 +343,7 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
                 cv2.imwrite(str(folder / f"{stem}.png"), synthesize(image, name, item_seed))
-        counts[name] = len(chosen)
+        counts[name] = sum(1 for _ in folder.iterdir())
     info = {"synthetic": True, "source": str(Path(source).resolve()), "split": split, "seed": seed,
             "frames": frames, "bona_fide": len(samples), "attacks": counts,
             "generator": "appliance.liveness.synthetic"}
