@@ -41,13 +41,20 @@ class Site:
         for device in devices:
             if device not in known:
                 provisioning.enroll_device(self.broker.pki, device, modes=provisioning.MATCHING_MODES)
-        directory = self.directory
-        central = self.central_keys()
-        directory.add(central, MATCHER)
         for replica in matchers:
-            directory.add(central, MATCHER, name=replica)
+            self.add_matcher_keys(replica)
         for device in devices:
-            directory.add(self.device_keys(device))
+            self.add_device_keys(device)
+
+    def add_device_keys(self, device: str) -> None:
+        """The device's envelope key pair (in ``nodes/<device>``) and its directory entry."""
+        self.directory.add(self.device_keys(device))
+
+    def add_matcher_keys(self, replica: str) -> None:
+        """A matcher replica signs under its own name with the shared matcher keys."""
+        directory, central = self.directory, self.central_keys()
+        directory.add(central, MATCHER)
+        directory.add(central, MATCHER, name=replica)
 
     def security(self, config: Config) -> SecurityConfig:
         return dataclasses.replace(config.security, node_id=MATCHER_NODE, key_provider="file",

@@ -182,11 +182,17 @@ def cmd_provision(args: argparse.Namespace) -> int:
     else:
         if not args.name:
             raise ApplianceError(ErrorCode.CONFIG_INVALID, f"provision {args.what} needs a NAME")
+        from appliance.site import Site
+
+        site = Site(pki.folder.parent)  # envelope keys and the node directory live beside the PKI
         if args.what == "device":
             identity, policy = provisioning.enroll_device(pki, args.name, args.group, tuple(args.modes.split(",")))
-            print(f"device {identity.name}: {pki.cert(identity.name)} (group {policy.group}, modes {','.join(policy.modes)})")
+            site.add_device_keys(identity.name)
+            print(f"device {identity.name}: {pki.cert(identity.name)} (group {policy.group}, modes {','.join(policy.modes)}); "
+                  f"envelope keys in {site.folder / 'nodes' / identity.name}")
         elif args.what == "matcher":
             print(f"matcher {pki.issue_client(args.name, 'matcher').name}: {pki.cert(args.name)}")
+            site.add_matcher_keys(args.name)
         elif args.what == "rotate":
             provisioning.rotate(pki, args.name)
             print(f"{args.name}: new key and certificate in {pki.cert(args.name).parent}; no restart needed")

@@ -37,13 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _site_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", help="site folder (default: $APPLIANCE_DATA_DIR/site)")
+    parser.add_argument("--site", help="site folder: pki/, nodes/, central/, directory.json (default: $APPLIANCE_DATA_DIR)")
     parser.add_argument("--host", help="broker host (default: ops.broker_host)")
     parser.add_argument("--port", type=int, help="broker port (default: ops.broker_port)")
 
 
 def _site(args: argparse.Namespace, config) -> tuple[Site, str, int]:
-    folder = Path(args.site) if args.site else paths.data_dir() / "site"
+    folder = Path(args.site) if args.site else paths.data_dir()
     port = args.port or config.ops.broker_port
     host = args.host or config.ops.broker_host
     return Site(folder, port=port, host=host), host, port
@@ -61,7 +61,6 @@ def cmd_matcher(args: argparse.Namespace) -> int:
     from appliance.ops import provisioning
     from appliance.matcher.service import load_gallery
     from appliance.matcher.sync import SyncingMatcher, open_sync_store
-    from appliance.ops import provisioning
     from appliance.stores.protected import key_provider
     from appliance.security.roles import Principal, Role
 
