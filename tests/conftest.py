@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI does (appliance/cli/main.py)
 
 from appliance import paths  # noqa: E402
 from appliance.config import load_config  # noqa: E402
