@@ -60,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     matcher.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (matcher.md/.png/.json)")
     matcher.set_defaults(handler=cmd_bench_matcher)
 
+    sync = bench_group(sub)(
+        "sync", help="enrollment sync to a fresh device, catch-up, offline outbox survival and drain"
+    )
+    sync.add_argument("--enrollments", type=int, default=10_000, help="templates synced to a fresh device")
+    sync.add_argument("--changes", type=int, default=1_000, help="changes made while the device is offline")
+    sync.add_argument("--events", type=int, default=50_000, help="events queued offline, then drained")
+    sync.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (sync.md/.json)")
+    sync.set_defaults(handler=cmd_bench_sync)
+
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from appliance.bench.pipeline_bench import MIN_REPORTED_FRAMES, run_benchmark
@@ -95,3 +104,15 @@ def cmd_bench_matcher(args: argparse.Namespace) -> int:
     written = matcher_bench.write_report(search, throughput, door, Path(args.out))
     print(written["markdown"].read_text())
     return 0
+
+
+def cmd_bench_sync(args: argparse.Namespace) -> int:
+    from appliance.bench import sync_bench
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = sync_bench.run(args.enrollments, args.changes, args.events, progress)
+    path = sync_bench.write_report(results, Path(args.out))
+    print(path.read_text())
+    return 0 if results["lost"] == 0 and results["catch_up_ok"] else 1

@@ -34,6 +34,7 @@ class OutboxPump:
         self._inflight: OrderedDict[str, float] = OrderedDict()  # ref -> first send (monotonic)
         self._last_row = 0
         self._generation = -1
+        self._probing = False  # no acknowledgement lately: one event at a time, oldest first (keeps order)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -62,6 +63,7 @@ class OutboxPump:
             for ref in refs:
                 if self._inflight.pop(ref, None) is not None:
                     self.acked += 1
+                    self._probing = False
         self._wake.set()
 
     @property
@@ -94,11 +96,14 @@ class OutboxPump:
         with self._lock:
             oldest = next(iter(self._inflight.values()), None)
         if oldest is not None and time.monotonic() - oldest > self.resend_s:
+            # the matcher may be away: resend from the oldest, one at a time until it answers,
+            # so nothing newer overtakes what it has not recorded yet
             self.resent += len(self._inflight)
             self._restart_from_oldest()
+            self._probing = True
         while not self._stop.is_set():
             with self._lock:
-                room = self.window - len(self._inflight)
+                room = (1 if self._probing else self.window) - len(self._inflight)
             if room <= 0:
                 return
             rows = self.outbox.next_after(self._last_row, room)
@@ -108,7 +113,7 @@ class OutboxPump:
                 with self._lock:
                     self._inflight.setdefault(ref, time.monotonic())
                 try:
-                    endpoint.publish(topics.device_topic(self.link.device_id, kind), sealed)
+                    endpoint.publish(topics.device_topic(self.link.device_id, kind), sealed, wait=False)
                 except ApplianceError as exc:
                     log.info("outbox: not delivered now (%s); %d queued", exc, self.outbox.depth())
                     self._restart_from_oldest()

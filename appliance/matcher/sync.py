@@ -29,7 +29,8 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,19 @@ class SyncStore(CipherStore):
         """,
     )
 
+    def __init__(self, path, key) -> None:
+        super().__init__(path, key)
+        self._lock = threading.RLock()  # the sync and event threads share this connection
+
+    @contextmanager
+    def transaction(self) -> Iterator:
+        with self._lock, super().transaction() as conn:
+            yield conn
+
+    def execute(self, sql: str, params=()):
+        with self._lock:
+            return list(self.conn.execute(sql, params))
+
     def record_ack(self, device: str, revision: int, tombstones: list[tuple[str, int]], now: float) -> None:
         with self.transaction():
             self.execute("INSERT INTO devices VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
@@ -86,8 +100,8 @@ class SyncStore(CipherStore):
                                   [(rev, subject, device, now) for subject, rev in tombstones])
 
     def device_revision(self, device: str) -> int:
-        row = self.execute("SELECT revision FROM devices WHERE device_id = ?", (device,)).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.execute("SELECT revision FROM devices WHERE device_id = ?", (device,))
+        return int(rows[0][0]) if rows else 0
 
     def confirmations(self, revision: int) -> dict[str, float]:
         return {d: t for d, t in self.execute(
@@ -99,7 +113,7 @@ class SyncStore(CipherStore):
         with self.transaction():
             for device, kind, message in batch:
                 event_id = message.event_id if isinstance(message, messages.Event) else message.alarm_id
-                new += self.execute(
+                new += self.conn.execute(
                     "INSERT OR IGNORE INTO events (event_id, device_id, type, kind, at, received_at, details) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (event_id, device, kind, message.kind, message.at, now,
@@ -115,16 +129,16 @@ class SyncStore(CipherStore):
         return [r[0] for r in self.execute(sql, (device,) if device else ())]
 
     def counter(self, name: str) -> int:
-        row = self.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.execute("SELECT value FROM counters WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
 
     def claim_announcements(self, revisions: list[int], by: str) -> set[int]:
         """The revisions this replica is first to announce (one transaction)."""
         claimed = set()
         with self.transaction():
             for revision in revisions:
-                if self.execute("INSERT OR IGNORE INTO announced VALUES (?, ?, ?)",
-                                (revision, by, time.time())).rowcount == 1:
+                if self.conn.execute("INSERT OR IGNORE INTO announced VALUES (?, ?, ?)",
+                                     (revision, by, time.time())).rowcount == 1:
                     claimed.add(revision)
         return claimed
 
@@ -358,6 +372,7 @@ class SyncingMatcher(MatcherService):
         self.outbox_opener = Opener(self.keys, self.directory.devices(), window_s=OUTBOX_WINDOW_DAYS * 86400,
                                     guard=_NoCounterGuard())
         self._gallery_lock = threading.RLock()
+        self._audit_lock = threading.Lock()
         self._sync_work: queue.Queue[Incoming] = queue.Queue(10_000)
         self._event_work: queue.Queue[Incoming] = queue.Queue(100_000)
         self._threads = [threading.Thread(target=self._sync_loop, name=f"{self.name}-sync", daemon=True),
@@ -382,6 +397,10 @@ class SyncingMatcher(MatcherService):
             target.put_nowait(incoming)
         except queue.Full:
             self.stats["dropped_overload"] += 1
+
+    def _audit(self, *args, **kwargs) -> None:
+        with self._audit_lock:  # the request worker and the event thread share the audit log
+            super()._audit(*args, **kwargs)
 
     def _decide(self, device, request, header):
         with self._gallery_lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 PUBLISH_TIMEOUT_S = 5.0
 SUCCESS = 0
-NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK: accepted, nobody subscribed - still success
+NO_MATCHING_SUBSCRIBERS = 16
+EARLY_ACKS = 1024  # message ids wrap at 65,535: far fewer are remembered  # MQTT 5 PUBACK: accepted, nobody subscribed - still success
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class MqttEndpoint:
         self.connections = 0  # CONNACKs so far: a change means "reconnected" (sessions resync)
         self._acks: dict[int, tuple[threading.Event, list[int]]] = {}
         self._lock = threading.Lock()
+        self._early: OrderedDict[int, int] = OrderedDict()  # PUBACKs that arrived before their waiter
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5)
         client.tls_set(ca_certs=str(settings.ca_file), certfile=str(settings.cert_file), keyfile=str(settings.key_file))
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -118,10 +121,18 @@ class MqttEndpoint:
             if correlation:
                 properties.CorrelationData = correlation
         done, reason = threading.Event(), []
-        with self._lock:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-            if qos > 0 and wait:
-                self._acks[info.mid] = (done, reason)
+        # paho is not called under our lock: its network thread holds paho's own lock while it
+        # calls _handle_publish (which takes ours), so holding ours around publish() deadlocks
+        # under concurrent publishers. A PUBACK that beats the registration waits in _early.
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if qos > 0 and wait:
+            with self._lock:
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._acks[info.mid] = (done, reason)
+                else:
+                    reason.append(early)
+                    done.set()
         if info.rc != paho.MQTT_ERR_SUCCESS:
             self._acks.pop(info.mid, None)
             raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"publish to {topic}: {paho.error_string(info.rc)}")
@@ -154,11 +165,16 @@ class MqttEndpoint:
         self.connected.clear()
 
     def _handle_publish(self, client, userdata, mid: int, reason_code: ReasonCode, properties) -> None:
+        code = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
         with self._lock:
             entry = self._acks.pop(mid, None)
+            if entry is None:
+                self._early[mid] = code
+                while len(self._early) > EARLY_ACKS:
+                    self._early.popitem(last=False)
         if entry:
             done, reason = entry
-            reason.append(reason_code.value if hasattr(reason_code, "value") else int(reason_code))
+            reason.append(code)
             done.set()
 
     def _handle_message(self, client, userdata, message: paho.MQTTMessage) -> None:

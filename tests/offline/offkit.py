@@ -82,10 +82,13 @@ def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapsho
     from appliance.matcher.service import LoadedGallery
     from appliance.security.masking import mask_name
 
+    from appliance.stores.protected import ProtectedData
+
     principal = Principal(name, Role.OPERATOR)
     gallery = Gallery(*PACK, DIMENSION)
     claims, names = {}, {}
-    data = site.data
+    # its own connections, as a matcher process has (one SQLite connection is not shared by threads)
+    data = ProtectedData(site.central, FileKeyProvider(site.central / KEYS_DIR), site.data.security)
     for subject in data.identity.subject_ids(principal):
         if not data.biometric.rows(subject):
             continue
@@ -97,6 +100,13 @@ def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapsho
     service = SyncingMatcher(name, site.mqtt(name), data.node, site.directory, LoadedGallery(gallery, claims, names),
                              threshold, data=data, sync_store=store, snapshot_after=snapshot_after, poll_s=0.1)
     service.start()
+    stop = service.stop
+
+    def stop_and_close() -> None:
+        stop()
+        data.close()
+
+    service.stop = stop_and_close
     return service
 
 
@@ -106,7 +116,7 @@ def matcher_process(site, config_path: Path | None = None, name: str = "matcher-
         command += ["--config", str(config_path)]
     command += ["matcher", "--site", str(site.folder), "--port", str(site.broker.port), "--host", "127.0.0.1",
                 "--name", name]
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(site.folder / "data")}
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(site.folder / "data"), "APPLIANCE__LIVENESS__LEVEL": "off"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                cwd=REPO)
     line = process.stdout.readline()
