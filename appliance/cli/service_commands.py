@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     edge.add_argument("--passes", type=int, help="stop after this many passes")
     edge.add_argument("--liveness", help="override liveness.level (off, passive, passive+motion, active)")
     edge.add_argument("--cool-down", type=float, default=2.0, help="seconds to ignore frames after a pass")
+    edge.add_argument("--mode", choices=("central", "local", "local-first"), help="override offline.mode")
     edge.set_defaults(handler=cmd_edge)
 
 
@@ -101,10 +102,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from appliance.capture.sources import open_source
     from appliance.edge.daemon import EdgeDaemon, EdgeSettings
     from appliance.edge.hardware import ConsoleDisplay
-    from appliance.edge.link import MatcherLink
+    from appliance.edge.offline import open_door
     from appliance.liveness.checker import LivenessChecker
-    from appliance.protocol import topics
-    from appliance.security.envelope import MessageType
 
     config = config_from(args)
     if args.liveness:
@@ -114,18 +113,17 @@ def cmd_edge(args: argparse.Namespace) -> int:
     pipeline = pipeline_from(args, config)
     pipeline.load()
     liveness = LivenessChecker(config.liveness, pipeline.registry) if config.liveness.level != "off" else None
-    mqtt = site.mqtt(args.device, will_topic=topics.device_topic(args.device, topics.AVAILABILITY))
-    link = MatcherLink(args.device, mqtt, site.device_keys(args.device), site.directory,
-                       replay_window_s=config.security.replay_window_s)
-    link.connect()
-    kinds = {"event": MessageType.EVENT, "alarm": MessageType.ALARM, "telemetry": MessageType.TELEMETRY}
+    if args.mode:
+        config = dataclasses.replace(config, offline=dataclasses.replace(config.offline, mode=args.mode))
+    # the door's cache, outbox, sync client and decider share one MQTT connection
+    door = open_door(site, args.device, config.offline, pipeline.threshold, config.security.replay_window_s)
     watchdog = notify.Watchdog(status_file=paths.data_dir() / STATUS_DIR / f"{args.device}.json")
     settings = EdgeSettings(args.device, burst_frames=max(3, config.liveness.burst_frames), cool_down_s=args.cool_down)
     daemon = EdgeDaemon(
-        settings, pipeline, link, liveness=liveness, display=ConsoleDisplay(),
-        emit=lambda kind, message: link.send(kind, message, kinds[kind]),
+        settings, pipeline, door.decider, liveness=liveness, display=ConsoleDisplay(), emit=door.emit,
         heartbeat=lambda: watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label,
-                                             broker=link.online),
+                                             broker=door.link.online, cache_revision=door.cache.revision,
+                                             outbox=door.outbox.depth()),
     )
     source = open_source(args.source, fps=args.fps)
     notify.ready("camera open")
@@ -141,7 +139,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     finally:
         notify.stopping()
         source.close()
-        link.close()
+        door.close()
         pipeline.close()
     print(f"{args.device}: stopped after {len(daemon.passes)} passes", flush=True)
     return 0
