@@ -127,16 +127,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     unknown = set(species) - set(synthetic.ALL_SPECIES)
     if unknown:
         raise ApplianceError(ErrorCode.DATASET_INVALID, f"unknown species {sorted(unknown)}; known: {synthetic.ALL_SPECIES}")
-    locate = None
-    if "mask" in species:
-        pipeline = pipeline_from(args)
+    pipeline = pipeline_from(args) if "mask" in species else None
 
-        def locate(image):
-            face = pipeline.detect(image).subject
-            return None if face is None else face.box
+    def locate(image):
+        face = pipeline.detect(image).subject
+        return None if face is None else face.box
 
-    info = synthetic.write_set(args.source, args.out, args.split, args.per_species, species, args.seed, args.frames,
-                               locate)
+    try:
+        info = synthetic.write_set(args.source, args.out, args.split, args.per_species, species, args.seed,
+                                   args.frames, locate if pipeline is not None else None)
+    finally:
+        if pipeline is not None:
+            pipeline.close()
     print(f"SYNTHETIC set in {args.out}: {info['bona_fide']} bona fide, attacks {info['attacks']}")
     return 0
 
