@@ -226,7 +226,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             item = pad._item("item", Path(name))
             if item is None:
                 raise ApplianceError(ErrorCode.IMAGE_UNREADABLE, f"{name}: not an image or a folder of frames")
-            frames = pad.load_frames(item)
+            frames = pad.load_frames(item, checker.config.burst_frames)
             faces = [pipeline.detect(f).subject for f in frames]
             decision = checker.judge(frames, faces, level=args.level if args.level != "active" else "passive+motion")
             results.append((name, decision))

@@ -30,7 +30,6 @@ from appliance.pipeline import FacePipeline
 
 BONA_FIDE = "bona_fide"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-VIDEO_FRAMES = 5  # frames read from the start of a short video item (a burst)
 APCER_TARGETS = {"bpcer20": 0.05, "bpcer100": 0.01}
 SYNTHETIC_NOTE = (
     "SYNTHETIC attacks (appliance.liveness.synthetic): these numbers show how well the simulated "
@@ -66,8 +65,9 @@ def _item(label: str, path: Path) -> PadItem | None:
     return None
 
 
-def load_frames(item: PadItem, video_frames: int = VIDEO_FRAMES) -> list[np.ndarray]:
-    """The item's frames: images as they are, a video's first ``video_frames`` frames."""
+def load_frames(item: PadItem, video_frames: int) -> list[np.ndarray]:
+    """The item's frames: images as they are, a video's first ``video_frames`` frames
+    (the configured burst, ``liveness.burst_frames``)."""
     if len(item.frames) == 1 and item.frames[0].suffix.lower() in VIDEO_SUFFIXES:
         from appliance.capture.sources import OpenCVSource
 
@@ -117,7 +117,7 @@ def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[Pa
     rows: list[list[dict[str, float]]] = []
     bar = tqdm(items, desc="pad", unit="item", disable=not progress or not sys.stderr.isatty(), leave=False)
     for index, item in enumerate(bar):
-        frames = load_frames(item)
+        frames = load_frames(item, checker.config.burst_frames)
         if grey:
             frames = [to_grey(frame) for frame in frames]
         faces = [pipeline.detect(frame).subject for frame in frames]
