@@ -1,9 +1,10 @@
 """A whole site in one folder, for development, tests and the demo: broker and PKI, node
 keys and the public-key directory, and the central protected stores.
 
-Layout under ``folder``: ``pki/`` (CA, certificates), ``broker/`` (rendered Mosquitto
-config, data), ``nodes/<device>/`` (each device's private envelope keys), ``central/``
-(the matcher's SQLCipher stores and keys), ``directory.json`` (public keys of every node).
+Layout under ``folder`` (a host's data folder): ``pki/`` (CA, certificates), ``broker/``
+(rendered Mosquitto config, data), ``nodes/<device>/`` (each device's envelope keys, cache
+and outbox), the matcher's SQLCipher stores with their ``keys/``, and ``directory.json``
+(public keys of every node).
 Production puts the same pieces on different machines; ``docs/deployment.md`` says how.
 """
 from __future__ import annotations
@@ -26,7 +27,9 @@ class Site:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.broker = ManagedBroker(self.folder, port=port, host=host)
-        self.central = self.folder / "central"
+        # the central stores and their keys sit at the top of the folder, where the admin
+        # commands (ProtectedData.from_config on the data folder) find them too
+        self.central = self.folder
 
     @property
     def directory(self) -> NodeDirectory:

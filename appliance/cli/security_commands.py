@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     store.add_argument("folder", nargs="?", help="backup folder (backup, restore)")
     store.set_defaults(handler=cmd_store)
 
-    subject = sub.add_parser("subject", help="list people (masked), delete a subject, record withdrawal")
-    subject.add_argument("action", choices=("list", "delete", "withdraw"))
+    subject = sub.add_parser("subject", help="list people (masked), delete a subject, record withdrawal, "
+                                             "deletions not yet confirmed by every device (exit 1 if any)")
+    subject.add_argument("action", choices=("list", "delete", "withdraw", "unconfirmed"))
     subject.add_argument("subject_id", nargs="?")
     subject.set_defaults(handler=cmd_subject)
 
@@ -144,6 +145,8 @@ def cmd_subject(args: argparse.Namespace) -> int:
             for person in data.people(principal):
                 print(json.dumps(person, ensure_ascii=False))
             return 0
+        if args.action == "unconfirmed":
+            return _unconfirmed_deletions(args, principal, data)
         if not args.subject_id:
             raise ApplianceError(ErrorCode.CONFIG_INVALID, f"subject {args.action} needs a subject id")
         if args.action == "delete":
@@ -152,6 +155,30 @@ def cmd_subject(args: argparse.Namespace) -> int:
             receipt = data.withdraw_consent(principal, args.subject_id)
     print(receipt.to_json())
     return 0
+
+
+def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data: ProtectedData) -> int:
+    """Deletions that some active device has not confirmed (the tombstone is not yet applied
+    everywhere): pseudonyms, revisions and the missing devices, never personal data."""
+    from appliance.broker.pki import ProjectPKI
+    from appliance.matcher.sync import SyncEngine, open_sync_store
+    from appliance.pipeline import registry_for
+    from appliance.security.roles import Permission, require
+
+    require(principal, Permission.DELETE_SUBJECT)
+    config = config_from(args)
+    pack = registry_for(config).get(config.models.embedder)
+    devices = sorted(name for name, identity in ProjectPKI(paths.data_dir() / "pki").identities().items()
+                     if identity.role == "device" and not identity.revoked)
+    store = open_sync_store(data, key_provider(config.security, paths.data_dir()))
+    try:
+        pending = SyncEngine(data, store, pack.id, pack.version).unconfirmed(devices)
+    finally:
+        store.close()
+    for entry in pending:
+        print(json.dumps(entry))
+    print(f"{len(pending)} deletion(s) not confirmed by every one of {len(devices)} device(s)")
+    return 1 if pending else 0
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
