@@ -456,6 +456,10 @@ class SyncingMatcher(MatcherService):
             self.sync.acknowledge(device, message.revision)
             self.stats["sync_acks"] += 1
             return
+        if not any(self.device_allowed(device, mode) for mode in ("verify", "identify")):
+            self.stats["sync:refused_device"] += 1  # revoked or without a policy: no deltas
+            log.warning("%s: sync refused for %s (not provisioned or revoked)", self.name, device)
+            return
         if not message.snapshot_id:
             self.sync.acknowledge(device, message.revision)  # what it holds, committed
         deltas, why = self.sync.answer(message, self.group_of(device))
