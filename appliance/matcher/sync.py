@@ -60,6 +60,9 @@ OUTBOX_WINDOW_DAYS = 30  # events sealed up to this long ago are still accepted 
 _REPORT_DOMAIN = b"appliance/deletion-confirmations/v1|"
 
 
+SNAPSHOT_ATTEMPTS = 5  # re-reads of a snapshot whose head moved before giving up for this round
+
+
 class SyncStore(CipherStore):
     """The matcher's sync state (shared by replicas): device revisions, deletion
     confirmations, received event ids, who announced which revision, subject groups."""
@@ -218,9 +221,13 @@ class SyncEngine:
         """The deltas that answer a device's request, and why (for stats)."""
         with self._lock:
             head = self.head()
-            if request.snapshot_id:
+            if request.snapshot_id and request.snapshot_revision == head:
                 return self.snapshot(request.request_id, request.snapshot_id, request.snapshot_revision,
                                      request.cursor, group, head), "snapshot"
+            if request.snapshot_id:
+                # the templates moved on since the device began staging: pages read now would
+                # mix two states (an overwritten template's old version is gone), so start over
+                return self.snapshot(request.request_id, messages.new_id(), head, "", group, head), "snapshot_restart"
             if request.revision > head or head - request.revision > self.snapshot_after:
                 return self.snapshot(request.request_id, messages.new_id(), head, "", group, head), "snapshot"
             if request.revision < head:
@@ -267,6 +274,19 @@ class SyncEngine:
 
     def snapshot(self, request_id: str, snapshot_id: str, revision: int, cursor: str, group: str,
                  head: int) -> list[messages.Delta]:
+        """Pages of the cache contents at ``revision`` (= head). Pages can only be read at the
+        head, so if the head moves while they are read, the snapshot starts over."""
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            pages = self._snapshot_pages(request_id, snapshot_id, revision, cursor, group, head)
+            now = self.head()
+            if now == revision:
+                return pages
+            snapshot_id, revision, cursor, head = messages.new_id(), now, "", now
+        log.warning("snapshot for %s not served: enrollment changed under %d attempts", request_id, SNAPSHOT_ATTEMPTS)
+        return []  # the device asks again on its next sync round
+
+    def _snapshot_pages(self, request_id: str, snapshot_id: str, revision: int, cursor: str, group: str,
+                        head: int) -> list[messages.Delta]:
         per = self._per_message()
         out = []
         for index in range(MESSAGES_PER_ANSWER):
