@@ -79,7 +79,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
                                  group_of=lambda device: getattr(provisioning.policy(site.broker.pki, device),
                                                                  "group", "default"),
                                  replay_window_s=config.security.replay_window_s,
-                                 liveness_check=second_liveness_judgement(config.liveness.level),
+                                 liveness_check=second_liveness_judgement(config.liveness.level, site.directory),
                                  device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))
         service.start()
         notify.ready(f"{len(loaded.gallery)} subjects")
@@ -103,6 +103,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from appliance.edge.daemon import EdgeDaemon, EdgeSettings
     from appliance.edge.hardware import ConsoleDisplay
     from appliance.edge.offline import open_door
+    from appliance.liveness.evidence import Ed25519Signer
     from appliance.liveness.checker import LivenessChecker
 
     config = config_from(args)
@@ -119,8 +120,10 @@ def cmd_edge(args: argparse.Namespace) -> int:
     door = open_door(site, args.device, config.offline, pipeline.threshold, config.security.replay_window_s)
     watchdog = notify.Watchdog(status_file=paths.data_dir() / STATUS_DIR / f"{args.device}.json")
     settings = EdgeSettings(args.device, burst_frames=max(3, config.liveness.burst_frames), cool_down_s=args.cool_down)
+    signer = Ed25519Signer(site.device_keys(args.device).signing.private_bytes_raw(), key_id=args.device)
     daemon = EdgeDaemon(
         settings, pipeline, door.decider, liveness=liveness, display=ConsoleDisplay(), emit=door.emit,
+        signer=signer, calibration_id=liveness.calibration_id if liveness else "",
         heartbeat=lambda: watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label,
                                              broker=door.link.online, cache_revision=door.cache.revision,
                                              outbox=door.outbox.depth()),

@@ -24,6 +24,7 @@ import numpy as np
 
 from appliance.capture.sources import Frame
 from appliance.edge.hardware import ConsoleDisplay, CredentialReader, DoorActuator, LogActuator
+from appliance.liveness.evidence import Signer, sign_summary
 from appliance.errors import ApplianceError
 from appliance.pipeline import FaceAnalysis, FacePipeline
 from appliance.protocol import messages
@@ -104,7 +105,8 @@ class EdgeDaemon:
                  liveness: LivenessGate | None = None, actuator: DoorActuator | None = None,
                  display: ConsoleDisplay | None = None, reader: CredentialReader | None = None,
                  emit: Callable[[str, messages.Message], None] | None = None,
-                 heartbeat: Callable[[], None] | None = None):
+                 heartbeat: Callable[[], None] | None = None, signer: Signer | None = None,
+                 calibration_id: str = ""):
         self.settings = settings
         self.pipeline = pipeline
         self.decider = decider
@@ -114,6 +116,9 @@ class EdgeDaemon:
         self.reader = reader or CredentialReader()
         self.emit = emit or (lambda kind, message: None)
         self.heartbeat = heartbeat or (lambda: None)
+        # the device's Ed25519 key signs the liveness evidence the matcher judges again
+        self.signer = signer
+        self.calibration_id = calibration_id
         self.state = PassState.IDLE
         self.telemetry = Telemetry()
         self.passes: list[PassRecord] = []
@@ -213,9 +218,12 @@ class EdgeDaemon:
         if self.liveness is not None:
             self.state = PassState.LIVENESS
             start = time.perf_counter()
+            started_at = time.time()
             outcome = self.liveness.judge([frame.image for frame, _ in burst], [a.face for a in analyses])
             stage_ms["liveness"] = (time.perf_counter() - start) * 1000
-            liveness_summary = outcome.summary()
+            summary = {"started_at": started_at, "decided_at": time.time(), "calibration": self.calibration_id,
+                       **outcome.summary()}
+            liveness_summary = sign_summary(summary, self.signer).as_dict() if self.signer else summary
             if not outcome.live:
                 # stop here: no template, no match request; one alarm for the session
                 self.display.show("Not recognised. Please see staff.")

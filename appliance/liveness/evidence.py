@@ -87,6 +87,15 @@ class SignedEvidence:
         }
 
 
+def from_transport(data: Any) -> SignedEvidence:
+    """The inverse of :meth:`SignedEvidence.as_dict`; anything malformed is LIVENESS_FAILED."""
+    try:
+        return SignedEvidence(base64.b64decode(data["payload"], validate=True),
+                              base64.b64decode(data["signature"], validate=True), str(data["key_id"]))
+    except (KeyError, TypeError, ValueError):
+        raise ApplianceError(ErrorCode.LIVENESS_FAILED, "liveness evidence malformed") from None
+
+
 def sign_summary(summary: dict, signer: Signer) -> SignedEvidence:
     payload = canonical_json({"version": EVIDENCE_VERSION, **summary})
     return SignedEvidence(payload, signer.sign(payload), signer.key_id)

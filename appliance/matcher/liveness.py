@@ -1,43 +1,36 @@
-"""The matcher's second liveness judgement, made on the device's evidence summary.
+"""The matcher's second liveness judgement, made on the device's signed evidence.
 
-The summary travels inside the device-signed envelope, so it is the device's word; the
-matcher checks that word against the site policy independently of the device's own verdict:
-the required level was applied, the fused score clears the threshold the device claims, and
-the evidence covers at least one frame. A device that skipped or weakened liveness (by
-configuration or tampering) is refused here.
+The rules live in ``appliance.liveness.server`` (signature by the device's key, freshness,
+site policy level, self-consistency, human-speed challenge answers); this adapter finds the
+device's public key in the node directory and turns the transport form back into evidence.
+A device that skipped or weakened liveness, or sends evidence signed by another key, is
+refused here whatever its own verdict.
 """
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable
-from typing import Any
 
-LEVELS = ("off", "passive", "passive+motion", "active")
+from appliance.errors import ApplianceError
+from appliance.liveness.evidence import from_transport
+from appliance.liveness.server import ServerPolicy, judge_evidence
+from appliance.protocol.directory import NodeDirectory
 
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+OFF = "off"
 
 
-def second_liveness_judgement(required_level: str) -> Callable[[str, dict], bool]:
-    if required_level not in LEVELS:
-        raise ValueError(f"liveness level {required_level!r} is not one of {LEVELS}")
-    needed = LEVELS.index(required_level)
+def second_liveness_judgement(required_level: str, directory: NodeDirectory,
+                              clock: Callable[[], float] = time.time) -> Callable[[str, dict], bool]:
+    policy = ServerPolicy(min_level=required_level)
 
     def judge(device: str, evidence: dict) -> bool:
-        if needed == 0:
+        if required_level == OFF:
             return True
-        if not isinstance(evidence, dict) or evidence.get("live") is not True or evidence.get("attack"):
+        try:
+            signed = from_transport(evidence)
+            public_key = directory.get(device).signing.public_bytes_raw()
+        except ApplianceError:
             return False
-        level = evidence.get("level")
-        if level not in LEVELS or LEVELS.index(level) < needed:
-            return False
-        score, threshold = _number(evidence.get("score")), _number(evidence.get("threshold"))
-        frames = evidence.get("frames")
-        if score is None or threshold is None or score < threshold:
-            return False
-        return isinstance(frames, int) and frames >= 1
+        return judge_evidence(signed, public_key, policy, now=clock()).accepted
 
     return judge
