@@ -13,6 +13,7 @@ from pathlib import Path
 
 from appliance import paths
 from appliance.cli.common import config_from, pipeline_from
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops import notify
 from appliance.site import Site
 
@@ -109,6 +110,11 @@ def cmd_edge(args: argparse.Namespace) -> int:
     config = config_from(args)
     if args.liveness:
         config = dataclasses.replace(config, liveness=dataclasses.replace(config.liveness, level=args.liveness))
+    if config.liveness.level == "active":
+        # the challenge runs in appliance.liveness.session but not yet inside the door's pass
+        # loop; refusing to start beats a door that would turn every visitor away
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, "liveness.level 'active' is not supported by "
+                             "'appliance edge' yet; use 'passive' or 'passive+motion'")
     site, host, port = _site(args, config)
     stop = _stop_event()
     pipeline = pipeline_from(args, config)
