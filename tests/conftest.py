@@ -43,3 +43,21 @@ def pipeline(config, shared):
     face_pipeline = FacePipeline(config)
     yield face_pipeline
     face_pipeline.close()
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """Real key files (0600 in a 0700 folder) in the test's own folder."""
+    from appliance.security.keys import FileKeyProvider, ensure_keys
+
+    provider = FileKeyProvider(tmp_path / "keys")
+    ensure_keys(provider)
+    return provider
+
+
+@pytest.fixture
+def principals():
+    """One principal per role."""
+    from appliance.security.roles import Principal, Role
+
+    return {role: Principal(f"acct-{role.name.lower()}", role) for role in Role}

@@ -97,7 +97,6 @@ def _probe(device: str, vector: np.ndarray) -> messages.MatchRequest:
 
 def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: int = 10_000) -> dict:
     """Requests/s through the real broker and one matcher replica."""
-    from appliance.broker.process import ManagedBroker  # noqa: F401 - Site starts it
     from appliance.edge.link import MatcherLink
     from appliance.matcher.decisions import FailureTracker
     from appliance.matcher.service import LoadedGallery, MatcherService

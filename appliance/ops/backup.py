@@ -32,8 +32,7 @@ from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, AccountStore
 from appliance.security.keys import AUDIT_DB, BIOMETRIC_DB, IDENTITY_DB, KeyProvider, SecretKey
 from appliance.security.roles import Permission, Principal, Role, require
 from appliance.stores.deletion import load_receipt
-from appliance.stores.protected import (AUDIT_FILE, BACKED_UP, BIOMETRIC_FILE, IDENTITY_FILE, RECEIPTS_DIR,
-                                        ProtectedData)
+from appliance.stores.protected import (AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, RECEIPTS_DIR, ProtectedData)
 
 MANIFEST = "backup.json"
 SIGNATURE = "backup.sig"

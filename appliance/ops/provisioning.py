@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from appliance.broker.pki import Identity, ProjectPKI

@@ -14,7 +14,7 @@ import numpy as np
 
 from appliance import paths
 from appliance.config import Config, SecurityConfig
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError
 from appliance.security.audit import SECONDS_PER_DAY, AuditLog
 from appliance.security.consent import ENROLL_SCOPE, ConsentRecord, Person, check_enrollable
 from appliance.security.envelope import NodeKeys

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from appliance.config import OfflineConfig
-from appliance.matcher.service import load_gallery
 from appliance.matcher.sync import LOCAL_MATCH_SCOPE, SyncingMatcher, open_sync_store
 from appliance.packs import ModelPack
 from appliance.protocol import messages
@@ -21,6 +20,7 @@ from appliance.security.roles import Principal, Role
 from appliance.site import Site
 from appliance.stores.protected import KEYS_DIR
 from appliance.vision.templates import Template
+import polling
 
 PACK = ("w600k-mbf", "1.0.0")
 DIMENSION = 512
@@ -129,9 +129,5 @@ def offline_config(**changes) -> OfflineConfig:
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    """The offline tests wait longer by default: they restart processes."""
+    return polling.wait_for(predicate, timeout)

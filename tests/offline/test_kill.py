@@ -4,7 +4,6 @@ SIGKILLed in a loop during delta application and during outbox writes."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from appliance.edge.offline import CACHE_FILE, OUTBOX_FILE, device_folder, open_door
 from appliance.matcher.sync import SYNC_FILE, SyncStore
 from appliance.protocol import messages, topics
-from appliance.security.keys import CACHE_DB, OUTBOX_DB, FileKeyProvider
+from appliance.security.keys import FileKeyProvider
 from appliance.stores.device import DeviceCache, Outbox
 from appliance.stores.protected import KEYS_DIR
 from offkit import (ADMIN, PACK, REPO, enroll_person, make_site, matcher_process, offline_config, probe_of, request,

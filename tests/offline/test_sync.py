@@ -11,7 +11,7 @@ import pytest
 
 from appliance.edge.offline import open_door
 from appliance.errors import ApplianceError
-from appliance.matcher.sync import LOCAL_MATCH_SCOPE, verify_report
+from appliance.matcher.sync import verify_report
 from appliance.protocol import messages, topics
 from appliance.transport.mqtt import MqttEndpoint
 from offkit import (ADMIN, PACK, enroll_person, make_site, offline_config, probe_of, request, start_matcher,

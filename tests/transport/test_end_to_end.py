@@ -3,9 +3,7 @@ by replayed camera frames, a matcher service, and an auditor watching every payl
 from __future__ import annotations
 
 import queue
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +13,11 @@ from appliance.capture.sources import FolderReplaySource
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.hardware import ConsoleDisplay, CredentialReader, LogActuator
 from appliance.edge.link import MatcherLink
-from appliance.enrollment import enroll
-from appliance.matcher.service import MatcherService, load_gallery
 from appliance.protocol import messages, topics
-from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.envelope import MessageType
-from appliance.security.roles import Principal, Role
-from appliance.site import Site
 from sitekit import frames_folder, passing_image, start_matcher
 from appliance.transport.mqtt import MqttEndpoint
+from polling import wait_for
 
 @pytest.fixture
 def auditor(site):
@@ -110,7 +104,7 @@ def test_photo_attack_gives_an_alarm_and_no_request(site, pipeline, shared, face
         # one alarm per attack pass, whatever liveness makes of the second (a web photo)
         assert len(alarms) == sum(p.outcome == "attack" for p in passes) and alarms[0].kind == "presentation_attack"
         assert any(kind == "event" and m.kind == "tailgating" for kind, m in sent)  # two faces at the door
-        assert wait_until(lambda: matcher.stats["alarm"] == len(alarms))
+        assert wait_for(lambda: matcher.stats["alarm"] == len(alarms))
         assert matcher.stats["accepted"] + matcher.stats["rejected"] == len([p for p in passes if "decision" in p.stage_ms])
         telemetry = daemon.telemetry_message()
         assert telemetry.pack == "w600k-mbf@1.0.0" and telemetry.frames_per_s > 0
@@ -119,11 +113,3 @@ def test_photo_attack_gives_an_alarm_and_no_request(site, pipeline, shared, face
         link.close()
         matcher.stop()
 
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False

@@ -18,6 +18,7 @@ from appliance.transport.mqtt import MqttEndpoint
 
 from appliance.capture.images import read_image
 from sitekit import passing_image, start_matcher
+from polling import wait_for
 
 PACK = ("w600k-mbf", "1.0.0")
 
@@ -28,14 +29,6 @@ def probe(pipeline, device: str, seed: int) -> messages.MatchRequest:
     vector /= np.linalg.norm(vector)
     return messages.MatchRequest(messages.new_id(), device, "identify", messages.MatchRequest.pack_vector(vector), time.time())
 
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
