@@ -1,4 +1,4 @@
-"""Protected-data commands: keys, stores, subjects, retention, audit; the envelope benchmark.
+"""Protected-data commands: keys, store checks, subjects, retention, audit; the envelope benchmark.
 
 The acting principal is the OS account running the command, mapped to a role by
 ``[security.roles]`` in the configuration; there is no option to claim a role. Output is
@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     keys.add_argument("name", nargs="?", choices=sorted(ROTATABLE), help="what to rotate")
     keys.set_defaults(handler=cmd_keys)
 
-    store = sub.add_parser("store", help="check, back up or restore the encrypted stores")
-    store.add_argument("action", choices=("check", "backup", "restore"))
-    store.add_argument("folder", nargs="?", help="backup folder (backup, restore)")
+    # backups are 'appliance backup' / 'appliance restore' (signed, verified, deletions kept)
+    store = sub.add_parser("store", help="check the encrypted stores (integrity, cipher check)")
+    store.add_argument("action", choices=("check",))
     store.set_defaults(handler=cmd_store)
 
     subject = sub.add_parser("subject", help="list people (masked), delete a subject, record withdrawal, "
@@ -127,14 +127,6 @@ def cmd_store(args: argparse.Namespace) -> int:
             for name, found in problems.items():
                 print(f"{name:14} {'ok' if not found else f'{len(found)} problems: {found[0]}'}")
             return NEGATIVE if any(problems.values()) else 0
-        if not args.folder:
-            raise ApplianceError(ErrorCode.CONFIG_INVALID, f"store {args.action} needs a folder")
-        if args.action == "backup":
-            for path in data.backup(principal, Path(args.folder)):
-                print(f"backed up {path}")
-            print("note: the key vault is not in the backup, so deleted subjects stay unreadable in it")
-        else:
-            print(f"restored {', '.join(data.restore(principal, Path(args.folder))) or 'nothing'}")
     return 0
 
 
