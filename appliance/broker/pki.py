@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.filecache import read_json
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -85,10 +86,8 @@ class ProjectPKI:
 
     # -- registry of issued identities ---------------------------------------------------
     def identities(self) -> dict[str, Identity]:
-        path = self.folder / REGISTRY
-        if not path.exists():
-            return {}
-        return {name: Identity(**entry) for name, entry in json.loads(path.read_text()).items()}
+        entries = read_json(self.folder / REGISTRY, {})
+        return {name: Identity(**entry) for name, entry in entries.items()}
 
     def _save(self, identities: dict[str, Identity]) -> None:
         _write_pem(self.folder / REGISTRY, json.dumps({n: asdict(i) for n, i in sorted(identities.items())}, indent=2).encode())

@@ -21,6 +21,7 @@ from typing import Callable
 
 from appliance.broker.pki import Identity, ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.filecache import read_json
 
 POLICY_FILE = "device-policy.json"
 MATCHING_MODES = ("verify", "identify")
@@ -34,10 +35,8 @@ class DevicePolicy:
 
 
 def _policies(pki: ProjectPKI) -> dict[str, DevicePolicy]:
-    path = pki.folder / POLICY_FILE
-    if not path.exists():
-        return {}
-    return {n: DevicePolicy(n, p["group"], tuple(p["modes"])) for n, p in json.loads(path.read_text()).items()}
+    entries = read_json(pki.folder / POLICY_FILE, {})
+    return {n: DevicePolicy(n, p["group"], tuple(p["modes"])) for n, p in entries.items()}
 
 
 def _save(pki: ProjectPKI, policies: dict[str, DevicePolicy]) -> None:
