@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import re
 import typing
@@ -309,6 +310,12 @@ def _check(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
+@functools.cache
+def _schema(cls: type[Message]) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """Field types and specs of a message class, resolved once (decode runs per message)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def decode(data: bytes, expect: type[Message] | None = None) -> Message:
     """Bytes to a validated message; anything else raises MESSAGE_REJECTED."""
     if len(data) > MAX_MESSAGE_BYTES:
@@ -324,8 +331,7 @@ def decode(data: bytes, expect: type[Message] | None = None) -> Message:
     cls = MESSAGE_TYPES.get(body.pop("type", None))
     if cls is None or (expect is not None and cls is not expect):
         raise _reject("unexpected message type")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _schema(cls)
     unknown = set(body) - set(fields)
     if unknown:
         raise _reject(f"unknown field {sorted(unknown)[0]!r}")
