@@ -43,8 +43,8 @@ class MatcherLink:
         self.endpoint = MqttEndpoint(mqtt, on_message=self._on_message,
                                      subscriptions=(self.decision_topic, self.sync_topic))
 
-    def connect(self) -> None:
-        self.endpoint.connect()
+    def connect(self, wait: bool = True) -> None:
+        self.endpoint.connect(wait=wait)
 
     def close(self) -> None:
         self.endpoint.close()

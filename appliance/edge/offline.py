@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance.config import OfflineConfig
 from appliance.edge.cache_decider import CacheDecider
+from appliance.errors import ApplianceError
 from appliance.edge.link import MatcherLink
 from appliance.edge.outbox_pump import OutboxPump
 from appliance.edge.sync_client import SyncClient
@@ -75,10 +76,8 @@ def open_door(site, device: str, offline: OfflineConfig, threshold: float, repla
     if connect:
         try:
             link.connect()
-        except Exception:  # noqa: BLE001 - offline at start: decide from the cache, paho keeps trying
-            settings = link.endpoint.settings
-            link.endpoint._client.connect_async(settings.host, settings.port, settings.keepalive_s)
-            link.endpoint._client.loop_start()
+        except ApplianceError:  # offline at start: decide from the cache while paho keeps trying
+            link.connect(wait=False)
     return door
 
 

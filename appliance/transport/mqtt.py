@@ -81,9 +81,16 @@ class MqttEndpoint:
         self._client = client
 
     # -- life cycle ------------------------------------------------------------------------
-    def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    def connect(self, timeout: float = CONNECT_TIMEOUT_S, wait: bool = True) -> None:
+        """Connect and wait for the CONNACK; ``wait=False`` starts connecting in the background
+        (a door must start while the broker is down), paho retrying with its back-off."""
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.settings.session_expiry_s
+        if not wait:
+            self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s,
+                                       clean_start=self.settings.session_expiry_s == 0, properties=properties)
+            self._client.loop_start()
+            return
         try:
             self._client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s,
                                  clean_start=self.settings.session_expiry_s == 0, properties=properties)
