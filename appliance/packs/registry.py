@@ -11,9 +11,6 @@ from appliance.packs.manifest import MANIFEST_NAME, ModelPack, load_manifest
 log = logging.getLogger(__name__)
 
 
-sha256_of = sha256_file
-
-
 class PackRegistry:
     """Packs found in ``search_path`` (first folder wins when two declare the same id)."""
 
@@ -68,7 +65,7 @@ class PackRegistry:
         stamp = (stat.st_size, stat.st_mtime_ns)
         if self._verified.get(path) == stamp:
             return
-        actual = sha256_of(path)
+        actual = sha256_file(path)
         if actual != pack.sha256:
             raise ApplianceError(
                 ErrorCode.PACK_CHECKSUM, f"{path}: sha256 {actual[:16]}... expected {pack.sha256[:16]}..."

@@ -14,7 +14,7 @@ from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.selftest import default_images, embedding_selftest
 from appliance.ops.updates import ACTIVE, Slots, apply_update, build_package, run_selftest, verify_package
-from appliance.packs.registry import sha256_of
+from appliance.digests import sha256_file
 
 PACK = "w600k-mbf"
 PUBLISHER = Ed25519PrivateKey.generate()
@@ -33,7 +33,7 @@ def _pack_folder(tmp: Path, version: str, model_bytes: bytes | None = None) -> P
         model.write_bytes(model_bytes)
     manifest = (source / "manifest.toml").read_text()
     manifest = manifest.replace('version = "1.0.0"', f'version = "{version}"', 1)
-    manifest = manifest.replace(sha256_of(source / "w600k_mbf.onnx"), sha256_of(model))
+    manifest = manifest.replace(sha256_file(source / "w600k_mbf.onnx"), sha256_file(model))
     (folder / "manifest.toml").write_text(manifest)
     return folder
 
