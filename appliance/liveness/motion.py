@@ -107,7 +107,9 @@ def blendshape_motion(faces: list[Face]) -> tuple[float, bool]:
 def analyse(frames: list[np.ndarray], faces: list[Face]) -> MotionEvidence:
     """Motion evidence of the subject over a burst; ``faces[i]`` is the subject in ``frames[i]``."""
     activity, blink = blendshape_motion(faces)
-    if len(frames) < 2:
+    # frames of different sizes are not one scene (a camera mode change, a replayed folder of
+    # stills): there is no motion to measure, and optical flow cannot compare them
+    if len(frames) < 2 or len({frame.shape[:2] for frame in frames}) > 1:
         return MotionEvidence(len(frames), 0, 0.0, 0.0, 1.0, activity, blink, "inconclusive")
     source, target = track(frames, faces[0])
     if len(source) < MIN_POINTS:

@@ -43,6 +43,14 @@ def test_still_burst_is_inconclusive(pipeline, photos):
     assert not evidence.blink
 
 
+def test_burst_of_different_frame_sizes_is_inconclusive_not_an_error(pipeline, photos):
+    """A replayed folder of stills (or a camera changing mode) mixes frame sizes."""
+    frames = [photos[0], photos[0][: photos[0].shape[0] - 8], photos[0]]
+    faces = [pipeline.detect(f).subject for f in frames]
+    assert all(f is not None for f in faces)
+    assert motion.analyse(frames, faces).verdict == "inconclusive"
+
+
 def test_blink_over_a_real_burst(pipeline, faces):
     normal = read_image(faces / "yale" / "subject02" / "normal.png")
     sleepy = read_image(faces / "yale" / "subject02" / "sleepy.png")
