@@ -45,6 +45,8 @@ class ErrorCode(Enum):
     STORE_SCHEMA = (212, 21, "store schema newer than this software")
     SUBJECT_NOT_FOUND = (220, 22, "subject not found")
     TEMPLATE_SHREDDED = (221, 22, "template unreadable: its data key was destroyed")
+    # its own exit status: a deletion script must tell "done earlier" from "no such subject"
+    SUBJECT_ALREADY_DELETED = (222, 27, "subject already deleted")
     ENVELOPE_REJECTED = (230, 23, "envelope rejected")
     CONSENT_MISSING = (240, 24, "no valid consent for enrollment")
     PERMISSION_DENIED = (250, 25, "permission denied")
@@ -60,7 +62,8 @@ class ErrorCode(Enum):
     UPDATE_REJECTED = (520, 32, "update refused: signature or contents invalid")
     SELFTEST_FAILED = (521, 32, "start-up self-test failed; rolled back")
     HEALTH_FAILED = (530, 33, "health check failed")
-    # 600-699: offline operation and enrollment sync
+    # 600-699: offline operation and enrollment sync (600/601 are no longer raised at the door:
+    # a cache that cannot decide ends as the decision reason "unavailable", docs/offline.md)
     CACHE_UNAVAILABLE = (600, 40, "no usable device cache for a local decision")
     CACHE_STALE = (601, 40, "device cache too old to decide locally")
     SYNC_GAP = (602, 41, "sync delta does not follow the cached revision")

@@ -20,8 +20,9 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import keys as keynames
 from appliance.security.keys import ALL_KEYS, ensure_keys, generate_key
 from appliance.security.roles import Permission, Principal, require, role_named
+from appliance.stores.deletion import SubjectAlreadyDeleted, load_receipt
 from appliance.stores.protected import (
-    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, OUTBOX_FILE, ProtectedData, key_provider,
+    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, OUTBOX_FILE, RECEIPTS_DIR, ProtectedData, key_provider,
 )
 from appliance.stores.device import Outbox
 
@@ -63,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from appliance.cli.bench_commands import bench_group
 
     envelope = bench_group(sub)("envelope", help="envelope seal/open throughput beside AES-GCM and the crypto floor")
-    envelope.add_argument("--out", default=str(paths.REPO_ROOT / "reports" / "bench" / "envelope.md"))
+    envelope.add_argument("--out", default=str(paths.reports_dir() / "bench" / "envelope.md"))
     envelope.add_argument("--payload", type=int, default=2048, help="payload bytes")
     envelope.add_argument("--messages", type=int, default=400, help="messages per run")
     envelope.add_argument("--repeats", type=int, default=5)
@@ -141,12 +142,25 @@ def cmd_subject(args: argparse.Namespace) -> int:
             return _unconfirmed_deletions(args, principal, data)
         if not args.subject_id:
             raise ApplianceError(ErrorCode.CONFIG_INVALID, f"subject {args.action} needs a subject id")
-        if args.action == "delete":
-            receipt = data.delete_subject(principal, args.subject_id)
-        else:
-            receipt = data.withdraw_consent(principal, args.subject_id)
+        try:
+            if args.action == "delete":
+                receipt = data.delete_subject(principal, args.subject_id)
+            else:
+                receipt = data.withdraw_consent(principal, args.subject_id)
+        except SubjectAlreadyDeleted as exc:
+            _print_first_receipt(data, exc.receipt_id)
+            raise
     print(receipt.to_json())
     return 0
+
+
+def _print_first_receipt(data: ProtectedData, receipt_id: str) -> None:
+    """Deleting again: stdout carries the first deletion's receipt (the proof a script keeps,
+    as on the first run), stderr the E222 line, and the exit status is 27 - so a script can
+    tell "deleted earlier" from "deleted now" (0) and from "no such subject" (22)."""
+    path = data.root / RECEIPTS_DIR / f"{receipt_id}.json"
+    if receipt_id and path.exists():
+        print(load_receipt(path).to_json())
 
 
 def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data: ProtectedData) -> int:

@@ -8,9 +8,17 @@
 
 A local decision uses the same ``MatchEngine`` as the matcher over the cache's templates.
 It waits (``sync_wait_ms``) for the post-connection catch-up when the device is connected
-but the matcher has not yet confirmed the cache is current, and refuses to decide from a
-cache not confirmed current for longer than ``max_cache_age_s`` (the door falls back to the
-card). Every local decision is queued in the outbox as an event (exactly once at the matcher).
+but the matcher has not yet confirmed the cache is current. Every local decision is queued in
+the outbox as an event (exactly once at the matcher).
+
+A cache is not used when it knows nothing (the matcher never confirmed it and it is empty:
+its "no" would mean nothing) or is too old (not confirmed current for ``max_cache_age_s``).
+Then, in every mode, the matcher is asked; when it does not answer either, the answer is
+``Reason.UNAVAILABLE`` - never ``no_match`` - the door says so and asks for the card, and one
+``decision_unavailable`` alarm per outage goes into the outbox (it reaches the matcher when
+the connection returns). A cache that is usable and lacks the person still says ``no_match``:
+that is a true answer. ``status`` (``matcher_reachable``, ``decision_available``) is what the
+door reports in its heartbeat.
 """
 from __future__ import annotations
 
@@ -18,11 +26,12 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from appliance.config import OfflineConfig
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError
 from appliance.matcher.decisions import FailureTracker, MatchEngine
 from appliance.matcher.gallery import Gallery
 from appliance.protocol import messages, topics
@@ -30,6 +39,23 @@ from appliance.stores.device import DeviceCache, claim_hash
 from appliance.vision.templates import Template
 
 log = logging.getLogger(__name__)
+
+# why the cache cannot stand in for the matcher ("" = it can)
+NEVER_SYNCED = "never synced"  # never confirmed current and empty: it knows nobody
+STALE = "stale"  # not confirmed current for longer than offline.max_cache_age_s
+ALARM_KIND = "decision_unavailable"
+
+
+@dataclass(frozen=True)
+class DoorStatus:
+    """What the door can do now, for heartbeats and displays; never personal data."""
+
+    matcher_reachable: bool  # a matcher answered on this broker connection and has not failed since
+    decision_available: bool  # the matcher or a usable cache can decide a pass
+    cache: str  # "usable", NEVER_SYNCED or STALE
+
+    def as_dict(self) -> dict[str, bool | str]:
+        return asdict(self)
 
 
 class CacheDecider:
@@ -40,6 +66,8 @@ class CacheDecider:
         self.tracker = FailureTracker()
         self.stats: Counter[str] = Counter()
         self.last_source = ""
+        self.last_alarm: messages.Alarm | None = None
+        self._alarmed_for: tuple[int, float] | None = None  # (connection, cache confirmation) of the last alarm
         self._view: tuple | None = None  # (generation, pack, engine, names)
         self._lock = threading.Lock()
 
@@ -51,8 +79,10 @@ class CacheDecider:
             if decision is not None:
                 return decision
             self.stats["fallback"] += 1
-            return self._local(request, pack)
+            return self._local(request, pack) or self._unavailable(request)
         decision = self._local(request, pack)
+        if decision is None:  # no usable cache: only the matcher can decide
+            return self._central(request, pack) or self._unavailable(request)
         if mode == "local-first" and not decision.accepted and decision.reason != messages.Reason.LOCKED_OUT:
             central = self._central(request, pack)
             if central is not None:
@@ -71,15 +101,47 @@ class CacheDecider:
         self.last_source = "central"
         return decision
 
+    # -- what the door can do -------------------------------------------------------------
+    @property
+    def matcher_reachable(self) -> bool:
+        return self.link.matcher_reachable
+
+    @property
+    def decision_available(self) -> bool:
+        """A pass can be decided now: by the matcher, or by a usable cache (any mode falls
+        back to the other)."""
+        return self.matcher_reachable or not self.cache_problem()
+
+    @property
+    def status(self) -> DoorStatus:
+        """Both answers and the cache's state in one read (the heartbeat's ``as_dict()``)."""
+        problem = self.cache_problem()
+        reachable = self.matcher_reachable
+        return DoorStatus(reachable, reachable or not problem, problem or "usable")
+
+    def cache_problem(self) -> str:
+        """Why the cache cannot decide now: NEVER_SYNCED, STALE, or "" when it can."""
+        if self.sync.current.is_set():
+            return ""
+        confirmed_at = self.cache.confirmed_at
+        if not confirmed_at and self.cache.count() == 0:
+            return NEVER_SYNCED
+        max_age = self.offline.max_cache_age_s
+        if max_age and time.time() - confirmed_at > max_age:
+            return STALE
+        return ""
+
     # -- local decisions ------------------------------------------------------------------
-    def _local(self, request: messages.MatchRequest, pack: tuple[str, str]) -> messages.Decision:
+    def _local(self, request: messages.MatchRequest, pack: tuple[str, str]) -> messages.Decision | None:
+        """The cache's decision, or None when the cache cannot decide (``cache_problem``)."""
         if self.link.online and not self.sync.current.is_set():
             self.sync.wait_current(self.offline.sync_wait_ms / 1000)
+        problem = self.cache_problem()
+        if problem:
+            self.stats["stale_refused" if problem == STALE else "never_synced_refused"] += 1
+            log.info("device cache not used: %s (last confirmed at %.0f)", problem, self.cache.confirmed_at)
+            return None
         current = self.sync.current.is_set()
-        age = time.time() - self.cache.confirmed_at
-        if not current and self.offline.max_cache_age_s and age > self.offline.max_cache_age_s:
-            self.stats["stale_refused"] += 1
-            raise ApplianceError(ErrorCode.CACHE_STALE, f"cache last confirmed {age:.0f} s ago")
         engine, names = self._engine(pack, len(request.vector()))
         verdict = engine.decide(request.device_id, Template(request.vector(), *pack), request.claim, time.time())
         decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason,
@@ -94,6 +156,31 @@ class CacheDecider:
             self.pump.submit(topics.EVENT, messages.Event(messages.new_id(), request.device_id, "local_decision",
                                                           time.time(), details))
         return decision
+
+    # -- neither ----------------------------------------------------------------------------
+    def _unavailable(self, request: messages.MatchRequest) -> messages.Decision:
+        """No matcher answer and no usable cache: refuse, saying why (the card still works)."""
+        self.stats["unavailable"] += 1
+        self.last_source = "none"
+        self._alarm_once(request.device_id)
+        return messages.Decision(request.request_id, False, messages.Reason.UNAVAILABLE)
+
+    def _alarm_once(self, device_id: str) -> None:
+        """One alarm per outage, committed to the outbox now and delivered when the broker
+        connection (and a matcher) is back. A new outage is a new broker connection or a
+        new cache confirmation since the last alarm."""
+        outage = (self.link.connections, self.cache.confirmed_at)
+        if self.pump is None or outage == self._alarmed_for:
+            return
+        details = {"reason": messages.Reason.UNAVAILABLE, "cache": self.cache_problem() or "usable",
+                   "mode": self.offline.mode, "broker_connected": self.link.online,
+                   "cache_revision": self.cache.revision, "cache_confirmed_at": self.cache.confirmed_at}
+        alarm = messages.Alarm(messages.new_id(), device_id, ALARM_KIND, time.time(), details)
+        self.pump.submit(topics.ALARM, alarm)
+        self._alarmed_for, self.last_alarm = outage, alarm
+        self.stats["alarms"] += 1
+        log.warning("%s: no decision possible (matcher unreachable, cache %s); alarm queued",
+                    device_id, details["cache"])
 
     def _engine(self, pack: tuple[str, str], dimension: int) -> tuple[MatchEngine, dict[str, str]]:
         with self._lock:

@@ -7,6 +7,11 @@ liveness on the burst (a failure stops here: no template, no request, one alarm)
 one template, asks the matcher, actuates, then ignores frames for a cool-down. A hard session
 limit ends a pass that cannot complete (the person keeps failing quality); capture stops
 when recognition ends. No frame or face crop is stored or sent.
+
+When no decision can be had (``Reason.UNAVAILABLE`` from the decider, or an error from it),
+the pass ends ``unavailable`` and the display says face recognition is unavailable and to use
+the card - never "not recognised", which would be a claim nobody checked. Between passes the
+daemon watches the decider's ``decision_available`` and says it on the display as it changes.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ from typing import Protocol
 import numpy as np
 
 from appliance.capture.sources import Frame
-from appliance.edge.hardware import ConsoleDisplay, CredentialReader, DoorActuator, LogActuator
+from appliance.edge.hardware import (
+    READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, CredentialReader, DoorActuator, LogActuator,
+)
 from appliance.liveness.evidence import Signer, sign_summary
 from appliance.errors import ApplianceError
 from appliance.pipeline import FaceAnalysis, FacePipeline
@@ -31,6 +38,9 @@ from appliance.protocol import messages
 from appliance.vision.quality import best_frame
 
 log = logging.getLogger(__name__)
+
+AVAILABILITY_CHECK_S = 1.0  # how often the door looks whether it can decide, between passes
+UNAVAILABLE = "unavailable"  # the outcome of a pass nobody could decide
 
 
 class PassState(Enum):
@@ -78,7 +88,7 @@ class EdgeSettings:
 @dataclass
 class PassRecord:
     started_at: float
-    outcome: str  # accepted | rejected | attack | timeout | unavailable
+    outcome: str  # accepted | rejected | attack | timeout | unavailable (no decision could be had)
     reason: str = ""
     display_name: str = ""
     latency_ms: float = 0.0  # face in view -> actuator command
@@ -122,6 +132,37 @@ class EdgeDaemon:
         self.state = PassState.IDLE
         self.telemetry = Telemetry()
         self.passes: list[PassRecord] = []
+        self._available: bool | None = None  # last seen decision_available (None: not looked yet)
+        self._next_availability_check = time.monotonic() + AVAILABILITY_CHECK_S
+
+    # -- what the door can do -------------------------------------------------------------
+    @property
+    def decision_available(self) -> bool | None:
+        """Whether a pass can be decided now, as the decider tells (``CacheDecider``); None
+        when it cannot tell (a bare matcher link)."""
+        available = getattr(self.decider, "decision_available", None)
+        return None if available is None else bool(available)
+
+    def _watch_availability(self) -> None:
+        """Say on the display, before anyone tries, that the door cannot decide - and that it
+        can again when that changes; checked every AVAILABILITY_CHECK_S (the first time one
+        interval after start, so the catch-up after connecting does not flash a warning)."""
+        now = time.monotonic()
+        if now < self._next_availability_check:
+            return
+        self._next_availability_check = now + AVAILABILITY_CHECK_S
+        available = self.decision_available
+        if available is None:
+            return
+        previous, self._available = self._available, available
+        if available == previous or (available and previous is None):
+            return
+        if available:
+            log.info("%s: decisions available again", self.settings.device_id)
+            self.display.show(READY_TEXT)
+        else:
+            log.warning("%s: no decision possible (matcher unreachable, no usable cache)", self.settings.device_id)
+            self.display.show(UNAVAILABLE_TEXT)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, frames: Iterator[Frame], stop: threading.Event | None = None, max_passes: int | None = None) -> list[PassRecord]:
@@ -143,6 +184,8 @@ class EdgeDaemon:
             if stop.is_set() or (max_passes is not None and len(self.passes) >= max_passes):
                 break
             self.telemetry.frames += 1
+            if self.state in (PassState.IDLE, PassState.COOL_DOWN):
+                self._watch_availability()
             if frame.monotonic >= next_telemetry:
                 next_telemetry = frame.monotonic + self.settings.telemetry_every_s
                 self._emit("telemetry", self.telemetry_message())
@@ -256,13 +299,18 @@ class EdgeDaemon:
         start = time.perf_counter()
         try:
             decision = self.decider.request(request, (template.pack_id, template.pack_version))
-        except ApplianceError as exc:
+        except ApplianceError as exc:  # e.g. a bare matcher link that got no answer
             log.warning("no decision: %s", exc)
-            self.display.show("Not available. Please use your card.")
-            return PassRecord(time.time(), "unavailable", str(exc.code.name), faces_in_view=others + 1, stage_ms=stage_ms)
+            decision = messages.Decision(request.request_id, False, messages.Reason.UNAVAILABLE)
         stage_ms["decision"] = (time.perf_counter() - start) * 1000
-        self.state = PassState.ACTUATE
         latency = (time.monotonic() - burst[0][0].monotonic) * 1000
+        if decision.reason == messages.Reason.UNAVAILABLE:
+            self.display.show(UNAVAILABLE_TEXT)  # the door stays locked; the card reader still works
+            if self.decision_available is not None:
+                self._available = False  # the display says it already; say when it is back
+            return PassRecord(time.time(), UNAVAILABLE, decision.reason, latency_ms=latency,
+                              faces_in_view=others + 1, stage_ms=stage_ms)
+        self.state = PassState.ACTUATE
         if decision.accepted:
             self.actuator.open_for(self.settings.open_door_s)
             self.display.show(f"Welcome {decision.display_name}".strip())

@@ -73,11 +73,18 @@ class GpioRelayActuator(_TimedActuator):
         try:
             from gpiozero import OutputDevice
         except ImportError:
-            raise ApplianceError(ErrorCode.DEPENDENCY_MISSING, "gpiozero (on a Pi: apt install python3-gpiozero)") from None
+            raise ApplianceError(ErrorCode.DEPENDENCY_MISSING, "the door relay needs gpiozero: on a Pi apt install "
+                                 "python3-gpiozero, else pip install 'face-appliance[gpio]'") from None
         self._relay = OutputDevice(pin, active_high=active_high, initial_value=False)
 
     def _energise(self, on: bool) -> None:
         self._relay.on() if on else self._relay.off()
+
+
+# What the person at the door reads when the door cannot decide: why, and what to do instead.
+# A refusal must not look like "not recognised" when nobody could check (docs/offline.md).
+UNAVAILABLE_TEXT = "Face recognition unavailable — use your card"
+READY_TEXT = "Face recognition ready"
 
 
 class Display(Protocol):

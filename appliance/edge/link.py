@@ -5,6 +5,10 @@ with an MQTT 5 response topic and correlation data. The answer must open with th
 signature, be fresh, unseen, and carry the request id we are waiting for; anything else is
 dropped (a forged or replayed answer can never open the door). On a timeout the same
 request id is sent again (the matcher answers retries idempotently).
+
+The link also keeps what the door knows of the matcher's presence: a connected broker is not
+a matcher. ``matcher_reachable`` holds once a matcher has answered on this connection (a
+decision here, a sync answer through ``heard``) and no request has gone unanswered since.
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ class MatcherLink:
         self.decision_topic = topics.device_topic(device_id, topics.DECISION)
         self.sync_topic = topics.device_topic(device_id, topics.SYNC)
         self.on_sync: Callable[[Incoming], None] | None = None  # offline operation (edge.sync_client)
+        self._heard_at = self._silent_at = 0.0  # monotonic: last matcher answer / last one missed
+        self._heard_on = -1  # the connection the last answer came on
         self.endpoint = MqttEndpoint(mqtt, on_message=self._on_message,
                                      subscriptions=(self.decision_topic, self.sync_topic))
 
@@ -52,6 +58,24 @@ class MatcherLink:
     @property
     def online(self) -> bool:
         return self.endpoint.connected.is_set()
+
+    @property
+    def connections(self) -> int:
+        """Connections made so far: a change means the broker connection came back."""
+        return self.endpoint.connections
+
+    @property
+    def matcher_reachable(self) -> bool:
+        """Connected, a matcher answered on this connection, and none has failed to since."""
+        return self.online and self._heard_on == self.connections and self._heard_at >= self._silent_at
+
+    def heard(self) -> None:
+        """A matcher answered (a signed message that opened): it is there."""
+        self._heard_at, self._heard_on = time.monotonic(), self.connections
+
+    def silent(self) -> None:
+        """A matcher left a request unanswered in its time: not reachable until it answers."""
+        self._silent_at = time.monotonic()
 
     def send(self, kind: str, message: messages.Message, message_type: MessageType, pack: tuple[str, str] = ("", "")) -> None:
         """Seal and publish an event, alarm or telemetry message on the device's own topic."""
@@ -78,6 +102,7 @@ class MatcherLink:
                 if done.wait(timeout):
                     return answer[0]
                 self.stats["timeouts"] += 1
+            self.silent()
             raise ApplianceError(ErrorCode.REQUEST_TIMEOUT, f"no decision after {attempts} attempts")
         finally:
             with self._lock:
@@ -95,6 +120,7 @@ class MatcherLink:
             self.stats["rejected_answers"] += 1
             log.warning("%s: dropped an answer: %s", self.device_id, exc)
             return
+        self.heard()  # even a late answer says a matcher is there
         with self._lock:
             waiting = self._pending.get(decision.request_id)
         if waiting is None:

@@ -7,7 +7,9 @@ acknowledged. Until the matcher has confirmed the cache is at its head after a c
 ``current`` is clear and local decisions wait for it (``CacheDecider``), so a tombstone
 issued while the device was away is applied before its next local match. A periodic
 request carries the cache digest; on a mismatch the matcher sends a full snapshot.
-Outbox acknowledgements arrive on the same topic and go to the pump.
+Outbox acknowledgements arrive on the same topic and go to the pump. Each message that opens
+tells the link a matcher is there; a request left unanswered for ``REQUEST_TIMEOUT_S`` tells
+it the matcher is not (``MatcherLink.matcher_reachable``).
 """
 from __future__ import annotations
 
@@ -90,6 +92,7 @@ class SyncClient:
                 self.current.clear()
                 self.request()
             elif self._awaiting and time.monotonic() - self._asked_at > REQUEST_TIMEOUT_S:
+                self.link.silent()  # the matcher did not answer: the door must not count on it
                 self.request()
             elif time.monotonic() >= self._next_digest and self.current.is_set():
                 self._next_digest = time.monotonic() + self.digest_every_s
@@ -112,6 +115,7 @@ class SyncClient:
             self.stats["rejected"] += 1
             log.warning("%s: dropped a sync message: %s", self.device_id, exc)
             return
+        self.link.heard()  # signed by a matcher replica: it is there
         if isinstance(message, messages.OutboxAck):
             if self.on_outbox_ack is not None:
                 self.on_outbox_ack(message.ids)

@@ -47,7 +47,10 @@ class Reason:
     LOCKED_OUT = "locked_out"  # too many failures: back off, then the non-face alternative
     BAD_REQUEST = "bad_request"
     PACK_MISMATCH = "pack_mismatch"
-    ALL = (MATCH, NO_MATCH, UNKNOWN_CLAIM, LIVENESS_FAILED, LOCKED_OUT, BAD_REQUEST, PACK_MISMATCH)
+    # the door's own answer, never a matcher's: the matcher did not answer and the device cache
+    # cannot stand in for it (never synced, or too old); a refusal that is not a "no"
+    UNAVAILABLE = "unavailable"
+    ALL = (MATCH, NO_MATCH, UNKNOWN_CLAIM, LIVENESS_FAILED, LOCKED_OUT, BAD_REQUEST, PACK_MISMATCH, UNAVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Decision(Message):
     def validate(self) -> None:
         if self.reason not in Reason.ALL:
             raise _reject(f"reason {self.reason!r}")
+        if self.accepted and self.reason != Reason.MATCH:
+            raise _reject(f"an accepted decision with reason {self.reason!r}")
 
 
 @dataclass(frozen=True)

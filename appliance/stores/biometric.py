@@ -39,6 +39,7 @@ class Tombstone:
     subject_id: str
     revision: int
     deleted_at: float
+    receipt_id: str = ""  # the deletion receipt issued with it ("" before schema 2, or a restore replay)
 
 
 class BiometricStore(CipherStore):
@@ -54,6 +55,8 @@ class BiometricStore(CipherStore):
         CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
         INSERT INTO revision VALUES (1, 0);
         """,
+        # a tombstone names the receipt issued with it: deleting again answers with that proof
+        "ALTER TABLE tombstones ADD COLUMN receipt_id TEXT NOT NULL DEFAULT '';",
     )
 
     def _next_revision(self) -> int:
@@ -101,15 +104,31 @@ class BiometricStore(CipherStore):
         cursor = self.execute(sql + " WHERE subject_id = ?", (subject_id,)) if subject_id else self.execute(sql)
         return [TemplateRow(r[0], r[1], r[2], decode_vector(r[3]), r[4], r[5], r[6]) for r in cursor]
 
-    def delete_subject(self, principal: Principal, subject_id: str) -> tuple[int, int]:
-        """Remove every template of the subject and leave a tombstone; (rows removed, revision)."""
+    def delete_subject(self, principal: Principal, subject_id: str, receipt_id: str = "") -> tuple[int, int]:
+        """Remove every template of the subject and leave a tombstone; (rows removed, revision).
+
+        When there was no template left to remove and a tombstone already stands (templates
+        expired by retention, the person deleted later), that tombstone stays at its revision
+        - the caches have nothing new to drop - and takes the new receipt id."""
         require_any(principal, Permission.DELETE_SUBJECT, Permission.WITHDRAW_CONSENT, Permission.RUN_RETENTION)
         with self.transaction():
             removed = self.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,)).rowcount
+            standing = self.tombstone(subject_id)
+            if not removed and standing is not None:
+                if receipt_id:
+                    self.execute("UPDATE tombstones SET receipt_id = ? WHERE subject_id = ?", (receipt_id, subject_id))
+                return 0, standing.revision
             revision = self._next_revision()
-            self.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?)", (subject_id, revision, time.time()))
+            self.execute("INSERT OR REPLACE INTO tombstones (subject_id, revision, deleted_at, receipt_id) "
+                         "VALUES (?, ?, ?, ?)", (subject_id, revision, time.time(), receipt_id))
         self.checkpoint()
         return removed, revision
+
+    def tombstone(self, subject_id: str) -> Tombstone | None:
+        """The subject's deletion record, if it was deleted (and not enrolled again since)."""
+        row = self.execute("SELECT subject_id, revision, deleted_at, receipt_id FROM tombstones WHERE subject_id = ?",
+                           (subject_id,)).fetchone()
+        return Tombstone(*row) if row is not None else None
 
     def changes_since(self, revision: int) -> tuple[list[TemplateRow], list[Tombstone]]:
         """What a device cache at ``revision`` must apply to catch up."""

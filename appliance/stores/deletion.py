@@ -4,6 +4,11 @@ Deleting a subject removes the identity record and consents, every template, and
 subject's data key (so template copies in backups become unreadable), leaves a tombstone with
 a revision for the device caches, and yields a signed receipt naming what was deleted where
 and when - with no personal data beyond the pseudonym.
+
+A deletion that would erase nothing issues nothing: an id this node never held is
+``SUBJECT_NOT_FOUND`` (no receipt, no tombstone, no revision), and a subject already erased
+is ``SUBJECT_ALREADY_DELETED`` naming the first receipt - an empty second receipt would look
+like proof of a deletion that did not happen then, and would bury the one that did.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Principal
 from appliance.stores.biometric import BiometricStore
 from appliance.stores.identity import IdentityRegistry
@@ -59,21 +65,84 @@ class DeletionReceipt:
             return False
 
 
+@dataclass
+class SubjectAlreadyDeleted(ApplianceError):
+    """``SUBJECT_ALREADY_DELETED`` with the first receipt's id ("" when none is on record), so
+    the caller can hand back the proof that already exists."""
+
+    receipt_id: str = ""
+
+
+def check_erasable(principal: Principal, subject_id: str, identity: IdentityRegistry, biometric: BiometricStore,
+                   vault: KeyVault, receipts_dir: Path, public_key: Ed25519PublicKey) -> None:
+    """Refuse, before anything is written, an erasure that would find nothing to erase.
+
+    Something left in any store (person record, template, data key) means a real deletion
+    follows; nothing left and a tombstone means it happened already; nothing at all means
+    this node never held the id. ``public_key`` checks receipts found in ``receipts_dir``."""
+    if _holds_anything(principal, subject_id, identity, biometric, vault):
+        return
+    tombstone = biometric.tombstone(subject_id)
+    if tombstone is None:
+        raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND,
+                             f"{subject_id}: no person, template, data key or deletion on record; nothing deleted")
+    receipt_id = tombstone.receipt_id or _first_receipt_id(receipts_dir, subject_id, public_key)
+    deleted_at = dt.datetime.fromtimestamp(tombstone.deleted_at, dt.timezone.utc).isoformat(timespec="seconds")
+    if not receipt_id:
+        proof = "no receipt on record"
+    elif (receipts_dir / f"{receipt_id}.json").exists():
+        proof = f"receipt {receipt_id} is the proof"
+    else:
+        proof = f"receipt {receipt_id} (its file is missing from {receipts_dir})"
+    raise SubjectAlreadyDeleted(ErrorCode.SUBJECT_ALREADY_DELETED,
+                                f"{subject_id} was deleted at {deleted_at} (revision {tombstone.revision}); "
+                                f"{proof}; nothing deleted now", receipt_id)
+
+
+def _holds_anything(principal: Principal, subject_id: str, identity: IdentityRegistry, biometric: BiometricStore,
+                    vault: KeyVault) -> bool:
+    if biometric.rows(subject_id) or vault.has_key(subject_id):
+        return True
+    try:
+        identity.person(principal, subject_id)
+    except ApplianceError as exc:
+        if exc.code is not ErrorCode.SUBJECT_NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+def _first_receipt_id(receipts_dir: Path, subject_id: str, public_key: Ed25519PublicKey) -> str:
+    """The earliest signed receipt for the subject in the receipts folder: tombstones written
+    before they named their receipt (older stores, or replayed by a restore) are looked up here."""
+    found = []
+    for path in Path(receipts_dir).glob("*.json"):
+        try:
+            receipt = load_receipt(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a receipt this code wrote; it proves nothing
+        if receipt.subject_id == subject_id and receipt.verify(public_key):
+            found.append((receipt.deleted_at, receipt.receipt_id))
+    return min(found)[1] if found else ""
+
+
 def erase_subject(principal: Principal, subject_id: str, reason: str, identity: IdentityRegistry | None,
                   biometric: BiometricStore, vault: KeyVault, signer: Ed25519PrivateKey, node: str,
                   receipts_dir: Path) -> DeletionReceipt:
     """Erase a subject everywhere this node holds it; ``identity`` None keeps the person
-    record (template expiry by retention). The caller has checked why deletion is allowed."""
+    record (template expiry by retention). The caller has checked why deletion is allowed,
+    and that there is something to erase (``check_erasable``)."""
+    receipt_id = secrets.token_hex(RECEIPT_ID_BYTES)  # the tombstone names it
     items = []
     if identity is not None:
         items.append(DeletedItem("identity", "person record and consent records",
                                  identity.delete_person(principal, subject_id)))
         identity.checkpoint()
-    removed, revision = biometric.delete_subject(principal, subject_id)
+    removed, revision = biometric.delete_subject(principal, subject_id, receipt_id)
     items.append(DeletedItem("biometric", "templates", removed))
     items.append(DeletedItem("keyvault", "per-subject data key", vault.destroy(subject_id)))
     receipt = DeletionReceipt(
-        receipt_id=secrets.token_hex(RECEIPT_ID_BYTES), subject_id=subject_id, reason=reason,
+        receipt_id=receipt_id, subject_id=subject_id, reason=reason,
         deleted_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), node=node,
         actor=principal.actor, items=tuple(items), tombstone_revision=revision)
     receipt = DeletionReceipt(**{**asdict(receipt), "items": receipt.items,

@@ -22,7 +22,7 @@ from appliance.security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
 from appliance.security.masking import mask_record, reveal
 from appliance.security.roles import Permission, Principal, require, require_any
 from appliance.stores.biometric import BiometricStore
-from appliance.stores.deletion import DeletionReceipt, erase_subject
+from appliance.stores.deletion import DeletionReceipt, check_erasable, erase_subject
 from appliance.stores.device import Outbox
 from appliance.stores.identity import IdentityRegistry
 from appliance.stores.keyvault import KeyVault
@@ -125,15 +125,32 @@ class ProtectedData:
 
     # -- deletion -----------------------------------------------------------------------
     def delete_subject(self, principal: Principal, subject_id: str, reason: str = "request") -> DeletionReceipt:
+        """Erase the subject everywhere; ``SUBJECT_NOT_FOUND`` for an id never held and
+        ``SUBJECT_ALREADY_DELETED`` (with the first receipt's id) for one erased before - in
+        both cases nothing is written but the refusal in the audit log."""
         require(principal, Permission.DELETE_SUBJECT)
+        self._check_erasable(principal, subject_id, "subject.delete")
         return self._erase(principal, subject_id, reason, keep_identity=False)
 
     def withdraw_consent(self, principal: Principal, subject_id: str) -> DeletionReceipt:
-        """Withdrawal is recorded, then the subject is deleted (identity, templates, data key)."""
+        """Withdrawal is recorded, then the subject is deleted (identity, templates, data key);
+        refused like ``delete_subject`` when there is nothing to withdraw from."""
         require(principal, Permission.WITHDRAW_CONSENT)
+        self._check_erasable(principal, subject_id, "consent.withdraw")
         self.identity.withdraw_consents(principal, subject_id, ENROLL_SCOPE, time.time())
         self.audit.append(principal, "consent.withdraw", subject_id, "ok")
         return self._erase(principal, subject_id, "consent withdrawn", keep_identity=False)
+
+    def _check_erasable(self, principal: Principal, subject_id: str, action: str) -> None:
+        """``deletion.check_erasable``, with the refusal logged under the action asked for."""
+        try:
+            check_erasable(principal, subject_id, self.identity, self.biometric, self.vault, self.root / RECEIPTS_DIR,
+                           self.node.signing.public_key())
+        except ApplianceError as exc:
+            first = getattr(exc, "receipt_id", "")
+            self.audit.append(principal, action, subject_id, "refused",
+                              exc.code.name + (f"; first receipt {first}" if first else ""))
+            raise
 
     def _erase(self, principal: Principal, subject_id: str, reason: str, keep_identity: bool) -> DeletionReceipt:
         receipt = erase_subject(principal, subject_id, reason, None if keep_identity else self.identity,

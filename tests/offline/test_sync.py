@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from appliance.edge.offline import open_door
-from appliance.errors import ApplianceError
 from appliance.matcher.sync import verify_report
 from appliance.protocol import messages, topics
 from appliance.transport.mqtt import MqttEndpoint
@@ -203,8 +202,9 @@ def test_local_decisions_refused_from_a_cache_too_old(site, tmp_path):
         with door.cache.lock, door.cache.transaction():
             door.cache.execute("UPDATE sync_state SET confirmed_at = ?", (time.time() - 3600,))
         subject, vector = next(iter(site.people.items()))
-        with pytest.raises(ApplianceError) as info:
-            door.decider.request(request("door-b", probe_of(vector, site.rng)), PACK)
-        assert info.value.code.number == 601
+        # not an error, and not "no match": the door says it cannot decide (docs/offline.md)
+        decision = door.decider.request(request("door-b", probe_of(vector, site.rng)), PACK)
+        assert not decision.accepted and decision.reason == messages.Reason.UNAVAILABLE
+        assert door.decider.stats["stale_refused"] == 1 and door.decider.last_alarm.details["cache"] == "stale"
     finally:
         door.close()

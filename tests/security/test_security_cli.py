@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from appliance.cli.main import main
 from appliance.config import load_config
 from appliance.errors import ErrorCode
+from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.roles import Principal, Role
-from appliance.stores.protected import ProtectedData
+from appliance.stores.protected import RECEIPTS_DIR, ProtectedData
+from appliance.vision.templates import Template
 
 ENTRIES = 8
 
@@ -85,3 +90,38 @@ def test_key_rotation_is_for_the_security_administrator(node, capsys):
     assert main([*node(Role.SYSTEM_ADMIN), "store", "check"]) == 0
     output = capsys.readouterr().out
     assert "rotated identity" in output and "identity.db" in output
+
+
+def test_subject_delete_unknown_twice_and_withdraw_through_the_cli(node, capsys, tmp_path):
+    """Unknown id: E220, exit 22, nothing written. Again: E222, exit 27, the first receipt on
+    stdout (a script keeps the same proof), no second receipt, no new revision."""
+    security = node(Role.SECURITY_ADMIN)
+    operator = Principal("acct-op", Role.OPERATOR)
+    subject = new_subject_id()
+    with ProtectedData.from_config(load_config(Path(security[1]))) as data:
+        data.register_person(operator, Person(subject, "Li Si", AgeBand.ADULT, Alternative.CARD))
+        data.record_consent(operator, ConsentRecord(subject, ENROLL_SCOPE, "v1", time.time(), "Li Si"))
+        vector = np.ones(512, np.float32) / np.sqrt(512)
+        data.enroll(operator, subject, Template(vector, "w600k-mbf", "1.0.0"), np.zeros(1, np.float32))
+        revision = data.biometric.revision
+    receipts = tmp_path / "data" / RECEIPTS_DIR
+    capsys.readouterr()
+
+    unknown = new_subject_id()
+    assert main([*security, "subject", "delete", unknown]) == ErrorCode.SUBJECT_NOT_FOUND.exit_status == 22
+    out, err = capsys.readouterr()
+    assert out == "" and "E220" in err and unknown in err and not list(receipts.glob("*.json"))
+
+    assert main([*security, "subject", "delete", subject]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["subject_id"] == subject and first["tombstone_revision"] == revision + 1
+
+    for action in ("delete", "withdraw"):
+        status = main([*security, "subject", action, subject])
+        assert status == ErrorCode.SUBJECT_ALREADY_DELETED.exit_status == 27, action
+        out, err = capsys.readouterr()
+        assert "E222 subject already deleted" in err and first["receipt_id"] in err
+        assert json.loads(out) == first  # stdout: the first receipt, still the proof
+    assert [p.stem for p in receipts.glob("*.json")] == [first["receipt_id"]]
+    with ProtectedData.from_config(load_config(Path(security[1]))) as data:
+        assert data.biometric.revision == revision + 1

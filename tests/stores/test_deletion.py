@@ -14,7 +14,7 @@ from appliance.security.audit import SECONDS_PER_DAY
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.keys import CACHE_DB
 from appliance.security.roles import Role
-from appliance.stores.deletion import load_receipt
+from appliance.stores.deletion import SubjectAlreadyDeleted, load_receipt
 from appliance.stores.device import DeviceCache, Outbox
 from appliance.stores.protected import RECEIPTS_DIR, ProtectedData
 from appliance.vision.templates import Template, normalise
@@ -169,3 +169,67 @@ def test_wrap_key_rotation_interrupted_before_the_key_switch_recovers(data, prin
     data.vault = KeyVault.open_with(tmp_path / "node" / KEYVAULT_FILE, keys)
     assert keys.get(TEMPLATE_WRAP) == new and keys.staged(TEMPLATE_WRAP) is None
     assert data.verify(principals[Role.OPERATOR], subject, template(1), threshold=0.5)
+
+
+# -- deleting what is not there ------------------------------------------------------------
+def receipt_files(tmp_path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "node" / RECEIPTS_DIR).glob("*.json"))
+
+
+def test_deleting_an_unknown_subject_is_an_error_and_writes_nothing(data, principals, tmp_path):
+    enroll(data, principals)
+    revision, receipts = data.biometric.revision, receipt_files(tmp_path)
+    unknown = new_subject_id()
+    for call in (lambda: data.delete_subject(principals[Role.SECURITY_ADMIN], unknown),
+                 lambda: data.withdraw_consent(principals[Role.OPERATOR], unknown)):
+        with pytest.raises(ApplianceError) as info:
+            call()
+        assert info.value.code is ErrorCode.SUBJECT_NOT_FOUND and unknown in str(info.value)
+    assert data.biometric.revision == revision and data.biometric.tombstone(unknown) is None
+    assert data.biometric.changes_since(0)[1] == [] and receipt_files(tmp_path) == receipts
+    refused = [e for e in data.audit.entries() if e.object == unknown]
+    assert [(e.action, e.result) for e in refused] == [("subject.delete", "refused"), ("consent.withdraw", "refused")]
+
+
+def test_deleting_twice_names_the_first_receipt_and_changes_nothing(data, principals, tmp_path):
+    subject = enroll(data, principals)
+    first = data.delete_subject(principals[Role.SECURITY_ADMIN], subject)
+    revision, receipts = data.biometric.revision, receipt_files(tmp_path)
+    assert receipts == [f"{first.receipt_id}.json"]
+    assert data.biometric.tombstone(subject).receipt_id == first.receipt_id
+    for call in (lambda: data.delete_subject(principals[Role.SECURITY_ADMIN], subject),
+                 lambda: data.withdraw_consent(principals[Role.OPERATOR], subject)):
+        with pytest.raises(SubjectAlreadyDeleted) as info:
+            call()
+        assert info.value.code is ErrorCode.SUBJECT_ALREADY_DELETED and info.value.receipt_id == first.receipt_id
+        assert "already deleted" in str(info.value) and first.receipt_id in str(info.value)
+    assert data.biometric.revision == revision and receipt_files(tmp_path) == receipts
+    assert data.audit.entries()[-1].result == "refused" and data.audit.verify(principals[Role.AUDITOR]).ok
+
+
+def test_deleting_a_person_whose_templates_expired_keeps_the_tombstone(data, principals, tmp_path):
+    """Retention erased the template (tombstone, receipt) and kept the person; deleting the
+    person is a real deletion with its own receipt, and no new revision for the caches."""
+    subject = enroll(data, principals)
+    later = time.time() + (data.security.template_retention_days + 1) * SECONDS_PER_DAY
+    (expired,) = data.run_retention(principals[Role.SYSTEM_ADMIN], now=later).receipts
+    revision = data.biometric.revision
+    deleted = data.delete_subject(principals[Role.SECURITY_ADMIN], subject)
+    assert {i.store: i.rows for i in deleted.items} == {"identity": 2, "biometric": 0, "keyvault": 0}
+    assert deleted.tombstone_revision == expired.tombstone_revision and data.biometric.revision == revision
+    with pytest.raises(SubjectAlreadyDeleted) as info:
+        data.delete_subject(principals[Role.SECURITY_ADMIN], subject)
+    assert info.value.receipt_id == deleted.receipt_id
+
+
+def test_a_tombstone_replayed_by_a_restore_still_finds_the_first_receipt(data, principals, tmp_path, keys):
+    from appliance.ops.backup import create_backup, restore_backup
+
+    subject = enroll(data, principals)
+    create_backup(data, principals[Role.SYSTEM_ADMIN], tmp_path / "backup", keys)
+    first = data.delete_subject(principals[Role.SECURITY_ADMIN], subject)
+    assert restore_backup(data, principals[Role.SYSTEM_ADMIN], tmp_path / "backup", keys).redeleted == (subject,)
+    assert data.biometric.tombstone(subject).receipt_id == ""  # the replay issues no receipt of its own
+    with pytest.raises(SubjectAlreadyDeleted) as info:
+        data.delete_subject(principals[Role.SECURITY_ADMIN], subject)
+    assert info.value.receipt_id == first.receipt_id and receipt_files(tmp_path) == [f"{first.receipt_id}.json"]
