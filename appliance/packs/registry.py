@@ -1,4 +1,8 @@
-"""Find packs along the model search path and hand out verified model files."""
+"""Find packs along the model search path and hand out verified model files.
+
+A third-party file is verified by its sha256; a converted file (whose bytes differ between
+machines) by the pack's numerical check. Either runs once per file version (size, mtime).
+"""
 from __future__ import annotations
 
 import logging
@@ -6,7 +10,8 @@ from pathlib import Path
 
 from appliance.digests import sha256_file
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.packs.manifest import MANIFEST_NAME, ModelPack, load_manifest
+from appliance.packs import numeric_check
+from appliance.packs.manifest import CONVERTED, MANIFEST_NAME, ModelPack, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +23,7 @@ class PackRegistry:
         self.search_path = search_path
         self._packs: dict[str, ModelPack] | None = None
         self._verified: dict[Path, tuple[int, int]] = {}
+        self._checks: dict[Path, numeric_check.CheckResult] = {}
 
     def packs(self) -> dict[str, ModelPack]:
         if self._packs is None:
@@ -45,17 +51,19 @@ class PackRegistry:
         places = [pack.directory / pack.file_name]
         if pack.source.relpath:
             places += [folder / pack.source.relpath for folder in self.search_path]
-        return places
+        # where 'appliance models install' puts files taken from wheels: <folder>/<pack id>/<file>
+        places += [folder / pack.id / pack.file_name for folder in self.search_path]
+        return list(dict.fromkeys(places))
 
     def model_file(self, pack: ModelPack) -> Path:
-        """The pack's model file, its sha256 checked once per file version."""
+        """The pack's model file, its sha256 (converted: numerical check) run once per file version."""
         for path in self.candidates(pack):
             if path.is_file():
                 self._verify(pack, path)
                 return path
         hints = {
             "pypi": "run 'appliance models install'",
-            "converted": f"run scripts/bootstrap.sh (it runs {pack.source.script})",
+            CONVERTED: "run 'appliance models convert' (scripts/bootstrap.sh does)",
         }
         hint = hints.get(pack.source.type, f"place {pack.source.relpath} in a model search-path folder")
         raise ApplianceError(ErrorCode.PACK_FILE_MISSING, f"{pack.label}: {pack.file_name} not found; {hint}")
@@ -65,11 +73,18 @@ class PackRegistry:
         stamp = (stat.st_size, stat.st_mtime_ns)
         if self._verified.get(path) == stamp:
             return
-        actual = sha256_file(path)
-        if actual != pack.sha256:
-            raise ApplianceError(
-                ErrorCode.PACK_CHECKSUM, f"{path}: sha256 {actual[:16]}... expected {pack.sha256[:16]}..."
-            )
+        if pack.check is not None:
+            self._checks[path] = numeric_check.verify(pack, path)
+        else:
+            actual = sha256_file(path)
+            if actual != pack.sha256:
+                raise ApplianceError(
+                    ErrorCode.PACK_CHECKSUM, f"{path}: sha256 {actual[:16]}... expected {pack.sha256[:16]}..."
+                )
         self._verified[path] = stamp
         if not pack.commercial_use:
             log.warning("model pack %s is licensed %s: not for commercial use", pack.label, pack.licence)
+
+    def check_result(self, path: Path) -> numeric_check.CheckResult | None:
+        """The numerical check that accepted ``path`` (converted packs), once ``model_file`` found it."""
+        return self._checks.get(path)

@@ -14,6 +14,7 @@ from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.selftest import default_images, embedding_selftest
 from appliance.ops.updates import ACTIVE, Slots, apply_update, build_package, run_selftest, verify_package
+from appliance.packs.registry import PackRegistry
 from appliance.digests import sha256_file
 
 PACK = "w600k-mbf"
@@ -23,17 +24,19 @@ TRUSTED = [PUBLISHER.public_key()]
 
 def _pack_folder(tmp: Path, version: str, model_bytes: bytes | None = None) -> Path:
     """The repo's w600k-mbf pack re-versioned (the model file itself, or other bytes)."""
-    source = paths.REPO_ROOT / "models" / PACK
+    registry = PackRegistry(paths.model_search_path())
+    pack = registry.get(PACK)
+    installed = registry.model_file(pack)  # wherever 'appliance models install' put it
     folder = tmp / f"src-{version}"
     folder.mkdir()
     model = folder / "w600k_mbf.onnx"
     if model_bytes is None:
-        shutil.copy(source / "w600k_mbf.onnx", model)
+        shutil.copy(installed, model)
     else:
         model.write_bytes(model_bytes)
-    manifest = (source / "manifest.toml").read_text()
+    manifest = (pack.directory / "manifest.toml").read_text()
     manifest = manifest.replace('version = "1.0.0"', f'version = "{version}"', 1)
-    manifest = manifest.replace(sha256_file(source / "w600k_mbf.onnx"), sha256_file(model))
+    manifest = manifest.replace(pack.sha256, sha256_file(model))
     (folder / "manifest.toml").write_text(manifest)
     return folder
 

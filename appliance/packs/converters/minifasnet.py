@@ -1,56 +1,42 @@
 #!/usr/bin/env python3
 """Convert the Silent-Face MiniFASNet V2 + V1SE state dicts (Apache-2.0) into one ONNX file.
 
-Set-up step, never run time: ``scripts/bootstrap.sh`` calls ``--check`` with the project
-venv (stdlib only) and, when the converted file is missing or wrong, runs the conversion in
-a throw-away venv with ``torch==2.13.0`` (CPU, from the local wheel) so the appliance itself
-never needs PyTorch. The weights are read with ``torch.load(weights_only=True)`` (no pickled
-code runs) into our own MiniFASNet definition, whose channel widths are read from the state
-dict itself (the published "keep" tables are just those widths).
+Set-up step, never run time: ``appliance models convert`` runs this file by path, with
+``python -I``, in a throw-away venv holding only the manifest's ``converter_requires``
+(torch, onnx), so the appliance itself never needs PyTorch. Standard library + torch + onnx
+only (see ``appliance/packs/converters/__init__.py`` for the command line every converter
+shares). The weights are read with ``torch.load(weights_only=True)`` (no pickled code runs)
+into our own MiniFASNet definition, whose channel widths are read from the state dict itself
+(the published "keep" tables are just those widths).
 
 The single ONNX graph takes both crops (V2: face box x2.7, V1SE: x4.0; 80x80 BGR, raw 0-255,
-NCHW float32) and returns both softmaxes, shape (N, 2, 3); class 1 = live. The pack manifest
-(models/minifasnet-silentface/manifest.toml) names the input weights with their sha256 and
-the converted file with its sha256, which this script checks after writing.
+NCHW float32) and returns both softmaxes, shape (N, 2, 3); class 1 = live. The exported
+bytes depend on the CPU and thread count (float rounding in constant folding), so the file
+is verified numerically against outputs of the original PyTorch model (``--reference``),
+not by its sha256.
 """
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
-import tomllib
+import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-MANIFEST = REPO / "models" / "minifasnet-silentface" / "manifest.toml"
+if __package__:
+    from . import reference_inputs
+else:  # run by path with -I: only this folder (stdlib-only siblings) goes on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import reference_inputs
+
 OPSET = 17
+INPUT_NAMES = ("crop_v2", "crop_v1se")  # in the order of --inputs: V2 (x2.7), V1SE (x4.0)
+OUTPUT_NAME = "softmax"
+INPUT_SHAPE = (3, 80, 80)  # per sample: BGR planes, 80x80
+STATE_PREFIXES = ("module.model.", "module.", "model.")
+TRAINING_ONLY_PREFIX = "FTGenerator"  # the auxiliary Fourier-spectrum branch, unused at inference
 
 
-sys.path.insert(0, str(REPO))  # the conversion venv has no appliance installed; digests is stdlib-only
-from appliance.digests import sha256_file as sha256_of  # noqa: E402
-
-
-def default_weights_dir() -> Path:
-    return Path(os.environ.get("APPLIANCE_SHARED_DATA", REPO.parent / "shared")) / "models"
-
-
-def default_out_dir() -> Path:
-    # keep in step with appliance.paths.converted_models_dir()
-    return Path(os.environ.get("APPLIANCE_CONVERTED_MODELS", REPO / ".cache" / "models"))
-
-
-def read_manifest(path: Path) -> dict:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    source = data["file"]["source"]
-    return {
-        "sha256": data["file"]["sha256"].lower(),
-        "relpath": source["relpath"],
-        "inputs": list(source["inputs"]),
-        "input_sha256": [s.lower() for s in source["input_sha256"]],
-    }
-
-
-# -- the model (imported only when converting) ----------------------------------------------
 def build_model(state: dict):
     """A MiniFASNet (with SE blocks where the state dict has them) matching ``state``."""
     import torch
@@ -154,22 +140,24 @@ def load_state(path: Path) -> dict:
     import torch
 
     state = torch.load(path, map_location="cpu", weights_only=True)
-    prefixes = ("module.model.", "module.", "model.")
     cleaned = {}
     for key, value in state.items():
-        for prefix in prefixes:
+        for prefix in STATE_PREFIXES:
             if key.startswith(prefix):
                 key = key[len(prefix):]
                 break
-        if not key.startswith("FTGenerator"):
+        if not key.startswith(TRAINING_ONLY_PREFIX):
             cleaned[key] = value
     return cleaned
 
 
-def convert(weights: list[Path], out: Path) -> None:
+def build_pair(weights: list[Path]):
+    """Both networks in one module: (crop_v2, crop_v1se) -> softmaxes stacked as (N, 2, classes)."""
     import torch
     from torch import nn
 
+    if len(weights) != len(INPUT_NAMES):
+        raise SystemExit(f"minifasnet: expected {len(INPUT_NAMES)} state dicts (V2, V1SE), got {len(weights)}")
     models = [build_model(load_state(path)) for path in weights]
 
     class Pair(nn.Module):
@@ -180,56 +168,65 @@ def convert(weights: list[Path], out: Path) -> None:
         def forward(self, crop_v2, crop_v1se):
             return torch.stack([self.v2(crop_v2), self.v1se(crop_v1se)], dim=1)
 
-    import warnings
+    return Pair().eval()
+
+
+def export(weights: list[Path], out: Path) -> None:
+    import torch
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter: small, deterministic
     torch.manual_seed(0)
-    pair = Pair().eval()
-    example = (torch.zeros(1, 3, 80, 80), torch.zeros(1, 3, 80, 80))
+    pair = build_pair(weights)
+    example = tuple(torch.zeros(1, *INPUT_SHAPE) for _ in INPUT_NAMES)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
     with torch.no_grad():
         torch.onnx.export(
-            pair, example, str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=["crop_v2", "crop_v1se"], output_names=["softmax"],
-            dynamic_axes={"crop_v2": {0: "n"}, "crop_v1se": {0: "n"}, "softmax": {0: "n"}},
+            pair, example, str(out), dynamo=False, opset_version=OPSET,
+            input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            dynamic_axes={**{name: {0: "n"} for name in INPUT_NAMES}, OUTPUT_NAME: {0: "n"}},
         )
-    tmp.replace(out)
 
 
-def main() -> int:
+def reference_outputs(weights: list[Path], spec: dict) -> dict[str, list]:
+    """The PyTorch model's outputs on the reference inputs: the manifest's expected values."""
+    import torch
+
+    batches = reference_inputs.generate(spec["generator"], spec["seed"], spec["samples"], spec["inputs"])
+    missing = set(INPUT_NAMES) - set(batches)
+    if missing:
+        raise SystemExit(f"minifasnet: the check spec has no shape for {sorted(missing)}")
+    feeds = [torch.frombuffer(bytearray(batches[name][1]), dtype=torch.float32).reshape(batches[name][0])
+             for name in INPUT_NAMES]
+    with torch.no_grad():
+        output = build_pair(weights)(*feeds)
+    return {OUTPUT_NAME: output.double().tolist(), "reference_sha256": reference_inputs.digest(batches)}
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import torch
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", type=Path, default=MANIFEST)
-    parser.add_argument("--weights-dir", type=Path, default=default_weights_dir(),
-                        help="model folder holding minifasnet/*.pth (default $APPLIANCE_SHARED_DATA/models)")
-    parser.add_argument("--out-dir", type=Path, default=default_out_dir(),
-                        help="converted-model folder on the model search path (default .cache/models)")
-    parser.add_argument("--check", action="store_true", help="exit 0 when the converted file is present and verified")
-    parser.add_argument("--print-sha", action="store_true", help="convert and print the sha256 without checking it")
-    args = parser.parse_args()
-    spec = read_manifest(args.manifest)
-    out = args.out_dir / spec["relpath"]
-    if args.check:
-        ok = out.is_file() and sha256_of(out) == spec["sha256"]
-        print(f"{out}: {'ok' if ok else 'missing or outdated'}")
-        return 0 if ok else 1
-    weights = [args.weights_dir / rel for rel in spec["inputs"]]
-    for path, expected in zip(weights, spec["input_sha256"]):
-        if not path.is_file():
-            print(f"convert_minifasnet: {path} not found (set APPLIANCE_SHARED_DATA)", file=sys.stderr)
-            return 3
-        if sha256_of(path) != expected:
-            print(f"convert_minifasnet: {path}: sha256 mismatch", file=sys.stderr)
-            return 7
-    convert(weights, out)
-    actual = sha256_of(out)
-    if args.print_sha:
-        print(actual)
+    parser.add_argument("--inputs", type=Path, nargs="+", required=True, help="V2 then V1SE state dict (.pth)")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--out", type=Path, help="write the ONNX file here")
+    action.add_argument("--reference", metavar="SPEC_JSON",
+                        help="print the PyTorch outputs on the reference inputs described by SPEC_JSON")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.reference is not None:
+        print(json.dumps(reference_outputs(args.inputs, json.loads(args.reference))))
         return 0
-    if actual != spec["sha256"]:
-        print(f"convert_minifasnet: {out}: sha256 {actual}, manifest expects {spec['sha256']}", file=sys.stderr)
-        return 7
-    print(f"converted {out} (sha256 ok)")
+    export(args.inputs, args.out)
+    print(json.dumps({"out": str(args.out), "threads": torch.get_num_threads(), "versions": versions()}))
     return 0
 
 
