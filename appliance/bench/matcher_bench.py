@@ -216,12 +216,10 @@ def door_latency_benchmark(passes: int = 20, burst: int = 3, seed: int = 0) -> d
 def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path) -> dict[str, Path]:
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from appliance.bench.pipeline_bench import machine_info
+    from appliance.evaluation.plots import pyplot
+
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine_info()

@@ -142,10 +142,10 @@ def markdown(result: BenchResult, plot_name: str) -> str:
 
 def plot(result: BenchResult, out: Path) -> Path:
     """Stacked stage medians per configuration, and per-frame whole-pipeline latency."""
-    import matplotlib
+    from appliance.evaluation.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # a clear error naming the 'plots' extra when matplotlib is missing
+    import matplotlib
 
     runs = sorted(result.runs, key=lambda r: (r.implementation != OURS, r.threads))
     figure, (bars, boxes) = plt.subplots(1, 2, figsize=FIGURE_SIZE, dpi=FIGURE_DPI)

@@ -133,7 +133,8 @@ class Picamera2Source:
         except ImportError:
             raise ApplianceError(
                 ErrorCode.DEPENDENCY_MISSING,
-                "picamera2 is not installed (on a Pi: apt install python3-picamera2, venv with --system-site-packages)",
+                "the Pi camera needs picamera2: on a Pi apt install python3-picamera2 (venv made with "
+                "--system-site-packages), else pip install 'face-appliance[pi]'",
             ) from None
         try:
             self._camera = Picamera2()

@@ -3,6 +3,10 @@
 Exit status: 0 success (``compare``: same person; ``quality``: accepted), 1 a negative
 verdict (different person, quality rejected), other values from the error table in
 ``appliance.errors``; 70 an internal error (run with ``--debug`` for the traceback).
+
+Logging: a masked stderr handler is installed before anything else runs; once the command is
+known, ``appliance.ops.logs.configure_logging`` applies ``[ops]`` (file, format, level); the
+commands in ``SERVICE_COMMANDS`` default to JSON lines (rule: ``docs/operations.md``, Logging).
 """
 from __future__ import annotations
 
@@ -12,6 +16,13 @@ import os
 import sys
 
 INTERNAL_ERROR = 70
+# long-running or unattended commands: they log JSON lines unless ops.log_format says otherwise;
+# everything else is an interactive command (text on stderr unless ops.log_file is set)
+SERVICE_COMMANDS = frozenset({"matcher", "edge", "maintenance", "provision broker-config"})
+# commands that must work before any configuration exists (they create or locate it)
+CONFIG_FREE_COMMANDS = frozenset({"config init", "config path"})
+# optional dependencies (ImportError anywhere) -> the setup.cfg extra that installs them
+OPTIONAL_EXTRAS = {"matplotlib": "plots", "picamera2": "pi", "gpiozero": "gpio", "dlib": "dlib", "faiss": "dev"}
 
 
 def _native_library_settings() -> None:
@@ -65,19 +76,62 @@ def _with_parent(add_parser, common: argparse.ArgumentParser):
     return add
 
 
+def service_name(args: argparse.Namespace) -> str | None:
+    """``appliance-<name>`` of a service command (its systemd unit's name), else None."""
+    for name in (args.command, f"{args.command} {getattr(args, 'what', '')}"):
+        if name in SERVICE_COMMANDS:
+            return "appliance-" + name.split()[-1]
+    return None
+
+
+def _configure_logging(args: argparse.Namespace) -> bool:
+    """Apply ``[ops]`` logging for this command; True when the logs go to ``ops.log_file``.
+    A configuration that cannot be loaded raises its error (the masked stderr handler stays)."""
+    from appliance.cli.common import config_from
+    from appliance.ops.logs import CLI_LEVEL, configure_logging
+
+    if f"{args.command} {getattr(args, 'action', '')}" in CONFIG_FREE_COMMANDS:
+        return False  # the masked stderr handler of main() stays
+    ops = config_from(args).ops
+    service = service_name(args)
+    configure_logging(ops, CLI_LEVEL, service=service or f"appliance {args.command}", interactive=service is None,
+                      debug=args.debug)
+    return bool(ops.log_file)
+
+
+def _missing_extra(exc: BaseException):
+    """The clear error for an optional dependency that is not installed, else None."""
+    from appliance.errors import ApplianceError, ErrorCode
+
+    if not isinstance(exc, ImportError) or not exc.name:
+        return None
+    module = exc.name.split(".")[0]
+    if module not in OPTIONAL_EXTRAS:
+        return None
+    return ApplianceError(ErrorCode.DEPENDENCY_MISSING,
+                          f"{module} is not installed: pip install 'face-appliance[{OPTIONAL_EXTRAS[module]}]'")
+
+
 def main(argv: list[str] | None = None) -> int:
     _native_library_settings()
+    from appliance.config import OpsConfig
     from appliance.errors import ApplianceError
+    from appliance.ops.logs import CLI_LEVEL, configure_logging
 
+    # masked from the first line on, even if the configuration turns out to be unreadable
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    configure_logging(OpsConfig(), CLI_LEVEL, interactive=True, debug=debug)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.debug:
-        logging.getLogger("appliance").setLevel(logging.DEBUG)
+    to_file = False
+    log = logging.getLogger("appliance.cli")
     try:
+        to_file = _configure_logging(args)
         return int(args.handler(args) or 0)
     except ApplianceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if to_file:  # the terminal or journal has the line above; the log file gets it too
+            log.error("%s", exc)
         return exc.code.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -85,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        missing = _missing_extra(exc)
+        if missing is not None:
+            print(f"error: {missing}", file=sys.stderr)
+            if to_file:
+                log.error("%s", missing)
+            return missing.code.exit_status
+        if to_file:
+            log.error("internal error", exc_info=True)
         if args.debug:
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""DET plots (normal-deviate axes, as ISO/IEC 19795-1 recommends)."""
+"""DET plots (normal-deviate axes, as ISO/IEC 19795-1 recommends).
+
+Matplotlib is the optional extra ``plots``: every plot in the package gets it through
+:func:`pyplot`, which names the extra when it is missing.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +10,10 @@ from statistics import NormalDist
 
 import numpy as np
 
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation import metrics
+
+MISSING_MATPLOTLIB = "plots need matplotlib: pip install 'face-appliance[plots]'"
 
 TICKS = [1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5]
 
@@ -17,17 +24,25 @@ def _probit(values: np.ndarray) -> np.ndarray:
     return np.array([inv(v) for v in clipped])
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, or a clear error naming the extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ApplianceError(ErrorCode.DEPENDENCY_MISSING, MISSING_MATPLOTLIB) from None
+    return plt
+
+
 def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str,
              xlabel: str = "false match rate (FMR)", ylabel: str = "false non-match rate (FNMR)") -> Path:
     """``curves``: label -> (genuine scores, impostor scores). Writes a PNG.
 
     Also for PAD (ISO/IEC 30107-3): bona fide scores as genuine, attack scores as impostor,
     with APCER / BPCER as the axis labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 5), dpi=120)
     for label, (genuine, impostor) in curves.items():
         _, fmr, fnmr = metrics.det_curve(genuine, impostor)

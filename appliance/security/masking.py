@@ -90,7 +90,11 @@ class MaskingFilter(logging.Filter):
     """Logging filter that masks number-like personal data in every record's message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - bad arguments: logged masked, not dumped raw by handleError
+            record.msg, record.args = mask_text(f"unformattable log call: {record.msg!r} % {record.args!r}"), None
+            return True
         masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, None
