@@ -30,15 +30,20 @@ apt_install() {
 apt_install libgl1 libglib2.0-0 mosquitto systemd ${APPLIANCE_APT_EXTRA:-}
 
 if [ ! -x "$VENV/bin/python" ]; then
-  echo "bootstrap: creating $VENV"
-  "$PYTHON" -m venv "$VENV"
+  VENV_OPTIONS=()
+  # Raspberry Pi OS ships picamera2 (and libcamera) as Debian packages only: let the venv see them
+  if "$PYTHON" -c "import picamera2" >/dev/null 2>&1; then
+    VENV_OPTIONS+=(--system-site-packages)
+  fi
+  echo "bootstrap: creating $VENV ${VENV_OPTIONS[*]:-}"
+  "$PYTHON" -m venv "${VENV_OPTIONS[@]}" "$VENV"
 fi
 STAMP="$VENV/.appliance-installed"
 WANT=$(cat setup.cfg constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "bootstrap: installing Python packages"
   "$VENV/bin/python" -m pip install -q --upgrade "pip<27" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,dlib]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,dlib,plots]" 2>&1 | grep -v "^WARNING: Location" || true
   # face_recognition (the benchmark peer) pins the source 'dlib', which compiles for
   # minutes; dlib-bin provides the same module, so install the peer without its deps.
   "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps face-recognition 2>&1 | grep -v "^WARNING: Location" || true
@@ -47,16 +52,38 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
 fi
 
 # Liveness (MiniFASNet, Apache-2.0): the PyTorch state dicts on the model search path are
-# converted once to ONNX in a throw-away venv with the CPU torch wheel; the appliance itself
-# never imports torch. Skipped when the converted file is present with the manifest's sha256.
-if ! "$VENV/bin/python" scripts/convert_minifasnet.py --check >/dev/null; then
+# converted once to ONNX in a throw-away venv holding exactly the manifest's converter_requires
+# (CPU torch, onnx); the appliance itself never imports torch. A converted file's bytes depend
+# on the CPU, so it is verified numerically against the original model's recorded outputs
+# ('appliance models verify'), never by its sha256; skipped when it verifies.
+MINIFASNET_PACK=minifasnet-silentface
+if ! "$VENV/bin/appliance" models verify --pack "$MINIFASNET_PACK" >/dev/null 2>&1; then
   CONVERT_VENV="$ROOT/.cache/convert-venv"
-  if [ ! -x "$CONVERT_VENV/bin/python" ] || ! "$CONVERT_VENV/bin/python" -c "import torch, onnx" 2>/dev/null; then
-    echo "bootstrap: installing torch for the MiniFASNet conversion"
+  REQUIRES_TEXT=$("$VENV/bin/python" -c '
+import sys, tomllib
+with open(sys.argv[1], "rb") as manifest:
+    print("\n".join(tomllib.load(manifest)["file"]["source"]["converter_requires"]))
+' "models/$MINIFASNET_PACK/manifest.toml")
+  mapfile -t CONVERTER_REQUIRES <<< "$REQUIRES_TEXT"
+  # exact pins only ("name==version"; a local label such as +cpu is ignored, as pip does)
+  PINS_MET='
+import sys
+from importlib import metadata
+for pin in sys.argv[1:]:
+    name, wanted = pin.split("==")
+    try:
+        have = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+    if have.split("+")[0] != wanted and have != wanted:
+        sys.exit(1)
+'
+  if [ ! -x "$CONVERT_VENV/bin/python" ] || ! "$CONVERT_VENV/bin/python" -I -c "$PINS_MET" "${CONVERTER_REQUIRES[@]}"; then
+    echo "bootstrap: installing ${CONVERTER_REQUIRES[*]} for the MiniFASNet conversion"
     "$PYTHON" -m venv "$CONVERT_VENV"
-    "$CONVERT_VENV/bin/python" -m pip install -q "torch==2.13.0" onnx 2>&1 | grep -v "^WARNING: Location" || true
+    "$CONVERT_VENV/bin/python" -m pip install -q "${CONVERTER_REQUIRES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
   fi
-  "$CONVERT_VENV/bin/python" scripts/convert_minifasnet.py
+  "$VENV/bin/appliance" models convert --pack "$MINIFASNET_PACK" --python "$CONVERT_VENV/bin/python"
 fi
 
 "$VENV/bin/appliance" models install

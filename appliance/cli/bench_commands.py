@@ -8,7 +8,7 @@ from pathlib import Path
 
 from appliance import paths
 
-DEFAULT_OUT = paths.REPO_ROOT / "reports" / "bench"
+DEFAULT_OUT = paths.reports_dir() / "bench"
 GLOBAL_OPTIONS = ("config", "debug")  # accepted after the benchmark's name too
 
 

@@ -8,8 +8,12 @@ from pathlib import Path
 from appliance import paths
 from appliance.capture.images import read_image
 from appliance.cli.common import config_from, pipeline_from
+from appliance.config import SERVICES, check_service
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.packs import ModelPack, PackRegistry
+from appliance.packs.convert import CONVERTER_PYTHON_ENV, convert_pack, default_converter_python
 from appliance.packs.install import install_pack
+from appliance.packs.manifest import CONVERTED
 from appliance.pipeline import registry_for
 from appliance.vision.templates import similarity
 
@@ -17,9 +21,16 @@ NEGATIVE = 1  # exit status of a negative verdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="list, install or verify model packs")
-    models.add_argument("action", nargs="?", choices=("list", "install", "verify"), default="list")
-    models.add_argument("--cache", default=str(paths.REPO_ROOT / ".cache" / "wheels"), help="wheel download cache")
+    models = sub.add_parser("models", help="list, install, verify or convert model packs")
+    models.add_argument("action", nargs="?", choices=("list", "install", "verify", "convert"), default="list")
+    models.add_argument("--pack", metavar="ID", help="only this pack")
+    models.add_argument("--cache", default=str(paths.cache_dir() / "wheels"), help="wheel download cache")
+    models.add_argument("--python", metavar="PATH",
+                        help=f"convert: the converter venv's python (default ${CONVERTER_PYTHON_ENV}, "
+                             "else .cache/convert-venv, else this python)")
+    models.add_argument("--threads", type=_positive_int, metavar="N", help="convert: exporter threads")
+    models.add_argument("--out-dir", metavar="DIR",
+                        help="convert: write below DIR instead of the converted-model folder")
     models.set_defaults(handler=cmd_models)
 
     detect = sub.add_parser("detect", help="find faces and landmarks in an image")
@@ -39,29 +50,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--pack", help="embedding pack (default from the configuration)")
     compare.set_defaults(handler=cmd_compare)
 
-    config = sub.add_parser("config", help="check the configuration file")
-    config.add_argument("action", choices=("check",))
+    config = sub.add_parser("config", help="check the configuration, or write the default one")
+    config.add_argument("action", choices=("check", "init", "path"),
+                        help="check: validate (exit 2 on a bad value); init: write the shipped default "
+                             "to --out (never overwrites); path: print the file in use")
+    config.add_argument("--service", action="append", choices=SERVICES,
+                        help="also check what this service needs (repeatable; default: edge when device.name is set)")
+    config.add_argument("--out", help="init: where to write (default: the configuration path in use)")
     config.set_defaults(handler=cmd_config)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _convert(registry: PackRegistry, selected: list[ModelPack], args: argparse.Namespace) -> int:
+    """Convert each selected converted pack; the first failure is a one-line error (exit 3 or 7)."""
+    converted = [pack for pack in selected if pack.source.type == CONVERTED]
+    if args.pack and not converted:
+        raise ApplianceError(ErrorCode.PACK_INVALID, f"{args.pack} is not a converted pack")
+    python = Path(args.python) if args.python else default_converter_python()
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    for pack in converted:
+        done = convert_pack(registry, pack, python, args.threads, out_dir)
+        print(f"{pack.label}: converted {done.path} (threads {done.threads}, {done.result.summary(pack.check)}; "
+              f"sha256 here {done.sha256[:16]}..., provenance {done.provenance.name})")
+    if not converted:
+        print("no converted packs")
+    return 0
+
+
+def _verify(registry: PackRegistry, pack: ModelPack) -> str:
+    path = registry.model_file(pack)
+    result = registry.check_result(path)
+    return f"ok {path}" + (f" (numerical check: {result.summary(pack.check)})" if result and pack.check else "")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     config = config_from(args)
     registry = registry_for(config)
     packs = registry.packs()
+    selected = [registry.get(args.pack)] if args.pack else list(packs.values())
     if args.action == "list":
         print(f"{'pack':28} {'version':9} {'kind':10} {'commercial':10} licence")
-        for pack in packs.values():
+        for pack in selected:
             use = "yes" if pack.commercial_use else "NO"
             print(f"{pack.id:28} {pack.version:9} {pack.kind:10} {use:10} {pack.licence}")
         print(f"search path: {', '.join(map(str, registry.search_path))}")
         return 0
+    if args.action == "convert":
+        return _convert(registry, selected, args)
     failures = 0
-    for pack in packs.values():
+    for pack in selected:
         try:
             if args.action == "install":
                 outcome = install_pack(registry, pack, Path(args.cache))
             else:
-                outcome = f"ok {registry.model_file(pack)}"
+                outcome = _verify(registry, pack)
             print(f"{pack.label}: {outcome}")
         except ApplianceError as exc:
             failures += 1
@@ -163,9 +211,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "path":
+        print(Path(args.config) if args.config else paths.config_file())
+        return 0
+    if args.action == "init":
+        return _init_config(Path(args.out) if args.out else Path(args.config) if args.config else paths.config_file())
     config = config_from(args)
+    services = args.service or (["edge"] if config.device.name else [])
+    for service in services:
+        check_service(config, service)
     registry = registry_for(config)
     for pack_id in (config.models.landmarker, config.models.embedder):
         registry.get(pack_id)
-    print(f"{config.source}: ok (embedder {config.models.embedder}, detector {config.models.detector})")
+    if config.liveness.level != "off":
+        registry.get(config.liveness.pack)
+    checked = f", services: {', '.join(services)}" if services else ""
+    print(f"{config.source}: ok (embedder {config.models.embedder}, detector {config.models.detector}{checked})")
+    return 0
+
+
+def _init_config(target: Path) -> int:
+    """Copy the shipped default configuration; an integrator's file is never overwritten."""
+    source = paths.default_config_file()
+    if target.exists():
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, f"{target} exists; not overwritten")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    tmp.replace(target)
+    print(f"{target}: written from {source}")
     return 0

@@ -35,8 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     admin.set_defaults(handler=cmd_admin)
 
     provision = sub.add_parser("provision", help="PKI: CA, broker, devices, matchers, revocation")
-    provision.add_argument("what", choices=("ca", "broker", "device", "matcher", "revoke", "rotate", "broker-config"))
+    provision.add_argument("what", choices=("ca", "broker", "device", "matcher", "revoke", "rotate", "broker-config",
+                                            "export", "import"),
+                           help="export NAME --bundle FILE: a door's certificate and keys for its own host; "
+                                "import FILE: unpack such a bundle on the door")
     provision.add_argument("name", nargs="?")
+    provision.add_argument("--bundle", help="device/export: also write the device's bundle to this new file")
     provision.add_argument("--pki", help="PKI folder (default <data>/pki)")
     provision.add_argument("--group", default="default")
     provision.add_argument("--modes", default="verify", help="allowed matching modes, comma-separated")
@@ -44,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     provision.add_argument("--out", help="broker-config: output folder")
     provision.add_argument("--port", type=int, default=8883)
     provision.add_argument("--bind", default="127.0.0.1")
+    provision.add_argument("--run-as", help="broker-config: the broker's user (default: the caller)")
+    provision.add_argument("--copy-tls", action="store_true",
+                           help="broker-config: copy CA, certificate, key and CRL into --out (owned by --run-as)")
     provision.set_defaults(handler=cmd_provision)
 
     backup = sub.add_parser("backup", help="encrypted, verified backup of every store")
@@ -55,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     health = sub.add_parser("health", help="health checks for monitoring (exit 0 ok, 1 warn, 2 fail)")
     health.add_argument("--service", choices=("edge", "matcher"), default="edge")
+    health.add_argument("--name", help="the service's name (default: device.name or matcher.name)")
     health.set_defaults(handler=cmd_health)
 
     update = sub.add_parser("update", help="install a signed model pack; self-test; roll back on failure")
@@ -178,7 +186,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
         from appliance.broker.config import BrokerSettings, render
 
         print(render(pki, Path(args.out or pki.folder.parent / "broker"),
-                     BrokerSettings(port=args.port, bind_address=args.bind, run_as=getpass.getuser())))
+                     BrokerSettings(port=args.port, bind_address=args.bind, run_as=args.run_as or getpass.getuser(),
+                                    copy_tls=args.copy_tls)))
+    elif args.what == "import":
+        from appliance.ops.bundle import import_device
+
+        if not args.name:
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, "provision import needs the bundle FILE")
+        device = import_device(Path(args.name), pki.folder.parent)
+        print(f"device {device} provisioned in {pki.folder.parent}; set [device] name = \"{device}\"")
     else:
         if not args.name:
             raise ApplianceError(ErrorCode.CONFIG_INVALID, f"provision {args.what} needs a NAME")
@@ -190,7 +206,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
             site.add_device_keys(identity.name)
             print(f"device {identity.name}: {pki.cert(identity.name)} (group {policy.group}, modes {','.join(policy.modes)}); "
                   f"envelope keys in {site.folder / 'nodes' / identity.name}")
-        elif args.what == "matcher":
+        if args.what in ("device", "export") and args.bundle:
+            from appliance.ops.bundle import export_device
+
+            members = export_device(site.folder, args.name, Path(args.bundle))
+            print(f"bundle {args.bundle}: {len(members)} files for {args.name} (keep it secret; "
+                  f"on the door: appliance provision import {Path(args.bundle).name})")
+        elif args.what == "export":
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, "provision export needs --bundle FILE")
+        if args.what == "matcher":
             print(f"matcher {pki.issue_client(args.name, 'matcher').name}: {pki.cert(args.name)}")
             site.add_matcher_keys(args.name)
         elif args.what == "rotate":
@@ -272,7 +296,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     from appliance.ops.health import EXIT, report, run_health
 
-    result = report(run_health(config_from(args), args.service, paths.data_dir()))
+    result = report(run_health(config_from(args), args.service, paths.data_dir(), name=args.name))
     print(json.dumps(result, indent=2))
     return EXIT[result["status"]]
 

@@ -77,7 +77,7 @@ class LivenessDecision:
 
 def calibration_path(config: LivenessConfig) -> Path:
     path = Path(config.calibration)
-    return path if path.is_absolute() else paths.REPO_ROOT / path
+    return path if path.is_absolute() else paths.resource(path)
 
 
 class LivenessChecker:

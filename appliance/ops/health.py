@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from appliance.config import Config
-from appliance.ops.notify import read_status
+from appliance.ops.notify import STOPPED, read_status, status_path
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXIT = {OK: 0, WARN: 1, FAIL: 2}  # the Nagios/Icinga plugin convention
@@ -60,12 +60,23 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
     record = read_status(status_file)
     if record is None:
         return [Check("watchdog", FAIL, f"{service}: no status record at {status_file} (not running?)")]
-    period = (record.get("watchdog_s") or 2 * DEFAULT_STATUS_PERIOD_S) / 2
     age = now - float(record.get("time", 0))
+    if record.get("state") == STOPPED:
+        return [Check("watchdog", FAIL, f"{service}: stopped {age:.0f} s ago (pid {record.get('pid')})")]
+    period = (record.get("watchdog_s") or 2 * DEFAULT_STATUS_PERIOD_S) / 2
     checks = [Check("watchdog", OK if age <= STALE_FACTOR * period else FAIL,
                     f"{service}: last heartbeat {age:.0f} s ago (pid {record.get('pid')})")]
     checks.append(Check("model", OK if record.get("model_loaded") else FAIL,
                         f"model {record.get('model', 'unknown')} {'loaded' if record.get('model_loaded') else 'not loaded'}"))
+    if "broker" in record:
+        checks.append(Check("connection", OK if record["broker"] else FAIL,
+                            f"{service}: {'connected to' if record['broker'] else 'cannot reach'} the broker"))
+    if "matcher_reachable" in record:
+        reachable = bool(record["matcher_reachable"])
+        detail = "the matcher answers" if reachable else \
+            f"the matcher does not answer (cache {record.get('cache', 'unknown')}" + \
+            ("" if record.get("decision_available", True) else ": the door cannot decide, card only") + ")"
+        checks.append(Check("matcher", OK if reachable else FAIL, f"{service}: {detail}"))
     if "cache_revision" in record:
         synced = float(record.get("cache_synced_at", 0))
         fresh = now - synced <= cache_max_age_s
@@ -74,12 +85,21 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
     return checks
 
 
-def run_health(config: Config, service: str, data_dir: Path, now: float | None = None) -> list[Check]:
+def service_name(config: Config, service: str) -> str:
+    """The instance name a service runs under, from the same keys the service reads."""
+    return config.device.name if service == "edge" else config.matcher.name
+
+
+def run_health(config: Config, service: str, data_dir: Path, now: float | None = None,
+               name: str | None = None) -> list[Check]:
     ops = config.ops
-    status_dir = Path(ops.status_dir) if ops.status_dir else data_dir / "run"
     checks = [check_broker(ops.broker_host, ops.broker_port), check_disk(data_dir, ops.disk_min_free_mb),
               check_clock(now)]
-    checks += check_daemon(service, status_dir / f"{service}.json", ops.cache_max_age_s, now)
+    name = name or service_name(config, service)
+    if not name:
+        return checks + [Check("config", FAIL, f"{service}: no name configured (device.name); give --name")]
+    label = f"{service} {name}"
+    checks += check_daemon(label, status_path(ops.status_dir, data_dir, service, name), ops.cache_max_age_s, now)
     return checks
 
 

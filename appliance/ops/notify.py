@@ -26,6 +26,9 @@ PING_FRACTION = 0.5
 USEC_PER_S = 1_000_000
 # without a watchdog the status record is still refreshed, at this period
 STATUS_PERIOD_S = 5.0
+# status records: <ops.status_dir or <data>/run>/<service>-<name>.json, with the loop's state
+STATUS_SUBDIR = "run"
+RUNNING, STOPPED = "running", "stopped"
 
 
 def _address(name: str) -> str | bytes:
@@ -111,11 +114,23 @@ class Watchdog:
             return False
         self._last_ping = now
         if self.status_file is not None:
-            write_status(self.status_file, {**health, "watchdog_s": self.interval_s})
+            write_status(self.status_file, {**health, "state": RUNNING, "watchdog_s": self.interval_s})
         if self.enabled and notify("WATCHDOG=1", environ=self.environ):
             self.pings += 1
             return True
         return False
+
+    def stopped(self) -> None:
+        """A clean stop leaves a record saying so, so health reports "stopped", not "hung"."""
+        if self.status_file is not None:
+            write_status(self.status_file, {"state": STOPPED, "watchdog_s": self.interval_s})
+
+
+def status_path(status_dir: str, data_dir: Path, service: str, name: str) -> Path:
+    """The one naming rule for status records, shared by the daemons and ``appliance health``:
+    ``<ops.status_dir or <data>/run>/<service>-<name>.json`` (e.g. ``edge-door-1.json``)."""
+    folder = Path(status_dir) if status_dir else Path(data_dir) / STATUS_SUBDIR
+    return folder / f"{service}-{name}.json"
 
 
 def write_status(path: Path, health: Mapping[str, Any]) -> None:

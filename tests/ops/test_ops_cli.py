@@ -15,7 +15,7 @@ import pytest
 from appliance.config import OpsConfig, load_config
 from appliance.ops.health import EXIT, FAIL, OK, overall, run_health
 from appliance.ops.logs import configure_logging
-from appliance.ops.notify import Watchdog
+from appliance.ops.notify import Watchdog, status_path
 from appliance.security.keys import FileKeyProvider, ensure_keys
 
 PASSWORD = "Correct-Horse-42-battery"
@@ -56,23 +56,31 @@ def test_health_reports_for_monitoring(site, monkeypatch):
     tmp_path, env = site
     monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path / "data"))
     config = load_config(tmp_path / "appliance.toml")
-    checks = {c.name: c for c in run_health(config, "edge", tmp_path / "data")}
+    checks = {c.name: c for c in run_health(config, "edge", tmp_path / "data", name="door-1")}
     assert checks["broker"].status == FAIL and checks["watchdog"].status == FAIL  # nothing running
+    unnamed = {c.name: c for c in run_health(config, "edge", tmp_path / "data")}
+    assert unnamed["config"].status == FAIL and "device.name" in unnamed["config"].detail
     assert checks["disk"].status == OK and checks["clock"].status == OK
     with socket.socket() as listener:  # a broker port that answers, and a daemon that beats
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        (tmp_path / "appliance.toml").write_text(f"[ops]\nbroker_port = {port}\n")
+        (tmp_path / "appliance.toml").write_text(f"[ops]\nbroker_port = {port}\n[device]\nname = \"door-1\"\n")
         config = load_config(tmp_path / "appliance.toml")
-        dog = Watchdog(environ={"WATCHDOG_USEC": "2000000"}, status_file=tmp_path / "data" / "run" / "edge.json")
+        # the daemon's own naming rule: <data>/run/edge-<device>.json
+        status_file = status_path(config.ops.status_dir, tmp_path / "data", "edge", config.device.name)
+        assert status_file == tmp_path / "data" / "run" / "edge-door-1.json"
+        dog = Watchdog(environ={"WATCHDOG_USEC": "2000000"}, status_file=status_file)
         dog.heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", cache_revision=7, cache_synced_at=time.time())
         checks = run_health(config, "edge", tmp_path / "data")
         assert overall(checks) == OK, checks
         stalled = run_health(config, "edge", tmp_path / "data", now=time.time() + 10)  # 10 s without a beat
         assert {c.name: c.status for c in stalled}["watchdog"] == FAIL
         result = _run({**env, "APPLIANCE_CONFIG": str(tmp_path / "appliance.toml")}, "health")
-    assert result.returncode == EXIT[json.loads(result.stdout)["status"]]
+        assert result.returncode == EXIT[json.loads(result.stdout)["status"]] == 0, result.stdout
+        dog.stopped()  # a clean stop is reported as such
+        stopped = {c.name: c for c in run_health(config, "edge", tmp_path / "data")}
+        assert stopped["watchdog"].status == FAIL and "stopped" in stopped["watchdog"].detail
 
 
 def test_json_logs_are_masked_and_rotate(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance import paths
+from unitfiles import service_section
 
 UNITS = ("appliance-edge.service", "appliance-matcher.service", "appliance-broker.service",
          "appliance-maintenance.service", "appliance-maintenance.timer")
@@ -37,19 +38,6 @@ def installed(tmp_path_factory) -> Path:
     return root / "etc" / "systemd" / "system"
 
 
-def _service_section(path: Path) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    section = None
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line
-        elif section == "[Service]" and "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values.setdefault(key, []).append(value)
-    return values
-
-
 @pytest.mark.parametrize("unit", UNITS)
 def test_systemd_analyze_verify_passes(installed, unit):
     result = subprocess.run(["systemd-analyze", "verify", str(installed / unit)], capture_output=True, text=True)
@@ -67,7 +55,7 @@ def test_verify_catches_a_broken_unit(installed, tmp_path):
 
 @pytest.mark.parametrize("unit", [u for u in UNITS if u.endswith(".service")])
 def test_hardening_and_data_folder_only(installed, unit):
-    service = _service_section(installed / unit)
+    service = service_section(installed / unit)
     for key, value in HARDENING.items():
         assert service.get(key) == [value], (unit, key)
     assert len(service["ReadWritePaths"]) == 1 and service["ReadWritePaths"][0].startswith("/var/lib/appliance")
@@ -77,13 +65,13 @@ def test_hardening_and_data_folder_only(installed, unit):
 
 @pytest.mark.parametrize("unit", DAEMONS)
 def test_daemons_notify_watchdog_and_restart(installed, unit):
-    service = _service_section(installed / unit)
+    service = service_section(installed / unit)
     assert service["Type"] == ["notify"] and service["Restart"] == ["always"]
     assert re.fullmatch(r"\d+s", service["WatchdogSec"][0])
 
 
 def test_edge_may_use_camera_and_gpio_only(installed):
-    service = _service_section(installed / "appliance-edge.service")
+    service = service_section(installed / "appliance-edge.service")
     assert service["DevicePolicy"] == ["closed"]
     allowed = {entry.split()[0] for entry in service["DeviceAllow"]}
     assert {"char-video4linux", "char-gpiochip"} <= allowed
@@ -94,7 +82,7 @@ def test_timer_runs_the_maintenance_service(installed):
     timer = configparser.ConfigParser(strict=False)
     timer.read(installed / "appliance-maintenance.timer")
     assert timer["Timer"]["OnCalendar"] and timer["Timer"]["Persistent"] == "true"
-    maintenance = _service_section(installed / "appliance-maintenance.service")
+    maintenance = service_section(installed / "appliance-maintenance.service")
     assert maintenance["Type"] == ["oneshot"] and " maintenance " in maintenance["ExecStart"][0] + " "
 
 
