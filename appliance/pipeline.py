@@ -187,7 +187,9 @@ class FacePipeline:
             utility = float(norm / reference) if reference else float("nan")
             measures = {**analysis.quality.measures, "utility": utility}
             judged = replace(
-                analysis, quality=quality.judge(measures, profile), timings_ms={**analysis.timings_ms, "embedding": elapsed}
+                analysis,
+                quality=quality.judge(measures, profile),
+                timings_ms={**analysis.timings_ms, "embedding": elapsed},
             )
             results.append(Extraction(judged, Template(vector, pack.id, pack.version)))
         return results

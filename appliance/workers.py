@@ -1,9 +1,14 @@
-"""One background worker: a thread that takes items from a bounded queue until stopped.
+"""Background work: a queue worker, and a ticker that nudges one.
 
 The matcher, its sync and event handlers, the device's sync client and outbox pump all need
 the same thing: hand work to a thread without blocking the MQTT network loop, drop (and
 count) what does not fit rather than grow without bound, survive a bug in one item, and stop
 promptly. Compose a ``QueueWorker`` (do not subclass it): give it the function for one item.
+
+Some workers must also act when nothing arrives (a replica polls for new revisions, a sync
+client notices a lost answer, a pump resends): a ``Ticker`` only puts a "look now" item in
+the worker's queue, so that work still runs on the worker's one thread, in order with the
+messages, and nothing needs a lock because of it.
 """
 from __future__ import annotations
 
@@ -21,6 +26,23 @@ POLL_S = 0.2  # how often an idle worker looks at its stop flag
 JOIN_TIMEOUT_S = 5.0
 
 
+class StoppableThread:
+    """A daemon thread running ``body(stop)`` until ``stop`` is set; joined on ``stop()``."""
+
+    def __init__(self, name: str, body: Callable[[threading.Event], None]):
+        self.name = name
+        self.stop_event = threading.Event()
+        self._thread = threading.Thread(target=body, args=(self.stop_event,), name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=JOIN_TIMEOUT_S)
+
+
 class QueueWorker(Generic[Item]):
     """``put`` items from any thread; ``handle(item)`` runs on the worker thread, in order."""
 
@@ -29,18 +51,15 @@ class QueueWorker(Generic[Item]):
         self.name = name
         self._handle = handle
         self._queue: queue.Queue[Item] = queue.Queue(limit)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = StoppableThread(name, self._run)
         self.stats: Counter[str] = stats if stats is not None else Counter()
 
-    def start(self) -> "QueueWorker[Item]":
+    def start(self) -> QueueWorker[Item]:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=JOIN_TIMEOUT_S)
+        self._thread.stop()
 
     def put(self, item: Item) -> bool:
         """Queue ``item``; False (and ``dropped_overload`` counted) when the queue is full."""
@@ -57,10 +76,10 @@ class QueueWorker(Generic[Item]):
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._thread.stop_event.is_set()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 item = self._queue.get(timeout=POLL_S)
             except queue.Empty:
@@ -70,3 +89,28 @@ class QueueWorker(Generic[Item]):
             except Exception:  # noqa: BLE001 - a bug for one item must not stop the worker
                 self.stats["internal_error"] += 1
                 log.exception("%s: failed on one item", self.name)
+
+
+class Ticker:
+    """Calls ``tick`` every ``period_s`` on its own thread (give it a worker's ``put``)."""
+
+    def __init__(self, name: str, period_s: float, tick: Callable[[], object]):
+        if period_s <= 0:
+            raise ValueError(f"{name}: period {period_s} s")
+        self.name, self.period_s = name, period_s
+        self._tick = tick
+        self._thread = StoppableThread(name, self._run)
+
+    def start(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._thread.stop()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.period_s):
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - a failed nudge must not stop the next one
+                log.exception("%s: tick failed", self.name)

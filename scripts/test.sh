@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export APPLIANCE_SHARED_DATA="${APPLIANCE_SHARED_DATA:-$(cd .. && pwd)/shared}"
+# lint first: a finding fails the run like a failing test (rules in pyproject.toml)
+.venv/bin/ruff check --quiet .
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

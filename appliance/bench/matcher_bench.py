@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.matcher.gallery import Gallery
+from appliance.matching import Gallery
 from appliance.protocol import messages
 from appliance.vision.templates import Template
 
@@ -92,14 +92,16 @@ def search_benchmark(sizes: tuple[int, ...] = GALLERY_SIZES, queries: int = QUER
 
 
 def _probe(device: str, vector: np.ndarray) -> messages.MatchRequest:
-    return messages.MatchRequest(messages.new_id(), device, "identify", messages.MatchRequest.pack_vector(vector), time.time())
+    packed = messages.MatchRequest.pack_vector(vector)
+    return messages.MatchRequest(messages.new_id(), device, "identify", packed, time.time())
 
 
 def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: int = 10_000) -> dict:
     """Requests/s through the real broker and one matcher replica."""
     from appliance.edge.link import MatcherLink
-    from appliance.matcher.decisions import FailureTracker
-    from appliance.matcher.service import LoadedGallery, MatcherService
+    from appliance.matcher.app import compose
+    from appliance.matcher.loaded import LoadedGallery
+    from appliance.matching import FailureTracker
     from appliance.site import Site
 
     names = tuple(f"bench-{i:02d}" for i in range(devices))
@@ -111,9 +113,9 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
         gallery.load([f"s{i}" for i in range(gallery_size)], random_templates(gallery_size, 3))
         loaded = LoadedGallery(gallery, {}, {})
         site.broker.start()
-        service = MatcherService("matcher-1", site.mqtt("matcher-1"), keys, site.directory, loaded, 0.3)
         # synthetic probes never match: lift the lock-out so every request is really searched
-        service.engine.tracker = FailureTracker(limit=10**9)
+        service = compose("matcher-1", site.mqtt("matcher-1"), keys, site.directory, loaded, 0.3,
+                          tracker=FailureTracker(limit=10**9))
         service.start()
         links = []
         try:
@@ -164,7 +166,8 @@ def door_latency_benchmark(passes: int = 20, burst: int = 3, seed: int = 0) -> d
     from appliance.edge.link import MatcherLink
     from appliance.enrollment import enroll
     from appliance.evaluation.datasets import scan_identities
-    from appliance.matcher.service import LoadedGallery, MatcherService
+    from appliance.matcher.app import compose
+    from appliance.matcher.loaded import LoadedGallery
     from appliance.pipeline import FacePipeline
     from appliance.site import Site
 
@@ -193,8 +196,8 @@ def door_latency_benchmark(passes: int = 20, burst: int = 3, seed: int = 0) -> d
             for copy in range(burst):
                 shutil.copy(image, frames / f"{index:03d}-{copy}{image.suffix}")
         site.broker.start()
-        service = MatcherService("matcher-1", site.mqtt("matcher-1"), site.central_keys(), site.directory,
-                                 LoadedGallery(gallery, {}, {}), pipeline.threshold)
+        service = compose("matcher-1", site.mqtt("matcher-1"), site.central_keys(), site.directory,
+                          LoadedGallery(gallery, {}, {}), pipeline.threshold)
         service.start()
         link = MatcherLink("door-1", site.mqtt("door-1"), site.device_keys("door-1"), site.directory)
         link.connect()
@@ -225,7 +228,8 @@ def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path
     info = machine_info()
     lines = [
         "# Matcher and end-to-end benchmark", "",
-        f"Machine: {info.get('cpu', '?')}, {info.get('cpus_available', '?')} CPUs; {info.get('date', '')}; load average at start {info.get('load_average_start')}. Shared and noisy: "
+        f"Machine: {info.get('cpu', '?')}, {info.get('cpus_available', '?')} CPUs; {info.get('date', '')}; "
+        f"load average at start {info.get('load_average_start')}. Shared and noisy: "
         "medians and ratios of implementations measured side by side in the same run.", "",
         "## 1:N exact search, one probe, 512-d float32", "",
         "| gallery | ours median ms | ours p95 ms | FAISS IndexFlatIP median ms | p95 ms | ours / FAISS | matrix MB |",
@@ -240,11 +244,14 @@ def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path
     lines += [
         "", f"## Matcher requests on the real broker (TLS, envelopes, gallery of {throughput['gallery']:,})", "",
         "| clients | requests | requests/s | round trip median ms | p95 ms |", "|---|---:|---:|---:|---:|",
-        f"| 1 device, sequential | {one['requests']} | {one['requests_per_s']:.0f} | {one['round_trip_median_ms']:.1f} | {one['round_trip_p95_ms']:.1f} |",
-        f"| {many['devices']} devices at once | {many['requests']} | {many['requests_per_s']:.0f} | {many['round_trip_median_ms']:.1f} | {many['round_trip_p95_ms']:.1f} |",
+        f"| 1 device, sequential | {one['requests']} | {one['requests_per_s']:.0f} "
+        f"| {one['round_trip_median_ms']:.1f} | {one['round_trip_p95_ms']:.1f} |",
+        f"| {many['devices']} devices at once | {many['requests']} | {many['requests_per_s']:.0f} "
+        f"| {many['round_trip_median_ms']:.1f} | {many['round_trip_p95_ms']:.1f} |",
         "", "## Face in view -> actuator (edge daemon, matcher on loopback)", "",
         f"{door['passes']} passes of {door['burst_frames']} frames each ({door['accepted']} accepted): "
-        f"median **{door['latency_median_ms']:.0f} ms**, p95 {door['latency_p95_ms']:.0f} ms; of which the matcher round trip "
+        f"median **{door['latency_median_ms']:.0f} ms**, p95 {door['latency_p95_ms']:.0f} ms; "
+        "of which the matcher round trip "
         f"median {door['decision_round_trip_median_ms']:.1f} ms, p95 {door['decision_round_trip_p95_ms']:.1f} ms. "
         "Passive liveness off here: this is the recognition path alone.",
     ]
@@ -264,5 +271,6 @@ def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path
     figure.savefig(plot)
     plt.close(figure)
     data = out_dir / "matcher.json"
-    data.write_text(json.dumps({"search": search, "throughput": throughput, "door": door, "machine": info}, indent=2, default=str))
+    results = {"search": search, "throughput": throughput, "door": door, "machine": info}
+    data.write_text(json.dumps(results, indent=2, default=str))
     return {"markdown": markdown, "plot": plot, "json": data}

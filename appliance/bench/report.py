@@ -79,7 +79,8 @@ def markdown(result: BenchResult, plot_name: str) -> str:
         "",
         "## Whole frame (decode to template)",
         "",
-        "| configuration | CPUs | frames | face found | median ms | p95 ms | frames/s | peak RSS MiB | model load ms | load avg |",
+        "| configuration | CPUs | frames | face found | median ms | p95 ms "
+        "| frames/s | peak RSS MiB | model load ms | load avg |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in ours + peer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ DIMENSION = 512
 
 
 def _site(folder: Path, people: int):
-    from appliance.matcher.sync import LOCAL_MATCH_SCOPE
+    from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE
     from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
     from appliance.security.roles import Principal, Role
     from appliance.site import Site
@@ -35,7 +36,7 @@ def _site(folder: Path, people: int):
     operator = Principal("bench", Role.OPERATOR)
     rng = np.random.default_rng(0)
     for store in data.stores.values():  # setup only: the measured parts run with synchronous=FULL
-        store.execute("PRAGMA synchronous = OFF")
+        store.set_synchronous("OFF")
 
     def enroll(count: int) -> list[str]:
         subjects = []
@@ -56,9 +57,10 @@ def _site(folder: Path, people: int):
 
 
 def _matcher(site, data):
-    from appliance.matcher.gallery import Gallery
-    from appliance.matcher.service import LoadedGallery
-    from appliance.matcher.sync import SyncingMatcher, open_sync_store
+    from appliance.matcher.app import compose
+    from appliance.matcher.loaded import LoadedGallery
+    from appliance.matcher.sync_store import open_sync_store
+    from appliance.matching import Gallery
     from appliance.security.keys import FileKeyProvider
     from appliance.security.roles import Principal, Role
     from appliance.stores.protected import KEYS_DIR, ProtectedData
@@ -66,13 +68,11 @@ def _matcher(site, data):
     own = ProtectedData(site.central, FileKeyProvider(site.central / KEYS_DIR), data.security)
     principal = Principal("matcher-1", Role.OPERATOR)
     gallery = Gallery(*PACK, DIMENSION)
-    rows = own.biometric.execute("SELECT subject_id FROM templates").fetchall()
-    for (subject,) in rows:
-        gallery.upsert(subject, own.biometric.template(principal, subject, *PACK, own.vault))
-    service = SyncingMatcher("matcher-1", site.mqtt("matcher-1"), own.node, site.directory,
-                             LoadedGallery(gallery, {}, {}), 0.4, data=own,
-                             sync_store=open_sync_store(own, FileKeyProvider(site.central / KEYS_DIR)),
-                             snapshot_after=5000)
+    for row in own.biometric.rows(pack=PACK):
+        gallery.upsert(row.subject_id, own.biometric.template(principal, row.subject_id, *PACK, own.vault))
+    service = compose("matcher-1", site.mqtt("matcher-1"), own.node, site.directory, LoadedGallery(gallery, {}, {}),
+                      0.4, data=own, sync_store=open_sync_store(own, FileKeyProvider(site.central / KEYS_DIR)),
+                      snapshot_after=5000)
     service.start()
     return service, own
 
@@ -97,8 +97,8 @@ def run(enrollments: int = 10_000, changes: int = 1_000, events: int = 50_000, p
             results["fresh_mode"] = "snapshot" if matcher.stats["sync:snapshot"] else "changes"
             door.close()
             progress(f"{changes} changes while the device is offline, then catch-up ...")
-            deleted = [s for (s,) in data.biometric.execute(
-                "SELECT subject_id FROM templates ORDER BY random() LIMIT ?", (changes // 10,)).fetchall()]
+            enrolled = sorted(row.subject_id for row in data.biometric.rows())
+            deleted = random.Random(1).sample(enrolled, min(changes // 10, len(enrolled)))
             from appliance.security.roles import Principal, Role
 
             admin = Principal("bench-admin", Role.SECURITY_ADMIN)
@@ -162,7 +162,8 @@ def write_report(results: dict, out: Path) -> Path:
         "|---|---|",
         f"| fresh device: {r['enrollments']} enrollments ({r['fresh_mode']}) | {r['fresh_sync_s']:.1f} s "
         f"({r['fresh_cached'] / max(r['fresh_sync_s'], 1e-9):.0f} templates/s), {r['fresh_cached']} cached |",
-        f"| catch-up after {r['changes']} changes (10 % deletions) | {r['catch_up_s']:.2f} s, correct: {r['catch_up_ok']} |",
+        f"| catch-up after {r['changes']} changes (10 % deletions) | {r['catch_up_s']:.2f} s, "
+        f"correct: {r['catch_up_ok']} |",
         f"| {r['events']} events queued offline (one durable commit each) | {r['enqueue_s']:.1f} s "
         f"({r['events'] / max(r['enqueue_s'], 1e-9):.0f} events/s) |",
         f"| queued after a restart of the device stores | {r['queued_after_restart']} |",

@@ -58,7 +58,7 @@ def render(pki: ProjectPKI, out_dir: str | Path, settings: BrokerSettings) -> Pa
     acl.write_text(render_acl(pki))
     run_as = settings.run_as or getpass.getuser()
     tls = dict(zip(TLS_FILES, (pki.ca_cert, pki.broker_cert, pki.broker_key, pki.crl)))
-    for name, path in tls.items():
+    for _, path in tls.items():
         if not path.is_file():
             raise ApplianceError(ErrorCode.FILE_NOT_FOUND, f"{path}: run 'appliance provision ca' and "
                                  "'appliance provision broker' first")

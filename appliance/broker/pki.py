@@ -42,7 +42,9 @@ def _now() -> dt.datetime:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    data = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -90,7 +92,8 @@ class ProjectPKI:
         return {name: Identity(**entry) for name, entry in entries.items()}
 
     def _save(self, identities: dict[str, Identity]) -> None:
-        _write_pem(self.folder / REGISTRY, json.dumps({n: asdict(i) for n, i in sorted(identities.items())}, indent=2).encode())
+        registry = {n: asdict(i) for n, i in sorted(identities.items())}
+        _write_pem(self.folder / REGISTRY, json.dumps(registry, indent=2).encode())
 
     # -- operations -----------------------------------------------------------------------
     def create_ca(self, organisation: str = "Face appliance") -> None:
@@ -122,7 +125,9 @@ class ProjectPKI:
         key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
         return cert, key
 
-    def _issue(self, common_name: str, server: bool, hosts: tuple[str, ...] = ()) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    def _issue(
+        self, common_name: str, server: bool, hosts: tuple[str, ...] = ()
+    ) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
         ca_cert, ca_key = self._load_ca()
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
@@ -172,7 +177,8 @@ class ProjectPKI:
         serials = []
         if self.cert(name).exists():
             serials.append(x509.load_pem_x509_certificate(self.cert(name).read_bytes()).serial_number)
-        revoked = json.loads((self.folder / "revoked.json").read_text()) if (self.folder / "revoked.json").exists() else []
+        revoked_file = self.folder / "revoked.json"
+        revoked = json.loads(revoked_file.read_text()) if revoked_file.exists() else []
         revoked += [s for s in serials if s not in revoked]
         _write_pem(self.folder / "revoked.json", json.dumps(revoked).encode())
         self._write_crl(revoked)

@@ -50,14 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=cmd_demo)
 
 
-def _choose(dataset: Path, enrolled: int, unknown: int, seed: int) -> tuple[dict[str, list[Path]], list[str], list[str]]:
+def _choose(
+    dataset: Path, enrolled: int, unknown: int, seed: int
+) -> tuple[dict[str, list[Path]], list[str], list[str]]:
     by_identity: dict[str, list[Path]] = {}
     for sample in scan_identities(dataset, min_per_identity=7):
         by_identity.setdefault(sample.identity, []).append(sample.path)
     identities = sorted(by_identity)
     random.Random(seed).shuffle(identities)
     if len(identities) < enrolled + unknown:
-        raise ApplianceError(ErrorCode.DATASET_INVALID, f"{dataset}: needs {enrolled + unknown} identities with 7+ images")
+        raise ApplianceError(
+            ErrorCode.DATASET_INVALID, f"{dataset}: needs {enrolled + unknown} identities with 7+ images"
+        )
     return by_identity, identities[:enrolled], identities[enrolled : enrolled + unknown]
 
 
@@ -149,10 +153,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "--cool-down", "0"] + common,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
         )
+        verdicts = ("ACCEPTED", "REJECTED", "ATTACK", "UNAVAILABLE", "TIMEOUT")
         outcomes = []
         for line in edge.stdout:
             line = line.rstrip()
-            if line.startswith(f"{DEVICE}: ") and line.split()[1] in ("ACCEPTED", "REJECTED", "ATTACK", "UNAVAILABLE", "TIMEOUT"):
+            if line.startswith(f"{DEVICE}: ") and line.split()[1] in verdicts:
                 who = expected[len(outcomes)] if len(outcomes) < len(expected) else "?"
                 outcomes.append(line.split()[1])
                 print(f"{line}   <- {who}")

@@ -109,7 +109,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     point = metrics.operating_point(scores.genuine, scores.impostor, threshold)
     path = config.source or paths.config_file()
     note = (
-        f"FMR {args.target_fmr:g} on {Path(args.dataset).name} split {args.split} ({point.impostor_pairs} impostor pairs), "
+        f"FMR {args.target_fmr:g} on {Path(args.dataset).name} split {args.split} "
+        f"({point.impostor_pairs} impostor pairs), "
         f"{dt.date.today().isoformat()}"
     )
     save_threshold(path, pipeline.embedder_pack.id, threshold, note)

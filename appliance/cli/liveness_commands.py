@@ -74,7 +74,8 @@ def register_eval(kinds: argparse._SubParsersAction) -> None:
     pad.add_argument("dataset", help="bona_fide/ + attack/<species>/ (images or frame folders)")
     pad.add_argument("--out", help="JSON report (default: print)")
     pad.add_argument("--plot", help="DET plot PNG (APCER vs BPCER per species)")
-    pad.add_argument("--level", choices=LIVENESS_LEVELS[1:3], help="policy level (default: configured; active -> passive+motion)")
+    pad.add_argument("--level", choices=LIVENESS_LEVELS[1:3],
+                     help="policy level (default: configured; active -> passive+motion)")
     pad.add_argument("--grey", action="store_true", help="judge greyscale copies (a monochrome / IR camera)")
     pad.set_defaults(handler=cmd_eval_pad)
 
@@ -87,8 +88,8 @@ def _checker(args: argparse.Namespace, pipeline, calibration=None):
 
 
 def cmd_eval_pad(args: argparse.Namespace) -> int:
+    from appliance.evaluation import pad
     from appliance.evaluation.plots import det_plot
-    from appliance.liveness import pad
 
     pipeline = pipeline_from(args)
     checker = _checker(args, pipeline)
@@ -100,8 +101,9 @@ def cmd_eval_pad(args: argparse.Namespace) -> int:
         pipeline.close()
     synthetic = pad.synthetic_info(args.dataset)
     result = pad.report(scores, checker.calibration.threshold, synthetic)
-    result.update({"dataset": str(Path(args.dataset)), "level": level, "greyscale_copies": args.grey, "model": checker.config.pack,
-                   "licence": checker.model.pack.licence, "calibration": checker.calibration.operating_point,
+    result.update({"dataset": str(Path(args.dataset)), "level": level, "greyscale_copies": args.grey,
+                   "model": checker.config.pack, "licence": checker.model.pack.licence,
+                   "calibration": checker.calibration.operating_point,
                    "calibration_synthetic": checker.calibration.synthetic})
     if args.plot:
         by_label = scores.by_label()
@@ -121,12 +123,13 @@ def cmd_eval_pad(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from appliance.liveness import synthetic
+    from appliance.evaluation import synthetic
 
     species = tuple(args.species or synthetic.SPECIES)
     unknown = set(species) - set(synthetic.ALL_SPECIES)
     if unknown:
-        raise ApplianceError(ErrorCode.DATASET_INVALID, f"unknown species {sorted(unknown)}; known: {synthetic.ALL_SPECIES}")
+        raise ApplianceError(ErrorCode.DATASET_INVALID,
+                             f"unknown species {sorted(unknown)}; known: {synthetic.ALL_SPECIES}")
     pipeline = pipeline_from(args) if "mask" in species else None
 
     def locate(image):
@@ -144,8 +147,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from appliance.liveness import pad
-    from appliance.liveness.calibration import calibrate
+    from appliance.evaluation import pad
+    from appliance.evaluation.pad_calibration import calibrate
     from appliance.liveness.checker import calibration_path
 
     config = config_from(args)
@@ -203,7 +206,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 try:
                     frame = next(stream)
                 except StopIteration:
-                    raise ApplianceError(ErrorCode.STREAM_ENDED, f"{args.source}: ended after {number} presentations") from None
+                    raise ApplianceError(ErrorCode.STREAM_ENDED,
+                                         f"{args.source}: ended after {number} presentations") from None
                 cv2.imwrite(str(target / f"frame_{index:03d}.png"), frame.image)
             if number + 1 < args.count and args.pause > 0:
                 time.sleep(args.pause)
@@ -216,14 +220,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from appliance.liveness import pad
+    from appliance.evaluation import pad
 
     pipeline = pipeline_from(args)
     checker = _checker(args, pipeline)
     results = []
     try:
         for name in args.items:
-            item = pad._item("item", Path(name))
+            item = pad.item_from_path("item", Path(name))
             if item is None:
                 raise ApplianceError(ErrorCode.IMAGE_UNREADABLE, f"{name}: not an image or a folder of frames")
             frames = pad.load_frames(item, checker.config.burst_frames)

@@ -204,7 +204,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if args.what == "device":
             identity, policy = provisioning.enroll_device(pki, args.name, args.group, tuple(args.modes.split(",")))
             site.add_device_keys(identity.name)
-            print(f"device {identity.name}: {pki.cert(identity.name)} (group {policy.group}, modes {','.join(policy.modes)}); "
+            print(f"device {identity.name}: {pki.cert(identity.name)} "
+                  f"(group {policy.group}, modes {','.join(policy.modes)}); "
                   f"envelope keys in {site.folder / 'nodes' / identity.name}")
         if args.what in ("device", "export") and args.bundle:
             from appliance.ops.bundle import export_device

@@ -167,18 +167,17 @@ def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data:
     """Deletions that some active device has not confirmed (the tombstone is not yet applied
     everywhere): pseudonyms, revisions and the missing devices, never personal data."""
     from appliance.broker.pki import ProjectPKI
-    from appliance.matcher.sync import SyncEngine, open_sync_store
-    from appliance.pipeline import registry_for
+    from appliance.matcher.deletions import DeletionConfirmations
+    from appliance.matcher.sync_store import open_sync_store
     from appliance.security.roles import Permission, require
 
     require(principal, Permission.DELETE_SUBJECT)
     config = config_from(args)
-    pack = registry_for(config).get(config.models.embedder)
     devices = sorted(name for name, identity in ProjectPKI(paths.data_dir() / "pki").identities().items()
                      if identity.role == "device" and not identity.revoked)
     store = open_sync_store(data, key_provider(config.security, paths.data_dir()))
     try:
-        pending = SyncEngine(data, store, pack.id, pack.version).unconfirmed(devices)
+        pending = DeletionConfirmations(data, store).unconfirmed(devices)
     finally:
         store.close()
     for entry in pending:

@@ -32,8 +32,7 @@ import numpy as np
 
 from appliance.config import OfflineConfig
 from appliance.errors import ApplianceError
-from appliance.matcher.decisions import FailureTracker, MatchEngine
-from appliance.matcher.gallery import Gallery
+from appliance.matching import FailureTracker, Gallery, MatchEngine
 from appliance.protocol import messages, topics
 from appliance.stores.device import DeviceCache, claim_hash
 from appliance.vision.templates import Template

@@ -1,17 +1,21 @@
-"""The per-pass state machine of one door.
+"""The pass loop of one door.
 
-idle -> face present -> quality -> liveness -> template -> decision -> actuate -> cool-down.
+idle -> face present [-> challenge] -> quality -> liveness -> template -> decision -> actuate
+-> cool-down.
 
-A pass starts when a face appears, collects a short burst, picks the best frame, checks
-liveness on the burst (a failure stops here: no template, no request, one alarm), extracts
-one template, asks the matcher, actuates, then ignores frames for a cool-down. A hard session
-limit ends a pass that cannot complete (the person keeps failing quality); capture stops
-when recognition ends. No frame or face crop is stored or sent.
+A pass starts when a face appears. Without an active challenge the daemon collects a short
+burst and hands it to the door pass (``edge.door_pass``). With one (``liveness.level =
+"active"``, ``edge.challenge_runner``) every face frame feeds the challenge, its prompts go to
+the display, and when the challenge is done (passed or timed out) the last ``burst_frames``
+frames go to the door pass with it: liveness is judged on the frames that performed the
+challenge, and the template comes from them. The door pass checks quality, judges liveness (a
+failure stops there: no template, no request, one alarm), extracts one template, asks the
+decider and actuates; the daemon then ignores frames for a cool-down. A hard session limit
+ends a pass that cannot complete (the person keeps failing quality). No frame or face crop is
+stored or sent.
 
-When no decision can be had (``Reason.UNAVAILABLE`` from the decider, or an error from it),
-the pass ends ``unavailable`` and the display says face recognition is unavailable and to use
-the card - never "not recognised", which would be a claim nobody checked. Between passes the
-daemon watches the decider's ``decision_available`` and says it on the display as it changes.
+Between passes the daemon watches the decider's ``decision_available`` and says it on the
+display as it changes.
 """
 from __future__ import annotations
 
@@ -21,79 +25,35 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from statistics import median
-from typing import Protocol
-
-import numpy as np
 
 from appliance.capture.sources import Frame
+from appliance.edge.challenge_runner import ChallengeRunner
+from appliance.edge.door_pass import UNAVAILABLE, Burst, Decider, DoorPass, LivenessGate, PassRecord, PassState
 from appliance.edge.hardware import (
-    READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, CredentialReader, DoorActuator, LogActuator,
+    READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, CredentialReader, Display, DoorActuator, LogActuator,
 )
-from appliance.liveness.evidence import Signer, sign_summary
 from appliance.errors import ApplianceError
+from appliance.liveness.challenge import ActiveChallenge
+from appliance.liveness.evidence import Signer
 from appliance.pipeline import FaceAnalysis, FacePipeline
 from appliance.protocol import messages
-from appliance.vision.quality import best_frame
 
 log = logging.getLogger(__name__)
 
 AVAILABILITY_CHECK_S = 1.0  # how often the door looks whether it can decide, between passes
-UNAVAILABLE = "unavailable"  # the outcome of a pass nobody could decide
-
-
-class PassState(Enum):
-    IDLE = "idle"
-    FACE_PRESENT = "face present"
-    QUALITY = "quality"
-    LIVENESS = "liveness"
-    TEMPLATE = "template"
-    DECISION = "decision"
-    ACTUATE = "actuate"
-    COOL_DOWN = "cool-down"
-
-
-class LivenessVerdict(Protocol):
-    live: bool
-    attack: bool  # an attack was detected (alarm), as opposed to "could not judge"
-
-    def summary(self) -> dict: ...  # cue scores, challenge results, timestamps: never images
-
-
-class LivenessGate(Protocol):
-    """``appliance.liveness.checker.LivenessChecker`` on the device."""
-
-    def judge(self, frames: list[np.ndarray], faces: list) -> LivenessVerdict: ...
-
-
-class Decider(Protocol):
-    """Where decisions come from: the matcher over MQTT (MatcherLink), or a local cache."""
-
-    def request(self, request: messages.MatchRequest, pack: tuple[str, str]) -> messages.Decision: ...
 
 
 @dataclass(frozen=True)
 class EdgeSettings:
     device_id: str
-    burst_frames: int = 3
-    max_missing_frames: int = 3  # frames without a face before a pass is abandoned
+    burst_frames: int = 3  # frames judged per pass (with a challenge: its last frames)
+    max_missing_frames: int = 3  # consecutive frames without a face before a pass is abandoned
     session_limit_s: float = 60.0
     cool_down_s: float = 2.0
     open_door_s: float = 3.0
     require_card: bool = False  # "card + face" (1:1) instead of face only (1:N)
     telemetry_every_s: float = 30.0
-
-
-@dataclass
-class PassRecord:
-    started_at: float
-    outcome: str  # accepted | rejected | attack | timeout | unavailable (no decision could be had)
-    reason: str = ""
-    display_name: str = ""
-    latency_ms: float = 0.0  # face in view -> actuator command
-    faces_in_view: int = 1
-    stage_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,10 +73,10 @@ class Telemetry:
 class EdgeDaemon:
     def __init__(self, settings: EdgeSettings, pipeline: FacePipeline, decider: Decider,
                  liveness: LivenessGate | None = None, actuator: DoorActuator | None = None,
-                 display: ConsoleDisplay | None = None, reader: CredentialReader | None = None,
+                 display: Display | None = None, reader: CredentialReader | None = None,
                  emit: Callable[[str, messages.Message], None] | None = None,
                  heartbeat: Callable[[], None] | None = None, signer: Signer | None = None,
-                 calibration_id: str = ""):
+                 calibration_id: str = "", challenge: ChallengeRunner | None = None):
         self.settings = settings
         self.pipeline = pipeline
         self.decider = decider
@@ -126,14 +86,20 @@ class EdgeDaemon:
         self.reader = reader or CredentialReader()
         self.emit = emit or (lambda kind, message: None)
         self.heartbeat = heartbeat or (lambda: None)
-        # the device's Ed25519 key signs the liveness evidence the matcher judges again
-        self.signer = signer
-        self.calibration_id = calibration_id
+        self.challenge = challenge  # the active challenge, run over each attempt (level "active")
         self.state = PassState.IDLE
         self.telemetry = Telemetry()
         self.passes: list[PassRecord] = []
+        # the device's Ed25519 key signs the liveness evidence the matcher judges again
+        self.door = DoorPass(settings.device_id, pipeline, decider, liveness=liveness, actuator=self.actuator,
+                             display=self.display, reader=self.reader, emit=self._emit, set_state=self._set_state,
+                             add_timings=self.telemetry.add, signer=signer, calibration_id=calibration_id,
+                             open_door_s=settings.open_door_s, require_card=settings.require_card)
         self._available: bool | None = None  # last seen decision_available (None: not looked yet)
         self._next_availability_check = time.monotonic() + AVAILABILITY_CHECK_S
+
+    def _set_state(self, state: PassState) -> None:
+        self.state = state
 
     # -- what the door can do -------------------------------------------------------------
     @property
@@ -165,7 +131,8 @@ class EdgeDaemon:
             self.display.show(UNAVAILABLE_TEXT)
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self, frames: Iterator[Frame], stop: threading.Event | None = None, max_passes: int | None = None) -> list[PassRecord]:
+    def run(self, frames: Iterator[Frame], stop: threading.Event | None = None,
+            max_passes: int | None = None) -> list[PassRecord]:
         for _ in self.run_iter(frames, stop, max_passes):
             pass
         return self.passes
@@ -176,8 +143,9 @@ class EdgeDaemon:
         yields each pass as it completes."""
         stop = stop or threading.Event()
         next_telemetry = time.monotonic() + self.settings.telemetry_every_s
-        burst: list[tuple[Frame, FaceAnalysis]] = []
-        session_start = missing = 0.0
+        burst: Burst = []
+        session_start = 0.0
+        missing = 0
         cool_until = 0.0
         for frame in frames:
             self.heartbeat()
@@ -195,30 +163,46 @@ class EdgeDaemon:
             analysis = self.pipeline.analyze(frame.image, self.pipeline.config.quality_verification)
             self.telemetry.add(analysis.timings_ms)
             if analysis.face is None:
-                if self.state is PassState.FACE_PRESENT:
+                if self.state in (PassState.FACE_PRESENT, PassState.CHALLENGE):
                     missing += 1
-                    if missing > self.settings.max_missing_frames:
-                        burst, self.state = [], PassState.IDLE  # the person left
+                    if missing > self.settings.max_missing_frames:  # the person left
+                        burst, self.state = [], PassState.IDLE
+                        if self.challenge is not None:
+                            self.challenge.abandon()
                 else:
                     self.state = PassState.IDLE
                 continue
             if self.state in (PassState.IDLE, PassState.COOL_DOWN):
-                self.state, burst, session_start, missing = PassState.FACE_PRESENT, [], frame.monotonic, 0
+                self.state, burst, session_start = PassState.FACE_PRESENT, [], frame.monotonic
+            missing = 0
             burst.append((frame, analysis))
-            if len(burst) < self.settings.burst_frames:
+            ready = self._attempt_ready(frame, analysis, burst)
+            if ready is None:
+                burst = burst[-self.settings.burst_frames:]
                 continue
-            record = self._complete_pass(burst, session_start)
-            burst = []
-            if record is None:
-                if frame.monotonic - session_start > self.settings.session_limit_s:
-                    record = PassRecord(time.time(), "timeout", "session limit")
-                    self._finish(record)
-                    self.state, cool_until = PassState.COOL_DOWN, frame.monotonic + self.settings.cool_down_s
-                    yield record
-                continue
+            burst, (judged, challenge) = [], ready
+            record = self.door.complete(judged, challenge)
+            if record is None:  # a new attempt in the same session (guidance is on the display)
+                if frame.monotonic - session_start <= self.settings.session_limit_s:
+                    self.state = PassState.FACE_PRESENT
+                    continue
+                record = PassRecord(time.time(), "timeout", "session limit")
             self._finish(record)
             self.state, cool_until = PassState.COOL_DOWN, frame.monotonic + self.settings.cool_down_s
             yield record
+
+    def _attempt_ready(self, frame: Frame, analysis: FaceAnalysis,
+                       burst: Burst) -> tuple[Burst, ActiveChallenge | None] | None:
+        """(frames to judge, finished challenge or None) when the attempt can be judged, else None."""
+        if self.challenge is None:
+            return (list(burst), None) if len(burst) >= self.settings.burst_frames else None
+        self.state = PassState.CHALLENGE
+        guidance = self.challenge.observe(analysis.face, frame.monotonic)
+        if guidance is not None:
+            self.display.show(guidance)
+        if not self.challenge.done:
+            return None
+        return burst[-self.settings.burst_frames:], self.challenge.finish()
 
     def telemetry_message(self) -> messages.Telemetry:
         """Health figures for operators: rates, latencies, queue depths; no biometric data."""
@@ -232,90 +216,15 @@ class EdgeDaemon:
 
     def _finish(self, record: PassRecord) -> None:
         self.passes.append(record)
+        if record.outcome == UNAVAILABLE and self.decision_available is not None:
+            self._available = False  # the display says it already; say when it is back
         details = {"outcome": record.outcome, "reason": record.reason, "latency_ms": round(record.latency_ms, 1),
                    "faces_in_view": record.faces_in_view}
-        self._emit("event", messages.Event(messages.new_id(), self.settings.device_id, "pass", time.time(), details))
+        self._emit("event", messages.Event(event_id=messages.new_id(), device_id=self.settings.device_id,
+                                           kind="pass", at=time.time(), details=details))
 
     def _emit(self, kind: str, message: messages.Message) -> None:
         try:
             self.emit(kind, message)
         except ApplianceError as exc:  # queued for later delivery by the outbox (offline issue)
             log.warning("could not send %s: %s", kind, exc)
-
-    # -- one pass -------------------------------------------------------------------------
-    def _complete_pass(self, burst: list[tuple[Frame, FaceAnalysis]], session_start: float) -> PassRecord | None:
-        """Quality -> liveness -> template -> decision -> actuate; None = keep collecting."""
-        self.state = PassState.QUALITY
-        analyses = [analysis for _, analysis in burst]
-        best = best_frame([a.quality for a in analyses])
-        chosen = analyses[best]
-        if not chosen.quality.passed:
-            self.display.show(chosen.quality.issues[0].guidance)
-            return None
-        others = len(chosen.detection.others)
-        if others:
-            self._emit("event", messages.Event(messages.new_id(), self.settings.device_id, "tailgating", time.time(),
-                                               {"faces_in_view": others + 1}))
-        stage_ms: dict[str, float] = {}
-        liveness_summary: dict = {}
-        if self.liveness is not None:
-            self.state = PassState.LIVENESS
-            start = time.perf_counter()
-            started_at = time.time()
-            outcome = self.liveness.judge([frame.image for frame, _ in burst], [a.face for a in analyses])
-            stage_ms["liveness"] = (time.perf_counter() - start) * 1000
-            summary = {"started_at": started_at, "decided_at": time.time(), "calibration": self.calibration_id,
-                       **outcome.summary()}
-            liveness_summary = sign_summary(summary, self.signer).as_dict() if self.signer else summary
-            if not outcome.live:
-                # stop here: no template, no match request; one alarm for the session
-                self.display.show("Not recognised. Please see staff.")
-                if outcome.attack:
-                    self._emit("alarm", messages.Alarm(messages.new_id(), self.settings.device_id,
-                                                       "presentation_attack", time.time(), liveness_summary))
-                return PassRecord(time.time(), "attack" if outcome.attack else "rejected",
-                                  messages.Reason.LIVENESS_FAILED, latency_ms=(time.monotonic() - burst[0][0].monotonic) * 1000,
-                                  faces_in_view=others + 1, stage_ms=stage_ms)
-        self.state = PassState.TEMPLATE
-        extraction = self.pipeline.extract([chosen], self.pipeline.config.quality_verification)[0]
-        stage_ms["embedding"] = extraction.analysis.timings_ms.get("embedding", 0.0)
-        self.telemetry.add({k: v for k, v in stage_ms.items()})
-        if not extraction.analysis.quality.passed:
-            self.display.show(extraction.analysis.quality.issues[0].guidance)
-            return None
-        credential = self.reader.poll()
-        if self.settings.require_card and credential is None:
-            self.display.show("Present your card")
-            return None
-        template = extraction.template
-        request = messages.MatchRequest(
-            request_id=messages.new_id(), device_id=self.settings.device_id,
-            mode="verify" if credential else "identify",
-            template_b64=messages.MatchRequest.pack_vector(template.vector),
-            captured_at=burst[best][0].timestamp, claim=credential.value if credential else "",
-            liveness=liveness_summary,
-        )
-        self.state = PassState.DECISION
-        start = time.perf_counter()
-        try:
-            decision = self.decider.request(request, (template.pack_id, template.pack_version))
-        except ApplianceError as exc:  # e.g. a bare matcher link that got no answer
-            log.warning("no decision: %s", exc)
-            decision = messages.Decision(request.request_id, False, messages.Reason.UNAVAILABLE)
-        stage_ms["decision"] = (time.perf_counter() - start) * 1000
-        latency = (time.monotonic() - burst[0][0].monotonic) * 1000
-        if decision.reason == messages.Reason.UNAVAILABLE:
-            self.display.show(UNAVAILABLE_TEXT)  # the door stays locked; the card reader still works
-            if self.decision_available is not None:
-                self._available = False  # the display says it already; say when it is back
-            return PassRecord(time.time(), UNAVAILABLE, decision.reason, latency_ms=latency,
-                              faces_in_view=others + 1, stage_ms=stage_ms)
-        self.state = PassState.ACTUATE
-        if decision.accepted:
-            self.actuator.open_for(self.settings.open_door_s)
-            self.display.show(f"Welcome {decision.display_name}".strip())
-        else:
-            self.display.show("Not recognised" if decision.reason != messages.Reason.LOCKED_OUT
-                              else "Too many attempts. Please use your card.")
-        return PassRecord(time.time(), "accepted" if decision.accepted else "rejected", decision.reason,
-                          decision.display_name, latency, others + 1, stage_ms)

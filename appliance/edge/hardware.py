@@ -1,8 +1,10 @@
 """The door's hardware behind small interfaces: actuator, display, credential reader.
 
 Fail-secure: an actuator is locked unless a decision opens it, and it re-locks after the
-open time whatever else happens. On a Pi the relay is driven through gpiozero (imported
-only there); elsewhere the console/log versions stand in, fed by the same code path.
+open time whatever else happens (and when the service stops). On a Pi the relay is driven
+through gpiozero (imported only there) on the pin ``[device] relay_pin`` names
+(``actuator_from``); without one the log actuator stands in, fed by the same code path. The
+display is a protocol (``Display``): the console one here, a kiosk screen elsewhere.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ class _TimedActuator:
         self._timer.start()
 
     def lock(self) -> None:
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
         self._energise(False)
         self._open = False
 
@@ -78,7 +82,18 @@ class GpioRelayActuator(_TimedActuator):
         self._relay = OutputDevice(pin, active_high=active_high, initial_value=False)
 
     def _energise(self, on: bool) -> None:
-        self._relay.on() if on else self._relay.off()
+        if on:
+            self._relay.on()
+        else:
+            self._relay.off()
+
+
+def actuator_from(device) -> DoorActuator:
+    """The door's actuator from ``[device]``: the relay on GPIO ``relay_pin`` (BCM numbering,
+    energised to open unless ``relay_active_high`` is false), else the log actuator."""
+    if device.relay_pin is None:
+        return LogActuator()
+    return GpioRelayActuator(device.relay_pin, active_high=device.relay_active_high)
 
 
 # What the person at the door reads when the door cannot decide: why, and what to do instead.

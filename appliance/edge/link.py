@@ -21,7 +21,8 @@ from collections.abc import Callable
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import MATCHER_NODE, NodeDirectory
-from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, ReplayGuard, Sealer
+from appliance.protocol.inbound import open_on_topic
+from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard, Sealer
 from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ class MatcherLink:
         """A matcher left a request unanswered in its time: not reachable until it answers."""
         self._silent_at = time.monotonic()
 
-    def send(self, kind: str, message: messages.Message, message_type: MessageType, pack: tuple[str, str] = ("", "")) -> None:
+    def send(self, kind: str, message: messages.Message, message_type: MessageType,
+             pack: tuple[str, str] = ("", "")) -> None:
         """Seal and publish an event, alarm or telemetry message on the device's own topic."""
         sealed = self.sealer.seal(self.matcher, message_type, message.encode(), *pack)
         self.endpoint.publish(topics.device_topic(self.device_id, kind), sealed)
@@ -114,9 +116,9 @@ class MatcherLink:
                 self.on_sync(incoming)
             return
         try:
-            opened = self.opener.open(incoming.payload, expect=MessageType.DECISION)
-            decision = messages.decode(opened.payload, messages.Decision)
-        except (EnvelopeRejected, ApplianceError) as exc:
+            inbound = open_on_topic(self.opener, incoming.topic, incoming.payload, expect=MessageType.DECISION)
+            decision = messages.decode(inbound.payload, messages.Decision)
+        except ApplianceError as exc:  # EnvelopeRejected included
             self.stats["rejected_answers"] += 1
             log.warning("%s: dropped an answer: %s", self.device_id, exc)
             return

@@ -19,10 +19,13 @@ from appliance.errors import ApplianceError
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType
 from appliance.stores.device import Outbox
+from appliance.workers import QueueWorker, Ticker
 
 log = logging.getLogger(__name__)
 
 KINDS = {topics.EVENT: MessageType.EVENT, topics.ALARM: MessageType.ALARM}
+PUMP_EVERY_S = 0.1  # besides every submit and ack: notice reconnections and resend timeouts
+_WAKE = "pump"  # the one kind of item: "look at the outbox now" (one queued is enough)
 
 
 class OutboxPump:
@@ -35,26 +38,28 @@ class OutboxPump:
         self._last_row = 0
         self._generation = -1
         self._probing = False  # no acknowledgement lately: one event at a time, oldest first (keeps order)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="outbox-pump", daemon=True)
+        self._worker: QueueWorker[str] = QueueWorker("outbox-pump", self._run_once, 1)
+        self._ticker = Ticker("outbox-pump-check", PUMP_EVERY_S, self._wake)
 
     def start(self) -> "OutboxPump":
-        self._thread.start()
+        self._worker.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5)
+        self._ticker.stop()
+        self._worker.stop()
+
+    def _wake(self) -> None:
+        self._worker.put(_WAKE)  # already one waiting: that one will see this too
 
     def submit(self, kind: str, message: messages.Message) -> int:
         """Seal, commit to the outbox, wake the pump; returns the queue depth."""
-        ref = message.event_id if isinstance(message, messages.Event) else message.alarm_id
+        ref = message.ref  # an Event or an Alarm (messages.Report)
         sealed = self.link.sealer.seal(self.link.matcher, KINDS[kind], message.encode())
         self.outbox.put(kind, ref, sealed, self.max_events)
-        self._wake.set()
+        self._wake()
         return self.outbox.depth()
 
     def on_ack(self, refs: list[str]) -> None:
@@ -64,7 +69,7 @@ class OutboxPump:
                 if self._inflight.pop(ref, None) is not None:
                     self.acked += 1
                     self._probing = False
-        self._wake.set()
+        self._wake()
 
     @property
     def depth(self) -> int:
@@ -75,15 +80,12 @@ class OutboxPump:
             self._inflight.clear()
         self._last_row = 0
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                self._pump()
-            except Exception:  # noqa: BLE001 - keep pumping; the events stay queued
-                log.exception("outbox pump failure")
-                self._restart_from_oldest()
-            self._wake.wait(0.1)
+    def _run_once(self, _: str) -> None:
+        try:
+            self._pump()
+        except Exception:  # keep pumping; the events stay queued
+            log.exception("outbox pump failure")
+            self._restart_from_oldest()
 
     def _pump(self) -> None:
         endpoint = self.link.endpoint
@@ -101,7 +103,7 @@ class OutboxPump:
             self.resent += len(self._inflight)
             self._restart_from_oldest()
             self._probing = True
-        while not self._stop.is_set():
+        while not self._worker.stopping:
             with self._lock:
                 room = (1 if self._probing else self.window) - len(self._inflight)
             if room <= 0:

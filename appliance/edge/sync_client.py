@@ -14,7 +14,6 @@ it the matcher is not (``MatcherLink.matcher_reachable``).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -22,14 +21,20 @@ from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
-from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, ReplayGuard
+from appliance.protocol.inbound import open_on_topic
+from appliance.protocol.sync_entries import TombstoneEntry, UpsertEntry
+from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard
 from appliance.stores.device import CacheEntry, DeviceCache
 from appliance.transport.mqtt import Incoming
 from appliance.vision.templates import Template
+from appliance.workers import QueueWorker, Ticker
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 5.0  # ask again when an answer does not come
+CHECK_S = 0.05  # how often the connection, the answer timeout and the digest are looked at
+QUEUE_LIMIT = 100_000
+_CHECK = None  # the ticker's item
 
 
 class SyncClient:
@@ -49,18 +54,18 @@ class SyncClient:
         self._awaiting = ""  # request id of the answer being applied
         self._asked_at = 0.0
         self._next_digest = time.monotonic() + digest_every_s
-        self._work: queue.Queue[Incoming] = queue.Queue(100_000)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sync-client", daemon=True)
-        link.on_sync = self._work.put
+        self._worker: QueueWorker[Incoming | None] = QueueWorker("sync-client", self._take, QUEUE_LIMIT, self.stats)
+        self._ticker = Ticker("sync-client-check", CHECK_S, lambda: self._worker.put(_CHECK))
+        link.on_sync = self._worker.put
 
     def start(self) -> "SyncClient":
-        self._thread.start()
+        self._worker.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._ticker.stop()
+        self._worker.stop()
 
     def wait_current(self, timeout: float) -> bool:
         return self.current.wait(timeout)
@@ -81,37 +86,39 @@ class SyncClient:
         except ApplianceError as exc:
             log.info("%s: sync message not sent: %s", self.device_id, exc)
 
-    # -- the worker -----------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            endpoint = self.link.endpoint
-            if not endpoint.connected.is_set():
-                self.current.clear()
-            elif endpoint.connections != self._generation:  # (re)connected: catch up first
-                self._generation = endpoint.connections
-                self.current.clear()
-                self.request()
-            elif self._awaiting and time.monotonic() - self._asked_at > REQUEST_TIMEOUT_S:
-                self.link.silent()  # the matcher did not answer: the door must not count on it
-                self.request()
-            elif time.monotonic() >= self._next_digest and self.current.is_set():
-                self._next_digest = time.monotonic() + self.digest_every_s
-                self.request(digest=True)
-            try:
-                incoming = self._work.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            try:
-                self._handle(incoming)
-            except Exception:  # noqa: BLE001 - one bad message must not stop syncing
-                self.stats["errors"] += 1
-                log.exception("%s: sync message failed", self.device_id)
+    # -- on the worker --------------------------------------------------------------------
+    def _take(self, incoming: Incoming | None) -> None:
+        if incoming is None:
+            self._check()
+            return
+        try:
+            self._handle(incoming)
+        except Exception:  # one bad message must not stop syncing
+            self.stats["errors"] += 1
+            log.exception("%s: sync message failed", self.device_id)
+
+    def _check(self) -> None:
+        """What time and the connection ask for: catch up after a (re)connection, ask again
+        when an answer did not come, send the digest now and then."""
+        endpoint = self.link.endpoint
+        if not endpoint.connected.is_set():
+            self.current.clear()
+        elif endpoint.connections != self._generation:  # (re)connected: catch up first
+            self._generation = endpoint.connections
+            self.current.clear()
+            self.request()
+        elif self._awaiting and time.monotonic() - self._asked_at > REQUEST_TIMEOUT_S:
+            self.link.silent()  # the matcher did not answer: the door must not count on it
+            self.request()
+        elif time.monotonic() >= self._next_digest and self.current.is_set():
+            self._next_digest = time.monotonic() + self.digest_every_s
+            self.request(digest=True)
 
     def _handle(self, incoming: Incoming) -> None:
         try:
-            opened = self.opener.open(incoming.payload, expect=MessageType.SYNC)
-            message = messages.decode(opened.payload)
-        except (EnvelopeRejected, ApplianceError) as exc:
+            inbound = open_on_topic(self.opener, incoming.topic, incoming.payload, expect=MessageType.SYNC)
+            message = messages.decode(inbound.payload)
+        except ApplianceError as exc:  # EnvelopeRejected included
             self.stats["rejected"] += 1
             log.warning("%s: dropped a sync message: %s", self.device_id, exc)
             return
@@ -134,7 +141,7 @@ class SyncClient:
             self.stats["stale_answers"] += 1
             return
         if delta.kind == "snapshot":
-            entries = [self._entry(e, delta) for e in delta.upserts]
+            entries = [_cache_entry(e, delta) for e in delta.upserts]
             if not self.cache.stage_snapshot(delta.snapshot_id, delta.revision, delta.after, delta.cursor, entries,
                                              delta.complete):
                 self.stats["snapshot_restarts"] += 1
@@ -144,9 +151,11 @@ class SyncClient:
             if not (delta.complete or delta.last):
                 return
         else:
+            tombstones = [TombstoneEntry.from_wire(t) for t in delta.tombstones]
             try:
-                applied = self.cache.apply_changes(delta.base, delta.revision, [self._entry(e, delta) for e in delta.upserts],
-                                                   [(t["s"], t["r"]) for t in delta.tombstones])
+                applied = self.cache.apply_changes(delta.base, delta.revision,
+                                                   [_cache_entry(e, delta) for e in delta.upserts],
+                                                   [(t.subject_id, t.revision) for t in tombstones])
             except ApplianceError as exc:
                 if exc.code is not ErrorCode.SYNC_GAP:
                     raise
@@ -165,8 +174,8 @@ class SyncClient:
         else:
             self.request()
 
-    @staticmethod
-    def _entry(entry: dict, delta: messages.Delta) -> CacheEntry:
-        vector = messages.MatchRequest(messages.new_id(), "", "identify", entry["t"], 0.0).vector()
-        return CacheEntry(entry["s"], Template(vector, delta.pack_id, delta.pack_version), entry["r"], entry["n"],
-                          entry["c"])
+
+def _cache_entry(wire: dict, delta: messages.Delta) -> CacheEntry:
+    entry = UpsertEntry.from_wire(wire)
+    return CacheEntry(entry.subject_id, Template(entry.vector, delta.pack_id, delta.pack_version), entry.revision,
+                      entry.display, entry.claim)

@@ -1,1 +1,3 @@
-"""Biometric performance evaluation (ISO/IEC 19795-1 verification and identification)."""
+"""Evaluation harness, never imported by the runtime: biometric performance (ISO/IEC 19795-1
+verification and identification), presentation-attack detection (ISO/IEC 30107-3, ``pad``),
+the SYNTHETIC attack generator (``synthetic``) and the liveness fusion fit (``pad_calibration``)."""

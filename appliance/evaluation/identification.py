@@ -34,7 +34,9 @@ def split_gallery(data: DatasetTemplates, gallery_fraction: float, gallery_image
     return gallery_ids, normalise(np.array(gallery_vectors)), mated, non_mated
 
 
-def evaluate(data: DatasetTemplates, model: dict, gallery_fraction: float = 0.7, gallery_images: int = 1, seed: int = 0) -> dict:
+def evaluate(
+    data: DatasetTemplates, model: dict, gallery_fraction: float = 0.7, gallery_images: int = 1, seed: int = 0
+) -> dict:
     gallery_ids, gallery, mated, non_mated = split_gallery(data, gallery_fraction, gallery_images, seed)
     mated_rows = np.array([row for row, _ in mated], dtype=int)
     mated_truth = np.array([index for _, index in mated], dtype=int)

@@ -81,7 +81,9 @@ def operating_point(genuine: np.ndarray, impostor: np.ndarray, threshold: float)
     )
 
 
-def det_curve(genuine: np.ndarray, impostor: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def det_curve(
+    genuine: np.ndarray, impostor: np.ndarray, points: int = 2000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thresholds, fmr, fnmr) over the score range, for plots and the EER."""
     genuine = np.sort(np.asarray(genuine, dtype=np.float64))
     impostor = np.sort(np.asarray(impostor, dtype=np.float64))
@@ -103,7 +105,9 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, 
     return float((fmr[index] + fnmr[index]) / 2), float(thresholds[index])
 
 
-def pair_scores(vectors: np.ndarray, labels: np.ndarray, max_impostors: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pair_scores(
+    vectors: np.ndarray, labels: np.ndarray, max_impostors: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """All genuine pairs and all impostor pairs (or a seeded sample of ``max_impostors``)."""
     count = len(vectors)
     genuine_parts, impostor_parts = [], []

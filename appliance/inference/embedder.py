@@ -19,6 +19,9 @@ DLIB_FIVE_FROM_MESH = (263, 362, 33, 133, 2)
 
 
 class Embedder(Protocol):
+    """What the pipeline needs from a template extractor; ``create_embedder`` returns one per
+    pack runtime (a new runtime implements these two calls)."""
+
     pack: ModelPack
 
     def aligned_crop(self, bgr: np.ndarray, face: Face) -> np.ndarray: ...
@@ -126,7 +129,7 @@ class DlibEmbedder:
         return normalise(np.array(vectors).reshape(len(crops), -1)), np.full(len(crops), np.nan, np.float32)
 
 
-def create_embedder(pack: ModelPack, model_file: Path, threads: int = 2) -> OnnxEmbedder | DlibEmbedder:
+def create_embedder(pack: ModelPack, model_file: Path, threads: int = 2) -> Embedder:
     if pack.kind != "embedding":
         raise ApplianceError(ErrorCode.PACK_INVALID, f"{pack.label} is a {pack.kind} pack, not an embedding pack")
     if pack.runtime == "onnxruntime":

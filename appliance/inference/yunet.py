@@ -12,7 +12,9 @@ from appliance.vision.types import Face
 
 class YuNetDetector:
     def __init__(self, model_file: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 50):
-        self._detector = cv2.FaceDetectorYN.create(str(model_file), "", (320, 320), score_threshold, nms_threshold, top_k)
+        self._detector = cv2.FaceDetectorYN.create(
+            str(model_file), "", (320, 320), score_threshold, nms_threshold, top_k
+        )
 
     def detect(self, bgr: np.ndarray) -> list[Face]:
         height, width = bgr.shape[:2]

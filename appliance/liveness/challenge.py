@@ -5,7 +5,9 @@ Each action is judged against the subject's own neutral state just before the pr
 face already turned or already smiling does not pass a step. Replay resistance comes from
 chance: the order of the actions and the pause before each prompt are drawn per session,
 so a video recorded in an earlier session performs the wrong action, or the right one at
-the wrong time (before its prompt was shown), and fails.
+the wrong time (before its prompt was shown), and fails. The edge daemon runs one
+challenge per attempt inside its pass loop (``appliance.edge.challenge_runner``) and
+shows the prompts on the door's display.
 
 Yaw/pitch signs follow ``vision.geometry.pose_from_rotation`` on MediaPipe's matrix:
 positive yaw = the subject turns to *their* left, negative pitch = the subject looks up
@@ -104,13 +106,17 @@ class ActiveChallenge:
     _neutral: Face | None = None
     _seen_closed: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("a challenge needs at least one step")
+        self._prompt_at = self.started_at + self.steps[0].delay_s
+
     @classmethod
     def random(cls, started_at: float, rng: random.Random | None = None, minimum: int = 1, maximum: int = 3,
                timeout_s: float = 4.0, max_delay_s: float = 1.2) -> ActiveChallenge:
-        rng = rng or random.SystemRandom()
-        challenge = cls(draw_steps(rng, minimum, maximum, timeout_s, max_delay_s), started_at)
-        challenge._prompt_at = started_at + challenge.steps[0].delay_s
-        return challenge
+        """A fresh draw; ``rng`` defaults to the operating system's source (a recording cannot
+        predict it). Tests pass a seeded ``random.Random``."""
+        return cls(draw_steps(rng or random.SystemRandom(), minimum, maximum, timeout_s, max_delay_s), started_at)
 
     @property
     def done(self) -> bool:

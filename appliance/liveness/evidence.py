@@ -1,10 +1,11 @@
 """The liveness evidence for the server's second judgement: a compact summary, signed.
 
 Never images: only cue scores, the motion and challenge results, the decision and its
-timestamps. The bytes signed are canonical JSON (sorted keys, no spaces, no NaN) so the
-server can verify exactly what the device decided on. Signing is Ed25519 through a small
-``Signer`` interface, so the node key of the security library can be plugged in later
-instead of the local key generated here.
+timestamps. The bytes signed are canonical JSON (sorted keys, no spaces, no NaN, scores
+rounded) so the server can verify exactly what the device decided on. Signing and verifying
+go through ``appliance.security.signing`` like every signed document; evidence v1 is signed
+without a domain prefix (``signing.NO_DOMAIN``: the format predates domains and is kept). The
+device signs through a small ``Signer`` interface (the node key, or a local key in tests).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.security import signing
 
 EVIDENCE_VERSION = 1
+EVIDENCE_DOMAIN = signing.NO_DOMAIN  # v1: the payload alone is signed (see the module docstring)
 DIGITS = 4  # scores are rounded: the summary is compact and reveals no more than needed
 
 
@@ -63,8 +66,9 @@ def _compact(value: Any) -> Any:
 
 
 def canonical_json(data: dict) -> bytes:
-    return json.dumps(_compact(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    """The evidence body: the signing helper's canonical JSON (UTF-8, not ASCII-escaped) of the
+    summary with scores rounded to ``DIGITS`` and non-finite numbers as null."""
+    return signing.canonical_json(_compact(data), ascii_only=False)
 
 
 @dataclass(frozen=True)
@@ -98,16 +102,17 @@ def from_transport(data: Any) -> SignedEvidence:
 
 def sign_summary(summary: dict, signer: Signer) -> SignedEvidence:
     payload = canonical_json({"version": EVIDENCE_VERSION, **summary})
-    return SignedEvidence(payload, signer.sign(payload), signer.key_id)
+    return SignedEvidence(payload, signing.sign(signer, EVIDENCE_DOMAIN, payload), signer.key_id)
 
 
 def verify(evidence: SignedEvidence, public_key: bytes) -> dict:
     """The summary when the signature holds; ``ApplianceError`` otherwise (server side)."""
-    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(evidence.signature, evidence.payload)
-    except (InvalidSignature, ValueError):
-        raise ApplianceError(ErrorCode.LIVENESS_FAILED, "liveness evidence signature invalid") from None
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except (TypeError, ValueError):
+        key = None
+    if key is None or not signing.verify(key, EVIDENCE_DOMAIN, evidence.payload, evidence.signature):
+        raise ApplianceError(ErrorCode.LIVENESS_FAILED, "liveness evidence signature invalid")
     return evidence.summary

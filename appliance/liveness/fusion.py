@@ -3,11 +3,12 @@
 Two channels must both accept. (1) The learned model alone, against a floor set at a small
 bona fide rejection rate: it was trained on real prints and screens, so the fusion may never
 out-vote it when it is sure (a tablet replay that the synthetic-trained fusion scored live
-is exactly what it catches). (2) A quadratic logistic model over the standardised cue vector (the two MiniFASNet logits and
-the image cues): small enough to read, fitted in closed-form Newton steps with numpy, and
-re-fitted per camera by ``appliance liveness calibrate`` because every cue shifts with the
-camera. The calibration file (JSON, no pickles) carries the weights, the decision threshold
-on the live score, the operating point it was set at and where its data came from.
+is exactly what it catches). (2) A quadratic logistic model over the standardised cue vector
+(the two MiniFASNet logits and the image cues): small enough to read, and re-fitted per camera
+by ``appliance liveness calibrate`` because every cue shifts with the camera (the fitting is
+evaluation code, ``appliance.evaluation.pad_calibration``; this module only applies it). The
+calibration file (JSON, no pickles) carries the weights, the decision threshold on the live
+score, the operating point it was set at and where its data came from.
 """
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ MODEL_FEATURES = ("minifasnet_v2", "minifasnet_v1se")
 IMAGE_FEATURES = tuple(name for name in ImageCues.__dataclass_fields__ if name != "texture") + TEXTURE_NAMES
 FEATURES = MODEL_FEATURES + IMAGE_FEATURES
 PROBABILITY_FLOOR = 1e-4
-L2 = 1e-2
-NEWTON_STEPS = 60
 FORMAT = 1
 
 
@@ -49,7 +48,8 @@ def cue_values(model: ModelScores, cues: ImageCues | None) -> dict[str, float]:
     return values
 
 
-def _expand(standard: np.ndarray) -> np.ndarray:
+def expand_features(standard: np.ndarray) -> np.ndarray:
+    """The quadratic model's inputs: the standardised cues and their squares."""
     return np.concatenate([standard, standard**2], axis=-1)
 
 
@@ -71,7 +71,7 @@ class Calibration:
     def attack_logit(self, values: dict[str, float]) -> float:
         vector = np.array([values[name] for name in self.features], dtype=np.float64)
         standard = (vector - np.array(self.mean)) / np.array(self.scale)
-        return float(_expand(standard) @ np.array(self.weights) + self.bias)
+        return float(expand_features(standard) @ np.array(self.weights) + self.bias)
 
     def live_score(self, values: dict[str, float]) -> float:
         """Probability-like live score in (0, 1); higher = more likely bona fide."""
@@ -82,7 +82,7 @@ class Calibration:
 
     def live_scores(self, rows: np.ndarray) -> np.ndarray:
         standard = (rows - np.array(self.mean)) / np.array(self.scale)
-        logits = _expand(standard) @ np.array(self.weights) + self.bias
+        logits = expand_features(standard) @ np.array(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(np.minimum(50.0, logits)))
 
     def save(self, path: Path) -> None:
@@ -119,25 +119,3 @@ class Calibration:
         if grey is not None:
             calibration = replace(calibration, grey=cls._from_dict(grey, path))
         return calibration
-
-
-def fit(rows: np.ndarray, is_attack: np.ndarray, features: tuple[str, ...] = FEATURES) -> tuple:
-    """(mean, scale, weights, bias) of a class-balanced, L2-regularised logistic model."""
-    rows = np.asarray(rows, dtype=np.float64)
-    y = np.asarray(is_attack, dtype=np.float64)
-    if len(np.unique(y)) != 2:
-        raise ApplianceError(ErrorCode.DATASET_INVALID, "calibration needs both bona fide and attack samples")
-    mean, scale = rows.mean(axis=0), rows.std(axis=0) + 1e-9
-    design = np.c_[_expand((rows - mean) / scale), np.ones(len(rows))]
-    balance = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    penalty = L2 * np.r_[np.ones(design.shape[1] - 1), 0.0]
-    w = np.zeros(design.shape[1])
-    for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -50, 50)))
-        gradient = design.T @ (balance * (p - y)) / len(y) + penalty * w
-        hessian = (design * (balance * p * (1 - p))[:, None]).T @ design / len(y) + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return tuple(mean), tuple(scale), tuple(w[:-1]), float(w[-1])

@@ -28,7 +28,9 @@ class ModelScores:
     per_model: tuple[float, ...]  # live probability of V2, V1SE
 
 
-def scaled_box(frame_size: tuple[int, int], box: tuple[float, float, float, float], scale: float) -> tuple[int, int, int, int]:
+def scaled_box(
+    frame_size: tuple[int, int], box: tuple[float, float, float, float], scale: float
+) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) inclusive: ``box`` scaled about its centre, kept inside the frame."""
     width, height = frame_size
     x, y, w, h = box

@@ -22,9 +22,9 @@ from typing import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops import totp
-from appliance.security.audit import AuditLog
 from appliance.security.keys import KeyProvider
 from appliance.security.roles import Principal, Role, role_named
+from appliance.stores.audit import AuditLog
 from appliance.stores.base import CipherStore
 
 ACCOUNTS_DB = "accounts-db"  # key name; one key per store, like the others
@@ -177,7 +177,8 @@ class Accounts:
         secret = totp.new_secret()
         with self.store.transaction():
             self.store.execute(
-                "INSERT INTO accounts (name, role, password, totp_secret, created, created_by) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO accounts (name, role, password, totp_secret, created, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (name, role.value, hash_password(password), secret, self.clock(), principal.actor))
         self.audit.append(principal, "account.create", name, "ok", f"role {role.value}")
         return NewAccount(self.get(name), secret)
@@ -199,20 +200,6 @@ class Accounts:
         with self.store.transaction():
             self.store.execute("UPDATE accounts SET failures = 0, locked_until = 0 WHERE name = ?", (name,))
         self.audit.append(principal, "account.unlock", name, "ok")
-
-    def change_password(self, principal: Principal, old: str, new: str) -> None:
-        """An account changes its own password (the old one is checked again)."""
-        stored = self.store.execute("SELECT password FROM accounts WHERE name = ?", (principal.actor,)).fetchone()
-        if stored is None or not check_password(old, stored[0]):
-            self.audit.append(principal, "account.password", principal.actor, "refused", "old password wrong")
-            raise ApplianceError(ErrorCode.LOGIN_FAILED, "old password wrong")
-        problems = password_problems(new, principal.actor)
-        if problems:
-            raise ApplianceError(ErrorCode.PASSWORD_POLICY, "; ".join(problems))
-        with self.store.transaction():
-            self.store.execute("UPDATE accounts SET password = ? WHERE name = ?", (hash_password(new), principal.actor))
-            self.store.execute("DELETE FROM sessions WHERE name = ?", (principal.actor,))
-        self.audit.append(principal, "account.password", principal.actor, "ok")
 
     # -- login and sessions -------------------------------------------------------------
     def login(self, name: str, password: str, code: str, device: str = "local") -> Session:
@@ -247,13 +234,15 @@ class Accounts:
             self.audit.append(principal, "login", name, "failed", f"{why}; failure {failures} of {MAX_FAILURES}")
             if lock:
                 self.audit.append(principal, "account.lock", name, "ok", f"locked for {LOCKOUT_S // 60} minutes")
-                raise ApplianceError(ErrorCode.ACCOUNT_LOCKED, f"{MAX_FAILURES} failures: locked for {LOCKOUT_S // 60} minutes")
+                raise ApplianceError(ErrorCode.ACCOUNT_LOCKED,
+                                     f"{MAX_FAILURES} failures: locked for {LOCKOUT_S // 60} minutes")
             raise ApplianceError(ErrorCode.LOGIN_FAILED, "wrong account, password or code")
         token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)
         with self.store.transaction():
             self.store.execute("UPDATE accounts SET failures = 0, locked_until = 0, last_totp_step = ? WHERE name = ?",
                                (step, name))
-            self.store.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (_token_hash(token), name, device, now, now))
+            self.store.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                               (_token_hash(token), name, device, now, now))
         self.audit.append(principal, "login", name, "ok")
         return Session(token, principal, self.idle_timeout_s)
 

@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlcipher3 import dbapi2 as sqlcipher
 
 from appliance.digests import sha256_file
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, AccountStore
-from appliance.security.keys import AUDIT_DB, BIOMETRIC_DB, IDENTITY_DB, KeyProvider, SecretKey
+from appliance.security import signing
+from appliance.security.keys import AUDIT_DB, BIOMETRIC_DB, IDENTITY_DB, KeyProvider
 from appliance.security.roles import Permission, Principal, Role, require
+from appliance.stores.base import file_integrity_problems
 from appliance.stores.deletion import load_receipt
 from appliance.stores.protected import (AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, RECEIPTS_DIR, ProtectedData)
 
@@ -57,31 +58,18 @@ class BackupManifest:
     files: dict[str, BackupFile] = field(default_factory=dict)
     format: int = FORMAT
 
-    def body(self) -> bytes:
-        return _DOMAIN + json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    def sign(self, signer: signing.Signs) -> str:
+        """The hex signature of the manifest (``backup.sig``)."""
+        return signing.sign_document(signer, _DOMAIN, asdict(self))
+
+    def verify(self, public_key: Ed25519PublicKey, signature_hex: str) -> bool:
+        return signing.verify_document(public_key, _DOMAIN, asdict(self), signature_hex)
 
 
 @dataclass(frozen=True)
 class RestoreReport:
     restored: tuple[str, ...]
     redeleted: tuple[str, ...]  # subjects deleted after the backup, deleted again
-
-
-def _integrity(path: Path, key: SecretKey) -> list[str]:
-    """Open read-only (the file must not change under verification) and check every page."""
-    conn = sqlcipher.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    try:
-        conn.execute("PRAGMA cipher_log_level = NONE")
-        conn.execute(f"PRAGMA key = {key.sqlcipher_pragma_value()}")
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            problems = [r[0] for r in conn.execute("PRAGMA cipher_integrity_check")]
-            problems += [r[0] for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
-        except sqlcipher.DatabaseError as exc:
-            problems = [f"cannot be read with key {key.name!r}: {exc}"]
-    finally:
-        conn.close()
-    return problems
 
 
 def create_backup(data: ProtectedData, principal: Principal, destination: Path, keys: KeyProvider,
@@ -98,13 +86,13 @@ def create_backup(data: ProtectedData, principal: Principal, destination: Path, 
     files = {}
     for path in written:
         key = keys.get(KEY_OF[path.name])
-        problems = _integrity(path, key)
+        problems = file_integrity_problems(path, key)
         if problems:
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{path}: {problems[0]}")
         files[path.name] = BackupFile(sha256_file(path), path.stat().st_size, key.name, key.fingerprint)
     manifest = BackupManifest(data.node.node_id, taken_at, revision, files)
     (destination / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
-    (destination / SIGNATURE).write_text(data.node.signing.sign(manifest.body()).hex() + "\n")
+    (destination / SIGNATURE).write_text(manifest.sign(data.node.signing) + "\n")
     data.audit.append(principal, "backup.create", str(destination.name), "ok",
                       f"{len(files)} stores, verified, revision {revision}")
     return manifest
@@ -124,16 +112,18 @@ def verify_backup(folder: Path, keys: KeyProvider, public_key: Ed25519PublicKey)
     folder = Path(folder)
     manifest = load_manifest(folder)
     try:
-        public_key.verify(bytes.fromhex((folder / SIGNATURE).read_text().strip()), manifest.body())
-    except Exception:  # noqa: BLE001 - missing, malformed or wrong: all mean "not ours"
-        raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{folder}: manifest signature invalid") from None
+        signature = (folder / SIGNATURE).read_text().strip()
+    except (OSError, ValueError):  # missing or unreadable: as good as a wrong one
+        signature = ""
+    if not manifest.verify(public_key, signature):  # missing, malformed or wrong: all mean "not ours"
+        raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{folder}: manifest signature invalid")
     for name, entry in manifest.files.items():
         path = folder / name
         if name not in KEY_OF or not path.is_file():
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{folder}: {name} missing or unknown")
         if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{path}: contents differ from the signed manifest")
-        problems = _integrity(path, keys.get(entry.key))
+        problems = file_integrity_problems(path, keys.get(entry.key))
         if problems:
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{path}: {problems[0]}")
     return manifest
@@ -145,16 +135,15 @@ class _Deletions:
     persons: set[str] = field(default_factory=set)  # identity records to remove too
 
 
-def deleted_since(data: ProtectedData, manifest: BackupManifest) -> _Deletions:
+def deleted_since(data: ProtectedData, manifest: BackupManifest, principal: Principal) -> _Deletions:
     """Subjects deleted after the backup: live tombstones newer than its revision, and
     signed deletion receipts dated after it (these survive losing the stores)."""
     found = _Deletions()
-    live_persons = {r[0] for r in data.identity.execute("SELECT subject_id FROM persons")}
-    for subject_id, revision in data.biometric.execute("SELECT subject_id, revision FROM tombstones"):
-        if revision > manifest.biometric_revision:
-            found.subjects.add(subject_id)
-            if subject_id not in live_persons:
-                found.persons.add(subject_id)
+    live_persons = set(data.identity.subject_ids(principal))
+    for tomb in data.biometric.tombstones(after=manifest.biometric_revision):
+        found.subjects.add(tomb.subject_id)
+        if tomb.subject_id not in live_persons:
+            found.persons.add(tomb.subject_id)
     public_key = data.node.signing.public_key()
     for path in sorted((data.root / RECEIPTS_DIR).glob("*.json")):
         receipt = load_receipt(path)
@@ -179,15 +168,14 @@ def restore_backup(data: ProtectedData, principal: Principal, folder: Path, keys
     except ApplianceError as exc:
         data.audit.append(principal, "backup.restore", folder.name, "refused", exc.detail[-120:])
         raise
-    deletions = deleted_since(data, manifest)
+    deletions = deleted_since(data, manifest, principal)
     live_revision = data.biometric.revision
     restored = data.restore(principal, folder)
     if accounts is not None and ACCOUNTS_FILE in manifest.files:
         accounts.restore(folder / ACCOUNTS_FILE)
         restored.append(ACCOUNTS_FILE)
     # revisions only move forward: caches that saw the live store must see the re-deletions
-    with data.biometric.transaction():
-        data.biometric.execute("UPDATE revision SET value = max(value, ?) WHERE id = 1", (live_revision,))
+    data.biometric.advance_revision(live_revision)
     # the replay acts on deletions already decided and audited; it runs under a named
     # internal principal so the log shows who restored and why the rows went
     replay = Principal(f"{principal.actor}:tombstone-replay", Role.SECURITY_ADMIN, principal.device)
@@ -196,7 +184,8 @@ def restore_backup(data: ProtectedData, principal: Principal, folder: Path, keys
         if subject_id in deletions.persons:
             data.identity.delete_person(replay, subject_id)
         data.vault.destroy(subject_id)
-        data.audit.append(replay, "subject.delete", subject_id, "ok", "deleted after the backup; restore keeps it deleted")
+        data.audit.append(replay, "subject.delete", subject_id, "ok",
+                          "deleted after the backup; restore keeps it deleted")
     data.identity.checkpoint()
     data.audit.append(principal, "backup.restore", folder.name, "ok",
                       f"{len(restored)} stores; {len(deletions.subjects)} later deletions kept")

@@ -62,7 +62,9 @@ def import_device(bundle_path: Path, data_dir: Path) -> str:
         infos = bundle.getmembers()
         devices = {Path(i.name).parts[1] for i in infos if i.name.startswith("nodes/") and len(Path(i.name).parts) == 3}
         if len(devices) != 1:
-            raise ApplianceError(ErrorCode.CONFIG_INVALID, f"{bundle_path}: a bundle holds one device, found {sorted(devices)}")
+            raise ApplianceError(
+                ErrorCode.CONFIG_INVALID, f"{bundle_path}: a bundle holds one device, found {sorted(devices)}"
+            )
         device = devices.pop()
         expected = set(_expected_names(device))
         for info in infos:

@@ -66,8 +66,9 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
     period = (record.get("watchdog_s") or 2 * DEFAULT_STATUS_PERIOD_S) / 2
     checks = [Check("watchdog", OK if age <= STALE_FACTOR * period else FAIL,
                     f"{service}: last heartbeat {age:.0f} s ago (pid {record.get('pid')})")]
-    checks.append(Check("model", OK if record.get("model_loaded") else FAIL,
-                        f"model {record.get('model', 'unknown')} {'loaded' if record.get('model_loaded') else 'not loaded'}"))
+    model_loaded = record.get("model_loaded")
+    checks.append(Check("model", OK if model_loaded else FAIL,
+                        f"model {record.get('model', 'unknown')} {'loaded' if model_loaded else 'not loaded'}"))
     if "broker" in record:
         checks.append(Check("connection", OK if record["broker"] else FAIL,
                             f"{service}: {'connected to' if record['broker'] else 'cannot reach'} the broker"))

@@ -27,6 +27,7 @@ from typing import Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.security import signing
 
 RELEASE = "RELEASE.json"
 SIGNATURE = "RELEASE.sig"
@@ -50,7 +51,8 @@ class Release:
     format: int = FORMAT
 
     def document(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        """``RELEASE.json`` as packed, byte for byte what the signature covers after its domain."""
+        return signing.canonical_json(asdict(self))
 
     @property
     def label(self) -> str:
@@ -77,8 +79,10 @@ def build_package(source: Path, out: Path, signer: Ed25519PrivateKey, kind: str,
                       time.time())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    document = release.document()
+    signature = signing.sign(signer, _DOMAIN, document).hex().encode()
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in ((RELEASE, release.document()), (SIGNATURE, signer.sign(_DOMAIN + release.document()).hex().encode())):
+        for name, data in ((RELEASE, document), (SIGNATURE, signature)):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -120,7 +124,7 @@ def verify_package(package: Path, trusted: list[Ed25519PublicKey]) -> tuple[Rele
         signature = bytes.fromhex(members.pop(SIGNATURE).decode("ascii").strip())
     except ValueError:
         raise _reject(f"{package}: signature malformed") from None
-    if not any(_verifies(key, signature, _DOMAIN + document) for key in trusted):
+    if not any(signing.verify(key, _DOMAIN, document, signature) for key in trusted):
         raise _reject(f"{package}: signature invalid or by an untrusted publisher")
     try:
         release = Release(**json.loads(document))
@@ -137,14 +141,6 @@ def verify_package(package: Path, trusted: list[Ed25519PublicKey]) -> tuple[Rele
     if release.kind not in KINDS or not release.id or not release.version or "/" in release.id + release.version:
         raise _reject(f"{package}: kind/id/version invalid")
     return release, payload
-
-
-def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        key.verify(signature, message)
-        return True
-    except Exception:  # noqa: BLE001 - InvalidSignature or a malformed signature
-        return False
 
 
 # -- side-by-side installation and activation ---------------------------------------------

@@ -84,7 +84,9 @@ def input_files(registry: PackRegistry, pack: ModelPack) -> list[Path]:
             )
         actual = sha256_file(path)
         if actual != expected:
-            raise ApplianceError(ErrorCode.PACK_CHECKSUM, f"{path}: sha256 {actual[:16]}... expected {expected[:16]}...")
+            raise ApplianceError(
+                ErrorCode.PACK_CHECKSUM, f"{path}: sha256 {actual[:16]}... expected {expected[:16]}..."
+            )
         found.append(path)
     return found
 

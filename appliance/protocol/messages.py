@@ -5,6 +5,12 @@ protocol version ``v``. Decoding is strict: unknown or missing fields, wrong typ
 values and unknown versions are refused with MESSAGE_REJECTED - a malformed message never
 reaches service logic. A decision carries accept/reject, a masked display name and a reason
 code: never a score, never a template.
+
+The checks live on the fields: ``Annotated[..., Field(...)]`` types (strict scalars, text
+at most ``MAX_TEXT`` characters, 32-hex-digit ids, allowed values as ``Literal``) validated by
+pydantic's ``TypeAdapter`` - the mechanism that checks the configuration
+(``appliance.config``). Rules joining fields are ``model_validator``s on the class. The
+dataclasses stay plain: constructing one in code checks nothing, ``decode`` checks all.
 """
 from __future__ import annotations
 
@@ -13,12 +19,17 @@ import dataclasses
 import functools
 import json
 import re
-import typing
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator, with_config
+
+try:  # pydantic reads a TypedDict from typing_extensions (its own dependency) below Python 3.12
+    from typing_extensions import TypedDict
+except ImportError:  # pragma: no cover - Python 3.12+ without typing_extensions
+    from typing import TypedDict
 
 from appliance.errors import ApplianceError, ErrorCode
 
@@ -27,6 +38,25 @@ MAX_MESSAGE_BYTES = 48 * 1024
 MAX_TEXT = 256
 MAX_TEMPLATE_DIMENSION = 2048
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+SUBJECT_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
+DIGEST = re.compile(r"^([0-9a-f]{64})?$")
+SYNC_KINDS = ("changes", "snapshot", "notice")
+ENROLLMENT_ACTIONS = ("enrolled", "deleted")
+
+# Field types. Strict: a JSON value of another type is refused, never converted (an integer
+# is accepted, as a float, where a number is expected).
+Number = Annotated[float, Strict()]
+Integer = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+Text = Annotated[str, Strict(), Field(max_length=MAX_TEXT)]
+Base64 = Annotated[str, Strict()]  # a template: bounded by MAX_MESSAGE_BYTES only
+Id = Annotated[str, Strict(), Field(pattern=REQUEST_ID.pattern)]  # 32 hex digits, as new_id() makes
+Revision = Annotated[int, Strict(), Field(ge=0)]
+Digest = Annotated[str, Strict(), Field(pattern=DIGEST.pattern)]  # sha256 hex, or "" (not given)
+SubjectId = Annotated[str, Strict(), Field(pattern=SUBJECT_ID.pattern)]
+
+# Unknown fields are refused.
+STRICT_FIELDS = ConfigDict(extra="forbid")
 
 
 def new_id() -> str:
@@ -53,9 +83,26 @@ class Reason:
     ALL = (MATCH, NO_MATCH, UNKNOWN_CLAIM, LIVENESS_FAILED, LOCKED_OUT, BAD_REQUEST, PACK_MISMATCH, UNAVAILABLE)
 
 
+class _Broken(ValueError):
+    """The refusal of a rule joining fields; its text is the MESSAGE_REJECTED detail."""
+
+
+def _check_template(template_b64: str, name: str, unit: bool) -> None:
+    """Refuse what is not base64 little-endian float32 of a sane size, finite (and unit length)."""
+    try:
+        vector = np.frombuffer(base64.b64decode(template_b64, validate=True), dtype="<f4")
+    except ValueError:
+        raise _Broken(f"{name} is not base64 float32") from None
+    if not 0 < len(vector) <= MAX_TEMPLATE_DIMENSION or not np.all(np.isfinite(vector)):
+        raise _Broken(f"{name} size or values invalid")
+    if unit and abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+        raise _Broken(f"{name} is not unit length")
+
+
 @dataclass(frozen=True)
 class Message:
     TYPE: ClassVar[str] = ""
+    __pydantic_config__: ClassVar[ConfigDict] = STRICT_FIELDS
 
     def encode(self) -> bytes:
         body = {"v": PROTOCOL_VERSION, "type": self.TYPE, **dataclasses.asdict(self)}
@@ -67,14 +114,15 @@ class MatchRequest(Message):
     """Device -> matcher: a probe template for 1:1 (``claim`` set) or 1:N identification."""
 
     TYPE: ClassVar[str] = "match_request"
-    request_id: str
-    device_id: str
-    mode: str  # "verify" | "identify"
-    template_b64: str  # little-endian float32, unit length
-    captured_at: float
-    claim: str = ""  # card / PIN / QR credential for 1:1 verification
-    attempt: int = 1
-    liveness: dict[str, Any] = field(default_factory=dict)  # signed evidence summary, never images
+    request_id: Id
+    device_id: Text
+    mode: Literal["verify", "identify"]
+    template_b64: Annotated[Base64, Field(description="little-endian float32, unit length")]
+    captured_at: Number
+    claim: Annotated[Text, Field(description="card / PIN / QR credential for 1:1 verification")] = ""
+    attempt: Integer = 1
+    liveness: Annotated[dict[str, Any], Field(description="signed evidence summary, never images")] \
+        = field(default_factory=dict)
 
     def vector(self) -> np.ndarray:
         raw = base64.b64decode(self.template_b64, validate=True)
@@ -84,19 +132,12 @@ class MatchRequest(Message):
     def pack_vector(vector: np.ndarray) -> str:
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
-    def validate(self) -> None:
-        if self.mode not in ("verify", "identify"):
-            raise _reject(f"mode {self.mode!r}")
+    @model_validator(mode="after")
+    def _rules(self) -> MatchRequest:
         if self.mode == "verify" and not self.claim:
-            raise _reject("verify needs a claim")
-        try:
-            vector = self.vector()
-        except ValueError:
-            raise _reject("template is not base64 float32") from None
-        if not 0 < len(vector) <= MAX_TEMPLATE_DIMENSION or not np.all(np.isfinite(vector)):
-            raise _reject("template size or values invalid")
-        if abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
-            raise _reject("template is not unit length")
+            raise _Broken("verify needs a claim")
+        _check_template(self.template_b64, "template", unit=True)
+        return self
 
 
 @dataclass(frozen=True)
@@ -104,41 +145,51 @@ class Decision(Message):
     """Matcher -> device: the answer. Pass/fail and why; never a score."""
 
     TYPE: ClassVar[str] = "decision"
-    request_id: str
-    accepted: bool
-    reason: str
-    display_name: str = ""  # masked
-    retry_after_s: float = 0.0
+    request_id: Id
+    accepted: Flag
+    reason: Literal[Reason.ALL]
+    display_name: Annotated[Text, Field(description="masked")] = ""
+    retry_after_s: Number = 0.0
 
-    def validate(self) -> None:
-        if self.reason not in Reason.ALL:
-            raise _reject(f"reason {self.reason!r}")
+    @model_validator(mode="after")
+    def _rules(self) -> Decision:
         if self.accepted and self.reason != Reason.MATCH:
-            raise _reject(f"an accepted decision with reason {self.reason!r}")
+            raise _Broken(f"an accepted decision with reason {self.reason!r}")
+        return self
 
 
 @dataclass(frozen=True)
-class Event(Message):
-    """Device -> matcher: an access event (pass outcome, tailgating, door state)."""
+class Report(Message):
+    """Device -> matcher through the device outbox: an ``Event`` or an ``Alarm``. Both have one
+    shape, ``<id>, device_id, kind, at, details``, and differ only in the name of the id on the
+    wire (``event_id``, ``alarm_id``); ``ref`` is that id, the key of the outbox, of the
+    matcher's acknowledgement and of its exactly-once record."""
 
-    TYPE: ClassVar[str] = "event"
-    event_id: str
-    device_id: str
-    kind: str
-    at: float
-    details: dict[str, Any] = field(default_factory=dict)
+    ID_FIELD: ClassVar[str] = ""
+    if TYPE_CHECKING:  # declared once for both kinds by _report, after the id
+        device_id: str
+        kind: str
+        at: float
+        details: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return getattr(self, self.ID_FIELD)
 
 
-@dataclass(frozen=True)
-class Alarm(Message):
-    """Device -> matcher: a security alarm (presentation attack, tamper, forced door)."""
+def _report(name: str, wire_type: str, id_field: str, doc: str) -> Any:
+    """A kind of ``Report``: its id first, then the fields every report has (constructor order
+    is wire order)."""
+    fields = [(id_field, Id), ("device_id", Text), ("kind", Text), ("at", Number),
+              ("details", dict[str, Any], field(default_factory=dict))]
+    return dataclasses.make_dataclass(name, fields, bases=(Report,), frozen=True, namespace={
+        "TYPE": wire_type, "ID_FIELD": id_field, "__doc__": doc, "__module__": __name__})
 
-    TYPE: ClassVar[str] = "alarm"
-    alarm_id: str
-    device_id: str
-    kind: str
-    at: float
-    details: dict[str, Any] = field(default_factory=dict)
+
+Event = _report("Event", "event", "event_id",
+                "Device -> matcher: an access event (pass outcome, tailgating, door state).")
+Alarm = _report("Alarm", "alarm", "alarm_id",
+                "Device -> matcher: a security alarm (presentation attack, tamper, forced door).")
 
 
 @dataclass(frozen=True)
@@ -146,19 +197,13 @@ class Telemetry(Message):
     """Device -> operators: health and performance figures; never biometric data."""
 
     TYPE: ClassVar[str] = "telemetry"
-    device_id: str
-    at: float
-    uptime_s: float
-    frames_per_s: float
-    stage_latency_ms: dict[str, float]
-    queue_depths: dict[str, int]
-    pack: str
-
-
-SUBJECT_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
-DIGEST = re.compile(r"^([0-9a-f]{64})?$")
-SYNC_KINDS = ("changes", "snapshot", "notice")
-ENROLLMENT_ACTIONS = ("enrolled", "deleted")
+    device_id: Text
+    at: Number
+    uptime_s: Number
+    frames_per_s: Number
+    stage_latency_ms: dict[str, Number]
+    queue_depths: dict[str, Integer]
+    pack: Text
 
 
 @dataclass(frozen=True)
@@ -167,19 +212,14 @@ class SyncRequest(Message):
     carrier of the cache digest, and of a snapshot in progress (id, revision, cursor)."""
 
     TYPE: ClassVar[str] = "sync_request"
-    request_id: str
-    device_id: str
-    revision: int
-    digest: str = ""  # sha256 of the cached (subject, pack, revision) lines; "" = not checked
-    snapshot_id: str = ""
-    snapshot_revision: int = 0
-    cursor: str = ""
-
-    def validate(self) -> None:
-        if self.revision < 0 or self.snapshot_revision < 0 or not DIGEST.match(self.digest):
-            raise _reject("sync request revision or digest invalid")
-        if self.snapshot_id and not REQUEST_ID.match(self.snapshot_id):
-            raise _reject("snapshot_id is not 32 hex digits")
+    request_id: Id
+    device_id: Text
+    revision: Revision
+    digest: Annotated[Digest, Field(description='sha256 of the cached (subject, pack, revision) lines; "": not '
+                                                'checked')] = ""
+    snapshot_id: Annotated[str, Strict(), Field(pattern=r"^([0-9a-f]{32})?$")] = ""
+    snapshot_revision: Revision = 0
+    cursor: Text = ""
 
 
 @dataclass(frozen=True)
@@ -187,13 +227,28 @@ class SyncAck(Message):
     """Device -> matcher: the revision the cache now holds, committed."""
 
     TYPE: ClassVar[str] = "sync_ack"
-    device_id: str
-    revision: int
-    at: float
+    device_id: Text
+    revision: Revision
+    at: Number
 
-    def validate(self) -> None:
-        if self.revision < 0:
-            raise _reject("negative revision")
+
+@with_config(STRICT_FIELDS)
+class Upsert(TypedDict):
+    """A template entry of a ``Delta`` (one-letter keys: a page carries many)."""
+
+    s: SubjectId  # subject pseudonym
+    r: Integer  # revision
+    t: Base64  # template, base64 little-endian float32
+    n: Text  # masked display name
+    c: Digest  # claim hash
+
+
+@with_config(STRICT_FIELDS)
+class Tombstone(TypedDict):
+    """A deletion entry of a ``Delta``."""
+
+    s: SubjectId
+    r: Integer
 
 
 @dataclass(frozen=True)
@@ -208,45 +263,30 @@ class Delta(Message):
     Tombstones: ``s``, ``r``."""
 
     TYPE: ClassVar[str] = "delta"
-    request_id: str
-    kind: str
-    base: int
-    revision: int
-    head: int
-    pack_id: str = ""
-    pack_version: str = ""
-    upserts: list[dict[str, Any]] = field(default_factory=list)
-    tombstones: list[dict[str, Any]] = field(default_factory=list)
-    snapshot_id: str = ""
-    after: str = ""
-    cursor: str = ""
-    last: bool = True  # the last message of this answer
-    complete: bool = False  # snapshot: the last page
+    request_id: Id
+    kind: Literal[SYNC_KINDS]
+    base: Revision
+    revision: Revision
+    head: Revision
+    pack_id: Text = ""
+    pack_version: Text = ""
+    upserts: list[Upsert] = field(default_factory=list)
+    tombstones: list[Tombstone] = field(default_factory=list)
+    snapshot_id: Text = ""
+    after: Text = ""
+    cursor: Text = ""
+    last: Annotated[Flag, Field(description="the last message of this answer")] = True
+    complete: Annotated[Flag, Field(description="snapshot: the last page")] = False
 
-    def validate(self) -> None:
-        if self.kind not in SYNC_KINDS:
-            raise _reject(f"delta kind {self.kind!r}")
-        if min(self.base, self.revision, self.head) < 0 or (self.kind == "changes" and self.revision < self.base):
-            raise _reject("delta revisions invalid")
+    @model_validator(mode="after")
+    def _rules(self) -> Delta:
+        if self.kind == "changes" and self.revision < self.base:
+            raise _Broken("delta revisions invalid")
         if self.kind == "snapshot" and not REQUEST_ID.match(self.snapshot_id):
-            raise _reject("snapshot without an id")
+            raise _Broken("snapshot without an id")
         for entry in self.upserts:
-            if set(entry) != {"s", "r", "t", "n", "c"} or not isinstance(entry["s"], str) \
-                    or not SUBJECT_ID.match(entry["s"]) or not isinstance(entry["r"], int) \
-                    or isinstance(entry["r"], bool) or not isinstance(entry["t"], str) \
-                    or not isinstance(entry["n"], str) or len(entry["n"]) > MAX_TEXT \
-                    or not isinstance(entry["c"], str) or not DIGEST.match(entry["c"]):
-                raise _reject("delta upsert entry invalid")
-            try:
-                vector = np.frombuffer(base64.b64decode(entry["t"], validate=True), dtype="<f4")
-            except ValueError:
-                raise _reject("delta template is not base64 float32") from None
-            if not 0 < len(vector) <= MAX_TEMPLATE_DIMENSION or not np.all(np.isfinite(vector)):
-                raise _reject("delta template size or values invalid")
-        for entry in self.tombstones:
-            if set(entry) != {"s", "r"} or not isinstance(entry["s"], str) or not SUBJECT_ID.match(entry["s"]) \
-                    or not isinstance(entry["r"], int) or isinstance(entry["r"], bool):
-                raise _reject("delta tombstone entry invalid")
+            _check_template(entry["t"], "delta template", unit=False)
+        return self
 
 
 @dataclass(frozen=True)
@@ -254,11 +294,7 @@ class OutboxAck(Message):
     """Matcher -> device: these event/alarm ids are recorded (exactly once); drop them."""
 
     TYPE: ClassVar[str] = "outbox_ack"
-    ids: list[str]
-
-    def validate(self) -> None:
-        if not all(isinstance(i, str) and REQUEST_ID.match(i) for i in self.ids):
-            raise _reject("outbox ack ids invalid")
+    ids: list[Id]
 
 
 @dataclass(frozen=True)
@@ -266,59 +302,47 @@ class EnrollmentEvent(Message):
     """Matcher -> third-party subscribers: pseudonymous and masked, never a template."""
 
     TYPE: ClassVar[str] = "enrollment_event"
-    event_id: str
-    action: str  # enrolled | deleted
-    subject_ref: str  # a pseudonym for integrations (keyed hash), not the internal subject id
-    display_name: str  # masked
-    revision: int
-    at: float
-
-    def validate(self) -> None:
-        if self.action not in ENROLLMENT_ACTIONS:
-            raise _reject(f"action {self.action!r}")
+    event_id: Id
+    action: Literal[ENROLLMENT_ACTIONS]
+    subject_ref: Annotated[Text, Field(description=(
+        "a pseudonym for integrations (keyed hash), not the internal subject id"))]
+    display_name: Annotated[Text, Field(description="masked")]
+    revision: Integer
+    at: Number
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in (
     MatchRequest, Decision, Event, Alarm, Telemetry, SyncRequest, SyncAck, Delta, OutboxAck, EnrollmentEvent)}
 
 
-def _check(value: Any, annotation: Any, name: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _reject(f"{name}: expected a number")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _reject(f"{name}: expected an integer")
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise _reject(f"{name}: expected true/false")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise _reject(f"{name}: expected a string")
-        if len(value) > MAX_TEXT and not name.endswith("_b64"):
-            raise _reject(f"{name}: longer than {MAX_TEXT}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise _reject(f"{name}: expected a list")
-        (inner,) = typing.get_args(annotation)
-        return [_check(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _reject(f"{name}: expected an object")
-        _, inner = typing.get_args(annotation)
-        return {str(k): (v if inner is Any else _check(v, inner, f"{name}.{k}")) for k, v in value.items()}
-    return value
-
-
 @functools.cache
-def _schema(cls: type[Message]) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
-    """Field types and specs of a message class, resolved once (decode runs per message)."""
-    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+def _adapter(cls: type[Message]) -> TypeAdapter[Any]:
+    """The validator of a message class, built once (decode runs per message)."""
+    return TypeAdapter(cls)
+
+
+# pydantic error types -> the JSON type a field expected
+_JSON_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true/false",
+               "string_type": "a string", "list_type": "a list", "dict_type": "an object",
+               "dataclass_type": "an object", "typed_dict_type": "an object"}
+
+
+def _detail(error: dict[str, Any]) -> str:
+    """The MESSAGE_REJECTED detail of a pydantic error: the field and what was wrong."""
+    kind, name = error["type"], "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])[1:]
+    if kind in ("missing_argument", "missing"):
+        return f"missing field {name!r}"
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"unknown field {name!r}"
+    if kind == "value_error" and isinstance(error.get("ctx", {}).get("error"), _Broken):
+        return str(error["ctx"]["error"])
+    if kind in _JSON_TYPES:
+        return f"{name}: expected {_JSON_TYPES[kind]}"
+    if kind == "string_too_long":
+        return f"{name}: longer than {MAX_TEXT}"
+    if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] == REQUEST_ID.pattern:
+        return f"{name} is not 32 hex digits"
+    return f"{name}: {error['msg'][:1].lower()}{error['msg'][1:]}"
 
 
 def decode(data: bytes, expect: type[Message] | None = None) -> Message:
@@ -333,24 +357,11 @@ def decode(data: bytes, expect: type[Message] | None = None) -> Message:
         raise _reject("not a JSON object")
     if body.pop("v", None) != PROTOCOL_VERSION:
         raise _reject("unknown protocol version")
-    cls = MESSAGE_TYPES.get(body.pop("type", None))
+    kind = body.pop("type", None)
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None  # a list or object is no type either
     if cls is None or (expect is not None and cls is not expect):
         raise _reject("unexpected message type")
-    hints, fields = _schema(cls)
-    unknown = set(body) - set(fields)
-    if unknown:
-        raise _reject(f"unknown field {sorted(unknown)[0]!r}")
-    values = {}
-    for name, spec in fields.items():
-        if name in body:
-            values[name] = _check(body[name], hints[name], name)
-        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            raise _reject(f"missing field {name!r}")
-    for id_field in ("request_id", "event_id", "alarm_id"):
-        if id_field in values and not REQUEST_ID.match(values[id_field]):
-            raise _reject(f"{id_field} is not 32 hex digits")
-    message = cls(**values)
-    validate = getattr(message, "validate", None)
-    if validate:
-        validate()
-    return message
+    try:
+        return _adapter(cls).validate_python(body)
+    except ValidationError as exc:
+        raise _reject(_detail(exc.errors(include_url=False)[0])) from None

@@ -82,6 +82,9 @@ class RejectReason(Enum):
     REPLAYED_COUNTER = "counter already seen"
     DECRYPT_FAILED = "decryption failed"
     UNEXPECTED_TYPE = "unexpected message type"
+    # checked by ``appliance.protocol.inbound.open_on_topic`` for what arrives on a device topic
+    TOPIC = "not a device topic"
+    SENDER_TOPIC_MISMATCH = "sender is not the topic owner"
 
 
 class EnvelopeRejected(ApplianceError):

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from appliance.security.roles import Permission, Principal, require
-
-if TYPE_CHECKING:  # pragma: no cover
-    from appliance.security.audit import AuditLog
 
 MASK = "*"
 KEEP_HEAD = 3
@@ -75,7 +72,14 @@ def mask_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def reveal(record: Mapping[str, Any], principal: Principal, audit: "AuditLog", subject: str) -> dict[str, Any]:
+class AuditTrail(Protocol):
+    """Where :func:`reveal` records each access: ``appliance.stores.audit.AuditLog`` (masking
+    sits below the stores and does not import them)."""
+
+    def append(self, principal: Principal, action: str, obj: str, result: str, detail: str = "") -> Any: ...
+
+
+def reveal(record: Mapping[str, Any], principal: Principal, audit: AuditTrail, subject: str) -> dict[str, Any]:
     """The unmasked record, for a role allowed to see it; the access itself is audited."""
     try:
         require(principal, Permission.READ_IDENTITY_UNMASKED)

@@ -92,6 +92,13 @@ class CipherStore:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params)
 
+    def set_synchronous(self, level: str) -> None:
+        """``FULL`` (the default: every commit survives power loss), or ``NORMAL``/``OFF`` for
+        a bulk set-up that may be lost (benchmark fixtures; never a live store)."""
+        if level not in ("OFF", "NORMAL", "FULL"):
+            raise ValueError(f"synchronous level {level!r}")
+        self.conn.execute(f"PRAGMA synchronous = {level}")
+
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it (after deletions: no old pages left)."""
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -162,6 +169,25 @@ class CipherStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def file_integrity_problems(path: Path, key: SecretKey) -> list[str]:
+    """A store file checked read-only (it must not change while it is verified, e.g. a backup
+    copy): it opens with ``key``, every page passes its HMAC, and the structure check passes.
+    Empty when all is well."""
+    conn = sqlcipher.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(f"PRAGMA key = {key.sqlcipher_pragma_value()}")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            problems = [r[0] for r in conn.execute("PRAGMA cipher_integrity_check")]
+            problems += [r[0] for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        except sqlcipher.DatabaseError as exc:
+            problems = [f"cannot be read with key {key.name!r}: {exc}"]
+    finally:
+        conn.close()
+    return problems
 
 
 def _connect(path: Path, key: SecretKey) -> Any:

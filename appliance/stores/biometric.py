@@ -81,7 +81,8 @@ class BiometricStore(CipherStore):
                 "INSERT INTO templates VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subject_id, pack_id, pack_version) "
                 "DO UPDATE SET sealed = excluded.sealed, quality = excluded.quality, updated = excluded.updated, "
                 "revision = excluded.revision",
-                (subject_id, template.pack_id, template.pack_version, sealed, encode_vector(quality), now, now, revision),
+                (subject_id, template.pack_id, template.pack_version, sealed, encode_vector(quality), now, now,
+                 revision),
             )
             self.execute("DELETE FROM tombstones WHERE subject_id = ?", (subject_id,))
         return revision
@@ -98,11 +99,18 @@ class BiometricStore(CipherStore):
         vector = decrypt_template(vault.data_key(subject_id), subject_id, pack_id, pack_version, row[0])
         return Template(vector, pack_id, pack_version)
 
-    def rows(self, subject_id: str | None = None) -> list[TemplateRow]:
-        """Template metadata (no vectors), for retention, sync and reports."""
-        sql = "SELECT subject_id, pack_id, pack_version, quality, created, updated, revision FROM templates"
-        cursor = self.execute(sql + " WHERE subject_id = ?", (subject_id,)) if subject_id else self.execute(sql)
-        return [TemplateRow(r[0], r[1], r[2], decode_vector(r[3]), r[4], r[5], r[6]) for r in cursor]
+    def rows(self, subject_id: str | None = None, pack: tuple[str, str] | None = None) -> list[TemplateRow]:
+        """Template metadata (no vectors), for retention, sync and reports; ``pack`` = (id, version)."""
+        where, params = _where(subject_id=subject_id, pack=pack)
+        return self._template_rows(where, params)
+
+    def _template_rows(self, where: str, params: list, order: str = "", limit: int | None = None) -> list[TemplateRow]:
+        sql = "SELECT subject_id, pack_id, pack_version, quality, created, updated, revision FROM templates" + where
+        if order:
+            sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", [*params, limit]
+        return [TemplateRow(r[0], r[1], r[2], decode_vector(r[3]), r[4], r[5], r[6]) for r in self.execute(sql, params)]
 
     def delete_subject(self, principal: Principal, subject_id: str, receipt_id: str = "") -> tuple[int, int]:
         """Remove every template of the subject and leave a tombstone; (rows removed, revision).
@@ -130,9 +138,51 @@ class BiometricStore(CipherStore):
                            (subject_id,)).fetchone()
         return Tombstone(*row) if row is not None else None
 
-    def changes_since(self, revision: int) -> tuple[list[TemplateRow], list[Tombstone]]:
-        """What a device cache at ``revision`` must apply to catch up."""
-        upserts = [r for r in self.rows() if r.revision > revision]
-        tombs = [Tombstone(*r) for r in self.execute(
-            "SELECT subject_id, revision, deleted_at FROM tombstones WHERE revision > ? ORDER BY revision", (revision,))]
-        return sorted(upserts, key=lambda r: r.revision), tombs
+    def changes_since(self, revision: int, upto: int | None = None, pack: tuple[str, str] | None = None,
+                      limit: int | None = None) -> tuple[list[TemplateRow], list[Tombstone]]:
+        """What a device cache at ``revision`` must apply to reach ``upto`` (default: the head):
+        the templates (of ``pack`` only, when given) and the tombstones whose revision lies in
+        ``(revision, upto]``, each in revision order and each at most ``limit`` long."""
+        where, params = _where(pack=pack, after=revision, upto=upto)
+        return (self._template_rows(where, params, "revision", limit),
+                self.tombstones(after=revision, upto=upto, limit=limit))
+
+    def snapshot_page(self, pack: tuple[str, str], after_subject: str, limit: int) -> list[TemplateRow]:
+        """One page of a snapshot: the templates of ``pack`` after ``after_subject`` (the
+        cursor), in subject order."""
+        where, params = _where(pack=pack)
+        return self._template_rows(where + " AND subject_id > ?", [*params, after_subject], "subject_id", limit)
+
+    def tombstones(self, after: int = 0, upto: int | None = None, limit: int | None = None) -> list[Tombstone]:
+        """Deletion records with a revision in ``(after, upto]`` (default: all), in revision order."""
+        where, params = _where(after=after, upto=upto)
+        sql = "SELECT subject_id, revision, deleted_at, receipt_id FROM tombstones" + where + " ORDER BY revision"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", [*params, limit]
+        return [Tombstone(*r) for r in self.execute(sql, params)]
+
+    def advance_revision(self, at_least: int) -> int:
+        """Move the store revision forward to at least ``at_least``, never back (after a
+        restore, caches that saw the live store must see every later change as new)."""
+        with self.transaction():
+            self.execute("UPDATE revision SET value = max(value, ?) WHERE id = 1", (at_least,))
+        return self.revision
+
+
+def _where(subject_id: str | None = None, pack: tuple[str, str] | None = None, after: int | None = None,
+           upto: int | None = None) -> tuple[str, list]:
+    """A WHERE clause over the columns ``templates`` and ``tombstones`` share, and its parameters."""
+    clauses, params = [], []
+    if subject_id:
+        clauses.append("subject_id = ?")
+        params.append(subject_id)
+    if pack is not None:
+        clauses.append("pack_id = ? AND pack_version = ?")
+        params += [pack[0], pack[1]]
+    if after is not None:
+        clauses.append("revision > ?")
+        params.append(after)
+    if upto is not None:
+        clauses.append("revision <= ?")
+        params.append(upto)
+    return (" WHERE " + " AND ".join(clauses) if clauses else " WHERE 1"), params

@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.security import signing
 from appliance.security.roles import Principal
 from appliance.stores.biometric import BiometricStore
 from appliance.stores.identity import IdentityRegistry
@@ -49,20 +50,21 @@ class DeletionReceipt:
     tombstone_revision: int
     signature: str = ""
 
-    def body(self) -> bytes:
+    def document(self) -> dict:
+        """What the signature covers: every field but the signature."""
         data = asdict(self)
         data.pop("signature")
-        return _RECEIPT_DOMAIN + json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return data
+
+    def signed(self, signer: Ed25519PrivateKey) -> DeletionReceipt:
+        return replace(self, signature=signing.sign_document(signer, _RECEIPT_DOMAIN, self.document()))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
 
     def verify(self, public_key: Ed25519PublicKey) -> bool:
-        try:
-            public_key.verify(bytes.fromhex(self.signature), self.body())
-            return True
-        except Exception:  # noqa: BLE001 - any failure means "not a valid receipt"
-            return False
+        """Never raises: a malformed or edited receipt is simply not valid."""
+        return signing.verify_document(public_key, _RECEIPT_DOMAIN, self.document(), self.signature)
 
 
 @dataclass
@@ -145,8 +147,7 @@ def erase_subject(principal: Principal, subject_id: str, reason: str, identity: 
         receipt_id=receipt_id, subject_id=subject_id, reason=reason,
         deleted_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), node=node,
         actor=principal.actor, items=tuple(items), tombstone_revision=revision)
-    receipt = DeletionReceipt(**{**asdict(receipt), "items": receipt.items,
-                                 "signature": signer.sign(receipt.body()).hex()})
+    receipt = receipt.signed(signer)
     receipts_dir.mkdir(parents=True, exist_ok=True)
     (receipts_dir / f"{receipt.receipt_id}.json").write_text(receipt.to_json() + "\n", encoding="utf-8")
     return receipt

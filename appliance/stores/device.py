@@ -146,12 +146,15 @@ class DeviceCache(CipherStore):
             [(e.subject_id, e.template.pack_id, e.template.pack_version, encode_vector(e.template.vector),
               e.revision, e.display, e.claim) for e in entries])
 
+    def held(self) -> list[tuple[str, str, str, int]]:
+        """(subject, pack, version, revision) of every cached template."""
+        with self.lock:
+            return [tuple(r) for r in self.execute("SELECT subject_id, pack_id, pack_version, revision FROM cached")]
+
     def digest(self) -> str:
         """sha256 over the sorted (subject, pack, version, revision) lines: what the matcher
         compares with the set it believes this device holds."""
-        with self.lock:
-            rows = self.execute("SELECT subject_id, pack_id, pack_version, revision FROM cached").fetchall()
-        return cache_digest(rows)
+        return cache_digest(self.held())
 
     def count(self) -> int:
         with self.lock:
@@ -167,7 +170,8 @@ class DeviceCache(CipherStore):
         with self.lock:
             return float(self.execute("SELECT confirmed_at FROM sync_state WHERE id = 1").fetchone()[0])
 
-    def local_view(self, pack_id: str, pack_version: str) -> tuple[list[str], np.ndarray, dict[str, str], dict[str, str]]:
+    def local_view(self, pack_id: str,
+                   pack_version: str) -> tuple[list[str], np.ndarray, dict[str, str], dict[str, str]]:
         """(subject ids, vectors, claim hash -> subject, subject -> masked name) for local matching."""
         with self.lock:
             rows = self.execute("SELECT subject_id, vector, claim, display FROM cached WHERE pack_id = ? "
@@ -283,16 +287,6 @@ class Outbox(CipherStore):
                             "ORDER BY id LIMIT ?", (limit,))
         return [OutboxEvent(*r) for r in rows]
 
-    def mark_attempt(self, event_id: int) -> None:
-        with self.transaction():
-            self.execute("UPDATE events SET attempts = attempts + 1 WHERE id = ?", (event_id,))
-
-    def mark_sent(self, event_ids: list[int]) -> None:
-        with self.transaction():
-            self.conn.executemany("UPDATE events SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
-                                  [(time.time(), i) for i in event_ids])
-            self._recount()
-
     def prune(self, before: float) -> int:
         """Remove events older than ``before`` (retention), sent or not."""
         with self.transaction():
@@ -301,4 +295,5 @@ class Outbox(CipherStore):
             return removed
 
     def _recount(self) -> None:
-        self.execute("UPDATE queue_state SET pending = (SELECT count(*) FROM events WHERE sent_at IS NULL) WHERE id = 1")
+        self.execute("UPDATE queue_state SET pending = (SELECT count(*) FROM events WHERE sent_at IS NULL) "
+                     "WHERE id = 1")

@@ -15,7 +15,7 @@ import numpy as np
 from appliance import paths
 from appliance.config import Config, SecurityConfig
 from appliance.errors import ApplianceError
-from appliance.security.audit import SECONDS_PER_DAY, AuditLog
+from appliance.stores.audit import SECONDS_PER_DAY, AuditLog
 from appliance.security.consent import ENROLL_SCOPE, ConsentRecord, Person, check_enrollable
 from appliance.security.envelope import NodeKeys
 from appliance.security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
@@ -55,7 +55,8 @@ class RetentionReport:
 
 
 class ProtectedData:
-    def __init__(self, root: Path, keys: KeyProvider, security: SecurityConfig = SecurityConfig()) -> None:
+    def __init__(self, root: Path, keys: KeyProvider, security: SecurityConfig | None = None) -> None:
+        security = security or SecurityConfig()
         self.root = Path(root)
         self.security = security
         self.node = NodeKeys.from_provider(security.node_id, keys)

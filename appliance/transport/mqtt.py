@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 PUBLISH_TIMEOUT_S = 5.0
 SUCCESS = 0
-NO_MATCHING_SUBSCRIBERS = 16
-EARLY_ACKS = 1024  # message ids wrap at 65,535: far fewer are remembered  # MQTT 5 PUBACK: accepted, nobody subscribed - still success
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK: accepted, nobody subscribed - still success
+EARLY_ACKS = 1024  # message ids wrap at 65,535: far fewer are remembered
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,14 @@ class MqttEndpoint:
             self._client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s,
                                  clean_start=self.settings.session_expiry_s == 0, properties=properties)
         except (OSError, ValueError) as exc:
-            raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"{self.settings.host}:{self.settings.port}: {exc}") from None
+            raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
+                                 f"{self.settings.host}:{self.settings.port}: {exc}") from None
         self._client.loop_start()
         if not self.connected.wait(timeout):
             self.close()
             raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
-                                 f"{self.settings.client_id}: no CONNACK from {self.settings.host}:{self.settings.port}")
+                                 f"{self.settings.client_id}: no CONNACK from "
+                                 f"{self.settings.host}:{self.settings.port}")
 
     def close(self, announce_offline: bool = True) -> None:
         if announce_offline and self.settings.will_topic and self.connected.is_set():

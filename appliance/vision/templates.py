@@ -37,7 +37,3 @@ def similarity(a: Template, b: Template) -> float:
     check_compatible(a, b)
     return float(np.dot(a.vector, b.vector))
 
-
-def similarity_matrix(probes: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """All cosine similarities between unit vectors (rows)."""
-    return np.asarray(probes, dtype=np.float32) @ np.asarray(gallery, dtype=np.float32).T

@@ -18,9 +18,7 @@ def _faces(pipeline, paths):
 
 
 def _challenge(*actions: Action, delay: float = 0.5, timeout: float = 3.0) -> ActiveChallenge:
-    challenge = ActiveChallenge([Step(a, delay, timeout) for a in actions], started_at=0.0)
-    challenge._prompt_at = delay
-    return challenge
+    return ActiveChallenge([Step(a, delay, timeout) for a in actions], started_at=0.0)
 
 
 def _play(challenge: ActiveChallenge, faces, start: float = 0.0) -> list[str]:
@@ -119,3 +117,6 @@ def test_random_sequences_vary_and_are_valid():
     assert len(orders) > 20
     challenge = ActiveChallenge.random(100.0, random.Random(1))
     assert challenge.guidance(100.0) == "Look at the camera"
+    assert challenge.guidance(100.0 + challenge.steps[0].delay_s) == challenge.steps[0].action.guidance
+    # the draw is the random source's: the same seed asks the same, which tests rely on
+    assert ActiveChallenge.random(0.0, random.Random(1)).steps == challenge.steps

@@ -30,7 +30,7 @@ def test_model_alone_separates_samples(pipeline, checker, spoof_samples):
 def test_greyscale_frames_use_the_grey_fusion(pipeline, checker, spoof_samples):
     """A monochrome camera: the grey fusion judges (the colour one would be out of domain).
     Known weakness: the grey copy of F1 (a print) passes; see docs/liveness.md."""
-    from appliance.liveness.pad import to_grey
+    from appliance.evaluation.pad import to_grey
 
     decisions = {}
     for name in ("image_T1", "image_F2"):
@@ -39,3 +39,17 @@ def test_greyscale_frames_use_the_grey_fusion(pipeline, checker, spoof_samples):
     assert all(d.mode == "grey" for d in decisions.values())
     assert decisions["image_T1"].live and not decisions["image_F2"].live
     assert decisions["image_T1"].threshold == checker.calibration.grey.threshold
+
+
+def test_check_command_judges_images_and_says_which(shared, tmp_path, capsys):
+    """``appliance liveness check``: exit 0 only when every item is live; a folder of frames is
+    one presentation; something that is not an image is an error, not a verdict."""
+    from appliance.cli.main import main
+
+    samples = shared / "data" / "spoof" / "samples"
+    assert main(["liveness", "check", str(samples / "image_T1.jpg")]) == 0
+    assert main(["liveness", "check", str(samples / "image_T1.jpg"), str(samples / "image_F2.jpg")]) == 1
+    out = capsys.readouterr().out
+    assert "image_T1.jpg: live" in out and "image_F2.jpg: ATTACK" in out
+    (tmp_path / "notes.txt").write_text("not a face")
+    assert main(["liveness", "check", str(tmp_path / "notes.txt")]) != 0

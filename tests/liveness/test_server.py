@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.liveness.events import CollectingSink
+from appliance.edge.door_pass import judge_liveness
 from appliance.liveness.evidence import Ed25519Signer, sign_summary
 from appliance.liveness.server import ServerPolicy, judge_evidence
-from appliance.liveness.session import run_session
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +14,19 @@ def signer():
     return Ed25519Signer.generate("door-2")
 
 
+def door_evidence(pipeline, checker, image, signer):
+    """The evidence the door's pass signs for a burst of ``image``, decided at device time 1000."""
+    frames = [image] * 3
+    result = judge_liveness(checker, frames, [pipeline.analyze(frame).face for frame in frames], signer=signer,
+                            calibration_id=checker.calibration_id, clock=lambda: 1000.0)
+    return result.verdict, result.evidence
+
+
 @pytest.fixture(scope="module")
 def live_evidence(pipeline, checker, spoof_samples, signer):
-    outcome = run_session(pipeline, checker, [spoof_samples["image_T1"]] * 3, signer, CollectingSink(),
-                          lambda template, evidence: None, device_time=lambda: 1000.0)
-    assert outcome.decision.live
-    return outcome.evidence
+    verdict, evidence = door_evidence(pipeline, checker, spoof_samples["image_T1"], signer)
+    assert verdict.live
+    return evidence
 
 
 def test_live_evidence_is_accepted(live_evidence, signer, checker):
@@ -43,9 +49,8 @@ def test_policy_rejections(live_evidence, signer, policy, now, reason):
 def test_wrong_key_and_attack_evidence_are_rejected(pipeline, checker, spoof_samples, live_evidence, signer):
     other = Ed25519Signer.generate().public_key_bytes()
     assert judge_evidence(live_evidence, other, ServerPolicy(), 1001.0).reasons == ("signature_invalid",)
-    outcome = run_session(pipeline, checker, [spoof_samples["image_F2"]] * 3, signer, CollectingSink(),
-                          lambda template, evidence: None, device_time=lambda: 1000.0)
-    judgement = judge_evidence(outcome.evidence, signer.public_key_bytes(), ServerPolicy(), 1001.0)
+    _, evidence = door_evidence(pipeline, checker, spoof_samples["image_F2"], signer)
+    judgement = judge_evidence(evidence, signer.public_key_bytes(), ServerPolicy(), 1001.0)
     assert not judgement.accepted and "device_judged_not_live" in judgement.reasons
 
 

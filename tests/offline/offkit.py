@@ -11,7 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from appliance.config import OfflineConfig
-from appliance.matcher.sync import LOCAL_MATCH_SCOPE, SyncingMatcher, open_sync_store
+from appliance.matcher.app import Matcher, compose
+from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE
+from appliance.matcher.loaded import LoadedGallery
+from appliance.matcher.sync_store import open_sync_store
+from appliance.matching import Gallery
 from appliance.packs import ModelPack
 from appliance.protocol import messages
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
@@ -46,6 +50,20 @@ def enroll_person(data, rng, name: str, card: str = "", local: bool = True) -> t
     return subject, vector
 
 
+def enroll_real_person(site, pipeline, image: Path, name: str) -> str:
+    """Enroll the face in ``image`` (a real template from the pipeline) with both consents."""
+    from appliance.capture.images import read_image
+
+    subject = new_subject_id()
+    site.data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD))
+    for scope in (ENROLL_SCOPE, LOCAL_MATCH_SCOPE):
+        site.data.record_consent(OPERATOR, ConsentRecord(subject, scope, "v1", time.time(), name))
+    template = pipeline.template(read_image(image))[1]
+    assert (template.pack_id, template.pack_version) == PACK
+    site.data.enroll(OPERATOR, subject, template, np.zeros(1, np.float32))
+    return subject
+
+
 def make_site(folder: Path, config, people: int = 8, seed: int = 0):
     site = Site(folder)
     site.provision(DEVICES, matchers=("matcher-1", "matcher-2"), integrations=("erp",))
@@ -77,17 +95,15 @@ def pack_model() -> ModelPack:
     return registry().get(PACK[0]) if hasattr(registry(), "get") else None
 
 
-def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapshot_after: int = 5000) -> SyncingMatcher:
-    from appliance.matcher.gallery import Gallery
-    from appliance.matcher.service import LoadedGallery
+def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapshot_after: int = 5000) -> Matcher:
+    """A full replica in this process, with its own store connections (as a matcher process
+    has: one SQLite connection is not shared by threads); ``stop`` closes them too."""
     from appliance.security.masking import mask_name
-
     from appliance.stores.protected import ProtectedData
 
     principal = Principal(name, Role.OPERATOR)
     gallery = Gallery(*PACK, DIMENSION)
     claims, names = {}, {}
-    # its own connections, as a matcher process has (one SQLite connection is not shared by threads)
     data = ProtectedData(site.central, FileKeyProvider(site.central / KEYS_DIR), site.data.security)
     for subject in data.identity.subject_ids(principal):
         if not data.biometric.rows(subject):
@@ -97,17 +113,17 @@ def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapsho
         claims[person.card_no] = subject
         names[subject] = mask_name(person.name)
     store = open_sync_store(data, FileKeyProvider(site.central / KEYS_DIR))
-    service = SyncingMatcher(name, site.mqtt(name), data.node, site.directory, LoadedGallery(gallery, claims, names),
-                             threshold, data=data, sync_store=store, snapshot_after=snapshot_after, poll_s=0.1)
-    service.start()
-    stop = service.stop
+    matcher = compose(name, site.mqtt(name), data.node, site.directory, LoadedGallery(gallery, claims, names),
+                      threshold, data=data, sync_store=store, snapshot_after=snapshot_after, poll_s=0.1)
+    matcher.start()
+    stop = matcher.stop
 
     def stop_and_close() -> None:
         stop()
         data.close()
 
-    service.stop = stop_and_close
-    return service
+    matcher.stop = stop_and_close
+    return matcher
 
 
 def matcher_process(site, config_path: Path | None = None, name: str = "matcher-1") -> subprocess.Popen:

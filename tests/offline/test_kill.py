@@ -10,11 +10,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from appliance.edge.offline import CACHE_FILE, OUTBOX_FILE, device_folder, open_door
-from appliance.matcher.sync import SYNC_FILE, SyncStore
+from appliance.matcher.sync_store import SYNC_FILE, SyncStore
 from appliance.protocol import messages, topics
 from appliance.security.keys import FileKeyProvider
 from appliance.stores.device import DeviceCache, Outbox
@@ -23,6 +24,7 @@ from offkit import (ADMIN, PACK, REPO, enroll_person, make_site, matcher_process
                     start_matcher, wait_for)
 
 KILLS = 10
+AGENT = Path(__file__).with_name("agent.py")  # a camera-less door
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def site(tmp_path_factory, config):
 
 
 def agent(site, device: str, events: int = 0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "appliance.edge.offline", "--site", str(site.folder), "--port",
+    return subprocess.Popen([sys.executable, str(AGENT), "--site", str(site.folder), "--port",
                              str(site.broker.port), "--device", device, "--events", str(events)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
 
@@ -58,9 +60,9 @@ def check_cache_consistent(site, device: str) -> int:
     try:
         assert cache.integrity_problems() == []
         revision = cache.revision
-        rows = {s: r for s, _, _, r in cache.execute("SELECT subject_id, pack_id, pack_version, revision FROM cached")}
-        central = dict(site.data.biometric.execute("SELECT subject_id, revision FROM templates"))
-        tombs = dict(site.data.biometric.execute("SELECT subject_id, revision FROM tombstones"))
+        rows = {s: r for s, _, _, r in cache.held()}
+        central = {row.subject_id: row.revision for row in site.data.biometric.rows()}
+        tombs = {tomb.subject_id: tomb.revision for tomb in site.data.biometric.tombstones()}
         assert all(r <= revision for r in rows.values())
         assert {s for s, r in central.items() if r <= revision} <= set(rows)
         assert not {s for s, r in tombs.items() if r <= revision} & set(rows)
@@ -77,8 +79,7 @@ def test_sigkill_during_delta_application_leaves_a_whole_revision(site):
         for round_ in range(KILLS):
             for _ in range(60):  # work for the agent: new enrollments ...
                 enroll_person(site.data, site.rng, "Kill Test")
-            for subject, _ in list(site.data.biometric.execute("SELECT subject_id, revision FROM templates "
-                                                               "ORDER BY random() LIMIT 4")):
+            for subject in rng.sample(sorted(row.subject_id for row in site.data.biometric.rows()), 4):
                 site.data.delete_subject(ADMIN, subject)  # ... and deletions
                 site.people.pop(subject, None)
             if round_ % 3 == 2:  # every third round: far behind, so a snapshot is being staged
@@ -88,7 +89,7 @@ def test_sigkill_during_delta_application_leaves_a_whole_revision(site):
             process = agent(site, "door-c")
             lines, stop = [], threading.Event()
             read_lines(process, lines, stop)
-            assert wait_for(lambda: lines, 20), "agent did not start"
+            assert wait_for(lambda lines=lines: lines, 20), "agent did not start"
             time.sleep(rng.uniform(0.0, 0.6))  # somewhere in the middle of applying deltas
             process.send_signal(signal.SIGKILL)
             process.wait()
@@ -99,7 +100,7 @@ def test_sigkill_during_delta_application_leaves_a_whole_revision(site):
         lines, stop = [], threading.Event()
         read_lines(process, lines, stop)
         head = site.data.biometric.revision
-        assert wait_for(lambda: any(l.get("current") and l["revision"] == head for l in lines), 30), lines[-3:]
+        assert wait_for(lambda: any(line.get("current") and line["revision"] == head for line in lines), 30), lines[-3:]
         process.terminate()
         process.wait()
         assert check_cache_consistent(site, "door-c") == head
@@ -118,13 +119,13 @@ def test_sigkill_during_outbox_writes_loses_no_committed_event(site):
             process = agent(site, "door-b", events=1_000_000)
             lines, stop = [], threading.Event()
             read_lines(process, lines, stop)
-            assert wait_for(lambda: len(lines) >= 5, 20)
+            assert wait_for(lambda lines=lines: len(lines) >= 5, 20)
             time.sleep(rng.uniform(0.05, 0.4))
             process.send_signal(signal.SIGKILL)
             process.wait()
             stop.set()
             time.sleep(0.05)
-            committed += [l["committed"] for l in lines if "committed" in l]
+            committed += [line["committed"] for line in lines if "committed" in line]
             folder = device_folder(site, "door-b")
             outbox = Outbox.open(folder / OUTBOX_FILE, FileKeyProvider(folder))
             try:
@@ -139,7 +140,7 @@ def test_sigkill_during_outbox_writes_loses_no_committed_event(site):
         lines, stop = [], threading.Event()
         read_lines(process, lines, stop)
         assert wait_for(lambda: set(committed) <= set(matcher.store.event_ids("door-b")), 60)
-        assert wait_for(lambda: any(l.get("depth") == 0 for l in lines), 20)
+        assert wait_for(lambda: any(line.get("depth") == 0 for line in lines), 20)
         process.terminate()
         process.wait()
         ids = matcher.store.event_ids("door-b")
@@ -190,7 +191,7 @@ def test_matcher_killed_mid_stream_door_decides_from_cache_then_outbox_drains_ex
     store = SyncStore.open(site.central / SYNC_FILE, FileKeyProvider(site.central / KEYS_DIR))
     try:
         ids = store.event_ids("door-a")
-        kinds = [k for (k,) in store.execute("SELECT kind FROM events WHERE device_id = 'door-a' ORDER BY seq")]
+        kinds = [event.kind for event in store.events("door-a")]
     finally:
         store.close()
     assert len(ids) == len(set(ids))  # no duplicate

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from appliance.edge.offline import open_door
-from appliance.matcher.sync import verify_report
+from appliance.edge.offline import device_folder, open_door
+from appliance.matcher.deletions import verify_report
 from appliance.protocol import messages, topics
 from appliance.transport.mqtt import MqttEndpoint
 from offkit import (ADMIN, PACK, enroll_person, make_site, offline_config, probe_of, request, start_matcher,
@@ -33,10 +33,6 @@ def matcher(site):
     service.store.close()
 
 
-def expected_set(site, group="default") -> set[str]:
-    return {s for s, _ in site.data.biometric.execute("SELECT subject_id, revision FROM templates")}
-
-
 def test_offline_device_refuses_a_subject_deleted_while_away_and_every_device_confirms(site, matcher):
     door_a = open_door(site, "door-a", offline_config(mode="local"), threshold=0.4)
     door_b = open_door(site, "door-b", offline_config(mode="local"), threshold=0.4)
@@ -49,22 +45,23 @@ def test_offline_device_refuses_a_subject_deleted_while_away_and_every_device_co
         site.people.pop(subject)
         assert wait_for(lambda: subject not in door_a.cache.subject_ids())
         devices = ["door-a", "door-b"]
-        assert wait_for(lambda: [u["missing"] for u in matcher.sync.unconfirmed(devices)
+        assert wait_for(lambda: [u["missing"] for u in matcher.confirmations.unconfirmed(devices)
                                  if u["revision"] == receipt.tombstone_revision] == [["door-b"]])
-        report = matcher.sync.deletion_report(receipt.receipt_id, devices)
+        report = matcher.confirmations.report(receipt.receipt_id, devices)
         assert report["complete"] is False and report["devices"]["door-b"] is None
         # door-b comes back and is asked to decide at once: the tombstone goes first
         door_b = open_door(site, "door-b", offline_config(mode="local"), threshold=0.4)
         decision = door_b.decider.request(request("door-b", probe_of(vector, site.rng)), PACK)
         assert not decision.accepted and decision.reason == messages.Reason.NO_MATCH
         assert subject not in door_b.cache.subject_ids() and door_b.cache.revision >= receipt.tombstone_revision
-        assert wait_for(lambda: matcher.sync.deletion_report(receipt.receipt_id, devices)["complete"])
-        report = matcher.sync.deletion_report(receipt.receipt_id, devices)
+        assert wait_for(lambda: matcher.confirmations.report(receipt.receipt_id, devices)["complete"])
+        report = matcher.confirmations.report(receipt.receipt_id, devices)
         assert all(isinstance(report["devices"][d], float) for d in devices)
         assert verify_report(report, site.data.node.signing.public_key())
         report["devices"]["door-b"] = None
         assert not verify_report(report, site.data.node.signing.public_key())
-        assert not [u for u in matcher.sync.unconfirmed(devices) if u["revision"] == receipt.tombstone_revision]
+        assert not [u for u in matcher.confirmations.unconfirmed(devices)
+                    if u["revision"] == receipt.tombstone_revision]
         # a person still enrolled is still admitted by the cache
         other, other_vector = next(iter(site.people.items()))
         assert door_b.decider.request(request("door-b", probe_of(other_vector, site.rng)), PACK).accepted
@@ -82,7 +79,8 @@ def test_digest_mismatch_forces_a_resync(site, matcher):
             door.cache.execute("DELETE FROM cached WHERE subject_id = (SELECT min(subject_id) FROM cached)")
         assert door.cache.digest() != before
         door.sync.request(digest=True)
-        assert wait_for(lambda: matcher.stats["sync:digest_mismatch"] == 1), (dict(matcher.stats), dict(door.sync.stats))
+        assert wait_for(lambda: matcher.stats["sync:digest_mismatch"] == 1), (dict(matcher.stats),
+                                                                              dict(door.sync.stats))
         assert wait_for(lambda: door.cache.count() == count and door.cache.digest() == before)
         door.sync.request(digest=True)  # now it matches: no second resync
         assert wait_for(lambda: matcher.stats["sync:current"] >= 1)
@@ -105,7 +103,7 @@ def test_scoping_by_local_consent_and_door_group(site, matcher):
         cached = set(door.cache.subject_ids())
         assert no_local not in cached and lobby not in cached
         assert no_local in matcher.loaded.gallery and lobby in matcher.loaded.gallery  # central still matches
-        assert door.cache.digest() == matcher.sync.expected_digest("default")
+        assert door.cache.digest() == matcher.revisions.expected_digest("default")
     finally:
         door.close()
 
@@ -123,8 +121,6 @@ def test_new_device_far_behind_gets_a_snapshot_and_replicas_follow(site):
     try:
         subject, vector = enroll_person(site.data, site.rng, "Late Comer", card="C-LATE")
         assert wait_for(lambda: subject in first.loaded.gallery and subject in second.loaded.gallery)
-        from appliance.edge.offline import device_folder
-
         for name in ("cache.db", "outbox.db"):  # door-c provisioned anew: an empty cache
             for suffix in ("", "-wal", "-shm"):
                 (device_folder(site, "door-c") / (name + suffix)).unlink(missing_ok=True)
@@ -132,7 +128,7 @@ def test_new_device_far_behind_gets_a_snapshot_and_replicas_follow(site):
         assert door.sync.wait_current(10)
         assert first.stats["sync:snapshot"] + second.stats["sync:snapshot"] >= 1
         assert door.cache.revision == site.data.biometric.revision
-        assert door.cache.digest() == first.sync.expected_digest("default")
+        assert door.cache.digest() == first.revisions.expected_digest("default")
         assert subject in door.cache.subject_ids()
         # central decisions from whichever replica: both know the new subject
         for _ in range(4):
@@ -199,8 +195,7 @@ def test_local_decisions_refused_from_a_cache_too_old(site, tmp_path):
     door = open_door(site, "door-b", offline_config(mode="local", max_cache_age_s=60, sync_wait_ms=100),
                      threshold=0.4, connect=False)
     try:
-        with door.cache.lock, door.cache.transaction():
-            door.cache.execute("UPDATE sync_state SET confirmed_at = ?", (time.time() - 3600,))
+        door.cache.confirm_current(now=time.time() - 3600)
         subject, vector = next(iter(site.people.items()))
         # not an error, and not "no match": the door says it cannot decide (docs/offline.md)
         decision = door.decider.request(request("door-b", probe_of(vector, site.rng)), PACK)

@@ -8,7 +8,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from appliance.capture.images import read_image
@@ -17,10 +16,9 @@ from appliance.edge.cache_decider import ALARM_KIND, NEVER_SYNCED, STALE
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.hardware import READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, LogActuator
 from appliance.edge.offline import CACHE_FILE, OUTBOX_FILE, device_folder, open_door
-from appliance.matcher.sync import LOCAL_MATCH_SCOPE
 from appliance.protocol import messages
-from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
-from offkit import OPERATOR, PACK, enroll_person, make_site, offline_config, probe_of, request, start_matcher, wait_for
+from offkit import (PACK, enroll_person, enroll_real_person, make_site, offline_config, probe_of, request,
+                    start_matcher, wait_for)
 
 RECONNECT_S = 40  # paho's reconnect back-off (up to 30 s) after the broker comes back
 FRAMES_PER_IMAGE = 3  # one burst per pass
@@ -145,17 +143,6 @@ def frames_of(folder: Path, image: Path) -> FolderReplaySource:
     for copy in range(FRAMES_PER_IMAGE):
         shutil.copy(image, folder / f"{copy:03d}{image.suffix}")
     return FolderReplaySource(folder)
-
-
-def enroll_real_person(site, pipeline, image: Path, name: str) -> str:
-    subject = new_subject_id()
-    site.data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD))
-    for scope in (ENROLL_SCOPE, LOCAL_MATCH_SCOPE):
-        site.data.record_consent(OPERATOR, ConsentRecord(subject, scope, "v1", time.time(), name))
-    template = pipeline.template(read_image(image))[1]
-    assert (template.pack_id, template.pack_version) == PACK
-    site.data.enroll(OPERATOR, subject, template, np.zeros(1, np.float32))
-    return subject
 
 
 def test_the_door_says_it_cannot_decide_and_recovers(site, pipeline, faces, tmp_path, broker_back):

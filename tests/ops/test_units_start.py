@@ -263,7 +263,7 @@ def test_units_start_ping_report_health_and_stop(site):
         assert record["state"] == "running" and record["model_loaded"], record
 
         for service in ("matcher", "edge"):
-            if not wait_for(lambda: _health(site, service)[0] == 0, 20):
+            if not wait_for(lambda service=service: _health(site, service)[0] == 0, 20):
                 pytest.fail(f"{service} health not green: {_health(site, service)}")
 
         # the matcher stops: its health turns red with the reason, and the edge says so too

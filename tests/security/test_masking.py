@@ -6,11 +6,11 @@ import logging
 import pytest
 
 from appliance.errors import ApplianceError
-from appliance.security.audit import AuditLog
 from appliance.security.masking import (
     MaskingFilter, mask_name, mask_number, mask_record, mask_text, reveal,
 )
 from appliance.security.roles import Role
+from appliance.stores.audit import AuditLog
 
 
 @pytest.mark.parametrize("name, masked", [

@@ -28,7 +28,8 @@ def node(tmp_path, monkeypatch):
     config_path = tmp_path / "appliance.toml"
 
     def as_role(role: Role) -> list[str]:
-        config_path.write_text(f'[security]\naudit_checkpoint_every = 100\nroles = {{ "{getpass.getuser()}" = "{role.value}" }}\n')
+        config_path.write_text(f'[security]\naudit_checkpoint_every = 100\n'
+                               f'roles = {{ "{getpass.getuser()}" = "{role.value}" }}\n')
         return ["--config", str(config_path)]
 
     assert main([*as_role(Role.SYSTEM_ADMIN), "keys", "init"]) == 0
@@ -56,7 +57,8 @@ SWAP = ("time", "actor", "role", "action", "object", "result", "device", "detail
         "FROM entries WHERE seq = 5"], 6),  # inserted
     (["CREATE TEMP TABLE a AS SELECT * FROM entries WHERE seq = 2",
       f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM entries WHERE seq = 3) WHERE seq = 2",
-      f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM temp.a) WHERE seq = 3"], 2),  # reordered
+      f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM temp.a) WHERE seq = 3"],
+     2),  # reordered
 ], ids=["modified", "deleted", "inserted", "reordered"])
 def test_audit_verify_names_the_first_bad_entry(node, capsys, statements, first_bad):
     auditor = node(Role.AUDITOR)

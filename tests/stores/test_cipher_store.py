@@ -124,7 +124,7 @@ def test_a_rekey_interrupted_before_the_key_file_switch_recovers(tmp_path, keys)
 
 
 def test_every_store_kind_recovers_an_interrupted_rekey(tmp_path, keys):
-    from appliance.security.audit import AuditLog
+    from appliance.stores.audit import AuditLog
     from appliance.security.keys import AUDIT_DB, KEYVAULT_DB
     from appliance.stores.keyvault import KeyVault
 

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.config import SecurityConfig
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.security.audit import SECONDS_PER_DAY
+from appliance.stores.audit import SECONDS_PER_DAY
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.keys import CACHE_DB
 from appliance.security.roles import Role

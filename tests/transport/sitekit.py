@@ -9,7 +9,8 @@ import numpy as np
 
 from appliance.capture.images import read_image
 from appliance.enrollment import enroll
-from appliance.matcher.service import MatcherService, load_gallery
+from appliance.matcher.app import Matcher, compose
+from appliance.matcher.loaded import load_gallery
 from appliance.ops import provisioning
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.roles import Principal, Role
@@ -37,13 +38,13 @@ def make_site(tmp_path_factory, pipeline, faces, config):
     return site
 
 
-def start_matcher(site, pipeline, name="matcher-1") -> MatcherService:
+def start_matcher(site, pipeline, name="matcher-1") -> Matcher:
+    """A replica without a sync store: requests decided, events and alarms counted and audited."""
     loaded = load_gallery(site.data, Principal(name, Role.OPERATOR), pipeline.embedder_pack)
-    service = MatcherService(name, site.mqtt(name), site.data.node, site.directory, loaded, pipeline.threshold,
-                             data=site.data,
-                             device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))
-    service.start()
-    return service
+    matcher = compose(name, site.mqtt(name), site.data.node, site.directory, loaded, pipeline.threshold,
+                      data=site.data,
+                      device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))
+    return matcher.start()
 
 
 def passing_image(pipeline, folder: Path, skip: int = 0) -> Path:

@@ -85,7 +85,9 @@ def test_a_client_without_a_project_certificate_is_refused(broker, tmp_path):
     rogue = ProjectPKI(tmp_path / "rogue")
     rogue.create_ca()
     rogue.issue_client("door-a", "device")
-    settings = MqttSettings(broker.host, broker.port, "door-a", broker.pki.ca_cert, rogue.cert("door-a"), rogue.key("door-a"))
+    settings = MqttSettings(
+        broker.host, broker.port, "door-a", broker.pki.ca_cert, rogue.cert("door-a"), rogue.key("door-a")
+    )
     client = MqttEndpoint(settings)
     with pytest.raises((ApplianceError, ssl.SSLError)):
         client.connect(timeout=3)

@@ -28,7 +28,9 @@ def auditor(site):
     client.close()
 
 
-def test_enrolled_person_accepted_unknown_rejected_and_nothing_readable_on_the_wire(site, pipeline, faces, tmp_path, auditor):
+def test_enrolled_person_accepted_unknown_rejected_and_nothing_readable_on_the_wire(
+    site, pipeline, faces, tmp_path, auditor
+):
     matcher = start_matcher(site, pipeline)
     link = MatcherLink("door-a", site.mqtt("door-a"), site.device_keys("door-a"), site.directory)
     link.connect()
@@ -37,8 +39,10 @@ def test_enrolled_person_accepted_unknown_rejected_and_nothing_readable_on_the_w
         stranger = passing_image(pipeline, faces / "celeba-dev" / "id07245")
         display, actuator = ConsoleDisplay(), LogActuator()
         sent = []
-        daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, link, actuator=actuator, display=display,
-                            emit=lambda kind, message: (sent.append(message), link.send(kind, message, MessageType.EVENT)))
+        daemon = EdgeDaemon(
+            EdgeSettings("door-a", cool_down_s=0.0), pipeline, link, actuator=actuator, display=display,
+            emit=lambda kind, message: (sent.append(message), link.send(kind, message, MessageType.EVENT)),
+        )
         passes = daemon.run(FolderReplaySource(frames_folder(tmp_path, [known, stranger])).frames())
         assert [p.outcome for p in passes] == ["accepted", "rejected"]
         assert passes[0].display_name == "Z**** S**" and actuator.openings == 1
@@ -94,8 +98,10 @@ def test_photo_attack_gives_an_alarm_and_no_request(site, pipeline, shared, face
         policy = dataclasses.replace(config.liveness, level="passive")
         checker = LivenessChecker(policy, pipeline.registry)
         sent = []
-        daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, link, liveness=checker,
-                            emit=lambda kind, message: (sent.append((kind, message)), link.send(kind, message, kinds[kind])))
+        daemon = EdgeDaemon(
+            EdgeSettings("door-a", cool_down_s=0.0), pipeline, link, liveness=checker,
+            emit=lambda kind, message: (sent.append((kind, message)), link.send(kind, message, kinds[kind])),
+        )
         attack = shared / "data" / "spoof" / "samples" / "image_F1.jpg"
         couple = faces / "deepface-pairs" / "couple.jpg"
         passes = daemon.run(FolderReplaySource(frames_folder(tmp_path, [attack, couple])).frames())
@@ -105,7 +111,8 @@ def test_photo_attack_gives_an_alarm_and_no_request(site, pipeline, shared, face
         assert len(alarms) == sum(p.outcome == "attack" for p in passes) and alarms[0].kind == "presentation_attack"
         assert any(kind == "event" and m.kind == "tailgating" for kind, m in sent)  # two faces at the door
         assert wait_for(lambda: matcher.stats["alarm"] == len(alarms))
-        assert matcher.stats["accepted"] + matcher.stats["rejected"] == len([p for p in passes if "decision" in p.stage_ms])
+        decided = [p for p in passes if "decision" in p.stage_ms]
+        assert matcher.stats["accepted"] + matcher.stats["rejected"] == len(decided)
         telemetry = daemon.telemetry_message()
         assert telemetry.pack == "w600k-mbf@1.0.0" and telemetry.frames_per_s > 0
         assert "landmarks" in telemetry.stage_latency_ms

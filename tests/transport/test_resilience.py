@@ -27,7 +27,8 @@ def probe(pipeline, device: str, seed: int) -> messages.MatchRequest:
     rng = np.random.default_rng(seed)
     vector = rng.normal(size=pipeline.embedder_pack.embedding_size).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    return messages.MatchRequest(messages.new_id(), device, "identify", messages.MatchRequest.pack_vector(vector), time.time())
+    packed = messages.MatchRequest.pack_vector(vector)
+    return messages.MatchRequest(messages.new_id(), device, "identify", packed, time.time())
 
 
 
@@ -54,7 +55,8 @@ def test_replayed_altered_and_fuzzed_requests_are_rejected_and_counted(site, pip
         assert wait_for(lambda: matcher.stats["rejected"] == 1)
         raw.publish(topic, sealed)  # replay
         assert wait_for(lambda: matcher.stats["rejected:replayed_counter"] == 1)
-        altered = bytearray(Sealer(keys).seal(site.directory.get("matcher"), MessageType.PROBE, request.encode(), *PACK))
+        resealed = Sealer(keys).seal(site.directory.get("matcher"), MessageType.PROBE, request.encode(), *PACK)
+        altered = bytearray(resealed)
         altered[len(altered) // 2] ^= 0x01
         raw.publish(topic, bytes(altered))
         assert wait_for(lambda: matcher.stats["rejected:bad_signature"] == 1)
@@ -96,7 +98,8 @@ def test_forged_decision_cannot_open_the_door(site, pipeline, link):
     try:
         request = probe(pipeline, "door-a", 3)
         forged = messages.Decision(request.request_id, True, messages.Reason.MATCH, "Z**** S**")
-        sealed = Sealer(site.device_keys("door-b")).seal(site.directory.get("door-a"), MessageType.DECISION, forged.encode())
+        door_b_sealer = Sealer(site.device_keys("door-b"))
+        sealed = door_b_sealer.seal(site.directory.get("door-a"), MessageType.DECISION, forged.encode())
         with pytest.raises(ApplianceError) as refused:  # the ACL refuses door-b on door-a's topic
             forger.publish(topics.device_topic("door-a", topics.DECISION), sealed)
         assert refused.value.code is ErrorCode.MESSAGE_REJECTED
@@ -111,7 +114,8 @@ def genuine(pipeline, faces) -> messages.MatchRequest:
     """A probe of an enrolled person (accepted, so no failure lock-out builds up)."""
     image = passing_image(pipeline, faces / "celeba-dev" / "id07229", skip=5)
     vector = pipeline.template(read_image(image))[1].vector
-    return messages.MatchRequest(messages.new_id(), "door-a", "identify", messages.MatchRequest.pack_vector(vector), time.time())
+    packed = messages.MatchRequest.pack_vector(vector)
+    return messages.MatchRequest(messages.new_id(), "door-a", "identify", packed, time.time())
 
 
 def test_two_replicas_share_requests_and_one_can_stop(site, pipeline, faces, link):

@@ -1,0 +1,128 @@
+"""``appliance edge`` as a service: one door built from the typed configuration.
+
+``EdgeApp.build`` puts the pieces together from ``Config`` (``[device]``, ``[liveness]``,
+``[offline]``, ``[security]``): the face pipeline (models loaded before "ready"), the
+liveness checker and, at level ``active``, the challenge runner with the operating system's
+random source; the door's offline parts on one MQTT connection (``edge.offline.open_door``:
+cache, outbox, sync client, decider); the display, the actuator (the relay of
+``[device] relay_pin``, else the log actuator), the device key that signs liveness evidence,
+the frame source and the watchdog, whose heartbeat reports the decider's state.
+``EdgeApp.serve`` runs the daemon until the frames end, ``stop`` is set or enough passes are
+done, and tells systemd when it is ready and stopping.
+
+``site`` is the host's data folder as provisioning left it (``pki/``, ``nodes/<device>/``,
+``directory.json``): anything with ``folder``, ``mqtt()``, ``device_keys()`` and ``directory``.
+"""
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.capture.sources import FrameSource, open_source
+from appliance.config import Config
+from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
+from appliance.edge.daemon import EdgeDaemon, EdgeSettings
+from appliance.edge.door_pass import PassRecord
+from appliance.edge.hardware import ConsoleDisplay, Display, DoorActuator, actuator_from
+from appliance.edge.offline import OfflineDoor, open_door
+from appliance.liveness.checker import LivenessChecker
+from appliance.liveness.evidence import Ed25519Signer
+from appliance.ops import notify
+from appliance.pipeline import FacePipeline
+
+MIN_BURST_FRAMES = 3  # the motion cue needs a few frames whatever liveness.burst_frames says
+
+
+def challenge_random() -> random.Random:
+    """The challenge's random source: the operating system's, so that no recording can
+    predict the actions, their order or the pauses. Tests replace it with a seeded one."""
+    return random.SystemRandom()
+
+
+@dataclass
+class EdgeApp:
+    config: Config
+    pipeline: FacePipeline
+    door: OfflineDoor
+    daemon: EdgeDaemon
+    source: FrameSource
+    watchdog: notify.Watchdog
+    actuator: DoorActuator
+
+    @classmethod
+    def build(cls, config: Config, site, *, status_file: Path | None = None, display: Display | None = None,
+              actuator: DoorActuator | None = None, rng: random.Random | None = None) -> EdgeApp:
+        device, level = config.device, config.liveness.level
+        with ExitStack() as undo:  # whatever was opened is closed again if a later step fails
+            pipeline = FacePipeline(config)
+            undo.callback(pipeline.close)
+            pipeline.load()
+            liveness = challenge = None
+            if level != "off":
+                liveness = LivenessChecker(config.liveness, pipeline.registry)
+                _ = liveness.model, liveness.calibration  # a missing model or calibration fails here
+            if level == "active":
+                challenge = ChallengeRunner(ChallengeSettings.from_config(config.liveness), rng or challenge_random())
+            actuator = actuator or actuator_from(device)
+            undo.callback(actuator.lock)
+            # the door's cache, outbox, sync client and decider share one MQTT connection
+            door = open_door(site, device.name, config.offline, pipeline.threshold, config.security.replay_window_s)
+            undo.callback(door.close)
+            watchdog = notify.Watchdog(status_file=status_file)
+            signer = Ed25519Signer(site.device_keys(device.name).signing.private_bytes_raw(), key_id=device.name)
+            settings = EdgeSettings(device.name, burst_frames=max(MIN_BURST_FRAMES, config.liveness.burst_frames),
+                                    cool_down_s=device.cool_down_s)
+            daemon = EdgeDaemon(
+                settings, pipeline, door.decider, liveness=liveness, actuator=actuator,
+                display=display or ConsoleDisplay(), emit=door.emit, heartbeat=_heartbeat(watchdog, pipeline, door),
+                signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge)
+            source = open_source(device.source, fps=device.fps, loop=device.loop)
+            undo.pop_all()
+        return cls(config, pipeline, door, daemon, source, watchdog, actuator)
+
+    def serve(self, stop: threading.Event, max_passes: int | None = None,
+              say: Callable[[str], None] | None = None) -> int:
+        """Run until the frames end, ``stop`` is set or ``max_passes`` passes are done; one
+        line per pass on ``say`` (stdout by default); closes everything at the end."""
+        say = say or (lambda line: print(line, flush=True))
+        name = self.config.device.name
+        notify.ready("camera open")
+        status = self.door.decider.status
+        say(f"{name}: ready (liveness {self.config.liveness.level}, mode {self.config.offline.mode}, "
+            f"matcher {'reachable' if status.matcher_reachable else 'unreachable'}, cache {status.cache})")
+        try:
+            for record in self.daemon.run_iter(self.source.frames(), stop, max_passes):
+                say(pass_line(name, record))
+        finally:
+            notify.stopping()
+            self.close()
+            self.watchdog.stopped()
+        say(f"{name}: stopped after {len(self.daemon.passes)} passes")
+        return 0
+
+    def close(self) -> None:
+        self.source.close()
+        self.actuator.lock()
+        self.door.close()
+        self.pipeline.close()
+
+
+def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineDoor) -> Callable[[], None]:
+    """Called by the daemon once per frame: pings the watchdog and writes the status record."""
+
+    def beat() -> None:
+        watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label, broker=door.link.online,
+                           cache_revision=door.cache.revision, cache_synced_at=door.cache.confirmed_at,
+                           outbox=door.outbox.depth(), **door.decider.status.as_dict())
+
+    return beat
+
+
+def pass_line(device: str, record: PassRecord) -> str:
+    """How ``appliance edge`` prints a pass: outcome, masked name, reason, latency; never a score."""
+    name = record.display_name or "-"
+    return f"{device}: {record.outcome.upper():11s} {name:12s} {record.reason:16s} {record.latency_ms:6.0f} ms"

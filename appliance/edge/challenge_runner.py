@@ -1,0 +1,71 @@
+"""The active challenge inside the door's pass loop (``liveness.level = "active"``).
+
+One challenge per attempt: drawn when the attempt's first face frame arrives, fed every
+following face frame with the frame's capture time, and handed to the door pass once it is
+done (passed, or a step timed out). The daemon shows the guidance it returns ("Look at the
+camera", "Blink both eyes", ...) on the display, only when it changes.
+
+The draw (actions, their order, the pause before each prompt) comes from ``rng``: the
+operating system's random source on a door, so that a recording of an earlier session
+performs the wrong action or acts before its prompt; tests inject a seeded
+``random.Random`` to know what will be asked.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from appliance.liveness.challenge import ActiveChallenge
+from appliance.vision.types import Face
+
+
+@dataclass(frozen=True)
+class ChallengeSettings:
+    """``[liveness] challenge_*`` of the configuration."""
+
+    minimum: int = 1  # actions per challenge, drawn between minimum and maximum
+    maximum: int = 3
+    step_timeout_s: float = 4.0
+    max_delay_s: float = 1.2  # random pause before each prompt (replay resistance)
+
+    @classmethod
+    def from_config(cls, liveness) -> ChallengeSettings:
+        return cls(liveness.challenge_min, liveness.challenge_max, liveness.challenge_step_timeout_s,
+                   liveness.challenge_max_delay_s)
+
+
+class ChallengeRunner:
+    def __init__(self, settings: ChallengeSettings | None = None, rng: random.Random | None = None):
+        self.settings = settings or ChallengeSettings()
+        self.rng = rng or random.SystemRandom()
+        self.current: ActiveChallenge | None = None
+        self._shown: str | None = None
+
+    def observe(self, face: Face | None, now: float) -> str | None:
+        """Feed one frame (``now``: its capture time, monotonic seconds); starts a challenge
+        when none runs. Returns the guidance to show when it changed, else None."""
+        if self.current is None:
+            s = self.settings
+            self.current = ActiveChallenge.random(now, self.rng, s.minimum, s.maximum, s.step_timeout_s,
+                                                  s.max_delay_s)
+            self._shown = None
+        guidance = self.current.observe(face, now)
+        if guidance == self._shown:
+            return None
+        self._shown = guidance
+        return guidance
+
+    @property
+    def done(self) -> bool:
+        return self.current is not None and self.current.done
+
+    def finish(self) -> ActiveChallenge:
+        """The finished challenge, for the liveness judgement; the next frame draws a new one."""
+        challenge, self.current, self._shown = self.current, None, None
+        if challenge is None or not challenge.done:
+            raise RuntimeError("no finished challenge")
+        return challenge
+
+    def abandon(self) -> None:
+        """The person left: the running challenge is dropped (no verdict, no alarm)."""
+        self.current, self._shown = None, None

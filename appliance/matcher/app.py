@@ -1,0 +1,166 @@
+"""Building a matcher replica: ``compose`` wires the handlers from explicit pieces (tests,
+benchmarks), ``build`` makes the whole service from the typed configuration (``appliance
+matcher``).
+
+A replica always answers match requests. With the central stores and a sync store it is a
+full replica: it serves device sync, keeps its gallery on the revision stream, records
+outbox events exactly once and announces changes. Without them (benchmarks, the transport
+tests) events and alarms are only counted and audited.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.config import Config, threshold_for
+from appliance.matcher.deletions import DeletionConfirmations
+from appliance.matcher.eligibility import Profiles
+from appliance.matcher.events import EventAuditor, EventRecorder
+from appliance.matcher.loaded import LoadedGallery, load_gallery
+from appliance.matcher.replica import POLL_S, ReplicaFollower
+from appliance.matcher.replica_io import Auditor, Courier
+from appliance.matcher.requests import RequestHandler
+from appliance.matcher.revisions import SyncEngine
+from appliance.matcher.service import MatcherService, Route
+from appliance.matcher.sync_requests import SyncHandler
+from appliance.matcher.sync_store import SyncStore, open_sync_store
+from appliance.matching import FailureTracker
+from appliance.packs import ModelPack
+from appliance.protocol.directory import NodeDirectory
+from appliance.security.envelope import NodeKeys
+from appliance.security.roles import Principal, Role
+from appliance.stores.protected import ProtectedData, key_provider
+from appliance.transport.mqtt import MqttSettings
+
+
+@dataclass
+class Matcher:
+    """One composed replica: the router, and the parts a caller may look at."""
+
+    service: MatcherService
+    loaded: LoadedGallery
+    requests: RequestHandler
+    store: SyncStore | None = None
+    revisions: SyncEngine | None = None
+    confirmations: DeletionConfirmations | None = None
+    follower: ReplicaFollower | None = None
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def stats(self) -> Counter[str]:
+        return self.service.stats
+
+    @property
+    def endpoint(self):
+        return self.service.endpoint
+
+    @property
+    def queue_depth(self) -> int:
+        return self.service.queue_depth
+
+    def start(self) -> "Matcher":
+        self.service.start()
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+
+
+def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirectory, loaded: LoadedGallery,
+            threshold: float, *, data: ProtectedData | None = None, sync_store: SyncStore | None = None,
+            snapshot_after: int = 5000, group_of: Callable[[str], str] | None = None,
+            devices: Callable[[], list[str]] | None = None, poll_s: float = POLL_S, replay_window_s: float = 120.0,
+            liveness_check: Callable[[str, dict], bool] | None = None,
+            device_allowed: Callable[[str, str], bool] | None = None,
+            tracker: FailureTracker | None = None) -> Matcher:
+    """A replica named ``name`` (its MQTT identity; it signs under it with the matcher
+    ``keys``). ``sync_store`` (with ``data``, the central stores) makes it a full replica."""
+    if sync_store is not None and data is None:
+        raise ValueError("a syncing matcher needs the central protected data")
+    stats: Counter[str] = Counter()
+    courier = Courier(name, keys, directory)
+    audit = Auditor(name, data.audit if data is not None else None)
+    requests = RequestHandler(name, keys, directory, loaded, threshold, courier, audit, stats, replay_window_s,
+                              liveness_check, device_allowed)
+    if tracker is not None:
+        requests.engine.tracker = tracker
+    routes: list[Route] = [requests.route]
+    if sync_store is None:
+        routes.append(EventAuditor(name, keys, directory, audit, stats, replay_window_s).route)
+        return Matcher(MatcherService(name, mqtt, routes, courier, stats), loaded, requests)
+    principal = Principal(name, Role.OPERATOR, device=name)
+    gallery = loaded.gallery
+    profiles = Profiles(data.identity, sync_store.groups, principal)
+    engine = SyncEngine(data, profiles, (gallery.pack_id, gallery.pack_version), gallery.dimension, snapshot_after,
+                        principal)
+    confirmations = DeletionConfirmations(data, sync_store)
+    devices = devices or (lambda: [peer.node_id for peer in directory.devices()])
+    follower = ReplicaFollower(name, data, sync_store, profiles, loaded, courier, keys, devices, stats, principal)
+    routes += [EventRecorder(name, keys, directory, sync_store, courier, audit, stats).route,
+               SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
+                           device_allowed, poll_s, replay_window_s).route]
+    return Matcher(MatcherService(name, mqtt, routes, courier, stats), loaded, requests, sync_store, engine,
+                   confirmations, follower)
+
+
+@dataclass
+class MatcherApp:
+    """A replica built from the configuration, with the stores it holds open."""
+
+    matcher: Matcher
+    data: ProtectedData
+    pack: ModelPack
+
+    @property
+    def name(self) -> str:
+        return self.matcher.name
+
+    def start(self) -> None:
+        self.matcher.start()
+
+    def stop(self) -> None:
+        self.matcher.stop()
+
+    def close(self) -> None:
+        """Stop (again: harmless) and close the stores."""
+        self.matcher.stop()
+        if self.matcher.store is not None:
+            self.matcher.store.close()
+        self.data.close()
+
+
+def build(config: Config, site) -> MatcherApp:
+    """The replica ``config.matcher.name`` of the site in ``site`` (an ``appliance.site.Site``:
+    its PKI, node directory and central stores): the configured embedder pack and its
+    threshold (no model is loaded), the site's policies for device groups and matching
+    modes, and the configured liveness level for the matcher's own judgement."""
+    from appliance.matcher.liveness import second_liveness_judgement
+    from appliance.ops import provisioning
+    from appliance.pipeline import registry_for
+
+    name = config.matcher.name
+    pack = registry_for(config).get(config.models.embedder)
+    threshold = threshold_for(config, pack.id, pack.recommended_threshold)
+    pki = site.broker.pki
+    data = site.protected_data(config)
+    store = None
+    try:
+        loaded = load_gallery(data, Principal(name, Role.OPERATOR), pack)
+        store = open_sync_store(data, key_provider(data.security, data.root))
+        matcher = compose(
+            name, site.mqtt(name), data.node, site.directory, loaded, threshold, data=data, sync_store=store,
+            snapshot_after=config.offline.snapshot_after,
+            group_of=lambda device: getattr(provisioning.policy(pki, device), "group", "default"),
+            replay_window_s=config.security.replay_window_s,
+            liveness_check=second_liveness_judgement(config.liveness.level, site.directory),
+            device_allowed=lambda device, mode: provisioning.is_allowed(pki, device, mode))
+    except BaseException:
+        if store is not None:
+            store.close()
+        data.close()
+        raise
+    return MatcherApp(matcher, data, pack)

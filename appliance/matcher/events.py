@@ -1,0 +1,136 @@
+"""Events and alarms from devices.
+
+``EventRecorder`` (a matcher with a sync store): events and alarms come from device outboxes,
+possibly sealed hours ago while offline, so they are opened with a long window and without
+counters (``_NoCounterGuard``) and deduplicated by their id in the sync store instead: each
+is recorded exactly once however often it is delivered, in batches of up to ``EVENT_BATCH``
+per transaction, and only then acknowledged (``outbox_ack``) so the device drops it.
+
+``EventAuditor`` (a matcher without one: benchmarks, transport tests): each event or alarm
+is opened like a request, counted and written to the audit log.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher.replica_io import Audit, Courier, admit
+from appliance.matcher.service import Route
+from appliance.matcher.sync_store import EventRecord, SyncStore
+from appliance.protocol import messages, topics
+from appliance.protocol.directory import NodeDirectory
+from appliance.protocol.inbound import Inbound
+from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard
+from appliance.transport.mqtt import Incoming
+from appliance.workers import QueueWorker, Ticker
+
+log = logging.getLogger(__name__)
+
+EVENT_BATCH = 500
+IDLE_FLUSH_S = 0.05  # a batch is recorded once no event came for this long
+OUTBOX_WINDOW_DAYS = 30  # events sealed up to this long ago are still accepted (deduplicated by id)
+QUEUE_LIMIT = 100_000
+ACKS_PER_MESSAGE = 1000
+_FLUSH = None  # the ticker's item: record the batch if the queue went quiet
+
+KINDS = (topics.EVENT, topics.ALARM)
+MESSAGE_OF = {topics.EVENT: (messages.Event, MessageType.EVENT), topics.ALARM: (messages.Alarm, MessageType.ALARM)}
+
+
+class _NoCounterGuard(ReplayGuard):
+    """Outbox events are deduplicated by their id in the sync store, not by counters: an event
+    sealed before a restart, or resent, is recorded once whatever its counter."""
+
+    def check_time(self, sender: str, timestamp_ms: int) -> None:
+        return None
+
+    def check(self, sender: str, counter: int) -> None:
+        return None
+
+    def record(self, sender: str, counter: int) -> None:
+        return None
+
+
+def _decode(inbound: Inbound, kind: str) -> messages.Event | messages.Alarm:
+    message = messages.decode(inbound.payload, MESSAGE_OF[kind][0])
+    if message.device_id != inbound.device:
+        raise ApplianceError(ErrorCode.MESSAGE_REJECTED, "device id does not match the sender")
+    return message
+
+
+class EventRecorder:
+    def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, store: SyncStore, courier: Courier,
+                 audit: Audit, stats: Counter[str]):
+        self.name, self.store, self.courier, self.audit, self.stats = name, store, courier, audit, stats
+        self.opener = Opener(keys, directory.devices(), window_s=OUTBOX_WINDOW_DAYS * 86400, guard=_NoCounterGuard())
+        self._batch: list[EventRecord] = []
+        self._last_at = 0.0  # monotonic time of the last event taken
+        self.worker: QueueWorker[Incoming | None] = QueueWorker(f"{name}-events", self._take, QUEUE_LIMIT, stats)
+        self.route = Route(KINDS, self.worker,
+                           Ticker(f"{name}-events-flush", IDLE_FLUSH_S, lambda: self.worker.put(_FLUSH)))
+
+    def _take(self, incoming: Incoming | None) -> None:
+        if incoming is not None:
+            self._last_at = time.monotonic()
+            kind = incoming.topic.rsplit("/", 1)[-1]
+            inbound = admit(self.opener, incoming, self.stats, MESSAGE_OF[kind][1])
+            if inbound is not None:
+                try:
+                    message = _decode(inbound, kind)
+                except (ApplianceError, ValueError):
+                    self.stats["rejected:malformed"] += 1
+                else:
+                    self._batch.append(EventRecord(message.ref, inbound.device, kind, message.kind, message.at,
+                                                   message.details))
+        quiet = time.monotonic() - self._last_at >= IDLE_FLUSH_S
+        if self._batch and (len(self._batch) >= EVENT_BATCH or (incoming is None and quiet)):
+            batch, self._batch = self._batch, []
+            try:
+                self.flush(batch)
+            except Exception:  # not acknowledged: the devices send again
+                self.stats["internal_error"] += 1
+                log.exception("%s: event batch not recorded", self.name)
+
+    def flush(self, batch: list[EventRecord]) -> None:
+        """Record ``batch`` exactly once, then acknowledge it to each device."""
+        new, duplicates = self.store.record_events(batch, time.time())
+        self.stats["event"] += sum(1 for e in batch if e.type == topics.EVENT)
+        self.stats["events_recorded"] += new
+        self.stats["events_duplicate"] += duplicates
+        for event in batch:
+            if event.type == topics.ALARM:
+                self.audit(event.device_id, f"alarm.{event.kind}", "-", "received")
+        acks: dict[str, list[str]] = defaultdict(list)
+        for event in batch:
+            acks[event.device_id].append(event.event_id)
+        for device, ids in acks.items():
+            for start in range(0, len(ids), ACKS_PER_MESSAGE):
+                try:
+                    self.courier.sync(device, messages.OutboxAck(ids[start:start + ACKS_PER_MESSAGE]))
+                except Exception as exc:  # the device resends; recorded once anyway
+                    log.warning("%s: ack to %s not sent: %s", self.name, device, exc)
+
+
+class EventAuditor:
+    def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, audit: Audit, stats: Counter[str],
+                 replay_window_s: float = 120.0):
+        self.name, self.audit, self.stats = name, audit, stats
+        self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
+                             guard=ReplayGuard(not_before=time.time()))
+        self.route = Route(KINDS, QueueWorker(f"{name}-events", self.handle, QUEUE_LIMIT, stats))
+
+    def handle(self, incoming: Incoming) -> None:
+        inbound = admit(self.opener, incoming, self.stats, audit=self.audit, name=self.name)
+        if inbound is None:
+            return
+        try:
+            message = messages.decode(inbound.payload, MESSAGE_OF[inbound.kind][0])
+        except ApplianceError as exc:
+            self.stats["rejected:malformed"] += 1
+            log.warning("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
+            self.audit(inbound.device, f"message.{inbound.kind}", "-", "rejected", "malformed")
+            return
+        self.stats[inbound.kind] += 1
+        self.audit(inbound.device, f"{inbound.kind}.{message.kind}", "-", "received")

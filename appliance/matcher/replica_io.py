@@ -1,0 +1,93 @@
+"""What the handlers of one matcher replica share: the way in, the way out, the audit log.
+
+* ``admit``: open what arrived on a device topic (``protocol.inbound.open_on_topic``: the
+  envelope, and its sender is the device the topic belongs to); a refusal is counted per
+  reason in the replica's stats and, for the handlers that audit, logged.
+* ``Courier``: a message leaves sealed to the device it is for, signed under this replica's
+  own name (with the shared matcher keys), on that device's own topic - never on a topic a
+  sender named. The service attaches it to its MQTT endpoint when it starts.
+* ``Auditor``: this replica's entries in the central audit log, one at a time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.protocol import messages, topics
+from appliance.protocol.directory import NodeDirectory
+from appliance.protocol.inbound import Inbound, open_on_topic
+from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, RejectReason, Sealer
+from appliance.security.roles import Principal, Role
+from appliance.transport.mqtt import Incoming
+
+log = logging.getLogger(__name__)
+
+Audit = Callable[..., None]  # (device, action, object, result, detail="")
+
+
+def admit(opener: Opener, incoming: Incoming, stats: Counter[str], expect: MessageType | None = None,
+          audit: Audit | None = None, name: str = "matcher") -> Inbound | None:
+    """The opened message, or None after counting (and auditing, when given) the refusal."""
+    try:
+        return open_on_topic(opener, incoming.topic, incoming.payload, expect)
+    except EnvelopeRejected as exc:
+        stats[f"rejected:{exc.reason.name.lower()}"] += 1
+        device = topics.device_of(incoming.topic)
+        if audit is not None and device is not None:
+            kind = incoming.topic.rsplit("/", 1)[-1]
+            if exc.reason is RejectReason.SENDER_TOPIC_MISMATCH:
+                audit(device, f"message.{kind}", "-", "rejected", exc.reason.value)
+            else:
+                log.warning("%s: rejected message on %s: %s", name, incoming.topic, exc)
+                audit(device, f"message.{kind}", "-", "rejected", exc.reason.name)
+        return None
+
+
+class Courier:
+    def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory):
+        # every replica signs under its own name with the shared matcher keys
+        self.sealer = Sealer(NodeKeys(name, keys.signing, keys.agreement))
+        self.directory = directory
+        self._publish: Callable[..., None] | None = None
+
+    def attach(self, publish: Callable[..., None]) -> None:
+        """Where messages go from now on (the service's ``MqttEndpoint.publish``)."""
+        self._publish = publish
+
+    def publish(self, topic: str, payload: bytes, **options) -> None:
+        if self._publish is None:
+            raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"nothing published on {topic}: not started")
+        self._publish(topic, payload, **options)
+
+    def seal(self, device: str, message_type: MessageType, message: messages.Message,
+             pack: tuple[str, str] = ("", "")) -> bytes:
+        return self.sealer.seal(self.directory.get(device), message_type, message.encode(), *pack)
+
+    def send(self, device: str, kind: str, sealed: bytes, **options) -> None:
+        """Publish a sealed message on ``device``'s own ``kind`` topic."""
+        self.publish(topics.device_topic(device, kind), sealed, **options)
+
+    def sync(self, device: str, message: messages.Message) -> None:
+        """A delta or an outbox acknowledgement, on the device's ``sync`` topic."""
+        self.send(device, topics.SYNC, self.seal(device, MessageType.SYNC, message))
+
+
+class Auditor:
+    """Entries under this replica's name, for the device concerned; the request and event
+    handlers share the log's connection, hence the lock. Without central data (benchmarks),
+    nothing is written."""
+
+    def __init__(self, name: str, log_store=None):
+        self.name = name
+        self.log = log_store
+        self._lock = threading.Lock()
+
+    def __call__(self, device: str, action: str, obj: str, result: str, detail: str = "") -> None:
+        if self.log is None:
+            return
+        principal = Principal(self.name, Role.OPERATOR, device=device)
+        with self._lock:
+            self.log.append(principal, action, obj, result, detail)

@@ -1,0 +1,82 @@
+"""The ``sync-ack`` topic: device sync requests and acknowledgements, and the replica's poll.
+
+A ``sync_request`` from a provisioned, allowed device is answered with the deltas of the
+revision stream (``SyncEngine``), sealed to that device; the revision it says it holds
+counts as an acknowledgement (``DeletionConfirmations``), as does every ``sync_ack``. The
+same worker follows the store revision every ``poll_s`` (``ReplicaFollower``), so answers
+and the replica's gallery move on one thread. Requests reach one replica through the shared
+subscription; any replica can answer, since the answer depends only on the stores.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from appliance.matcher.deletions import DeletionConfirmations
+from appliance.matcher.eligibility import DEFAULT_GROUP
+from appliance.matcher.replica import POLL_S, ReplicaFollower
+from appliance.matcher.replica_io import Courier, admit
+from appliance.matcher.revisions import SyncEngine
+from appliance.matcher.service import Route
+from appliance.protocol import messages, topics
+from appliance.protocol.directory import NodeDirectory
+from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard
+from appliance.transport.mqtt import Incoming
+from appliance.workers import QueueWorker, Ticker
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 10_000
+_FOLLOW = None  # the ticker's item: look for new revisions
+
+
+class SyncHandler:
+    def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, engine: SyncEngine,
+                 confirmations: DeletionConfirmations, follower: ReplicaFollower, courier: Courier,
+                 stats: Counter[str], group_of: Callable[[str], str] | None = None,
+                 device_allowed: Callable[[str, str], bool] | None = None, poll_s: float = POLL_S,
+                 replay_window_s: float = 120.0):
+        self.name, self.engine, self.confirmations, self.follower = name, engine, confirmations, follower
+        self.courier, self.stats = courier, stats
+        self.group_of = group_of or (lambda device: DEFAULT_GROUP)
+        self.device_allowed = device_allowed or (lambda device, mode: True)
+        self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
+                             guard=ReplayGuard(not_before=time.time()))
+        worker: QueueWorker[Incoming | None] = QueueWorker(f"{name}-sync", self._take, QUEUE_LIMIT, stats)
+        self.route = Route((topics.SYNC_ACK,), worker, Ticker(f"{name}-sync-poll", poll_s, lambda: worker.put(_FOLLOW)))
+
+    def _take(self, incoming: Incoming | None) -> None:
+        if incoming is None:
+            self.follower.follow()
+        else:
+            self.handle(incoming)
+
+    def handle(self, incoming: Incoming) -> None:
+        inbound = admit(self.opener, incoming, self.stats, MessageType.SYNC_ACK)
+        if inbound is None:
+            return
+        device = inbound.device
+        try:
+            message = messages.decode(inbound.payload)
+            if not isinstance(message, (messages.SyncRequest, messages.SyncAck)) or message.device_id != device:
+                raise ValueError("not a sync message of this device")
+        except Exception as exc:  # MESSAGE_REJECTED or a foreign message type
+            self.stats["rejected:malformed"] += 1
+            log.warning("%s: bad sync message from %s: %s", self.name, device, exc)
+            return
+        if isinstance(message, messages.SyncAck):
+            self.confirmations.acknowledge(device, message.revision)
+            self.stats["sync_acks"] += 1
+            return
+        if not any(self.device_allowed(device, mode) for mode in ("verify", "identify")):
+            self.stats["sync:refused_device"] += 1  # revoked or without a policy: no deltas
+            log.warning("%s: sync refused for %s (not provisioned or revoked)", self.name, device)
+            return
+        if not message.snapshot_id:
+            self.confirmations.acknowledge(device, message.revision)  # what it holds, committed
+        deltas, why = self.engine.answer(message, self.group_of(device))
+        self.stats[f"sync:{why}"] += 1
+        for delta in deltas:
+            self.courier.sync(device, delta)

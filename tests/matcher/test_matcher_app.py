@@ -1,0 +1,43 @@
+"""``appliance matcher`` builds its replica from the typed configuration (no broker needed to
+build it): the configured pack and threshold, a full replica on the site's stores."""
+from __future__ import annotations
+
+import numpy as np
+
+from appliance.config import threshold_for, with_overrides
+from appliance.matcher.app import build
+from appliance.pipeline import registry_for
+from appliance.protocol import topics
+from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person
+from appliance.security.roles import Principal, Role
+from appliance.site import Site
+from appliance.vision.templates import Template, normalise
+
+
+def test_the_replica_is_built_from_the_configuration(tmp_path, config):
+    site = Site(tmp_path / "site")
+    site.provision(("door-a",), matchers=("matcher-7",))
+    config = with_overrides(config, matcher={"name": "matcher-7"})
+    pack = registry_for(config).get(config.models.embedder)
+    data = site.protected_data(config)
+    operator = Principal("enroller", Role.OPERATOR)
+    try:
+        data.register_person(operator, Person("s-1", "Ana Lima", AgeBand.ADULT, Alternative.CARD, card_no="C-1"))
+        data.record_consent(operator, ConsentRecord("s-1", ENROLL_SCOPE, "v1", 0.0, "Ana Lima"))
+        vector = normalise(np.random.default_rng(0).normal(size=pack.embedding_size)).astype(np.float32)
+        data.enroll(operator, "s-1", Template(vector, pack.id, pack.version), np.zeros(1, np.float32))
+    finally:
+        data.close()
+    app = build(config, site)
+    try:
+        matcher = app.matcher
+        assert app.name == "matcher-7" and app.pack == pack
+        assert matcher.requests.engine.threshold == threshold_for(config, pack.id, pack.recommended_threshold)
+        assert len(matcher.loaded.gallery) == 1 and matcher.loaded.claims == {"C-1": "s-1"}
+        assert matcher.loaded.display_names == {"s-1": "A** L***"}
+        assert set(matcher.service.subscriptions) == {topics.shared(topics.all_devices(kind)) for kind in
+                                                      (topics.REQUEST, topics.EVENT, topics.ALARM, topics.SYNC_ACK)}
+        assert matcher.revisions.per_message == 13 and matcher.store is not None
+        assert matcher.endpoint is None  # nothing connects before start
+    finally:
+        app.close()

@@ -1,0 +1,135 @@
+"""The audit chain: every kind of tampering is caught and the first bad entry named."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.security.roles import Role
+from appliance.stores.audit import SECONDS_PER_DAY, AuditLog, entry_hash
+
+ENTRIES = 12
+CHECKPOINT_EVERY = 5
+
+
+@pytest.fixture
+def log(tmp_path, keys, principals):
+    audit = AuditLog.open_with(tmp_path / "audit.db", keys, "node-1", checkpoint_every=CHECKPOINT_EVERY)
+    for i in range(ENTRIES):
+        audit.append(principals[Role.OPERATOR], "verify", f"s-{i:02d}", "pass" if i % 2 else "fail")
+    yield audit
+    audit.close()
+
+
+def tamper(audit: AuditLog, *statements: tuple[str, tuple]) -> None:
+    """What an attacker with the database key does: drop the guards, then edit."""
+    audit.conn.executescript("DROP TRIGGER entries_append_only; DROP TRIGGER entries_no_delete;")
+    for sql, params in statements:
+        audit.execute(sql, params)
+
+
+def test_untouched_log_verifies(log, principals):
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert verdict.ok and verdict.entries == ENTRIES
+
+
+def test_modified_entry_is_named(log, principals):
+    tamper(log, ("UPDATE entries SET result = 'pass' WHERE seq = 7", ()))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 7) and "modified" in verdict.reason
+
+
+def test_deleted_entry_is_named(log, principals):
+    tamper(log, ("DELETE FROM entries WHERE seq = 8", ()))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 8) and "missing" in verdict.reason
+
+
+def test_inserted_entry_is_named(log, principals):
+    row = log.execute("SELECT * FROM entries WHERE seq = 3").fetchone()
+    shifted = [("UPDATE entries SET seq = seq + 1 WHERE seq = ?", (s,)) for s in range(ENTRIES, 3, -1)]
+    forged = list(row)
+    forged[0], forged[6] = 4, "pass"  # a made-up entry slipped in after entry 3
+    tamper(log, *shifted, ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tuple(forged)))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 4)
+
+
+def test_inserted_entry_with_a_recomputed_hash_is_still_caught(log, principals):
+    prev = log.execute("SELECT hash FROM entries WHERE seq = 3").fetchone()[0]
+    fields = {"seq": 4, "time": 1.0, "actor": "x", "role": "operator", "action": "verify", "object": "s-99",
+              "result": "pass", "device": "local", "detail": ""}
+    shifted = [("UPDATE entries SET seq = seq + 1 WHERE seq = ?", (s,)) for s in range(ENTRIES, 3, -1)]
+    values = tuple(fields.values()) + (prev, entry_hash(fields, prev))
+    tamper(log, *shifted, ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 5)  # the entry after the forgery no longer chains
+
+
+def test_reordered_entries_are_named(log, principals):
+    a = log.execute("SELECT * FROM entries WHERE seq = 9").fetchone()
+    b = log.execute("SELECT * FROM entries WHERE seq = 10").fetchone()
+    columns = ("time = ?, actor = ?, role = ?, action = ?, object = ?, result = ?, device = ?, detail = ?, "
+               "prev = ?, hash = ?")
+    tamper(log, (f"UPDATE entries SET {columns} WHERE seq = 9", tuple(b[1:])),
+           (f"UPDATE entries SET {columns} WHERE seq = 10", tuple(a[1:])))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 9)
+
+
+def test_removed_tail_is_caught_by_the_signed_checkpoint(log, principals):
+    tamper(log, ("DELETE FROM entries WHERE seq > 7", ()))  # a checkpoint was signed at 10
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 8) and "removed" in verdict.reason
+
+
+def test_rewritten_chain_fails_against_the_signed_checkpoint(log, principals):
+    """With the database key but not the node's signing key, history cannot be rewritten."""
+    rows = log.execute("SELECT * FROM entries ORDER BY seq").fetchall()
+    statements, prev = [("DELETE FROM entries", ())], "0" * 64
+    for row in rows:
+        fields = dict(zip(("seq", "time", "actor", "role", "action", "object", "result", "device", "detail"), row[:9]))
+        if fields["seq"] == 2:
+            fields["result"] = "tampered"
+        digest = entry_hash(fields, prev)
+        statements.append(("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           tuple(fields.values()) + (prev, digest)))
+        prev = digest
+    tamper(log, *statements)
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 5) and "signed checkpoint" in verdict.reason
+
+
+def test_guards_refuse_edits_and_deletes_through_sql(log):
+    for sql in ("UPDATE entries SET result = 'x' WHERE seq = 1", "DELETE FROM entries WHERE seq = 1",
+                "DELETE FROM checkpoints"):
+        with pytest.raises(Exception, match="append-only|retention"):
+            log.execute(sql)
+
+
+def test_scores_and_biometric_data_are_refused(log, principals):
+    for detail in ("similarity 0.8312", "score=0.91", "vector [0.1, ...]", "raw image"):
+        with pytest.raises(ApplianceError) as info:
+            log.append(principals[Role.OPERATOR], "verify", "s-01", "pass", detail)
+        assert info.value.code is ErrorCode.AUDIT_FORBIDDEN_DATA
+
+
+def test_pruning_keeps_the_rest_verifiable_and_respects_the_minimum(log, principals):
+    admin = principals[Role.SYSTEM_ADMIN]
+    with pytest.raises(ApplianceError):
+        log.prune(admin, retention_days=30)
+    now = log.entries()[-1].time + 200 * SECONDS_PER_DAY
+    removed = log.prune(admin, retention_days=184, now=now)
+    assert removed == 10  # up to the last signed checkpoint, not beyond it
+    assert log.entries()[0].seq == 11
+    assert log.verify(principals[Role.AUDITOR]).ok
+
+
+def test_only_the_auditor_exports_and_nobody_erases(log, principals):
+    with pytest.raises(ApplianceError):
+        log.export(principals[Role.SECURITY_ADMIN])
+    exported = log.export(principals[Role.AUDITOR], since=0)
+    assert len(exported) == ENTRIES and log.entries()[-1].action == "audit.export"
+    for role in Role:  # no role may prune below the legal minimum; only retention prunes at all
+        if role is not Role.SYSTEM_ADMIN:
+            with pytest.raises(ApplianceError):
+                log.prune(principals[role], retention_days=184)
