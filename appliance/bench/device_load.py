@@ -1,41 +1,72 @@
-"""Simulated doors for ``bench matcher``: runs in its own process so that 50 clients' TLS,
-envelope and MQTT work does not share the matcher's interpreter (and GIL).
+"""Simulated doors for ``bench matcher``, each mode in its own process so that the clients'
+TLS, envelope and MQTT work does not share the matcher's interpreter (and GIL).
 
-    python -m appliance.bench.device_load SITE PORT NAMES PER_DEVICE  ->  JSON on stdout
+    python -m appliance.bench.device_load SITE PORT NAMES PER_DEVICE
+        every device asks PER_DEVICE times back to back (throughput)
+    python -m appliance.bench.device_load steady SITE PORT NAMES RATE SECONDS START
+        every device asks RATE times a second from the epoch time START for SECONDS, one
+        attempt each (a legitimate door at a steady pace): each request's send time and
+        round trip, and the send times of those never answered
+    python -m appliance.bench.device_load flood SITE PORT NAME RATE SECONDS START
+        one provisioned device floods its own request topic at RATE messages a second from
+        START for SECONDS: random junk, replays of one genuine envelope and fresh, validly
+        sealed requests; what it sent, and when it began and ended
+
+Each prints one JSON object on stdout.
 """
 from __future__ import annotations
 
 import json
+import os
+import random
+import resource
 import sys
 import threading
 import time
 from pathlib import Path
 
+JUNK, REPLAY, FRESH = "junk", "replay", "fresh"
+FLOOD_MIX = ((JUNK, 0.45), (REPLAY, 0.45), (FRESH, 0.10))  # a compromised door: mostly cheap garbage
+JUNK_BYTES = (1, 2000)
+STEADY_ATTEMPTS = 1  # a lost answer is counted as unanswered, never hidden by a retry
+STEADY_TIMEOUT_S = 5.0
+SEED = 11
 
-def main(argv: list[str]) -> int:
-    from appliance.bench.matcher_bench import PACK, _probe, random_templates
-    from appliance.edge.link import MatcherLink
+
+def _site(folder: str, port: str):
     from appliance.site import Site
 
-    folder, port, names, per_device = Path(argv[0]), int(argv[1]), argv[2].split(","), int(argv[3])
-    site = Site(folder, port=port)
+    return Site(Path(folder), port=int(port))
+
+
+def _links(site, names: list[str]):
+    from appliance.edge.link import MatcherLink
+
     links = []
     for name in names:
         link = MatcherLink(name, site.mqtt(name), site.device_keys(name), site.directory)
         link.connect()
         links.append(link)
-    probes = random_templates(per_device, 11)
+    return links
+
+
+def burst(argv: list[str]) -> dict:
+    from appliance.bench.probes import PACK, probe, random_templates
+
+    site, names, per_device = _site(argv[0], argv[1]), argv[2].split(","), int(argv[3])
+    links = _links(site, names)
+    probes = random_templates(per_device, SEED)
     samples: list[float] = []
     failures = 0
     lock = threading.Lock()
 
-    def device_loop(link: MatcherLink) -> None:
+    def device_loop(link) -> None:
         nonlocal failures
         for vector in probes:
             start = time.perf_counter()
             try:
-                link.request(_probe(link.device_id, vector), PACK, timeout=10.0)
-            except Exception:  # noqa: BLE001 - counted and reported
+                link.request(probe(link.device_id, vector), PACK, timeout=10.0)
+            except Exception:  # a lost or refused answer is counted and reported, not raised
                 with lock:
                     failures += 1
                 continue
@@ -51,7 +82,113 @@ def main(argv: list[str]) -> int:
     elapsed = time.perf_counter() - start_all
     for link in links:
         link.close()
-    json.dump({"samples_ms": samples, "failures": failures, "elapsed_s": elapsed}, sys.stdout)
+    return {"samples_ms": samples, "failures": failures, "elapsed_s": elapsed}
+
+
+def _cpu_s() -> float:
+    """CPU seconds this process used (user + system): its share of the shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sleep_until(epoch: float) -> None:
+    delay = epoch - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def steady(argv: list[str]) -> dict:
+    """Every device on its own thread asks at ``rate`` per second; a late answer delays the
+    next request (as at a door), so the schedule is kept only while the matcher keeps up."""
+    from appliance.bench.probes import PACK, probe, random_templates
+
+    site, names = _site(argv[0], argv[1]), argv[2].split(",")
+    rate, seconds, start_at = float(argv[3]), float(argv[4]), float(argv[5])
+    links = _links(site, names)
+    probes = random_templates(max(1, int(rate * seconds) + 1), SEED)
+    samples: list[tuple[float, float]] = []  # (sent at, epoch; round trip, ms)
+    unanswered: list[float] = []  # sent at
+    lock = threading.Lock()
+
+    def device_loop(link, phase: float) -> None:
+        index = 0
+        while time.time() < start_at + seconds:
+            _sleep_until(start_at + phase + index / rate)
+            vector = probes[index % len(probes)]
+            index += 1
+            sent_at, begin = time.time(), time.perf_counter()
+            try:
+                link.request(probe(link.device_id, vector), PACK, timeout=STEADY_TIMEOUT_S,
+                             attempts=STEADY_ATTEMPTS)
+            except Exception:  # a lost or refused answer is counted and reported, not raised
+                with lock:
+                    unanswered.append(sent_at)
+                continue
+            with lock:
+                samples.append((sent_at, (time.perf_counter() - begin) * 1000))
+
+    # doors are not in step: their schedules are spread evenly over one period
+    threads = [threading.Thread(target=device_loop, args=(link, index / (rate * len(links))))
+               for index, link in enumerate(links)]
+    _sleep_until(start_at)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for link in links:
+        link.close()
+    return {"samples": samples, "unanswered": unanswered, "cpu_s": _cpu_s()}
+
+
+def flood(argv: list[str]) -> dict:
+    """Paced in slices of a millisecond: ``rate`` messages a second, as one door's client can."""
+    from appliance.bench.probes import PACK, probe, random_templates
+    from appliance.protocol import topics
+    from appliance.security.envelope import MessageType, Sealer
+    from appliance.transport.mqtt import MqttEndpoint
+
+    site, name = _site(argv[0], argv[1]), argv[2]
+    rate, seconds, start_at = float(argv[3]), float(argv[4]), float(argv[5])
+    random.seed(SEED)
+    sealer, matcher = Sealer(site.device_keys(name)), site.directory.get("matcher")
+    vectors = random_templates(64, SEED + 1)
+
+    def fresh() -> bytes:
+        vector = vectors[random.randrange(len(vectors))]
+        return sealer.seal(matcher, MessageType.PROBE, probe(name, vector).encode(), *PACK)
+
+    genuine = fresh()
+    topic = topics.device_topic(name, topics.REQUEST)
+    kinds, weights = zip(*FLOOD_MIX)
+    sent = {kind: 0 for kind in kinds}
+    endpoint = MqttEndpoint(site.mqtt(name))
+    endpoint.connect()
+    _sleep_until(start_at)
+    begin = time.time()
+    try:
+        while (now := time.time()) < start_at + seconds:
+            due = int((now - begin) * rate) - sum(sent.values())
+            if due <= 0:
+                time.sleep(0.001)
+                continue
+            for kind in random.choices(kinds, weights, k=due):
+                payload = (os.urandom(random.randint(*JUNK_BYTES)) if kind == JUNK else
+                           genuine if kind == REPLAY else fresh())
+                endpoint.publish(topic, payload, qos=0)
+                sent[kind] += 1
+    finally:
+        end = time.time()
+        endpoint.close()
+    return {"sent": sent, "began": begin, "ended": end, "cpu_s": _cpu_s()}
+
+
+MODES = {"steady": steady, "flood": flood}
+
+
+def main(argv: list[str]) -> int:
+    mode = MODES.get(argv[0]) if argv else None
+    result = mode(argv[1:]) if mode is not None else burst(argv)
+    json.dump(result, sys.stdout)
     return 0
 
 

@@ -6,55 +6,27 @@
 * matcher request throughput on the real broker: one device in sequence, then 50 simulated
   devices (each its own TLS connection, keys and envelopes, in a separate load-generator
   process) at once;
+* the load test of issue 12 (``flood_load``): doors at a steady target rate while one
+  provisioned device floods for the middle third of the run;
 * face-in-view to actuator latency of the edge daemon with the matcher on loopback.
 """
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from appliance.bench import flood_load
+from appliance.bench.probes import DIMENSION, PACK, Timing, probe, random_templates
 from appliance.matching import Gallery
-from appliance.protocol import messages
 from appliance.vision.templates import Template
 
 GALLERY_SIZES = (1_000, 10_000, 100_000, 1_000_000)
-DIMENSION = 512
 QUERIES = 50
-CHUNK = 100_000
-PACK = ("bench-pack", "1")
-
-
-@dataclass
-class Timing:
-    samples_ms: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples_ms) if self.samples_ms else float("nan")
-
-    @property
-    def p95(self) -> float:
-        if not self.samples_ms:
-            return float("nan")
-        ordered = sorted(self.samples_ms)
-        return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-
-
-def random_templates(count: int, seed: int, dimension: int = DIMENSION) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = np.empty((count, dimension), dtype=np.float32)
-    for start in range(0, count, CHUNK):
-        block = rng.standard_normal((min(CHUNK, count - start), dimension), dtype=np.float32)
-        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
+UNLIMITED = 10**9  # a request budget that never binds
 
 
 def search_benchmark(sizes: tuple[int, ...] = GALLERY_SIZES, queries: int = QUERIES, seed: int = 0) -> list[dict]:
@@ -70,9 +42,9 @@ def search_benchmark(sizes: tuple[int, ...] = GALLERY_SIZES, queries: int = QUER
         gallery = Gallery(*PACK, DIMENSION)
         gallery.load([f"s{i}" for i in range(size)], vectors)
         ours = Timing()
-        for probe in probes:
+        for vector in probes:
             start = time.perf_counter()
-            gallery.best(Template(probe, *PACK))
+            gallery.best(Template(vector, *PACK))
             ours.samples_ms.append((time.perf_counter() - start) * 1000)
         row = {"gallery": size, "ours_median_ms": ours.median, "ours_p95_ms": ours.p95,
                "memory_mb": vectors.nbytes / 2**20}
@@ -80,9 +52,9 @@ def search_benchmark(sizes: tuple[int, ...] = GALLERY_SIZES, queries: int = QUER
             index = faiss.IndexFlatIP(DIMENSION)
             index.add(vectors)
             peer = Timing()
-            for probe in probes:
+            for vector in probes:
                 start = time.perf_counter()
-                index.search(probe[None, :], 1)
+                index.search(vector[None, :], 1)
                 peer.samples_ms.append((time.perf_counter() - start) * 1000)
             row.update(faiss_median_ms=peer.median, faiss_p95_ms=peer.p95)
             del index
@@ -91,15 +63,13 @@ def search_benchmark(sizes: tuple[int, ...] = GALLERY_SIZES, queries: int = QUER
     return rows
 
 
-def _probe(device: str, vector: np.ndarray) -> messages.MatchRequest:
-    packed = messages.MatchRequest.pack_vector(vector)
-    return messages.MatchRequest(messages.new_id(), device, "identify", packed, time.time())
-
-
-def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: int = 10_000) -> dict:
-    """Requests/s through the real broker and one matcher replica."""
+def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: int = 10_000,
+                         with_load_test: bool = True) -> dict:
+    """Requests/s through the real broker and one matcher replica; with the load test of
+    ``flood_load`` (steady doors with and without a flood) under ``load_test``."""
     from appliance.edge.link import MatcherLink
     from appliance.matcher.app import compose
+    from appliance.matcher.gate import Budget, Limits
     from appliance.matcher.loaded import LoadedGallery
     from appliance.matching import FailureTracker
     from appliance.site import Site
@@ -113,9 +83,11 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
         gallery.load([f"s{i}" for i in range(gallery_size)], random_templates(gallery_size, 3))
         loaded = LoadedGallery(gallery, {}, {})
         site.broker.start()
-        # synthetic probes never match: lift the lock-out so every request is really searched
+        # synthetic probes never match: lift the lock-out so every request is really searched;
+        # this measures capacity, so no device's request budget holds it back either
         service = compose("matcher-1", site.mqtt("matcher-1"), keys, site.directory, loaded, 0.3,
-                          tracker=FailureTracker(limit=10**9))
+                          tracker=FailureTracker(limit=flood_load.LOCKOUT_LIFTED),
+                          limits=Limits(requests=Budget(UNLIMITED, UNLIMITED)))
         service.start()
         links = []
         try:
@@ -127,7 +99,7 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
             start_all = time.perf_counter()
             for vector in probes:
                 start = time.perf_counter()
-                links[0].request(_probe(names[0], vector), PACK, timeout=5.0)
+                links[0].request(probe(names[0], vector), PACK, timeout=5.0)
                 single.samples_ms.append((time.perf_counter() - start) * 1000)
             single_rps = per_device / (time.perf_counter() - start_all)
             load = subprocess.run(
@@ -144,6 +116,7 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
             site.broker.stop()
     return {
         "gallery": gallery_size,
+        "load_test": flood_load.load_test(gallery_size=gallery_size) if with_load_test else None,
         "one_device": {"requests": per_device, "requests_per_s": single_rps,
                        "round_trip_median_ms": single.median, "round_trip_p95_ms": single.p95},
         "many_devices": {"devices": devices, "requests": len(parallel.samples_ms), "failures": result["failures"],
@@ -248,6 +221,7 @@ def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path
         f"| {one['round_trip_median_ms']:.1f} | {one['round_trip_p95_ms']:.1f} |",
         f"| {many['devices']} devices at once | {many['requests']} | {many['requests_per_s']:.0f} "
         f"| {many['round_trip_median_ms']:.1f} | {many['round_trip_p95_ms']:.1f} |",
+        *flood_load.report_lines(throughput.get("load_test")),
         "", "## Face in view -> actuator (edge daemon, matcher on loopback)", "",
         f"{door['passes']} passes of {door['burst_frames']} frames each ({door['accepted']} accepted): "
         f"median **{door['latency_median_ms']:.0f} ms**, p95 {door['latency_p95_ms']:.0f} ms; "

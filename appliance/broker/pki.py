@@ -2,7 +2,10 @@
 certificate per device, matcher, auditor or integration (certificate CN = MQTT identity).
 
 Keys are ECDSA P-256 (fast handshakes on a Pi), written 0600; certificates PEM.
-Revocation produces a CRL that the broker loads (``crlfile``).
+Revocation produces a CRL that the broker loads (``crlfile``). The registry keeps the serial
+of every certificate an identity was ever issued: a rotation leaves the previous certificate
+valid until it expires (the device switches at its next reconnect), so revoking the identity
+must put all of them on the CRL, not only the one on file now.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -35,6 +38,11 @@ class Identity:
     role: str
     group: str = "default"
     revoked: bool = False
+    serials: tuple[int, ...] = ()  # every certificate issued to it, oldest first
+
+
+def _identity(entry: dict) -> Identity:
+    return Identity(**{**entry, "serials": tuple(entry.get("serials", ()))})
 
 
 def _now() -> dt.datetime:
@@ -50,6 +58,10 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     tmp.replace(path)
+
+
+def _serial(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
 def _write_pem(path: Path, data: bytes) -> None:
@@ -89,7 +101,7 @@ class ProjectPKI:
     # -- registry of issued identities ---------------------------------------------------
     def identities(self) -> dict[str, Identity]:
         entries = read_json(self.folder / REGISTRY, {})
-        return {name: Identity(**entry) for name, entry in entries.items()}
+        return {name: _identity(entry) for name, entry in entries.items()}
 
     def _save(self, identities: dict[str, Identity]) -> None:
         registry = {n: asdict(i) for n, i in sorted(identities.items())}
@@ -127,7 +139,7 @@ class ProjectPKI:
 
     def _issue(
         self, common_name: str, server: bool, hosts: tuple[str, ...] = ()
-    ) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         ca_cert, ca_key = self._load_ca()
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
@@ -148,12 +160,12 @@ class ProjectPKI:
                 except ValueError:
                     names.append(x509.DNSName(host))
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), key
+        return builder.sign(ca_key, hashes.SHA256()), key
 
     def issue_broker(self, hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> None:
         cert, key = self._issue(hosts[0], server=True, hosts=hosts)
         _write_key(self.broker_key, key)
-        _write_pem(self.broker_cert, cert)
+        _write_pem(self.broker_cert, cert.public_bytes(serialization.Encoding.PEM))
 
     def issue_client(self, name: str, role: str, group: str = "default") -> Identity:
         """Issue (or re-issue, rotating the key) the certificate of one client identity."""
@@ -161,28 +173,37 @@ class ProjectPKI:
             raise ApplianceError(ErrorCode.PKI_ERROR, f"identity {name!r}: lower-case letters, digits and '-' only")
         if role not in ROLES:
             raise ApplianceError(ErrorCode.PKI_ERROR, f"role {role!r} is not one of {ROLES}")
-        cert, key = self._issue(name, server=False)
-        _write_key(self.key(name), key)
-        _write_pem(self.cert(name), cert)
         identities = self.identities()
-        identities[name] = Identity(name, role, group)
+        known = identities.get(name)
+        if known and known.revoked:  # re-issuing would bring a revoked identity back to life
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"{name} was revoked; issue the replacement under a new name")
+        serials = known.serials if known else ()
+        if known and not serials and self.cert(name).exists():  # a registry from before serials were kept
+            serials = (_serial(self.cert(name)),)
+        cert, key = self._issue(name, server=False)
+        # recorded before the files are replaced: a crash in between leaves an extra serial
+        # on the list, never a certificate that revocation would miss
+        identities[name] = Identity(name, role, group, serials=(*serials, cert.serial_number))
         self._save(identities)
+        _write_key(self.key(name), key)
+        _write_pem(self.cert(name), cert.public_bytes(serialization.Encoding.PEM))
         return identities[name]
 
     def revoke(self, name: str) -> None:
-        """Revoke every certificate issued to ``name``; the broker refuses it after reload."""
+        """Revoke every certificate ever issued to ``name`` (each rotation's too); the broker
+        refuses them after reload."""
         identities = self.identities()
         if name not in identities:
             raise ApplianceError(ErrorCode.PKI_ERROR, f"unknown identity {name!r}")
-        serials = []
+        serials = list(identities[name].serials)
         if self.cert(name).exists():
-            serials.append(x509.load_pem_x509_certificate(self.cert(name).read_bytes()).serial_number)
+            serials.append(_serial(self.cert(name)))
         revoked_file = self.folder / "revoked.json"
         revoked = json.loads(revoked_file.read_text()) if revoked_file.exists() else []
-        revoked += [s for s in serials if s not in revoked]
+        revoked += [s for s in dict.fromkeys(serials) if s not in revoked]
         _write_pem(self.folder / "revoked.json", json.dumps(revoked).encode())
         self._write_crl(revoked)
-        identities[name] = Identity(name, identities[name].role, identities[name].group, revoked=True)
+        identities[name] = replace(identities[name], revoked=True)
         self._save(identities)
 
     def _write_crl(self, serials: list[int]) -> None:

@@ -83,7 +83,9 @@ class ManagedBroker:
         return self._process is not None and self._process.poll() is None
 
     def reload(self) -> None:
-        """Re-render the ACL and make the broker re-read it (SIGHUP)."""
+        """Re-render the configuration and signal the broker (SIGHUP): it re-reads the CRL for
+        new handshakes, but the access rules only at start (the dynamic-security plugin has no
+        reload), so a newly issued identity needs ``restart``."""
         render(self.pki, self.folder / "broker", self.settings)
         if self.running:
             self._process.send_signal(signal.SIGHUP)

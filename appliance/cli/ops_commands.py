@@ -14,6 +14,7 @@ from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
 
 SECRET_FILE_MODE = 0o600
+BROKER_UNIT = "appliance-broker.service"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -218,7 +219,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if args.what == "matcher":
             print(f"matcher {pki.issue_client(args.name, 'matcher').name}: {pki.cert(args.name)}")
             site.add_matcher_keys(args.name)
-        elif args.what == "rotate":
+        if args.what in ("device", "matcher"):
+            # the broker's access rules are read at its start: a new identity fails closed until then
+            print(f"restart the broker ({BROKER_UNIT}) so it grants {args.name} its rights")
+        if args.what == "rotate":
             provisioning.rotate(pki, args.name)
             print(f"{args.name}: new key and certificate in {pki.cert(args.name).parent}; no restart needed")
         elif args.what == "revoke":
@@ -230,7 +234,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def _restart_broker_unit() -> None:
     import subprocess
 
-    result = subprocess.run(["systemctl", "restart", "appliance-broker.service"], capture_output=True, text=True)
+    result = subprocess.run(["systemctl", "restart", BROKER_UNIT], capture_output=True, text=True)
     if result.returncode != 0:
         raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
                              f"revoked, but restarting the broker failed ({result.stderr.strip()}): restart it now")

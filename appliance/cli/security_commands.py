@@ -11,6 +11,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import time
 from pathlib import Path
 
 from appliance import paths
@@ -55,10 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     retention.add_argument("action", choices=("run",))
     retention.set_defaults(handler=cmd_retention)
 
-    audit = sub.add_parser("audit", help="verify, export (masked) or checkpoint the operation log")
-    audit.add_argument("action", choices=("verify", "export", "checkpoint"))
+    audit = sub.add_parser("audit", help="verify, export (masked) or checkpoint the operation log; reanchor its "
+                                         "signed head after a loss or an upgrade (on record)")
+    audit.add_argument("action", choices=("verify", "export", "checkpoint", "reanchor"))
     audit.add_argument("--since", help="export entries from this date (YYYY-MM-DD, UTC)")
     audit.add_argument("--out", help="export file (default: print)")
+    audit.add_argument("--stopped", action="store_true",
+                       help="verify: the site's services are stopped, so do not require a freshly signed head")
     audit.set_defaults(handler=cmd_audit)
 
     from appliance.cli.bench_commands import bench_group
@@ -201,15 +205,27 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_audit(data: ProtectedData, principal: Principal, max_head_age_s: float | None) -> int:
+    """A running site's head is re-signed well within ``audit_head_max_age_s``: an older one
+    means a rolled-back log (or nothing anchoring it), unless the operator says it is stopped."""
+    verdict = data.audit.verify(principal, max_head_age_s=max_head_age_s)
+    if verdict.ok:
+        age = "" if verdict.head_time is None else f", signed {max(0.0, time.time() - verdict.head_time):.0f} s ago"
+        print(f"audit log ok: {verdict.entries} entries; chain, signed checkpoints and signed head intact{age}")
+        return 0
+    where = "" if verdict.first_bad is None else f"first bad entry {verdict.first_bad}: "
+    raise ApplianceError(ErrorCode.AUDIT_TAMPERED, where + verdict.reason)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
-    _, principal, data = _open(args)
+    config, principal, data = _open(args)
     with data:
         if args.action == "verify":
-            verdict = data.audit.verify(principal)
-            if verdict.ok:
-                print(f"audit log ok: {verdict.entries} entries, chain and signed checkpoints intact")
-                return 0
-            raise ApplianceError(ErrorCode.AUDIT_TAMPERED, f"first bad entry {verdict.first_bad}: {verdict.reason}")
+            return _verify_audit(data, principal, None if args.stopped else config.security.audit_head_max_age_s)
+        if args.action == "reanchor":
+            entry = data.audit.reanchor(principal)
+            print(f"signed a new head at entry {entry.seq}; that entry records what the old head said: {entry.detail}")
+            return 0
         if args.action == "checkpoint":
             require(principal, Permission.RUN_RETENTION)
             seq = data.audit.checkpoint()

@@ -162,6 +162,9 @@ class SecurityConfig(_Table):
         f"the operation log is kept this long, days (at least {MIN_AUDIT_RETENTION_DAYS}: six months)"))] \
         = MIN_AUDIT_RETENTION_DAYS
     audit_checkpoint_every: Annotated[Int, Field(ge=1, description="audit entries between signed checkpoints")] = 100
+    audit_head_max_age_s: Annotated[Float, Field(ge=60, le=86400, description=(
+        "a running site re-signs the audit log's head every third of this; 'appliance audit verify' fails on an "
+        "older head (a rolled-back log, or nothing anchoring it), seconds"))] = 300.0
     roles: Annotated[dict[str, Literal[ROLES]], Field(description=(
         "OS account -> role (system_administrator, security_administrator, auditor, operator)"))] \
         = field(default_factory=dict)
@@ -263,6 +266,17 @@ class MatcherConfig(_Table):
 
     name: Annotated[Str, AfterValidator(_identity_required), Field(description=(
         "this replica's MQTT identity ('appliance provision matcher NAME')"))] = "matcher-1"
+    device_requests_per_s: Annotated[Float, Field(gt=0, le=10_000, description=(
+        "match requests one device may send per second, sustained; the excess is dropped unopened (a door asks "
+        "about once per pass)"))] = 10.0
+    device_request_burst: Annotated[Int, Field(ge=1, le=100_000, description=(
+        "match requests one device may send at once before device_requests_per_s applies"))] = 30
+    device_rejects_per_window: Annotated[Int, Field(ge=1, le=1_000_000, description=(
+        "refused messages (bad envelope, replay, over budget, not provisioned) from one device within "
+        "reject_window_s that raise a flood alarm and mute the device for the rest of the window"))] = 100
+    reject_window_s: Annotated[Float, Field(ge=1, le=3600, description=(
+        "one audit record per device sums up its refused messages of this long; also how long a flooding device "
+        "stays muted, seconds"))] = 10.0
 
 
 @dataclass(frozen=True)

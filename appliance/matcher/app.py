@@ -6,6 +6,14 @@ A replica always answers match requests. With the central stores and a sync stor
 full replica: it serves device sync, keeps its gallery on the revision stream, records
 outbox events exactly once and announces changes. Without them (benchmarks, the transport
 tests) events and alarms are only counted and audited.
+
+Every handler of a replica shares one ``Gate`` (``matcher.gate``): the per-device budgets
+(``limits``, from ``[matcher]`` in the configuration), the check that the sender may send
+what it sent (``may_send``: enrolled, not revoked, its topic) for every message type, and
+the refusals summed up per device and window; ``device_allowed`` is the matching-mode
+check before a search (and the sender check when no ``may_send`` is given). The gallery's
+quarantined templates (``loaded``) are in ``Matcher.quarantined`` and the
+``templates_quarantined`` stat.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from appliance.config import Config, threshold_for
 from appliance.matcher.deletions import DeletionConfirmations
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.events import EventAuditor, EventRecorder
+from appliance.matcher.gate import Gate, Limits, any_mode
 from appliance.matcher.loaded import LoadedGallery, load_gallery
 from appliance.matcher.replica import POLL_S, ReplicaFollower
 from appliance.matcher.replica_io import Auditor, Courier
@@ -62,6 +71,11 @@ class Matcher:
     def queue_depth(self) -> int:
         return self.service.queue_depth
 
+    @property
+    def quarantined(self) -> int:
+        """Subjects whose template could not be read and are not served (for the heartbeat)."""
+        return len(self.loaded.quarantined)
+
     def start(self) -> "Matcher":
         self.service.start()
         return self
@@ -76,22 +90,27 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
             devices: Callable[[], list[str]] | None = None, poll_s: float = POLL_S, replay_window_s: float = 120.0,
             liveness_check: Callable[[str, dict], bool] | None = None,
             device_allowed: Callable[[str, str], bool] | None = None,
-            tracker: FailureTracker | None = None) -> Matcher:
+            tracker: FailureTracker | None = None, limits: Limits | None = None,
+            may_send: Callable[[str, str], bool] | None = None) -> Matcher:
     """A replica named ``name`` (its MQTT identity; it signs under it with the matcher
-    ``keys``). ``sync_store`` (with ``data``, the central stores) makes it a full replica."""
+    ``keys``). ``sync_store`` (with ``data``, the central stores) makes it a full replica.
+    ``limits``: the per-device budgets (default: the configuration's defaults)."""
     if sync_store is not None and data is None:
         raise ValueError("a syncing matcher needs the central protected data")
     stats: Counter[str] = Counter()
+    stats["templates_quarantined"] = len(loaded.quarantined)
     courier = Courier(name, keys, directory)
     audit = Auditor(name, data.audit if data is not None else None)
+    gate = Gate(name, limits or Limits(), audit, stats, may_send or any_mode(device_allowed),
+                devices=frozenset(peer.node_id for peer in directory.devices()))
     requests = RequestHandler(name, keys, directory, loaded, threshold, courier, audit, stats, replay_window_s,
-                              liveness_check, device_allowed)
+                              liveness_check, device_allowed, gate)
     if tracker is not None:
         requests.engine.tracker = tracker
     routes: list[Route] = [requests.route]
     if sync_store is None:
-        routes.append(EventAuditor(name, keys, directory, audit, stats, replay_window_s).route)
-        return Matcher(MatcherService(name, mqtt, routes, courier, stats), loaded, requests)
+        routes.append(EventAuditor(name, keys, directory, audit, stats, replay_window_s, gate).route)
+        return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests)
     principal = Principal(name, Role.OPERATOR, device=name)
     gallery = loaded.gallery
     profiles = Profiles(data.identity, sync_store.groups, principal)
@@ -99,11 +118,12 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
                         principal)
     confirmations = DeletionConfirmations(data, sync_store)
     devices = devices or (lambda: [peer.node_id for peer in directory.devices()])
-    follower = ReplicaFollower(name, data, sync_store, profiles, loaded, courier, keys, devices, stats, principal)
-    routes += [EventRecorder(name, keys, directory, sync_store, courier, audit, stats).route,
+    follower = ReplicaFollower(name, data, sync_store, profiles, loaded, courier, keys, devices, stats, principal,
+                               audit)
+    routes += [EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate).route,
                SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
-                           device_allowed, poll_s, replay_window_s).route]
-    return Matcher(MatcherService(name, mqtt, routes, courier, stats), loaded, requests, sync_store, engine,
+                           device_allowed, poll_s, replay_window_s, gate).route]
+    return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests, sync_store, engine,
                    confirmations, follower)
 
 
@@ -157,7 +177,9 @@ def build(config: Config, site) -> MatcherApp:
             group_of=lambda device: getattr(provisioning.policy(pki, device), "group", "default"),
             replay_window_s=config.security.replay_window_s,
             liveness_check=second_liveness_judgement(config.liveness.level, site.directory),
-            device_allowed=lambda device, mode: provisioning.is_allowed(pki, device, mode))
+            device_allowed=lambda device, mode: provisioning.is_allowed(pki, device, mode),
+            may_send=lambda device, topic: provisioning.may_send(pki, device, topic),
+            limits=Limits.from_config(config.matcher))
     except BaseException:
         if store is not None:
             store.close()

@@ -8,6 +8,9 @@ per transaction, and only then acknowledged (``outbox_ack``) so the device drops
 
 ``EventAuditor`` (a matcher without one: benchmarks, transport tests): each event or alarm
 is opened like a request, counted and written to the audit log.
+
+Both take only what a provisioned, not revoked device sealed on its own topic
+(``Gate.admit``); every refusal is counted and summed up by the gate, never recorded.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import time
 from collections import Counter, defaultdict
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.replica_io import Audit, Courier, admit
+from appliance.matcher.gate import MALFORMED, Gate, Limits
+from appliance.matcher.replica_io import Audit, Courier
 from appliance.matcher.service import Route
 from appliance.matcher.sync_store import EventRecord, SyncStore
 from appliance.protocol import messages, topics
@@ -62,8 +66,9 @@ def _decode(inbound: Inbound, kind: str) -> messages.Event | messages.Alarm:
 
 class EventRecorder:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, store: SyncStore, courier: Courier,
-                 audit: Audit, stats: Counter[str]):
+                 audit: Audit, stats: Counter[str], gate: Gate | None = None):
         self.name, self.store, self.courier, self.audit, self.stats = name, store, courier, audit, stats
+        self.gate = gate or Gate(name, Limits(), audit, stats)
         self.opener = Opener(keys, directory.devices(), window_s=OUTBOX_WINDOW_DAYS * 86400, guard=_NoCounterGuard())
         self._batch: list[EventRecord] = []
         self._last_at = 0.0  # monotonic time of the last event taken
@@ -75,12 +80,12 @@ class EventRecorder:
         if incoming is not None:
             self._last_at = time.monotonic()
             kind = incoming.topic.rsplit("/", 1)[-1]
-            inbound = admit(self.opener, incoming, self.stats, MESSAGE_OF[kind][1])
+            inbound = self.gate.admit(self.opener, incoming, MESSAGE_OF[kind][1])
             if inbound is not None:
                 try:
                     message = _decode(inbound, kind)
                 except (ApplianceError, ValueError):
-                    self.stats["rejected:malformed"] += 1
+                    self.gate.refuse(inbound.device, kind, MALFORMED)
                 else:
                     self._batch.append(EventRecord(message.ref, inbound.device, kind, message.kind, message.at,
                                                    message.details))
@@ -115,22 +120,22 @@ class EventRecorder:
 
 class EventAuditor:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, audit: Audit, stats: Counter[str],
-                 replay_window_s: float = 120.0):
+                 replay_window_s: float = 120.0, gate: Gate | None = None):
         self.name, self.audit, self.stats = name, audit, stats
+        self.gate = gate or Gate(name, Limits(), audit, stats)
         self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
                              guard=ReplayGuard(not_before=time.time()))
         self.route = Route(KINDS, QueueWorker(f"{name}-events", self.handle, QUEUE_LIMIT, stats))
 
     def handle(self, incoming: Incoming) -> None:
-        inbound = admit(self.opener, incoming, self.stats, audit=self.audit, name=self.name)
+        inbound = self.gate.admit(self.opener, incoming, MESSAGE_OF[incoming.topic.rsplit("/", 1)[-1]][1])
         if inbound is None:
             return
         try:
-            message = messages.decode(inbound.payload, MESSAGE_OF[inbound.kind][0])
-        except ApplianceError as exc:
-            self.stats["rejected:malformed"] += 1
-            log.warning("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
-            self.audit(inbound.device, f"message.{inbound.kind}", "-", "rejected", "malformed")
+            message = _decode(inbound, inbound.kind)
+        except (ApplianceError, ValueError) as exc:
+            log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
+            self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
             return
         self.stats[inbound.kind] += 1
         self.audit(inbound.device, f"{inbound.kind}.{message.kind}", "-", "received")

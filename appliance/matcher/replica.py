@@ -7,6 +7,9 @@ shared sync store, and for those it is first to claim it tells the devices (a ``
 ask for the changes) and third parties (``enrollment_event`` on
 ``appliance/v1/enrollment/events``: a keyed-hash pseudonym and the masked name, signed with
 the node key - never a template, a card number or the internal subject id).
+
+A new template that cannot be read is quarantined (``LoadedGallery.quarantine``: left out,
+one alarm) and the replica moves on: one bad row must not hold back every later revision.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from collections.abc import Callable
 
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.loaded import LoadedGallery
-from appliance.matcher.replica_io import Courier
+from appliance.matcher.replica_io import Audit, Auditor, Courier
 from appliance.matcher.sync_store import SyncStore
 from appliance.protocol import messages, topics
 from appliance.security import signing
@@ -39,10 +42,11 @@ _PSEUDONYM_KEY = b"|integration-pseudonyms"
 class ReplicaFollower:
     def __init__(self, name: str, data: ProtectedData, store: SyncStore, profiles: Profiles, loaded: LoadedGallery,
                  courier: Courier, keys: NodeKeys, devices: Callable[[], list[str]], stats: Counter[str],
-                 principal: Principal):
+                 principal: Principal, audit: Audit | None = None):
         self.name, self.data, self.store, self.profiles = name, data, store, profiles
         self.loaded, self.courier, self.keys, self.devices, self.stats = loaded, courier, keys, devices, stats
         self.principal = principal
+        self.audit = audit or Auditor(name, data.audit)  # the replica's shared one: one writer at a time
         self.revision = data.biometric.revision  # the gallery was loaded at (at least) this revision
         self._ref_key = hashlib.sha256(keys.signing.private_bytes_raw() + _PSEUDONYM_KEY).digest()
 
@@ -55,7 +59,11 @@ class ReplicaFollower:
         ups, tombs = self.data.biometric.changes_since(self.revision, upto=head,
                                                        pack=(gallery.pack_id, gallery.pack_version))
         for row in ups:
-            self._upsert(row)
+            try:
+                self._upsert(row)
+            except Exception as exc:  # unreadable: quarantined, the other changes still apply
+                self.loaded.quarantine(row.subject_id, exc, self.audit, self.name)
+                self.stats["templates_quarantined"] += 1
         for tomb in tombs:
             self.loaded.remove(tomb.subject_id)
         self.revision = head

@@ -1,8 +1,6 @@
-"""What the handlers of one matcher replica share: the way in, the way out, the audit log.
+"""What the handlers of one matcher replica share: the way out and the audit log (the way in
+is ``matcher.gate``: budgets, the sender check, opening on the topic).
 
-* ``admit``: open what arrived on a device topic (``protocol.inbound.open_on_topic``: the
-  envelope, and its sender is the device the topic belongs to); a refusal is counted per
-  reason in the replica's stats and, for the handlers that audit, logged.
 * ``Courier``: a message leaves sealed to the device it is for, signed under this replica's
   own name (with the shared matcher keys), on that device's own topic - never on a topic a
   sender named. The service attaches it to its MQTT endpoint when it starts.
@@ -11,39 +9,17 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter
 from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import NodeDirectory
-from appliance.protocol.inbound import Inbound, open_on_topic
-from appliance.security.envelope import EnvelopeRejected, MessageType, NodeKeys, Opener, RejectReason, Sealer
+from appliance.security.envelope import MessageType, NodeKeys, Sealer
 from appliance.security.roles import Principal, Role
-from appliance.transport.mqtt import Incoming
 
 log = logging.getLogger(__name__)
 
 Audit = Callable[..., None]  # (device, action, object, result, detail="")
-
-
-def admit(opener: Opener, incoming: Incoming, stats: Counter[str], expect: MessageType | None = None,
-          audit: Audit | None = None, name: str = "matcher") -> Inbound | None:
-    """The opened message, or None after counting (and auditing, when given) the refusal."""
-    try:
-        return open_on_topic(opener, incoming.topic, incoming.payload, expect)
-    except EnvelopeRejected as exc:
-        stats[f"rejected:{exc.reason.name.lower()}"] += 1
-        device = topics.device_of(incoming.topic)
-        if audit is not None and device is not None:
-            kind = incoming.topic.rsplit("/", 1)[-1]
-            if exc.reason is RejectReason.SENDER_TOPIC_MISMATCH:
-                audit(device, f"message.{kind}", "-", "rejected", exc.reason.value)
-            else:
-                log.warning("%s: rejected message on %s: %s", name, incoming.topic, exc)
-                audit(device, f"message.{kind}", "-", "rejected", exc.reason.name)
-        return None
 
 
 class Courier:
@@ -83,11 +59,10 @@ class Auditor:
     def __init__(self, name: str, log_store=None):
         self.name = name
         self.log = log_store
-        self._lock = threading.Lock()
 
     def __call__(self, device: str, action: str, obj: str, result: str, detail: str = "") -> None:
         if self.log is None:
             return
         principal = Principal(self.name, Role.OPERATOR, device=device)
-        with self._lock:
-            self.log.append(principal, action, obj, result, detail)
+        # group-committed off the request path: the writer thread makes it durable
+        self.log.append(principal, action, obj, result, detail, wait=False)

@@ -1,12 +1,14 @@
 """Match requests: open, decode strictly, decide, answer with a sealed ``Decision``.
 
 A request is an envelope sealed to the matcher and signed by the device whose ``req`` topic
-it came on (``admit``), with a ``match_request`` naming that same device inside. The
+it came on, from a device still provisioned (``Gate.admit``), with a ``match_request``
+naming that same device inside. The
 decision comes from ``MatchEngine`` over the replica's gallery (``LoadedGallery``): the
 device's provisioning policy, the model pack and the matcher's own liveness judgement come
 first. The answer is sealed to the device on its own ``decision`` topic. Idempotent: a
 retried request id gets the same sealed decision again without a second count. Anything
-malformed, forged or replayed is counted and audited, never fatal.
+malformed, forged or replayed is counted and noted by the gate (one audit record per device
+and window), never fatal.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher.gate import MALFORMED, Gate, Limits, any_mode
 from appliance.matcher.loaded import LoadedGallery
-from appliance.matcher.replica_io import Audit, Courier, admit
+from appliance.matcher.replica_io import Audit, Courier
 from appliance.matcher.service import Route
 from appliance.matching import MatchEngine, Verdict
 from appliance.protocol import messages, topics
@@ -38,7 +41,7 @@ class RequestHandler:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, loaded: LoadedGallery,
                  threshold: float, courier: Courier, audit: Audit, stats: Counter[str],
                  replay_window_s: float = 120.0, liveness_check: Callable[[str, dict], bool] | None = None,
-                 device_allowed: Callable[[str, str], bool] | None = None):
+                 device_allowed: Callable[[str, str], bool] | None = None, gate: Gate | None = None):
         self.name = name
         self.loaded = loaded
         self.engine = MatchEngine(loaded.gallery, threshold, loaded.claims.get)
@@ -50,19 +53,19 @@ class RequestHandler:
         self.liveness_check = liveness_check  # second judgement on the device's evidence
         # provisioning policy: is this device (still) allowed this matching mode?
         self.device_allowed = device_allowed or (lambda device, mode: True)
+        self.gate = gate or Gate(name, Limits(), audit, stats, any_mode(device_allowed))
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self.route = Route((topics.REQUEST,), QueueWorker(f"{name}-worker", self.handle, QUEUE_LIMIT, stats))
 
     def handle(self, incoming: Incoming) -> None:
-        inbound = admit(self.opener, incoming, self.stats, audit=self.audit, name=self.name)
+        inbound = self.gate.admit(self.opener, incoming)
         if inbound is None:
             return
         try:
             self._answer(inbound, incoming)
         except ApplianceError as exc:
-            self.stats["rejected:malformed"] += 1
-            log.warning("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
-            self.audit(inbound.device, f"message.{inbound.kind}", "-", "rejected", "malformed")
+            log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
+            self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
 
     def _answer(self, inbound: Inbound, incoming: Incoming) -> None:
         device = inbound.device

@@ -8,7 +8,10 @@ Each handler offers a ``Route``: the kinds it reads and the worker that runs it;
 queues a message for that worker on the MQTT network thread, so the network loop never
 waits. At start the router makes its MQTT endpoint, subscribed to
 the kinds its handlers read, attaches the courier (the way out) to it, starts the handlers
-and connects. Anything on a topic no handler reads is counted (``rejected:topic``).
+and connects. Before a message is queued the replica's ``Gate`` (``matcher.gate``) looks at
+its topic: one its owner may not publish, or no handler reads, is ignored; a muted device's
+or one over its budget is dropped unopened. Every refusal is counted and summed up in one
+audit record per device and window, written by the gate's flush ticker.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from appliance.matcher.replica_io import Courier
+from appliance.matcher.gate import FLUSH_EVERY_S, Gate, Limits
+from appliance.matcher.replica_io import Auditor, Courier
 from appliance.protocol import topics
 from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings
 from appliance.workers import QueueWorker, Ticker
@@ -47,11 +51,13 @@ class Route:
 
 class MatcherService:
     def __init__(self, name: str, mqtt: MqttSettings, routes: Sequence[Route], courier: Courier,
-                 stats: Counter[str] | None = None):
+                 stats: Counter[str] | None = None, gate: Gate | None = None):
         self.name = name
         self.routes = tuple(routes)
         self.courier = courier
         self.stats: Counter[str] = stats if stats is not None else Counter()
+        self.gate = gate or Gate(name, Limits(), Auditor(name), self.stats)
+        self._flush = Ticker(f"{name}-gate-flush", FLUSH_EVERY_S, self.gate.flush)
         self._routes: dict[str, Route] = {}
         for route in self.routes:
             for kind in route.kinds:
@@ -67,12 +73,10 @@ class MatcherService:
         return tuple(topics.shared(topics.all_devices(kind)) for kind in self._routes)
 
     def route(self, incoming: Incoming) -> None:
-        """The endpoint's ``on_message``: hand the message to the handler of its topic kind."""
-        route = self._routes.get(incoming.topic.rsplit("/", 1)[-1]) if topics.device_of(incoming.topic) else None
-        if route is None:
-            self.stats["rejected:topic"] += 1
-            return
-        route.worker.put(incoming)  # full: dropped and counted (dropped_overload)
+        """The endpoint's ``on_message``: hand the message to the handler of its topic kind,
+        if the gate lets it through (no envelope is opened on this thread)."""
+        if self.gate.at_router(incoming.topic, self._routes):
+            self._routes[incoming.topic.rsplit("/", 1)[-1]].worker.put(incoming)  # full: dropped_overload
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -80,6 +84,7 @@ class MatcherService:
         self.courier.attach(self.endpoint.publish)
         for route in self.routes:
             route.start()
+        self._flush.start()
         self._started = True
         self.endpoint.connect()
         log.info("%s: serving %s", self.name, ", ".join(self._routes))
@@ -90,7 +95,9 @@ class MatcherService:
         if self._started:
             for route in self.routes:
                 route.stop()
+            self._flush.stop()
             self._started = False
+        self.gate.flush(closing=True)  # what was refused until now is on record before the process ends
 
     @property
     def connected(self) -> bool:

@@ -1,6 +1,7 @@
 """The ``sync-ack`` topic: device sync requests and acknowledgements, and the replica's poll.
 
-A ``sync_request`` from a provisioned, allowed device is answered with the deltas of the
+Only a provisioned, not revoked device is heard at all (``Gate.admit``, for requests and
+acknowledgements alike). Its ``sync_request`` is answered with the deltas of the
 revision stream (``SyncEngine``), sealed to that device; the revision it says it holds
 counts as an acknowledgement (``DeletionConfirmations``), as does every ``sync_ack``. The
 same worker follows the store revision every ``poll_s`` (``ReplicaFollower``), so answers
@@ -16,8 +17,9 @@ from collections.abc import Callable
 
 from appliance.matcher.deletions import DeletionConfirmations
 from appliance.matcher.eligibility import DEFAULT_GROUP
+from appliance.matcher.gate import MALFORMED, Gate, Limits, any_mode
 from appliance.matcher.replica import POLL_S, ReplicaFollower
-from appliance.matcher.replica_io import Courier, admit
+from appliance.matcher.replica_io import Auditor, Courier
 from appliance.matcher.revisions import SyncEngine
 from appliance.matcher.service import Route
 from appliance.protocol import messages, topics
@@ -37,11 +39,11 @@ class SyncHandler:
                  confirmations: DeletionConfirmations, follower: ReplicaFollower, courier: Courier,
                  stats: Counter[str], group_of: Callable[[str], str] | None = None,
                  device_allowed: Callable[[str, str], bool] | None = None, poll_s: float = POLL_S,
-                 replay_window_s: float = 120.0):
+                 replay_window_s: float = 120.0, gate: Gate | None = None):
         self.name, self.engine, self.confirmations, self.follower = name, engine, confirmations, follower
         self.courier, self.stats = courier, stats
         self.group_of = group_of or (lambda device: DEFAULT_GROUP)
-        self.device_allowed = device_allowed or (lambda device, mode: True)
+        self.gate = gate or Gate(name, Limits(), Auditor(name), stats, any_mode(device_allowed))
         self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
                              guard=ReplayGuard(not_before=time.time()))
         worker: QueueWorker[Incoming | None] = QueueWorker(f"{name}-sync", self._take, QUEUE_LIMIT, stats)
@@ -54,8 +56,8 @@ class SyncHandler:
             self.handle(incoming)
 
     def handle(self, incoming: Incoming) -> None:
-        inbound = admit(self.opener, incoming, self.stats, MessageType.SYNC_ACK)
-        if inbound is None:
+        inbound = self.gate.admit(self.opener, incoming, MessageType.SYNC_ACK)
+        if inbound is None:  # revoked or without a policy: no deltas, no confirmations
             return
         device = inbound.device
         try:
@@ -63,16 +65,12 @@ class SyncHandler:
             if not isinstance(message, (messages.SyncRequest, messages.SyncAck)) or message.device_id != device:
                 raise ValueError("not a sync message of this device")
         except Exception as exc:  # MESSAGE_REJECTED or a foreign message type
-            self.stats["rejected:malformed"] += 1
-            log.warning("%s: bad sync message from %s: %s", self.name, device, exc)
+            log.debug("%s: bad sync message from %s: %s", self.name, device, exc)
+            self.gate.refuse(device, inbound.kind, MALFORMED)
             return
         if isinstance(message, messages.SyncAck):
             self.confirmations.acknowledge(device, message.revision)
             self.stats["sync_acks"] += 1
-            return
-        if not any(self.device_allowed(device, mode) for mode in ("verify", "identify")):
-            self.stats["sync:refused_device"] += 1  # revoked or without a policy: no deltas
-            log.warning("%s: sync refused for %s (not provisioned or revoked)", self.name, device)
             return
         if not message.snapshot_id:
             self.confirmations.acknowledge(device, message.revision)  # what it holds, committed

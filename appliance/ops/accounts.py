@@ -5,23 +5,36 @@ a matcher host where several people share one service user. Each account has one
 logging in yields a :class:`~appliance.security.roles.Principal`, so every store call
 checks the same permissions and writes the same audit entries as everything else.
 
-Passwords: scrypt (standard library), a length/character-class policy. Second factor: TOTP.
-Five consecutive failures lock the account for 15 minutes (even the right password is then
+Passwords: scrypt and a strength policy (``ops.passwords``). Second factor: TOTP. Five
+consecutive failures lock the account for 15 minutes (even the right password is then
 refused); sessions expire after an idle timeout. Every login attempt and account change
 goes to the audit log. Account management belongs to the security administrator.
+
+Concurrency: guesses arrive in parallel (threads, requests, several ``appliance`` processes),
+so every decision that reads the account and writes it back - counting a failure, locking,
+accepting a TOTP step once, the first account of a bootstrap - is made inside one
+``BEGIN IMMEDIATE`` transaction, which SQLite serialises across connections and processes.
+The slow scrypt runs before it, so the write lock is held for milliseconds, not 0.1 s.
+
+Enumeration: a caller learns only "login failed". An unknown name, a wrong password or code,
+a locked and a disabled account give the same error and text after the same work (one
+scrypt - against :data:`~appliance.ops.passwords.DUMMY_HASH` for an unknown name - and one
+committed write); the audit log records the true reason.
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops import totp
+from appliance.ops.passwords import DUMMY_HASH, check_password, hash_password, password_problems
 from appliance.security.keys import KeyProvider
 from appliance.security.roles import Principal, Role, role_named
 from appliance.stores.audit import AuditLog
@@ -32,55 +45,13 @@ ACCOUNTS_FILE = "accounts.db"
 MAX_FAILURES = 5
 LOCKOUT_S = 15 * 60
 DEFAULT_IDLE_S = 10 * 60
-MIN_PASSWORD_LEN = 12
-MAX_PASSWORD_LEN = 1024  # scrypt cost is independent of length, but bound the input anyway
-MIN_CHARACTER_CLASSES = 3
-# scrypt at N=2^15, r=8: 32 MiB and ~0.1 s per check on a Pi 4 - slow for guessing, fine for a login
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN, SALT_BYTES = 2 ** 15, 8, 1, 32, 16
-SCRYPT_MAXMEM = 64 * 1024 * 1024
+MAX_NAME_LEN = 64
 SESSION_TOKEN_BYTES = 32
 ACCOUNT_ADMIN_ROLES = frozenset({Role.SECURITY_ADMIN})
 ANONYMOUS = "anonymous"  # the actor of attempts on names that are not accounts
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
-
-
-def hash_password(password: str, salt: bytes | None = None, n: int = SCRYPT_N) -> str:
-    salt = salt or secrets.token_bytes(SALT_BYTES)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
-                            maxmem=SCRYPT_MAXMEM, dklen=SCRYPT_LEN)
-    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt" or len(password) > MAX_PASSWORD_LEN:
-        return False
-    actual = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                            maxmem=SCRYPT_MAXMEM, dklen=len(digest) // 2)
-    return hmac.compare_digest(actual.hex(), digest)
-
-
-# a dummy hash so that unknown account names cost the same time as known ones
-_DUMMY_HASH = hash_password("not-a-password", salt=b"\0" * SALT_BYTES)
-
-
-def password_problems(password: str, account: str = "") -> list[str]:
-    """Why a password is refused (empty when it passes the policy)."""
-    problems = []
-    if len(password) < MIN_PASSWORD_LEN:
-        problems.append(f"at least {MIN_PASSWORD_LEN} characters")
-    if len(password) > MAX_PASSWORD_LEN:
-        problems.append(f"at most {MAX_PASSWORD_LEN} characters")
-    classes = sum(any(test(c) for c in password) for test in
-                  (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum()))
-    if classes < MIN_CHARACTER_CLASSES:
-        problems.append(f"characters from {MIN_CHARACTER_CLASSES} of: lower case, upper case, digits, symbols")
-    if account and account.lower() in password.lower():
-        problems.append("must not contain the account name")
-    return problems
+# the one answer to every refused login, whatever the reason (the audit log has the reason)
+LOGIN_REFUSED = f"wrong account, password or code (repeated failures lock an account for {LOCKOUT_S // 60} minutes)"
 
 
 @dataclass(frozen=True)
@@ -126,11 +97,31 @@ class AccountStore(CipherStore):
             token_hash TEXT PRIMARY KEY, name TEXT NOT NULL REFERENCES accounts ON DELETE CASCADE,
             device TEXT NOT NULL, created REAL NOT NULL, last_seen REAL NOT NULL);
         """,
+        # every refused login counts here, in the same transaction as its decision: a refusal
+        # on an unknown, locked or disabled name then commits a write like a counted failure
+        # does, so the time of the commit does not tell them apart either
+        """
+        CREATE TABLE refusals (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL);
+        INSERT INTO refusals VALUES (1, 0);
+        """,
     )
 
 
+@dataclass
+class _Outcome:
+    """What one login attempt decided inside its transaction; audited after the commit."""
+
+    session: "Session | None" = None
+    entries: list[tuple[Principal, str, str, str, str]] = field(default_factory=list)
+
+
 class Accounts:
-    """Account operations over the account store, audited in ``audit``."""
+    """Account operations over the account store, audited in ``audit``.
+
+    One instance may be shared by threads: its writes (and the audit entries they cause)
+    take an instance lock, because a SQLite connection has one transaction at a time.
+    Separate instances and processes are serialised by SQLite's write lock.
+    """
 
     def __init__(self, store: AccountStore, audit: AuditLog, idle_timeout_s: float = DEFAULT_IDLE_S,
                  clock: Callable[[], float] = time.time) -> None:
@@ -138,6 +129,7 @@ class Accounts:
         self.audit = audit
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, root: Path, keys: KeyProvider, audit: AuditLog, idle_timeout_s: float = DEFAULT_IDLE_S) -> "Accounts":
@@ -154,33 +146,38 @@ class Accounts:
         names = [r[0] for r in self.store.execute("SELECT name FROM accounts ORDER BY name")]
         return [self.get(n) for n in names]
 
+    def refused_logins(self) -> int:
+        """Refused logins since the store was created (for monitoring: a rising count is guessing)."""
+        return int(self.store.execute("SELECT total FROM refusals").fetchone()[0])
+
     # -- creation -----------------------------------------------------------------------
     def bootstrap(self, name: str, password: str) -> NewAccount:
-        """The first account, a security administrator; refused once any account exists."""
-        if self.store.execute("SELECT count(*) FROM accounts").fetchone()[0]:
-            raise ApplianceError(ErrorCode.ACCOUNT_REFUSED, "accounts exist already; bootstrap runs once")
+        """The first account, a security administrator; refused once any account exists
+        (decided in the inserting transaction, so two racing bootstraps make one account)."""
         system = Principal(f"bootstrap:{name}", Role.SECURITY_ADMIN)
-        return self._create(system, name, Role.SECURITY_ADMIN, password)
+        return self._create(system, name, Role.SECURITY_ADMIN, password, first=True)
 
     def create(self, principal: Principal, name: str, role: Role | str, password: str) -> NewAccount:
         self._require_admin(principal, "account.create", name)
         return self._create(principal, name, role_named(role) if isinstance(role, str) else role, password)
 
-    def _create(self, principal: Principal, name: str, role: Role, password: str) -> NewAccount:
-        if not name or len(name) > 64 or set(name) - NAME_CHARS:
+    def _create(self, principal: Principal, name: str, role: Role, password: str, first: bool = False) -> NewAccount:
+        if not name or len(name) > MAX_NAME_LEN or set(name) - NAME_CHARS:
             raise ApplianceError(ErrorCode.ACCOUNT_REFUSED, f"account name {name!r}: lower-case letters, digits, - _ .")
         problems = password_problems(password, name)
         if problems:
             raise ApplianceError(ErrorCode.PASSWORD_POLICY, "; ".join(problems))
-        if self.get(name) is not None:
-            raise ApplianceError(ErrorCode.ACCOUNT_REFUSED, f"account {name!r} exists")
-        secret = totp.new_secret()
-        with self.store.transaction():
+        stored, secret = hash_password(password), totp.new_secret()  # the slow hash before the write lock
+        with self._writing():
+            if first and self.store.execute("SELECT count(*) FROM accounts").fetchone()[0]:
+                raise ApplianceError(ErrorCode.ACCOUNT_REFUSED, "accounts exist already; bootstrap runs once")
+            if self.get(name) is not None:
+                raise ApplianceError(ErrorCode.ACCOUNT_REFUSED, f"account {name!r} exists")
             self.store.execute(
                 "INSERT INTO accounts (name, role, password, totp_secret, created, created_by) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, role.value, hash_password(password), secret, self.clock(), principal.actor))
-        self.audit.append(principal, "account.create", name, "ok", f"role {role.value}")
+                "VALUES (?, ?, ?, ?, ?, ?)", (name, role.value, stored, secret, self.clock(), principal.actor))
+        with self._lock:
+            self.audit.append(principal, "account.create", name, "ok", f"role {role.value}")
         return NewAccount(self.get(name), secret)
 
     # -- administration -----------------------------------------------------------------
@@ -188,63 +185,73 @@ class Accounts:
         action = "account.disable" if disabled else "account.enable"
         self._require_admin(principal, action, name)
         self._must_exist(name)
-        with self.store.transaction():
+        with self._writing():
             self.store.execute("UPDATE accounts SET disabled = ? WHERE name = ?", (int(disabled), name))
             if disabled:
                 self.store.execute("DELETE FROM sessions WHERE name = ?", (name,))
-        self.audit.append(principal, action, name, "ok")
+        with self._lock:
+            self.audit.append(principal, action, name, "ok")
 
     def unlock(self, principal: Principal, name: str) -> None:
         self._require_admin(principal, "account.unlock", name)
         self._must_exist(name)
-        with self.store.transaction():
+        with self._writing():
             self.store.execute("UPDATE accounts SET failures = 0, locked_until = 0 WHERE name = ?", (name,))
-        self.audit.append(principal, "account.unlock", name, "ok")
+        with self._lock:
+            self.audit.append(principal, "account.unlock", name, "ok")
 
     # -- login and sessions -------------------------------------------------------------
     def login(self, name: str, password: str, code: str, device: str = "local") -> Session:
-        """Password and TOTP code; either wrong counts one failure. Messages do not say which
-        factor failed or whether the account exists."""
-        now = self.clock()
+        """Password and TOTP code; either wrong counts one failure. Every refusal answers
+        ``LOGIN_FAILED`` with the same text (see the module docstring); the audit log says why."""
+        row = self.store.execute("SELECT password FROM accounts WHERE name = ?", (name,)).fetchone()
+        stored = row[0] if row is not None else DUMMY_HASH
+        password_ok = check_password(password, stored)  # always one scrypt, whatever the name
+        with self._lock:
+            with self.store.transaction():
+                outcome = self._decide(name, stored, password_ok, code, device, self.clock())
+            for entry in outcome.entries:
+                self.audit.append(*entry)
+        if outcome.session is None:
+            raise ApplianceError(ErrorCode.LOGIN_FAILED, LOGIN_REFUSED)
+        return outcome.session
+
+    def _decide(self, name: str, hashed: str, password_ok: bool, code: str, device: str, now: float) -> _Outcome:
+        """The attempt's verdict from the account as it is now, inside the write transaction:
+        concurrent attempts see each other's counts, locks and used TOTP steps."""
         row = self.store.execute(
             "SELECT role, password, totp_secret, last_totp_step, failures, locked_until, disabled FROM accounts "
             "WHERE name = ?", (name,)).fetchone()
         if row is None:
-            check_password(password, _DUMMY_HASH)
-            self.audit.append(Principal(ANONYMOUS, Role.AUDITOR, device), "login", name, "failed", "unknown account")
-            raise ApplianceError(ErrorCode.LOGIN_FAILED, "wrong account, password or code")
-        role, stored, secret, last_step, failures, locked_until, disabled = row
+            return self._refused(Principal(ANONYMOUS, Role.AUDITOR, device), name, "failed", "unknown account")
+        role, current, secret, last_step, failures, locked_until, disabled = row
         principal = Principal(name, Role(role), device)
         if disabled:
-            self.audit.append(principal, "login", name, "refused", "account disabled")
-            raise ApplianceError(ErrorCode.LOGIN_FAILED, "wrong account, password or code")
+            return self._refused(principal, name, "refused", "account disabled")
         if locked_until > now:
-            self.audit.append(principal, "login", name, "refused", "account locked")
-            raise ApplianceError(ErrorCode.ACCOUNT_LOCKED,
-                                 f"too many failures; locked for {int(locked_until - now) // 60 + 1} more minutes")
-        password_ok = check_password(password, stored)
-        step = totp.matching_step(secret, code, now, last_step) if password_ok else None
+            return self._refused(principal, name, "refused", "account locked")
+        # the hash checked is still the account's (not changed meanwhile), and the code is
+        # later than the last one used, as of this transaction
+        step = totp.matching_step(secret, code, now, last_step) if password_ok and current == hashed else None
         if step is None:
-            failures += 1
+            failures = (0 if locked_until else failures) + 1  # a lockout that ran out starts a new count
             lock = now + LOCKOUT_S if failures >= MAX_FAILURES else 0.0
-            with self.store.transaction():
-                self.store.execute("UPDATE accounts SET failures = ?, locked_until = ? WHERE name = ?",
-                                   (0 if lock else failures, lock, name))
+            self.store.execute("UPDATE accounts SET failures = ?, locked_until = ? WHERE name = ?",
+                               (failures, lock, name))
             why = "password wrong" if not password_ok else "second factor wrong or reused"
-            self.audit.append(principal, "login", name, "failed", f"{why}; failure {failures} of {MAX_FAILURES}")
+            outcome = self._refused(principal, name, "failed", f"{why}; failure {failures} of {MAX_FAILURES}")
             if lock:
-                self.audit.append(principal, "account.lock", name, "ok", f"locked for {LOCKOUT_S // 60} minutes")
-                raise ApplianceError(ErrorCode.ACCOUNT_LOCKED,
-                                     f"{MAX_FAILURES} failures: locked for {LOCKOUT_S // 60} minutes")
-            raise ApplianceError(ErrorCode.LOGIN_FAILED, "wrong account, password or code")
+                outcome.entries.append((principal, "account.lock", name, "ok", f"locked for {LOCKOUT_S // 60} minutes"))
+            return outcome
         token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)
-        with self.store.transaction():
-            self.store.execute("UPDATE accounts SET failures = 0, locked_until = 0, last_totp_step = ? WHERE name = ?",
-                               (step, name))
-            self.store.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
-                               (_token_hash(token), name, device, now, now))
-        self.audit.append(principal, "login", name, "ok")
-        return Session(token, principal, self.idle_timeout_s)
+        self.store.execute("UPDATE accounts SET failures = 0, locked_until = 0, last_totp_step = ? WHERE name = ?",
+                           (step, name))
+        self.store.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (_token_hash(token), name, device, now, now))
+        return _Outcome(Session(token, principal, self.idle_timeout_s), [(principal, "login", name, "ok", "")])
+
+    def _refused(self, principal: Principal, name: str, result: str, reason: str) -> _Outcome:
+        self.store.execute("UPDATE refusals SET total = total + 1")
+        return _Outcome(None, [(principal, "login", name, result, reason)])
 
     def principal(self, token: str) -> Principal:
         """The principal of a live session; an idle one is ended (and the attempt logged)."""
@@ -259,24 +266,32 @@ class Accounts:
         if disabled or now - last_seen > self.idle_timeout_s:
             self.logout(token, reason="idle timeout" if not disabled else "account disabled")
             raise ApplianceError(ErrorCode.SESSION_EXPIRED, "session ended after inactivity; log in again")
-        with self.store.transaction():
+        with self._writing():
             self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
         return principal
 
     def logout(self, token: str, reason: str = "logout") -> None:
-        row = self.store.execute("SELECT s.name, a.role, s.device FROM sessions s JOIN accounts a USING (name) "
-                                 "WHERE s.token_hash = ?", (_token_hash(token),)).fetchone()
-        if row is None:
-            return
-        with self.store.transaction():
+        with self._writing():
+            row = self.store.execute("SELECT s.name, a.role, s.device FROM sessions s JOIN accounts a USING (name) "
+                                     "WHERE s.token_hash = ?", (_token_hash(token),)).fetchone()
+            if row is None:
+                return
             self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
-        self.audit.append(Principal(row[0], Role(row[1]), row[2]), "logout", row[0], "ok", reason)
+        with self._lock:
+            self.audit.append(Principal(row[0], Role(row[1]), row[2]), "logout", row[0], "ok", reason)
 
     # -- helpers ------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction of this instance at a time (threads share its connection)."""
+        with self._lock, self.store.transaction():
+            yield
+
     def _require_admin(self, principal: Principal, action: str, obj: str = "accounts") -> None:
         if not isinstance(principal, Principal) or principal.role not in ACCOUNT_ADMIN_ROLES:
             if isinstance(principal, Principal):
-                self.audit.append(principal, action, obj, "denied")
+                with self._lock:
+                    self.audit.append(principal, action, obj, "denied")
             raise ApplianceError(ErrorCode.PERMISSION_DENIED, f"only a security administrator may {action}")
 
     def _must_exist(self, name: str) -> None:
@@ -289,5 +304,3 @@ class Accounts:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-

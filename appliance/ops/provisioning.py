@@ -10,7 +10,15 @@ other clients reconnect on their own within their back-off (1-30 s).
 
 Rotation without downtime: re-issuing a certificate (``rotate``) writes a new key and
 certificate beside a still-valid old one; the device picks them up on its next reconnect and
-nothing is revoked, so no broker restart is needed.
+nothing is revoked, so no broker restart is needed. The PKI registry keeps the old
+certificate's serial, so revoking the device later revokes both.
+
+Enrolling a new identity takes effect at the broker's next start: its access rules are read
+then (``broker.config``); until that restart the new device connects but may do nothing.
+
+What the matcher asks of every message: ``may_send`` (the sender is an active identity whose
+rules let it publish on that topic: for a device, enrolled and not revoked) and, before
+matching, ``is_allowed`` (the device's policy allows that matching mode).
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ from typing import Callable
 from appliance.broker.pki import Identity, ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
+from appliance.protocol import topics
 
 POLICY_FILE = "device-policy.json"
 MATCHING_MODES = ("verify", "identify")
@@ -89,10 +98,33 @@ def revoke_device(pki: ProjectPKI, name: str, restart_broker: Callable[[], None]
     return pki.identities()[name]
 
 
-def is_allowed(pki: ProjectPKI, name: str, mode: str) -> bool:
-    """What the matcher asks before answering or syncing a device."""
+def _active(pki: ProjectPKI, name: str) -> Identity | None:
+    """The identity, when it was issued and is not revoked; a device must also be enrolled
+    (have a policy): a certificate alone, or a revoked one the CRL missed, is not enough."""
     identity = pki.identities().get(name)
+    if identity is None or identity.revoked:
+        return None
+    if identity.role == "device" and policy(pki, name) is None:
+        return None
+    return identity
+
+
+def is_allowed(pki: ProjectPKI, name: str, mode: str) -> bool:
+    """Whether the device ``name`` may be answered for the matching ``mode`` (``verify`` or
+    ``identify``): an enrolled, not revoked device whose policy lists that mode. False for
+    anything else - a revoked or unknown name, a matcher, an unknown mode."""
+    identity = _active(pki, name)
     found = policy(pki, name)
-    return bool(identity and not identity.revoked and found and mode in found.modes)
+    return bool(identity and identity.role == "device" and found and mode in found.modes)
+
+
+def may_send(pki: ProjectPKI, name: str, topic: str) -> bool:
+    """Whether a message signed by ``name`` may be acted on when it arrived on ``topic``,
+    whatever its type (request, event, alarm, sync ack, ...): ``name`` is an active identity
+    (``_active``) and its role's rules (``topics.RIGHTS``) let it publish there. The broker
+    enforces the same rules; this is the receiver's own check, so a revoked device, or a
+    broker misconfigured, never gets a message recorded."""
+    identity = _active(pki, name)
+    return bool(identity and topics.may_publish(identity.role, name, topic))
 
 

@@ -45,7 +45,8 @@ ENROLLMENT_ACTIONS = ("enrolled", "deleted")
 
 # Field types. Strict: a JSON value of another type is refused, never converted (an integer
 # is accepted, as a float, where a number is expected).
-Number = Annotated[float, Strict()]
+# finite only: json.loads reads NaN and Infinity, which no field of the protocol means
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Integer = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
 Text = Annotated[str, Strict(), Field(max_length=MAX_TEXT)]

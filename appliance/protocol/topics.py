@@ -32,16 +32,68 @@ def device_of(topic: str) -> str | None:
     return None
 
 
-# What non-device identities may do (rendered into the broker ACL by name).
-ROLE_RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
+# -- the access rules: one table, rendered for the broker (appliance.broker.config) ---------
+SELF = "%u"  # in a rule: the client's own identity (its certificate's CN, its MQTT username)
+PUBLISH, SUBSCRIBE = "publish", "subscribe"
+SHARE_PREFIX = "$share/"
+
+# role -> (access, filter). PUBLISH: may publish on the topics the filter matches. SUBSCRIBE:
+# may subscribe with this filter or a narrower one, and receives what it matches. A shared
+# subscription is only granted by a rule written with its "$share/<group>/" prefix, so no
+# other rule - a device's own topics, an auditor's "#" - can ever let a client join the
+# matchers' group and take its turn of every door's requests. Everything not listed is
+# refused: PUBLISH (PUBACK 135), SUBSCRIBE (SUBACK 135) and delivery.
+RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "device": (
+        *((PUBLISH, device_topic(SELF, kind)) for kind in DEVICE_PUBLISHES),
+        *((SUBSCRIBE, device_topic(SELF, kind)) for kind in DEVICE_SUBSCRIBES),
+    ),
     "matcher": (
-        *(("read", all_devices(kind)) for kind in DEVICE_PUBLISHES),
-        ("write", all_devices(DECISION)),
-        ("write", all_devices(SYNC)),
-        ("write", ENROLLMENT_EVENTS),
+        *((SUBSCRIBE, shared(all_devices(kind))) for kind in DEVICE_PUBLISHES),
+        (PUBLISH, all_devices(DECISION)),
+        (PUBLISH, all_devices(SYNC)),
+        (PUBLISH, ENROLLMENT_EVENTS),
     ),
     # auditors see every payload on the wire and publish nothing
-    "auditor": (("read", f"{PREFIX}/#"),),
+    "auditor": ((SUBSCRIBE, f"{PREFIX}/#"),),
     # third-party systems: pseudonymous, masked enrollment events only
-    "integration": (("read", ENROLLMENT_EVENTS),),
+    "integration": ((SUBSCRIBE, ENROLLMENT_EVENTS),),
 }
+
+
+def rights_of(role: str, identity: str) -> tuple[tuple[str, str], ...]:
+    """The rules of one identity: its role's, with ``%u`` replaced by its name (none for an
+    unknown role)."""
+    return tuple((access, rule.replace(SELF, identity)) for access, rule in RIGHTS.get(role, ()))
+
+
+def unshared(topic_filter: str) -> str:
+    """The filter a shared subscription matches with: without its ``$share/<group>/``."""
+    if topic_filter.startswith(SHARE_PREFIX):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching: ``+`` one level, ``#`` the rest; a wildcard in the first level never
+    matches a ``$`` topic (MQTT-4.7.2-1)."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    for at, level in enumerate(wanted):
+        if level == "#":
+            return True
+        if at >= len(levels) or (level != "+" and level != levels[at]):
+            return False
+    return len(levels) == len(wanted)
+
+
+def may_publish(role: str, identity: str, topic: str) -> bool:
+    """Whether ``identity`` (of ``role``) may publish on ``topic``: the question a receiver asks
+    of what arrives, whatever the broker let through."""
+    return any(access == PUBLISH and matches(rule, topic) for access, rule in rights_of(role, identity))
+
+
+def may_receive(role: str, identity: str, topic: str) -> bool:
+    """Whether ``identity`` (of ``role``) may be delivered a message published on ``topic``."""
+    return any(access == SUBSCRIBE and matches(unshared(rule), topic) for access, rule in rights_of(role, identity))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -117,15 +118,22 @@ def _holds_anything(principal: Principal, subject_id: str, identity: IdentityReg
 def _first_receipt_id(receipts_dir: Path, subject_id: str, public_key: Ed25519PublicKey) -> str:
     """The earliest signed receipt for the subject in the receipts folder: tombstones written
     before they named their receipt (older stores, or replayed by a restore) are looked up here."""
-    found = []
-    for path in Path(receipts_dir).glob("*.json"):
+    found = [(receipt.deleted_at, receipt.receipt_id) for receipt in signed_receipts(receipts_dir, public_key)
+             if receipt.subject_id == subject_id]
+    return min(found)[1] if found else ""
+
+
+def signed_receipts(receipts_dir: Path, public_key: Ed25519PublicKey) -> Iterator[DeletionReceipt]:
+    """The receipts in ``receipts_dir`` signed with ``public_key``, in file-name order. Anything
+    else there - unreadable, not a receipt, edited, signed by another key - proves nothing and
+    is skipped: whoever can write the folder can neither forge a deletion nor stop a reader."""
+    for path in sorted(Path(receipts_dir).glob("*.json")):
         try:
             receipt = load_receipt(path)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a receipt this code wrote; it proves nothing
-        if receipt.subject_id == subject_id and receipt.verify(public_key):
-            found.append((receipt.deleted_at, receipt.receipt_id))
-    return min(found)[1] if found else ""
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if receipt.verify(public_key):
+            yield receipt
 
 
 def erase_subject(principal: Principal, subject_id: str, reason: str, identity: IdentityRegistry | None,

@@ -64,7 +64,8 @@ class ProtectedData:
         self.biometric = BiometricStore.open(self.root / BIOMETRIC_FILE, keys)
         self.vault = KeyVault.open_with(self.root / KEYVAULT_FILE, keys)
         self.audit = AuditLog.open_with(self.root / AUDIT_FILE, keys, security.node_id,
-                                        security.audit_checkpoint_every)
+                                        security.audit_checkpoint_every,
+                                        head_max_age_s=security.audit_head_max_age_s)
 
     @classmethod
     def from_config(cls, config: Config, root: Path | None = None) -> "ProtectedData":

@@ -54,7 +54,8 @@ class FakeLog:
     def __init__(self):
         self.entries: list[tuple] = []
 
-    def append(self, principal, action, obj, result, detail=""):
+    def append(self, principal, action, obj, result, detail="", wait=True):
+        """Same signature as ``AuditLog.append``; every entry is "written" at once."""
         self.entries.append((principal.actor, principal.device, action, obj, result, detail))
 
     @property

@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
 
+from appliance.digests import sha256_file
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.backup import MANIFEST, create_backup, restore_backup, verify_backup
+from appliance.ops import totp
+from appliance.ops.accounts import ACCOUNTS_FILE, Accounts, AccountStore
+from appliance.ops.backup import MANIFEST, SIGNATURE, create_backup, restore_backup, verify_backup
+from appliance.security import signing
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person
 from appliance.security.roles import Principal, Role
-from appliance.stores.protected import BIOMETRIC_FILE, IDENTITY_FILE, ProtectedData
+from appliance.stores.audit import SECONDS_PER_DAY
+from appliance.stores.protected import BIOMETRIC_FILE, IDENTITY_FILE, RECEIPTS_DIR, ProtectedData
 from appliance.vision.templates import Template
 
 OPERATOR = Principal("op-1", Role.OPERATOR)
@@ -119,3 +125,135 @@ def test_backups_are_encrypted_and_only_admins_restore(filled, keys, tmp_path):
     with pytest.raises(ApplianceError) as denied:
         restore_backup(data, OPERATOR, tmp_path / "bk", keys)
     assert denied.value.code is ErrorCode.PERMISSION_DENIED
+
+
+# -- issue 12, finding 6: restore never rolls back accounts or deletions; backups stay unchanged --
+
+PASSWORD = "Vq7#Lantern-Ferry-Quartz-93!"
+
+
+def _sha256s(folder):
+    return {path.name: sha256_file(path) for path in sorted(folder.iterdir())}
+
+
+def test_restore_never_brings_back_a_disabled_account(filled, accounts, clock, keys, tmp_path):
+    """An administrator leaves: her account is disabled after the last backup. A restore must
+    not enable it again (nor forget an account created since): accounts.db is never rolled back."""
+    accounts.bootstrap("sec-admin", PASSWORD)
+    admin = Principal("sec-admin", Role.SECURITY_ADMIN)
+    ann = accounts.create(admin, "op-ann", "operator", PASSWORD)
+    create_backup(filled, SYSADMIN, tmp_path / "bk", keys, accounts.store)
+    accounts.set_disabled(admin, "op-ann", True)
+    accounts.create(admin, "op-ben", "operator", PASSWORD)
+
+    report = restore_backup(filled, SYSADMIN, tmp_path / "bk", keys, accounts.store)
+
+    assert accounts.get("op-ann").disabled and accounts.get("op-ben") is not None
+    assert ACCOUNTS_FILE not in report.restored and ACCOUNTS_FILE in report.kept
+    with pytest.raises(ApplianceError) as refused:  # her old password and second factor stay useless
+        accounts.login("op-ann", PASSWORD, totp.totp(ann.totp_secret, clock.now))
+    assert refused.value.code is ErrorCode.LOGIN_FAILED
+
+
+def test_accounts_come_back_only_into_an_empty_account_store(filled, accounts, keys, tmp_path):
+    """The disk with accounts.db died: a fresh, empty account store takes the backup's accounts."""
+    accounts.bootstrap("sec-admin", PASSWORD)
+    create_backup(filled, SYSADMIN, tmp_path / "bk", keys, accounts.store)
+    with AccountStore.open(tmp_path / "new-disk" / ACCOUNTS_FILE, keys) as fresh:
+        report = restore_backup(filled, SYSADMIN, tmp_path / "bk", keys, fresh)
+        assert ACCOUNTS_FILE in report.restored
+        assert Accounts(fresh, filled.audit).get("sec-admin").role is Role.SECURITY_ADMIN
+
+
+def test_a_backup_is_never_changed_by_a_restore_and_restores_again(filled, accounts, keys, tmp_path):
+    """Restoring must read the backup, not open it for writing (no WAL conversion, no -wal or
+    -shm beside it): the same backup restores twice and its files keep their hashes."""
+    folder = tmp_path / "bk"
+    create_backup(filled, SYSADMIN, folder, keys, accounts.store)
+    before = _sha256s(folder)
+    for _ in range(2):
+        restore_backup(filled, SYSADMIN, folder, keys, accounts.store)
+        assert _sha256s(folder) == before
+    assert not list(filled.root.glob(".restore-*"))  # the private staging copies are gone
+
+
+def test_losing_receipts_does_not_bring_back_a_deleted_person(filled, keys, tmp_path):
+    """Retention expired the templates (the person record stays, the tombstone is written);
+    the backup is taken; then the person is deleted - no new tombstone, the proof only in
+    receipts/. With receipts/ lost, the restore must still not bring the person back."""
+    data = filled
+    later = time.time() + (data.security.template_retention_days + 1) * SECONDS_PER_DAY
+    data.run_retention(SYSADMIN, now=later)
+    assert _templated(data) == set() and _persons(data) == {"s-alice", "s-bob"}
+    create_backup(data, SYSADMIN, tmp_path / "bk", keys)
+    data.delete_subject(SECADMIN, "s-alice")
+    shutil.rmtree(data.root / RECEIPTS_DIR)
+
+    report = restore_backup(data, SYSADMIN, tmp_path / "bk", keys)
+
+    assert _persons(data) == {"s-bob"} and report.redeleted == ("s-alice",)
+
+
+def test_a_newer_backup_keeps_a_deletion_when_stores_and_receipts_are_lost(filled, keys, tmp_path):
+    """Deletions travel in the signed backup chain: restoring an older backup after losing the
+    live stores and receipts/ still keeps deleted whoever a newer backup's manifest lists."""
+    data = filled
+    backups = tmp_path / "backups"
+    create_backup(data, SYSADMIN, backups / "20260101T000000Z", keys)
+    data.delete_subject(SECADMIN, "s-alice")
+    newer = create_backup(data, SYSADMIN, backups / "20260102T000000Z", keys)
+    assert [(d.subject_id, d.person) for d in newer.deletions] == [("s-alice", True)]
+    data.close()
+    for name in (BIOMETRIC_FILE, IDENTITY_FILE):  # the disk with the stores and receipts died
+        for path in (tmp_path / "data").glob(name + "*"):
+            path.unlink()
+    shutil.rmtree(tmp_path / "data" / RECEIPTS_DIR)
+    with ProtectedData(tmp_path / "data", keys) as fresh:
+        report = restore_backup(fresh, SYSADMIN, backups / "20260101T000000Z", keys)
+        assert report.redeleted == ("s-alice",)
+        assert _persons(fresh) == {"s-bob"} and _templated(fresh) == {"s-bob"}
+        assert fresh.biometric.tombstone("s-alice") is not None  # device caches are told
+
+
+def test_an_unsigned_newer_manifest_deletes_nobody(filled, keys, tmp_path):
+    """Only a manifest signed by this node counts: an edited one naming someone is ignored."""
+    data = filled
+    backups = tmp_path / "backups"
+    create_backup(data, SYSADMIN, backups / "1", keys)
+    create_backup(data, SYSADMIN, backups / "2", keys)
+    forged = json.loads((backups / "2" / MANIFEST).read_text())
+    forged["deletions"] = [{"subject_id": "s-bob", "revision": 99, "deleted_at": 1.0, "receipt_id": "",
+                            "person": True}]
+    (backups / "2" / MANIFEST).write_text(json.dumps(forged))
+    report = restore_backup(data, SYSADMIN, backups / "1", keys)
+    assert report.redeleted == () and _persons(data) == {"s-alice", "s-bob"}
+
+
+def test_a_backup_with_a_format_1_manifest_still_verifies_and_restores(filled, keys, tmp_path):
+    """Backups written before the manifest carried deletions keep their signatures."""
+    data = filled
+    folder = tmp_path / "bk"
+    create_backup(data, SYSADMIN, folder, keys)
+    raw = json.loads((folder / MANIFEST).read_text())
+    del raw["deletions"]
+    raw["format"] = 1
+    (folder / MANIFEST).write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+    (folder / SIGNATURE).write_text(signing.sign_document(data.node.signing, b"appliance/backup-manifest/v1|", raw))
+    assert verify_backup(folder, keys, data.node.signing.public_key()).format == 1
+    data.delete_subject(SECADMIN, "s-alice")
+    assert restore_backup(data, SYSADMIN, folder, keys).redeleted == ("s-alice",)
+
+
+def test_junk_in_receipts_neither_stops_a_restore_nor_deletes_anyone(filled, keys, tmp_path):
+    """Whoever can write receipts/ can neither block a restore nor forge a deletion."""
+    data = filled
+    create_backup(data, SYSADMIN, tmp_path / "bk", keys)
+    data.delete_subject(SECADMIN, "s-alice")
+    receipts = data.root / RECEIPTS_DIR
+    (receipts / "junk.json").write_text("not json")
+    (receipts / "list.json").write_text("[1, 2]")
+    (real,) = [p for p in receipts.glob("*.json") if p.name not in ("junk.json", "list.json")]
+    forged = json.loads(real.read_text()) | {"subject_id": "s-bob", "receipt_id": "f" * 16}  # signature kept
+    (receipts / "forged.json").write_text(json.dumps(forged))
+    report = restore_backup(data, SYSADMIN, tmp_path / "bk", keys)
+    assert report.redeleted == ("s-alice",) and _persons(data) == {"s-bob"}

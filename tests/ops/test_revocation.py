@@ -3,15 +3,18 @@ mutual TLS - while the other devices carry on."""
 from __future__ import annotations
 
 import queue
+import shutil
 import time
 
 import pytest
 
 from appliance.broker.process import ManagedBroker
+from cryptography import x509
+
 from appliance.errors import ApplianceError
-from appliance.ops.provisioning import enroll_device, is_allowed, revoke_device, rotate
+from appliance.ops.provisioning import MATCHING_MODES, enroll_device, is_allowed, revoke_device, rotate
 from appliance.protocol import topics
-from appliance.transport.mqtt import MqttEndpoint, settings_for
+from appliance.transport.mqtt import MqttEndpoint, MqttSettings, settings_for
 
 QUIET_S = 1.0
 
@@ -78,3 +81,46 @@ def test_rotation_keeps_the_device_online_without_restart(broker):
     client = _client(broker, "door-b")  # new key accepted by the running broker
     client.close(announce_offline=False)
     assert is_allowed(broker.pki, "door-b", "identify") and not is_allowed(broker.pki, "door-a", "identify")
+
+
+def _serial(path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def _connect_with(broker, name, cert, key):
+    client = MqttEndpoint(MqttSettings(broker.host, broker.port, name, broker.pki.ca_cert, cert, key))
+    try:
+        client.connect(timeout=3)
+    finally:
+        client.close(announce_offline=False)
+
+
+def test_revocation_after_rotation_refuses_every_certificate_the_device_had(broker, tmp_path):
+    """The attack: rotate a device's key (the old certificate stays valid until it expires),
+    then revoke the device; its previous certificate must be refused as well as the new one."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    old_cert, old_key = (shutil.copy(broker.pki.cert("door-a"), kept / "old.crt"),
+                         shutil.copy(broker.pki.key("door-a"), kept / "old.key"))
+    rotate(broker.pki, "door-a")
+    _connect_with(broker, "door-a", old_cert, old_key)  # both valid while the device is active
+    _connect_with(broker, "door-a", broker.pki.cert("door-a"), broker.pki.key("door-a"))
+    both = {_serial(old_cert), _serial(broker.pki.cert("door-a"))}
+
+    revoke_device(broker.pki, "door-a", broker.restart)
+    for cert, key in ((old_cert, old_key), (broker.pki.cert("door-a"), broker.pki.key("door-a"))):
+        with pytest.raises(ApplianceError):
+            _connect_with(broker, "door-a", cert, key)
+    _connect_with(broker, "door-b", broker.pki.cert("door-b"), broker.pki.key("door-b"))  # others carry on
+    crl = x509.load_pem_x509_crl(broker.pki.crl.read_bytes())
+    assert {entry.serial_number for entry in crl} >= both
+    assert set(broker.pki.identities()["door-a"].serials) == both  # the registry remembers every one
+
+
+def test_a_revoked_or_unknown_identity_is_allowed_nothing(broker):
+    """``is_allowed`` is what the matcher asks for every message type of a device: a revoked
+    device, an unknown name and an identity that is not a device are refused for every mode."""
+    assert all(is_allowed(broker.pki, "door-b", mode) for mode in MATCHING_MODES)
+    revoke_device(broker.pki, "door-b", lambda: None)
+    for name in ("door-b", "door-z", "matcher-1"):
+        assert not any(is_allowed(broker.pki, name, mode) for mode in (*MATCHING_MODES, "event", "", "*"))

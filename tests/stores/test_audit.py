@@ -22,7 +22,7 @@ def log(tmp_path, keys, principals):
 
 def tamper(audit: AuditLog, *statements: tuple[str, tuple]) -> None:
     """What an attacker with the database key does: drop the guards, then edit."""
-    audit.conn.executescript("DROP TRIGGER entries_append_only; DROP TRIGGER entries_no_delete;")
+    audit.conn.executescript("DROP TRIGGER IF EXISTS entries_append_only; DROP TRIGGER IF EXISTS entries_no_delete;")
     for sql, params in statements:
         audit.execute(sql, params)
 
@@ -133,3 +133,68 @@ def test_only_the_auditor_exports_and_nobody_erases(log, principals):
         if role is not Role.SYSTEM_ADMIN:
             with pytest.raises(ApplianceError):
                 log.prune(principals[role], retention_days=184)
+
+
+# -- finding 1: what the database key alone must not be able to do ------------------------
+# Each attack below uses only the audit database key (SQL through the store's connection, the
+# guards dropped); the node's signing key stays out of reach. Before the signed head they all
+# verified "ok".
+
+def tamper_checkpoints(audit: AuditLog, *statements: tuple[str, tuple]) -> None:
+    """The attacker also drops the checkpoints' guards."""
+    audit.conn.executescript("DROP TRIGGER IF EXISTS checkpoints_append_only;"
+                             "DROP TRIGGER IF EXISTS checkpoints_no_delete;")
+    tamper(audit, *statements)
+
+
+def rewrite_chain(audit: AuditLog, change: dict[int, dict]) -> None:
+    """Recompute every hash from genesis with some fields changed (what the DB key allows)."""
+    rows = audit.execute("SELECT * FROM entries ORDER BY seq").fetchall()
+    statements, prev = [("DELETE FROM entries", ())], "0" * 64
+    for row in rows:
+        fields = dict(zip(FIELD_NAMES, row[:len(FIELD_NAMES)])) | change.get(row[0], {})
+        digest = entry_hash(fields, prev)
+        statements.append(("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           tuple(fields.values()) + (prev, digest)))
+        prev = digest
+    tamper(audit, *statements)
+
+
+FIELD_NAMES = ("seq", "time", "actor", "role", "action", "object", "result", "device", "detail")
+
+
+def test_cut_tail_after_the_last_checkpoint_is_caught(log, principals):
+    tamper(log, ("DELETE FROM entries WHERE seq > 10", ()))  # the last checkpoint is at 10
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 11) and "removed" in verdict.reason
+
+
+def test_cut_tail_of_a_log_without_any_checkpoint_is_caught(tmp_path, keys, principals):
+    """The demo's log: fewer entries than one checkpoint interval."""
+    audit = AuditLog.open_with(tmp_path / "demo.db", keys, "node-1")  # checkpoints every 100
+    for i in range(ENTRIES):
+        audit.append(principals[Role.OPERATOR], "verify", f"s-{i:02d}", "pass")
+    tamper(audit, ("DELETE FROM entries WHERE seq > 9", ()))
+    verdict = audit.verify(principals[Role.AUDITOR])
+    audit.close()
+    assert (verdict.ok, verdict.first_bad) == (False, 10) and "removed" in verdict.reason
+
+
+def test_deleting_the_last_checkpoint_and_the_entries_after_it_is_caught(log, principals):
+    tamper_checkpoints(log, ("DELETE FROM checkpoints WHERE seq = 10", ()),
+                       ("DELETE FROM entries WHERE seq > 5", ()))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 6) and "removed" in verdict.reason
+
+
+def test_rewriting_the_whole_chain_without_checkpoints_is_caught(log, principals):
+    tamper_checkpoints(log, ("DELETE FROM checkpoints", ()))
+    rewrite_chain(log, {2: {"result": "tampered"}})
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert not verdict.ok and "rewritten" in verdict.reason
+
+
+def test_deleting_up_to_a_checkpoint_is_not_pruning_without_a_signed_prune_record(log, principals):
+    tamper_checkpoints(log, ("DELETE FROM entries WHERE seq <= 5", ()), ("DELETE FROM checkpoints WHERE seq < 5", ()))
+    verdict = log.verify(principals[Role.AUDITOR])
+    assert (verdict.ok, verdict.first_bad) == (False, 1) and "prune" in verdict.reason

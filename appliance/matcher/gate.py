@@ -1,0 +1,292 @@
+"""The way into one matcher replica, shared by all its handlers: per-device budgets, the
+sender check, opening on the topic, and refusals coalesced per device and window.
+
+Why (issue 12, finding 3): every refused message used to write its own synchronously
+flushed audit row on the worker the other doors wait on, so 3,000 junk messages from one
+device made 3,001 rows and the other doors waited 8.9 s. A message now meets, in order:
+
+1. **The router** (the MQTT network thread, before anything is queued or opened): the topic
+   must be one its owner may publish on (``protocol.topics.may_publish``, the rules the
+   broker ACL is made from) and a handler reads, the owner a device this replica knows; the
+   device must not be muted; its budget for that kind of message (a token bucket:
+   ``rate_per_s`` sustained, ``burst`` at once) must have a token. A refusal here costs a
+   few look-ups, so a flood is dropped as fast as it arrives and its excess never reaches
+   the queues of the workers other doors wait on. Over budget, a request is refused; an
+   event, alarm or sync message is only throttled (its sender repeats it until it is
+   acknowledged: an outbox draining after an outage is flow-controlled, not punished).
+2. **The worker, before the envelope is opened**: the sender may send this, whatever the
+   message type - ``may_send(device, topic)``, on a site ``ops.provisioning.may_send``: an
+   enrolled, not revoked identity whose rules let it publish there (given only a matching
+   mode check, the device must be allowed some mode).
+3. **The envelope** opens (``protocol.inbound.open_on_topic``: signed by the topic's owner)
+   and the message decodes (the handler).
+
+Charging the topic's owner before opening is sound: the broker lets only device X publish on
+X's topics, and step 3 refuses any other signer, so one device never spends another's budget.
+
+Each refusal is counted (``rejected:<reason>`` in the replica's stats) and noted in the
+device's reject window, never audited one by one. A window opens at a device's first refusal
+and lasts ``window_s``; when it ends, one ``message.rejected`` record says how many and why
+("2,997 messages rejected (over budget: 2,900, ...) in 10 s"). A device refused
+``rejects_per_window`` times within one window is muted for the rest of it (all it sends is
+dropped at the router, unopened) and raises one ``alarm.message_flood``. The flush ticker
+writes records and alarms, so no audit write ever runs on the network thread.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+
+from appliance.config import MatcherConfig
+from appliance.matcher.replica_io import Audit
+from appliance.protocol import topics
+from appliance.protocol.inbound import Inbound, open_on_topic
+from appliance.security.envelope import EnvelopeRejected, MessageType, Opener
+from appliance.transport.mqtt import Incoming
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = MatcherConfig()  # the configured defaults are the one source of the request/reject numbers
+# Outbox drains: a door back online sends its backlog one outbox window (200 by default) at a
+# time; 1,000/s drains 100,000 events in under two minutes (unlimited it measured ~1,300/s).
+EVENTS_PER_S, EVENT_BURST = 1000.0, 2000
+# Alarms are rare (one per attack attempt or outage) and each is audited when recorded.
+ALARMS_PER_S, ALARM_BURST = 2.0, 50
+# Sync: a request and an acknowledgement per answer of up to 8 deltas (104 templates of 512-d);
+# a snapshot asks again at once, so this allows ~2,600 templates/s to one device (a fresh
+# device measured ~1,700/s unlimited) and a resend after a drop.
+SYNC_PER_S, SYNC_BURST = 50.0, 100
+FLUSH_EVERY_S = 1.0  # the ticker writes alarms and ended windows this often
+MAX_TRACKED = 10_000  # devices with state; beyond it idle ones are forgotten (full buckets again)
+MATCHING_MODES = ("verify", "identify")  # messages.MatchRequest.mode: provisioned = allowed one of them
+DEVICE_ROLE = "device"  # whose rules (protocol.topics.RIGHTS) a device topic's owner publishes under
+
+OVER_BUDGET, MUTED, TOPIC, NOT_ALLOWED, MALFORMED = "over_budget", "muted", "topic", "not_allowed", "malformed"
+# A door asks once per pass: a request over budget is a refusal (it counts towards a flood).
+# Events, alarms and sync are bulk transfers their senders repeat until acknowledged: over
+# budget they are only held back (``throttled:<kind>``), never held against the device.
+INTERACTIVE = frozenset({topics.REQUEST})
+FLOOD_ALARM, REJECTED_RECORD = "alarm.message_flood", "message.rejected"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A token bucket's shape: ``rate_per_s`` messages a second sustained, ``burst`` at once."""
+
+    rate_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one device may send to one replica: a budget per kind of message, and how many
+    refusals in one window make it a flood."""
+
+    requests: Budget = Budget(_DEFAULTS.device_requests_per_s, _DEFAULTS.device_request_burst)
+    events: Budget = Budget(EVENTS_PER_S, EVENT_BURST)
+    alarms: Budget = Budget(ALARMS_PER_S, ALARM_BURST)
+    sync: Budget = Budget(SYNC_PER_S, SYNC_BURST)
+    rejects_per_window: int = _DEFAULTS.device_rejects_per_window
+    window_s: float = _DEFAULTS.reject_window_s
+
+    @classmethod
+    def from_config(cls, matcher: MatcherConfig) -> Limits:
+        return cls(requests=Budget(matcher.device_requests_per_s, matcher.device_request_burst),
+                   rejects_per_window=matcher.device_rejects_per_window, window_s=matcher.reject_window_s)
+
+    def budget(self, kind: str) -> Budget | None:
+        return {topics.REQUEST: self.requests, topics.EVENT: self.events, topics.ALARM: self.alarms,
+                topics.SYNC_ACK: self.sync}.get(kind)
+
+
+class _Bucket:
+    __slots__ = ("tokens", "at")
+
+    def __init__(self, budget: Budget, now: float):
+        self.tokens, self.at = float(budget.burst), now
+
+    def take(self, budget: Budget, now: float) -> bool:
+        self.tokens = min(float(budget.burst), self.tokens + (now - self.at) * budget.rate_per_s)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
+class _Window:
+    """One device's refusals since its first one, for ``Limits.window_s``."""
+
+    started: float
+    reasons: Counter[str] = field(default_factory=Counter)
+    kinds: set[str] = field(default_factory=set)
+    muted: bool = False
+    alarm_due: bool = False  # muted in this window; the next flush writes the alarm
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+
+@dataclass
+class _Device:
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    window: _Window | None = None
+
+
+def any_mode(device_allowed: Callable[[str, str], bool] | None) -> Callable[[str, str], bool] | None:
+    """A sender check from a matching-mode check (``device_allowed(device, mode)``): provisioned
+    and not revoked = allowed some mode, whatever the topic."""
+    if device_allowed is None:
+        return None
+    return lambda device, topic: any(device_allowed(device, mode) for mode in MATCHING_MODES)
+
+
+class Gate:
+    def __init__(self, name: str, limits: Limits, audit: Audit, stats: Counter[str],
+                 may_send: Callable[[str, str], bool] | None = None, devices: Container[str] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.name, self.limits, self.audit, self.stats = name, limits, audit, stats
+        self.may_send = may_send or (lambda device, topic: True)
+        self.devices = devices  # the devices this replica knows (its openers'); None: any
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[str, _Device] = {}
+        self._ended: list[tuple[str, _Window, float]] = []  # windows closed by a newer refusal
+
+    # -- the router (network thread) --------------------------------------------------------
+    def at_router(self, topic: str, readers: Container[str]) -> bool:
+        """May what arrived on ``topic`` be queued for its handler (``readers``: the kinds
+        the handlers read)? Refusals are counted and noted; nothing is opened here."""
+        device, kind = topics.device_of(topic), topic.rsplit("/", 1)[-1]
+        if device is None:  # not a device topic: nobody to charge it to
+            with self._lock:
+                self.stats[f"rejected:{TOPIC}"] += 1
+            return False
+        if kind not in readers or (self.devices is not None and device not in self.devices) or not \
+                topics.may_publish(DEVICE_ROLE, device, topic):
+            self.refuse(device, kind, TOPIC)
+            return False
+        budget = self.limits.budget(kind)
+        now = self.clock()
+        with self._lock:
+            state = self._device(device)
+            window = state.window
+            if window is not None and window.muted and now - window.started < self.limits.window_s:
+                reason = MUTED
+            elif budget is None:
+                return True
+            else:
+                bucket = state.buckets.get(kind)
+                if bucket is None:
+                    bucket = state.buckets[kind] = _Bucket(budget, now)
+                if bucket.take(budget, now):
+                    return True
+                if kind not in INTERACTIVE:  # flow control: the outbox or sync client sends it again
+                    self.stats[f"throttled:{kind}"] += 1
+                    return False
+                reason = OVER_BUDGET
+            self._note(device, state, kind, reason, now)
+        return False
+
+    # -- the workers ------------------------------------------------------------------------
+    def admit(self, opener: Opener, incoming: Incoming, expect: MessageType | None = None) -> Inbound | None:
+        """The opened message, or None after noting why: the device is not provisioned (or
+        revoked), or the envelope does not open on this topic."""
+        device, kind = topics.device_of(incoming.topic), incoming.topic.rsplit("/", 1)[-1]
+        if device is not None and not self.allowed(device, incoming.topic):
+            self.refuse(device, kind, NOT_ALLOWED)
+            return None
+        try:
+            return open_on_topic(opener, incoming.topic, incoming.payload, expect)
+        except EnvelopeRejected as exc:
+            log.debug("%s: refused on %s: %s", self.name, incoming.topic, exc)
+            if device is None:
+                with self._lock:
+                    self.stats[f"rejected:{exc.reason.name.lower()}"] += 1
+            else:
+                self.refuse(device, kind, exc.reason.name.lower())
+            return None
+
+    def allowed(self, device: str, topic: str) -> bool:
+        """May ``device`` send what arrived on ``topic`` (enrolled, not revoked)? Fails closed."""
+        try:
+            return bool(self.may_send(device, topic))
+        except Exception:  # a registry or policy that cannot be read allows nothing
+            log.exception("%s: policy of %s unreadable", self.name, device)
+            return False
+
+    def refuse(self, device: str, kind: str, reason: str) -> None:
+        """One refused message of ``device``: counted, noted in its window (no audit row now)."""
+        with self._lock:
+            self._note(device, self._device(device), kind, reason, self.clock())
+
+    # -- the flush ticker -------------------------------------------------------------------
+    def flush(self, closing: bool = False) -> int:
+        """Write the alarms due and one record per ended window (every open one when
+        ``closing``); returns the entries written."""
+        now = self.clock()
+        with self._lock:
+            ended, self._ended = self._ended, []
+            current = [(device, state.window) for device, state in self._state.items() if state.window is not None]
+            alarms = [(device, window) for device, window in [(d, w) for d, w, _ in ended] + current
+                      if window.alarm_due]
+            for device, window in current:
+                if closing or now - window.started >= self.limits.window_s:
+                    ended.append((device, window, now))
+                    self._state[device].window = None
+            for _, window in alarms:
+                window.alarm_due = False
+        for device, _ in alarms:
+            self._write(device, FLOOD_ALARM, "raised",
+                        f"{self.limits.rejects_per_window:,} messages rejected within {_seconds(self.limits.window_s)}:"
+                        f" muted, the rest of the window is dropped unopened")
+        for device, window, at in ended:
+            span = min(at - window.started, self.limits.window_s)
+            reasons = ", ".join(f"{reason.replace('_', ' ')}: {count:,}" for reason, count in
+                                sorted(window.reasons.items(), key=lambda item: (-item[1], item[0])))
+            self._write(device, REJECTED_RECORD, "rejected",
+                        f"{window.total:,} message{'s' if window.total != 1 else ''} rejected ({reasons}) in "
+                        f"{_seconds(span)} on "
+                        f"{', '.join(sorted(window.kinds))}")
+        return len(alarms) + len(ended)
+
+    # -- inside ---------------------------------------------------------------------------
+    def _device(self, device: str) -> _Device:
+        state = self._state.get(device)
+        if state is None:
+            if len(self._state) >= MAX_TRACKED:
+                self._state = {d: s for d, s in self._state.items() if s.window is not None}
+            state = self._state[device] = _Device()
+        return state
+
+    def _note(self, device: str, state: _Device, kind: str, reason: str, now: float) -> None:
+        self.stats[f"rejected:{reason}"] += 1
+        window = state.window
+        if window is None or now - window.started >= self.limits.window_s:
+            if window is not None:
+                self._ended.append((device, window, now))
+            window = state.window = _Window(now)
+        window.reasons[reason] += 1
+        window.kinds.add(kind)
+        if not window.muted and window.total >= self.limits.rejects_per_window:
+            window.muted = window.alarm_due = True
+            self.stats[f"alarm:{FLOOD_ALARM.split('.', 1)[1]}"] += 1
+            log.warning("%s: %s sent %d refused messages within %.0f s: muted for the rest of the window",
+                        self.name, device, window.total, self.limits.window_s)
+
+    def _write(self, device: str, action: str, result: str, detail: str) -> None:
+        try:
+            self.audit(device, action, "-", result, detail)
+        except Exception:  # the counts stay in the stats; the next entry may succeed
+            self.stats["audit_failed"] += 1
+            log.exception("%s: audit entry %s for %s not written", self.name, action, device)
+
+
+def _seconds(span: float) -> str:
+    return f"{span:.0f} s" if span >= 10 else f"{span:.1f} s"

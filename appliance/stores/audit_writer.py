@@ -1,0 +1,186 @@
+"""Group commit: audit appends queued and written together, off the callers' threads.
+
+Every audit entry used to be its own synchronously flushed transaction on the caller's thread,
+so a flood of rejected messages made every other door wait for the disk. Here callers only
+queue a record; one writer thread takes everything queued (up to ``max_batch``) and hands it
+to ``commit`` as one transaction and one signed head. It writes at once when a caller is
+waiting for durability, when the batch is full or when the oldest record has waited
+``linger_s``; otherwise it lingers so that a burst becomes one write.
+
+Durability is the caller's choice: ``submit(..., wait=True)`` returns only after the batch
+holding its record is committed and its head signed (and raises what the commit raised);
+``wait=False`` returns at once, and a killed process loses at most what was queued and not yet
+acknowledged. ``flush`` and ``close`` write everything queued. The queue is bounded: past
+``max_queued`` a submitter waits for room (back-pressure) rather than an entry being dropped -
+the audit log never loses an entry silently.
+
+When nothing arrives for ``idle_every_s`` the thread calls ``idle`` (the audit log re-signs
+its head, so a running site's head stays fresh). ``workers.QueueWorker`` hands items over one
+at a time and drops what does not fit; a batch needs the whole queue and no drops, so this
+builds on its ``StoppableThread`` instead.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from appliance.workers import StoppableThread
+
+log = logging.getLogger(__name__)
+
+Record = TypeVar("Record")
+Result = TypeVar("Result")
+
+GROUP_MAX_ENTRIES = 256  # entries in one transaction (one head signature)
+GROUP_LINGER_S = 0.005  # how long a record nobody waits for may wait for company
+MAX_QUEUED = 10_000  # records queued before submitters wait for room
+
+
+class WriterClosed(RuntimeError):
+    """Appending to an audit log after ``close``."""
+
+
+class _Ticket(Generic[Record, Result]):
+    __slots__ = ("record", "wanted", "queued_at", "done", "result", "error")
+
+    def __init__(self, record: Record, wanted: bool):
+        self.record, self.wanted, self.queued_at = record, wanted, time.monotonic()
+        self.done = threading.Event()
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[Record, Result]):
+    def __init__(self, name: str, commit: Callable[[list[Record]], list[Result]], idle: Callable[[], object],
+                 idle_every_s: float, *, max_batch: int = GROUP_MAX_ENTRIES, linger_s: float = GROUP_LINGER_S,
+                 max_queued: int = MAX_QUEUED):
+        if max_batch < 1 or max_queued < max_batch or linger_s < 0 or idle_every_s <= 0:
+            raise ValueError(f"{name}: batch {max_batch}, queue {max_queued}, linger {linger_s}, idle {idle_every_s}")
+        self.name = name
+        self._commit, self._idle = commit, idle
+        self.idle_every_s, self.max_batch = idle_every_s, max_batch
+        self.linger_s, self.max_queued = linger_s, max_queued
+        self._cond = threading.Condition()
+        self._queue: deque[_Ticket[Record, Result]] = deque()
+        self._waiting = 0  # queued records whose caller waits: write now
+        self._hurry = 0  # flush() calls in progress: write now
+        self._busy = False
+        self._closed = False
+        self._last_write = time.monotonic()
+        self._thread = StoppableThread(name, self._run)
+        self.stats: Counter[str] = Counter()
+
+    def start(self) -> "GroupCommit[Record, Result]":
+        self._thread.start()
+        return self
+
+    def submit(self, make: Callable[[], Record], wait: bool) -> Result | None:
+        """Queue ``make()`` (called under the queue's lock, so records are made in queue order:
+        timestamps follow sequence numbers). With ``wait``, the committed result."""
+        with self._cond:
+            while len(self._queue) >= self.max_queued and not self._closed:
+                self.stats["backpressure_waits"] += 1
+                self._cond.wait()
+            if self._closed:
+                raise WriterClosed(f"{self.name}: closed")
+            ticket: _Ticket[Record, Result] = _Ticket(make(), wait)
+            self._queue.append(ticket)
+            self._waiting += wait
+            self._cond.notify_all()
+        if not wait:
+            return None
+        ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result
+
+    def flush(self) -> None:
+        """Return when everything queued before this call is written (or failed)."""
+        with self._cond:
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                while self._queue or self._busy:
+                    self._cond.wait()
+            finally:
+                self._hurry -= 1
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread; later submits raise ``WriterClosed``."""
+        with self._cond:
+            if self._closed:
+                return
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.stop()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    # -- the writer thread ------------------------------------------------------------
+    def _run(self, stop: threading.Event) -> None:
+        while True:
+            batch = self._next_batch(stop)
+            if batch is None:
+                return
+            try:
+                if batch:
+                    self._write(batch)
+                else:
+                    self._idle()
+            except Exception:  # a failed idle tick (a full disk, a locked file) must not stop the writer
+                log.exception("%s: idle work failed", self.name)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._last_write = time.monotonic()
+                    self._cond.notify_all()
+
+    def _next_batch(self, stop: threading.Event) -> list[_Ticket[Record, Result]] | None:
+        """The next batch, [] for idle work, None to stop (closed and nothing queued)."""
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self._queue:
+                    lingered = now - self._queue[0].queued_at
+                    if (self._waiting or self._hurry or self._closed or stop.is_set()
+                            or len(self._queue) >= self.max_batch or lingered >= self.linger_s):
+                        batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                        self._waiting -= sum(t.wanted for t in batch)
+                        self._busy = True
+                        self._cond.notify_all()  # room for submitters held back
+                        return batch
+                    self._cond.wait(self.linger_s - lingered)
+                elif self._closed or stop.is_set():
+                    return None
+                elif now - self._last_write >= self.idle_every_s:
+                    self._busy = True
+                    return []
+                else:
+                    self._cond.wait(self.idle_every_s - (now - self._last_write))
+
+    def _write(self, batch: list[_Ticket[Record, Result]]) -> None:
+        try:
+            results = self._commit([t.record for t in batch])
+        except BaseException as exc:  # every waiter learns it; records nobody waited for are counted lost
+            self.stats["failed_batches"] += 1
+            self.stats["lost_unacknowledged"] += sum(not t.wanted for t in batch)
+            log.error("%s: a batch of %d audit entries failed: %s", self.name, len(batch), exc)
+            for ticket in batch:
+                ticket.error = exc
+        else:
+            for ticket, result in zip(batch, results):
+                ticket.result = result
+            self.stats["batches"] += 1
+            self.stats["entries"] += len(batch)
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+        finally:
+            for ticket in batch:
+                ticket.done.set()

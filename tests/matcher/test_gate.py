@@ -1,0 +1,118 @@
+"""The replica's gate on a clock the test turns: budgets, muting, one alarm and one coalesced
+record per device and window, written only by ``flush`` (into the real audit log)."""
+from __future__ import annotations
+
+from collections import Counter
+
+from appliance.config import MatcherConfig
+from appliance.matcher.gate import Budget, Gate, Limits, any_mode
+from appliance.matcher.replica_io import Auditor
+from appliance.protocol import topics
+
+READS = (topics.REQUEST, topics.EVENT, topics.ALARM, topics.SYNC_ACK)
+LIMITS = Limits(requests=Budget(2.0, 4), rejects_per_window=10, window_s=10.0)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gate_on(node, limits: Limits = LIMITS) -> tuple[Gate, Clock, Counter]:
+    clock, stats = Clock(), Counter()
+    return Gate("matcher-1", limits, Auditor("matcher-1", node.data.audit), stats, clock=clock), clock, stats
+
+
+def req(device: str) -> str:
+    return topics.device_topic(device, topics.REQUEST)
+
+
+def entries(node) -> list[tuple[str, str, str]]:
+    return [(e.device, e.action, e.detail) for e in node.data.audit.entries()]
+
+
+def test_a_burst_then_the_sustained_rate_each_device_on_its_own_budget(node):
+    gate, clock, stats = gate_on(node)
+    assert [gate.at_router(req("door-a"), READS) for _ in range(6)] == [True] * 4 + [False] * 2
+    assert gate.at_router(req("door-b"), READS)  # another device's budget is untouched
+    clock.now += 1.0  # two tokens back
+    assert [gate.at_router(req("door-a"), READS) for _ in range(3)] == [True, True, False]
+    assert stats["rejected:over_budget"] == 3
+    # events and sync have budgets of their own, sized for outbox drains and snapshots
+    assert all(gate.at_router(topics.device_topic("door-a", topics.EVENT), READS) for _ in range(200))
+
+
+def test_bulk_messages_over_budget_are_throttled_never_held_against_the_device(node):
+    """An outbox draining after an outage goes faster than the events budget: the excess is
+    dropped (the outbox sends it again), the device is neither muted nor alarmed nor audited."""
+    gate, clock, stats = gate_on(node)
+    event = topics.device_topic("door-a", topics.EVENT)
+    taken = sum(gate.at_router(event, READS) for _ in range(3 * LIMITS.events.burst))
+    assert taken == LIMITS.events.burst and stats["throttled:event"] == 2 * LIMITS.events.burst
+    assert not any(key.startswith(("rejected:", "alarm:")) for key in stats) and gate.flush(closing=True) == 0
+    clock.now += 1.0
+    assert gate.at_router(event, READS) and gate.at_router(req("door-a"), READS)  # not muted
+    assert entries(node) == []
+
+
+def test_a_flood_mutes_the_device_raises_one_alarm_and_gets_one_record_per_window(node):
+    gate, clock, stats = gate_on(node)
+    for _ in range(4):
+        assert gate.at_router(req("door-b"), READS)
+    for _ in range(2_000):
+        gate.at_router(req("door-b"), READS)
+    gate.refuse("door-b", topics.REQUEST, "bad_signature")
+    assert entries(node) == []  # nothing written off the ticker
+    clock.now += 5.0  # tokens are back, but the device stays muted for its window
+    assert not gate.at_router(req("door-b"), READS)
+    assert stats["alarm:message_flood"] == 1
+    assert gate.flush() == 1  # the alarm now; the window is still open
+    assert entries(node) == [("door-b", "alarm.message_flood",
+                              "10 messages rejected within 10 s: muted, the rest of the window is dropped unopened")]
+    clock.now += 5.0
+    assert gate.at_router(req("door-b"), READS)  # the window ended: heard again, within its budget
+    assert gate.flush() == 1
+    (device, action, detail) = entries(node)[-1]
+    assert (device, action) == ("door-b", "message.rejected")
+    assert detail == "2,002 messages rejected (muted: 1,991, over budget: 10, bad signature: 1) in 10 s on req"
+    assert gate.flush(closing=True) == 0 and stats["alarm:message_flood"] == 1
+
+
+def test_a_new_refusal_after_the_window_starts_the_next_one_and_the_old_record_is_still_written(node):
+    gate, clock, _ = gate_on(node)
+    gate.refuse("door-a", topics.EVENT, "malformed")
+    clock.now += 30.0
+    gate.refuse("door-a", topics.SYNC_ACK, "not_allowed")
+    assert gate.flush(closing=True) == 2
+    assert [detail for _, _, detail in entries(node)] == [
+        "1 message rejected (malformed: 1) in 10 s on event",
+        "1 message rejected (not allowed: 1) in 0.0 s on sync-ack"]
+
+
+def test_what_no_device_may_send_is_refused_before_any_budget(node):
+    gate, _, stats = gate_on(node)
+    gate.devices = frozenset({"door-a"})
+    assert not gate.at_router(topics.device_topic("door-a", topics.DECISION), READS)  # devices only read it
+    assert not gate.at_router(topics.device_topic("door-a", topics.TELEMETRY), READS)  # nobody here reads it
+    assert not gate.at_router(req("door-z"), READS)  # not a device this replica knows
+    assert not gate.at_router(topics.ENROLLMENT_EVENTS, READS)  # not a device topic at all
+    assert stats["rejected:topic"] == 4 and gate.at_router(req("door-a"), READS)
+
+
+def test_the_sender_check_fails_closed_and_the_defaults_come_from_the_configuration(node):
+    def unreadable(device: str, topic: str) -> bool:
+        raise OSError("policy file unreadable")
+
+    gate = Gate("matcher-1", LIMITS, Auditor("matcher-1"), Counter(), unreadable)
+    assert not gate.allowed("door-a", req("door-a"))
+    modes = any_mode(lambda device, mode: (device, mode) == ("door-a", "verify"))  # a 1:1-only door is provisioned
+    assert modes("door-a", topics.device_topic("door-a", topics.EVENT)) and not modes("door-b", req("door-b"))
+    config = MatcherConfig()
+    assert Limits().requests == Budget(config.device_requests_per_s, config.device_request_burst)
+    assert (Limits().rejects_per_window, Limits().window_s) == (config.device_rejects_per_window,
+                                                               config.reject_window_s)
+    changed = Limits.from_config(MatcherConfig(device_requests_per_s=1.5, reject_window_s=60.0))
+    assert changed.requests.rate_per_s == 1.5 and changed.window_s == 60.0
