@@ -6,6 +6,7 @@ import pytest
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Role
 from appliance.stores.audit import SECONDS_PER_DAY, AuditLog, entry_hash
+from auditkit import tamper
 
 ENTRIES = 12
 CHECKPOINT_EVERY = 5
@@ -18,13 +19,6 @@ def log(tmp_path, keys, principals):
         audit.append(principals[Role.OPERATOR], "verify", f"s-{i:02d}", "pass" if i % 2 else "fail")
     yield audit
     audit.close()
-
-
-def tamper(audit: AuditLog, *statements: tuple[str, tuple]) -> None:
-    """What an attacker with the database key does: drop the guards, then edit."""
-    audit.conn.executescript("DROP TRIGGER IF EXISTS entries_append_only; DROP TRIGGER IF EXISTS entries_no_delete;")
-    for sql, params in statements:
-        audit.execute(sql, params)
 
 
 def test_untouched_log_verifies(log, principals):

@@ -27,6 +27,7 @@ from appliance.stores.audit import SECONDS_PER_DAY, AuditLog, entry_hash
 from appliance.stores.audit_head import AuditHead
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import AUDIT_FILE, ProtectedData, key_provider
+from auditkit import tamper
 
 ENTRIES = 8
 CHECKPOINT_EVERY = 5
@@ -46,13 +47,6 @@ def log(tmp_path, keys, principals):
         audit.append(principals[Role.OPERATOR], "verify", f"s-{i:02d}", "pass")
     yield audit
     audit.close()
-
-
-def tamper(audit: AuditLog, *statements: tuple[str, tuple]) -> None:
-    """The database key only: drop the guards, edit through SQL."""
-    audit.conn.executescript("DROP TRIGGER IF EXISTS entries_append_only; DROP TRIGGER IF EXISTS entries_no_delete;")
-    for sql, params in statements:
-        audit.execute(sql, params)
 
 
 def head_of(audit: AuditLog) -> AuditHead:

@@ -1,0 +1,11 @@
+"""What an attacker holding the audit database key (but not the node's signing key) can do."""
+from __future__ import annotations
+
+from appliance.stores.audit import AuditLog
+
+
+def tamper(audit: AuditLog, *statements: tuple[str, tuple]) -> None:
+    """Drop the append-only guards, then edit through SQL."""
+    audit.conn.executescript("DROP TRIGGER IF EXISTS entries_append_only; DROP TRIGGER IF EXISTS entries_no_delete;")
+    for sql, params in statements:
+        audit.execute(sql, params)
