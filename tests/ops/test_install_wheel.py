@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance import paths
+from appliance.packs.convert import CONVERT_VENV
 
 PIP_TIMEOUT_S = 900
 COMMAND_TIMEOUT_S = 300
@@ -65,7 +66,7 @@ def test_installed_package_runs_outside_the_checkout(installed):
 
 def test_installed_package_installs_converts_and_verifies_models(installed):
     appliance, env = installed
-    convert_python = paths.cache_dir() / "convert-venv" / "bin" / "python"
+    convert_python = paths.cache_dir() / CONVERT_VENV / "bin" / "python"
     if not convert_python.is_file():
         pytest.fail(f"{convert_python} missing: scripts/bootstrap.sh makes it")
     # the checkout's wheel cache saves downloads; the files land in the installed layout
