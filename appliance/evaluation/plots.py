@@ -36,6 +36,10 @@ def pyplot():
     return plt
 
 
+# the DET axes: false-accept rates down to 1e-5, false-reject rates down to 1e-3, up to 0.5
+X_FLOOR, Y_FLOOR, AXIS_TOP = 1e-5, 1e-3, 0.5
+
+
 def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str,
              xlabel: str = "false match rate (FMR)", ylabel: str = "false non-match rate (FNMR)") -> Path:
     """``curves``: label -> (genuine scores, impostor scores). Writes a PNG.
@@ -46,14 +50,18 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, title:
     figure, axis = plt.subplots(figsize=(6, 5), dpi=120)
     for label, (genuine, impostor) in curves.items():
         _, fmr, fnmr = metrics.det_curve(genuine, impostor)
-        keep = (fmr > 0) & (fnmr > 0)
-        axis.plot(_probit(fmr[keep]), _probit(fnmr[keep]), label=label)
+        # a rate of 0 has no probit: draw it on the axis floor instead of dropping the point,
+        # so a system without errors shows a curve along the axes, not an empty plot
+        at_floor = (fmr < X_FLOOR) | (fnmr < Y_FLOOR)
+        if at_floor.all():
+            label = f"{label} (no errors in the plotted range)"
+        axis.plot(_probit(np.clip(fmr, X_FLOOR, 1.0)), _probit(np.clip(fnmr, Y_FLOOR, 1.0)), label=label)
     ticks = _probit(np.array(TICKS))
     names = [f"{t:g}" for t in TICKS]
     axis.set_xticks(ticks, names)
     axis.set_yticks(ticks, names)
-    axis.set_xlim(_probit(np.array([1e-5]))[0], _probit(np.array([0.5]))[0])
-    axis.set_ylim(_probit(np.array([1e-3]))[0], _probit(np.array([0.5]))[0])
+    axis.set_xlim(_probit(np.array([X_FLOOR]))[0], _probit(np.array([AXIS_TOP]))[0])
+    axis.set_ylim(_probit(np.array([Y_FLOOR]))[0], _probit(np.array([AXIS_TOP]))[0])
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_title(title)
