@@ -12,7 +12,13 @@ from appliance.pipeline import FacePipeline
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return load_config(Path(args.config) if args.config else None)
+    """The command's configuration, read and validated once per command (main() reads it
+    first, to set up logging, and keeps it on ``args``)."""
+    loaded = getattr(args, "loaded_config", None)
+    if loaded is None:
+        loaded = load_config(Path(args.config) if args.config else None)
+        args.loaded_config = loaded
+    return loaded
 
 
 def pipeline_from(args: argparse.Namespace, config: Config | None = None) -> FacePipeline:
