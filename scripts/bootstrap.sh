@@ -26,8 +26,11 @@ apt_install() {
 
 # libgl1/libglib2.0-0: OpenCV and MediaPipe native libraries; mosquitto: the MQTT broker
 # that tests and the demo start themselves (the Debian service stays disabled here);
-# systemd: systemd-analyze, which the tests use to verify the units in systemd/.
-apt_install libgl1 libglib2.0-0 mosquitto systemd ${APPLIANCE_APT_EXTRA:-}
+# systemd: systemd-analyze, which the tests use to verify the units in systemd/;
+# chromium: the real browser the console's tests drive (Playwright with executable_path,
+# so nothing is downloaded from Playwright's CDN); fonts-noto-cjk: the Chinese notice and
+# pages render as glyphs, not boxes, in the browser and on the kiosk.
+apt_install libgl1 libglib2.0-0 mosquitto systemd chromium fonts-noto-cjk ${APPLIANCE_APT_EXTRA:-}
 
 if [ ! -x "$VENV/bin/python" ]; then
   VENV_OPTIONS=()

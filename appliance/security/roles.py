@@ -35,22 +35,41 @@ class Permission(Enum):
     SYNC_DEVICES = "fill device caches"
     READ_AUDIT = "read and export the audit log (masked)"
     VERIFY_AUDIT = "verify the audit chain"
+    READ_EVENTS = "read the door log (masked)"
+    MANAGE_DEVICES = "see and revoke door devices"
+    OVERRIDE_DUPLICATE = "enroll a face found already enrolled (reason recorded)"
 
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SYSTEM_ADMIN: frozenset({
         Permission.MANAGE_STORES, Permission.RUN_RETENTION, Permission.SYNC_DEVICES,
-        Permission.VERIFY_AUDIT,
+        Permission.VERIFY_AUDIT, Permission.READ_EVENTS, Permission.MANAGE_DEVICES,
     }),
     Role.SECURITY_ADMIN: frozenset({
         Permission.ROTATE_KEYS, Permission.DELETE_SUBJECT, Permission.WITHDRAW_CONSENT,
         Permission.READ_IDENTITY_MASKED, Permission.READ_IDENTITY_UNMASKED, Permission.VERIFY_AUDIT,
+        Permission.READ_EVENTS, Permission.MANAGE_DEVICES, Permission.OVERRIDE_DUPLICATE,
     }),
-    Role.AUDITOR: frozenset({Permission.READ_AUDIT, Permission.VERIFY_AUDIT}),
+    Role.AUDITOR: frozenset({Permission.READ_AUDIT, Permission.VERIFY_AUDIT, Permission.READ_EVENTS}),
     Role.OPERATOR: frozenset({
         Permission.REGISTER_PERSON, Permission.ENROLL, Permission.VERIFY,
-        Permission.READ_IDENTITY_MASKED, Permission.WITHDRAW_CONSENT,
+        Permission.READ_IDENTITY_MASKED, Permission.WITHDRAW_CONSENT, Permission.READ_EVENTS,
     }),
+}
+
+# What an API token may be limited to (``--scope``). A token acts with its account's role
+# narrowed to the union of its scopes: it never has a permission its account lacks. Account
+# management is not a scope: it needs an interactive session with a second factor.
+SCOPES: dict[str, frozenset[Permission]] = {
+    "people:read": frozenset({Permission.READ_IDENTITY_MASKED}),
+    "people:write": frozenset({Permission.REGISTER_PERSON, Permission.ENROLL, Permission.WITHDRAW_CONSENT,
+                               Permission.DELETE_SUBJECT, Permission.OVERRIDE_DUPLICATE}),
+    "identify": frozenset({Permission.VERIFY}),
+    "events:read": frozenset({Permission.READ_EVENTS}),
+    "devices": frozenset({Permission.MANAGE_DEVICES, Permission.SYNC_DEVICES}),
+    "audit": frozenset({Permission.READ_AUDIT, Permission.VERIFY_AUDIT}),
+    "keys": frozenset({Permission.ROTATE_KEYS}),
+    "maintenance": frozenset({Permission.MANAGE_STORES, Permission.RUN_RETENTION, Permission.VERIFY_AUDIT}),
 }
 
 
@@ -61,9 +80,13 @@ class Principal:
     actor: str
     role: Role
     device: str = "local"
+    # an API token's scopes narrow the role (None: the whole role, as for a session)
+    scopes: frozenset[str] | None = None
 
     def can(self, permission: Permission) -> bool:
-        return permission in PERMISSIONS[self.role]
+        if permission not in PERMISSIONS[self.role]:
+            return False
+        return self.scopes is None or any(permission in SCOPES.get(s, frozenset()) for s in self.scopes)
 
 
 def require(principal: Principal, permission: Permission) -> None:
@@ -75,6 +98,15 @@ def require(principal: Principal, permission: Permission) -> None:
             ErrorCode.PERMISSION_DENIED,
             f"{principal.actor} ({principal.role.value}) may not {permission.value}",
         )
+
+
+def scopes_named(values: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """Validated token scopes (``people:read``, ...); an unknown one names the choices."""
+    unknown = sorted(set(values) - set(SCOPES))
+    if unknown or not values:
+        raise ApplianceError(ErrorCode.PERMISSION_DENIED,
+                             f"unknown or no scope {', '.join(unknown)!r}; one or more of {', '.join(SCOPES)}")
+    return frozenset(values)
 
 
 def role_named(value: str) -> Role:

@@ -48,12 +48,29 @@ def test_env_provider_for_tests():
 
 
 def test_duties_are_separated():
-    assert PERMISSIONS[Role.AUDITOR] == {Permission.READ_AUDIT, Permission.VERIFY_AUDIT}
+    # the auditor reads (the log and the masked door log) and changes nothing
+    assert PERMISSIONS[Role.AUDITOR] == {Permission.READ_AUDIT, Permission.VERIFY_AUDIT, Permission.READ_EVENTS}
     only = {p: [r for r in Role if p in PERMISSIONS[r]] for p in Permission}
     assert only[Permission.READ_IDENTITY_UNMASKED] == [Role.SECURITY_ADMIN]
     assert only[Permission.READ_AUDIT] == [Role.AUDITOR]
     assert Role.SYSTEM_ADMIN not in only[Permission.READ_IDENTITY_MASKED]
     assert not any(p.name.startswith(("EDIT_AUDIT", "DELETE_AUDIT")) for p in Permission)
+    # overriding a duplicate face is the security administrator's call, not the desk's
+    assert only[Permission.OVERRIDE_DUPLICATE] == [Role.SECURITY_ADMIN]
+
+
+def test_token_scopes_narrow_a_role_never_widen_it():
+    from appliance.security.roles import Principal, scopes_named
+
+    operator = Principal("acct-op", Role.OPERATOR, scopes=scopes_named(["identify"]))
+    assert operator.can(Permission.VERIFY) and not operator.can(Permission.ENROLL)
+    # a scope naming a permission the role lacks gives nothing
+    auditor = Principal("acct-au", Role.AUDITOR, scopes=scopes_named(["people:write", "audit"]))
+    assert not auditor.can(Permission.DELETE_SUBJECT) and auditor.can(Permission.READ_AUDIT)
+    with pytest.raises(ApplianceError):
+        scopes_named(["root"])
+    with pytest.raises(ApplianceError):
+        scopes_named([])
 
 
 def test_require_names_the_actor_and_permission(principals):
