@@ -39,18 +39,22 @@ def _native_library_settings() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
-    from appliance.cli import (bench_commands, commands, demo_commands, eval_commands, liveness_commands,
-                               ops_commands, security_commands, service_commands)
+    from appliance.cli import (account_commands, bench_commands, commands, demo_commands, eval_commands,
+                               liveness_commands, ops_commands, security_commands, service_commands)
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
-    parser.set_defaults(config=None, debug=False)
+    parser.set_defaults(config=None, debug=False, token=None)
     # the global options are accepted before or after the command
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="configuration file (default: $APPLIANCE_CONFIG or config/appliance.toml)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show scores, tracebacks and debug logs")
+    common.add_argument("--token", default=argparse.SUPPRESS, metavar="TOKEN",
+                        help="act as the account of this API token (default: $APPLIANCE_TOKEN, the file "
+                             "$APPLIANCE_TOKEN_FILE, then the session of 'appliance login'); a command line is "
+                             "visible to other local users, so prefer the file")
     for action in common._actions:
         parser._add_action(action)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_commands.register(sub)
     security_commands.register(sub)
     ops_commands.register(sub)
+    account_commands.register(sub)
     liveness_commands.register(sub)
     service_commands.register(sub)
     return parser

@@ -1,11 +1,13 @@
-"""Operations commands: admin, provision, backup, restore, health, update, maintenance."""
+"""Operations commands: provision, backup, restore, health, update, maintenance.
+
+Backup, restore and maintenance act as the account whose session or token the caller gives
+(``appliance.cli.auth``); the nightly timer gives a token with scope ``maintenance``.
+Accounts and logins are ``appliance.cli.account_commands``."""
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -13,33 +15,16 @@ from appliance import paths
 from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
 
-SECRET_FILE_MODE = 0o600
 BROKER_UNIT = "appliance-broker.service"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    admin = sub.add_parser("admin", help="administrator accounts (bootstrap, add, list, unlock, disable)")
-    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
-    boot = admin_sub.add_parser("bootstrap", help="create the first security administrator (once)")
-    boot.add_argument("name")
-    boot.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    boot.add_argument("--secret-out", help="write the TOTP secret to this new 0600 file instead of the terminal")
-    for name, helptext in (("add", "create an account"), ("unlock", "clear a lockout"),
-                           ("disable", "disable an account"), ("list", "list accounts")):
-        cmd = admin_sub.add_parser(name, help=helptext)
-        if name != "list":
-            cmd.add_argument("name")
-        if name == "add":
-            cmd.add_argument("--role", required=True)
-            cmd.add_argument("--secret-out")
-        cmd.add_argument("--as", dest="login", required=True, help="your security administrator account")
-    admin.set_defaults(handler=cmd_admin)
-
     provision = sub.add_parser("provision", help="PKI: CA, broker, devices, matchers, revocation")
-    provision.add_argument("what", choices=("ca", "broker", "device", "matcher", "revoke", "rotate", "broker-config",
-                                            "export", "import"),
+    provision.add_argument("what", choices=("ca", "broker", "device", "matcher", "console", "revoke", "rotate",
+                                            "broker-config", "export", "import"),
                            help="export NAME --bundle FILE: a door's certificate and keys for its own host; "
-                                "import FILE: unpack such a bundle on the door")
+                                "import FILE: unpack such a bundle on the door; console NAME: the web console's "
+                                "identity for enrollment captures at a door")
     provision.add_argument("name", nargs="?")
     provision.add_argument("--bundle", help="device/export: also write the device's bundle to this new file")
     provision.add_argument("--pki", help="PKI folder (default <data>/pki)")
@@ -75,16 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- shared -------------------------------------------------------------------------------
-def _system_principal(role_name: str):
-    """Commands run by the service user (timer, root shell) act as the OS account's role
-    from [security.roles]; unknown accounts get nothing."""
-    from appliance.security.roles import Principal, role_named
-
-    return Principal(f"os:{getpass.getuser()}", role_named(role_name), "local")
-
-
 def _open(args):
-    from appliance.ops.accounts import ACCOUNTS_DB, AccountStore
+    """Configuration, data folder, keys, the protected data, the account store (backed up with
+    the rest) and the account running the command (its session or token: appliance.cli.auth)."""
+    from appliance.cli.auth import acting_principal
+    from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, AccountStore
     from appliance.security.keys import ensure_keys
     from appliance.stores.protected import ProtectedData, key_provider
 
@@ -93,82 +73,12 @@ def _open(args):
     keys = key_provider(config.security, root)
     ensure_keys(keys, (ACCOUNTS_DB,))
     data = ProtectedData(root, keys, config.security)
-    return config, root, keys, data, AccountStore.open(root / "accounts.db", keys)
-
-
-def _os_role(config) -> str:
-    user = getpass.getuser()
-    role = config.security.roles.get(user)
-    if role is None:
-        raise ApplianceError(ErrorCode.PERMISSION_DENIED, f"OS account {user!r} has no role in [security.roles]")
-    return role
-
-
-def _read_secret(prompt: str, from_stdin: bool) -> str:
-    if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    return getpass.getpass(prompt)
-
-
-def _check_secret_destination(secret_out: str | None) -> None:
-    """Checked before the account exists, so a refusal leaves nothing half-created."""
-    if not secret_out and not sys.stdout.isatty():
-        raise ApplianceError(ErrorCode.ACCOUNT_REFUSED,
-                             "refusing to print a TOTP secret to a pipe or log: use a terminal or --secret-out FILE")
-    if secret_out and Path(secret_out).exists():
-        raise ApplianceError(ErrorCode.ACCOUNT_REFUSED, f"{secret_out} exists; give a new file")
-
-
-def _show_totp(new, secret_out: str | None) -> None:
-    """The TOTP secret goes to a terminal or a new 0600 file, never to a log or a pipe."""
-    if secret_out:
-        fd = os.open(secret_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{new.totp_secret}\n{new.provisioning_uri()}\n")
-        print(f"account {new.account.name} ({new.account.role.value}) created; TOTP secret written to {secret_out}")
-        return
-    print(f"account {new.account.name} ({new.account.role.value}) created.")
-    print("Add this to an authenticator app now; it is not shown again:")
-    print(f"  secret: {new.totp_secret}\n  uri:    {new.provisioning_uri()}")
-
-
-# -- admin --------------------------------------------------------------------------------
-def cmd_admin(args: argparse.Namespace) -> int:
-    from appliance.ops.accounts import Accounts
-
-    config, root, keys, data, store = _open(args)
-    accounts = Accounts(store, data.audit, config.ops.session_idle_s)
     try:
-        if args.admin_command in ("bootstrap", "add"):
-            _check_secret_destination(args.secret_out)
-        if args.admin_command == "bootstrap":
-            password = _read_secret("password: ", args.password_stdin)
-            if not args.password_stdin and sys.stdin.isatty() and getpass.getpass("again: ") != password:
-                raise ApplianceError(ErrorCode.PASSWORD_POLICY, "the two passwords differ")
-            _show_totp(accounts.bootstrap(args.name, password), args.secret_out)
-            return 0
-        password = _read_secret(f"password for {args.login}: ", False)
-        code = _read_secret("TOTP code: ", False)
-        session = accounts.login(args.login, password, code, device="cli")
-        principal = accounts.principal(session.token)
-        try:
-            if args.admin_command == "add":
-                new_password = _read_secret(f"password for {args.name}: ", False)
-                _show_totp(accounts.create(principal, args.name, args.role, new_password), args.secret_out)
-            elif args.admin_command == "list":
-                for account in accounts.list(principal):
-                    locked = " locked" if account.locked_until > time.time() else ""
-                    print(f"{account.name}\t{account.role.value}{' disabled' if account.disabled else ''}{locked}")
-            elif args.admin_command == "unlock":
-                accounts.unlock(principal, args.name)
-            elif args.admin_command == "disable":
-                accounts.set_disabled(principal, args.name, True)
-        finally:
-            accounts.logout(session.token)
-        return 0
-    finally:
-        accounts.close()
+        principal = acting_principal(args, data)
+    except BaseException:
         data.close()
+        raise
+    return config, root, keys, data, AccountStore.open(root / ACCOUNTS_FILE, keys), principal
 
 
 # -- provisioning -------------------------------------------------------------------------
@@ -219,7 +129,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if args.what == "matcher":
             print(f"matcher {pki.issue_client(args.name, 'matcher').name}: {pki.cert(args.name)}")
             site.add_matcher_keys(args.name)
-        if args.what in ("device", "matcher"):
+        if args.what == "console":
+            from appliance.matcher.capture_client import provision_console
+
+            provision_console(pki, site.directory, site.central_keys(), args.name)
+            print(f"console {args.name}: {pki.cert(args.name)} (asks doors for enrollment captures)")
+        if args.what in ("device", "matcher", "console"):
             # the broker's access rules are read at its start: a new identity fails closed until then
             print(f"restart the broker ({BROKER_UNIT}) so it grants {args.name} its rights")
         if args.what == "rotate":
@@ -248,11 +163,11 @@ def _backup_dir(config, root: Path) -> Path:
 def cmd_backup(args: argparse.Namespace) -> int:
     from appliance.ops.backup import create_backup
 
-    config, root, keys, data, store = _open(args)
+    config, root, keys, data, store, principal = _open(args)
     try:
         destination = Path(args.destination) if args.destination else \
             _backup_dir(config, root) / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        manifest = create_backup(data, _system_principal(_os_role(config)), destination, keys, store)
+        manifest = create_backup(data, principal, destination, keys, store)
         print(f"{destination}: {len(manifest.files)} stores, verified and signed")
         return 0
     finally:
@@ -263,9 +178,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from appliance.ops.backup import restore_backup
 
-    config, root, keys, data, store = _open(args)
+    config, root, keys, data, store, principal = _open(args)
     try:
-        result = restore_backup(data, _system_principal(_os_role(config)), Path(args.source), keys, store)
+        result = restore_backup(data, principal, Path(args.source), keys, store)
         print(f"restored {', '.join(result.restored)}; kept deleted: {len(result.redeleted)} subjects")
         return 0
     finally:
@@ -279,9 +194,8 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
     from appliance.ops.backup import MANIFEST, create_backup
 
-    config, root, keys, data, store = _open(args)
+    config, root, keys, data, store, principal = _open(args)
     try:
-        principal = _system_principal(_os_role(config))
         retention = data.run_retention(principal)
         folder = _backup_dir(config, root)
         create_backup(data, principal, folder / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), keys, store)

@@ -1,26 +1,28 @@
 """Protected-data commands: keys, store checks, subjects, retention, audit; the envelope benchmark.
 
-The acting principal is the OS account running the command, mapped to a role by
-``[security.roles]`` in the configuration; there is no option to claim a role. Output is
-masked; keys are never printed (only their names and fingerprints).
+Every command on personal data or keys acts as the appliance account whose session or API
+token the caller gives (``appliance.cli.auth``); there is no option to claim a role, and the
+OS user's name plays no part. ``keys init`` and ``keys list`` need no account: they read or
+create key files only (no personal data, nothing a role governs), and the key folder's
+owner-only permissions are what guards them - the first ``keys init`` also runs before any
+account can exist. Output is masked; keys are never printed (only names and fingerprints).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
-import os
 import time
 from pathlib import Path
 
 from appliance import paths
+from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from, write_json
 from appliance.config import Config
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import keys as keynames
 from appliance.security.keys import ALL_KEYS, ensure_keys, generate_key
-from appliance.security.roles import Permission, Principal, require, role_named
+from appliance.security.roles import Permission, Principal, require
 from appliance.stores.deletion import SubjectAlreadyDeleted, load_receipt
 from appliance.stores.protected import (
     AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, OUTBOX_FILE, RECEIPTS_DIR, ProtectedData, key_provider,
@@ -28,7 +30,6 @@ from appliance.stores.protected import (
 from appliance.stores.device import Outbox
 
 NEGATIVE = 1  # exit status when a check finds problems
-CLI_DEVICE = "cli"
 ROTATABLE = {
     "biometric": BIOMETRIC_FILE, "identity": IDENTITY_FILE, "keyvault": KEYVAULT_FILE, "audit": AUDIT_FILE,
     "template-wrap": None,
@@ -76,21 +77,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     envelope.set_defaults(handler=cmd_envelope)
 
 
-def principal_for(config: Config) -> Principal:
-    """The OS account's role from ``[security.roles]``; an account without one can do nothing."""
-    # under sudo the person is SUDO_USER, not root: roles belong to people, not to root
-    user = os.environ.get("SUDO_USER") if os.geteuid() == 0 and os.environ.get("SUDO_USER") else getpass.getuser()
-    role = config.security.roles.get(user)
-    if role is None:
-        raise ApplianceError(ErrorCode.PERMISSION_DENIED,
-                             f"OS account {user!r} has no appliance role; add it under [security.roles]")
-    return Principal(user, role_named(role), CLI_DEVICE)
-
-
 def _open(args: argparse.Namespace) -> tuple[Config, Principal, ProtectedData]:
+    """The configuration, the account running the command, and the protected data."""
     config = config_from(args)
-    principal = principal_for(config)
-    return config, principal, ProtectedData.from_config(config)
+    data = ProtectedData.from_config(config)
+    try:
+        return config, acting_principal(args, data), data
+    except BaseException:
+        data.close()
+        raise
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -107,9 +102,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ApplianceError(ErrorCode.CONFIG_INVALID, f"keys rotate needs one of {', '.join(sorted(ROTATABLE))}")
-    principal = principal_for(config)
-    require(principal, Permission.ROTATE_KEYS)
     with ProtectedData.from_config(config) as data:
+        principal = acting_principal(args, data)
+        require(principal, Permission.ROTATE_KEYS)
         if args.name == "template-wrap":
             new_key = generate_key(keynames.TEMPLATE_WRAP)
             provider.stage(new_key)

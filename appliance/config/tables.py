@@ -142,12 +142,16 @@ class RuntimeConfig(_Table):
 
 # Minimum audit retention (days) required by the operation-log rules (at least six months).
 MIN_AUDIT_RETENTION_DAYS = 184
-ROLES = ("system_administrator", "security_administrator", "auditor", "operator")
+ROLES_REMOVED = (
+    "[security.roles] was removed: roles belong to appliance accounts now, not to OS users. Delete the table, "
+    "then create an account for each person ('appliance admin bootstrap', 'appliance admin add NAME --role R') "
+    "and a token for the nightly maintenance ('appliance admin token create --scope maintenance'; "
+    "docs/operations.md)")
 
 
 @dataclass(frozen=True)
 class SecurityConfig(_Table):
-    """Keys, retention, anti-replay and role assignments; see ``docs/security.md``."""
+    """Keys, retention and anti-replay; see ``docs/security.md`` (roles belong to accounts)."""
 
     node_id: Annotated[Str, Field(description="this host's name in signed records")] = "node-1"
     key_provider: Annotated[Literal["file", "env"], Field(description=(
@@ -165,9 +169,17 @@ class SecurityConfig(_Table):
     audit_head_max_age_s: Annotated[Float, Field(ge=60, le=86400, description=(
         "a running site re-signs the audit log's head every third of this; 'appliance audit verify' fails on an "
         "older head (a rolled-back log, or nothing anchoring it), seconds"))] = 300.0
-    roles: Annotated[dict[str, Literal[ROLES]], Field(description=(
-        "OS account -> role (system_administrator, security_administrator, auditor, operator)"))] \
-        = field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_os_roles(cls, data: Any) -> Any:
+        """``[security.roles]`` (OS account -> role) is gone: a role from an OS or environment
+        name let ``LOGNAME=alice`` act as alice. Say so, rather than "unknown key"."""
+        # a dataclass table is validated from its call arguments (pydantic's ArgsKwargs)
+        given = data if isinstance(data, dict) else getattr(data, "kwargs", None)
+        if isinstance(given, dict) and "roles" in given:
+            raise Refused(ROLES_REMOVED, "roles")
+        return data
 
 
 LIVENESS_LEVELS = ("off", "passive", "passive+motion", "active")
@@ -258,6 +270,11 @@ class DeviceConfig(_Table):
         "BCM pin of the door relay; unset: no relay (the actuator logs)"))] = None
     relay_active_high: Annotated[Bool, Field(description=(
         "the relay is energised by a high level; false for active-low relay boards"))] = True
+    # off by default (privacy by default): capturing people for enrollment is another purpose
+    # than opening a door, so each door that serves as an enrollment kiosk is switched on for it
+    enroll_capture: Annotated[Bool, Field(description=(
+        "the console may ask this door's camera for an enrollment capture (the door pauses passes meanwhile); "
+        "false: such a request is answered 'refused'"))] = False
 
 
 @dataclass(frozen=True)
@@ -305,6 +322,43 @@ class OfflineConfig(_Table):
         = 300.0
 
 
+HTTPS_PORT = 8443  # the console's default: above 1024, so no privilege is needed to bind it
+MAX_CAPTURE_WAIT_S = 300.0  # protocol.capture_messages.MAX_CAPTURE_TIMEOUT_S: a person waits at the door
+
+
+@dataclass(frozen=True)
+class ConsoleConfig(_Table):
+    """The web console and REST API (``appliance console``); see ``docs/api.md``."""
+
+    bind: Annotated[Str, Field(description=(
+        "address to listen on: 127.0.0.1 (this host only; put a reverse proxy in front) or 0.0.0.0 (every "
+        "interface, TLS required)"))] = "127.0.0.1"
+    port: Annotated[Int, Field(ge=1, le=65535, description="TCP port of the console and the API")] = HTTPS_PORT
+    tls_cert: Annotated[Str, Field(description=(
+        "server certificate (PEM); empty: <data>/pki/console.crt ('appliance console certificate')"))] = ""
+    tls_key: Annotated[Str, Field(description=(
+        "its private key (PEM); empty: <data>/pki/console.key"))] = ""
+    max_upload_mb: Annotated[Float, Field(gt=0, le=1024, description=(
+        "largest request body, MB; a bigger one is refused (413) before it is read"))] = 32.0
+    max_image_mb: Annotated[Float, Field(gt=0, le=256, description="largest single uploaded image, MB")] = 8.0
+    max_images: Annotated[Int, Field(ge=1, le=100, description="most images in one enrollment")] = 10
+    requests_per_s: Annotated[Float, Field(gt=0, le=10_000, description=(
+        "API requests one client address, and one account, may make per second, sustained (429 beyond)"))] = 10.0
+    request_burst: Annotated[Int, Field(ge=1, le=100_000, description=(
+        "requests one client or account may make at once before requests_per_s applies"))] = 40
+    api_docs: Annotated[Bool, Field(description=(
+        "serve the interactive API documentation at /api/docs (the OpenAPI document at /api/openapi.json is "
+        "always served)"))] = False
+    metrics_loopback: Annotated[Bool, Field(description=(
+        "/metrics answers this host's loopback address without a token (a local Prometheus); other clients "
+        "need a token with the events:read scope"))] = True
+    capture_identity: Annotated[Str, AfterValidator(_identity_required), Field(description=(
+        "the console's MQTT identity for enrollment captures at a door ('appliance provision console NAME')"))] \
+        = "console"
+    capture_timeout_s: Annotated[Float, Field(gt=0, le=MAX_CAPTURE_WAIT_S, description=(
+        "longest a door may take for one enrollment capture burst, seconds (a request may ask for less)"))] = 60.0
+
+
 def _verification_profile() -> QualityProfile:
     return QualityProfile(
         min_inter_eye_px=20.0, max_yaw_deg=40.0, max_pitch_deg=35.0, max_roll_deg=35.0,
@@ -333,6 +387,8 @@ class Config(_Table):
         = field(default_factory=LivenessConfig)
     offline: Annotated[OfflineConfig, Field(description="Offline operation and enrollment sync (docs/offline.md).")] \
         = field(default_factory=OfflineConfig)
+    console: Annotated[ConsoleConfig, Field(description="The web console and REST API (docs/api.md).")] \
+        = field(default_factory=ConsoleConfig)
     quality_enrollment: Annotated[QualityProfile, Field(description="Quality limits for an enrollment capture.")] \
         = field(default_factory=QualityProfile)
     quality_verification: Annotated[QualityProfile, Field(description=(

@@ -5,36 +5,40 @@ a matcher host where several people share one service user. Each account has one
 logging in yields a :class:`~appliance.security.roles.Principal`, so every store call
 checks the same permissions and writes the same audit entries as everything else.
 
-Passwords: scrypt and a strength policy (``ops.passwords``). Second factor: TOTP. Five
+Passwords: Argon2id and a strength policy (``ops.passwords``); a hash from before Argon2id
+(scrypt) is replaced at the account's next successful login. Second factor: TOTP. Five
 consecutive failures lock the account for 15 minutes (even the right password is then
 refused); sessions expire after an idle timeout. Every login attempt and account change
 goes to the audit log. Account management belongs to the security administrator.
+Scripts and services use API tokens instead (``ops.tokens``); :meth:`Accounts.authenticate`
+takes either, so every entry point asks "who is this?" the same way.
 
 Concurrency: guesses arrive in parallel (threads, requests, several ``appliance`` processes),
 so every decision that reads the account and writes it back - counting a failure, locking,
 accepting a TOTP step once, the first account of a bootstrap - is made inside one
 ``BEGIN IMMEDIATE`` transaction, which SQLite serialises across connections and processes.
-The slow scrypt runs before it, so the write lock is held for milliseconds, not 0.1 s.
+The slow hash runs before it, so the write lock is held for milliseconds, not 0.1 s (once
+per old scrypt account, its replacement hash is computed inside, after a successful login).
 
 Enumeration: a caller learns only "login failed". An unknown name, a wrong password or code,
 a locked and a disabled account give the same error and text after the same work (one
-scrypt - against :data:`~appliance.ops.passwords.DUMMY_HASH` for an unknown name - and one
+Argon2id - against :data:`~appliance.ops.passwords.DUMMY_HASH` for an unknown name - and one
 committed write); the audit log records the true reason.
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops import totp
-from appliance.ops.passwords import DUMMY_HASH, check_password, hash_password, password_problems
+from appliance.ops.passwords import DUMMY_HASH, check_password, hash_password, needs_rehash, password_problems
+from appliance.ops.tokens import TOKEN_PREFIX, TOKENS_MIGRATION, ApiTokens, NewToken, TokenInfo, token_hash
 from appliance.security.keys import KeyProvider
 from appliance.security.roles import Principal, Role, role_named
 from appliance.stores.audit import AuditLog
@@ -47,6 +51,7 @@ LOCKOUT_S = 15 * 60
 DEFAULT_IDLE_S = 10 * 60
 MAX_NAME_LEN = 64
 SESSION_TOKEN_BYTES = 32
+SESSION_PREFIX = "ses_"  # API tokens start with ops.tokens.TOKEN_PREFIX: one look tells them apart
 ACCOUNT_ADMIN_ROLES = frozenset({Role.SECURITY_ADMIN})
 ANONYMOUS = "anonymous"  # the actor of attempts on names that are not accounts
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -104,6 +109,7 @@ class AccountStore(CipherStore):
         CREATE TABLE refusals (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL);
         INSERT INTO refusals VALUES (1, 0);
         """,
+        TOKENS_MIGRATION,
     )
 
 
@@ -130,6 +136,7 @@ class Accounts:
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
         self._lock = threading.RLock()
+        self._tokens = ApiTokens(store, audit, self._lock, clock)
 
     @classmethod
     def open(cls, root: Path, keys: KeyProvider, audit: AuditLog, idle_timeout_s: float = DEFAULT_IDLE_S) -> "Accounts":
@@ -145,6 +152,11 @@ class Accounts:
         self._require_admin(principal, "account.list")
         names = [r[0] for r in self.store.execute("SELECT name FROM accounts ORDER BY name")]
         return [self.get(n) for n in names]
+
+    def names(self, role: Role | None = None) -> list[str]:
+        """Account names (of one role), for set-up tools; no principal, as they hold no personal data."""
+        rows = self.store.execute("SELECT name, role FROM accounts ORDER BY created").fetchall()
+        return [name for name, value in rows if role is None or value == role.value]
 
     def refused_logins(self) -> int:
         """Refused logins since the store was created (for monitoring: a rising count is guessing)."""
@@ -206,19 +218,21 @@ class Accounts:
         ``LOGIN_FAILED`` with the same text (see the module docstring); the audit log says why."""
         row = self.store.execute("SELECT password FROM accounts WHERE name = ?", (name,)).fetchone()
         stored = row[0] if row is not None else DUMMY_HASH
-        password_ok = check_password(password, stored)  # always one scrypt, whatever the name
+        password_ok = check_password(password, stored)  # always one slow hash, whatever the name
         with self._lock:
             with self.store.transaction():
-                outcome = self._decide(name, stored, password_ok, code, device, self.clock())
+                outcome = self._decide(name, stored, password if password_ok else "", code, device, self.clock())
             for entry in outcome.entries:
                 self.audit.append(*entry)
         if outcome.session is None:
             raise ApplianceError(ErrorCode.LOGIN_FAILED, LOGIN_REFUSED)
         return outcome.session
 
-    def _decide(self, name: str, hashed: str, password_ok: bool, code: str, device: str, now: float) -> _Outcome:
+    def _decide(self, name: str, hashed: str, password: str, code: str, device: str, now: float) -> _Outcome:
         """The attempt's verdict from the account as it is now, inside the write transaction:
-        concurrent attempts see each other's counts, locks and used TOTP steps."""
+        concurrent attempts see each other's counts, locks and used TOTP steps. ``password``
+        is the checked password, or "" when it was wrong."""
+        password_ok = bool(password)
         row = self.store.execute(
             "SELECT role, password, totp_secret, last_totp_step, failures, locked_until, disabled FROM accounts "
             "WHERE name = ?", (name,)).fetchone()
@@ -243,10 +257,13 @@ class Accounts:
             if lock:
                 outcome.entries.append((principal, "account.lock", name, "ok", f"locked for {LOCKOUT_S // 60} minutes"))
             return outcome
-        token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)
+        token = SESSION_PREFIX + secrets.token_urlsafe(SESSION_TOKEN_BYTES)
         self.store.execute("UPDATE accounts SET failures = 0, locked_until = 0, last_totp_step = ? WHERE name = ?",
                            (step, name))
-        self.store.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (_token_hash(token), name, device, now, now))
+        if needs_rehash(current):  # the hash checked is the stored one (above): replace it with today's
+            self.store.execute("UPDATE accounts SET password = ? WHERE name = ? AND password = ?",
+                               (hash_password(password), name, current))
+        self.store.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (token_hash(token), name, device, now, now))
         return _Outcome(Session(token, principal, self.idle_timeout_s), [(principal, "login", name, "ok", "")])
 
     def _refused(self, principal: Principal, name: str, result: str, reason: str) -> _Outcome:
@@ -258,7 +275,7 @@ class Accounts:
         now = self.clock()
         row = self.store.execute(
             "SELECT s.name, a.role, s.device, s.last_seen, a.disabled FROM sessions s JOIN accounts a USING (name) "
-            "WHERE s.token_hash = ?", (_token_hash(token),)).fetchone()
+            "WHERE s.token_hash = ?", (token_hash(token),)).fetchone()
         if row is None:
             raise ApplianceError(ErrorCode.SESSION_EXPIRED, "no such session; log in again")
         name, role, device, last_seen, disabled = row
@@ -267,16 +284,39 @@ class Accounts:
             self.logout(token, reason="idle timeout" if not disabled else "account disabled")
             raise ApplianceError(ErrorCode.SESSION_EXPIRED, "session ended after inactivity; log in again")
         with self._writing():
-            self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
+            self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash(token)))
         return principal
+
+    def authenticate(self, secret: str, device: str = "api") -> Principal:
+        """Who is asking: the principal of a session token or of an API token (``apt_...``,
+        its role narrowed to the token's scopes). No secret: AUTH_REQUIRED; a dead session:
+        SESSION_EXPIRED; an unknown, expired or revoked token or a disabled account's:
+        TOKEN_INVALID."""
+        if not secret:
+            raise ApplianceError(ErrorCode.AUTH_REQUIRED, "no session or API token given: log in or pass a token")
+        if secret.startswith(TOKEN_PREFIX):
+            return self._tokens.authenticate(secret, device)
+        return self.principal(secret)
+
+    # -- API tokens (ops.tokens) --------------------------------------------------------
+    def create_token(self, principal: Principal, account: str, scopes: Iterable[str], ttl_days: float,
+                     label: str = "") -> NewToken:
+        """A token for ``account`` (a security administrator's session, or the account's own)."""
+        return self._tokens.create(principal, account, scopes, ttl_days, label)
+
+    def tokens(self, principal: Principal) -> list[TokenInfo]:
+        return self._tokens.list(principal)
+
+    def revoke_token(self, principal: Principal, token_id: str) -> None:
+        self._tokens.revoke(principal, token_id)
 
     def logout(self, token: str, reason: str = "logout") -> None:
         with self._writing():
             row = self.store.execute("SELECT s.name, a.role, s.device FROM sessions s JOIN accounts a USING (name) "
-                                     "WHERE s.token_hash = ?", (_token_hash(token),)).fetchone()
+                                     "WHERE s.token_hash = ?", (token_hash(token),)).fetchone()
             if row is None:
                 return
-            self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+            self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
         with self._lock:
             self.audit.append(Principal(row[0], Role(row[1]), row[2]), "logout", row[0], "ok", reason)
 
@@ -288,7 +328,9 @@ class Accounts:
             yield
 
     def _require_admin(self, principal: Principal, action: str, obj: str = "accounts") -> None:
-        if not isinstance(principal, Principal) or principal.role not in ACCOUNT_ADMIN_ROLES:
+        """A security administrator's session: an API token (scoped) never manages accounts."""
+        if not isinstance(principal, Principal) or principal.role not in ACCOUNT_ADMIN_ROLES or \
+                principal.scopes is not None:
             if isinstance(principal, Principal):
                 with self._lock:
                     self.audit.append(principal, action, obj, "denied")
@@ -301,6 +343,3 @@ class Accounts:
     def close(self) -> None:
         self.store.close()
 
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()

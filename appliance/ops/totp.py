@@ -1,24 +1,28 @@
-"""TOTP (RFC 6238) with the standard library: the administrators' second factor.
+"""TOTP (RFC 6238): the administrators' second factor, on ``cryptography``'s HOTP/TOTP.
 
-Thirty lines of hmac/struct do not justify a dependency; the RFC's own test vectors pin the
-implementation (tests/ops/test_accounts.py). Codes are accepted one step either side of
-now for clock drift, and the caller stores the last accepted step so a code works once.
+The RFC arithmetic (HMAC, dynamic truncation) comes from ``cryptography``, already a
+dependency for every key in the appliance; this module adds what the library leaves to its
+caller: base32 secrets as authenticator apps take them, one step of clock drift either side
+of now, and single use - the caller stores the last accepted step, and only a later one is
+accepted. The RFC's own test vectors pin the result (tests/ops/test_accounts.py).
 """
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
-import struct
 import time
 import urllib.parse
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.twofactor.hotp import HOTP
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
 STEP_S = 30
 DIGITS = 6
 DRIFT_STEPS = 1
 SECRET_BYTES = 20  # 160 bits, the RFC 4226 recommendation for HMAC-SHA1
-ALGORITHMS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
+ALGORITHMS = {"SHA1": hashes.SHA1, "SHA256": hashes.SHA256, "SHA512": hashes.SHA512}
 
 
 def new_secret() -> str:
@@ -33,10 +37,7 @@ def _key(secret: str) -> bytes:
 
 def hotp(key: bytes, counter: int, digits: int = DIGITS, algorithm: str = "SHA1") -> str:
     """RFC 4226 HOTP: dynamic truncation of HMAC(key, counter)."""
-    mac = hmac.new(key, struct.pack(">Q", counter), ALGORITHMS[algorithm]).digest()
-    offset = mac[-1] & 0x0F
-    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
-    return str(value % 10 ** digits).zfill(digits)
+    return HOTP(key, digits, ALGORITHMS[algorithm]()).generate(counter).decode("ascii")
 
 
 def step_at(when: float, step_s: int = STEP_S) -> int:
@@ -45,18 +46,19 @@ def step_at(when: float, step_s: int = STEP_S) -> int:
 
 def totp(secret: str, when: float | None = None, digits: int = DIGITS, algorithm: str = "SHA1",
          step_s: int = STEP_S) -> str:
-    return hotp(_key(secret), step_at(time.time() if when is None else when, step_s), digits, algorithm)
+    generator = TOTP(_key(secret), digits, ALGORITHMS[algorithm](), step_s)
+    return generator.generate(time.time() if when is None else when).decode("ascii")
 
 
 def matching_step(secret: str, code: str, when: float, after_step: int = -1) -> int | None:
     """The time step whose code equals ``code`` (within the drift window and later than
-    ``after_step``, the last one used), or None. Comparison is constant-time."""
+    ``after_step``, the last one used), or None. Every step is compared, in constant time."""
     if not (code.isdigit() and len(code) == DIGITS):
         return None
-    key, now = _key(secret), step_at(when)
+    generator, now = HOTP(_key(secret), DIGITS, hashes.SHA1()), step_at(when)
     found = None
     for step in range(now - DRIFT_STEPS, now + DRIFT_STEPS + 1):
-        if hmac.compare_digest(hotp(key, step), code) and step > after_step:
+        if hmac.compare_digest(generator.generate(step), code.encode("ascii")) and step > after_step:
             found = step
     return found
 

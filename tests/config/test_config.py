@@ -71,7 +71,8 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
     ("[models]\nsearch_path = 'a'\n", "models.search_path: expected a list"),
     ("[models]\nsearch_path = ['a', 1]\n", "models.search_path[1]: expected a string, got 1"),
     ("runtime = 3\n", "runtime: expected a table, got int"),
-    ("[security]\nroles = ['x']\n", "security.roles: expected a table, got list"),
+    ("[security]\nroles = ['x']\n", "security.roles: [security.roles] was removed: roles belong to appliance "
+                                     "accounts now, not to OS users"),
     # bounds
     ("[runtime]\nthreads = 0\n", "runtime.threads: must be between 1 and 64, got 0"),
     ("[runtime]\nthreads = 65\n", "runtime.threads: must be between 1 and 64, got 65"),
@@ -97,7 +98,7 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
                                          "'passive+motion', 'active')"),
     ("[offline]\nmode = 'sometimes'\n", "offline.mode: 'sometimes' is not one of ('central', 'local', 'local-first')"),
     ("[security]\nkey_provider = 'vault'\n", "security.key_provider: 'vault' is not one of ('file', 'env')"),
-    ("[security.roles]\nbob = 'king'\n", "security.roles.bob: 'king' is not one of ('system_administrator', "),
+    ("[security.roles]\nbob = 'operator'\n", "security.roles: [security.roles] was removed"),
     ("[ops]\nlog_level = 'loud'\n", "ops.log_level: 'loud' is not one of ('debug', 'info', 'warning', 'error', "),
     ("[device]\nname = 'door one'\n", "device.name: 'door one' is not a valid identity"),
     ("[matcher]\nname = ''\n", "matcher.name: '' is not a valid identity"),
@@ -109,9 +110,11 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
      "quality_verification.min_brightness: need min_brightness <= max_brightness"),
     # unknown keys name the allowed ones
     ("[device]\nrelay = 17\n",
-     "device.relay: unknown key; allowed: cool_down_s, fps, loop, name, relay_active_high, relay_pin, source"),
-    ("[doors]\nx = 1\n", "doors: unknown key; allowed: device, liveness, matcher, matching, models, offline, ops, "),
-    ("source = 'x'\n", "source: unknown key; allowed: device, "),  # a field of Config, not a key of the file
+     "device.relay: unknown key; allowed: cool_down_s, enroll_capture, fps, loop, name, relay_active_high, "
+     "relay_pin, source"),
+    ("[doors]\nx = 1\n", "doors: unknown key; allowed: console, device, liveness, matcher, matching, models, "
+                         "offline, ops, "),
+    ("source = 'x'\n", "source: unknown key; allowed: console, device, "),  # a field of Config, not a key of the file
 ])
 def test_the_refusal_names_the_key_and_why(tmp_path: Path, text: str, message: str):
     assert message in refused(tmp_path, text)

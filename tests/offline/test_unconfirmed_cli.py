@@ -1,7 +1,6 @@
 """Administrators see deletions that some device has not confirmed yet."""
 from __future__ import annotations
 
-import getpass
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, Conse
 from appliance.security.roles import Principal, Role
 from appliance.site import Site
 from appliance.vision.templates import Template
+from authkit import make_token
 
 
 def test_subject_unconfirmed_lists_deletions_not_yet_applied_everywhere(tmp_path):
@@ -30,8 +30,9 @@ def test_subject_unconfirmed_lists_deletions_not_yet_applied_everywhere(tmp_path
     data.delete_subject(security, subject)
     data.close()
     site_config = tmp_path / "site.toml"
-    site_config.write_text(f'[security.roles]\n"{getpass.getuser()}" = "security_administrator"\n')
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path)}
+    site_config.write_text("[security]\n")
+    token = make_token(tmp_path, Role.SECURITY_ADMIN, ("people:write",), config=load_config(site_config))
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_TOKEN": token}
     result = subprocess.run([sys.executable, "-m", "appliance", "--config", str(site_config), "subject", "unconfirmed"],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1, result.stderr

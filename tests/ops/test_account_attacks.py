@@ -37,7 +37,7 @@ READY_TIMEOUT_S = 120
 POLL_S = 0.05
 TIMING_ROUNDS = 7
 # unknown, locked and disabled accounts must cost a password hash like a wrong password: the
-# ratio of medians stays within these bounds (a skipped scrypt gives well under 0.1)
+# ratio of medians stays within these bounds (a skipped Argon2id gives well under 0.1)
 TIMING_RATIO = (0.5, 2.0)
 
 
@@ -123,8 +123,16 @@ def cli_site(tmp_path):
     ensure_keys(keys, (ACCOUNTS_DB,))
     config = tmp_path / "appliance.toml"
     config.write_text("[ops]\nbroker_port = 1\n")
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(root), "APPLIANCE_CONFIG": str(config)}
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(root), "APPLIANCE_CONFIG": str(config),
+           "XDG_RUNTIME_DIR": str(runtime)}
     return root, keys, env
+
+
+def _login_cli(env, name: str, code: str) -> subprocess.Popen:
+    """``appliance login`` reading its password from stdin (as a script or a guesser would)."""
+    return _cli(env, "login", "--account", name, "--password-file", "-", "--totp", code)
 
 
 def _cli(env, *args) -> subprocess.Popen:
@@ -150,7 +158,7 @@ def test_parallel_wrong_guesses_from_cli_processes_lock_the_account(cli_site):
     pair = _accounts(root, keys)
     secret = pair[0].bootstrap(NAME, PASSWORD).totp_secret
     _close(pair)
-    processes = [_cli(env, "admin", "list", "--as", NAME) for _ in range(ATTEMPTS)]
+    processes = [_login_cli(env, NAME, "000000") for _ in range(ATTEMPTS)]
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not all(_waiting_for_password(p, root / "accounts.db") for p in processes):
@@ -158,7 +166,7 @@ def test_parallel_wrong_guesses_from_cli_processes_lock_the_account(cli_site):
             assert all(p.poll() is None for p in processes), [p.communicate() for p in processes if p.poll()]
             time.sleep(POLL_S)
         for process in processes:  # all at once: every guess is in flight before any is counted
-            process.stdin.write(f"{WRONG}\n000000\n")
+            process.stdin.write(f"{WRONG}\n")
             process.stdin.flush()
         results = [(process.communicate(timeout=CLI_TIMEOUT_S), process.returncode) for process in processes]
     finally:
@@ -281,8 +289,8 @@ def test_the_cli_answers_every_failed_login_the_same(cli_site):
         _close(pair)
     outcomes = {}
     for case, (name, password, code) in cases.items():
-        process = _cli(env, "admin", "list", "--as", name)
-        out, err = process.communicate(f"{password}\n{code}\n", timeout=CLI_TIMEOUT_S)
+        process = _login_cli(env, name, code)
+        out, err = process.communicate(f"{password}\n", timeout=CLI_TIMEOUT_S)
         outcomes[case] = (process.returncode, out, err)
     assert len(set(outcomes.values())) == 1, outcomes
     status, out, err = outcomes["unknown account"]

@@ -1,15 +1,19 @@
-"""Administrator accounts: scrypt + policy, RFC 6238 TOTP, lockout, idle sessions, audit,
+"""Administrator accounts: Argon2id (old scrypt hashes replaced) + policy, RFC 6238 TOTP, lockout, idle sessions, audit,
 and the role limits the issue names (auditor changes nothing, operator sees masked names)."""
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops import totp
 from appliance.ops.accounts import LOCKOUT_S, MAX_FAILURES
-from appliance.ops.passwords import check_password, hash_password, password_problems
+from appliance.ops import accounts as accounts_module
+from appliance.ops.passwords import (
+    DUMMY_HASH, check_password, hash_password, needs_rehash, password_problems, scrypt_hash,
+)
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person
 from appliance.security.roles import Role
 
@@ -50,15 +54,74 @@ def test_totp_window_and_replay():
     assert totp.matching_step(secret, "12345", now) is None
 
 
-def test_scrypt_hash_and_policy():
+def test_argon2id_hash_and_policy():
     stored = hash_password(STRONG)
-    assert stored.startswith("scrypt$") and STRONG not in stored
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and STRONG not in stored
     assert check_password(STRONG, stored) and not check_password(STRONG + "x", stored)
     assert hash_password(STRONG) != stored  # salted
+    assert not needs_rehash(stored)
+    assert not check_password(STRONG, DUMMY_HASH) and not needs_rehash(DUMMY_HASH)
     assert password_problems(STRONG) == []
     assert password_problems("Short-1")  # length
     assert password_problems("alllowercaseletters")  # classes
     assert any("account name" in p for p in password_problems("Alice-Admin-2025!", "alice"))
+
+
+def test_planted_or_broken_hashes_are_refused_without_work():
+    huge = "$argon2id$v=19$m=4194304,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$" + "A" * 43  # 4 GiB per check
+    started = time.perf_counter()
+    for stored in (huge, "$argon2id$v=19$m=19456,t=2,p=1$!!$!!", "scrypt$1048576$8$1$00$00", "plain", ""):
+        assert not check_password(STRONG, stored)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_old_scrypt_hash_verifies_and_is_replaced_at_the_next_login(accounts, clock, data):
+    secret = accounts.bootstrap("sec-admin", STRONG).totp_secret
+    old = scrypt_hash(STRONG)
+    assert check_password(STRONG, old) and needs_rehash(old)
+    _set_hash(accounts, "sec-admin", old)
+    with pytest.raises(ApplianceError):  # a failed login (wrong code) keeps the old hash
+        accounts.login("sec-admin", STRONG, _wrong_code(secret, clock.now))
+    assert _stored_hash(accounts, "sec-admin") == old
+    _login(accounts, clock, "sec-admin", secret)
+    new = _stored_hash(accounts, "sec-admin")
+    assert new.startswith("$argon2id$") and check_password(STRONG, new)
+    clock.now += 31
+    assert _login(accounts, clock, "sec-admin", secret).principal.actor == "sec-admin"  # the new hash works
+
+
+def test_the_rehash_keeps_a_hash_changed_meanwhile(accounts, clock, monkeypatch):
+    """The login checked the old hash; if another process replaced it before this login's
+    transaction, that login must not write its rehash over the newer one (nor log in)."""
+    secret = accounts.bootstrap("sec-admin", STRONG).totp_secret
+    _set_hash(accounts, "sec-admin", scrypt_hash(STRONG))
+    newer = hash_password("Another-Strong-Pass-77")
+    real_check = accounts_module.check_password
+
+    def check_then_change(password, stored):
+        result = real_check(password, stored)
+        _set_hash(accounts, "sec-admin", newer)  # a password change lands between check and decision
+        return result
+
+    monkeypatch.setattr(accounts_module, "check_password", check_then_change)
+    with pytest.raises(ApplianceError):
+        _login(accounts, clock, "sec-admin", secret)
+    monkeypatch.undo()
+    assert _stored_hash(accounts, "sec-admin") == newer
+
+
+def _wrong_code(secret, now):
+    valid = {totp.totp(secret, now + k * totp.STEP_S) for k in range(-2, 3)}
+    return next(c for n in range(10 ** totp.DIGITS) if (c := f"{n:0{totp.DIGITS}d}") not in valid)
+
+
+def _stored_hash(accounts, name):
+    return accounts.store.execute("SELECT password FROM accounts WHERE name = ?", (name,)).fetchone()[0]
+
+
+def _set_hash(accounts, name, stored):
+    with accounts.store.transaction():
+        accounts.store.execute("UPDATE accounts SET password = ? WHERE name = ?", (stored, name))
 
 
 def _login(accounts, clock, name, secret, password=STRONG):

@@ -31,9 +31,10 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
     ("APPLIANCE__DEVICE__RELAY_PIN", "99", "device.relay_pin: must be between 0 and 40, got 99"),
     ("APPLIANCE__DEVICE__RELAY_PIN", "none", "device.relay_pin: expected an integer, got 'none'"),
     ("APPLIANCE__LIVENESS__CHALLENGE_MAX", "0", "liveness.challenge_max: must be between 1 and 3, got 0"),
-    ("APPLIANCE__SECURITY__ROLES__BOB", "king", "security.roles.bob: 'king' is not one of"),
-    ("APPLIANCE__DOORS__X", "1", "doors: unknown key; allowed: device, "),
-    ("APPLIANCE__SOURCE__X", "1", "source: unknown key; allowed: device, "),
+    ("APPLIANCE__SECURITY__ROLES__BOB", "operator", "security.roles: [security.roles] was removed: roles belong to "
+                                                    "appliance accounts now"),
+    ("APPLIANCE__DOORS__X", "1", "doors: unknown key; allowed: console, device, "),
+    ("APPLIANCE__SOURCE__X", "1", "source: unknown key; allowed: console, device, "),
 ])
 def test_bad_overrides_name_the_key_and_the_allowed_values(tmp_path, monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
@@ -46,11 +47,11 @@ def test_environment_sets_new_keys_and_nested_tables(tmp_path, monkeypatch):
     path = _config(tmp_path, "[liveness]\nchallenge_max = 2\n")
     monkeypatch.setenv("APPLIANCE__DEVICE__RELAY_PIN", "17")
     monkeypatch.setenv("APPLIANCE__LIVENESS__LEVEL", "active")
-    monkeypatch.setenv("APPLIANCE__SECURITY__ROLES__OPS_TEAM", "operator")
+    monkeypatch.setenv("APPLIANCE__MATCHING__THRESHOLDS__W600K-MBF", "0.4")
     monkeypatch.setenv("APPLIANCE__OPS__LOG_LEVEL", "DEBUG")
     config = load_config(path)
     assert (config.device.relay_pin, config.liveness.level, config.liveness.challenge_max) == (17, "active", 2)
-    assert config.security.roles == {"ops_team": "operator"} and config.ops.log_level == "debug"
+    assert config.matching.thresholds["w600k-mbf"] == 0.4 and config.ops.log_level == "debug"
 
 
 def test_an_override_is_checked_with_the_file_it_joins(tmp_path, monkeypatch):

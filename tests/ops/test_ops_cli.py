@@ -37,18 +37,18 @@ def _run(env, *args, stdin=""):
 
 def test_bootstrap_prints_nothing_secret(site):
     tmp_path, env = site
-    refused = _run(env, "admin", "bootstrap", "sec-admin", "--password-stdin", stdin=PASSWORD + "\n")
+    refused = _run(env, "admin", "bootstrap", "--account", "sec-admin", "--password-file", "-", stdin=PASSWORD + "\n")
     assert refused.returncode != 0 and "--secret-out" in refused.stderr  # stdout is a pipe here
     secret_file = tmp_path / "totp.txt"
-    done = _run(env, "admin", "bootstrap", "sec-admin", "--password-stdin", "--secret-out", str(secret_file),
-                stdin=PASSWORD + "\n")
+    done = _run(env, "admin", "bootstrap", "--account", "sec-admin", "--password-file", "-",
+                "--secret-out", str(secret_file), stdin=PASSWORD + "\n")
     assert done.returncode == 0, done.stderr
     secret = secret_file.read_text().split()[0]
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     for output in (done.stdout, done.stderr, refused.stdout, refused.stderr):
         assert secret not in output and PASSWORD not in output
-    again = _run(env, "admin", "bootstrap", "other", "--password-stdin", "--secret-out", str(tmp_path / "x"),
-                 stdin=PASSWORD + "\n")
+    again = _run(env, "admin", "bootstrap", "--account", "other", "--password-file", "-",
+                 "--secret-out", str(tmp_path / "x"), stdin=PASSWORD + "\n")
     assert again.returncode != 0 and "bootstrap runs once" in again.stderr
 
 

@@ -9,8 +9,12 @@ integrator: ``appliance provision ...`` and the installed /etc/appliance/applian
 What the test changes in the command lines, and why: absolute paths move below a temporary
 root (``/var/lib``, ``/etc/appliance``); the broker listens on a free loopback port instead of
 8883 on every address; the service users (``appliance``, ``appliance-broker``) are this
-test's own user, since this machine has no such accounts; and ``WATCHDOG_USEC`` is 2 s
-rather than the unit's 30 s so that pings are seen within the test.
+test's own user, since this machine has no such accounts; ``WATCHDOG_USEC`` is 2 s
+rather than the unit's 30 s so that pings are seen within the test; and ``LoadCredential=``
+files are copied into a private folder that ``%d`` (``$CREDENTIALS_DIRECTORY``) names, as the
+service manager does. The nightly maintenance's token is made as docs/operations.md says: a
+security administrator bootstraps, logs in, adds a system administrator account and creates
+its token with scope ``maintenance`` into /etc/appliance/maintenance.token.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ import pytest
 import tomlkit
 
 from appliance import paths
+from appliance.errors import ErrorCode
+from appliance.ops import totp
 from unitfiles import service_section
 from polling import wait_for
 
@@ -44,6 +50,10 @@ DEVICE = "door-1"
 MATCHER = "matcher-1"
 REPLAY_FPS = 4.0
 SYSTEMD_EXEC_PREFIXES = "+-@!:"  # privilege and error-handling prefixes of Exec lines
+CREDENTIALS_SPECIFIER = "%d"  # systemd's name for the unit's credentials folder
+CREDENTIAL_MODE = 0o400
+ADMIN_PASSWORD = "Correct-Horse-42-battery"
+SECURITY_ADMIN, MAINTENANCE_ACCOUNT, AUDITOR = "sec-admin", "nightly-sys", "auditor-1"
 
 
 # -- the units as installed ---------------------------------------------------------------
@@ -62,6 +72,18 @@ class Rendered:
                 key, _, value = item.partition("=")
                 self.environment[key] = self._text(value)
         self.watchdog = "WatchdogSec" in self.section
+        self.credentials = {cred_id: self._text(source) for cred_id, _, source in
+                            (line.partition(":") for line in self.section.get("LoadCredential", []))}
+
+    def environment_with_credentials(self, folder: Path) -> dict[str, str]:
+        """The unit's environment once its credentials are loaded into ``folder`` (0400 copies)."""
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for cred_id, source in self.credentials.items():
+            target = folder / cred_id
+            shutil.copyfile(source, target)
+            target.chmod(CREDENTIAL_MODE)
+        env = {key: value.replace(CREDENTIALS_SPECIFIER, str(folder)) for key, value in self.environment.items()}
+        return {**env, "CREDENTIALS_DIRECTORY": str(folder)} if self.credentials else env
 
     def _text(self, text: str) -> str:
         for place in ("/var/lib/", "/etc/appliance"):
@@ -214,9 +236,8 @@ def site(tmp_path_factory):
                  ("provision", "matcher", MATCHER),
                  ("provision", "device", DEVICE, "--modes", "verify,identify", "--bundle", str(bundle))):
         _ok(central(*step))
-    _configure(central, matcher={"name": MATCHER}, ops={"broker_port": port},
-               # the shipped config maps the unit's User=appliance; this test runs as its own user
-               security={"roles": {"appliance": "system_administrator", getpass.getuser(): "system_administrator"}})
+    _configure(central, matcher={"name": MATCHER}, ops={"broker_port": port})
+    auditor_token = _maintenance_token(central, tmp_path_factory.mktemp("operator"))
     _ok(central("config", "check", "--service", "matcher"))
     assert DEVICE in _ok(door("provision", "import", str(bundle)))
     _configure(door, device={"name": DEVICE, "source": str(_camera_folder()), "fps": REPLAY_FPS, "loop": True},
@@ -224,7 +245,30 @@ def site(tmp_path_factory):
     _ok(door("config", "check", "--service", "edge"))
     units = {**{k: v for k, v in central_units.items() if k != "appliance-edge.service"},
              "appliance-edge.service": door_units["appliance-edge.service"]}
-    return {"logs": logs, "units": units, "cli": {"matcher": central, "edge": door}}
+    return {"logs": logs, "units": units, "cli": {"matcher": central, "edge": door}, "auditor_token": auditor_token}
+
+
+def _maintenance_token(cli, home: Path) -> Path:
+    """The post-install step of docs/operations.md: accounts, then the nightly run's token
+    (and an auditor's token, for the test to read the audit log with)."""
+    cli.env["XDG_RUNTIME_DIR"] = str(home)  # where 'appliance login' keeps this user's session
+    password = home / "password"
+    password.write_text(ADMIN_PASSWORD + "\n")
+    password.chmod(0o600)
+    admin = json.loads(_ok(cli("admin", "bootstrap", "--account", SECURITY_ADMIN, "--password-file", str(password),
+                               "--json")))
+    _ok(cli("login", "--account", SECURITY_ADMIN, "--password-file", str(password),
+            "--totp", totp.totp(admin["totp_secret"])))
+    _ok(cli("admin", "add", MAINTENANCE_ACCOUNT, "--role", "system_administrator", "--password-file", str(password),
+            "--json"))
+    token_file = Path(cli.env["APPLIANCE_CONFIG"]).parent / "maintenance.token"
+    _ok(cli("admin", "token", "create", "--account", MAINTENANCE_ACCOUNT, "--scope", "maintenance",
+            "--label", "nightly maintenance", "--out", str(token_file)))
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    _ok(cli("admin", "add", AUDITOR, "--role", "auditor", "--password-file", str(password), "--json"))
+    _ok(cli("admin", "token", "create", "--account", AUDITOR, "--scope", "audit", "--out", str(home / "auditor.token")))
+    _ok(cli("logout"))
+    return home / "auditor.token"
 
 
 def _health(site, service: str) -> tuple[int, dict]:
@@ -286,14 +330,24 @@ def test_units_start_ping_report_health_and_stop(site):
             unit.kill()
 
 
-def test_maintenance_unit_runs_once_and_backs_up(site):
+def test_maintenance_unit_runs_once_and_backs_up(site, tmp_path):
     unit = site["units"]["appliance-maintenance.service"]
-    result = subprocess.run(unit.start, capture_output=True, text=True, env={**os.environ, **unit.environment},
-                            timeout=300)
+    assert unit.credentials, "the unit loads its token as a credential"
+    env = {**os.environ, **unit.environment_with_credentials(tmp_path / "credentials")}
+    result = subprocess.run(unit.start, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["backups_kept"] >= 1
     assert any((Path(unit.environment["APPLIANCE_DATA_DIR"]) / "backups").iterdir())
+    # the nightly run acted as its account (not as the OS user), and only with its token
+    no_token = {k: v for k, v in env.items() if k not in ("APPLIANCE_TOKEN_FILE", "APPLIANCE_TOKEN")}
+    refused = subprocess.run(unit.start, capture_output=True, text=True, env=no_token, timeout=300)
+    assert refused.returncode == ErrorCode.AUTH_REQUIRED.exit_status, refused.stderr
+    cli = site["cli"]["matcher"]
+    exported = json.loads(_ok(cli("--token", site["auditor_token"].read_text().strip(), "audit", "export")))
+    backups = [e for e in exported if e["action"].startswith("backup")]
+    assert backups and {e["actor"] for e in backups} == {MAINTENANCE_ACCOUNT}, backups
+
 
 
 def test_bundle_holds_only_what_the_door_needs(site, tmp_path):

@@ -1,7 +1,7 @@
-"""The CLI: roles come from the OS account, and `appliance audit verify` names tampering."""
+"""The CLI: roles come from the account of a token or session (never the OS user), and
+`appliance audit verify` names tampering."""
 from __future__ import annotations
 
-import getpass
 import json
 import time
 from pathlib import Path
@@ -16,27 +16,26 @@ from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, Conse
 from appliance.security.roles import Principal, Role
 from appliance.stores.protected import RECEIPTS_DIR, ProtectedData
 from appliance.vision.templates import Template
+from authkit import make_token
 
 ENTRIES = 8
+ACCOUNT_ENTRIES = 20  # more than the entries the fixture's accounts and tokens add after ENTRIES
 
 
 @pytest.fixture
 def node(tmp_path, monkeypatch):
-    """A data directory with keys and some audit entries, and a config giving this account a role."""
+    """A data directory with keys and some audit entries, then an account and API token for
+    each role; ``node(role)`` gives the arguments that act as that role's account."""
     monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no 'appliance login' session here
     config_path = tmp_path / "appliance.toml"
-
-    def as_role(role: Role) -> list[str]:
-        config_path.write_text(f'[security]\naudit_checkpoint_every = 100\n'
-                               f'roles = {{ "{getpass.getuser()}" = "{role.value}" }}\n')
-        return ["--config", str(config_path)]
-
-    assert main([*as_role(Role.SYSTEM_ADMIN), "keys", "init"]) == 0
+    config_path.write_text('[security]\naudit_checkpoint_every = 100\n')
+    assert main(["--config", str(config_path), "keys", "init"]) == 0  # no account needed: key files only
     with ProtectedData.from_config(load_config(config_path)) as data:
         for i in range(ENTRIES):
             data.audit.append(Principal("acct-op", Role.OPERATOR), "verify", f"s-{i}", "pass")
-    return as_role
+    tokens = {role: make_token(tmp_path / "data", role, config=load_config(config_path)) for role in Role}
+    return lambda role: ["--config", str(config_path), "--token", tokens[role]]
 
 
 def tamper(config: list[str], *statements: str) -> None:
@@ -52,7 +51,7 @@ SWAP = ("time", "actor", "role", "action", "object", "result", "device", "detail
 @pytest.mark.parametrize("statements, first_bad", [
     (["UPDATE entries SET result = 'fail' WHERE seq = 3"], 3),  # modified
     (["DELETE FROM entries WHERE seq = 5"], 5),  # deleted
-    ([f"UPDATE entries SET seq = seq + 1 WHERE seq = {s}" for s in range(ENTRIES, 5, -1)]
+    ([f"UPDATE entries SET seq = seq + 1 WHERE seq = {s}" for s in range(ENTRIES + ACCOUNT_ENTRIES, 5, -1)]
      + ["INSERT INTO entries SELECT 6, time, actor, role, action, 's-x', result, device, detail, prev, hash "
         "FROM entries WHERE seq = 5"], 6),  # inserted
     (["CREATE TEMP TABLE a AS SELECT * FROM entries WHERE seq = 2",
@@ -74,14 +73,18 @@ def test_export_is_for_auditors_and_masked(node, capsys, tmp_path):
     out = tmp_path / "export.json"
     assert main([*node(Role.AUDITOR), "audit", "export", "--since", "2000-01-01", "--out", str(out)]) == 0
     exported = json.loads(out.read_text())
-    assert len(exported) == ENTRIES and {e["action"] for e in exported} == {"verify"}
+    assert [e["action"] for e in exported].count("verify") == ENTRIES
+    assert {e["action"] for e in exported} == {"verify", "account.create", "token.create"}
 
 
-def test_an_account_without_a_role_can_do_nothing(node, tmp_path, capsys):
-    bare = tmp_path / "bare.toml"
-    bare.write_text("[security]\n")
-    assert main(["--config", str(bare), "audit", "verify"]) == ErrorCode.PERMISSION_DENIED.exit_status
-    assert "has no appliance role" in capsys.readouterr().err
+def test_without_a_session_or_token_nothing_is_done_whatever_the_os_user(node, monkeypatch, capsys):
+    config = node(Role.AUDITOR)[:2]
+    for variable in ("LOGNAME", "USER", "SUDO_USER"):
+        monkeypatch.setenv(variable, "kit-security-admin")  # the security administrator's account name
+    assert main([*config, "audit", "verify"]) == ErrorCode.AUTH_REQUIRED.exit_status == 34
+    assert "appliance login" in capsys.readouterr().err
+    assert main([*config, "--token", "apt_0123456789ab_forged", "audit", "verify"]) == 34
+    assert "unknown API token" in capsys.readouterr().err
 
 
 def test_key_rotation_is_for_the_security_administrator(node, capsys):

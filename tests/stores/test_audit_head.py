@@ -6,7 +6,6 @@ The crash tests run a real writer process on real SQLCipher files and kill it (S
 """
 from __future__ import annotations
 
-import getpass
 import json
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from appliance.stores.audit_head import AuditHead
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import AUDIT_FILE, ProtectedData, key_provider
 from auditkit import tamper
+from authkit import make_token
 
 ENTRIES = 8
 CHECKPOINT_EVERY = 5
@@ -329,15 +329,15 @@ def test_while_a_head_lags_only_the_unacknowledged_group_can_be_cut(tmp_path, ke
 def test_cli_verify_wants_a_fresh_head_unless_the_site_is_stopped_and_reanchor_is_recorded(
         tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no 'appliance login' session here
     config_path = tmp_path / "appliance.toml"
+    config_path.write_text('[security]\naudit_head_max_age_s = 60\n')
+    assert main(["--config", str(config_path), "keys", "init"]) == 0
+    tokens = {role: make_token(tmp_path / "data", role, config=load_config(config_path)) for role in Role}
 
-    def as_role(role: Role) -> list[str]:
-        config_path.write_text(f'[security]\naudit_head_max_age_s = 60\n'
-                               f'roles = {{ "{getpass.getuser()}" = "{role.value}" }}\n')
-        return ["--config", str(config_path)]
+    def as_role(role: Role) -> list[str]:  # the CLI acts as an account of this role (its API token)
+        return ["--config", str(config_path), "--token", tokens[role]]
 
-    assert main([*as_role(Role.SYSTEM_ADMIN), "keys", "init"]) == 0
     with ProtectedData.from_config(load_config(config_path)) as data:
         for i in range(ENTRIES):
             data.audit.append(Principal("acct-op", Role.OPERATOR), "verify", f"s-{i}", "pass")
