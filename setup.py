@@ -15,7 +15,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_FILES = ("config/*.toml", "config/*.json", "config/mosquitto/*.template",
+DEFAULT_FILES = ("config/*.toml", "config/*.json", "config/mosquitto/*.template", "config/notices/*.txt",
                  "models/*/manifest.toml", "models/*/LICENSE*", "models/*/README*")
 
 

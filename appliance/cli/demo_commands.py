@@ -17,19 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from appliance import paths
 from appliance.broker.process import free_port
-from appliance.capture.images import read_image
 from appliance.cli.common import config_from, pipeline_from
-from appliance.enrollment import enroll
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.datasets import scan_identities
-from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
+from appliance.matcher.enrollment_desk import ENROLLED, EnrollmentDesk, EnrollmentRequest
+from appliance.matcher.sync_store import open_sync_store
 from appliance.security.masking import mask_name
 from appliance.security.roles import Principal, Role
 from appliance.site import Site
+from appliance.stores.protected import key_provider as data_keys
 
 DEFAULT_DATASET = "data/faces/celeba-dev"
 SPOOF_SAMPLES = "data/spoof/samples"
@@ -102,24 +100,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pipeline = pipeline_from(args, config)
     pipeline.load()
     data = site.protected_data(config)
+    sync = open_sync_store(data, data_keys(data.security, data.root))
+    desk = EnrollmentDesk(data, sync, pipeline, config)  # the same enrollment as the CLI, API and console
     plan: list[tuple[str, list[Path]]] = []
     try:
         for identity, name in zip(enrolled_ids, DEMO_NAMES):
-            subject = new_subject_id()
-            data.register_person(ENROLLER, Person(subject, name, AgeBand.ADULT, Alternative.CARD))
-            data.record_consent(ENROLLER, ConsentRecord(subject, ENROLL_SCOPE, "demo-v1", time.time(), name))
             files = by_identity[identity]
-            result = enroll(pipeline, (read_image(p) for p in files[:5]))
-            if not result.enrolled:
-                print(f"  {mask_name(name)}: failed to enrol ({sorted({c for r in result.rejections for c in r})})")
+            outcome = desk.enroll(ENROLLER, EnrollmentRequest(name, consent_ref="demo consent form"),
+                                  [(p.name, p.read_bytes()) for p in files[:5]])
+            if outcome.status != ENROLLED:
+                print(f"  {mask_name(name)}: {outcome.message}")
                 continue
-            data.enroll(ENROLLER, subject, result.template, np.zeros(1, np.float32))
-            print(f"  enrolled {mask_name(name)} from {result.used} image(s) with consent on record")
+            print(f"  enrolled {mask_name(name)} from {outcome.images_used} image(s) with consent on record")
             plan.append((f"enrolled {mask_name(name)}", [files[5], files[6]]))
         plan += [("stranger", [by_identity[i][0]]) for i in unknown_ids]
         spoof = paths.shared_dir() / SPOOF_SAMPLES
         plan += [("photo attack", [spoof / "image_F1.jpg"]), ("photo attack", [spoof / "image_F2.jpg"])]
     finally:
+        sync.close()
         data.close()
         pipeline.close()
 

@@ -39,8 +39,8 @@ def _native_library_settings() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
-    from appliance.cli import (account_commands, bench_commands, commands, demo_commands, eval_commands,
-                               liveness_commands, ops_commands, security_commands, service_commands)
+    from appliance.cli import (account_commands, bench_commands, commands, demo_commands, enroll_commands,
+                               eval_commands, liveness_commands, ops_commands, security_commands, service_commands)
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_commands.register(sub)
     ops_commands.register(sub)
     account_commands.register(sub)
+    enroll_commands.register(sub)
     liveness_commands.register(sub)
     service_commands.register(sub)
     return parser

@@ -16,6 +16,9 @@ from appliance.stores.base import CipherStore
 
 _PERSON_FIELDS = ("subject_id", "name", "age_band", "alternative", "staff_no", "card_no", "id_number",
                   "phone", "guardian_name", "guardian_phone")
+_CONSENT_FIELDS = ("subject_id", "scope", "text_version", "consented_at", "consented_by", "by_guardian",
+                   "withdrawn_at", "reference")
+_LIKE_ESCAPE = "\\"
 
 
 class IdentityRegistry(CipherStore):
@@ -32,6 +35,8 @@ class IdentityRegistry(CipherStore):
             consented_by TEXT NOT NULL, by_guardian INTEGER NOT NULL, withdrawn_at REAL);
         CREATE INDEX consents_subject ON consents(subject_id);
         """,
+        # the form or record each consent was given on (F-ENROL-4: no enrollment without one)
+        "ALTER TABLE consents ADD COLUMN reference TEXT NOT NULL DEFAULT '';",
     )
 
     def add_person(self, principal: Principal, person: Person) -> None:
@@ -53,13 +58,28 @@ class IdentityRegistry(CipherStore):
                            (subject_id,)).fetchone()
         if row is None:
             raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, subject_id)
-        values = dict(zip(_PERSON_FIELDS, row))
-        values["age_band"], values["alternative"] = AgeBand(values["age_band"]), Alternative(values["alternative"])
-        return Person(**{k: ("" if v is None else v) for k, v in values.items()})
+        return _person(row)
 
     def subject_ids(self, principal: Principal) -> list[str]:
         require_any(principal, Permission.READ_IDENTITY_MASKED, Permission.RUN_RETENTION)
         return [r[0] for r in self.execute("SELECT subject_id FROM persons ORDER BY created")]
+
+    def page(self, principal: Principal, query: str = "", offset: int = 0,
+             limit: int = 50) -> tuple[list[Person], int]:
+        """One page of people, newest first, and how many match in all: ``query`` finds a
+        part of the name or of the staff number (case-insensitive; ``%`` and ``_`` are plain
+        characters)."""
+        require(principal, Permission.READ_IDENTITY_MASKED)
+        where, params = "", []
+        if query:
+            pattern = "%" + "".join(_LIKE_ESCAPE + c if c in "%_" + _LIKE_ESCAPE else c for c in query) + "%"
+            where = (f" WHERE name LIKE ? ESCAPE '{_LIKE_ESCAPE}' OR "
+                     f"coalesce(staff_no, '') LIKE ? ESCAPE '{_LIKE_ESCAPE}'")
+            params = [pattern, pattern]
+        total = int(self.execute("SELECT count(*) FROM persons" + where, params).fetchone()[0])
+        rows = self.execute(f"SELECT {', '.join(_PERSON_FIELDS)} FROM persons{where} "
+                            "ORDER BY created DESC, subject_id LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [_person(row) for row in rows], total
 
     def add_consent(self, principal: Principal, consent: ConsentRecord) -> int:
         require(principal, Permission.REGISTER_PERSON)
@@ -67,19 +87,17 @@ class IdentityRegistry(CipherStore):
             if self.execute("SELECT 1 FROM persons WHERE subject_id = ?", (consent.subject_id,)).fetchone() is None:
                 raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, consent.subject_id)
             cursor = self.execute(
-                "INSERT INTO consents (subject_id, scope, text_version, consented_at, consented_by, by_guardian, "
-                "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO consents ({', '.join(_CONSENT_FIELDS)}) VALUES ({', '.join('?' * len(_CONSENT_FIELDS))})",
                 (consent.subject_id, consent.scope, consent.text_version, consent.consented_at,
-                 consent.consented_by, int(consent.by_guardian), consent.withdrawn_at),
+                 consent.consented_by, int(consent.by_guardian), consent.withdrawn_at, consent.reference),
             )
             return int(cursor.lastrowid)
 
     def consents(self, principal: Principal, subject_id: str) -> list[ConsentRecord]:
         require_any(principal, Permission.REGISTER_PERSON, Permission.ENROLL, Permission.READ_IDENTITY_MASKED)
-        rows = self.execute(
-            "SELECT subject_id, scope, text_version, consented_at, consented_by, by_guardian, withdrawn_at "
-            "FROM consents WHERE subject_id = ? ORDER BY consented_at", (subject_id,))
-        return [ConsentRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+        rows = self.execute(f"SELECT {', '.join(_CONSENT_FIELDS)} FROM consents WHERE subject_id = ? "
+                            "ORDER BY consented_at", (subject_id,))
+        return [ConsentRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
 
     def withdraw_consents(self, principal: Principal, subject_id: str, scope: str, when: float) -> int:
         require(principal, Permission.WITHDRAW_CONSENT)
@@ -97,3 +115,9 @@ class IdentityRegistry(CipherStore):
             consents = self.execute("SELECT count(*) FROM consents WHERE subject_id = ?", (subject_id,)).fetchone()[0]
             persons = self.execute("DELETE FROM persons WHERE subject_id = ?", (subject_id,)).rowcount
         return persons + (consents if persons else 0)
+
+
+def _person(row: tuple) -> Person:
+    values = dict(zip(_PERSON_FIELDS, row))
+    values["age_band"], values["alternative"] = AgeBand(values["age_band"]), Alternative(values["alternative"])
+    return Person(**{k: ("" if v is None else v) for k, v in values.items()})

@@ -19,7 +19,7 @@ from appliance.stores.audit import SECONDS_PER_DAY, AuditLog
 from appliance.security.consent import ENROLL_SCOPE, ConsentRecord, Person, check_enrollable
 from appliance.security.envelope import NodeKeys
 from appliance.security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
-from appliance.security.masking import mask_record, reveal
+from appliance.security.masking import mask_record, mask_text, reveal
 from appliance.security.roles import Permission, Principal, require, require_any
 from appliance.stores.biometric import BiometricStore
 from appliance.stores.deletion import DeletionReceipt, check_erasable, erase_subject
@@ -38,6 +38,9 @@ KEYS_DIR = "keys"
 STORE_FILES = (BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, AUDIT_FILE)
 # stores that a routine backup copies; the key vault is left out on purpose (crypto-shredding)
 BACKED_UP = (BIOMETRIC_FILE, IDENTITY_FILE, AUDIT_FILE)
+PAGE_SIZE = 50  # people per page by default (console, API)
+MAX_PAGE_SIZE = 200  # a page never holds more: each row costs a template-count query
+MAX_QUERY_CHARS = 100  # longer search text is cut (no name or staff number is that long)
 
 
 def key_provider(security: SecurityConfig, root: Path | None = None) -> KeyProvider:
@@ -113,12 +116,32 @@ class ProtectedData:
     def people(self, principal: Principal) -> list[dict]:
         """Every person, masked (for listings and reports)."""
         require(principal, Permission.READ_IDENTITY_MASKED)
-        out = []
-        for subject_id in self.identity.subject_ids(principal):
-            record = _person_dict(self.identity.person(principal, subject_id))
-            record["templates"] = len(self.biometric.rows(subject_id))
-            out.append(mask_record(record))
-        return out
+        return [self._masked_row(self.identity.person(principal, s)) for s in self.identity.subject_ids(principal)]
+
+    def people_page(self, principal: Principal, query: str = "", offset: int = 0,
+                    limit: int = PAGE_SIZE) -> tuple[list[dict], int]:
+        """One page of people for the console and the API, masked, newest first, and how many
+        match in all. ``query`` searches the name and the staff number; ``limit`` is capped at
+        ``MAX_PAGE_SIZE`` and a negative offset counts as 0."""
+        require(principal, Permission.READ_IDENTITY_MASKED)
+        limit = min(max(1, int(limit)), MAX_PAGE_SIZE)
+        people, total = self.identity.page(principal, query.strip()[:MAX_QUERY_CHARS], max(0, int(offset)), limit)
+        return [self._masked_row(person) for person in people], total
+
+    def person_masked(self, principal: Principal, subject_id: str) -> dict:
+        """One person, masked, with the template count and the consents on record (scope,
+        notice version, reference, when, by a guardian or not, withdrawn when)."""
+        require(principal, Permission.READ_IDENTITY_MASKED)
+        record = self._masked_row(self.identity.person(principal, subject_id))
+        record["consents"] = [{"scope": c.scope, "text_version": c.text_version, "reference": mask_text(c.reference),
+                               "consented_at": c.consented_at, "by_guardian": c.by_guardian,
+                               "withdrawn_at": c.withdrawn_at} for c in self.identity.consents(principal, subject_id)]
+        return record
+
+    def _masked_row(self, person: Person) -> dict:
+        record = _person_dict(person)
+        record["templates"] = len(self.biometric.rows(person.subject_id))
+        return mask_record(record)
 
     def reveal(self, principal: Principal, subject_id: str) -> dict:
         """An unmasked identity record for a role allowed to see it; the access is logged."""
