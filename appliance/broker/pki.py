@@ -27,7 +27,7 @@ from appliance.filecache import read_json
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
-ROLES = ("device", "matcher", "auditor", "integration")
+ROLES = ("device", "matcher", "auditor", "integration", "console")
 IDENTITY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # safe as an MQTT topic level
 REGISTRY = "identities.json"
 
@@ -166,6 +166,16 @@ class ProjectPKI:
         cert, key = self._issue(hosts[0], server=True, hosts=hosts)
         _write_key(self.broker_key, key)
         _write_pem(self.broker_cert, cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue_server(self, name: str, hosts: tuple[str, ...]) -> tuple[Path, Path]:
+        """A TLS server certificate for another service of the site (``appliance console``):
+        ``<name>.crt`` and ``<name>.key`` beside the broker's; issuing again replaces them."""
+        if not IDENTITY.match(name) or not hosts:
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"server {name!r}: a lower-case name and at least one host")
+        cert, key = self._issue(hosts[0], server=True, hosts=hosts)
+        _write_key(self.folder / f"{name}.key", key)
+        _write_pem(self.folder / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
+        return self.folder / f"{name}.crt", self.folder / f"{name}.key"
 
     def issue_client(self, name: str, role: str, group: str = "default") -> Identity:
         """Issue (or re-issue, rotating the key) the certificate of one client identity."""

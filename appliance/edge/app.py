@@ -6,7 +6,9 @@ liveness checker and, at level ``active``, the challenge runner with the operati
 random source; the door's offline parts on one MQTT connection (``edge.offline.open_door``:
 cache, outbox, sync client, decider); the display, the actuator (the relay of
 ``[device] relay_pin``, else the log actuator), the device key that signs liveness evidence,
-the frame source and the watchdog, whose heartbeat reports the decider's state.
+the frame source and the watchdog, whose heartbeat reports the decider's state; the enrollment
+capture handler on the same connection (``edge.enroll_capture``: ``[device] enroll_capture``
+says whether it captures or refuses).
 ``EdgeApp.serve`` runs the daemon until the frames end, ``stop`` is set or enough passes are
 done, and tells systemd when it is ready and stopping.
 
@@ -27,6 +29,7 @@ from appliance.config import Config
 from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.door_pass import PassRecord
+from appliance.edge.enroll_capture import CaptureLiveness, EnrollCapture
 from appliance.edge.hardware import ConsoleDisplay, Display, DoorActuator, actuator_from
 from appliance.edge.offline import OfflineDoor, open_door
 from appliance.liveness.checker import LivenessChecker
@@ -52,6 +55,7 @@ class EdgeApp:
     source: FrameSource
     watchdog: notify.Watchdog
     actuator: DoorActuator
+    capture: EnrollCapture
 
     @classmethod
     def build(cls, config: Config, site, *, status_file: Path | None = None, display: Display | None = None,
@@ -73,16 +77,29 @@ class EdgeApp:
             door = open_door(site, device.name, config.offline, pipeline.threshold, config.security.replay_window_s)
             undo.callback(door.close)
             watchdog = notify.Watchdog(status_file=status_file)
-            signer = Ed25519Signer(site.device_keys(device.name).signing.private_bytes_raw(), key_id=device.name)
-            settings = EdgeSettings(device.name, burst_frames=max(MIN_BURST_FRAMES, config.liveness.burst_frames),
-                                    cool_down_s=device.cool_down_s)
+            keys = site.device_keys(device.name)
+            signer = Ed25519Signer(keys.signing.private_bytes_raw(), key_id=device.name)
+            display = display or ConsoleDisplay()
+            burst_frames = max(MIN_BURST_FRAMES, config.liveness.burst_frames)
+            capture_challenge = None if challenge is None else ChallengeRunner(  # a capture's own challenges
+                ChallengeSettings.from_config(config.liveness), rng or challenge_random())
+            capture_liveness = None if liveness is None else CaptureLiveness(  # the passes' check and level
+                liveness, signer, liveness.calibration_id, burst_frames, capture_challenge)
+            capture = EnrollCapture(device.name, pipeline, display, device.enroll_capture, keys, site.directory,
+                                    door.link.endpoint.publish, door.link.sealer, config.security.replay_window_s,
+                                    liveness=capture_liveness, emit=door.emit)
+            capture.start()
+            undo.callback(capture.stop)
+            door.link.on_capture = capture.on_message
+            settings = EdgeSettings(device.name, burst_frames=burst_frames, cool_down_s=device.cool_down_s)
             daemon = EdgeDaemon(
                 settings, pipeline, door.decider, liveness=liveness, actuator=actuator,
-                display=display or ConsoleDisplay(), emit=door.emit, heartbeat=_heartbeat(watchdog, pipeline, door),
-                signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge)
+                display=display, emit=door.emit, heartbeat=_heartbeat(watchdog, pipeline, door),
+                signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge,
+                capture=capture)
             source = open_source(device.source, fps=device.fps, loop=device.loop)
             undo.pop_all()
-        return cls(config, pipeline, door, daemon, source, watchdog, actuator)
+        return cls(config, pipeline, door, daemon, source, watchdog, actuator, capture)
 
     def serve(self, stop: threading.Event, max_passes: int | None = None,
               say: Callable[[str], None] | None = None) -> int:
@@ -105,6 +122,8 @@ class EdgeApp:
         return 0
 
     def close(self) -> None:
+        self.door.link.on_capture = None
+        self.capture.stop()
         self.source.close()
         self.actuator.lock()
         self.door.close()

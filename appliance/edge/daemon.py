@@ -15,7 +15,9 @@ ends a pass that cannot complete (the person keeps failing quality). No frame or
 stored or sent.
 
 Between passes the daemon watches the decider's ``decision_available`` and says it on the
-display as it changes.
+display as it changes. While an enrollment capture runs (``edge.enroll_capture``, asked for by
+a console) every frame goes to it instead: a pass under way is abandoned, no pass starts, the
+door does not open, and passes resume after a cool-down when the capture is over.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from statistics import median
 from appliance.capture.sources import Frame
 from appliance.edge.challenge_runner import ChallengeRunner
 from appliance.edge.door_pass import UNAVAILABLE, Burst, Decider, DoorPass, LivenessGate, PassRecord, PassState
+from appliance.edge.enroll_capture import EnrollCapture
 from appliance.edge.hardware import (
     READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, CredentialReader, Display, DoorActuator, LogActuator,
 )
@@ -76,7 +79,8 @@ class EdgeDaemon:
                  display: Display | None = None, reader: CredentialReader | None = None,
                  emit: Callable[[str, messages.Message], None] | None = None,
                  heartbeat: Callable[[], None] | None = None, signer: Signer | None = None,
-                 calibration_id: str = "", challenge: ChallengeRunner | None = None):
+                 calibration_id: str = "", challenge: ChallengeRunner | None = None,
+                 capture: EnrollCapture | None = None):
         self.settings = settings
         self.pipeline = pipeline
         self.decider = decider
@@ -87,6 +91,7 @@ class EdgeDaemon:
         self.emit = emit or (lambda kind, message: None)
         self.heartbeat = heartbeat or (lambda: None)
         self.challenge = challenge  # the active challenge, run over each attempt (level "active")
+        self.capture = capture  # enrollment captures, which take the camera while they run
         self.state = PassState.IDLE
         self.telemetry = Telemetry()
         self.passes: list[PassRecord] = []
@@ -147,10 +152,18 @@ class EdgeDaemon:
         session_start = 0.0
         missing = 0
         cool_until = 0.0
+        capturing = False
         for frame in frames:
             self.heartbeat()
             if stop.is_set() or (max_passes is not None and len(self.passes) >= max_passes):
                 break
+            if self.capture is not None and self.capture.feed(frame):  # the capture has the camera
+                if not capturing and self.challenge is not None:
+                    self.challenge.abandon()
+                capturing, burst, missing, self.state = True, [], 0, PassState.IDLE
+                continue
+            if capturing:  # the capture is over: the person who enrolled is not a pass
+                capturing, cool_until = False, frame.monotonic + self.settings.cool_down_s
             self.telemetry.frames += 1
             if self.state in (PassState.IDLE, PassState.COOL_DOWN):
                 self._watch_availability()

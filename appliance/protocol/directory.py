@@ -18,7 +18,7 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.envelope import NodeKeys, PeerKeys
 
 MATCHER_NODE = "matcher"  # devices seal to this key; every replica holds its private half
-DEVICE, MATCHER = "device", "matcher"
+DEVICE, MATCHER, CONSOLE = "device", "matcher", "console"
 
 
 def _b64(raw: bytes) -> str:
@@ -89,3 +89,7 @@ class NodeDirectory:
 
     def matchers(self) -> list[PeerKeys]:
         return [p for name, p in self.peers.items() if self.roles.get(name) == MATCHER]
+
+    def consoles(self) -> list[PeerKeys]:
+        """The web consoles that may ask a door for an enrollment capture."""
+        return [p for name, p in self.peers.items() if self.roles.get(name) == CONSOLE]

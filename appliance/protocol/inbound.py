@@ -1,10 +1,11 @@
 """Opening what arrives on a device topic: the envelope, and whether its sender may write there.
 
 Every device topic has its writers. On the topics a device publishes (``req``, ``event``,
-``alarm``, ``sync-ack``, ...) the one writer is the device the topic belongs to: an envelope
-signed by any other node - even a provisioned device - is refused, whatever the broker ACL
-let through. On the topics a device reads (``decision``, ``sync``) the writers are the
-matcher replicas, and the device's opener knows no other sender. The matcher's handlers, the
+``alarm``, ``sync-ack``, ``enroll-result``, ...: ``topics.DEVICE_WRITES``) the one writer is
+the device the topic belongs to: an envelope signed by any other node - even a provisioned
+device - is refused, whatever the broker ACL let through. On the topics a device reads
+(``decision``, ``sync``; ``enroll-capture``) the writers are the matcher replicas (the
+consoles), and the device's opener knows no other sender. The matcher's handlers, the
 device's matcher link and its sync client all open device-topic traffic here; a message that
 names a device inside (``device_id``) is checked against ``Inbound.device`` by the caller.
 """
@@ -41,7 +42,7 @@ def open_on_topic(opener: Opener, topic: str, payload: bytes, expect: MessageTyp
         raise _rejected(opener, RejectReason.TOPIC, topic)
     kind = topic.rsplit("/", 1)[-1]
     opened = opener.open(payload, expect=expect, now=now)
-    if kind in topics.DEVICE_PUBLISHES and opened.header.sender != device:
+    if kind in topics.DEVICE_WRITES and opened.header.sender != device:
         raise _rejected(opener, RejectReason.SENDER_TOPIC_MISMATCH, f"{opened.header.sender} on {device}'s {kind}")
     return Inbound(device, kind, opened)
 

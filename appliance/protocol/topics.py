@@ -10,6 +10,13 @@ REQUEST, DECISION, EVENT, ALARM, TELEMETRY, AVAILABILITY, SYNC, SYNC_ACK = (
 DEVICE_PUBLISHES = (REQUEST, EVENT, ALARM, TELEMETRY, AVAILABILITY, SYNC_ACK)
 DEVICE_SUBSCRIBES = (DECISION, SYNC)
 ENROLLMENT_EVENTS = f"{PREFIX}/enrollment/events"
+# Enrollment from a door camera: the console asks one device for a capture burst on the
+# device's ``enroll-capture`` topic and the device answers on its own ``enroll-result``. Only
+# consoles take part: no matcher may ask a door to capture, nor read what it captured.
+ENROLL_CAPTURE, ENROLL_RESULT = "enroll-capture", "enroll-result"
+# every topic kind whose one writer is the device the topic belongs to (the receiver refuses
+# an envelope signed by anyone else there: ``protocol.inbound``)
+DEVICE_WRITES = (*DEVICE_PUBLISHES, ENROLL_RESULT)
 
 
 def device_topic(device_id: str, kind: str) -> str:
@@ -47,6 +54,8 @@ RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
     "device": (
         *((PUBLISH, device_topic(SELF, kind)) for kind in DEVICE_PUBLISHES),
         *((SUBSCRIBE, device_topic(SELF, kind)) for kind in DEVICE_SUBSCRIBES),
+        (PUBLISH, device_topic(SELF, ENROLL_RESULT)),
+        (SUBSCRIBE, device_topic(SELF, ENROLL_CAPTURE)),
     ),
     "matcher": (
         *((SUBSCRIBE, shared(all_devices(kind))) for kind in DEVICE_PUBLISHES),
@@ -58,6 +67,9 @@ RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
     "auditor": ((SUBSCRIBE, f"{PREFIX}/#"),),
     # third-party systems: pseudonymous, masked enrollment events only
     "integration": ((SUBSCRIBE, ENROLLMENT_EVENTS),),
+    # the web console's process: asks doors for enrollment captures and reads their answers,
+    # nothing else (no requests, decisions, sync or events)
+    "console": ((PUBLISH, all_devices(ENROLL_CAPTURE)), (SUBSCRIBE, all_devices(ENROLL_RESULT))),
 }
 
 

@@ -61,6 +61,8 @@ class MessageType(Enum):
     TELEMETRY = 7  # device health figures (never biometric data)
     SYNC = 8  # matcher -> device: enrollment deltas, snapshot pages, outbox acknowledgements
     SYNC_ACK = 9  # device -> matcher: sync requests, applied revisions, cache digests
+    CAPTURE_REQUEST = 10  # console -> device: capture an enrollment burst
+    CAPTURE_RESULT = 11  # device -> console: the burst's fused template and rejections (never an image)
 
 
 class Aead(Enum):

@@ -20,7 +20,8 @@ def pki(tmp_path_factory):
     for device in ("door-a", "door-b", "door-c"):
         provisioning.enroll_device(site, device)
     site.issue_client("door-x", "device")  # a certificate without enrollment (no policy)
-    for name, role in (("matcher-1", "matcher"), ("auditor-1", "auditor"), ("erp", "integration")):
+    for name, role in (("matcher-1", "matcher"), ("auditor-1", "auditor"), ("erp", "integration"),
+                       ("console-1", "console")):
         site.issue_client(name, role)
     site.revoke("door-c")
     return site
@@ -45,11 +46,11 @@ def test_each_active_identity_gets_its_own_rules_and_a_revoked_one_none(pki):
     document = rendered(pki)
     assert document["defaultACLAccess"] == DEFAULT_ACCESS
     names = [client["username"] for client in document["clients"]]
-    assert names == ["auditor-1", "door-a", "door-b", "door-x", "erp", "matcher-1"]  # no door-c
+    assert names == ["auditor-1", "console-1", "door-a", "door-b", "door-x", "erp", "matcher-1"]  # no door-c
     assert all(client["roles"] == [{"rolename": client["username"]}] for client in document["clients"])
     assert sorted(acls_of(document, "door-a")) == sorted(
-        [(SEND, topics.device_topic("door-a", kind)) for kind in topics.DEVICE_PUBLISHES]
-        + [(kind, topics.device_topic("door-a", sub)) for sub in topics.DEVICE_SUBSCRIBES
+        [(SEND, topics.device_topic("door-a", kind)) for kind in topics.DEVICE_WRITES]
+        + [(kind, topics.device_topic("door-a", sub)) for sub in (*topics.DEVICE_SUBSCRIBES, topics.ENROLL_CAPTURE)
            for kind in (SUBSCRIBE_FILTER, RECEIVE)])
     events = topics.ENROLLMENT_EVENTS
     assert acls_of(document, "erp") == [(SUBSCRIBE_FILTER, events), (RECEIVE, events)]
@@ -90,6 +91,22 @@ def test_a_device_rule_names_only_the_device_and_no_wildcard(pki):
     ("auditor", "auditor-1", "$SYS/broker/uptime", False, False),
     ("integration", "erp", topics.ENROLLMENT_EVENTS, False, True),
     ("integration", "erp", topics.device_topic("door-b", topics.EVENT), False, False),
+    # enrollment from a door camera: consoles ask, the door itself answers, nobody else takes part
+    ("console", "console-1", topics.device_topic("door-b", topics.ENROLL_CAPTURE), True, False),
+    ("console", "console-1", topics.device_topic("door-b", topics.ENROLL_RESULT), False, True),
+    ("console", "console-1", topics.device_topic("door-b", topics.REQUEST), False, False),
+    ("console", "console-1", topics.device_topic("door-b", topics.DECISION), False, False),
+    ("console", "console-1", topics.device_topic("door-b", topics.SYNC), False, False),
+    ("console", "console-1", topics.device_topic("door-b", topics.EVENT), False, False),
+    ("console", "console-1", topics.ENROLLMENT_EVENTS, False, False),
+    ("device", "door-a", topics.device_topic("door-a", topics.ENROLL_CAPTURE), False, True),
+    ("device", "door-a", topics.device_topic("door-a", topics.ENROLL_RESULT), True, False),
+    ("device", "door-a", topics.device_topic("door-b", topics.ENROLL_CAPTURE), False, False),
+    ("device", "door-a", topics.device_topic("door-b", topics.ENROLL_RESULT), False, False),
+    ("matcher", "matcher-1", topics.device_topic("door-b", topics.ENROLL_CAPTURE), False, False),
+    ("matcher", "matcher-1", topics.device_topic("door-b", topics.ENROLL_RESULT), False, False),
+    ("integration", "erp", topics.device_topic("door-b", topics.ENROLL_RESULT), False, False),
+    ("auditor", "auditor-1", topics.device_topic("door-b", topics.ENROLL_RESULT), False, True),
     ("intruder", "door-a", topics.device_topic("door-a", topics.REQUEST), False, False),
 ])
 def test_rights_for_publishing_and_delivery(role, name, topic, publish, receive):
@@ -128,3 +145,44 @@ def test_is_allowed_is_false_for_a_revoked_unenrolled_or_non_device_identity(pki
     for name in ("door-c", "door-x", "door-z", "matcher-1", "auditor-1"):
         for mode in (*provisioning.MATCHING_MODES, "event", "*", ""):
             assert not provisioning.is_allowed(pki, name, mode), (name, mode)
+
+
+def test_a_console_holds_exactly_the_capture_rights_and_no_shared_subscription(pki):
+    document = rendered(pki)
+    assert sorted(acls_of(document, "console-1")) == sorted([
+        (SEND, topics.all_devices(topics.ENROLL_CAPTURE)),
+        (SUBSCRIBE_FILTER, topics.all_devices(topics.ENROLL_RESULT)),
+        (RECEIVE, topics.all_devices(topics.ENROLL_RESULT))])
+    # no other role may ask a door to capture or read what it captured (auditors read everything)
+    for role in document["roles"]:
+        if role["rolename"] in ("console-1", "auditor-1"):
+            continue
+        for kind, topic in acls_of(document, role["rolename"]):
+            if topic.endswith(topics.ENROLL_CAPTURE):
+                assert kind != SEND and topics.device_of(topic) == role["rolename"], (role["rolename"], topic)
+            if topic.endswith(topics.ENROLL_RESULT):
+                assert kind == SEND and topics.device_of(topic) == role["rolename"], (role["rolename"], topic)
+
+
+def test_the_receiver_hears_a_capture_answer_only_from_the_active_door_on_its_own_topic(pki):
+    assert provisioning.may_send(pki, "door-a", topics.device_topic("door-a", topics.ENROLL_RESULT))
+    assert not provisioning.may_send(pki, "door-a", topics.device_topic("door-b", topics.ENROLL_RESULT))
+    assert not provisioning.may_send(pki, "door-c", topics.device_topic("door-c", topics.ENROLL_RESULT))  # revoked
+    assert not provisioning.may_send(pki, "door-a", topics.device_topic("door-a", topics.ENROLL_CAPTURE))
+    assert provisioning.may_send(pki, "console-1", topics.device_topic("door-a", topics.ENROLL_CAPTURE))
+    assert not provisioning.may_send(pki, "matcher-1", topics.device_topic("door-a", topics.ENROLL_CAPTURE))
+
+
+def test_provision_console_issues_the_identity_and_its_directory_entry(tmp_path, monkeypatch, capsys):
+    from appliance.cli.main import main
+    from appliance.protocol.directory import CONSOLE, NodeDirectory
+
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path))
+    pki_folder = str(tmp_path / "pki")
+    assert main(["provision", "ca", "--pki", pki_folder]) == 0
+    assert main(["provision", "console", "console-1", "--pki", pki_folder]) == 0
+    assert "restart the broker" in capsys.readouterr().out
+    assert ProjectPKI(pki_folder).identities()["console-1"].role == "console"
+    directory = NodeDirectory.load(tmp_path / "directory.json")
+    assert directory.roles == {"console-1": CONSOLE} and [p.node_id for p in directory.consoles()] == ["console-1"]
+    assert json.loads(render_acl(ProjectPKI(pki_folder)))["clients"][0]["textname"] == "console"
