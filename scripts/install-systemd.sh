@@ -10,8 +10,8 @@
 #   --venv DIR     the virtual environment with the 'appliance' command (default PREFIX/.venv)
 #   --root DIR     install below DIR instead of / (packaging, tests); implies --no-activate
 #   --no-activate  only write files: no users, no daemon-reload, no enable
-#   --role R       edge | matcher | broker: enable and start that service (repeatable);
-#                  the maintenance timer is enabled with the matcher
+#   --role R       edge | matcher | broker | console: enable and start that service
+#                  (repeatable); the maintenance timer is enabled with the matcher
 set -euo pipefail
 
 # Shared with scripts/build-deb.sh, which sources this file for these two definitions only
@@ -112,6 +112,7 @@ if [ "$ACTIVATE" = 1 ]; then
       edge) systemctl enable --now appliance-edge.service ;;
       matcher) systemctl enable --now appliance-matcher.service appliance-maintenance.timer ;;
       broker) systemctl enable --now appliance-broker.service ;;
+      console) systemctl enable --now appliance-console.service ;;
       *) echo "install-systemd: unknown role $role" >&2; exit 2 ;;
     esac
   done

@@ -10,6 +10,8 @@ when it is only needed for a type. Rules (issue #11, ``docs/architecture.md``):
   ``appliance.matching``);
 * only ``appliance.evaluation`` itself, ``appliance.bench`` and the command line import
   ``appliance.evaluation``: the runtime never depends on the evaluation harness;
+* only ``appliance.web`` itself and the command line import ``appliance.web``: the console
+  sits on top of the library, never under it;
 * no module over 400 lines.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "appliance"
 MAX_LINES = 400
 EVALUATION_USERS = ("appliance.evaluation", "appliance.bench", "appliance.cli")
+WEB_USERS = ("appliance.web", "appliance.cli")
 
 
 def module_name(path: Path) -> str:
@@ -198,6 +201,13 @@ def test_only_evaluation_bench_and_cli_import_evaluation():
                  if package_of(source) not in EVALUATION_USERS
                  for target in targets if package_of(target) == "appliance.evaluation")
     assert not bad, "runtime modules import the evaluation harness:\n" + "\n".join(bad)
+
+
+def test_only_the_command_line_imports_the_web_console():
+    bad = sorted(f"{source} -> {target}" for source, targets in import_graph().items()
+                 if package_of(source) not in WEB_USERS
+                 for target in targets if package_of(target) == "appliance.web")
+    assert not bad, "modules below the console import it:\n" + "\n".join(bad)
 
 
 def test_no_module_over_400_lines():

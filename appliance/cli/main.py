@@ -18,7 +18,7 @@ import sys
 INTERNAL_ERROR = 70
 # long-running or unattended commands: they log JSON lines unless ops.log_format says otherwise;
 # everything else is an interactive command (text on stderr unless ops.log_file is set)
-SERVICE_COMMANDS = frozenset({"matcher", "edge", "maintenance", "provision broker-config"})
+SERVICE_COMMANDS = frozenset({"matcher", "edge", "maintenance", "provision broker-config", "console"})
 # commands that must work before any configuration exists (they create or locate it)
 CONFIG_FREE_COMMANDS = frozenset({"config init", "config path"})
 # optional dependencies (ImportError anywhere) -> the setup.cfg extra that installs them
@@ -39,8 +39,9 @@ def _native_library_settings() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
-    from appliance.cli import (account_commands, bench_commands, commands, demo_commands, enroll_commands,
-                               eval_commands, liveness_commands, ops_commands, security_commands, service_commands)
+    from appliance.cli import (account_commands, bench_commands, commands, console_commands, demo_commands,
+                               enroll_commands, eval_commands, liveness_commands, ops_commands, security_commands,
+                               service_commands)
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll_commands.register(sub)
     liveness_commands.register(sub)
     service_commands.register(sub)
+    console_commands.register(sub)
     return parser
 
 

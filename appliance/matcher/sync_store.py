@@ -1,6 +1,7 @@
 """The matcher's sync store, one SQLCipher file shared by the replicas: what each device
-holds (its acknowledged revision), deletion confirmations, the ids of events received from
-device outboxes, who announced which revision, and the door groups of each subject."""
+holds (its acknowledged revision), deletion confirmations, the events received from device
+outboxes (the one queryable door log of the site: REST API, console, metrics), who announced
+which revision, and the door groups of each subject."""
 from __future__ import annotations
 
 import json
@@ -10,13 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from appliance.security.keys import SYNC_DB
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import ProtectedData
 
 SYNC_FILE = "sync.db"
+MAX_EVENT_PAGE = 1000  # most events one query returns; the API pages through more
+ACCEPTED, REJECTED = "accepted", "rejected"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,68 @@ class EventRecord:
     kind: str  # "pass", "local_decision", "decision_unavailable", ...
     at: float
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def event_outcome(event: EventRecord) -> str:
+    """What a door decided, one word for every kind: a pass says it (``details.outcome``), a
+    local decision says accepted or not; an alarm or another event has none (empty). Stored
+    in its own column so the door log filters on it with an index, not by parsing JSON."""
+    outcome = event.details.get("outcome")
+    if isinstance(outcome, str):
+        return outcome
+    accepted = event.details.get("accepted")
+    return (ACCEPTED if accepted else REJECTED) if isinstance(accepted, bool) else ""
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """A filter over the door log; every field is optional (None: any). Times are Unix
+    seconds of the event at the door (``at``), ``until`` exclusive."""
+
+    device: str | None = None
+    since: float | None = None
+    until: float | None = None
+    outcome: str | None = None
+    kind: str | None = None
+    type: str | None = None
+    after_seq: int = 0  # only events recorded after this one (streams resume from here)
+    offset: int = 0
+    limit: int = 100
+    order: Literal["asc", "desc"] = "desc"  # by recording order: newest first for a listing
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["seq > ?"], [self.after_seq]
+        for column, value in (("device_id = ?", self.device), ("at >= ?", self.since), ("at < ?", self.until),
+                              ("outcome = ?", self.outcome), ("kind = ?", self.kind), ("type = ?", self.type)):
+            if value is not None:
+                clauses.append(column)
+                params.append(value)
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the door log holds it: its recording order (``seq``), and when it came."""
+
+    seq: int
+    event_id: str
+    device_id: str
+    type: str
+    kind: str
+    outcome: str
+    at: float
+    received_at: float
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeviceContact:
+    """What the store knows of one device: the revision it holds and when it said so, and
+    when its last event was recorded (0: never)."""
+
+    revision: int
+    acked_at: float
+    last_event_at: float
 
 
 class SyncStore(CipherStore):
@@ -44,6 +109,19 @@ class SyncStore(CipherStore):
         CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
         CREATE TABLE announced (revision INTEGER PRIMARY KEY, by TEXT NOT NULL, at REAL NOT NULL);
         CREATE TABLE subject_groups (subject_id TEXT NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (subject_id, grp));
+        """,
+        # the door log is queried by door, time and outcome (REST API, console); the backfill
+        # applies event_outcome's rule to the events recorded before
+        """
+        ALTER TABLE events ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+        UPDATE events SET outcome = CASE
+            WHEN json_type(details, '$.outcome') = 'text' THEN json_extract(details, '$.outcome')
+            WHEN json_type(details, '$.accepted') = 'true' THEN 'accepted'
+            WHEN json_type(details, '$.accepted') = 'false' THEN 'rejected'
+            ELSE '' END;
+        CREATE INDEX events_at ON events (at);
+        CREATE INDEX events_device_at ON events (device_id, at);
+        CREATE INDEX events_outcome_at ON events (outcome, at);
         """,
     )
 
@@ -86,9 +164,9 @@ class SyncStore(CipherStore):
         with self.transaction():
             for event in batch:
                 new += self.conn.execute(
-                    "INSERT OR IGNORE INTO events (event_id, device_id, type, kind, at, received_at, details) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event.event_id, event.device_id, event.type, event.kind, event.at, now,
+                    "INSERT OR IGNORE INTO events (event_id, device_id, type, kind, at, received_at, outcome, details) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (event.event_id, event.device_id, event.type, event.kind, event.at, now, event_outcome(event),
                      json.dumps(event.details, separators=(",", ":"), ensure_ascii=False))).rowcount
             duplicates = len(batch) - new
             if duplicates:
@@ -106,6 +184,39 @@ class SyncStore(CipherStore):
         sql += (" WHERE device_id = ?" if device else "") + " ORDER BY seq"
         return [EventRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
                 for r in self.execute(sql, (device,) if device else ())]
+
+    def find_events(self, query: EventQuery) -> list[StoredEvent]:
+        """One page of the door log matching ``query`` (at most ``MAX_EVENT_PAGE``)."""
+        where, params = query.where()
+        order = "DESC" if query.order == "desc" else "ASC"
+        limit = max(0, min(query.limit, MAX_EVENT_PAGE))
+        rows = self.execute(
+            "SELECT seq, event_id, device_id, type, kind, outcome, at, received_at, details FROM events "
+            f"WHERE {where} ORDER BY seq {order} LIMIT ? OFFSET ?", (*params, limit, max(0, query.offset)))
+        return [StoredEvent(*r[:8], json.loads(r[8])) for r in rows]
+
+    def count_events(self, query: EventQuery) -> int:
+        """How many events match ``query`` (paging and order ignored)."""
+        where, params = query.where()
+        return int(self.execute(f"SELECT count(*) FROM events WHERE {where}", params)[0][0])
+
+    def last_seq(self) -> int:
+        """The recording order of the newest event (0: none): a stream starts after it."""
+        return int(self.execute("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def outcome_counts(self) -> dict[tuple[str, str, str], int]:
+        """(type, kind, outcome) -> events recorded: the decisions every door made."""
+        return {(r[0], r[1], r[2]): int(r[3]) for r in self.execute(
+            "SELECT type, kind, outcome, count(*) FROM events GROUP BY type, kind, outcome")}
+
+    def device_contacts(self) -> dict[str, DeviceContact]:
+        """device -> what it holds and when it was last heard of (acknowledgement or event)."""
+        contacts = {d: DeviceContact(int(rev), at, 0.0)
+                    for d, rev, at in self.execute("SELECT device_id, revision, acked_at FROM devices")}
+        for device, last in self.execute("SELECT device_id, max(received_at) FROM events GROUP BY device_id"):
+            known = contacts.get(device, DeviceContact(0, 0.0, 0.0))
+            contacts[device] = DeviceContact(known.revision, known.acked_at, float(last))
+        return contacts
 
     def counter(self, name: str) -> int:
         rows = self.execute("SELECT value FROM counters WHERE name = ?", (name,))
