@@ -33,6 +33,7 @@ from appliance.config.tables import (
     RELAY_PINS,
     SERVICES,
     Config,
+    ConsoleConfig,
     DeviceConfig,
     LivenessConfig,
     MatcherConfig,
@@ -47,7 +48,7 @@ from appliance.config.tables import (
 
 __all__ = [
     "ALLOWED_DETECTORS", "ENV_OVERRIDE_PREFIX", "IDENTITY_RULE", "LIVENESS_LEVELS", "LOG_FORMATS", "LOG_LEVELS",
-    "MATCHING_MODES", "MIN_AUDIT_RETENTION_DAYS", "RELAY_PINS", "SERVICES", "Config", "DeviceConfig",
+    "MATCHING_MODES", "MIN_AUDIT_RETENTION_DAYS", "RELAY_PINS", "SERVICES", "Config", "ConsoleConfig", "DeviceConfig",
     "LivenessConfig", "MatcherConfig", "MatchingConfig", "ModelsConfig", "OfflineConfig", "OpsConfig",
     "QualityProfile", "RuntimeConfig", "SecurityConfig", "apply_env_overrides", "check_service", "load_config",
     "save_threshold", "schema", "threshold_for", "validate", "with_overrides",

@@ -7,84 +7,24 @@ flag or an environment override against these declarations.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import AfterValidator, Field
 from pydantic.json_schema import SkipJsonSchema
 
-# Strict scalars: a TOML value of another type is refused, never converted.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]  # an integer is accepted and stored as a float
-Bool = Annotated[bool, Strict()]
-Str = Annotated[str, Strict()]
-
-
-class _Table:
-    """A table of the file: it refuses keys it does not know (the message lists the ones it does)."""
-
-    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
-
-
-class Refused(ValueError):
-    """A refusal by one of this module's rules; ``key`` names the key inside the checked table
-    (a rule joining two keys is checked on the table)."""
-
-    def __init__(self, why: str, key: str = ""):
-        super().__init__(why)
-        self.key = key
-
-
-IDENTITY_RULE = "letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit"
-_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-SERVICES = ("edge", "matcher")
-
-
-def _is_identity(name: str) -> bool:
-    return bool(_IDENTITY.fullmatch(name))
-
-
-def _ordered(low: str, high: str, why: str) -> Any:
-    """The rule ``low <= high`` between two keys of a table, refused under the name of ``low``."""
-    def check(table: Any) -> Any:
-        if getattr(table, low) > getattr(table, high):
-            raise Refused(why, low)
-        return table
-    return model_validator(mode="after")(check)
-
-
-def _identity_required(name: str) -> str:
-    if not _is_identity(name):
-        raise Refused(f"{name!r} is not a valid identity ({IDENTITY_RULE})")
-    return name
-
-
-def _identity(name: str) -> str:
-    return _identity_required(name) if name else name
-
-
-def _lowercase(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _not_blank(source: str) -> str:
-    if not source.strip():
-        raise Refused("empty: give picamera2, a camera index, a URL, a video file or an image folder")
-    return source
-
-
-# an MQTT identity (a certificate's CN), or empty: not set
-Identity = Annotated[Str, AfterValidator(_identity), Field(json_schema_extra={"pattern": f"^({_IDENTITY.pattern})?$"})]
-# a fraction of something: 0..1
-Fraction = Annotated[Float, Field(ge=0.0, le=1.0)]
-Degrees = Annotated[Float, Field(ge=0.0, le=180.0)]
-Grey = Annotated[Float, Field(ge=0.0, le=255.0)]  # an 8-bit grey level
-
+from appliance.config.admin_tables import (  # noqa: F401  (re-exported: the tables' one import path)
+    HTTPS_PORT, LOG_FORMATS, LOG_LEVELS, MAX_CAPTURE_WAIT_S, MIN_AUDIT_RETENTION_DAYS, ROLES_REMOVED,
+    ConsoleConfig, OpsConfig, SecurityConfig,
+)
+from appliance.config.fields import (  # noqa: F401
+    IDENTITY_PATTERN, IDENTITY_RULE, SERVICES, Bool, Degrees, Float, Fraction, Grey, Identity, Int, Refused, Str,
+    Table, identity_or_empty, identity_required, is_identity, lowercase, not_blank, ordered,
+)
 
 @dataclass(frozen=True)
-class QualityProfile(_Table):
+class QualityProfile(Table):
     """Limits for the ISO/IEC 29794-5 style measures; see ``vision.quality``."""
 
     min_inter_eye_px: Annotated[Float, Field(ge=0.0, description="least distance between the eye centres, pixels")] \
@@ -106,14 +46,14 @@ class QualityProfile(_Table):
     min_utility: Annotated[Float, Field(ge=0.0, description=(
         "least template utility: raw feature norm / the pack's reference norm, judged after extraction"))] = 0.80
 
-    _brightness_range = _ordered("min_brightness", "max_brightness", "need min_brightness <= max_brightness")
+    _brightness_range = ordered("min_brightness", "max_brightness", "need min_brightness <= max_brightness")
 
 
 ALLOWED_DETECTORS = ("mediapipe", "yunet")
 
 
 @dataclass(frozen=True)
-class ModelsConfig(_Table):
+class ModelsConfig(Table):
     search_path: Annotated[tuple[Str, ...], Field(description=(
         "extra folders with model packs (the repo's models/ and $APPLIANCE_SHARED_DATA/models are always "
         "searched)"))] = ()
@@ -126,7 +66,7 @@ class ModelsConfig(_Table):
 
 
 @dataclass(frozen=True)
-class MatchingConfig(_Table):
+class MatchingConfig(Table):
     thresholds: Annotated[dict[str, Annotated[Float, Field(ge=-1.0, le=1.0)]], Field(description=(
         "cosine-similarity threshold (-1..1) by embedding pack id; a pack missing here uses the threshold "
         "recommended in its manifest ('appliance calibrate' writes this table)"))] = field(default_factory=dict)
@@ -135,58 +75,16 @@ class MatchingConfig(_Table):
 
 
 @dataclass(frozen=True)
-class RuntimeConfig(_Table):
+class RuntimeConfig(Table):
     threads: Annotated[Int, Field(ge=1, le=64, description="inference threads")] = 2
     max_faces: Annotated[Int, Field(ge=1, description="faces looked at in one frame")] = 4
-
-
-# Minimum audit retention (days) required by the operation-log rules (at least six months).
-MIN_AUDIT_RETENTION_DAYS = 184
-ROLES_REMOVED = (
-    "[security.roles] was removed: roles belong to appliance accounts now, not to OS users. Delete the table, "
-    "then create an account for each person ('appliance admin bootstrap', 'appliance admin add NAME --role R') "
-    "and a token for the nightly maintenance ('appliance admin token create --scope maintenance'; "
-    "docs/operations.md)")
-
-
-@dataclass(frozen=True)
-class SecurityConfig(_Table):
-    """Keys, retention and anti-replay; see ``docs/security.md`` (roles belong to accounts)."""
-
-    node_id: Annotated[Str, Field(description="this host's name in signed records")] = "node-1"
-    key_provider: Annotated[Literal["file", "env"], Field(description=(
-        "'file': root-only key files in key_dir; 'env': APPLIANCE_KEY_<NAME> variables (tests only)"))] = "file"
-    key_dir: Annotated[Str, Field(description="folder of the key files; empty: <data dir>/keys")] = ""
-    replay_window_s: Annotated[Float, Field(gt=0, description=(
-        "envelopes sealed longer ago (or further ahead) than this are rejected, seconds"))] = 120.0
-    template_retention_days: Annotated[Int, Field(ge=1, description=(
-        "templates not re-enrolled for this long are crypto-shredded, days"))] = 1095
-    event_retention_days: Annotated[Int, Field(ge=1, description="access events are kept this long, days")] = 30
-    audit_retention_days: Annotated[Int, Field(ge=MIN_AUDIT_RETENTION_DAYS, description=(
-        f"the operation log is kept this long, days (at least {MIN_AUDIT_RETENTION_DAYS}: six months)"))] \
-        = MIN_AUDIT_RETENTION_DAYS
-    audit_checkpoint_every: Annotated[Int, Field(ge=1, description="audit entries between signed checkpoints")] = 100
-    audit_head_max_age_s: Annotated[Float, Field(ge=60, le=86400, description=(
-        "a running site re-signs the audit log's head every third of this; 'appliance audit verify' fails on an "
-        "older head (a rolled-back log, or nothing anchoring it), seconds"))] = 300.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_os_roles(cls, data: Any) -> Any:
-        """``[security.roles]`` (OS account -> role) is gone: a role from an OS or environment
-        name let ``LOGNAME=alice`` act as alice. Say so, rather than "unknown key"."""
-        # a dataclass table is validated from its call arguments (pydantic's ArgsKwargs)
-        given = data if isinstance(data, dict) else getattr(data, "kwargs", None)
-        if isinstance(given, dict) and "roles" in given:
-            raise Refused(ROLES_REMOVED, "roles")
-        return data
 
 
 LIVENESS_LEVELS = ("off", "passive", "passive+motion", "active")
 
 
 @dataclass(frozen=True)
-class LivenessConfig(_Table):
+class LivenessConfig(Table):
     """Presentation-attack detection; see appliance.liveness and docs/liveness.md."""
 
     level: Annotated[Literal[LIVENESS_LEVELS], Field(description=(
@@ -204,47 +102,7 @@ class LivenessConfig(_Table):
     challenge_max_delay_s: Annotated[Float, Field(ge=0, description=(
         "longest random pause before each prompt (replay resistance), seconds"))] = 1.2
 
-    _challenge_range = _ordered("challenge_min", "challenge_max", "need 1 <= challenge_min <= challenge_max <= 3")
-
-
-LOG_FORMATS = ("json", "text")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_LOG_FORMAT_OR_EMPTY = ("", *LOG_FORMATS)
-_LOG_LEVEL_OR_EMPTY = ("", *LOG_LEVELS)
-
-
-@dataclass(frozen=True)
-class OpsConfig(_Table):
-    """Operations: health limits, logs, backups, updates; see ``docs/operations.md``.
-    Empty paths mean "below the data folder" (``APPLIANCE_DATA_DIR``)."""
-
-    broker_host: Annotated[Str, Field(description="the MQTT broker's host name")] = "localhost"
-    broker_port: Annotated[Int, Field(ge=1, le=65535, description="the MQTT broker's TLS port")] = 8883
-    status_dir: Annotated[Str, Field(description="the daemons' status records; empty: <data>/run")] = ""
-    disk_min_free_mb: Annotated[Int, Field(ge=1, description="health fails below this much free disk, MB")] = 500
-    cache_max_age_s: Annotated[Float, Field(gt=0, description=(
-        "a device cache older than this is reported stale, seconds"))] = 3600.0
-    session_idle_s: Annotated[Float, Field(gt=0, description=(
-        "administrator sessions end after this much inactivity, seconds"))] = 600.0
-    log_format: Annotated[Literal[_LOG_FORMAT_OR_EMPTY], Field(description=(
-        "'json' (one object a line, for journald/collectors) or 'text'; empty: JSON for the services and for "
-        "commands writing to log_file, text for commands on stderr"))] = ""
-    log_file: Annotated[Str, Field(description=(
-        "log file of every command and service; empty: stderr (journald under systemd)"))] = ""
-    log_level: Annotated[Literal[_LOG_LEVEL_OR_EMPTY], BeforeValidator(_lowercase), Field(description=(
-        "debug | info | warning | error | critical (any case); empty: warning (--debug: debug for appliance.*)"))] \
-        = ""
-    log_max_bytes: Annotated[Int, Field(ge=1, description="a log file is rotated at this size, bytes")] \
-        = 10 * 1024 * 1024
-    log_backups: Annotated[Int, Field(ge=1, description="rotated log files kept")] = 5
-    backup_dir: Annotated[Str, Field(description="backups folder; empty: <data>/backups")] = ""
-    backup_keep: Annotated[Int, Field(ge=1, description="backups kept")] = 7
-    models_root: Annotated[Str, Field(description=(
-        "signed packs installed side by side; empty: <data>/packs"))] = ""
-    publisher_keys_dir: Annotated[Str, Field(description="public keys of trusted pack/update publishers")] \
-        = "/etc/appliance/publishers"
-    selftest_images: Annotated[Str, Field(description=(
-        "face images of the self-test; empty: <shared>/data/faces/celeba-dev"))] = ""
+    _challenge_range = ordered("challenge_min", "challenge_max", "need 1 <= challenge_min <= challenge_max <= 3")
 
 
 MATCHING_MODES = ("central", "local", "local-first")
@@ -252,13 +110,13 @@ RELAY_PINS = (0, 40)  # BCM numbering (a Raspberry Pi header has GPIO 0-27; comp
 
 
 @dataclass(frozen=True)
-class DeviceConfig(_Table):
+class DeviceConfig(Table):
     """This door device: what ``appliance edge`` (and its systemd unit) runs with."""
 
     name: Annotated[Identity, Field(description=(
         "this door's identity, provisioned with 'appliance provision device NAME' (its certificate's CN); "
         "empty on a matcher-only host"))] = ""
-    source: Annotated[Str, AfterValidator(_not_blank), Field(description=(
+    source: Annotated[Str, AfterValidator(not_blank), Field(description=(
         "'picamera2', a camera index ('0'), an rtsp/http URL, a video file or an image folder"))] = "0"
     fps: Annotated[Float, Field(ge=0, description=(
         "replay rate for files and folders, frames per second (0: as fast as they decode)"))] = 0.0
@@ -278,10 +136,10 @@ class DeviceConfig(_Table):
 
 
 @dataclass(frozen=True)
-class MatcherConfig(_Table):
+class MatcherConfig(Table):
     """This matcher replica: what ``appliance matcher`` (and its systemd unit) runs with."""
 
-    name: Annotated[Str, AfterValidator(_identity_required), Field(description=(
+    name: Annotated[Str, AfterValidator(identity_required), Field(description=(
         "this replica's MQTT identity ('appliance provision matcher NAME')"))] = "matcher-1"
     device_requests_per_s: Annotated[Float, Field(gt=0, le=10_000, description=(
         "match requests one device may send per second, sustained; the excess is dropped unopened (a door asks "
@@ -297,7 +155,7 @@ class MatcherConfig(_Table):
 
 
 @dataclass(frozen=True)
-class OfflineConfig(_Table):
+class OfflineConfig(Table):
     """Offline operation and enrollment sync; see ``docs/offline.md``."""
 
     mode: Annotated[Literal[MATCHING_MODES], Field(description=(
@@ -322,43 +180,6 @@ class OfflineConfig(_Table):
         = 300.0
 
 
-HTTPS_PORT = 8443  # the console's default: above 1024, so no privilege is needed to bind it
-MAX_CAPTURE_WAIT_S = 300.0  # protocol.capture_messages.MAX_CAPTURE_TIMEOUT_S: a person waits at the door
-
-
-@dataclass(frozen=True)
-class ConsoleConfig(_Table):
-    """The web console and REST API (``appliance console``); see ``docs/api.md``."""
-
-    bind: Annotated[Str, Field(description=(
-        "address to listen on: 127.0.0.1 (this host only; put a reverse proxy in front) or 0.0.0.0 (every "
-        "interface, TLS required)"))] = "127.0.0.1"
-    port: Annotated[Int, Field(ge=1, le=65535, description="TCP port of the console and the API")] = HTTPS_PORT
-    tls_cert: Annotated[Str, Field(description=(
-        "server certificate (PEM); empty: <data>/pki/console.crt ('appliance console certificate')"))] = ""
-    tls_key: Annotated[Str, Field(description=(
-        "its private key (PEM); empty: <data>/pki/console.key"))] = ""
-    max_upload_mb: Annotated[Float, Field(gt=0, le=1024, description=(
-        "largest request body, MB; a bigger one is refused (413) before it is read"))] = 32.0
-    max_image_mb: Annotated[Float, Field(gt=0, le=256, description="largest single uploaded image, MB")] = 8.0
-    max_images: Annotated[Int, Field(ge=1, le=100, description="most images in one enrollment")] = 10
-    requests_per_s: Annotated[Float, Field(gt=0, le=10_000, description=(
-        "API requests one client address, and one account, may make per second, sustained (429 beyond)"))] = 10.0
-    request_burst: Annotated[Int, Field(ge=1, le=100_000, description=(
-        "requests one client or account may make at once before requests_per_s applies"))] = 40
-    api_docs: Annotated[Bool, Field(description=(
-        "serve the interactive API documentation at /api/docs (the OpenAPI document at /api/openapi.json is "
-        "always served)"))] = False
-    metrics_loopback: Annotated[Bool, Field(description=(
-        "/metrics answers this host's loopback address without a token (a local Prometheus); other clients "
-        "need a token with the events:read scope"))] = True
-    capture_identity: Annotated[Str, AfterValidator(_identity_required), Field(description=(
-        "the console's MQTT identity for enrollment captures at a door ('appliance provision console NAME')"))] \
-        = "console"
-    capture_timeout_s: Annotated[Float, Field(gt=0, le=MAX_CAPTURE_WAIT_S, description=(
-        "longest a door may take for one enrollment capture burst, seconds (a request may ask for less)"))] = 60.0
-
-
 def _verification_profile() -> QualityProfile:
     return QualityProfile(
         min_inter_eye_px=20.0, max_yaw_deg=40.0, max_pitch_deg=35.0, max_roll_deg=35.0,
@@ -369,7 +190,7 @@ def _verification_profile() -> QualityProfile:
 
 
 @dataclass(frozen=True)
-class Config(_Table):
+class Config(Table):
     device: Annotated[DeviceConfig, Field(description="This door: what 'appliance edge' runs with.")] \
         = field(default_factory=DeviceConfig)
     matcher: Annotated[MatcherConfig, Field(description="This matcher replica: what 'appliance matcher' runs with.")] \

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from appliance.broker.pki import ProjectPKI
 from appliance.config import Config
-from appliance.config.tables import ConsoleConfig
+from appliance.config import ConsoleConfig
 from appliance.matcher.sync_store import EventRecord
 from appliance.ops import provisioning
 from appliance.security.roles import Role

@@ -111,7 +111,7 @@ def launched_chromium(ca_pin: str):
 @pytest.fixture(scope="module")
 def console_site(tmp_path_factory, config, pipeline):
     """A provisioned site (broker, matcher, door) and its console served over TLS."""
-    from appliance.config.tables import ConsoleConfig
+    from appliance.config import ConsoleConfig
     from appliance.edge.offline import open_door
     from appliance.site import Site
     from appliance.web.app import create_app

@@ -25,7 +25,7 @@ from test_enroll_capture_e2e import (  # noqa: E402,F401 - capture_site is a fix
 )
 
 from appliance.config import Config  # noqa: E402
-from appliance.config.tables import ConsoleConfig  # noqa: E402
+from appliance.config import ConsoleConfig  # noqa: E402
 from appliance.security.roles import Role  # noqa: E402
 from appliance.web.app import create_app  # noqa: E402
 

@@ -28,7 +28,7 @@ from test_enroll_capture_e2e import (  # noqa: E402,F401 - capture_site is a fix
     CONSOLE, DOOR, OFFLINE_DOOR, REVOKED_DOOR, capture_site,
 )
 
-from appliance.config.tables import ConsoleConfig  # noqa: E402
+from appliance.config import ConsoleConfig  # noqa: E402
 from appliance.security.masking import mask_name  # noqa: E402
 from appliance.security.roles import Role  # noqa: E402
 from appliance.web.app import create_app  # noqa: E402
