@@ -16,6 +16,7 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_FILES = ("config/*.toml", "config/*.json", "config/mosquitto/*.template", "config/notices/*.txt",
+                 "config/compliance/*.toml",
                  "models/*/manifest.toml", "models/*/LICENSE*", "models/*/README*")
 
 

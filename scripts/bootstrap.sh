@@ -29,8 +29,9 @@ apt_install() {
 # systemd: systemd-analyze, which the tests use to verify the units in systemd/;
 # chromium: the real browser the console's tests drive (Playwright with executable_path,
 # so nothing is downloaded from Playwright's CDN); fonts-noto-cjk: the Chinese notice and
-# pages render as glyphs, not boxes, in the browser and on the kiosk.
-apt_install libgl1 libglib2.0-0 mosquitto systemd chromium fonts-noto-cjk ${APPLIANCE_APT_EXTRA:-}
+# pages render as glyphs, not boxes, in the browser and on the kiosk; poppler-utils: pdftoppm
+# and pdftotext, with which the tests read the compliance report's PDF as a person would.
+apt_install libgl1 libglib2.0-0 mosquitto systemd chromium fonts-noto-cjk poppler-utils ${APPLIANCE_APT_EXTRA:-}
 
 if [ ! -x "$VENV/bin/python" ]; then
   VENV_OPTIONS=()
@@ -46,7 +47,7 @@ WANT=$(cat setup.cfg constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "bootstrap: installing Python packages"
   "$VENV/bin/python" -m pip install -q --upgrade "pip<27" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,dlib,plots]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,dlib,plots,sm]" 2>&1 | grep -v "^WARNING: Location" || true
   # face_recognition (the benchmark peer) pins the source 'dlib', which compiles for
   # minutes; dlib-bin provides the same module, so install the peer without its deps.
   "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps face-recognition 2>&1 | grep -v "^WARNING: Location" || true

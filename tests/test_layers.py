@@ -12,6 +12,8 @@ when it is only needed for a type. Rules (issue #11, ``docs/architecture.md``):
   ``appliance.evaluation``: the runtime never depends on the evaluation harness;
 * only ``appliance.web`` itself and the command line import ``appliance.web``: the console
   sits on top of the library, never under it;
+* only ``appliance.compliance`` itself and the command line import ``appliance.compliance``:
+  the self-check report reads the site, nothing reads it;
 * no module over 400 lines.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ PACKAGE = ROOT / "appliance"
 MAX_LINES = 400
 EVALUATION_USERS = ("appliance.evaluation", "appliance.bench", "appliance.cli")
 WEB_USERS = ("appliance.web", "appliance.cli")
+COMPLIANCE_USERS = ("appliance.compliance", "appliance.cli")
 
 
 def module_name(path: Path) -> str:
@@ -208,6 +211,13 @@ def test_only_the_command_line_imports_the_web_console():
                  if package_of(source) not in WEB_USERS
                  for target in targets if package_of(target) == "appliance.web")
     assert not bad, "modules below the console import it:\n" + "\n".join(bad)
+
+
+def test_only_the_command_line_imports_the_compliance_report():
+    bad = sorted(f"{source} -> {target}" for source, targets in import_graph().items()
+                 if package_of(source) not in COMPLIANCE_USERS
+                 for target in targets if package_of(target) == "appliance.compliance")
+    assert not bad, "modules below the compliance report import it:\n" + "\n".join(bad)
 
 
 def test_no_module_over_400_lines():

@@ -23,6 +23,7 @@ from appliance.cli.common import config_from, pipeline_from
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.datasets import scan_identities
 from appliance.matcher.enrollment_desk import ENROLLED, EnrollmentDesk, EnrollmentRequest
+from appliance.matcher.site_policy import justify, matching_decision
 from appliance.matcher.sync_store import open_sync_store
 from appliance.security.masking import mask_name
 from appliance.security.roles import Principal, Role
@@ -36,6 +37,8 @@ DEVICE, MATCHER = "door-1", "matcher-1"
 READY_TIMEOUT_S = 120.0
 FRAMES_PER_PASS = 5
 ENROLLER = Principal("demo-enroller", Role.OPERATOR)
+DEMO_SECURITY = Principal("demo-security", Role.SECURITY_ADMIN)
+DEMO_CENTRAL_REASON = "demo site on one machine: the matcher and the door share this host, no network in between"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +105,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data = site.protected_data(config)
     sync = open_sync_store(data, data_keys(data.security, data.root))
     desk = EnrollmentDesk(data, sync, pipeline, config)  # the same enrollment as the CLI, API and console
+    # the demo's people consent to central matching only: the site records why (docs/security.md)
+    if matching_decision(sync) is None:
+        justify(data, sync, DEMO_SECURITY, DEMO_CENTRAL_REASON)
     plan: list[tuple[str, list[Path]]] = []
     try:
         for identity, name in zip(enrolled_ids, DEMO_NAMES):

@@ -39,9 +39,9 @@ def _native_library_settings() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from appliance import __version__
-    from appliance.cli import (account_commands, bench_commands, commands, console_commands, demo_commands,
-                               enroll_commands, eval_commands, liveness_commands, ops_commands, security_commands,
-                               service_commands)
+    from appliance.cli import (account_commands, bench_commands, commands, compliance_commands, console_commands,
+                               demo_commands, enroll_commands, eval_commands, liveness_commands, ops_commands,
+                               security_commands, service_commands, site_commands)
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     liveness_commands.register(sub)
     service_commands.register(sub)
     console_commands.register(sub)
+    site_commands.register(sub)
+    compliance_commands.register(sub)
     return parser
 
 

@@ -1,8 +1,8 @@
 """Operations commands: provision, backup, restore, health, update, maintenance.
 
-Backup, restore and maintenance act as the account whose session or token the caller gives
-(``appliance.cli.auth``); the nightly timer gives a token with scope ``maintenance``.
-Accounts and logins are ``appliance.cli.account_commands``."""
+Backup, restore, maintenance and the rotation or revocation of a device act as the account
+whose session or token the caller gives (``appliance.cli.auth``); the nightly timer gives a
+token with scope ``maintenance``. Accounts and logins are ``appliance.cli.account_commands``."""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +14,7 @@ from pathlib import Path
 from appliance import paths
 from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
-
-BROKER_UNIT = "appliance-broker.service"
+from appliance.ops.broker_unit import BROKER_UNIT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,22 +136,41 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if args.what in ("device", "matcher", "console"):
             # the broker's access rules are read at its start: a new identity fails closed until then
             print(f"restart the broker ({BROKER_UNIT}) so it grants {args.name} its rights")
-        if args.what == "rotate":
-            provisioning.rotate(pki, args.name)
-            print(f"{args.name}: new key and certificate in {pki.cert(args.name).parent}; no restart needed")
-        elif args.what == "revoke":
-            provisioning.revoke_device(pki, args.name, _restart_broker_unit)
-            print(f"{args.name} revoked; broker restarted so live sessions are cut")
+        if args.what in ("rotate", "revoke"):
+            return _change_device(args, pki)
     return 0
 
 
-def _restart_broker_unit() -> None:
-    import subprocess
+def _change_device(args: argparse.Namespace, pki) -> int:
+    """Rotate or revoke a device's keys as an authenticated account with MANAGE_DEVICES, on
+    the record (as the console's revoke button is): a revocation is what an incident
+    response relies on, so who did it and whether the broker cut the session must be kept."""
+    from appliance.cli.auth import acting_principal
+    from appliance.ops import provisioning
+    from appliance.ops.broker_unit import BrokerRestart
+    from appliance.security.roles import Permission, require
+    from appliance.stores.protected import ProtectedData
 
-    result = subprocess.run(["systemctl", "restart", BROKER_UNIT], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
-                             f"revoked, but restarting the broker failed ({result.stderr.strip()}): restart it now")
+    with ProtectedData.from_config(config_from(args)) as data:
+        principal = acting_principal(args, data)
+        try:
+            require(principal, Permission.MANAGE_DEVICES)
+        except ApplianceError:
+            data.audit.append(principal, f"device.{args.what}", args.name, "denied")
+            raise
+        if args.what == "rotate":
+            provisioning.rotate(pki, args.name)
+            data.audit.append(principal, "device.rotate", args.name, "ok", "new key and certificate")
+            print(f"{args.name}: new key and certificate in {pki.cert(args.name).parent}; no restart needed")
+            return 0
+        restart = BrokerRestart()
+        provisioning.revoke_device(pki, args.name, restart)
+        data.audit.append(principal, "device.revoke", args.name, "ok",
+                          "broker restarted" if restart.done else "broker restart pending")
+    if not restart.done:
+        raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"{args.name} revoked, but {restart.detail}")
+    print(f"{args.name} revoked; broker restarted so live sessions are cut")
+    return 0
 
 
 # -- backup, restore, maintenance ---------------------------------------------------------
@@ -189,22 +207,23 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
-    """Retention, then a backup, then pruning of old backups beyond ops.backup_keep."""
+    """Retention (every limit, recorded), the filing counter's alarm, then a backup, then
+    pruning of old backups beyond ops.backup_keep."""
     import shutil
 
     from appliance.ops.backup import MANIFEST, create_backup
 
+    from appliance.cli.site_commands import apply_site_retention
+
     config, root, keys, data, store, principal = _open(args)
     try:
-        retention = data.run_retention(principal)
+        retention = apply_site_retention(data, principal, filing_alarm=True)
         folder = _backup_dir(config, root)
         create_backup(data, principal, folder / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), keys, store)
         backups = sorted(p for p in folder.iterdir() if (p / MANIFEST).exists())
         for old in backups[:-config.ops.backup_keep]:
             shutil.rmtree(old)
-        print(json.dumps({"templates_expired": retention.templates_expired,
-                          "audit_entries_pruned": retention.audit_entries_pruned,
-                          "backups_kept": min(len(backups), config.ops.backup_keep)}))
+        print(json.dumps({**retention, "backups_kept": min(len(backups), config.ops.backup_keep)}))
         return 0
     finally:
         store.close()
@@ -213,9 +232,14 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 # -- health and updates -------------------------------------------------------------------
 def cmd_health(args: argparse.Namespace) -> int:
+    from appliance.cli.site_commands import site_checks
     from appliance.ops.health import EXIT, report, run_health
 
-    result = report(run_health(config_from(args), args.service, paths.data_dir(), name=args.name))
+    config = config_from(args)
+    checks = run_health(config, args.service, paths.data_dir(), name=args.name)
+    if args.service == "matcher":  # the central host: the site's data duties too
+        checks += site_checks(config)
+    result = report(checks)
     print(json.dumps(result, indent=2))
     return EXIT[result["status"]]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,11 +26,11 @@ from appliance.security.keys import ALL_KEYS, ensure_keys, generate_key
 from appliance.security.roles import Permission, Principal, require
 from appliance.stores.deletion import SubjectAlreadyDeleted, load_receipt
 from appliance.stores.protected import (
-    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, OUTBOX_FILE, RECEIPTS_DIR, ProtectedData, key_provider,
+    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, RECEIPTS_DIR, ProtectedData, key_provider,
 )
-from appliance.stores.device import Outbox
 
 NEGATIVE = 1  # exit status when a check finds problems
+EXPORT_FILE_MODE = 0o600  # a subject export holds personal data
 ROTATABLE = {
     "biometric": BIOMETRIC_FILE, "identity": IDENTITY_FILE, "keyvault": KEYVAULT_FILE, "audit": AUDIT_FILE,
     "template-wrap": None,
@@ -48,13 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     store.set_defaults(handler=cmd_store)
 
     subject = sub.add_parser("subject", help="list people (masked), delete a subject, record withdrawal, "
-                                             "deletions not yet confirmed by every device (exit 1 if any)")
-    subject.add_argument("action", choices=("list", "delete", "withdraw", "unconfirmed"))
+                                             "deletions not yet confirmed by every device (exit 1 if any), "
+                                             "export what is held about a person (access request, signed receipt)")
+    subject.add_argument("action", choices=("list", "delete", "withdraw", "unconfirmed", "export"))
     subject.add_argument("subject_id", nargs="?")
+    subject.add_argument("--out", help="export: write the export and its receipt here (mode 0600; default: print)")
+    subject.add_argument("--unmasked", action="store_true",
+                         help="export: names and numbers unmasked (security administrator only; audited)")
     subject.set_defaults(handler=cmd_subject)
 
-    retention = sub.add_parser("retention", help="expire old templates and prune old audit entries (timer)")
-    retention.add_argument("action", choices=("run",))
+    retention = sub.add_parser("retention", help="run: apply every retention limit (templates, door events, audit "
+                                                 "log, deletion receipts), recorded in the audit log; status: the "
+                                                 "limits, the last run and the oldest records")
+    retention.add_argument("action", choices=("run", "status"))
     retention.set_defaults(handler=cmd_retention)
 
     audit = sub.add_parser("audit", help="verify, export (masked) or checkpoint the operation log; reanchor its "
@@ -69,9 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     from appliance.cli.bench_commands import bench_group
 
     envelope = bench_group(sub)("envelope", help="envelope seal/open throughput beside AES-GCM and the crypto floor")
-    envelope.add_argument("--out", default=str(paths.reports_dir() / "bench" / "envelope.md"))
+    envelope.add_argument("--out", default=None, help="default: reports/bench/envelope.md (envelope-sm.md)")
     envelope.add_argument("--payload", type=int, default=2048, help="payload bytes")
-    envelope.add_argument("--messages", type=int, default=400, help="messages per run")
+    envelope.add_argument("--messages", type=int, default=None, help="messages per run (default 400; 40 with sm)")
+    envelope.add_argument("--suite", choices=("default", "sm"), default="default",
+                          help="sm: the SM suite measured beside the default suite in the same run")
     envelope.add_argument("--repeats", type=int, default=5)
     envelope.add_argument("--cipher", choices=("aes-gcm", "chacha20"), default="aes-gcm")
     envelope.set_defaults(handler=cmd_envelope)
@@ -141,6 +150,8 @@ def cmd_subject(args: argparse.Namespace) -> int:
             return _unconfirmed_deletions(args, principal, data)
         if not args.subject_id:
             raise ApplianceError(ErrorCode.CONFIG_INVALID, f"subject {args.action} needs a subject id")
+        if args.action == "export":
+            return _export_subject(args, principal, data)
         try:
             if args.action == "delete":
                 receipt = data.delete_subject(principal, args.subject_id)
@@ -160,6 +171,33 @@ def _print_first_receipt(data: ProtectedData, receipt_id: str) -> None:
     path = data.root / RECEIPTS_DIR / f"{receipt_id}.json"
     if receipt_id and path.exists():
         print(load_receipt(path).to_json())
+
+
+def _export_subject(args: argparse.Namespace, principal: Principal, data: ProtectedData) -> int:
+    """A subject access request: the person's data (masked unless ``--unmasked``) and the
+    signed receipt (``appliance.matcher.subject_access``), as JSON; a file is owner-only."""
+    from appliance.broker.pki import ProjectPKI
+    from appliance.matcher.subject_access import export_subject, site_doors
+    from appliance.matcher.sync_store import open_sync_store
+
+    config = config_from(args)
+    store = open_sync_store(data, key_provider(config.security, paths.data_dir()))
+    try:
+        result = export_subject(principal, args.subject_id, data, store,
+                                site_doors(ProjectPKI(paths.data_dir() / "pki")), unmasked=args.unmasked)
+    finally:
+        store.close()
+    text = json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    if not args.out:
+        print(text, end="")
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, EXPORT_FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"exported {args.subject_id} to {out}; access receipt {result.receipt.receipt_id}")
+    return 0
 
 
 def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data: ProtectedData) -> int:
@@ -186,17 +224,24 @@ def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
+    """``run`` applies the limits (``appliance.cli.site_commands.apply_site_retention``, the
+    same step the nightly maintenance takes); ``status`` reads them without changing anything."""
+    from appliance.cli.site_commands import apply_site_retention
+    from appliance.matcher.site_policy import open_site_store
+    from appliance.ops.retention import retention_status
+
     config, principal, data = _open(args)
-    outbox_path = paths.data_dir() / OUTBOX_FILE
-    outbox = Outbox.open(outbox_path, key_provider(config.security)) if outbox_path.exists() else None
-    try:
-        with data:
-            report = data.run_retention(principal, outbox=outbox)
-    finally:
-        if outbox is not None:
-            outbox.close()
-    print(f"{report.templates_expired} templates expired, {report.audit_entries_pruned} audit entries pruned, "
-          f"{report.events_pruned} outbox events pruned")
+    with data:
+        if args.action == "run":
+            print(json.dumps(apply_site_retention(data, principal)))
+            return 0
+        require(principal, Permission.VERIFY_AUDIT)
+        store = open_site_store(data)
+        try:
+            status = retention_status(data, store, store)
+        finally:
+            store.close()
+    print(json.dumps(status.as_dict(), indent=2))
     return 0
 
 
@@ -205,11 +250,27 @@ def _verify_audit(data: ProtectedData, principal: Principal, max_head_age_s: flo
     means a rolled-back log (or nothing anchoring it), unless the operator says it is stopped."""
     verdict = data.audit.verify(principal, max_head_age_s=max_head_age_s)
     if verdict.ok:
+        problems, proven = _door_signatures(data)
+        if problems:  # the chain holds, yet a door's decision is not what the door signed
+            raise ApplianceError(ErrorCode.AUDIT_TAMPERED, f"first bad entry {problems[0][0]}: {problems[0][1]}")
         age = "" if verdict.head_time is None else f", signed {max(0.0, time.time() - verdict.head_time):.0f} s ago"
-        print(f"audit log ok: {verdict.entries} entries; chain, signed checkpoints and signed head intact{age}")
+        print(f"audit log ok: {verdict.entries} entries; chain, signed checkpoints and signed head intact{age}; "
+              f"{proven} door decisions signed by their doors")
         return 0
     where = "" if verdict.first_bad is None else f"first bad entry {verdict.first_bad}: "
     raise ApplianceError(ErrorCode.AUDIT_TAMPERED, where + verdict.reason)
+
+
+def _door_signatures(data: ProtectedData) -> tuple[list[tuple[int, str]], int]:
+    """Door decisions whose kept signature does not verify with the door's key from the site's
+    node directory (``stores.audit_devices``): they hold even against the node's own key."""
+    from appliance.ops.bundle import DIRECTORY_FILE
+    from appliance.protocol.directory import NodeDirectory
+    from appliance.stores.audit_devices import signature_problems
+
+    path = data.root / DIRECTORY_FILE
+    peers = NodeDirectory.load(path).peers if path.exists() else {}
+    return signature_problems(data.audit.entries(), lambda device: getattr(peers.get(device), "signing", None))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -237,14 +298,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_envelope(args: argparse.Namespace) -> int:
-    from appliance.security.bench import markdown_report, run_envelope_bench
+    from appliance.security.bench import DEFAULT_MESSAGES, markdown_report, run_envelope_bench
     from appliance.security.envelope import Aead
 
+    if args.suite == "sm":
+        return _suite_bench(args)
     aead = Aead.AES_256_GCM if args.cipher == "aes-gcm" else Aead.CHACHA20_POLY1305
-    result = run_envelope_bench(args.payload, args.messages, args.repeats, aead)
-    out = Path(args.out)
+    result = run_envelope_bench(args.payload, args.messages or DEFAULT_MESSAGES, args.repeats, aead)
+    out = Path(args.out or paths.reports_dir() / "bench" / "envelope.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown_report(result), encoding="utf-8")
     print(f"seal {result.seal_median:,.0f}/s, open {result.open_median:,.0f}/s, "
           f"peer AES-GCM {result.peer_median:,.0f}/s -> {out}")
+    return 0
+
+
+def _suite_bench(args: argparse.Namespace) -> int:
+    """``appliance bench envelope --suite sm``: both suites in one run (``appliance.security.bench``)."""
+    from appliance.security import sm
+    from appliance.security.bench import SUITE_MESSAGES, run_suite_bench, suite_markdown_report
+    from appliance.security.suites import Suite
+
+    sm.library()  # DEPENDENCY_MISSING naming the extra
+    result = run_suite_bench(args.payload, args.messages or SUITE_MESSAGES, args.repeats)
+    out = Path(args.out or paths.reports_dir() / "bench" / "envelope-sm.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(suite_markdown_report(result), encoding="utf-8")
+    print(", ".join(f"{what} {suite.label} {result.median(rates, suite):,.1f}/s" for what, rates in
+                    (("seal", result.seals_per_s), ("open", result.opens_per_s)) for suite in Suite)
+          + f"; load {result.load_average:.2f} -> {out}")
     return 0

@@ -10,10 +10,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from appliance.config.fields import Bool, Float, Int, Refused, Str, Table, identity_required, lowercase
+from appliance.config.fields import Bool, Float, Int, Refused, Str, Table, identity_required, lowercase, ordered
 
-# Minimum audit retention (days) required by the operation-log rules (at least six months).
-MIN_AUDIT_RETENTION_DAYS = 184
+# Minimum audit retention (days). The operation log is also the site's record of processing
+# (consents, enrollments, deletions, decisions, administration), and PIPL art. 56 keeps
+# processing records at least three years: 3 x 365 + 1 leap day. It covers the six months the
+# Cybersecurity Law asks for network logs (art. 21) too.
+MIN_AUDIT_RETENTION_DAYS = 1096
 ROLES_REMOVED = (
     "[security.roles] was removed: roles belong to appliance accounts now, not to OS users. Delete the table, "
     "then create an account for each person ('appliance admin bootstrap', 'appliance admin add NAME --role R') "
@@ -31,16 +34,30 @@ class SecurityConfig(Table):
     key_dir: Annotated[Str, Field(description="folder of the key files; empty: <data dir>/keys")] = ""
     replay_window_s: Annotated[Float, Field(gt=0, description=(
         "envelopes sealed longer ago (or further ahead) than this are rejected, seconds"))] = 120.0
+    crypto_suite: Annotated[Literal["default", "sm"], Field(description=(
+        "the envelope suite this node seals with: 'default' (X25519, Ed25519, AES-256-GCM) or 'sm' (SM2 "
+        "agreement and signatures, SM3, SM4-GCM; needs the 'sm' extra); 'sm' gives the node SM2 keys beside "
+        "its current ones and it still opens default envelopes from nodes without SM2 keys"))] = "default"
     template_retention_days: Annotated[Int, Field(ge=1, description=(
         "templates not re-enrolled for this long are crypto-shredded, days"))] = 1095
-    event_retention_days: Annotated[Int, Field(ge=1, description="access events are kept this long, days")] = 30
+    event_retention_days: Annotated[Int, Field(ge=1, le=MIN_AUDIT_RETENTION_DAYS, description=(
+        "door events and alarms (the matcher's door log and each door's outbox) are kept this long, days "
+        f"(1 to {MIN_AUDIT_RETENTION_DAYS}; the shortest period the site needs)"))] = 30
     audit_retention_days: Annotated[Int, Field(ge=MIN_AUDIT_RETENTION_DAYS, description=(
-        f"the operation log is kept this long, days (at least {MIN_AUDIT_RETENTION_DAYS}: six months)"))] \
-        = MIN_AUDIT_RETENTION_DAYS
+        f"the operation log (the record of processing) is kept this long, days (at least "
+        f"{MIN_AUDIT_RETENTION_DAYS}: three years, PIPL art. 56)"))] = MIN_AUDIT_RETENTION_DAYS
+    receipt_retention_days: Annotated[Int, Field(ge=MIN_AUDIT_RETENTION_DAYS, description=(
+        "signed deletion receipts are kept this long, days (at least audit_retention_days: every logged "
+        "deletion keeps its proof)"))] = MIN_AUDIT_RETENTION_DAYS
     audit_checkpoint_every: Annotated[Int, Field(ge=1, description="audit entries between signed checkpoints")] = 100
     audit_head_max_age_s: Annotated[Float, Field(ge=60, le=86400, description=(
         "a running site re-signs the audit log's head every third of this; 'appliance audit verify' fails on an "
         "older head (a rolled-back log, or nothing anchoring it), seconds"))] = 300.0
+
+    # a deletion the log records keeps its receipt: the receipt is what a person or an auditor
+    # is shown, the log entry only names it
+    _receipts_outlive_the_log = ordered("audit_retention_days", "receipt_retention_days",
+                                        "need audit_retention_days <= receipt_retention_days")
 
     @model_validator(mode="before")
     @classmethod

@@ -6,6 +6,11 @@
 * ``local-first``: decide on the device; when the cache does not accept, ask the matcher
   (it may know a newer enrollment) within the same timeout.
 
+Central matching, and the central fallback of ``local-first``, send the probe template to the
+matcher: only while the matcher's last sync answer said the site holds a recorded
+justification (``sync.central_allowed``; ``appliance site matching justify``). Until then the
+door runs ``local`` whatever its configuration (``effective_mode``): no template leaves it.
+
 A local decision uses the same ``MatchEngine`` as the matcher over the cache's templates.
 It waits (``sync_wait_ms``) for the post-connection catch-up when the device is connected
 but the matcher has not yet confirmed the cache is current. Every local decision is queued in
@@ -43,6 +48,13 @@ log = logging.getLogger(__name__)
 NEVER_SYNCED = "never synced"  # never confirmed current and empty: it knows nobody
 STALE = "stale"  # not confirmed current for longer than offline.max_cache_age_s
 ALARM_KIND = "decision_unavailable"
+LOCAL = "local"  # the mode in force without the site's justification for central matching
+
+
+def effective_mode(configured: str, central_allowed: bool) -> str:
+    """``configured`` when the site justified central matching; otherwise ``local`` (fail
+    safe: ``central`` and ``local-first`` would both send templates to the matcher)."""
+    return configured if central_allowed else LOCAL
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,13 @@ class CacheDecider:
         self._lock = threading.Lock()
 
     # -- the Decider protocol -------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """The mode in force: the configured one, or ``local`` without a justification."""
+        return effective_mode(self.offline.mode, self.sync.central_allowed)
+
     def request(self, request: messages.MatchRequest, pack: tuple[str, str]) -> messages.Decision:
-        mode = self.offline.mode
+        mode = self.mode
         if mode == "central":
             decision = self._central(request, pack)
             if decision is not None:
@@ -80,7 +97,10 @@ class CacheDecider:
             self.stats["fallback"] += 1
             return self._local(request, pack) or self._unavailable(request)
         decision = self._local(request, pack)
-        if decision is None:  # no usable cache: only the matcher can decide
+        if decision is None:  # no usable cache: only the matcher can decide, if it may
+            if not self.sync.central_allowed:
+                self.stats["central_not_justified"] += 1
+                return self._unavailable(request)
             return self._central(request, pack) or self._unavailable(request)
         if mode == "local-first" and not decision.accepted and decision.reason != messages.Reason.LOCKED_OUT:
             central = self._central(request, pack)
@@ -145,12 +165,12 @@ class CacheDecider:
         verdict = engine.decide(request.device_id, Template(request.vector(), *pack), request.claim, time.time())
         decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason,
                                      names.get(verdict.subject_id, "") if verdict.accepted else "",
-                                     round(verdict.retry_after_s, 1))
+                                     round(verdict.retry_after_s, 1), verdict.subject_id if verdict.accepted else "")
         self.stats["local"] += 1
         self.last_source = "local"
         if self.pump is not None:  # the matcher learns of every local decision, exactly once
             details = {"accepted": verdict.accepted, "reason": verdict.reason, "subject": verdict.subject_id,
-                       "mode": self.offline.mode, "revision": self.cache.revision, "current": current,
+                       "mode": self.mode, "revision": self.cache.revision, "current": current,
                        "request_id": request.request_id}
             self.pump.submit(topics.EVENT, messages.Event(messages.new_id(), request.device_id, "local_decision",
                                                           time.time(), details))
@@ -172,7 +192,7 @@ class CacheDecider:
         if self.pump is None or outage == self._alarmed_for:
             return
         details = {"reason": messages.Reason.UNAVAILABLE, "cache": self.cache_problem() or "usable",
-                   "mode": self.offline.mode, "broker_connected": self.link.online,
+                   "mode": self.mode, "broker_connected": self.link.online,
                    "cache_revision": self.cache.revision, "cache_confirmed_at": self.cache.confirmed_at}
         alarm = messages.Alarm(messages.new_id(), device_id, ALARM_KIND, time.time(), details)
         self.pump.submit(topics.ALARM, alarm)

@@ -232,7 +232,8 @@ class EdgeDaemon:
         if record.outcome == UNAVAILABLE and self.decision_available is not None:
             self._available = False  # the display says it already; say when it is back
         details = {"outcome": record.outcome, "reason": record.reason, "latency_ms": round(record.latency_ms, 1),
-                   "faces_in_view": record.faces_in_view}
+                   "faces_in_view": record.faces_in_view, **({"subject": record.subject} if record.subject else {}),
+                   **({"decided_by": record.decided_by} if record.decided_by else {})}
         self._emit("event", messages.Event(event_id=messages.new_id(), device_id=self.settings.device_id,
                                            kind="pass", at=time.time(), details=details))
 

@@ -46,6 +46,7 @@ LIVENESS_REFUSED_TEXT = "Not recognised. Please see staff."
 NOT_RECOGNISED_TEXT = "Not recognised"
 LOCKED_OUT_TEXT = "Too many attempts. Please use your card."
 CARD_TEXT = "Present your card"
+MATCHER, CACHE, DOOR = "matcher", "cache", "door"  # who decided a pass (PassRecord.decided_by)
 
 Burst = list[tuple[Frame, FaceAnalysis]]
 
@@ -91,6 +92,10 @@ class PassRecord:
     latency_ms: float = 0.0  # face in view -> actuator command
     faces_in_view: int = 1
     stage_ms: dict[str, float] = field(default_factory=dict)
+    subject: str = ""  # the pseudonym let in (matcher or cache), never a name: for access requests
+    # who decided: "matcher", "cache" (its local_decision event says how) or "door" (refused
+    # here without matching: liveness, or no decision to be had); "" when nothing was decided
+    decided_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,7 @@ class DoorPass:
         elif failed_challenge:  # a challenge with nothing to judge it: never let it pass
             self.display.show(LIVENESS_REFUSED_TEXT)
             return PassRecord(time.time(), "rejected", messages.Reason.LIVENESS_FAILED,
-                              latency_ms=_since(burst), faces_in_view=others + 1, stage_ms=stage_ms)
+                              latency_ms=_since(burst), faces_in_view=others + 1, stage_ms=stage_ms, decided_by=DOOR)
         self.set_state(PassState.TEMPLATE)
         extraction = self.pipeline.extract([chosen], self.pipeline.config.quality_verification)[0]
         stage_ms["embedding"] = extraction.analysis.timings_ms.get("embedding", 0.0)
@@ -197,7 +202,7 @@ class DoorPass:
             self.emit("alarm", messages.Alarm(alarm_id=messages.new_id(), device_id=self.device_id, kind=kind,
                                               at=time.time(), details=result.transport))
         return PassRecord(time.time(), "attack" if attack else "rejected", messages.Reason.LIVENESS_FAILED,
-                          latency_ms=_since(burst), faces_in_view=faces, stage_ms=stage_ms)
+                          latency_ms=_since(burst), faces_in_view=faces, stage_ms=stage_ms, decided_by=DOOR)
 
     def _decide(self, request: messages.MatchRequest, pack: tuple[str, str], burst: Burst, faces: int,
                 stage_ms: dict[str, float]) -> PassRecord:
@@ -214,15 +219,17 @@ class DoorPass:
         if decision.reason == messages.Reason.UNAVAILABLE:
             self.display.show(UNAVAILABLE_TEXT)  # the door stays locked; the card reader still works
             return PassRecord(time.time(), UNAVAILABLE, decision.reason, latency_ms=latency, faces_in_view=faces,
-                              stage_ms=stage_ms)
+                              stage_ms=stage_ms, decided_by=DOOR)
         self.set_state(PassState.ACTUATE)
         if decision.accepted:
             self.actuator.open_for(self.open_door_s)
             self.display.show(f"Welcome {decision.display_name}".strip())
         else:
             self.display.show(LOCKED_OUT_TEXT if decision.reason == messages.Reason.LOCKED_OUT else NOT_RECOGNISED_TEXT)
+        by = CACHE if getattr(self.decider, "last_source", "") == "local" else MATCHER
+        subject = decision.subject if decision.accepted else ""
         return PassRecord(time.time(), "accepted" if decision.accepted else "rejected", decision.reason,
-                          decision.display_name, latency, faces, stage_ms)
+                          decision.display_name, latency, faces, stage_ms, subject, by)
 
     def _event(self, kind: str, details: dict) -> None:
         self.emit("event", messages.Event(event_id=messages.new_id(), device_id=self.device_id, kind=kind,

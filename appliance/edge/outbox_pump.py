@@ -14,9 +14,11 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 from appliance.errors import ApplianceError
 from appliance.protocol import messages, topics
+from appliance.security import device_reports
 from appliance.security.envelope import MessageType
 from appliance.stores.device import Outbox
 from appliance.workers import QueueWorker, Ticker
@@ -55,8 +57,11 @@ class OutboxPump:
         self._worker.put(_WAKE)  # already one waiting: that one will see this too
 
     def submit(self, kind: str, message: messages.Message) -> int:
-        """Seal, commit to the outbox, wake the pump; returns the queue depth."""
+        """Sign (the device's own signature over the event, kept in the centre's audit log),
+        seal, commit to the outbox, wake the pump; returns the queue depth."""
         ref = message.ref  # an Event or an Alarm (messages.Report)
+        if not message.signature:
+            message = replace(message, signature=device_reports.sign(self.link.sealer.keys.signing, message.document()))
         sealed = self.link.sealer.seal(self.link.matcher, KINDS[kind], message.encode())
         self.outbox.put(kind, ref, sealed, self.max_events)
         self._wake()

@@ -50,6 +50,9 @@ class SyncClient:
         self.current = threading.Event()  # the matcher confirmed the cache is at its head
         self.stats: Counter[str] = Counter()
         self.head = 0
+        # the matcher's last answer said the site justified central matching; until one says
+        # so (a fresh start included) no template leaves the door (CacheDecider)
+        self.central_allowed = False
         self._generation = -1
         self._awaiting = ""  # request id of the answer being applied
         self._asked_at = 0.0
@@ -140,6 +143,7 @@ class SyncClient:
         if delta.request_id != self._awaiting:
             self.stats["stale_answers"] += 1
             return
+        self.central_allowed = delta.central  # every answer says the site's matching decision
         if delta.kind == "snapshot":
             entries = [_cache_entry(e, delta) for e in delta.upserts]
             if not self.cache.stage_snapshot(delta.snapshot_id, delta.revision, delta.after, delta.cursor, entries,

@@ -32,6 +32,7 @@ from appliance.matcher.replica_io import Auditor, Courier
 from appliance.matcher.requests import RequestHandler
 from appliance.matcher.revisions import SyncEngine
 from appliance.matcher.service import MatcherService, Route
+from appliance.matcher.site_policy import central_allowed
 from appliance.matcher.sync_requests import SyncHandler
 from appliance.matcher.sync_store import SyncStore, open_sync_store
 from appliance.matching import FailureTracker
@@ -120,9 +121,10 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
     devices = devices or (lambda: [peer.node_id for peer in directory.devices()])
     follower = ReplicaFollower(name, data, sync_store, profiles, loaded, courier, keys, devices, stats, principal,
                                audit)
-    routes += [EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate).route,
+    routes += [EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate, data.audit).route,
                SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
-                           device_allowed, poll_s, replay_window_s, gate).route]
+                           device_allowed, poll_s, replay_window_s, gate,
+                           central_allowed=lambda: central_allowed(sync_store)).route]
     return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests, sync_store, engine,
                    confirmations, follower)
 

@@ -79,7 +79,7 @@ def provision_console(pki, directory: NodeDirectory, central: NodeKeys, name: st
 
 def console_keys(central: NodeKeys, name: str) -> NodeKeys:
     """The central keys, signing under the console's own name."""
-    return NodeKeys(name, central.signing, central.agreement)
+    return central.renamed(name)  # SM2 keys and suite too
 
 
 class CaptureClient:

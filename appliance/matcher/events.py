@@ -6,6 +6,12 @@ counters (``_NoCounterGuard``) and deduplicated by their id in the sync store in
 is recorded exactly once however often it is delivered, in batches of up to ``EVENT_BATCH``
 per transaction, and only then acknowledged (``outbox_ack``) so the device drops it.
 
+A decision the door took itself (``stores.audit_devices.is_door_decision``) also becomes one
+entry of the audit chain, with its original time and the device's own signature (checked
+here with the device's key): the sync store's dedupe by id decides which replica writes it,
+the batch's entries are committed together before the acknowledgement, and an entry a replica
+claimed but never wrote (it died in between) is taken over after ``AUDIT_LEASE_S``.
+
 ``EventAuditor`` (a matcher without one: benchmarks, transport tests): each event or alarm
 is opened like a request, counted and written to the audit log.
 
@@ -26,7 +32,10 @@ from appliance.matcher.sync_store import EventRecord, SyncStore
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import NodeDirectory
 from appliance.protocol.inbound import Inbound
+from appliance.security import device_reports
 from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard
+from appliance.stores import audit_devices
+from appliance.stores.audit import AuditLog
 from appliance.transport.mqtt import Incoming
 from appliance.workers import QueueWorker, Ticker
 
@@ -37,6 +46,7 @@ IDLE_FLUSH_S = 0.05  # a batch is recorded once no event came for this long
 OUTBOX_WINDOW_DAYS = 30  # events sealed up to this long ago are still accepted (deduplicated by id)
 QUEUE_LIMIT = 100_000
 ACKS_PER_MESSAGE = 1000
+AUDIT_LEASE_S = 60.0  # a claimed door-decision entry not written for this long is another replica's to write
 _FLUSH = None  # the ticker's item: record the batch if the queue went quiet
 
 KINDS = (topics.EVENT, topics.ALARM)
@@ -66,8 +76,9 @@ def _decode(inbound: Inbound, kind: str) -> messages.Event | messages.Alarm:
 
 class EventRecorder:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, store: SyncStore, courier: Courier,
-                 audit: Audit, stats: Counter[str], gate: Gate | None = None):
+                 audit: Audit, stats: Counter[str], gate: Gate | None = None, audit_log: AuditLog | None = None):
         self.name, self.store, self.courier, self.audit, self.stats = name, store, courier, audit, stats
+        self.audit_log = audit_log  # door decisions enter its chain (None: benchmarks, no central data)
         self.gate = gate or Gate(name, Limits(), audit, stats)
         self.opener = Opener(keys, directory.devices(), window_s=OUTBOX_WINDOW_DAYS * 86400, guard=_NoCounterGuard())
         self._batch: list[EventRecord] = []
@@ -88,7 +99,7 @@ class EventRecorder:
                     self.gate.refuse(inbound.device, kind, MALFORMED)
                 else:
                     self._batch.append(EventRecord(message.ref, inbound.device, kind, message.kind, message.at,
-                                                   message.details))
+                                                   message.details, message.signature))
         quiet = time.monotonic() - self._last_at >= IDLE_FLUSH_S
         if self._batch and (len(self._batch) >= EVENT_BATCH or (incoming is None and quiet)):
             batch, self._batch = self._batch, []
@@ -99,11 +110,16 @@ class EventRecorder:
                 log.exception("%s: event batch not recorded", self.name)
 
     def flush(self, batch: list[EventRecord]) -> None:
-        """Record ``batch`` exactly once, then acknowledge it to each device."""
-        new, duplicates = self.store.record_events(batch, time.time())
+        """Record ``batch`` exactly once, enter the door's own decisions in the audit chain,
+        then acknowledge it to each device."""
+        now = time.time()
+        new = self.store.record_new_events(batch, now, self._owes_audit)
         self.stats["event"] += sum(1 for e in batch if e.type == topics.EVENT)
-        self.stats["events_recorded"] += new
-        self.stats["events_duplicate"] += duplicates
+        self.stats["events_recorded"] += len(new)
+        self.stats["events_duplicate"] += len(batch) - len(new)
+        if self.audit_log is not None:
+            self._enter_decisions([e for e in new if self._owes_audit(e)])
+            self._enter_decisions(self.store.claim_owed_audits(now, AUDIT_LEASE_S, EVENT_BATCH))
         for event in batch:
             if event.type == topics.ALARM:
                 self.audit(event.device_id, f"alarm.{event.kind}", "-", "received")
@@ -116,6 +132,25 @@ class EventRecorder:
                     self.courier.sync(device, messages.OutboxAck(ids[start:start + ACKS_PER_MESSAGE]))
                 except Exception as exc:  # the device resends; recorded once anyway
                     log.warning("%s: ack to %s not sent: %s", self.name, device, exc)
+
+    def _owes_audit(self, event: EventRecord) -> bool:
+        return (self.audit_log is not None and event.type == topics.EVENT
+                and audit_devices.is_door_decision(event.kind, event.details))
+
+    def _enter_decisions(self, events: list[EventRecord]) -> None:
+        """One audit entry per door decision, committed together; then they owe nothing."""
+        if not events:
+            return
+        records = []
+        for event in events:
+            document = messages.Event(event.event_id, event.device_id, event.kind, event.at, event.details).document()
+            peer = self.opener.senders.get(event.device_id)
+            verified = peer is not None and device_reports.verify(peer.signing, document, event.signature)
+            self.stats["decisions_unsigned" if not verified else "decisions_signed"] += 1
+            records.append(audit_devices.decision_record(self.name, document, event.signature, verified))
+        self.audit_log.append_records(records)
+        self.store.audits_written([e.event_id for e in events])
+        self.stats["decisions_audited"] += len(events)
 
 
 class EventAuditor:

@@ -25,7 +25,7 @@ Audit = Callable[..., None]  # (device, action, object, result, detail="")
 class Courier:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory):
         # every replica signs under its own name with the shared matcher keys
-        self.sealer = Sealer(NodeKeys(name, keys.signing, keys.agreement))
+        self.sealer = Sealer(keys.renamed(name))  # SM2 keys and suite too
         self.directory = directory
         self._publish: Callable[..., None] | None = None
 

@@ -81,7 +81,8 @@ class RequestHandler:
             verdict = self.decide(device, request, inbound.header)
             display = self.loaded.display_names.get(verdict.subject_id, "") if verdict.accepted else ""
         decision = messages.Decision(request_id=request.request_id, accepted=verdict.accepted, reason=verdict.reason,
-                                     display_name=display, retry_after_s=round(verdict.retry_after_s, 1))
+                                     display_name=display, retry_after_s=round(verdict.retry_after_s, 1),
+                                     subject=verdict.subject_id if verdict.accepted else "")
         sealed = self.courier.seal(device, MessageType.DECISION, decision,
                                    (inbound.header.pack_id, inbound.header.pack_version))
         self._recent[request.request_id] = sealed

@@ -10,6 +10,7 @@ subscription; any replica can answer, since the answer depends only on the store
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -39,7 +40,11 @@ class SyncHandler:
                  confirmations: DeletionConfirmations, follower: ReplicaFollower, courier: Courier,
                  stats: Counter[str], group_of: Callable[[str], str] | None = None,
                  device_allowed: Callable[[str, str], bool] | None = None, poll_s: float = POLL_S,
-                 replay_window_s: float = 120.0, gate: Gate | None = None):
+                 replay_window_s: float = 120.0, gate: Gate | None = None,
+                 central_allowed: Callable[[], bool] | None = None):
+        # every answer carries the site's matching decision (appliance.matcher.site_policy);
+        # none wired: central matching is not justified (fail safe)
+        self.central_allowed = central_allowed or (lambda: False)
         self.name, self.engine, self.confirmations, self.follower = name, engine, confirmations, follower
         self.courier, self.stats = courier, stats
         self.group_of = group_of or (lambda device: DEFAULT_GROUP)
@@ -76,5 +81,6 @@ class SyncHandler:
             self.confirmations.acknowledge(device, message.revision)  # what it holds, committed
         deltas, why = self.engine.answer(message, self.group_of(device))
         self.stats[f"sync:{why}"] += 1
+        central = self.central_allowed()
         for delta in deltas:
-            self.courier.sync(device, delta)
+            self.courier.sync(device, dataclasses.replace(delta, central=central))

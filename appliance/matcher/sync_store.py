@@ -1,13 +1,15 @@
 """The matcher's sync store, one SQLCipher file shared by the replicas: what each device
 holds (its acknowledged revision), deletion confirmations, the events received from device
 outboxes (the one queryable door log of the site: REST API, console, metrics), who announced
-which revision, and the door groups of each subject."""
+which revision, the door groups of each subject, and the site's own state (the matching-mode
+decision, the last retention run, the filing alarm level: ``site_state``, small JSON values
+every replica and the admin commands read)."""
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ class EventRecord:
     kind: str  # "pass", "local_decision", "decision_unavailable", ...
     at: float
     details: dict[str, Any] = field(default_factory=dict)
+    signature: str = ""  # the device's own signature over the event (security.device_reports)
 
 
 def event_outcome(event: EventRecord) -> str:
@@ -123,6 +126,19 @@ class SyncStore(CipherStore):
         CREATE INDEX events_device_at ON events (device_id, at);
         CREATE INDEX events_outcome_at ON events (outcome, at);
         """,
+        # site-level decisions and records (appliance.matcher.site_policy, appliance.ops.retention,
+        # appliance.ops.filing): one row per name, replaced as a whole
+        """
+        CREATE TABLE site_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL);
+        """,
+        # a door decision owes an audit entry (matcher.events): when it was claimed (0: owes none);
+        # the replica that recorded it writes the entry, a claim older than a lease is taken over
+        """
+        ALTER TABLE events ADD COLUMN audit_owed REAL NOT NULL DEFAULT 0;
+        ALTER TABLE events ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+        CREATE INDEX events_audit_owed ON events (audit_owed) WHERE audit_owed > 0;
+        CREATE INDEX events_subject ON events (json_extract(details, '$.subject'), at);
+        """,
     )
 
     def __init__(self, path, key) -> None:
@@ -160,19 +176,45 @@ class SyncStore(CipherStore):
     # -- events from device outboxes ------------------------------------------------------
     def record_events(self, batch: list[EventRecord], now: float) -> tuple[int, int]:
         """(new, duplicate) after recording a batch in one transaction, in arrival order."""
-        new = 0
+        new = len(self.record_new_events(batch, now))
+        return new, len(batch) - new
+
+    def record_new_events(self, batch: list[EventRecord], now: float,
+                          owes_audit: Callable[[EventRecord], bool] = lambda event: False) -> list[EventRecord]:
+        """Record a batch in one transaction, in arrival order; the events recorded now (each
+        id once, whichever replica gets it first). Those ``owes_audit`` picks are claimed for
+        the audit log at ``now`` until ``audits_written``."""
+        new: list[EventRecord] = []
         with self.transaction():
             for event in batch:
-                new += self.conn.execute(
-                    "INSERT OR IGNORE INTO events (event_id, device_id, type, kind, at, received_at, outcome, details) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (event.event_id, event.device_id, event.type, event.kind, event.at, now, event_outcome(event),
-                     json.dumps(event.details, separators=(",", ":"), ensure_ascii=False))).rowcount
-            duplicates = len(batch) - new
+                owed = now if owes_audit(event) else 0.0
+                if self.conn.execute(
+                        "INSERT OR IGNORE INTO events (event_id, device_id, type, kind, at, received_at, outcome, "
+                        "details, audit_owed, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (event.event_id, event.device_id, event.type, event.kind, event.at, now, event_outcome(event),
+                         json.dumps(event.details, separators=(",", ":"), ensure_ascii=False), owed,
+                         event.signature)).rowcount:
+                    new.append(event)
+            duplicates = len(batch) - len(new)
             if duplicates:
                 self.execute("INSERT INTO counters VALUES ('duplicate_events', ?) ON CONFLICT (name) DO UPDATE "
                              "SET value = value + excluded.value", (duplicates,))
-        return new, duplicates
+        return new
+
+    def audits_written(self, event_ids: list[str]) -> None:
+        """The audit entries of these events are committed: they owe nothing any more."""
+        with self.transaction():
+            self.conn.executemany("UPDATE events SET audit_owed = 0 WHERE event_id = ?", [(e,) for e in event_ids])
+
+    def claim_owed_audits(self, now: float, lease_s: float, limit: int) -> list[EventRecord]:
+        """Events whose audit entry was claimed before ``now - lease_s`` and never written (a
+        replica died between recording and auditing), claimed again at ``now``: one taker."""
+        with self.transaction():
+            rows = self.execute(
+                "UPDATE events SET audit_owed = ? WHERE seq IN (SELECT seq FROM events WHERE audit_owed > 0 "
+                "AND audit_owed < ? ORDER BY seq LIMIT ?) RETURNING seq, event_id, device_id, type, kind, at, details, "
+                "signature", (now, now - lease_s, limit))
+        return [EventRecord(r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in sorted(rows)]
 
     def event_ids(self, device: str | None = None) -> list[str]:
         """Recorded event and alarm ids, in the order they were recorded."""
@@ -193,6 +235,15 @@ class SyncStore(CipherStore):
         rows = self.execute(
             "SELECT seq, event_id, device_id, type, kind, outcome, at, received_at, details FROM events "
             f"WHERE {where} ORDER BY seq {order} LIMIT ? OFFSET ?", (*params, limit, max(0, query.offset)))
+        return [StoredEvent(*r[:8], json.loads(r[8])) for r in rows]
+
+    def subject_events(self, subject_id: str, since: float, limit: int = MAX_EVENT_PAGE) -> list[StoredEvent]:
+        """Events about one person (their pseudonym in ``details.subject``) that happened at the
+        door since ``since``, oldest first: what a subject access request lists."""
+        rows = self.execute(
+            "SELECT seq, event_id, device_id, type, kind, outcome, at, received_at, details FROM events "
+            "WHERE json_extract(details, '$.subject') = ? AND at >= ? ORDER BY at, seq LIMIT ?",
+            (subject_id, since, max(0, limit)))
         return [StoredEvent(*r[:8], json.loads(r[8])) for r in rows]
 
     def count_events(self, query: EventQuery) -> int:
@@ -221,6 +272,32 @@ class SyncStore(CipherStore):
     def counter(self, name: str) -> int:
         rows = self.execute("SELECT value FROM counters WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
+
+    def prune_events(self, before: float) -> int:
+        """Remove events and alarms that happened at the door before ``before`` (retention)."""
+        with self.transaction():
+            return self.conn.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount
+
+    def oldest_event_at(self) -> float | None:
+        """When the oldest recorded event happened (None: no events): what retention left."""
+        rows = self.execute("SELECT min(at) FROM events")
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    # -- site state -----------------------------------------------------------------------
+    def site_value(self, name: str) -> tuple[dict[str, Any], float] | None:
+        """The value recorded under ``name`` and when, or None."""
+        rows = self.execute("SELECT value, at FROM site_state WHERE name = ?", (name,))
+        return (json.loads(rows[0][0]), float(rows[0][1])) if rows else None
+
+    def put_site_value(self, name: str, value: dict[str, Any], at: float) -> None:
+        with self.transaction():
+            self.execute("INSERT INTO site_state VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                         "value = excluded.value, at = excluded.at",
+                         (name, json.dumps(value, separators=(",", ":"), ensure_ascii=False), at))
+
+    def delete_site_value(self, name: str) -> bool:
+        with self.transaction():
+            return self.conn.execute("DELETE FROM site_state WHERE name = ?", (name,)).rowcount > 0
 
     # -- replicas -------------------------------------------------------------------------
     def claim_announcements(self, revisions: list[int], by: str) -> set[int]:

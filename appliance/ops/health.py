@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from appliance.config import Config
+from appliance.ops.filing import FILE as FILING_DUE
+from appliance.ops.filing import OK as FILING_OK
+from appliance.ops.filing import WARN as FILING_WARN
+from appliance.ops.filing import FilingStatus
 from appliance.ops.notify import STOPPED, read_status, status_path
+from appliance.ops.retention import RETENTION_OVERDUE_S, RetentionStatus
+from appliance.stores.audit import SECONDS_PER_DAY
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXIT = {OK: 0, WARN: 1, FAIL: 2}  # the Nagios/Icinga plugin convention
@@ -84,6 +90,42 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
         checks.append(Check("cache", OK if fresh else WARN,
                             f"revision {record['cache_revision']}, synced {now - synced:.0f} s ago"))
     return checks
+
+
+# -- the site's data duties (the central host; ``appliance.cli.site_commands.site_checks``) --
+def check_matching_mode(configured: str, justified_by: str = "", justified_at: float = 0.0) -> Check:
+    """Central matching sends templates off the doors: say whether the site justified it."""
+    if configured == "local":
+        return Check("matching", OK, "local matching: no template leaves the doors")
+    if justified_by:
+        when = time.strftime("%Y-%m-%d", time.gmtime(justified_at))
+        return Check("matching", OK, f"{configured} matching justified by {justified_by} on {when}")
+    return Check("matching", WARN, f"[offline] mode is {configured!r} but no justification is on record: the doors "
+                                   "decide locally ('appliance site matching justify' to record one)")
+
+
+def check_filing(status: FilingStatus) -> Check:
+    """The filing counter: warn when the filing is to be prepared, fail once it is due."""
+    level = {FILING_OK: OK, FILING_WARN: WARN, FILING_DUE: FAIL}[status.level]
+    return Check("filing", level, status.detail)
+
+
+def check_retention(status: RetentionStatus, now: float | None = None) -> Check:
+    """Retention ran lately and nothing held is older than its limit."""
+    now = time.time() if now is None else now
+    if status.last_run is None:
+        # a site younger than the overdue period (its first audit entry is recent, or it has
+        # none: every action is audited) has simply not reached its first nightly run
+        site_age_days = status.oldest_days.get("audit")
+        if site_age_days is None or site_age_days * SECONDS_PER_DAY < RETENTION_OVERDUE_S:
+            return Check("retention", OK, "not run yet on this new site; the nightly maintenance runs it")
+        return Check("retention", WARN, "retention never ran ('appliance maintenance' or 'appliance retention run')")
+    ago = f"last run {(now - status.last_run.at) / 3600:.0f} h ago by {status.last_run.account}"
+    if status.overdue:
+        return Check("retention", WARN, f"retention overdue: {ago}")
+    if status.over_limit:
+        return Check("retention", WARN, f"{ago}, but older records remain: {', '.join(status.over_limit)}")
+    return Check("retention", OK, ago)
 
 
 def service_name(config: Config, service: str) -> str:

@@ -2,11 +2,14 @@
 
 Written by provisioning next to the PKI; every node loads it to seal to its peers and to
 check their signatures. Only public keys live here; private keys stay with the node's key
-provider (``appliance.security.keys``).
+provider (``appliance.security.keys``). A node with SM2 keys has them beside its default ones
+(``sm2_signing``, ``sm2_agreement``) and the suite it seals with (``suite``); an entry without
+them is a default-suite node, as every entry written before the SM suite existed.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.security.envelope import NodeKeys, PeerKeys
+from appliance.security.envelope import NodeKeys, PeerKeys, Sm2Public
+from appliance.security.sm import Sm2PublicKey
+from appliance.security.suites import Suite
 
 MATCHER_NODE = "matcher"  # devices seal to this key; every replica holds its private half
 DEVICE, MATCHER, CONSOLE = "device", "matcher", "console"
@@ -23,6 +28,26 @@ DEVICE, MATCHER, CONSOLE = "device", "matcher", "console"
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
+
+
+def _peer(name: str, entry: dict) -> PeerKeys:
+    sm2 = None
+    if "sm2_signing" in entry or "sm2_agreement" in entry:
+        sm2 = Sm2Public(Sm2PublicKey(base64.b64decode(entry["sm2_signing"])),
+                        Sm2PublicKey(base64.b64decode(entry["sm2_agreement"])))
+    return PeerKeys(name, Ed25519PublicKey.from_public_bytes(base64.b64decode(entry["signing"])),
+                    X25519PublicKey.from_public_bytes(base64.b64decode(entry["agreement"])), sm2,
+                    Suite.named(entry.get("suite", Suite.DEFAULT.label)))
+
+
+def _entry(role: str, peer: PeerKeys) -> dict[str, str]:
+    entry = {"role": role, "signing": _b64(peer.signing.public_bytes_raw()),
+             "agreement": _b64(peer.agreement.public_bytes_raw())}
+    if peer.sm2 is not None:
+        entry.update(sm2_signing=_b64(peer.sm2.signing.raw), sm2_agreement=_b64(peer.sm2.agreement.raw))
+    if peer.suite is not Suite.DEFAULT:
+        entry["suite"] = peer.suite.label
+    return entry
 
 
 @dataclass
@@ -41,16 +66,9 @@ class NodeDirectory:
             return cls(path, {}, {})
         try:
             entries = json.loads(path.read_text())
-            peers = {
-                name: PeerKeys(
-                    name,
-                    Ed25519PublicKey.from_public_bytes(base64.b64decode(entry["signing"])),
-                    X25519PublicKey.from_public_bytes(base64.b64decode(entry["agreement"])),
-                )
-                for name, entry in entries.items()
-            }
+            peers = {name: _peer(name, entry) for name, entry in entries.items()}
             roles = {name: entry.get("role", DEVICE) for name, entry in entries.items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ApplianceError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ApplianceError(ErrorCode.PKI_ERROR, f"{path}: invalid node directory ({exc})") from None
         return cls(path, peers, roles)
 
@@ -58,7 +76,7 @@ class NodeDirectory:
         """Record a node's public keys; ``name`` lets a matcher replica reuse the matcher's keys."""
         public = keys.public() if isinstance(keys, NodeKeys) else keys
         if name is not None:
-            public = PeerKeys(name, public.signing, public.agreement)
+            public = dataclasses.replace(public, node_id=name)
         self.peers[public.node_id] = public
         self.roles[public.node_id] = role
         self.save()
@@ -69,11 +87,7 @@ class NodeDirectory:
         self.save()
 
     def save(self) -> None:
-        body = {
-            name: {"role": self.roles.get(name, DEVICE), "signing": _b64(p.signing.public_bytes_raw()),
-                   "agreement": _b64(p.agreement.public_bytes_raw())}
-            for name, p in sorted(self.peers.items())
-        }
+        body = {name: _entry(self.roles.get(name, DEVICE), p) for name, p in sorted(self.peers.items())}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2))
         tmp.replace(self.path)

@@ -55,6 +55,8 @@ Id = Annotated[str, Strict(), Field(pattern=REQUEST_ID.pattern)]  # 32 hex digit
 Revision = Annotated[int, Strict(), Field(ge=0)]
 Digest = Annotated[str, Strict(), Field(pattern=DIGEST.pattern)]  # sha256 hex, or "" (not given)
 SubjectId = Annotated[str, Strict(), Field(pattern=SUBJECT_ID.pattern)]
+MaybeSubjectId = Annotated[str, Strict(), Field(pattern=f"^({SUBJECT_ID.pattern[1:-1]})?$")]  # "" = nobody
+Signature = Annotated[str, Strict(), Field(pattern=r"^([0-9a-f]{128})?$")]  # Ed25519, hex; "" = unsigned
 
 # Unknown fields are refused.
 STRICT_FIELDS = ConfigDict(extra="forbid")
@@ -103,10 +105,16 @@ def _check_template(template_b64: str, name: str, unit: bool) -> None:
 @dataclass(frozen=True)
 class Message:
     TYPE: ClassVar[str] = ""
+    # fields added later, left off the wire while empty: a message that does not use them
+    # encodes to the bytes it always did (and decodes to the default)
+    WIRE_OPTIONAL: ClassVar[tuple[str, ...]] = ()
     __pydantic_config__: ClassVar[ConfigDict] = STRICT_FIELDS
 
     def encode(self) -> bytes:
         body = {"v": PROTOCOL_VERSION, "type": self.TYPE, **dataclasses.asdict(self)}
+        for name in self.WIRE_OPTIONAL:
+            if not body[name]:
+                del body[name]
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -146,43 +154,58 @@ class Decision(Message):
     """Matcher -> device: the answer. Pass/fail and why; never a score."""
 
     TYPE: ClassVar[str] = "decision"
+    WIRE_OPTIONAL: ClassVar[tuple[str, ...]] = ("subject",)
     request_id: Id
     accepted: Flag
     reason: Literal[Reason.ALL]
     display_name: Annotated[Text, Field(description="masked")] = ""
     retry_after_s: Number = 0.0
+    # the pseudonym matched (never a name): the door's event says whom it let in, so that a
+    # person's access request finds it; the door's cache holds the same pseudonyms
+    subject: MaybeSubjectId = ""
 
     @model_validator(mode="after")
     def _rules(self) -> Decision:
         if self.accepted and self.reason != Reason.MATCH:
             raise _Broken(f"an accepted decision with reason {self.reason!r}")
+        if self.subject and not self.accepted:
+            raise _Broken("a refused decision names nobody")
         return self
 
 
 @dataclass(frozen=True)
 class Report(Message):
     """Device -> matcher through the device outbox: an ``Event`` or an ``Alarm``. Both have one
-    shape, ``<id>, device_id, kind, at, details``, and differ only in the name of the id on the
-    wire (``event_id``, ``alarm_id``); ``ref`` is that id, the key of the outbox, of the
-    matcher's acknowledgement and of its exactly-once record."""
+    shape, ``<id>, device_id, kind, at, details, signature``, and differ only in the name of the
+    id on the wire (``event_id``, ``alarm_id``); ``ref`` is that id, the key of the outbox, of the
+    matcher's acknowledgement and of its exactly-once record. ``signature`` is the device's own
+    over ``document()`` (the outbox adds it): the audit log keeps it for a door's decisions."""
 
     ID_FIELD: ClassVar[str] = ""
+    WIRE_OPTIONAL: ClassVar[tuple[str, ...]] = ("signature",)
     if TYPE_CHECKING:  # declared once for both kinds by _report, after the id
         device_id: str
         kind: str
         at: float
         details: dict[str, Any]
+        signature: str  # the device's own signature over ``document()`` (security.device_reports)
 
     @property
     def ref(self) -> str:
         return getattr(self, self.ID_FIELD)
+
+    def document(self) -> dict[str, Any]:
+        """What the device signs (``security.device_reports``): every field but the signature."""
+        body = {"type": self.TYPE, **dataclasses.asdict(self)}
+        del body["signature"]
+        return body
 
 
 def _report(name: str, wire_type: str, id_field: str, doc: str) -> Any:
     """A kind of ``Report``: its id first, then the fields every report has (constructor order
     is wire order)."""
     fields = [(id_field, Id), ("device_id", Text), ("kind", Text), ("at", Number),
-              ("details", dict[str, Any], field(default_factory=dict))]
+              ("details", dict[str, Any], field(default_factory=dict)), ("signature", Signature, "")]
     return dataclasses.make_dataclass(name, fields, bases=(Report,), frozen=True, namespace={
         "TYPE": wire_type, "ID_FIELD": id_field, "__doc__": doc, "__module__": __name__})
 
@@ -264,6 +287,7 @@ class Delta(Message):
     Tombstones: ``s``, ``r``."""
 
     TYPE: ClassVar[str] = "delta"
+    WIRE_OPTIONAL: ClassVar[tuple[str, ...]] = ("central",)
     request_id: Id
     kind: Literal[SYNC_KINDS]
     base: Revision
@@ -278,6 +302,9 @@ class Delta(Message):
     cursor: Text = ""
     last: Annotated[Flag, Field(description="the last message of this answer")] = True
     complete: Annotated[Flag, Field(description="snapshot: the last page")] = False
+    # the site recorded a justification for central matching (appliance.matcher.site_policy);
+    # absent or false: the door decides from its cache and sends no template (fail safe)
+    central: Annotated[Flag, Field(description="central matching justified on this site")] = False
 
     @model_validator(mode="after")
     def _rules(self) -> Delta:

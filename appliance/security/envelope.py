@@ -1,10 +1,13 @@
 """Template envelope: what crosses the network is encrypted to the recipient, signed by the
 sender, bound to its header, and usable once.
 
-Sealing: a fresh X25519 key pair per message (ephemeral-static agreement with the
-recipient's key) -> HKDF-SHA256 -> AES-256-GCM or ChaCha20-Poly1305 with the whole header as
-associated data -> Ed25519 signature over header and ciphertext. Opening checks, in order:
-format, known sender, signature, recipient, timestamp window, counter not seen before, and
+Sealing with the default suite: a fresh X25519 key pair per message (ephemeral-static
+agreement with the recipient's key) -> HKDF-SHA256 -> AES-256-GCM or ChaCha20-Poly1305 with the
+whole header as associated data -> Ed25519 signature over header and ciphertext. With the SM
+suite (``appliance.security.suites``): a fresh SM4 key, SM2-encrypted to the recipient's SM2
+key -> SM4-GCM with the header as associated data -> SM2 signature. The header names the suite
+(``envelope_format``). Opening checks, in order: format, known sender, the suite between
+these two nodes, signature, recipient, timestamp window, counter not seen before, and
 decryption; any failure raises :class:`EnvelopeRejected` with a specific
 :class:`RejectReason`, and never any other exception. The byte layout is in docs/security.md.
 """
@@ -12,12 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import struct
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -27,74 +28,27 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.security.keys import NODE_AGREEMENT, NODE_SIGNING, KeyProvider
+from appliance.security import sm
+from appliance.security.envelope_format import (
+    KEY_ID_BYTES, LENGTH, MAGIC, NONCE_BYTES, SIGNATURE_BYTES, Aead, EnvelopeRejected, Header, MessageType,
+    SUITE_AEADS, RejectReason, format_version, parse,
+)
+from appliance.security.keys import (
+    KEY_BYTES, NODE_AGREEMENT, NODE_SIGNING, NODE_SM2_AGREEMENT, NODE_SM2_SIGNING, SM2_KEYS, KeyProvider, ensure_keys,
+)
+from appliance.security.sm import Sm2PrivateKey, Sm2PublicKey
+from appliance.security.suites import Suite
 
-MAGIC = b"FAEV"
-FORMAT_VERSION = 1
-KEY_ID_BYTES = 8
-NONCE_BYTES = 12
-PUBLIC_KEY_BYTES = 32
-SIGNATURE_BYTES = 64
 AEAD_KEY_BYTES = 32
-MAX_LABEL_BYTES = 64  # sender id, pack id, pack version
 DEFAULT_REPLAY_WINDOW_S = 120.0
 COUNTER_WINDOW = 1024  # counters this far below the highest seen are still accepted once
 MS_PER_S = 1000
 US_PER_S = 1_000_000
 _HKDF_INFO = b"appliance/envelope/v1"
-# magic, version, type, aead, sender length
-_PREFIX = struct.Struct(">4sBBBB")
-# timestamp (ms), counter
-_TIME_COUNTER = struct.Struct(">QQ")
-_LENGTH = struct.Struct(">I")
-_MIN_LENGTH = (_PREFIX.size + 1 + KEY_ID_BYTES + 2 + _TIME_COUNTER.size + NONCE_BYTES + PUBLIC_KEY_BYTES
-               + _LENGTH.size + SIGNATURE_BYTES)
-
-
-class MessageType(Enum):
-    TEMPLATE = 1  # an enrolled template going to a device cache
-    PROBE = 2  # a probe template from a device to the matcher
-    DECISION = 3  # the matcher's pass/fail answer
-    TOMBSTONE = 4  # a deletion to propagate
-    EVENT = 5  # an access event from a device
-    ALARM = 6  # a security alarm from a device (presentation attack, tamper)
-    TELEMETRY = 7  # device health figures (never biometric data)
-    SYNC = 8  # matcher -> device: enrollment deltas, snapshot pages, outbox acknowledgements
-    SYNC_ACK = 9  # device -> matcher: sync requests, applied revisions, cache digests
-    CAPTURE_REQUEST = 10  # console -> device: capture an enrollment burst
-    CAPTURE_RESULT = 11  # device -> console: the burst's fused template and rejections (never an image)
-
-
-class Aead(Enum):
-    AES_256_GCM = 1
-    CHACHA20_POLY1305 = 2  # for devices without AES instructions (e.g. Raspberry Pi 4)
-
-
 _AEAD_CLASSES = {Aead.AES_256_GCM: AESGCM, Aead.CHACHA20_POLY1305: ChaCha20Poly1305}
-
-
-class RejectReason(Enum):
-    TRUNCATED = "truncated"
-    MALFORMED = "malformed"
-    UNSUPPORTED_VERSION = "unsupported version"
-    UNKNOWN_SENDER = "unknown sender"
-    BAD_SIGNATURE = "bad signature"
-    WRONG_RECIPIENT = "wrong recipient"
-    STALE_TIMESTAMP = "timestamp outside the window"
-    REPLAYED_COUNTER = "counter already seen"
-    DECRYPT_FAILED = "decryption failed"
-    UNEXPECTED_TYPE = "unexpected message type"
-    # checked by ``appliance.protocol.inbound.open_on_topic`` for what arrives on a device topic
-    TOPIC = "not a device topic"
-    SENDER_TOPIC_MISMATCH = "sender is not the topic owner"
-
-
-class EnvelopeRejected(ApplianceError):
-    """An envelope that must not be used; ``reason`` says why (for counters and the log)."""
-
-    def __init__(self, reason: RejectReason, detail: str = "") -> None:
-        super().__init__(ErrorCode.ENVELOPE_REJECTED, f"{reason.value}{': ' + detail if detail else ''}")
-        self.reason = reason
+__all__ = ["MAGIC", "SIGNATURE_BYTES", "Aead", "EnvelopeRejected", "Header", "MessageType", "RejectReason",
+           "Suite", "COUNTER_WINDOW", "NodeKeys", "Opened", "Opener", "PeerKeys", "ReplayGuard", "Sealer", "Sm2Keys",
+           "Sm2Public", "key_id"]
 
 
 def key_id(public: X25519PublicKey) -> bytes:
@@ -102,12 +56,44 @@ def key_id(public: X25519PublicKey) -> bytes:
 
 
 @dataclass(frozen=True)
+class Sm2Public:
+    """A node's SM2 public keys (as the directory carries them): one signs, one is sealed to."""
+
+    signing: Sm2PublicKey
+    agreement: Sm2PublicKey
+
+    @property
+    def key_id(self) -> bytes:
+        return sm.key_id(self.agreement.raw, KEY_ID_BYTES)
+
+
+@dataclass(frozen=True)
+class Sm2Keys:
+    """A node's SM2 private keys, beside its default ones (separate signing and encryption key
+    pairs, as GM/T 0003 and the GM/T 0015 certificates keep them)."""
+
+    signing: Sm2PrivateKey = field(repr=False)
+    agreement: Sm2PrivateKey = field(repr=False)
+
+    @classmethod
+    def from_provider(cls, keys: KeyProvider) -> "Sm2Keys":
+        return cls(Sm2PrivateKey(keys.get(NODE_SM2_SIGNING).material),
+                   Sm2PrivateKey(keys.get(NODE_SM2_AGREEMENT).material))
+
+    def public(self) -> Sm2Public:
+        return Sm2Public(self.signing.public, self.agreement.public)
+
+
+@dataclass(frozen=True)
 class PeerKeys:
-    """The public half of a node: what others need to seal to it and to check its signatures."""
+    """The public half of a node: what others need to seal to it and to check its signatures;
+    ``sm2`` and ``suite`` when it has SM2 keys and which suite it declared it seals with."""
 
     node_id: str
     signing: Ed25519PublicKey
     agreement: X25519PublicKey
+    sm2: Sm2Public | None = None
+    suite: Suite = Suite.DEFAULT
 
     @property
     def key_id(self) -> bytes:
@@ -116,50 +102,44 @@ class PeerKeys:
 
 @dataclass(frozen=True)
 class NodeKeys:
-    """A node's private keys (from the key provider; never printed)."""
+    """A node's private keys (from the key provider; never printed) and the suite it seals with."""
 
     node_id: str
     signing: Ed25519PrivateKey = field(repr=False)
     agreement: X25519PrivateKey = field(repr=False)
+    sm2: Sm2Keys | None = field(default=None, repr=False)
+    suite: Suite = Suite.DEFAULT
+
+    def __post_init__(self) -> None:
+        if self.suite is Suite.SM and self.sm2 is None:
+            raise ApplianceError(ErrorCode.KEY_MISSING, f"{self.node_id}: the SM suite needs SM2 keys")
 
     @classmethod
-    def generate(cls, node_id: str) -> "NodeKeys":
-        return cls(node_id, Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+    def generate(cls, node_id: str, suite: Suite = Suite.DEFAULT) -> "NodeKeys":
+        sm2 = None if suite is Suite.DEFAULT else Sm2Keys(Sm2PrivateKey(secrets.token_bytes(KEY_BYTES)),
+                                                         Sm2PrivateKey(secrets.token_bytes(KEY_BYTES)))
+        return cls(node_id, Ed25519PrivateKey.generate(), X25519PrivateKey.generate(), sm2, suite)
 
     @classmethod
-    def from_provider(cls, node_id: str, keys: KeyProvider) -> "NodeKeys":
+    def from_provider(cls, node_id: str, keys: KeyProvider, suite: Suite | str = Suite.DEFAULT) -> "NodeKeys":
+        """The node's keys. With the SM suite, SM2 keys are created beside the others when they
+        are missing; SM2 keys a provider holds are loaded whatever the suite (so the node still
+        opens SM envelopes after going back to the default suite), which needs the ``sm`` extra."""
+        suite = Suite.named(suite) if isinstance(suite, str) else suite
+        if suite is Suite.SM:
+            sm.library()  # DEPENDENCY_MISSING before any key is written
+            ensure_keys(keys, SM2_KEYS)
+        sm2 = Sm2Keys.from_provider(keys) if all(keys.exists(name) for name in SM2_KEYS) else None
         return cls(node_id, Ed25519PrivateKey.from_private_bytes(keys.get(NODE_SIGNING).material),
-                   X25519PrivateKey.from_private_bytes(keys.get(NODE_AGREEMENT).material))
+                   X25519PrivateKey.from_private_bytes(keys.get(NODE_AGREEMENT).material), sm2, suite)
+
+    def renamed(self, node_id: str) -> "NodeKeys":
+        """The same keys under another name (a matcher replica, a console)."""
+        return replace(self, node_id=node_id)
 
     def public(self) -> PeerKeys:
-        return PeerKeys(self.node_id, self.signing.public_key(), self.agreement.public_key())
-
-
-@dataclass(frozen=True)
-class Header:
-    version: int
-    type: MessageType
-    aead: Aead
-    sender: str
-    recipient_key_id: bytes
-    pack_id: str
-    pack_version: str
-    timestamp_ms: int
-    counter: int
-    nonce: bytes
-    ephemeral: bytes
-
-    def encode(self) -> bytes:
-        sender, pack_id, pack_version = (s.encode("utf-8") for s in (self.sender, self.pack_id, self.pack_version))
-        for label in (sender, pack_id, pack_version):
-            if len(label) > MAX_LABEL_BYTES:
-                raise ValueError(f"label longer than {MAX_LABEL_BYTES} bytes")
-        return b"".join((
-            _PREFIX.pack(MAGIC, self.version, self.type.value, self.aead.value, len(sender)), sender,
-            self.recipient_key_id,
-            bytes([len(pack_id)]), pack_id, bytes([len(pack_version)]), pack_version,
-            _TIME_COUNTER.pack(self.timestamp_ms, self.counter), self.nonce, self.ephemeral,
-        ))
+        return PeerKeys(self.node_id, self.signing.public_key(), self.agreement.public_key(),
+                        None if self.sm2 is None else self.sm2.public(), self.suite)
 
 
 @dataclass(frozen=True)
@@ -168,92 +148,53 @@ class Opened:
     payload: bytes
 
 
-class _Reader:
-    """Bounds-checked reads: running past the end is TRUNCATED, never IndexError."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise EnvelopeRejected(RejectReason.TRUNCATED, f"needs {self.pos + n} bytes, has {len(self.data)}")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def label(self) -> str:
-        raw = self.take(self.take(1)[0])
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise EnvelopeRejected(RejectReason.MALFORMED, "label is not UTF-8") from None
-
-
-def _parse(data: bytes) -> tuple[Header, int, bytes, bytes]:
-    """(header, header length, ciphertext, signature) or EnvelopeRejected."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise EnvelopeRejected(RejectReason.MALFORMED, "not bytes")
-    data = bytes(data)
-    if len(data) < _MIN_LENGTH:
-        raise EnvelopeRejected(RejectReason.TRUNCATED, f"{len(data)} bytes")
-    reader = _Reader(data)
-    magic, version, type_value, aead_value, sender_len = _PREFIX.unpack(reader.take(_PREFIX.size))
-    if magic != MAGIC:
-        raise EnvelopeRejected(RejectReason.MALFORMED, "not an appliance envelope")
-    if version != FORMAT_VERSION:
-        raise EnvelopeRejected(RejectReason.UNSUPPORTED_VERSION, str(version))
-    try:
-        message_type, aead = MessageType(type_value), Aead(aead_value)
-    except ValueError:
-        raise EnvelopeRejected(RejectReason.MALFORMED, "unknown message type or cipher") from None
-    try:
-        sender = reader.take(sender_len).decode("utf-8")
-    except UnicodeDecodeError:
-        raise EnvelopeRejected(RejectReason.MALFORMED, "sender is not UTF-8") from None
-    recipient = reader.take(KEY_ID_BYTES)
-    pack_id, pack_version = reader.label(), reader.label()
-    timestamp_ms, counter = _TIME_COUNTER.unpack(reader.take(_TIME_COUNTER.size))
-    nonce, ephemeral = reader.take(NONCE_BYTES), reader.take(PUBLIC_KEY_BYTES)
-    header_length = reader.pos
-    (length,) = _LENGTH.unpack(reader.take(_LENGTH.size))
-    ciphertext = reader.take(length)
-    signature = reader.take(SIGNATURE_BYTES)
-    if reader.pos != len(data):
-        raise EnvelopeRejected(RejectReason.MALFORMED, f"{len(data) - reader.pos} trailing bytes")
-    header = Header(version, message_type, aead, sender, recipient, pack_id, pack_version,
-                    timestamp_ms, counter, nonce, ephemeral)
-    return header, header_length, ciphertext, signature
-
-
 def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
     return HKDF(hashes.SHA256(), AEAD_KEY_BYTES, salt=ephemeral + recipient, info=_HKDF_INFO).derive(shared)
 
 
 class Sealer:
     """Seals messages from one node. The counter starts at the current time in microseconds,
-    so it keeps increasing across restarts without being stored (rate < 1 M messages/s)."""
+    so it keeps increasing across restarts without being stored (rate < 1 M messages/s).
+
+    The suite is the node's (``keys.suite``) when the recipient can open it: a node on the SM
+    suite seals to a recipient without SM2 keys with the default suite (``suites``)."""
 
     def __init__(self, keys: NodeKeys, aead: Aead = Aead.AES_256_GCM, counter_start: int | None = None) -> None:
+        if aead not in SUITE_AEADS[Suite.DEFAULT]:
+            raise ValueError(f"{aead.name} is not a cipher of the default suite (the SM suite uses SM4-GCM)")
         self.keys = keys
-        self.aead = aead
+        self.aead = aead  # the default suite's cipher; the SM suite always uses SM4-GCM
         self.counter = int(time.time() * US_PER_S) if counter_start is None else counter_start
         self._lock = threading.Lock()  # threads of one node share one counter sequence
+
+    def suite_for(self, recipient: PeerKeys) -> Suite:
+        return Suite.SM if self.keys.suite is Suite.SM and recipient.sm2 is not None else Suite.DEFAULT
 
     def seal(self, recipient: PeerKeys, message_type: MessageType, payload: bytes,
              pack_id: str = "", pack_version: str = "", now: float | None = None) -> bytes:
         with self._lock:
             self.counter += 1
             counter = self.counter
+        suite = self.suite_for(recipient)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        timestamp_ms = int((time.time() if now is None else now) * MS_PER_S)
+        if suite is Suite.SM:
+            assert self.keys.sm2 is not None and recipient.sm2 is not None  # suite_for checked both
+            key = secrets.token_bytes(sm.SM4_KEY_BYTES)
+            header = Header(format_version(suite), message_type, Aead.SM4_GCM, self.keys.node_id,
+                            recipient.sm2.key_id, pack_id, pack_version, timestamp_ms, counter, nonce,
+                            recipient.sm2.agreement.encrypt(key), suite).encode()
+            ciphertext = sm.sm4_gcm_encrypt(key, nonce, payload, header)
+            body = header + LENGTH.pack(len(ciphertext)) + ciphertext
+            return body + self.keys.sm2.signing.sign(body)
         ephemeral = X25519PrivateKey.generate()
         ephemeral_public = ephemeral.public_key().public_bytes_raw()
         recipient_public = recipient.agreement.public_bytes_raw()
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        header = Header(FORMAT_VERSION, message_type, self.aead, self.keys.node_id, recipient.key_id,
-                        pack_id, pack_version, int((time.time() if now is None else now) * MS_PER_S),
-                        counter, nonce, ephemeral_public).encode()
+        header = Header(format_version(suite), message_type, self.aead, self.keys.node_id, recipient.key_id,
+                        pack_id, pack_version, timestamp_ms, counter, nonce, ephemeral_public).encode()
         key = _derive(ephemeral.exchange(recipient.agreement), ephemeral_public, recipient_public)
         ciphertext = _AEAD_CLASSES[self.aead](key).encrypt(nonce, payload, header)
-        body = header + _LENGTH.pack(len(ciphertext)) + ciphertext
+        body = header + LENGTH.pack(len(ciphertext)) + ciphertext
         return body + self.keys.signing.sign(body)
 
 
@@ -304,12 +245,14 @@ class ReplayGuard:
 
 
 class Opener:
-    """Opens envelopes addressed to one node from a fixed set of known senders."""
+    """Opens envelopes addressed to one node from a fixed set of known senders, in either suite
+    (``appliance.security.suites`` says which one is expected between two nodes)."""
 
     def __init__(self, keys: NodeKeys, senders: list[PeerKeys], window_s: float = DEFAULT_REPLAY_WINDOW_S,
                  guard: ReplayGuard | None = None) -> None:
         self.keys = keys
         self.key_id = key_id(keys.agreement.public_key())
+        self.sm_key_id = None if keys.sm2 is None else keys.sm2.public().key_id
         self.recipient_public = keys.agreement.public_key().public_bytes_raw()
         self.senders = {peer.node_id: peer for peer in senders}
         self.window_ms = int(window_s * MS_PER_S)
@@ -323,17 +266,45 @@ class Opener:
             self.rejections[exc.reason] += 1
             raise
 
+    def _authenticate(self, header: Header, peer: PeerKeys, data: bytes, signature: bytes) -> None:
+        """The sender's signature in the envelope's suite, and the recipient key it names."""
+        signed = bytes(data[:-SIGNATURE_BYTES])
+        if header.suite is Suite.SM:
+            if peer.sm2 is None or self.keys.sm2 is None:
+                raise EnvelopeRejected(RejectReason.UNSUPPORTED_SUITE, f"{header.sender}: no SM2 keys "
+                                       f"{'in the directory' if peer.sm2 is None else 'on this node'}")
+            if not peer.sm2.signing.verify(signature, signed):
+                raise EnvelopeRejected(RejectReason.BAD_SIGNATURE, header.sender)
+            expected_recipient = self.sm_key_id
+        else:
+            try:
+                peer.signing.verify(signature, signed)
+            except InvalidSignature:
+                raise EnvelopeRejected(RejectReason.BAD_SIGNATURE, header.sender) from None
+            if peer.suite is Suite.SM and peer.sm2 is not None and self.keys.sm2 is not None:
+                raise EnvelopeRejected(RejectReason.DOWNGRADE, f"{header.sender} declared the SM suite")
+            expected_recipient = self.key_id
+        if header.recipient_key_id != expected_recipient:
+            raise EnvelopeRejected(RejectReason.WRONG_RECIPIENT, header.recipient_key_id.hex())
+
+    def _decrypt(self, header: Header, ciphertext: bytes, aad: bytes) -> bytes:
+        try:
+            if header.suite is Suite.SM:
+                assert self.keys.sm2 is not None  # _authenticate checked it
+                key = self.keys.sm2.agreement.decrypt(header.ephemeral)
+                return sm.sm4_gcm_decrypt(key, header.nonce, ciphertext, aad)
+            shared = self.keys.agreement.exchange(X25519PublicKey.from_public_bytes(header.ephemeral))
+            key = _derive(shared, header.ephemeral, self.recipient_public)
+            return _AEAD_CLASSES[header.aead](key).decrypt(header.nonce, ciphertext, aad)
+        except (InvalidTag, ValueError):
+            raise EnvelopeRejected(RejectReason.DECRYPT_FAILED, header.sender) from None
+
     def _open(self, data: bytes, expect: MessageType | None, now: float | None) -> Opened:
-        header, header_length, ciphertext, signature = _parse(data)
+        header, header_length, ciphertext, signature = parse(data)
         peer = self.senders.get(header.sender)
         if peer is None:
             raise EnvelopeRejected(RejectReason.UNKNOWN_SENDER, header.sender)
-        try:
-            peer.signing.verify(signature, bytes(data[:-SIGNATURE_BYTES]))
-        except InvalidSignature:
-            raise EnvelopeRejected(RejectReason.BAD_SIGNATURE, header.sender) from None
-        if header.recipient_key_id != self.key_id:
-            raise EnvelopeRejected(RejectReason.WRONG_RECIPIENT, header.recipient_key_id.hex())
+        self._authenticate(header, peer, data, signature)
         now_ms = int((time.time() if now is None else now) * MS_PER_S)
         if abs(now_ms - header.timestamp_ms) > self.window_ms:
             raise EnvelopeRejected(RejectReason.STALE_TIMESTAMP, f"{(now_ms - header.timestamp_ms) / MS_PER_S:.0f} s")
@@ -341,11 +312,6 @@ class Opener:
             raise EnvelopeRejected(RejectReason.UNEXPECTED_TYPE, header.type.name)
         self.guard.check_time(header.sender, header.timestamp_ms)
         self.guard.check(header.sender, header.counter)
-        try:
-            shared = self.keys.agreement.exchange(X25519PublicKey.from_public_bytes(header.ephemeral))
-            key = _derive(shared, header.ephemeral, self.recipient_public)
-            payload = _AEAD_CLASSES[header.aead](key).decrypt(header.nonce, ciphertext, bytes(data[:header_length]))
-        except (InvalidTag, ValueError):
-            raise EnvelopeRejected(RejectReason.DECRYPT_FAILED, header.sender) from None
+        payload = self._decrypt(header, ciphertext, bytes(data[:header_length]))
         self.guard.record(header.sender, header.counter)
         return Opened(header, payload)

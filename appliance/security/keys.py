@@ -41,6 +41,11 @@ NODE_SIGNING = "node-signing"  # Ed25519 seed: audit checkpoints, receipts, enve
 NODE_AGREEMENT = "node-agreement"  # X25519 private key: envelopes sealed to this node
 ALL_KEYS = (BIOMETRIC_DB, IDENTITY_DB, KEYVAULT_DB, AUDIT_DB, CACHE_DB, OUTBOX_DB, SYNC_DB,
             TEMPLATE_WRAP, NODE_SIGNING, NODE_AGREEMENT)
+# The SM suite's (``[security] crypto_suite = "sm"``; ``appliance.security.sm``): a node gets
+# them beside its default keys when it selects the suite, never otherwise.
+NODE_SM2_SIGNING = "node-sm2-signing"  # SM2 private key: envelopes sealed with the SM suite
+NODE_SM2_AGREEMENT = "node-sm2-agreement"  # SM2 private key: message keys SM2-encrypted to this node
+SM2_KEYS = (NODE_SM2_SIGNING, NODE_SM2_AGREEMENT)
 
 
 @dataclass(frozen=True)

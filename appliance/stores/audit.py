@@ -8,7 +8,8 @@ key (cut the tail, delete the last checkpoint, recompute every hash), so after e
 writes the node signs the log's *head* - where it starts and ends - into a file beside the
 database (``stores.audit_head``); verify fails unless the database is what the head signs.
 Pruning leaves a signed prune record. Appends are group-committed off the callers' threads
-(``stores.audit_writer``). Entries never carry biometric data or scores.
+(``stores.audit_writer``). Entries never carry biometric data or scores. A door's own decision
+also keeps when the door decided and the event as the door signed it (``stores.audit_devices``).
 
 It is a store like the others (``CipherStore``, its own key): it lives beside them so that
 ``appliance.security`` (keys, roles, masking, signing) never imports ``appliance.stores``.
@@ -30,10 +31,10 @@ from appliance.security import signing
 from appliance.security.keys import AUDIT_DB, NODE_SIGNING, KeyProvider, SecretKey
 from appliance.security.masking import mask_text
 from appliance.security.roles import Permission, Principal, Role, require, require_any
-from appliance.stores import audit_head
+from appliance.stores import audit_head, audit_schema
 from appliance.stores.audit_chain import (
-    CHECKPOINT_DOMAIN, FIELDS, PRUNE_DOMAIN, AuditEntry, AuditVerdict, checkpoint_body, entry_fields, entry_hash,
-    signed_rows, stamped, walk_chain,
+    CHECKPOINT_DOMAIN, DEVICE_FIELDS, FIELDS, PRUNE_DOMAIN, AuditEntry, AuditVerdict, checkpoint_body, entry_fields,
+    entry_hash, signed_rows, stamped, walk_chain,
 )
 from appliance.stores.audit_head import AuditHead, Evidence, Span
 from appliance.stores.audit_writer import GROUP_LINGER_S, GROUP_MAX_ENTRIES, GroupCommit
@@ -47,7 +48,7 @@ DEFAULT_CHECKPOINT_EVERY = 100
 DEFAULT_HEAD_MAX_AGE_S = SecurityConfig().audit_head_max_age_s
 HEAD_REFRESHES_PER_MAX_AGE = 3  # an idle writer re-signs its head this many times within the allowed age
 MAX_DETAIL_CHARS = 200
-_INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SIGNED_ROWS = {table: f"SELECT seq, hash, time, node, signature FROM {table}"
                 for table in ("checkpoints", "prunes", "tail")}
 _SIGN_INTO = {"checkpoints": "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
@@ -59,42 +60,7 @@ Prune = Callable[[Span, str], tuple[tuple[int, str], list[dict]]]
 
 class AuditLog(CipherStore):
     KEY_NAME = AUDIT_DB
-    MIGRATIONS = (
-        """
-        CREATE TABLE entries (
-            seq INTEGER PRIMARY KEY, time REAL NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
-            action TEXT NOT NULL, object TEXT NOT NULL, result TEXT NOT NULL, device TEXT NOT NULL,
-            detail TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
-        CREATE TABLE checkpoints (
-            seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL, node TEXT NOT NULL,
-            public_key TEXT NOT NULL, signature TEXT NOT NULL);
-        CREATE TABLE prune_gate (id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL);
-        INSERT INTO prune_gate VALUES (1, 0);
-        CREATE TRIGGER entries_append_only BEFORE UPDATE ON entries
-            BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-        CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
-            WHEN (SELECT open FROM prune_gate WHERE id = 1) = 0
-            BEGIN SELECT RAISE(ABORT, 'audit entries are removed only by retention pruning'); END;
-        CREATE TRIGGER checkpoints_append_only BEFORE UPDATE ON checkpoints
-            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-        CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
-            WHEN (SELECT open FROM prune_gate WHERE id = 1) = 0
-            BEGIN SELECT RAISE(ABORT, 'checkpoints are removed only by retention pruning'); END;
-        """,
-        """
-        CREATE TABLE prunes (
-            seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL, node TEXT NOT NULL,
-            signature TEXT NOT NULL);
-        CREATE TRIGGER prunes_append_only BEFORE UPDATE ON prunes
-            BEGIN SELECT RAISE(ABORT, 'prune records are append-only'); END;
-        CREATE TRIGGER prunes_no_delete BEFORE DELETE ON prunes
-            WHEN (SELECT open FROM prune_gate WHERE id = 1) = 0
-            BEGIN SELECT RAISE(ABORT, 'prune records are removed only by retention pruning'); END;
-        CREATE TABLE tail (
-            id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL, time REAL NOT NULL,
-            node TEXT NOT NULL, signature TEXT NOT NULL);
-        """,
-    )
+    MIGRATIONS = audit_schema.MIGRATIONS
 
     def __init__(self, path: Path, key: SecretKey, signing_key: SecretKey, node_id: str,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, *, head_max_age_s: float = DEFAULT_HEAD_MAX_AGE_S,
@@ -145,6 +111,12 @@ class AuditLog(CipherStore):
         fields = entry_fields(principal, action, obj, result, detail)
         return self._writer.submit(lambda: stamped(fields), wait)
 
+    def append_records(self, records: list[dict]) -> list[AuditEntry]:
+        """Entries made and checked by the caller (``audit_devices.decision_record``: a door's
+        decision with its original time and signed evidence), queued together and returned
+        once committed; the writer groups them into as few transactions as its batch allows."""
+        return self._writer.submit_many([lambda r=r: stamped(r) for r in records])
+
     def flush(self) -> None:
         """Every entry appended so far is committed when this returns."""
         self._writer.flush()
@@ -186,9 +158,11 @@ class AuditLog(CipherStore):
         seq, prev, entries = span.seq, span.hash, []
         for record in records:
             seq += 1
-            fields = {"seq": seq, **{f: record[f] for f in FIELDS[1:]}}
+            fields = {"seq": seq, **{f: record[f] for f in FIELDS[1:]}, **{f: record[f] for f in DEVICE_FIELDS
+                                                                              if record.get(f)}}
             digest = entry_hash(fields, prev)
-            self.execute(_INSERT, [fields[f] for f in FIELDS] + [prev, digest])
+            self.execute(_INSERT, [fields[f] for f in FIELDS] + [prev, digest, fields.get("origin_at", 0.0),
+                                                                 fields.get("evidence", "")])
             if seq % self.checkpoint_every == 0:
                 self._checkpoint(seq, digest)
             entries.append(AuditEntry(**fields, prev=prev, hash=digest))
@@ -283,13 +257,19 @@ class AuditLog(CipherStore):
         return self._commit([record], force=True)[-1]  # after a stale-head note, if any
 
     # -- reading ------------------------------------------------------------------------
+    def oldest_time(self) -> float | None:
+        """When the oldest entry still held was written (None for an empty log): the age
+        the retention status shows, without reading the whole log."""
+        row = self.execute("SELECT time FROM entries ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def entries(self, since: float | None = None) -> list[AuditEntry]:
         """Everything appended so far, ``wait=False`` included (queued entries are written first)."""
         self._writer.flush()
         return self._rows(since)
 
     def _rows(self, since: float | None = None) -> list[AuditEntry]:
-        sql = f"SELECT {', '.join(FIELDS)}, prev, hash FROM entries"
+        sql = f"SELECT {', '.join(FIELDS)}, prev, hash, {', '.join(DEVICE_FIELDS)} FROM entries"
         with self._lock:
             rows = self.execute(sql + " WHERE time >= ? ORDER BY seq", (since,)) if since is not None \
                 else self.execute(sql + " ORDER BY seq")
@@ -298,7 +278,8 @@ class AuditLog(CipherStore):
     def export(self, principal: Principal, since: float | None = None) -> list[dict]:
         """Entries for auditors, masked; the export is itself logged."""
         require(principal, Permission.READ_AUDIT)
-        out = [{k: (mask_text(v) if isinstance(v, str) else v) for k, v in e.as_dict().items()} | {"hash": e.hash}
+        out = [{k: (mask_text(v) if isinstance(v, str) and k != "evidence" else v)  # a device's signed event
+                for k, v in e.as_dict().items()} | {"hash": e.hash}
                for e in self.entries(since)]
         self.append(principal, "audit.export", "audit-log", "ok", f"{len(out)} entries")
         return out

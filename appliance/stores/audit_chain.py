@@ -22,6 +22,9 @@ from appliance.stores.audit_head import GENESIS
 CHECKPOINT_DOMAIN = b"appliance/audit-checkpoint/v1|"
 PRUNE_DOMAIN = b"appliance/audit-prune/v1|"  # same body as a checkpoint: "pruned up to seq, whose hash was"
 FIELDS = ("seq", "time", "actor", "role", "action", "object", "result", "device", "detail")
+# a door decision's own time and the device's signed event (``stores.audit_devices``): in the
+# hash only when set, so every entry written without them keeps its hash (no migration of hashes)
+DEVICE_FIELDS = ("origin_at", "evidence")
 # words and number shapes that would mean a score or biometric data is being logged
 FORBIDDEN = re.compile(r"score|similarit|distance|embedding|vector|threshold|image|\d\.\d{3,}", re.IGNORECASE)
 
@@ -39,9 +42,12 @@ class AuditEntry:
     detail: str
     prev: str
     hash: str
+    origin_at: float = 0.0  # when the device decided (0: not a device's decision)
+    evidence: str = ""  # the device's signed event, canonical JSON ("" : none)
 
     def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in FIELDS}
+        return {**{f: getattr(self, f) for f in FIELDS}, **{f: getattr(self, f) for f in DEVICE_FIELDS
+                                                             if getattr(self, f)}}
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,8 @@ class AuditVerdict:
 
 
 def entry_hash(fields: dict, prev: str) -> str:
-    canonical = json.dumps({**{f: fields[f] for f in FIELDS}, "prev": prev}, sort_keys=True,
+    device = {f: fields[f] for f in DEVICE_FIELDS if fields.get(f)}
+    canonical = json.dumps({**{f: fields[f] for f in FIELDS}, **device, "prev": prev}, sort_keys=True,
                            ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -98,6 +98,26 @@ class GroupCommit(Generic[Record, Result]):
             raise ticket.error
         return ticket.result
 
+    def submit_many(self, makes: list[Callable[[], Record]]) -> list[Result]:
+        """Queue every ``make()`` together (in order, nothing queued between them) and return
+        their committed results; raises the first error of any batch that held one of them."""
+        with self._cond:
+            while self.max_queued - len(self._queue) < min(len(makes), self.max_queued) and not self._closed:
+                self.stats["backpressure_waits"] += 1
+                self._cond.wait()
+            if self._closed:
+                raise WriterClosed(f"{self.name}: closed")
+            tickets: list[_Ticket[Record, Result]] = [_Ticket(make(), True) for make in makes]
+            self._queue.extend(tickets)
+            self._waiting += len(tickets)
+            self._cond.notify_all()
+        for ticket in tickets:
+            ticket.done.wait()
+        for ticket in tickets:
+            if ticket.error is not None:
+                raise ticket.error
+        return [ticket.result for ticket in tickets]  # type: ignore[misc]
+
     def flush(self) -> None:
         """Return when everything queued before this call is written (or failed)."""
         with self._cond:

@@ -136,6 +136,28 @@ def signed_receipts(receipts_dir: Path, public_key: Ed25519PublicKey) -> Iterato
             yield receipt
 
 
+def receipt_time(receipt: DeletionReceipt) -> float:
+    """When the deletion a receipt proves happened, Unix seconds."""
+    return dt.datetime.fromisoformat(receipt.deleted_at).timestamp()
+
+
+def prune_receipts(receipts_dir: Path, public_key: Ed25519PublicKey, before: float) -> int:
+    """Remove the signed receipts of deletions before ``before`` (retention; the caller keeps
+    them at least as long as the audit log that names them). Files that are not receipts
+    signed by this node are left alone: they are not this node's to remove."""
+    removed = 0
+    for receipt in list(signed_receipts(receipts_dir, public_key)):
+        if receipt_time(receipt) < before:
+            (Path(receipts_dir) / f"{receipt.receipt_id}.json").unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def oldest_receipt_time(receipts_dir: Path, public_key: Ed25519PublicKey) -> float | None:
+    """When the oldest deletion with a kept receipt happened (None: no receipts)."""
+    return min((receipt_time(r) for r in signed_receipts(receipts_dir, public_key)), default=None)
+
+
 def erase_subject(principal: Principal, subject_id: str, reason: str, identity: IdentityRegistry | None,
                   biometric: BiometricStore, vault: KeyVault, signer: Ed25519PrivateKey, node: str,
                   receipts_dir: Path) -> DeletionReceipt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from appliance.security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
 from appliance.security.masking import mask_record, mask_text, reveal
 from appliance.security.roles import Permission, Principal, require, require_any
 from appliance.stores.biometric import BiometricStore
-from appliance.stores.deletion import DeletionReceipt, check_erasable, erase_subject
+from appliance.stores.deletion import DeletionReceipt, check_erasable, erase_subject, prune_receipts
 from appliance.stores.device import Outbox
 from appliance.stores.identity import IdentityRegistry
 from appliance.stores.keyvault import KeyVault
@@ -49,12 +50,28 @@ def key_provider(security: SecurityConfig, root: Path | None = None) -> KeyProvi
     return FileKeyProvider(Path(security.key_dir) if security.key_dir else (root or paths.data_dir()) / KEYS_DIR)
 
 
+class DoorLog(Protocol):
+    """The matcher's door log (``appliance.matcher.sync_store.SyncStore``) as retention sees it."""
+
+    def prune_events(self, before: float) -> int: ...
+
+    def oldest_event_at(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class RetentionReport:
     templates_expired: int
     audit_entries_pruned: int
-    events_pruned: int
+    events_pruned: int  # a door's outbox
     receipts: tuple[DeletionReceipt, ...]
+    door_events_pruned: int = 0  # the matcher's door log
+    receipts_pruned: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """What this run removed, by kind (the audit entry, the status, the command's output)."""
+        return {"templates_expired": self.templates_expired, "audit_entries_pruned": self.audit_entries_pruned,
+                "outbox_events_pruned": self.events_pruned, "door_events_pruned": self.door_events_pruned,
+                "receipts_pruned": self.receipts_pruned}
 
 
 class ProtectedData:
@@ -62,7 +79,8 @@ class ProtectedData:
         security = security or SecurityConfig()
         self.root = Path(root)
         self.security = security
-        self.node = NodeKeys.from_provider(security.node_id, keys)
+        self.keys = keys  # the stores beside these (the matcher's sync store) open with the same provider
+        self.node = NodeKeys.from_provider(security.node_id, keys, security.crypto_suite)
         self.identity = IdentityRegistry.open(self.root / IDENTITY_FILE, keys)
         self.biometric = BiometricStore.open(self.root / BIOMETRIC_FILE, keys)
         self.vault = KeyVault.open_with(self.root / KEYVAULT_FILE, keys)
@@ -186,21 +204,29 @@ class ProtectedData:
         return receipt
 
     # -- retention ----------------------------------------------------------------------
-    def run_retention(self, principal: Principal, now: float | None = None,
-                      outbox: Outbox | None = None) -> RetentionReport:
-        """Expire templates past their maximum age (crypto-shredded, tombstoned), prune the
-        audit log past its retention (keeping it verifiable from a signed checkpoint) and, when
-        given, outbox events past theirs."""
+    def run_retention(self, principal: Principal, now: float | None = None, outbox: Outbox | None = None,
+                      door_log: DoorLog | None = None) -> RetentionReport:
+        """Apply every retention limit of ``[security]`` and record in the audit log what went:
+        templates past their maximum age (crypto-shredded, tombstoned), audit entries past the
+        log's retention (kept verifiable from a signed checkpoint), signed deletion receipts
+        past theirs and, when given, a door's outbox events and the matcher's door log."""
         require(principal, Permission.RUN_RETENTION)
         now = time.time() if now is None else now
-        cutoff = now - self.security.template_retention_days * SECONDS_PER_DAY
+        days = self.security
+        # receipts first: the receipts this run issues are never older than their limit
+        receipts_pruned = prune_receipts(self.root / RECEIPTS_DIR, self.node.signing.public_key(),
+                                         now - days.receipt_retention_days * SECONDS_PER_DAY)
+        cutoff = now - days.template_retention_days * SECONDS_PER_DAY
         expired = sorted({row.subject_id for row in self.biometric.rows() if row.updated < cutoff})
         receipts = tuple(self._erase(principal, s, "retention", keep_identity=True) for s in expired)
-        pruned = self.audit.prune(principal, self.security.audit_retention_days, now)
-        events = 0 if outbox is None else outbox.prune(now - self.security.event_retention_days * SECONDS_PER_DAY)
+        pruned = self.audit.prune(principal, days.audit_retention_days, now)
+        event_cutoff = now - days.event_retention_days * SECONDS_PER_DAY
+        events = 0 if outbox is None else outbox.prune(event_cutoff)
+        door_events = 0 if door_log is None else door_log.prune_events(event_cutoff)
+        report = RetentionReport(len(expired), pruned, events, receipts, door_events, receipts_pruned)
         self.audit.append(principal, "retention.run", "stores", "ok",
-                          f"{len(expired)} templates expired, {pruned} audit entries, {events} events pruned")
-        return RetentionReport(len(expired), pruned, events, receipts)
+                          ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in report.counts().items()))
+        return report
 
     # -- maintenance --------------------------------------------------------------------
     def check(self, principal: Principal) -> dict[str, list[str]]:

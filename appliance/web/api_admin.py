@@ -9,7 +9,6 @@ verify``.
 """
 from __future__ import annotations
 
-import subprocess
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,14 +16,13 @@ from fastapi.responses import Response
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops import provisioning
+from appliance.ops.broker_unit import BrokerRestart
 from appliance.security.roles import Permission, Principal
 from appliance.web import fleet, models
 from appliance.web.auth import allowed, services_of
 from appliance.web.exports import csv_response
 
 router = APIRouter(prefix="/api", tags=["devices", "audit"])
-BROKER_UNIT = "appliance-broker.service"
-RESTART_TIMEOUT_S = 30.0
 AUDIT_COLUMNS = ("seq", "time", "actor", "role", "action", "object", "result", "device", "detail", "hash")
 MAX_AUDIT_PAGE = 1000
 ManagesDevices = Annotated[Principal, Depends(allowed(Permission.MANAGE_DEVICES))]
@@ -41,26 +39,6 @@ def list_devices(request: Request, principal: ManagesDevices
     return [models.Device(name=d.name, group=d.group, modes=list(d.modes), revoked=d.revoked,
                           acked_revision=d.acked_revision, lag=d.lag, last_seen=d.last_seen, online=d.online)
             for d in found]
-
-
-class BrokerRestart:
-    """Asks systemd to restart the broker; remembers why it could not."""
-
-    def __init__(self) -> None:
-        self.detail = "broker restarted; live sessions of the device are cut"
-        self.done = False
-
-    def __call__(self) -> None:
-        try:
-            result = subprocess.run(["systemctl", "restart", BROKER_UNIT], capture_output=True, text=True,
-                                    timeout=RESTART_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self.detail = f"restart {BROKER_UNIT} now to cut a live session ({exc})"
-            return
-        self.done = result.returncode == 0
-        if not self.done:
-            why = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no reason given"]
-            self.detail = f"restart {BROKER_UNIT} now to cut a live session (systemctl: {why[0]})"
 
 
 @router.post("/devices/{name}/revoke", response_model=models.Revocation,

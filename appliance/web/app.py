@@ -23,7 +23,7 @@ from appliance import __version__
 from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.security.roles import Permission, require
-from appliance.web import api_accounts, api_admin, api_capture, api_events, api_people, console
+from appliance.web import api_accounts, api_admin, api_capture, api_events, api_people, api_subject, console
 from appliance.web.auth import authenticated
 from appliance.web.http_errors import appliance_error_handler
 from appliance.web.limits import ClientRateLimit, RateLimiter
@@ -57,6 +57,7 @@ def create_app(config: Config, data_root: Path, services: Services | None = None
     app.add_exception_handler(ApplianceError, appliance_error_handler)
     for router in (api_people.router, api_events.router, api_admin.router, api_accounts.router, api_capture.router):
         app.include_router(router)
+    app.include_router(api_subject.router)  # a person's access request (GET /api/people/{id}/export)
     app.add_api_route("/metrics", _metrics_endpoint(console_config.metrics_loopback), methods=["GET"],
                       response_class=Response, include_in_schema=True, tags=["monitoring"],
                       summary="Prometheus metrics (loopback, or a token with events:read)")

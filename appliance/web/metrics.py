@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appliance.ops.filing import LEVEL_RANK, filing_status
 from appliance.web import fleet
 from appliance.web.services import Services
 
@@ -41,7 +42,7 @@ class SiteCollector(Collector):
         services = self.services
         with services.stores():
             counts = services.sync.outcome_counts()
-            subjects = len({row.subject_id for row in services.data.biometric.rows()})
+            filing = filing_status(services.data)  # unique people with a template
             revision = services.data.biometric.revision
             devices = fleet.devices(services)
         decisions = CounterMetricFamily("appliance_door_events", "Door events and alarms recorded, by kind and outcome",
@@ -49,7 +50,9 @@ class SiteCollector(Collector):
         for (kind_type, kind, outcome), count in sorted(counts.items()):
             decisions.add_metric([kind_type, kind, outcome or "none"], count)
         yield decisions
-        yield GaugeMetricFamily("appliance_gallery_subjects", "Subjects with an enrolled template", value=subjects)
+        yield GaugeMetricFamily("appliance_gallery_subjects", "Subjects with an enrolled template", value=filing.count)
+        yield GaugeMetricFamily("appliance_filing_level", "Filing counter: 0 below 80,000 people, 1 prepare the "
+                                "filing, 2 at 100,000: file with the provincial CAC", value=LEVEL_RANK[filing.level])
         yield GaugeMetricFamily("appliance_store_revision", "Current revision of the biometric store", value=revision)
         active = [d for d in devices if not d.revoked]
         yield GaugeMetricFamily("appliance_devices", "Provisioned, not revoked door devices", value=len(active))

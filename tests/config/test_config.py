@@ -80,7 +80,7 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
     ("[ops]\nbroker_port = 70000\n", "ops.broker_port: must be between 1 and 65535"),
     ("[ops]\nsession_idle_s = 0\n", "ops.session_idle_s: must be positive, got 0"),
     ("[ops]\nbackup_keep = 0\n", "ops.backup_keep: must be at least 1"),
-    ("[security]\naudit_retention_days = 30\n", "security.audit_retention_days: must be at least 184, got 30"),
+    ("[security]\naudit_retention_days = 30\n", "security.audit_retention_days: must be at least 1096, got 30"),
     ("[security]\nreplay_window_s = -1.0\n", "security.replay_window_s: must be positive"),
     ("[offline]\nsync_wait_ms = -1\n", "offline.sync_wait_ms: must not be negative, got -1"),
     ("[offline]\noutbox_window = 0\n", "offline.outbox_window: must be at least 1"),
@@ -167,7 +167,7 @@ def test_bounds_and_allowed_values_are_in_the_schema():
     assert {"type": "integer", "minimum": 0, "maximum": 40} in [
         {k: v for k, v in option.items() if k in ("type", "minimum", "maximum")} for option in relay["anyOf"]]
     assert defs["LivenessConfig"]["properties"]["level"]["enum"] == ["off", "passive", "passive+motion", "active"]
-    assert defs["SecurityConfig"]["properties"]["audit_retention_days"]["minimum"] == 184
+    assert defs["SecurityConfig"]["properties"]["audit_retention_days"]["minimum"] == 1096
 
 
 def test_code_builds_sections_freely_and_validate_checks_them():

@@ -274,3 +274,25 @@ def test_the_runner_draws_from_its_random_source(seed):
     a.observe(None, 0.0)
     b.observe(None, 0.0)
     assert a.current.steps == b.current.steps
+
+
+def test_a_pass_event_names_the_pseudonym_let_in_and_who_decided():
+    """For a person's access request the door log must say whom a pass was about (the
+    pseudonym, never a name) and for the audit chain who decided it."""
+    subject = "s-0123456789abcdef0123456789abcdef"
+    accepted = messages.Decision("0" * 32, True, messages.Reason.MATCH, "S**** T**", 0.0, subject)
+    refused = messages.Decision("0" * 32, False, messages.Reason.NO_MATCH)
+    d = door(FakeDecider(accepted, refused), liveness=Gate())
+    list(d.daemon.run(frames("face*3", "face*3")))
+    first, second = [m.details for k, m in d.sent if k == "event"]
+    assert (first["subject"], first["decided_by"]) == (subject, "matcher")
+    assert "subject" not in second and second["decided_by"] == "matcher"
+    cache = FakeDecider(accepted)
+    cache.last_source = "local"  # the cache decider says where its answer came from
+    d = door(cache, liveness=Gate())
+    list(d.daemon.run(frames("face*3")))
+    assert [m.details["decided_by"] for k, m in d.sent if k == "event"] == ["cache"]
+    d = door(liveness=Gate(live=False, attack=True))
+    list(d.daemon.run(frames("face*3")))
+    (refusal,) = [m.details for k, m in d.sent if k == "event"]
+    assert refusal["decided_by"] == "door" and "subject" not in refusal

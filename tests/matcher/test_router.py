@@ -104,7 +104,7 @@ def test_a_request_is_decided_and_answered_on_the_devices_decision_topic(setup):
     asked = request("door-a", ana)
     handler.handle(node.sealed_by("door-a", asked, MessageType.PROBE, node.pack))
     (answer,) = decisions(node, "door-a")
-    assert answer == messages.Decision(asked.request_id, True, messages.Reason.MATCH, "A** L***", 0.0)
+    assert answer == messages.Decision(asked.request_id, True, messages.Reason.MATCH, "A** L***", 0.0, "s-ana")
     (published,) = node.broker.sent
     assert published.options == {"correlation": b"corr", "wait": False}
     assert stats["accepted"] == 1

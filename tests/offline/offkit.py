@@ -95,9 +95,23 @@ def pack_model() -> ModelPack:
     return registry().get(PACK[0]) if hasattr(registry(), "get") else None
 
 
-def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapshot_after: int = 5000) -> Matcher:
+CENTRAL_REASON = "test site: the matcher answers every door; decided by the offline kit"
+
+
+def justify_central(data, store) -> None:
+    """Record the site's central-matching justification once (the kits' sites match
+    centrally, as before the decision was required; ``central=False`` leaves it out)."""
+    from appliance.matcher.site_policy import central_allowed, justify
+
+    if not central_allowed(store):
+        justify(data, store, ADMIN, CENTRAL_REASON)
+
+
+def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapshot_after: int = 5000,
+                  central: bool = True) -> Matcher:
     """A full replica in this process, with its own store connections (as a matcher process
-    has: one SQLite connection is not shared by threads); ``stop`` closes them too."""
+    has: one SQLite connection is not shared by threads); ``stop`` closes them too.
+    ``central``: record the site's justification for central matching first."""
     from appliance.security.masking import mask_name
     from appliance.stores.protected import ProtectedData
 
@@ -113,6 +127,8 @@ def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapsho
         claims[person.card_no] = subject
         names[subject] = mask_name(person.name)
     store = open_sync_store(data, FileKeyProvider(site.central / KEYS_DIR))
+    if central:
+        justify_central(data, store)
     matcher = compose(name, site.mqtt(name), data.node, site.directory, LoadedGallery(gallery, claims, names),
                       threshold, data=data, sync_store=store, snapshot_after=snapshot_after, poll_s=0.1)
     matcher.start()
@@ -127,6 +143,11 @@ def start_matcher(site, threshold: float = 0.4, name: str = "matcher-1", snapsho
 
 
 def matcher_process(site, config_path: Path | None = None, name: str = "matcher-1") -> subprocess.Popen:
+    store = open_sync_store(site.data, FileKeyProvider(site.central / KEYS_DIR))
+    try:
+        justify_central(site.data, store)
+    finally:
+        store.close()
     command = [sys.executable, "-m", "appliance"]
     if config_path:
         command += ["--config", str(config_path)]

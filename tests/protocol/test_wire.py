@@ -83,8 +83,11 @@ def test_constructors_stay_positional_and_unchecked():
     # (decode does), and dataclasses.replace keeps working
     unchecked = messages.Decision(RID, True, "no_match")
     assert dataclasses.replace(unchecked, accepted=False).accepted is False
-    assert [f.name for f in dataclasses.fields(messages.Event)] == ["event_id", "device_id", "kind", "at", "details"]
-    assert [f.name for f in dataclasses.fields(messages.Alarm)] == ["alarm_id", "device_id", "kind", "at", "details"]
+    # the device's own signature came last, optional (security.device_reports)
+    assert [f.name for f in dataclasses.fields(messages.Event)] == ["event_id", "device_id", "kind", "at", "details",
+                                                                    "signature"]
+    assert [f.name for f in dataclasses.fields(messages.Alarm)] == ["alarm_id", "device_id", "kind", "at", "details",
+                                                                    "signature"]
 
 
 def test_events_and_alarms_share_one_ref():

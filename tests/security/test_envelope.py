@@ -40,8 +40,8 @@ def rejected(open_call) -> RejectReason:
 
 
 @PROPERTY
-@given(payload=st.binary(max_size=4096), pack=st.text(max_size=20), aead=st.sampled_from(Aead),
-       kind=st.sampled_from(MessageType))
+@given(payload=st.binary(max_size=4096), pack=st.text(max_size=20),
+       aead=st.sampled_from((Aead.AES_256_GCM, Aead.CHACHA20_POLY1305)), kind=st.sampled_from(MessageType))
 def test_round_trip(payload, pack, aead, kind):
     sealed = Sealer(DEVICE, aead).seal(MATCHER.public(), kind, payload, pack, "2", now=NOW)
     opened = opener().open(sealed, now=NOW)

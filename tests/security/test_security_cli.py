@@ -52,8 +52,8 @@ SWAP = ("time", "actor", "role", "action", "object", "result", "device", "detail
     (["UPDATE entries SET result = 'fail' WHERE seq = 3"], 3),  # modified
     (["DELETE FROM entries WHERE seq = 5"], 5),  # deleted
     ([f"UPDATE entries SET seq = seq + 1 WHERE seq = {s}" for s in range(ENTRIES + ACCOUNT_ENTRIES, 5, -1)]
-     + ["INSERT INTO entries SELECT 6, time, actor, role, action, 's-x', result, device, detail, prev, hash "
-        "FROM entries WHERE seq = 5"], 6),  # inserted
+     + ["INSERT INTO entries SELECT 6, time, actor, role, action, 's-x', result, device, detail, prev, hash, "
+        "origin_at, evidence FROM entries WHERE seq = 5"], 6),  # inserted
     (["CREATE TEMP TABLE a AS SELECT * FROM entries WHERE seq = 2",
       f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM entries WHERE seq = 3) WHERE seq = 2",
       f"UPDATE entries SET ({', '.join(SWAP)}) = (SELECT {', '.join(SWAP)} FROM temp.a) WHERE seq = 3"],

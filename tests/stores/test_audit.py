@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.config import MIN_AUDIT_RETENTION_DAYS
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Role
 from appliance.stores.audit import SECONDS_PER_DAY, AuditLog, entry_hash
-from auditkit import tamper
+from auditkit import INSERT_ENTRY, tamper
 
 ENTRIES = 12
 CHECKPOINT_EVERY = 5
@@ -41,9 +42,9 @@ def test_deleted_entry_is_named(log, principals):
 def test_inserted_entry_is_named(log, principals):
     row = log.execute("SELECT * FROM entries WHERE seq = 3").fetchone()
     shifted = [("UPDATE entries SET seq = seq + 1 WHERE seq = ?", (s,)) for s in range(ENTRIES, 3, -1)]
-    forged = list(row)
+    forged = list(row[:11])  # the columns every entry has
     forged[0], forged[6] = 4, "pass"  # a made-up entry slipped in after entry 3
-    tamper(log, *shifted, ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tuple(forged)))
+    tamper(log, *shifted, (INSERT_ENTRY, tuple(forged)))
     verdict = log.verify(principals[Role.AUDITOR])
     assert (verdict.ok, verdict.first_bad) == (False, 4)
 
@@ -54,7 +55,7 @@ def test_inserted_entry_with_a_recomputed_hash_is_still_caught(log, principals):
               "result": "pass", "device": "local", "detail": ""}
     shifted = [("UPDATE entries SET seq = seq + 1 WHERE seq = ?", (s,)) for s in range(ENTRIES, 3, -1)]
     values = tuple(fields.values()) + (prev, entry_hash(fields, prev))
-    tamper(log, *shifted, ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+    tamper(log, *shifted, (INSERT_ENTRY, values))
     verdict = log.verify(principals[Role.AUDITOR])
     assert (verdict.ok, verdict.first_bad) == (False, 5)  # the entry after the forgery no longer chains
 
@@ -64,8 +65,8 @@ def test_reordered_entries_are_named(log, principals):
     b = log.execute("SELECT * FROM entries WHERE seq = 10").fetchone()
     columns = ("time = ?, actor = ?, role = ?, action = ?, object = ?, result = ?, device = ?, detail = ?, "
                "prev = ?, hash = ?")
-    tamper(log, (f"UPDATE entries SET {columns} WHERE seq = 9", tuple(b[1:])),
-           (f"UPDATE entries SET {columns} WHERE seq = 10", tuple(a[1:])))
+    tamper(log, (f"UPDATE entries SET {columns} WHERE seq = 9", tuple(b[1:11])),
+           (f"UPDATE entries SET {columns} WHERE seq = 10", tuple(a[1:11])))
     verdict = log.verify(principals[Role.AUDITOR])
     assert (verdict.ok, verdict.first_bad) == (False, 9)
 
@@ -85,7 +86,7 @@ def test_rewritten_chain_fails_against_the_signed_checkpoint(log, principals):
         if fields["seq"] == 2:
             fields["result"] = "tampered"
         digest = entry_hash(fields, prev)
-        statements.append(("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        statements.append((INSERT_ENTRY,
                            tuple(fields.values()) + (prev, digest)))
         prev = digest
     tamper(log, *statements)
@@ -111,8 +112,10 @@ def test_pruning_keeps_the_rest_verifiable_and_respects_the_minimum(log, princip
     admin = principals[Role.SYSTEM_ADMIN]
     with pytest.raises(ApplianceError):
         log.prune(admin, retention_days=30)
-    now = log.entries()[-1].time + 200 * SECONDS_PER_DAY
-    removed = log.prune(admin, retention_days=184, now=now)
+    now = log.entries()[-1].time + (MIN_AUDIT_RETENTION_DAYS + 16) * SECONDS_PER_DAY
+    with pytest.raises(ApplianceError):  # six months was the old minimum: three years now (PIPL art. 56)
+        log.prune(admin, retention_days=184, now=now)
+    removed = log.prune(admin, retention_days=MIN_AUDIT_RETENTION_DAYS, now=now)
     assert removed == 10  # up to the last signed checkpoint, not beyond it
     assert log.entries()[0].seq == 11
     assert log.verify(principals[Role.AUDITOR]).ok
@@ -126,7 +129,7 @@ def test_only_the_auditor_exports_and_nobody_erases(log, principals):
     for role in Role:  # no role may prune below the legal minimum; only retention prunes at all
         if role is not Role.SYSTEM_ADMIN:
             with pytest.raises(ApplianceError):
-                log.prune(principals[role], retention_days=184)
+                log.prune(principals[role], retention_days=MIN_AUDIT_RETENTION_DAYS)
 
 
 # -- finding 1: what the database key alone must not be able to do ------------------------
@@ -148,7 +151,7 @@ def rewrite_chain(audit: AuditLog, change: dict[int, dict]) -> None:
     for row in rows:
         fields = dict(zip(FIELD_NAMES, row[:len(FIELD_NAMES)])) | change.get(row[0], {})
         digest = entry_hash(fields, prev)
-        statements.append(("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        statements.append((INSERT_ENTRY,
                            tuple(fields.values()) + (prev, digest)))
         prev = digest
     tamper(audit, *statements)

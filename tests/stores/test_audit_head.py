@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli.main import main
-from appliance.config import load_config
+from appliance.config import MIN_AUDIT_RETENTION_DAYS, load_config
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.keys import NODE_SIGNING
 from appliance.security.roles import Principal, Role
@@ -26,7 +26,7 @@ from appliance.stores.audit import SECONDS_PER_DAY, AuditLog, entry_hash
 from appliance.stores.audit_head import AuditHead
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import AUDIT_FILE, ProtectedData, key_provider
-from auditkit import tamper
+from auditkit import INSERT_ENTRY, tamper
 from authkit import make_token
 
 ENTRIES = 8
@@ -57,7 +57,7 @@ def test_entries_appended_without_the_signing_key_are_caught(log, principals):
     last = log.entries()[-1]
     fields = {"seq": last.seq + 1, "time": last.time, "actor": "acct-x", "role": "operator", "action": "login",
               "object": "admin", "result": "ok", "device": "local", "detail": ""}
-    tamper(log, ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tamper(log, (INSERT_ENTRY,
                  tuple(fields.values()) + (last.hash, entry_hash(fields, last.hash))))
     verdict = log.verify(principals[Role.AUDITOR])
     assert (verdict.ok, verdict.first_bad) == (False, ENTRIES + 1) and "not covered" in verdict.reason
@@ -98,7 +98,8 @@ def test_a_rollback_to_an_older_signed_head_is_stale_and_is_not_extended(log, pr
 
 def test_pruning_moves_the_signed_start_and_nothing_else_does(log, principals):
     admin, auditor = principals[Role.SYSTEM_ADMIN], principals[Role.AUDITOR]
-    removed = log.prune(admin, retention_days=184, now=log.entries()[-1].time + 200 * SECONDS_PER_DAY)
+    removed = log.prune(admin, retention_days=MIN_AUDIT_RETENTION_DAYS,
+                        now=log.entries()[-1].time + (MIN_AUDIT_RETENTION_DAYS + 16) * SECONDS_PER_DAY)
     assert removed == CHECKPOINT_EVERY and head_of(log).log.base_seq == CHECKPOINT_EVERY
     assert log.entries()[-1].action == "audit.prune" and log.verify(auditor).ok
     tamper(log, ("DELETE FROM entries WHERE seq = ?", (CHECKPOINT_EVERY + 1,)))
@@ -158,7 +159,7 @@ def test_a_log_from_before_signed_heads_fails_verify_until_reanchored(tmp_path, 
         fields = {"seq": seq, "time": time.time(), "actor": "acct-op", "role": "operator", "action": "verify",
                   "object": f"s-{seq}", "result": "pass", "device": "local", "detail": ""}
         digest = entry_hash(fields, prev)
-        old.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*fields.values(), prev, digest))
+        old.execute(INSERT_ENTRY, (*fields.values(), prev, digest))
         prev = digest
     old.close()
     audit = AuditLog.open_with(tmp_path / "audit.db", keys, "node-1")

@@ -233,3 +233,17 @@ def test_a_tombstone_replayed_by_a_restore_still_finds_the_first_receipt(data, p
     with pytest.raises(SubjectAlreadyDeleted) as info:
         data.delete_subject(principals[Role.SECURITY_ADMIN], subject)
     assert info.value.receipt_id == first.receipt_id and receipt_files(tmp_path) == [f"{first.receipt_id}.json"]
+
+
+def test_receipt_retention_removes_only_this_nodes_signed_receipts_past_their_limit(data, principals, tmp_path):
+    from appliance.stores.deletion import oldest_receipt_time, prune_receipts, receipt_time
+
+    receipt = data.delete_subject(principals[Role.SECURITY_ADMIN], enroll(data, principals))
+    folder = tmp_path / "node" / RECEIPTS_DIR
+    (folder / "notes.json").write_text('{"not": "a receipt"}')
+    key = data.node.signing.public_key()
+    assert oldest_receipt_time(folder, key) == receipt_time(receipt)
+    assert prune_receipts(folder, key, receipt_time(receipt)) == 0  # not before its own time
+    assert prune_receipts(folder, key, receipt_time(receipt) + 1) == 1
+    assert not (folder / f"{receipt.receipt_id}.json").exists() and (folder / "notes.json").exists()
+    assert oldest_receipt_time(folder, key) is None

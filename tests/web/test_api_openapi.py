@@ -6,11 +6,11 @@ import pytest
 from fastapi.routing import APIRoute
 
 from apikit import api_config, running
-from appliance.web import api_accounts, api_admin, api_events, api_people
+from appliance.web import api_accounts, api_admin, api_events, api_people, api_subject
 from appliance.security.keys import ensure_keys
 from appliance.stores.protected import key_provider
 
-API_ROUTERS = (api_people.router, api_events.router, api_admin.router, api_accounts.router)
+API_ROUTERS = (api_people.router, api_subject.router, api_events.router, api_admin.router, api_accounts.router)
 METHODS = {"get", "post", "put", "delete", "patch"}
 
 
@@ -43,7 +43,8 @@ def test_the_document_is_openapi_3_and_lists_every_route(client):
     routes = {(route.path, method.lower()) for router in API_ROUTERS for route in router.routes
               if isinstance(route, APIRoute) for method in route.methods}
     assert routes and routes <= listed, routes - listed
-    for path in ("/api/people", "/api/people/{subject_id}", "/api/people/{subject_id}/groups", "/api/identify",
+    for path in ("/api/people", "/api/people/{subject_id}", "/api/people/{subject_id}/groups",
+                 "/api/people/{subject_id}/export", "/api/identify",
                  "/api/verify", "/api/devices", "/api/devices/{name}/revoke", "/api/events", "/api/events.csv",
                  "/api/events/stream", "/api/audit", "/api/audit/verify", "/api/accounts", "/api/tokens",
                  "/api/tokens/{token_id}", "/api/session", "/metrics"):

@@ -1,0 +1,190 @@
+"""The envelope's bytes: message types, ciphers, the header, and parsing that never crashes.
+
+Split from ``envelope`` (sealing and opening) so that each module stays small. Two header
+versions: version 1 is the default suite's format since the first release, without a suite
+field (its bytes are unchanged, so doors not yet updated keep working); version 2 adds a
+suite byte after the prefix (``suites.Suite``), and the key block after the nonce is the
+suite's: a 32-byte X25519 public key, or an SM2-encrypted SM4 key. The byte layout is in
+docs/security.md.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import Enum
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.security import sm
+from appliance.security.suites import Suite
+
+MAGIC = b"FAEV"
+FORMAT_VERSION = 1  # the default suite, no suite field
+SUITE_FORMAT_VERSION = 2  # a suite byte follows the prefix
+KEY_ID_BYTES = 8
+NONCE_BYTES = 12
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64  # Ed25519, and SM2 as r || s
+MAX_LABEL_BYTES = 64  # sender id, pack id, pack version
+# the key block after the nonce: what the recipient needs to recover the message key
+KEY_BLOCK_BYTES = {Suite.DEFAULT: PUBLIC_KEY_BYTES, Suite.SM: sm.WRAPPED_KEY_BYTES}
+# magic, version, type, aead, sender length
+_PREFIX = struct.Struct(">4sBBBB")
+# timestamp (ms), counter
+_TIME_COUNTER = struct.Struct(">QQ")
+LENGTH = struct.Struct(">I")
+_MIN_LENGTH = (_PREFIX.size + 1 + KEY_ID_BYTES + 2 + _TIME_COUNTER.size + NONCE_BYTES + PUBLIC_KEY_BYTES
+               + LENGTH.size + SIGNATURE_BYTES)
+
+
+class MessageType(Enum):
+    TEMPLATE = 1  # an enrolled template going to a device cache
+    PROBE = 2  # a probe template from a device to the matcher
+    DECISION = 3  # the matcher's pass/fail answer
+    TOMBSTONE = 4  # a deletion to propagate
+    EVENT = 5  # an access event from a device
+    ALARM = 6  # a security alarm from a device (presentation attack, tamper)
+    TELEMETRY = 7  # device health figures (never biometric data)
+    SYNC = 8  # matcher -> device: enrollment deltas, snapshot pages, outbox acknowledgements
+    SYNC_ACK = 9  # device -> matcher: sync requests, applied revisions, cache digests
+    CAPTURE_REQUEST = 10  # console -> device: capture an enrollment burst
+    CAPTURE_RESULT = 11  # device -> console: the burst's fused template and rejections (never an image)
+
+
+class Aead(Enum):
+    AES_256_GCM = 1
+    CHACHA20_POLY1305 = 2  # for devices without AES instructions (e.g. Raspberry Pi 4)
+    SM4_GCM = 3  # the SM suite's (RFC 8998)
+
+
+SUITE_AEADS = {Suite.DEFAULT: (Aead.AES_256_GCM, Aead.CHACHA20_POLY1305), Suite.SM: (Aead.SM4_GCM,)}
+
+
+class RejectReason(Enum):
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported version"
+    UNKNOWN_SENDER = "unknown sender"
+    BAD_SIGNATURE = "bad signature"
+    WRONG_RECIPIENT = "wrong recipient"
+    STALE_TIMESTAMP = "timestamp outside the window"
+    REPLAYED_COUNTER = "counter already seen"
+    DECRYPT_FAILED = "decryption failed"
+    UNEXPECTED_TYPE = "unexpected message type"
+    # the SM suite from or to a node without SM2 keys (in the directory, or here)
+    UNSUPPORTED_SUITE = "suite not available between these nodes"
+    # a default envelope from a node that declared the SM suite, to a node that has SM2 keys
+    DOWNGRADE = "suite downgrade"
+    # checked by ``appliance.protocol.inbound.open_on_topic`` for what arrives on a device topic
+    TOPIC = "not a device topic"
+    SENDER_TOPIC_MISMATCH = "sender is not the topic owner"
+
+
+class EnvelopeRejected(ApplianceError):
+    """An envelope that must not be used; ``reason`` says why (for counters and the log)."""
+
+    def __init__(self, reason: RejectReason, detail: str = "") -> None:
+        super().__init__(ErrorCode.ENVELOPE_REJECTED, f"{reason.value}{': ' + detail if detail else ''}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Header:
+    version: int
+    type: MessageType
+    aead: Aead
+    sender: str
+    recipient_key_id: bytes
+    pack_id: str
+    pack_version: str
+    timestamp_ms: int
+    counter: int
+    nonce: bytes
+    ephemeral: bytes  # the key block: X25519 public key (default) or SM2-encrypted SM4 key (sm)
+    suite: Suite = Suite.DEFAULT
+
+    def encode(self) -> bytes:
+        sender, pack_id, pack_version = (s.encode("utf-8") for s in (self.sender, self.pack_id, self.pack_version))
+        for label in (sender, pack_id, pack_version):
+            if len(label) > MAX_LABEL_BYTES:
+                raise ValueError(f"label longer than {MAX_LABEL_BYTES} bytes")
+        suite_field = bytes([self.suite.value]) if self.version >= SUITE_FORMAT_VERSION else b""
+        return b"".join((
+            _PREFIX.pack(MAGIC, self.version, self.type.value, self.aead.value, len(sender)), suite_field, sender,
+            self.recipient_key_id,
+            bytes([len(pack_id)]), pack_id, bytes([len(pack_version)]), pack_version,
+            _TIME_COUNTER.pack(self.timestamp_ms, self.counter), self.nonce, self.ephemeral,
+        ))
+
+
+def format_version(suite: Suite) -> int:
+    """The default suite keeps the version-1 bytes; any other suite needs the suite field."""
+    return FORMAT_VERSION if suite is Suite.DEFAULT else SUITE_FORMAT_VERSION
+
+
+class _Reader:
+    """Bounds-checked reads: running past the end is TRUNCATED, never IndexError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise EnvelopeRejected(RejectReason.TRUNCATED, f"needs {self.pos + n} bytes, has {len(self.data)}")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def label(self) -> str:
+        raw = self.take(self.take(1)[0])
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EnvelopeRejected(RejectReason.MALFORMED, "label is not UTF-8") from None
+
+
+def _suite(reader: _Reader, version: int) -> Suite:
+    if version == FORMAT_VERSION:
+        return Suite.DEFAULT
+    if version != SUITE_FORMAT_VERSION:
+        raise EnvelopeRejected(RejectReason.UNSUPPORTED_VERSION, str(version))
+    try:
+        return Suite(reader.take(1)[0])
+    except ValueError:
+        raise EnvelopeRejected(RejectReason.MALFORMED, "unknown crypto suite") from None
+
+
+def parse(data: bytes) -> tuple[Header, int, bytes, bytes]:
+    """(header, header length, ciphertext, signature) or EnvelopeRejected."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise EnvelopeRejected(RejectReason.MALFORMED, "not bytes")
+    data = bytes(data)
+    if len(data) < _MIN_LENGTH:
+        raise EnvelopeRejected(RejectReason.TRUNCATED, f"{len(data)} bytes")
+    reader = _Reader(data)
+    magic, version, type_value, aead_value, sender_len = _PREFIX.unpack(reader.take(_PREFIX.size))
+    if magic != MAGIC:
+        raise EnvelopeRejected(RejectReason.MALFORMED, "not an appliance envelope")
+    suite = _suite(reader, version)
+    try:
+        message_type, aead = MessageType(type_value), Aead(aead_value)
+    except ValueError:
+        raise EnvelopeRejected(RejectReason.MALFORMED, "unknown message type or cipher") from None
+    if aead not in SUITE_AEADS[suite]:
+        raise EnvelopeRejected(RejectReason.MALFORMED, f"cipher {aead.name} is not of the {suite.label} suite")
+    try:
+        sender = reader.take(sender_len).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvelopeRejected(RejectReason.MALFORMED, "sender is not UTF-8") from None
+    recipient = reader.take(KEY_ID_BYTES)
+    pack_id, pack_version = reader.label(), reader.label()
+    timestamp_ms, counter = _TIME_COUNTER.unpack(reader.take(_TIME_COUNTER.size))
+    nonce, ephemeral = reader.take(NONCE_BYTES), reader.take(KEY_BLOCK_BYTES[suite])
+    header_length = reader.pos
+    (length,) = LENGTH.unpack(reader.take(LENGTH.size))
+    ciphertext = reader.take(length)
+    signature = reader.take(SIGNATURE_BYTES)
+    if reader.pos != len(data):
+        raise EnvelopeRejected(RejectReason.MALFORMED, f"{len(data) - reader.pos} trailing bytes")
+    header = Header(version, message_type, aead, sender, recipient, pack_id, pack_version,
+                    timestamp_ms, counter, nonce, ephemeral, suite)
+    return header, header_length, ciphertext, signature
