@@ -144,14 +144,18 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def _change_device(args: argparse.Namespace, pki) -> int:
     """Rotate or revoke a device's keys as an authenticated account with MANAGE_DEVICES, on
     the record (as the console's revoke button is): a revocation is what an incident
-    response relies on, so who did it and whether the broker cut the session must be kept."""
+    response relies on, so who did it, whether the door confirmed the wipe of its cache and
+    whether the broker cut the session must be kept."""
     from appliance.cli.auth import acting_principal
+    from appliance.matcher import wipe_sender
     from appliance.ops import provisioning
     from appliance.ops.broker_unit import BrokerRestart
+    from appliance.ops.bundle import DIRECTORY_FILE
     from appliance.security.roles import Permission, require
     from appliance.stores.protected import ProtectedData
 
-    with ProtectedData.from_config(config_from(args)) as data:
+    config = config_from(args)
+    with ProtectedData.from_config(config) as data:
         principal = acting_principal(args, data)
         try:
             require(principal, Permission.MANAGE_DEVICES)
@@ -164,9 +168,11 @@ def _change_device(args: argparse.Namespace, pki) -> int:
             print(f"{args.name}: new key and certificate in {pki.cert(args.name).parent}; no restart needed")
             return 0
         restart = BrokerRestart()
-        provisioning.revoke_device(pki, args.name, restart)
+        wipe = wipe_sender.for_host(pki, pki.folder.parent / DIRECTORY_FILE, data.node, config, principal.actor)
+        provisioning.revoke_device(pki, args.name, restart, wipe)
         data.audit.append(principal, "device.revoke", args.name, "ok",
-                          "broker restarted" if restart.done else "broker restart pending")
+                          f"{wipe.detail}; {'broker restarted' if restart.done else 'broker restart pending'}")
+    print(f"{args.name}: {wipe.detail}")
     if not restart.done:
         raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"{args.name} revoked, but {restart.detail}")
     print(f"{args.name} revoked; broker restarted so live sessions are cut")

@@ -87,14 +87,14 @@ class EdgeApp:
                 liveness, signer, liveness.calibration_id, burst_frames, capture_challenge)
             capture = EnrollCapture(device.name, pipeline, display, device.enroll_capture, keys, site.directory,
                                     door.link.endpoint.publish, door.link.sealer, config.security.replay_window_s,
-                                    liveness=capture_liveness, emit=door.emit)
+                                    liveness=capture_liveness, emit=door.wipe.guard_emit(door.emit))
             capture.start()
             undo.callback(capture.stop)
             door.link.on_capture = capture.on_message
             settings = EdgeSettings(device.name, burst_frames=burst_frames, cool_down_s=device.cool_down_s)
             daemon = EdgeDaemon(
                 settings, pipeline, door.decider, liveness=liveness, actuator=actuator,
-                display=display, emit=door.emit, heartbeat=_heartbeat(watchdog, pipeline, door),
+                display=display, emit=door.wipe.guard_emit(door.emit), heartbeat=_heartbeat(watchdog, pipeline, door),
                 signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge,
                 capture=capture)
             source = open_source(device.source, fps=device.fps, loop=device.loop)
@@ -111,6 +111,7 @@ class EdgeApp:
         status = self.door.decider.status
         say(f"{name}: ready (liveness {self.config.liveness.level}, mode {self.config.offline.mode}, "
             f"matcher {'reachable' if status.matcher_reachable else 'unreachable'}, cache {status.cache})")
+        self.door.wipe.on_wiped.append(stop.set)  # a remote wipe ends the pass loop (edge.wipe)
         try:
             for record in self.daemon.run_iter(self.source.frames(), stop, max_passes):
                 say(pass_line(name, record))
@@ -118,6 +119,8 @@ class EdgeApp:
             notify.stopping()
             self.close()
             self.watchdog.stopped()
+        if self.door.wipe.done.is_set():
+            say(f"{name}: wiped by a remote order: cache and keys destroyed; re-provision this door to use it")
         say(f"{name}: stopped after {len(self.daemon.passes)} passes")
         return 0
 
@@ -134,6 +137,10 @@ def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineD
     """Called by the daemon once per frame: pings the watchdog and writes the status record."""
 
     def beat() -> None:
+        if door.wipe.done.is_set():  # the stores are being destroyed: report what the door is
+            watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label, broker=door.link.online,
+                               **door.decider.status.as_dict())
+            return
         watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label, broker=door.link.online,
                            cache_revision=door.cache.revision, cache_synced_at=door.cache.confirmed_at,
                            outbox=door.outbox.depth(), **door.decider.status.as_dict())

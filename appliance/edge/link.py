@@ -47,10 +47,13 @@ class MatcherLink:
         self.on_sync: Callable[[Incoming], None] | None = None  # offline operation (edge.sync_client)
         self.capture_topic = topics.device_topic(device_id, topics.ENROLL_CAPTURE)
         self.on_capture: Callable[[Incoming], None] | None = None  # enrollment capture (edge.enroll_capture)
+        self.wipe_topic = topics.device_topic(device_id, topics.WIPE)
+        self.on_wipe: Callable[[Incoming], None] | None = None  # remote wipe on revocation (edge.wipe)
         self._heard_at = self._silent_at = 0.0  # monotonic: last matcher answer / last one missed
         self._heard_on = -1  # the connection the last answer came on
         self.endpoint = MqttEndpoint(mqtt, on_message=self._on_message,
-                                     subscriptions=(self.decision_topic, self.sync_topic, self.capture_topic))
+                                     subscriptions=(self.decision_topic, self.sync_topic, self.capture_topic,
+                                                    self.wipe_topic))
 
     def connect(self, wait: bool = True) -> None:
         self.endpoint.connect(wait=wait)
@@ -120,6 +123,10 @@ class MatcherLink:
         if incoming.topic == self.capture_topic:
             if self.on_capture is not None:
                 self.on_capture(incoming)
+            return
+        if incoming.topic == self.wipe_topic:
+            if self.on_wipe is not None:
+                self.on_wipe(incoming)
             return
         try:
             inbound = open_on_topic(self.opener, incoming.topic, incoming.payload, expect=MessageType.DECISION)

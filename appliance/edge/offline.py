@@ -12,6 +12,7 @@ from appliance.edge.cache_decider import CacheDecider
 from appliance.edge.link import MatcherLink
 from appliance.edge.outbox_pump import OutboxPump
 from appliance.edge.sync_client import SyncClient
+from appliance.edge.wipe import DoorWipe, WipeGate, refuse_if_wiped
 from appliance.errors import ApplianceError
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType
@@ -28,7 +29,8 @@ class OfflineDoor:
     outbox: Outbox
     sync: SyncClient
     pump: OutboxPump
-    decider: CacheDecider
+    decider: WipeGate  # the CacheDecider, behind the remote wipe's gate
+    wipe: DoorWipe
 
     def emit(self, kind: str, message: messages.Message) -> None:
         """The daemon's ``emit``: events and alarms through the outbox, telemetry best effort."""
@@ -53,6 +55,7 @@ def open_door(site, device: str, offline: OfflineConfig, threshold: float, repla
               connect: bool = True) -> OfflineDoor:
     folder = device_folder(site, device)
     provider = FileKeyProvider(folder)
+    refuse_if_wiped(folder, ((folder / CACHE_FILE, provider, CACHE_DB), (folder / OUTBOX_FILE, provider, OUTBOX_DB)))
     ensure_keys(provider, (CACHE_DB, OUTBOX_DB))
     keys = site.device_keys(device)
     mqtt = site.mqtt(device, will_topic=topics.device_topic(device, topics.AVAILABILITY))
@@ -62,8 +65,14 @@ def open_door(site, device: str, offline: OfflineConfig, threshold: float, repla
     pump = OutboxPump(link, outbox, offline.outbox_max_events, offline.outbox_window, offline.outbox_resend_s)
     sync = SyncClient(link, cache, keys, site.directory, offline.digest_every_s, on_outbox_ack=pump.on_ack,
                       replay_window_s=replay_window_s)
-    decider = CacheDecider(link, sync, cache, offline, threshold, pump)
-    door = OfflineDoor(link, cache, outbox, sync, pump, decider)
+
+    def halt() -> None:  # a remote wipe stops every worker that uses the stores first
+        sync.stop()
+        pump.stop()
+
+    wipe = DoorWipe(link, keys, site.directory, folder, provider, (cache, outbox), halt, replay_window_s)
+    decider = WipeGate(CacheDecider(link, sync, cache, offline, threshold, pump), wipe)
+    door = OfflineDoor(link, cache, outbox, sync, pump, decider, wipe)
     sync.start()
     pump.start()
     if connect:

@@ -1,8 +1,10 @@
 """Enrolling and revoking devices on top of the project PKI (``broker.pki``).
 
 Enrolling issues the device's key pair and certificate (CN = its MQTT identity) and records
-its group and the matching modes it may ask for. Revoking, in this order: the wipe command
-goes out while the device can still receive it, the certificate is revoked (CRL), the
+its group and the matching modes it may ask for. Revoking, in this order: the wipe order
+goes out while the device can still receive it (``send_wipe``, ``matcher.wipe_sender``: the
+door crypto-shreds its cache and confirms, or the caller records "wipe not confirmed" and the
+revocation goes on), the certificate is revoked (CRL), the
 identity is marked revoked (the matcher stops syncing it) and the broker is *restarted*:
 Mosquitto 2.0 re-reads the CRL on SIGHUP for new handshakes but keeps an established TLS
 session open, so only a restart cuts a revoked device that is connected right now. The
@@ -23,6 +25,7 @@ matching, ``is_allowed`` (the device's policy allows that matching mode).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -31,6 +34,8 @@ from appliance.broker.pki import Identity, ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 from appliance.protocol import topics
+
+log = logging.getLogger(__name__)
 
 POLICY_FILE = "device-policy.json"
 MATCHING_MODES = ("verify", "identify")
@@ -85,14 +90,18 @@ def rotate(pki: ProjectPKI, name: str) -> Identity:
 
 def revoke_device(pki: ProjectPKI, name: str, restart_broker: Callable[[], None],
                   send_wipe: Callable[[str], None] | None = None) -> Identity:
-    """Wipe (best effort), revoke, then restart the broker so the revocation cuts live sessions."""
-    if name not in pki.identities():
+    """Wipe a device (bounded wait, best effort), revoke, then restart the broker so the
+    revocation cuts live sessions. ``send_wipe`` is called for a device only (a matcher or
+    console holds no cache) and keeps its own outcome for the audit entry (``WipeSender``);
+    whatever it raises, the revocation goes on: an incident must never wait on a stolen door."""
+    identities = pki.identities()
+    if name not in identities:
         raise ApplianceError(ErrorCode.PKI_ERROR, f"unknown identity {name!r}")
-    if send_wipe is not None:
+    if send_wipe is not None and identities[name].role == "device" and not identities[name].revoked:
         try:
             send_wipe(name)
-        except ApplianceError:
-            pass  # an offline device cannot be told; it can no longer sync either
+        except (ApplianceError, OSError) as exc:  # offline or silent: it can no longer sync either
+            log.warning("%s: revoked without a confirmed wipe: %s", name, exc)
     pki.revoke(name)
     restart_broker()
     return pki.identities()[name]

@@ -14,9 +14,14 @@ ENROLLMENT_EVENTS = f"{PREFIX}/enrollment/events"
 # device's ``enroll-capture`` topic and the device answers on its own ``enroll-result``. Only
 # consoles take part: no matcher may ask a door to capture, nor read what it captured.
 ENROLL_CAPTURE, ENROLL_RESULT = "enroll-capture", "enroll-result"
+# Remote wipe of a door being revoked: a matcher identity sends ``wipe`` to that one door,
+# which crypto-shreds its cache and confirms on its own ``wipe-done`` (``edge.wipe``,
+# ``matcher.wipe_sender``). The confirmation is read by the revoking command's own
+# connection, not by the matchers' shared group, so it is not one of DEVICE_PUBLISHES.
+WIPE, WIPE_DONE = "wipe", "wipe-done"
 # every topic kind whose one writer is the device the topic belongs to (the receiver refuses
 # an envelope signed by anyone else there: ``protocol.inbound``)
-DEVICE_WRITES = (*DEVICE_PUBLISHES, ENROLL_RESULT)
+DEVICE_WRITES = (*DEVICE_PUBLISHES, ENROLL_RESULT, WIPE_DONE)
 
 
 def device_topic(device_id: str, kind: str) -> str:
@@ -56,12 +61,16 @@ RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
         *((SUBSCRIBE, device_topic(SELF, kind)) for kind in DEVICE_SUBSCRIBES),
         (PUBLISH, device_topic(SELF, ENROLL_RESULT)),
         (SUBSCRIBE, device_topic(SELF, ENROLL_CAPTURE)),
+        (SUBSCRIBE, device_topic(SELF, WIPE)),
+        (PUBLISH, device_topic(SELF, WIPE_DONE)),
     ),
     "matcher": (
         *((SUBSCRIBE, shared(all_devices(kind))) for kind in DEVICE_PUBLISHES),
         (PUBLISH, all_devices(DECISION)),
         (PUBLISH, all_devices(SYNC)),
         (PUBLISH, ENROLLMENT_EVENTS),
+        (PUBLISH, all_devices(WIPE)),  # only a matcher identity may order a door wiped
+        (SUBSCRIBE, all_devices(WIPE_DONE)),  # not shared: the revoking command waits for it
     ),
     # auditors see every payload on the wire and publish nothing
     "auditor": ((SUBSCRIBE, f"{PREFIX}/#"),),

@@ -48,6 +48,8 @@ class MessageType(Enum):
     SYNC_ACK = 9  # device -> matcher: sync requests, applied revisions, cache digests
     CAPTURE_REQUEST = 10  # console -> device: capture an enrollment burst
     CAPTURE_RESULT = 11  # device -> console: the burst's fused template and rejections (never an image)
+    WIPE = 12  # matcher -> device being revoked: crypto-shred the cache now
+    WIPE_DONE = 13  # device -> matcher: the cache's key and files are gone
 
 
 class Aead(Enum):

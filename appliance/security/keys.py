@@ -95,6 +95,9 @@ class KeyProvider(Protocol):
 
     def commit(self, name: str) -> None: ...
 
+    def destroy(self, name: str) -> None:
+        """Destroy a key and its staged replacement for good (crypto-shredding); idempotent."""
+
 
 def _parse(name: str, text: str) -> SecretKey:
     try:
@@ -169,6 +172,24 @@ class FileKeyProvider:
         os.replace(self._path(name, STAGED_SUFFIX), self._path(name))
         _fsync_dir(self.directory)
 
+    def destroy(self, name: str) -> None:
+        """Overwrite the key file (and a staged one) with random bytes, sync, unlink: the
+        bytes are gone from the file system's view even where the medium keeps old blocks
+        (flash wear levelling), and what such a block holds is only ever this key."""
+        for path in (self._path(name), self._path(name, STAGED_SUFFIX)):
+            try:
+                fd = os.open(path, os.O_WRONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.write(fd, secrets.token_bytes(max(os.fstat(fd).st_size, KEY_BYTES * 2 + 1)))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            path.unlink()
+        if self.directory.exists():
+            _fsync_dir(self.directory)
+
 
 class EnvKeyProvider:
     """Keys from ``APPLIANCE_KEY_<NAME>`` variables (hex). For tests and CI only: the
@@ -204,6 +225,10 @@ class EnvKeyProvider:
 
     def commit(self, name: str) -> None:
         self.environ[self.variable(name)] = self.environ.pop(self.variable(name, staged=True))
+
+    def destroy(self, name: str) -> None:
+        self.environ.pop(self.variable(name), None)
+        self.environ.pop(self.variable(name, staged=True), None)
 
 
 def ensure_keys(provider: KeyProvider, names: tuple[str, ...] = ALL_KEYS) -> list[str]:

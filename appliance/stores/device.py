@@ -11,14 +11,31 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.datakeys import decode_vector, encode_vector
-from appliance.security.keys import CACHE_DB, OUTBOX_DB
+from appliance.security.keys import CACHE_DB, OUTBOX_DB, KeyProvider
 from appliance.stores.base import CipherStore
 from appliance.vision.templates import Template
+
+# what SQLite keeps beside a store file: the write-ahead log, its index, a rollback journal
+STORE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def shred_store(path: Path, keys: KeyProvider, key_name: str) -> list[str]:
+    """Crypto-shred a closed store: its key first (after that, no copy of the file - a WAL page,
+    a disk image - can be opened), then the file and its companions. Idempotent, so a wipe
+    cut by a power loss is finished by running it again. Returns the names of files deleted."""
+    keys.destroy(key_name)
+    removed = []
+    for candidate in (Path(path), *(Path(f"{path}{suffix}") for suffix in STORE_COMPANIONS)):
+        if candidate.exists():
+            candidate.unlink()
+            removed.append(candidate.name)
+    return removed
 
 
 class DeviceCache(CipherStore):
@@ -52,6 +69,12 @@ class DeviceCache(CipherStore):
         super().__init__(path, key)
         self.lock = threading.RLock()  # the sync worker writes while the door decides
         self.generation = 0  # bumped after every committed change (in-memory galleries reload)
+
+    def destroy(self, keys: KeyProvider) -> list[str]:
+        """Remote wipe (``edge.wipe``): close, then ``shred_store`` the cache and its key."""
+        with self.lock:
+            self.close()
+            return shred_store(self.path, keys, self.KEY_NAME)
 
     @property
     def revision(self) -> int:
@@ -230,6 +253,12 @@ class Outbox(CipherStore):
     def __init__(self, path, key) -> None:
         super().__init__(path, key)
         self.lock = threading.RLock()  # the door enqueues while the pump drains
+
+    def destroy(self, keys: KeyProvider) -> list[str]:
+        """Remote wipe: the pending events name who passed the door; shredded like the cache."""
+        with self.lock:
+            self.close()
+            return shred_store(self.path, keys, self.KEY_NAME)
 
     def put(self, kind: str, ref: str, sealed: bytes, max_events: int) -> int:
         """Queue one sealed message (``ref`` = its message id) in its own durable transaction.

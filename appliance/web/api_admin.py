@@ -1,8 +1,10 @@
 """``/api/devices`` and ``/api/audit``: the door devices and the operation log.
 
 Revoking a device is ``ops.provisioning.revoke_device``, as ``appliance provision revoke``:
-the PKI revokes every certificate the device was issued and the matcher stops hearing it at
-once; the broker must restart to cut a live session, which this service (sandboxed, without
+the door is first ordered to crypto-shred its cache (``matcher.wipe_sender``; the audit entry
+and the answer's ``detail`` say whether it confirmed within the bounded wait), then the PKI
+revokes every certificate the device was issued and the matcher stops hearing it at once;
+the broker must restart to cut a live session, which this service (sandboxed, without
 rights over other units) asks systemd for and reports whether it happened. The audit log is
 exported masked (``AuditLog.export``, itself logged) and verified like ``appliance audit
 verify``.
@@ -15,8 +17,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher import wipe_sender
 from appliance.ops import provisioning
 from appliance.ops.broker_unit import BrokerRestart
+from appliance.ops.bundle import DIRECTORY_FILE
 from appliance.security.roles import Permission, Principal
 from appliance.web import fleet, models
 from appliance.web.auth import allowed, services_of
@@ -49,11 +53,15 @@ def revoke_device(request: Request, principal: ManagesDevices, name: str) -> mod
     if identity is None or identity.role != fleet.DEVICE_ROLE:
         raise ApplianceError(ErrorCode.PKI_ERROR, f"no device {name!r}")
     restart = BrokerRestart()
+    # the wait for the door's confirmation holds no store: other requests go on meanwhile
+    wipe = wipe_sender.for_host(services.pki, services.root / DIRECTORY_FILE, services.data.node,
+                                services.config, principal.actor)
+    provisioning.revoke_device(services.pki, name, restart, wipe)
     with services.stores():
-        provisioning.revoke_device(services.pki, name, restart)
         services.data.audit.append(principal, "device.revoke", name, "ok",
-                                   "broker restarted" if restart.done else "broker restart pending")
-    return models.Revocation(name=name, revoked=True, broker_restarted=restart.done, detail=restart.detail)
+                                   f"{wipe.detail}; {'broker restarted' if restart.done else 'broker restart pending'}")
+    return models.Revocation(name=name, revoked=True, broker_restarted=restart.done,
+                             detail=f"{wipe.detail}; {restart.detail}")
 
 
 @router.get("/audit", response_model=models.AuditPage, summary="The operation log, masked (or CSV)",

@@ -50,7 +50,8 @@ def test_each_active_identity_gets_its_own_rules_and_a_revoked_one_none(pki):
     assert all(client["roles"] == [{"rolename": client["username"]}] for client in document["clients"])
     assert sorted(acls_of(document, "door-a")) == sorted(
         [(SEND, topics.device_topic("door-a", kind)) for kind in topics.DEVICE_WRITES]
-        + [(kind, topics.device_topic("door-a", sub)) for sub in (*topics.DEVICE_SUBSCRIBES, topics.ENROLL_CAPTURE)
+        + [(kind, topics.device_topic("door-a", sub))
+           for sub in (*topics.DEVICE_SUBSCRIBES, topics.ENROLL_CAPTURE, topics.WIPE)
            for kind in (SUBSCRIBE_FILTER, RECEIVE)])
     events = topics.ENROLLMENT_EVENTS
     assert acls_of(document, "erp") == [(SUBSCRIBE_FILTER, events), (RECEIVE, events)]
@@ -108,6 +109,16 @@ def test_a_device_rule_names_only_the_device_and_no_wildcard(pki):
     ("integration", "erp", topics.device_topic("door-b", topics.ENROLL_RESULT), False, False),
     ("auditor", "auditor-1", topics.device_topic("door-b", topics.ENROLL_RESULT), False, True),
     ("intruder", "door-a", topics.device_topic("door-a", topics.REQUEST), False, False),
+    # remote wipe on revocation: only a matcher orders it, only the door itself confirms it
+    ("matcher", "matcher-1", topics.device_topic("door-b", topics.WIPE), True, False),
+    ("matcher", "matcher-1", topics.device_topic("door-b", topics.WIPE_DONE), False, True),
+    ("device", "door-a", topics.device_topic("door-a", topics.WIPE), False, True),
+    ("device", "door-a", topics.device_topic("door-b", topics.WIPE), False, False),
+    ("device", "door-a", topics.device_topic("door-a", topics.WIPE_DONE), True, False),
+    ("device", "door-a", topics.device_topic("door-b", topics.WIPE_DONE), False, False),
+    ("console", "console-1", topics.device_topic("door-b", topics.WIPE), False, False),
+    ("integration", "erp", topics.device_topic("door-b", topics.WIPE), False, False),
+    ("auditor", "auditor-1", topics.device_topic("door-b", topics.WIPE), False, True),
 ])
 def test_rights_for_publishing_and_delivery(role, name, topic, publish, receive):
     assert topics.may_publish(role, name, topic) is publish
