@@ -7,6 +7,11 @@ enrollment profile, 29 (DUPLICATE_ENROLLMENT) when the face is already enrolled;
 text output says which captures were rejected and what to change. ``--folder`` imports many
 people at once (``appliance.cli.enroll_folder``, format in docs/enrollment.md). ``identify``
 exits 0 on a match and 1 on no match, like ``compare``.
+
+An enrolled outcome says where the face works (``usable_at``: central, doors or nowhere); a
+face usable at no door (no justification for central matching on the site and no
+local-matching consent) still exits 0 - the person is enrolled - but prints a ``warning:``
+line on stderr with the reason and what to do (in the JSON: ``warnings``).
 """
 from __future__ import annotations
 
@@ -93,6 +98,10 @@ def print_outcome(outcome: EnrollmentOutcome, as_json: bool) -> None:
         print(outcome.message)
         for rejection in outcome.rejected:
             print(f"  rejected {rejection.image}: {rejection.reason} - {rejection.guidance}")
+        if outcome.usable_at is not None and not outcome.warnings:
+            print(f"  usable: {outcome.usable_at.where} - {outcome.usable_at.message}")
+        for warning in outcome.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     if outcome.status != ENROLLED:
         code = ErrorCode.DUPLICATE_ENROLLMENT if outcome.status == DUPLICATE else ErrorCode.ENROLL_FAILED
         print(f"error: {ApplianceError(code, outcome.message)}", file=sys.stderr)

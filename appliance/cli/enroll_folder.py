@@ -8,8 +8,8 @@ before the first person is enrolled: a wrong header or a folder named twice stop
 with DATASET_INVALID and nothing written. After that each person succeeds or fails on their
 own (a consent problem, an unreadable photo, a failure to enrol, a duplicate) and the import
 goes on; every outcome goes into the CSV report (masked name, status, subject id, captures
-used, rejections, error). Exit status: 0 when everyone was enrolled, 29 when the only
-problems were duplicates, else 28.
+used, rejections, error, where the face works and a warning when nowhere). Exit status: 0
+when everyone was enrolled, 29 when the only problems were duplicates, else 28.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ GROUP_SEPARATOR = ";"
 YES = frozenset({"yes", "y", "true", "1"})
 NO = frozenset({"no", "n", "false", "0", ""})
 ERROR = "error"  # a person the desk refused before judging the photos (consent, unreadable photo, ...)
-REPORT_FIELDS = ("folder", "person", "status", "subject_id", "images_used", "rejections", "error")
+REPORT_FIELDS = ("folder", "person", "status", "subject_id", "images_used", "rejections", "error", "usable_at",
+                 "warning")  # usable_at: central, doors or nowhere (then warning says why and what to do)
 MAX_MANIFEST_ROWS = 100_000
 
 
@@ -111,7 +112,8 @@ def import_folder(args: argparse.Namespace) -> int:
     with open_desk(args) as (desk, principal):
         for row in tqdm(rows, desc="enrolling", unit="person", file=sys.stderr, disable=None):
             result = {"folder": row.folder.name, "person": mask_name(row.fields.get("name", "")), "status": ERROR,
-                      "subject_id": "", "images_used": 0, "rejections": "", "error": ""}
+                      "subject_id": "", "images_used": 0, "rejections": "", "error": "", "usable_at": "",
+                      "warning": ""}
             try:
                 outcome = desk.enroll(principal, row.request(), row.photos())
             except ApplianceError as exc:
@@ -119,7 +121,9 @@ def import_folder(args: argparse.Namespace) -> int:
             else:
                 result.update(status=outcome.status, subject_id=outcome.subject_id, images_used=outcome.images_used,
                               rejections=" | ".join(f"{r.image}: {r.reason} ({r.guidance})" for r in outcome.rejected),
-                              error="" if outcome.status == ENROLLED else outcome.message)
+                              error="" if outcome.status == ENROLLED else outcome.message,
+                              usable_at=outcome.usable_at.where if outcome.usable_at else "",
+                              warning=" | ".join(outcome.warnings))
             results.append(result)
     write_report(report_path, results)
     statuses = [str(r["status"]) for r in results]
@@ -130,6 +134,10 @@ def import_folder(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{n} {s}" for s, n in summary.items())
         print(f"{len(results)} people: {counts}; report {report_path}")
+    unusable = sum(1 for r in results if r["warning"])
+    if unusable:
+        print(f"warning: {unusable} enrolled face(s) open no door; the report's warning column says why and what "
+              "to do", file=sys.stderr)
     if all(s == ENROLLED for s in statuses):
         return 0
     if all(s in (ENROLLED, DUPLICATE) for s in statuses):

@@ -13,7 +13,11 @@ Order, each step audited under the acting principal:
    unless a principal allowed to ``OVERRIDE_DUPLICATE`` gives a reason;
 4. records - only now: the person, the consent (reference and notice version), the
    local-matching consent when asked for, the door groups, and last the template (so a
-   replica that sees the new revision also sees the groups and consents it depends on).
+   replica that sees the new revision also sees the groups and consents it depends on);
+5. where the face works - ``usability``, read back from what was recorded: centrally, from
+   the door caches, or nowhere (a site without a justification for central matching and a
+   person without local-matching consent) with the reason and what to do, as a warning the
+   CLI, the API and the console show. The people listings show the same per person.
 
 Nothing is written before step 4, and a failure inside step 4 removes what it wrote, so a
 failed or duplicate enrollment never leaves a half-registered person. Uploaded images are
@@ -41,8 +45,9 @@ from appliance.matcher.desk_gallery import DeskGallery
 from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE
 from appliance.matcher.enrollment_types import (
     DUPLICATE, ENROLLED, FAILED_TO_ENROL, MATCH, NO_MATCH, EnrollmentOutcome, EnrollmentRequest, IdentifyOutcome,
-    Rejection, outcome_of,
+    Rejection, Usability, outcome_of,
 )
+from appliance.matcher.site_policy import central_allowed
 from appliance.matcher.sync_store import SyncStore
 from appliance.pipeline import FacePipeline
 from appliance.security.consent import (
@@ -163,15 +168,17 @@ class EnrollmentDesk:
             self.data.audit.append(principal, "enrollment.override", subject_id, "denied", "no duplicate found")
             raise ApplianceError(ErrorCode.PERMISSION_DENIED, "no duplicate found: there is nothing to override, "
                                                               "and enrolling a new person is the operator's task")
-        self._record(principal, request, person, consent, result, overridden)
-        return outcome_of(result, ENROLLED, subject_id, overridden=overridden)
-
-    def _record(self, principal: Principal, request: EnrollmentRequest, person: Person, consent: ConsentRecord,
-                result: EnrollmentResult, overridden: bool) -> None:
-        """Step 4; on any failure what was written is removed again and the error raised."""
         writer = principal
         if overridden and not principal.can(Permission.ENROLL):
             writer = Principal(principal.actor, Role.OPERATOR, principal.device, principal.scopes)
+        self._record(principal, writer, request, person, consent, result, overridden)
+        return outcome_of(result, ENROLLED, subject_id, overridden=overridden,
+                          usable_at=self.usability(writer, subject_id))
+
+    def _record(self, principal: Principal, writer: Principal, request: EnrollmentRequest, person: Person,
+                consent: ConsentRecord, result: EnrollmentResult, overridden: bool) -> None:
+        """Step 4 (``writer``: the principal the records are written as); on any failure what
+        was written is removed again and the error raised."""
         subject_id = person.subject_id
         try:
             self.data.register_person(writer, person)
@@ -222,18 +229,38 @@ class EnrollmentDesk:
         score = best.score if debug and best is not None else None
         return IdentifyOutcome(decision, verdict.subject_id, display, score)
 
+    def usability(self, principal: Principal, subject_id: str, central: bool | None = None,
+                  templates: int | None = None) -> Usability:
+        """Where ``subject_id``'s face works now (``Usability.of``), from the site's decision
+        (``central``: already read, for a page of people), the person's consents, door groups
+        and template count (``templates``: already counted)."""
+        if central is None:
+            central = central_allowed(self.sync)
+        local = any(c.active and c.scope == LOCAL_MATCH_SCOPE for c in self.data.identity.consents(principal,
+                                                                                                  subject_id))
+        if templates is None:
+            templates = len(self.data.biometric.rows(subject_id))
+        return Usability.of(central, local, tuple(self.sync.groups(subject_id)), templates > 0)
+
     def people_page(self, principal: Principal, query: str = "", offset: int = 0,
                     limit: int = 50) -> tuple[list[dict], int]:
-        """``ProtectedData.people_page`` with each person's door groups."""
+        """``ProtectedData.people_page`` with each person's door groups and where the face works."""
         rows, total = self.data.people_page(principal, query, offset, limit)
+        central = central_allowed(self.sync)
         for row in rows:
-            row["groups"] = sorted(self.sync.groups(row["subject_id"]))
+            self.with_usability(principal, row, central)
         return rows, total
 
     def person(self, principal: Principal, subject_id: str) -> dict:
-        """One person, masked: templates count, consents and door groups."""
-        record = self.data.person_masked(principal, subject_id)
-        record["groups"] = sorted(self.sync.groups(subject_id))
+        """One person, masked: templates count, consents, door groups and where the face works."""
+        return self.with_usability(principal, self.data.person_masked(principal, subject_id))
+
+    def with_usability(self, principal: Principal, record: dict, central: bool | None = None) -> dict:
+        """``record`` (a person's row, masked or not) with its door groups and ``usable_at``."""
+        subject_id = record["subject_id"]
+        usable = self.usability(principal, subject_id, central, record.get("templates"))
+        record["groups"] = list(usable.groups)
+        record["usable_at"] = usable.as_dict()
         return record
 
 

@@ -15,6 +15,8 @@ from appliance.stores.audit_chain import FORBIDDEN
 
 ENROLLED, FAILED_TO_ENROL, DUPLICATE = "enrolled", "failed_to_enroll", "duplicate"
 MATCH, NO_MATCH = "match", "no_match"
+CENTRAL, DOORS, NOWHERE = "central", "doors", "nowhere"  # where an enrolled face opens doors
+JUSTIFY_COMMAND = "appliance site matching justify"
 MAX_NAME_CHARS = 100
 MAX_REFERENCE_CHARS = 200  # a form number, a scan's file name, a case reference
 MAX_REASON_CHARS = 500
@@ -105,6 +107,73 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class Usability:
+    """Where a person's face works, so nobody is enrolled into a face that opens no door
+    without being told.
+
+    Without the site's recorded justification for central matching every door decides from
+    its own cache (``matcher.site_policy``), and a cache holds only people with an active
+    local-matching consent, in their door groups (``matcher.eligibility``). So the face works
+    ``central`` (the site is justified: the matcher searches everyone), ``doors`` (local
+    consent: the caches of ``groups``, every door when empty) or ``nowhere`` - then
+    ``reason`` says why and ``action`` what would change it.
+    """
+
+    where: str  # CENTRAL, DOORS or NOWHERE
+    central_matching: bool  # the site holds a justification for central matching
+    local_matching: bool  # the person's local-matching consent is on record and active
+    groups: tuple[str, ...] = ()  # the person's door groups (none: every door)
+    message: str = ""
+    reason: str = ""  # why NOWHERE; "" otherwise
+    action: str = ""  # what to do about NOWHERE; "" otherwise
+
+    @classmethod
+    def of(cls, central: bool, local: bool, groups: tuple[str, ...] = (), has_template: bool = True) -> Usability:
+        """The one rule every entry point and listing shows."""
+        groups = tuple(sorted(groups))
+        doors = f"door groups {', '.join(groups)}" if groups else "every door"
+        if not has_template:
+            return cls(NOWHERE, central, local, groups, "the face is usable at no door",
+                       "no face template is on record", "enroll the person's face again")
+        if central:
+            cached = (f"door caches of {doors} also hold it (works while the matcher is unreachable)" if local
+                      else "no door cache holds it (no local-matching consent): doors configured 'local' and doors "
+                           "that cannot reach the matcher will not recognise the face")
+            return cls(CENTRAL, central, local, groups, f"matched centrally (the site's justification is on "
+                                                         f"record); {cached}")
+        if local:
+            return cls(DOORS, central, local, groups, f"matched from the door caches of {doors} "
+                                                       "(local-matching consent; no central matching on this site)")
+        return cls(NOWHERE, central, local, groups, "the face is usable at no door",
+                   "this site has no recorded justification for central matching, so every door decides from its "
+                   "own cache, and the person gave no local-matching consent, so no door cache holds the template",
+                   "record the person's local-matching consent (enroll with --local-matching, the console's "
+                   "local-matching box or local_matching=true), or a security administrator records the site's "
+                   f"justification for central matching ({JUSTIFY_COMMAND})")
+
+    @property
+    def warning(self) -> str:
+        """The line an operator must read, or "" when the face works somewhere."""
+        if self.where != NOWHERE:
+            return ""
+        return f"{self.message}: {self.reason}. What to do: {self.action}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["groups"] = list(self.groups)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Usability | None:
+        """``as_dict`` read back (an answer of the REST API), or None."""
+        if not data:
+            return None
+        return cls(str(data["where"]), bool(data["central_matching"]), bool(data["local_matching"]),
+                   tuple(data.get("groups", ())), str(data.get("message", "")), str(data.get("reason", "")),
+                   str(data.get("action", "")))
+
+
+@dataclass(frozen=True)
 class EnrollmentOutcome:
     status: str  # ENROLLED, FAILED_TO_ENROL or DUPLICATE
     subject_id: str = ""  # the new pseudonym; "" unless enrolled
@@ -113,6 +182,8 @@ class EnrollmentOutcome:
     duplicate_of: str = ""  # "<masked name> (<subject id>)" of the person already enrolled
     attempts: int = 0
     overridden: bool = False  # enrolled although a duplicate (reason in the audit log)
+    usable_at: Usability | None = None  # where the face works; None unless enrolled
+    warnings: tuple[str, ...] = ()  # what the operator must be told (a face usable nowhere)
 
     @property
     def message(self) -> str:
@@ -126,14 +197,18 @@ class EnrollmentOutcome:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["rejected"] = [asdict(r) for r in self.rejected]
+        out["usable_at"] = self.usable_at.as_dict() if self.usable_at else None
+        out["warnings"] = list(self.warnings)
         out["message"] = self.message
         return out
 
 
 def outcome_of(result: EnrollmentResult, status: str, subject_id: str = "", duplicate_of: str = "",
-               overridden: bool = False) -> EnrollmentOutcome:
+               overridden: bool = False, usable_at: Usability | None = None) -> EnrollmentOutcome:
     rejected = tuple(Rejection(r.label, r.reason, r.guidance) for r in result.rejected)
-    return EnrollmentOutcome(status, subject_id, result.used, rejected, duplicate_of, result.attempts, overridden)
+    warnings = (usable_at.warning,) if usable_at and usable_at.warning else ()
+    return EnrollmentOutcome(status, subject_id, result.used, rejected, duplicate_of, result.attempts, overridden,
+                             usable_at, warnings)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Every route calls ``EnrollmentDesk`` or ``ProtectedData`` (the same calls as the command
 line), inside ``Services.stores()``. Names leave masked; ``unmasked=true`` on one person is
-``ProtectedData.reveal`` (a security administrator's right, in the audit log). A name may
+``ProtectedData.reveal`` (a security administrator's right, in the audit log). Each person
+and each enrollment says where the face works (``usable_at``; an enrollment whose face works
+nowhere carries the reason in ``warnings``: ``EnrollmentDesk.usability``). A name may
 be searched with ``q`` in the query string (never logged: the access log drops query
 strings) but ``POST /api/people/search`` keeps it out of URLs altogether.
 """
@@ -64,8 +66,7 @@ def get_person(request: Request, principal: ReadsPerson, subject_id: str, unmask
     services = services_of(request)
     with services.stores():
         if unmasked:
-            record = services.data.reveal(principal, subject_id)
-            record["groups"] = sorted(services.sync.groups(subject_id))
+            record = services.desk().with_usability(principal, services.data.reveal(principal, subject_id))
         else:
             record = services.desk().person(principal, subject_id)
     return models.Person(**record)

@@ -23,7 +23,7 @@ from fastapi import Request
 from appliance.broker.pki import IDENTITY
 from appliance.enrollment import CAPTURES_PER_ATTEMPT
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.enrollment_types import EnrollmentOutcome, EnrollmentRequest, Rejection
+from appliance.matcher.enrollment_types import EnrollmentOutcome, EnrollmentRequest, Rejection, Usability
 from appliance.protocol.capture_messages import BUSY, LIVENESS_FAILED, NO_FACE, REFUSED
 from appliance.security.consent import AgeBand, Alternative
 from appliance.security.roles import Permission, Principal, require
@@ -100,7 +100,8 @@ def capture_enrollment(request: Request, principal: Principal, door: str,
         return refusal_of(data)
     rejected = tuple(Rejection(r["image"], r["reason"], r["guidance"]) for r in data["rejected"])
     return EnrollmentOutcome(data["status"], data["subject_id"], data["images_used"], rejected, data["duplicate_of"],
-                             data["attempts"], data["overridden"])
+                             data["attempts"], data["overridden"], Usability.from_dict(data.get("usable_at")),
+                             tuple(data.get("warnings", ())))
 
 
 def refusal_of(data: dict) -> CaptureRefusal:

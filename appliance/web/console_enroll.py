@@ -9,7 +9,10 @@ Uploads are read with the API's limits (``uploads.read_image_upload``) and enrol
 each photo or capture comes back accepted, or with the reason and what to change; a face
 already held is refused with "already enrolled as ..." unless a security administrator
 overrides it with a reason; a door that is busy, does not capture, saw no face, judged the
-face not live or did not answer says so, with what to do next.
+face not live or did not answer says so, with what to do next. An enrolled face says where it
+works (the outcome's ``usable_at``); a face that opens no door (no justification for central
+matching on the site, no local-matching consent) gets a warning box with the reason and what
+to do.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The people page: search (POSTed, so a name never sits in a URL), paging, masked rows with
-their door groups, and deletion with the signed receipt shown.
+their door groups and where each face works (``EnrollmentDesk.people_page``: central, door
+caches or nowhere with the reason), and deletion with the signed receipt shown.
 
 Deletion is ``ProtectedData.delete_subject`` for a role that may delete, and
 ``withdraw_consent`` (which deletes too) for an operator recording a withdrawal: the same

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.matcher.capture_client import DEFAULT_FRAMES
+from appliance.matcher.enrollment_types import CENTRAL, DOORS, NOWHERE
 from appliance.protocol.capture_messages import MAX_CAPTURE_FRAMES
 from appliance.security.consent import AgeBand, Alternative
 from appliance.security.roles import Role
@@ -24,6 +25,7 @@ MAX_REASON_CHARS = 500
 MAX_GROUP_NAMES = 64
 AGE_BANDS = tuple(band.value for band in AgeBand)
 ALTERNATIVES = tuple(alternative.value for alternative in Alternative)
+WHERE_USABLE = (CENTRAL, DOORS, NOWHERE)
 
 
 class ErrorDetail(BaseModel):
@@ -40,6 +42,20 @@ class ErrorBody(BaseModel):
 
 
 # -- people -----------------------------------------------------------------------------
+class Usability(BaseModel):
+    """Where the person's face works (``EnrollmentDesk.usability``): ``central`` (the site's
+    justification for central matching is on record), ``doors`` (local-matching consent: the
+    caches of ``groups``, every door when empty) or ``nowhere``, with ``reason`` and ``action``."""
+
+    where: Literal[WHERE_USABLE]
+    central_matching: bool
+    local_matching: bool
+    groups: list[str]
+    message: str
+    reason: str
+    action: str
+
+
 class Person(BaseModel):
     """An identity record; masked unless fetched with ``unmasked=true`` by a role allowed to
     (that access is in the audit log)."""
@@ -47,6 +63,7 @@ class Person(BaseModel):
     model_config = ConfigDict(extra="allow")
     subject_id: str
     name: str = ""
+    usable_at: Usability | None = None
 
 
 class PeoplePage(BaseModel):
@@ -82,6 +99,9 @@ class Enrollment(BaseModel):
     attempts: int
     overridden: bool
     message: str
+    usable_at: Usability | None = Field(None, description="where the face works; null unless enrolled")
+    warnings: list[str] = Field(default_factory=list, description=(
+        "what the operator must be told, e.g. a face that is usable at no door and what to do about it"))
 
 
 # -- enrollment from a door camera ------------------------------------------------------

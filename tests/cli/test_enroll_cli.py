@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from authkit import make_token  # noqa: E402
 
 PERSON_A, PERSON_B, STRANGER = "id07201", "id07206", "id07211"
+PERSON_C, PERSON_D = "id07212", "id07229"  # enrolled last, on a site with everyone above
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,9 @@ def test_enroll_prints_the_outcome_as_json(enrolled):
     assert enrolled["status"] == "enrolled" and enrolled["subject_id"].startswith("s-")
     assert enrolled["images_used"] == 3 and enrolled["rejected"] == []
     assert {"subject_id", "images_used", "rejected", "status"} <= set(enrolled)
+    usable = enrolled["usable_at"]  # local-matching consent, no central matching on this site
+    assert usable["where"] == "doors" and usable["groups"] == ["lobby"] and usable["local_matching"]
+    assert enrolled["warnings"] == [] and usable["reason"] == ""
 
 
 def test_the_same_face_again_is_a_duplicate_until_a_security_administrator_overrides(site, faces, enrolled):
@@ -155,6 +159,9 @@ def test_folder_import_with_manifest_and_report(site, faces, tmp_path):
     assert outcomes["blank"]["status"] == "failed_to_enroll" and "wall.png: no_face" in outcomes["blank"]["rejections"]
     assert outcomes["child"]["status"] == "error" and "E240" in outcomes["child"]["error"]
     assert "Chen" not in report.read_text(encoding="utf-8")
+    assert (outcomes["chen"]["usable_at"], outcomes["child"]["usable_at"]) == ("nowhere", "")
+    assert "no local-matching consent" in outcomes["wang"]["warning"] and not outcomes["child"]["warning"]
+    assert "warning: 2 enrolled face(s) open no door" in result.stderr
     assert json.loads(result.stdout)["counts"] == {"enrolled": 2, "failed_to_enroll": 1, "duplicate": 0, "error": 1}
     again = run(site, "enroll", "--folder", str(folder), "--report", str(report))
     assert again.returncode == ErrorCode.ENROLL_FAILED.exit_status  # chen and wang are duplicates now
@@ -169,3 +176,22 @@ def test_notice_prints_the_versioned_text():
                             capture_output=True, text=True, timeout=120)
     shown = json.loads(result.stdout)
     assert result.returncode == 0 and shown["version"] == "face-enrollment-v1" and "guardian" in shown["text"]
+
+
+def test_a_face_usable_at_no_door_is_told_on_stderr_until_the_site_justifies_central_matching(site, faces):
+    """Enrolled (exit 0), yet with no justification for central matching on the site and no
+    local-matching consent no door recognises the face: stderr says so, why and what to do."""
+    unusable = run(site, "enroll", *photos(faces, PERSON_C), "--name", "Zhao Liu", "--consent-ref", "form-40")
+    assert unusable.returncode == 0, unusable.stderr
+    assert "error:" not in unusable.stderr and unusable.stdout.startswith("enrolled s-")
+    (warning,) = [line for line in unusable.stderr.splitlines() if line.startswith("warning:")]
+    assert "usable at no door" in warning and "no local-matching consent" in warning
+    assert "--local-matching" in warning and "appliance site matching justify" in warning
+    justified = run(site, "--token", site["security"], "site", "matching", "justify", "--reason",  # before: a
+                    "one matcher serves the four buildings of this employer", token=None)  # nested subcommand
+    assert justified.returncode == 0, justified.stderr
+    central = run(site, "enroll", *photos(faces, PERSON_D), "--name", "Sun Qi", "--consent-ref", "form-41", "--json")
+    assert central.returncode == 0, central.stderr
+    outcome = json.loads(central.stdout)
+    assert outcome["usable_at"]["where"] == "central" and outcome["usable_at"]["central_matching"]
+    assert outcome["warnings"] == [] and "warning:" not in central.stderr

@@ -3,6 +3,7 @@ shared faces, real SQLCipher stores in the test's folder, the real audit log."""
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE, Profiles
 from appliance.matcher.enrollment_desk import (
     DUPLICATE, ENROLLED, FAILED_TO_ENROL, MATCH, NO_MATCH, EnrollmentDesk, EnrollmentRequest,
 )
+from appliance.matcher.enrollment_types import CENTRAL, DOORS, JUSTIFY_COMMAND, NOWHERE, Usability
+from appliance.matcher.site_policy import justify, revoke
 from appliance.matcher.sync_store import SyncStore
 from appliance.security.consent import ENROLL_SCOPE, notice
 from appliance.security.roles import Principal, Role
@@ -191,6 +194,7 @@ def test_a_duplicate_is_refused_and_only_a_security_administrator_overrides(desk
     assert [e.result for e in entries if e.action == "enrollment.override"] == ["denied", "denied", "ok"]
     registered = [e for e in entries if e.action == "person.register" and e.object == overridden.subject_id]
     assert registered[0].actor == SECURITY.actor
+    assert overridden.usable_at.where == NOWHERE and overridden.warnings  # read back as the writer may
 
 
 def test_deleted_people_are_not_duplicates(desk, faces):
@@ -275,3 +279,42 @@ def test_a_template_fused_on_the_door_goes_through_the_same_checks(desk, faces, 
         desk.enroll_templates(OPERATOR, request("Wang Wu"), foreign)
     assert long_vector.value.code is ErrorCode.PACK_MISMATCH and "normalised" in long_vector.value.detail
     assert desk.data.identity.subject_ids(OPERATOR) == [first.subject_id]
+
+
+def test_the_outcome_and_the_listing_say_where_the_face_works(desk, faces):
+    """A fresh site has no justification for central matching: the doors decide from their
+    caches, which hold only people with local-matching consent. Anyone else is enrolled into a
+    face that opens no door, and the operator is told why and what to do."""
+    nowhere = desk.enroll(OPERATOR, request("Zhang San"), photos(faces, PERSON_A))
+    usable = nowhere.usable_at
+    assert nowhere.status == ENROLLED and usable.where == NOWHERE
+    assert not usable.central_matching and not usable.local_matching
+    assert "no recorded justification for central matching" in usable.reason
+    assert "no local-matching consent" in usable.reason
+    assert "--local-matching" in usable.action and JUSTIFY_COMMAND in usable.action
+    assert nowhere.warnings == (usable.warning,) and usable.reason in usable.warning
+    shown = nowhere.as_dict()
+    assert shown["usable_at"]["where"] == NOWHERE and shown["warnings"] == [usable.warning]
+    assert Usability.from_dict(shown["usable_at"]) == usable  # as the console reads a door capture's answer
+
+    doors = desk.enroll(OPERATOR, request("Li Si", local_matching=True, groups=("lobby", "lab")),
+                        photos(faces, PERSON_B))
+    assert doors.usable_at.where == DOORS and doors.usable_at.groups == ("lab", "lobby") and not doors.warnings
+    assert doors.usable_at.local_matching and "lab, lobby" in doors.usable_at.message
+    rows = {r["subject_id"]: r for r in desk.people_page(READER)[0]}  # the listing: the same computation
+    assert rows[nowhere.subject_id]["usable_at"] == usable.as_dict()
+    assert rows[doors.subject_id]["usable_at"] == doors.usable_at.as_dict()
+    assert rows[doors.subject_id]["groups"] == ["lab", "lobby"]
+
+    justify(desk.data, desk.sync, SECURITY, "one matcher serves the four buildings of this employer")
+    central = desk.enroll(OPERATOR, request("Wang Wu"), photos(faces, STRANGER))
+    assert central.usable_at.where == CENTRAL and central.usable_at.central_matching and not central.warnings
+    assert "no door cache holds it" in central.usable_at.message  # offline, only the cache decides
+    assert {r["usable_at"]["where"] for r in desk.people_page(OPERATOR)[0]} == {CENTRAL}
+    assert desk.person(OPERATOR, nowhere.subject_id)["usable_at"]["where"] == CENTRAL
+
+    revoke(desk.data, desk.sync, SECURITY)
+    desk.data.identity.withdraw_consents(OPERATOR, doors.subject_id, LOCAL_MATCH_SCOPE, time.time())
+    after = {r["subject_id"]: r["usable_at"] for r in desk.people_page(OPERATOR)[0]}
+    assert {u["where"] for u in after.values()} == {NOWHERE}  # the justification revoked
+    assert after[doors.subject_id]["where"] == NOWHERE and not after[doors.subject_id]["local_matching"]

@@ -17,7 +17,7 @@ from authkit import login_session
 
 FULL_NAME = "Ouyang Mingzhu"  # the masked form keeps only the family name's first letter
 SURNAME_TAIL = "Mingzhu"
-PERSON_A, STRANGER = "id07201", "id07211"  # every capture used here passes the enrollment profile
+PERSON_A, PERSON_B, STRANGER = "id07201", "id07206", "id07211"  # every capture used here passes the profile
 CONSENT = {"consent_ref": "form-2026-0042"}
 
 
@@ -145,6 +145,31 @@ def test_delete_returns_the_signed_receipt_once(site, faces):
     assert receipt["subject_id"] == subject and receipt["signature"] and receipt["items"]
     again = client.delete(f"/api/people/{subject}", headers=security)
     assert again.status_code == 410 and again.json()["error"]["name"] == "SUBJECT_ALREADY_DELETED"
+
+
+def test_enrollment_and_people_say_where_the_face_works(site, faces):
+    """No justification for central matching on this site: a face without local-matching
+    consent opens no door, and the answer says why and what to do; with the consent, the door
+    caches of its groups hold it. The listing shows the same."""
+    client, tokens, enrolled, _ = site
+    operator = bearer(tokens[Role.OPERATOR])
+    body = enrolled.json()
+    assert body["usable_at"]["where"] == "nowhere" and not body["usable_at"]["local_matching"]
+    assert "no local-matching consent" in body["usable_at"]["reason"]
+    assert "appliance site matching justify" in body["usable_at"]["action"]
+    (warning,) = body["warnings"]
+    assert "usable at no door" in warning and body["usable_at"]["action"] in warning
+    local = client.post("/api/people", data={"name": "Lu Xun", **CONSENT, "groups": ["lab"], "local_matching": "true"},
+                        files=photos(faces, PERSON_B), headers=operator)
+    assert local.status_code == 201, local.text
+    assert local.json()["usable_at"]["where"] == "doors" and local.json()["usable_at"]["groups"] == ["lab"]
+    assert local.json()["warnings"] == []
+    listed = {p["subject_id"]: p["usable_at"] for p in client.get("/api/people", headers=operator).json()["items"]}
+    assert listed[body["subject_id"]]["where"] == "nowhere" and listed[local.json()["subject_id"]]["where"] == "doors"
+    one = client.get(f"/api/people/{local.json()['subject_id']}", headers=operator).json()
+    assert one["usable_at"] == local.json()["usable_at"]
+    schema = client.get("/api/openapi.json").json()["components"]["schemas"]
+    assert {"usable_at", "warnings"} <= set(schema["Enrollment"]["properties"]) and "Usability" in schema
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The console's rules without a browser: real accounts, stores and ``create_app`` over
-``https://testserver`` (``apikit``), no face models (no page here enrolls or lists people;
-an enrollment at a door here finds no console identity before any door or model is used).
+``https://testserver`` (``apikit``), no face models but in one test (an enrollment at a door
+here finds no console identity before any door or model is used); that one enrolls real
+photos with the real models to see where the page says the face works.
 
 Login refusals read the same whatever was wrong; the cookies are HttpOnly, Secure and
 SameSite=Strict; every state-changing form needs the session's CSRF token; an idle session
@@ -204,3 +205,31 @@ def test_no_template_has_inline_script_or_style():
         assert not re.search(r"\son[a-z]+\s*=", text), template.name
         assert not re.search(r"\sstyle\s*=|<style", text), template.name
         assert "javascript:" not in text, template.name
+
+
+def test_the_enroll_page_warns_when_the_face_opens_no_door(console, faces):
+    """A fresh site (no justification for central matching): enrolled without local-matching
+    consent, the face opens no door - the result page says so in a warning box, with why and
+    what to do, and the people page shows it; with the consent the face works at the doors."""
+    client, root, config = console
+    log_in(client, login_session(root, Role.OPERATOR, config))
+    token = csrf_of(client.get("/enroll").text)
+
+    def enroll(name: str, identity: str, **fields: str):
+        files = [("images", (f.name, f.read_bytes(), "image/jpeg"))
+                 for f in sorted((faces / "celeba-dev" / identity).glob("*.jpg"))[:3]]
+        return client.post("/enroll", data={"csrf": token, "consent_given": "true", "name": name,
+                                            "consent_ref": "F-7", "source": "upload", **fields}, files=files)
+
+    unusable = enroll("Zhang San", "id07201")
+    assert unusable.status_code == 200 and 'id="outcome-message">Enrolled as s-' in unusable.text
+    box = re.search(r'<div class="notice warning" id="usable-warning" role="alert">(.*?)</div>', unusable.text, re.S)
+    assert box and "this face opens no door" in box.group(1) and "no local-matching consent" in box.group(1)
+    assert "appliance site matching justify" in box.group(1) and "--local-matching" in box.group(1)
+    usable = enroll("Li Si", "id07206", local_matching="true", groups="lobby")
+    assert usable.status_code == 200 and 'id="usable-warning"' not in usable.text
+    assert re.search(r'id="usable-at">Where the face works: <strong>doors</strong>', usable.text)
+    people = client.get("/people").text
+    cells = re.findall(r'<td class="usable usable-(\w+)"', people)
+    assert sorted(cells) == ["doors", "nowhere"]
+    assert "door caches: lobby" in people and "no local-matching consent" in people
