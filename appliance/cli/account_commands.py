@@ -15,16 +15,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.cli.auth import (
     CLI_DEVICE, acting_principal, open_accounts, read_secret_file, session_file, write_secret_file,
 )
 from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.accounts import ACCOUNTS_DB, Accounts, NewAccount
 from appliance.ops.tokens import DEFAULT_TOKEN_TTL_DAYS
 from appliance.security.keys import ensure_keys
 from appliance.stores.protected import ProtectedData, key_provider
+
+if TYPE_CHECKING:  # the account store loads when a command runs, not for every 'appliance'
+    from appliance.ops.accounts import Accounts, NewAccount
 
 STDIN_NAME = "-"
 GLOBAL_OPTIONS = ("config", "debug", "token")
@@ -142,6 +145,8 @@ def _show_totp(new: NewAccount, args: argparse.Namespace) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 def _opened(args: argparse.Namespace) -> tuple[ProtectedData, Accounts]:
+    from appliance.ops.accounts import ACCOUNTS_DB, Accounts
+
     config = config_from(args)
     data = ProtectedData.from_config(config)
     ensure_keys(key_provider(config.security, data.root), (ACCOUNTS_DB,))

@@ -18,12 +18,15 @@ import argparse
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance import paths
 from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, Accounts
 from appliance.security.roles import Principal
+
+if TYPE_CHECKING:  # the account store loads when a command authenticates, not for every 'appliance'
+    from appliance.ops.accounts import Accounts
 from appliance.stores.protected import ProtectedData, key_provider
 
 TOKEN_ENV = "APPLIANCE_TOKEN"
@@ -104,6 +107,8 @@ def given_secret(args: argparse.Namespace) -> str:
 
 def open_accounts(args: argparse.Namespace, data: ProtectedData) -> Accounts:
     """The account store beside ``data``, with the configured session idle timeout."""
+    from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, Accounts
+
     config = config_from(args)
     keys = key_provider(config.security, data.root)
     if not keys.exists(ACCOUNTS_DB) or not (data.root / ACCOUNTS_FILE).exists():

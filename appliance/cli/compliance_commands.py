@@ -11,12 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from
-from appliance.compliance import records
-from appliance.compliance.report import write_report
-from appliance.compliance.requirements import NEEDS_DOCUMENT, NOT_MET
-from appliance.stores.protected import ProtectedData
 
 NEGATIVE = 1  # some requirement is not met or needs a document
 
@@ -37,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compliance(args: argparse.Namespace) -> int:
+    # the report's modules load when it runs, not for every 'appliance' command
+    from appliance.cli.auth import acting_principal
+    from appliance.compliance import records
+    from appliance.compliance.report import write_report
+    from appliance.compliance.requirements import NEEDS_DOCUMENT, NOT_MET
+    from appliance.stores.protected import ProtectedData
+
     config = config_from(args)
     data = ProtectedData.from_config(config)
     with data:

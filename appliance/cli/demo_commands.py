@@ -22,9 +22,6 @@ from appliance.broker.process import free_port
 from appliance.cli.common import config_from, pipeline_from
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.datasets import scan_identities
-from appliance.matcher.enrollment_desk import ENROLLED, EnrollmentDesk, EnrollmentRequest
-from appliance.matcher.site_policy import justify, matching_decision
-from appliance.matcher.sync_store import open_sync_store
 from appliance.security.masking import mask_name
 from appliance.security.roles import Principal, Role
 from appliance.site import Site
@@ -91,6 +88,10 @@ def _stop(process: subprocess.Popen | None) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.matcher.enrollment_desk import ENROLLED, EnrollmentDesk, EnrollmentRequest
+    from appliance.matcher.site_policy import justify, matching_decision
+    from appliance.matcher.sync_store import open_sync_store
+
     config = config_from(args)
     dataset = Path(args.dataset) if args.dataset else paths.shared_dir() / DEFAULT_DATASET
     by_identity, enrolled_ids, unknown_ids = _choose(dataset, args.enroll, args.unknown, args.seed)

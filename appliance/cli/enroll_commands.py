@@ -20,11 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from appliance.cli.desk_session import EXIT_STATUS, open_desk, read_upload
-from appliance.cli.enroll_folder import import_folder
+from typing import TYPE_CHECKING
+
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.enrollment_desk import DUPLICATE, ENROLLED, MATCH, EnrollmentOutcome, EnrollmentRequest
 from appliance.security.consent import NOTICE_LANGUAGES, AgeBand, Alternative, notice
+
+if TYPE_CHECKING:  # the desk, the pipeline and the stores load when a command runs, not for every 'appliance'
+    from appliance.matcher.enrollment_desk import EnrollmentOutcome, EnrollmentRequest
 
 NEGATIVE = 1  # identify: nobody matched
 
@@ -68,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def request_from(args: argparse.Namespace) -> EnrollmentRequest:
+    from appliance.matcher.enrollment_desk import EnrollmentRequest
+
     return EnrollmentRequest(
         name=args.name or "", consent_ref=args.consent_ref or "", age_band=args.age_band,
         alternative=args.alternative, card_no=args.card_no, staff_no=args.staff_no, guardian_name=args.guardian,
@@ -76,6 +80,9 @@ def request_from(args: argparse.Namespace) -> EnrollmentRequest:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from appliance.cli.desk_session import EXIT_STATUS, open_desk, read_upload
+    from appliance.cli.enroll_folder import import_folder
+
     if args.folder:
         if args.images or args.name or args.consent_ref:
             raise ApplianceError(ErrorCode.ENROLL_FAILED, "--folder takes names and consent references from its "
@@ -92,6 +99,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def print_outcome(outcome: EnrollmentOutcome, as_json: bool) -> None:
+    from appliance.matcher.enrollment_desk import DUPLICATE, ENROLLED
+
     if as_json:
         sys.stdout.write(json.dumps(outcome.as_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -108,6 +117,9 @@ def print_outcome(outcome: EnrollmentOutcome, as_json: bool) -> None:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
+    from appliance.cli.desk_session import open_desk, read_upload
+    from appliance.matcher.enrollment_desk import MATCH
+
     _, probe = read_upload(Path(args.image))
     with open_desk(args) as (desk, principal):
         outcome = desk.identify(principal, probe, debug=args.debug)
