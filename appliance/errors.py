@@ -74,6 +74,13 @@ class ErrorCode(Enum):
     CACHE_STALE = (601, 40, "device cache too old to decide locally")
     SYNC_GAP = (602, 41, "sync delta does not follow the cached revision")
     OUTBOX_FULL = (603, 42, "outbox bound reached; oldest events spilled")
+    # the non-face alternative (docs/door-modes.md): a card opens the door of one person only
+    CARD_IN_USE = (604, 43, "card already given to another person")
+    # 700-709: door I/O (appliance.edge.door_io)
+    DOOR_IO_FAILED = (700, 45, "door I/O failed: relay, line or link")
+    CARD_NUMBER_INVALID = (701, 45, "card number or frame does not fit the format")
+    # a commercial site may not start with a pack whose licence forbids commercial use (docs/models.md)
+    LICENCE_REFUSED = (710, 44, "model pack licence does not allow the site's declared use")
 
     @property
     def number(self) -> int:

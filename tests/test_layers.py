@@ -14,6 +14,7 @@ when it is only needed for a type. Rules (issue #11, ``docs/architecture.md``):
   sits on top of the library, never under it;
 * only ``appliance.compliance`` itself and the command line import ``appliance.compliance``:
   the self-check report reads the site, nothing reads it;
+* ``appliance.i18n`` (the message catalogs, floor 0) imports no other ``appliance`` module;
 * no module over 400 lines.
 """
 from __future__ import annotations
@@ -220,7 +221,26 @@ def test_only_the_command_line_imports_the_compliance_report():
     assert not bad, "modules below the compliance report import it:\n" + "\n".join(bad)
 
 
+def test_access_rules_sit_on_floor_3():
+    """``appliance.access`` (pure rules, like ``matching``) is used by the matcher and the door
+    alike, so it imports nothing above floor 2."""
+    above = ("appliance.matching", "appliance.liveness", "appliance.matcher", "appliance.edge", "appliance.ops",
+             "appliance.web", "appliance.evaluation", "appliance.bench", "appliance.compliance", "appliance.cli",
+             "appliance.site")
+    bad = sorted(f"{source} -> {target}" for source, targets in import_graph().items()
+                 if package_of(source) == "appliance.access"
+                 for target in targets if package_of(target) in above)
+    assert not bad, "the access rules import a room above floor 2:\n" + "\n".join(bad)
+
+
 def test_no_module_over_400_lines():
     long = sorted(f"{name}: {n} lines" for name, path in modules().items()
                   if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES)
     assert not long, f"modules over {MAX_LINES} lines:\n" + "\n".join(long)
+
+
+def test_message_catalogs_sit_on_the_ground_floor():
+    bad = sorted(f"{source} -> {target}" for source, targets in import_graph().items()
+                 if package_of(source) == "appliance.i18n"
+                 for target in targets if package_of(target) != "appliance.i18n")
+    assert not bad, "appliance.i18n (floor 0) imports the floors above it:\n" + "\n".join(bad)

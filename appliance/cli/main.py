@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.cli import (account_commands, bench_commands, commands, compliance_commands, console_commands,
                                demo_commands, enroll_commands, eval_commands, liveness_commands, ops_commands,
                                security_commands, service_commands, site_commands)
+    from appliance.cli import credential_commands
+    from appliance.cli import access_commands
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -68,10 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     ops_commands.register(sub)
     account_commands.register(sub)
     enroll_commands.register(sub)
+    credential_commands.register(sub)
     liveness_commands.register(sub)
     service_commands.register(sub)
     console_commands.register(sub)
     site_commands.register(sub)
+    access_commands.register(sub)
     compliance_commands.register(sub)
     return parser
 

@@ -146,3 +146,6 @@ class ConsoleConfig(Table):
         = "console"
     capture_timeout_s: Annotated[Float, Field(gt=0, le=MAX_CAPTURE_WAIT_S, description=(
         "longest a door may take for one enrollment capture burst, seconds (a request may ask for less)"))] = 60.0
+    language: Annotated[Literal["zh_CN", "en"], Field(description=(
+        "the console's language when the browser chose none (the header's 中文 / English switch, then the "
+        "browser's Accept-Language, come first)"))] = "en"

@@ -21,6 +21,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from appliance import paths
+from appliance.config.quality_presets import expand_presets
 from appliance.config.tables import SERVICES, Config, Refused
 from appliance.errors import ApplianceError, ErrorCode
 
@@ -218,7 +219,22 @@ def load_config(path: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise _bad(str(path), f"not valid TOML ({exc})") from None
-    return dataclasses.replace(_checked(apply_env_overrides(data)), source=path)
+    data = expand_presets(apply_env_overrides(data))
+    return dataclasses.replace(_with_licence_default(_checked(data), data), source=path)
+
+
+def _with_licence_default(config: Config, data: dict[str, Any]) -> Config:
+    """A site that declared its use and names no embedder gets the best pack that use allows
+    (``appliance.packs.defaults``); an undeclared site keeps the table's default."""
+    models = data.get("models")
+    if not config.site.use or (isinstance(models, dict) and "embedder" in models):
+        return config
+    from appliance.packs.defaults import default_embedder
+    from appliance.packs.registry import PackRegistry
+
+    registry = PackRegistry(paths.model_search_path(config.models.search_path))
+    chosen = default_embedder(registry.packs().values(), config.site.use)
+    return dataclasses.replace(config, models=dataclasses.replace(config.models, embedder=chosen.id))
 
 
 def threshold_for(config: Config, pack_id: str, recommended: float | None) -> float:

@@ -22,11 +22,21 @@ from appliance.config.fields import (  # noqa: F401
     IDENTITY_PATTERN, IDENTITY_RULE, SERVICES, Bool, Degrees, Float, Fraction, Grey, Identity, Int, Refused, Str,
     Table, identity_or_empty, identity_required, is_identity, lowercase, not_blank, ordered,
 )
+from appliance.config.mode_tables import DoorModeConfig
+from appliance.config.door_io_tables import DoorIOConfig
+from appliance.config.quality_presets import PRESET_NAMES, PRESETS
+from appliance.config.site_tables import SiteConfig
+from appliance.config.access_tables import AccessConfig
+from appliance.config.bridge_tables import BridgeConfig
+from appliance.config.door_tables import KioskConfig
 
 @dataclass(frozen=True)
 class QualityProfile(Table):
     """Limits for the ISO/IEC 29794-5 style measures; see ``vision.quality``."""
 
+    preset: Annotated[Literal[("",) + PRESET_NAMES], Field(description=(
+        "named limits (appliance.config.quality_presets) filling the keys this table leaves out; "
+        "'iso19794-5-enrollment': ISO/IEC 19794-5 eye distance and pose"))] = ""
     min_inter_eye_px: Annotated[Float, Field(ge=0.0, description="least distance between the eye centres, pixels")] \
         = 30.0
     max_yaw_deg: Annotated[Degrees, Field(description="largest head turn left/right, degrees")] = 30.0
@@ -45,6 +55,12 @@ class QualityProfile(Table):
     max_other_faces: Annotated[Int, Field(ge=0, description="other faces tolerated in the frame")] = 0
     min_utility: Annotated[Float, Field(ge=0.0, description=(
         "least template utility: raw feature norm / the pack's reference norm, judged after extraction"))] = 0.80
+    max_eyes_occlusion: Annotated[Fraction, Field(description=(
+        "largest eye-patch cover (sunglasses, a bar; 0 clear .. 1 covered), see docs/quality.md"))] = 0.30
+    max_mouth_occlusion: Annotated[Fraction, Field(description=(
+        "largest share of nose, mouth and chin covered by a non-skin colour (a mask)"))] = 0.40
+    max_face_occlusion: Annotated[Fraction, Field(description=(
+        "largest skin-coloured cover of the mouth (a hand; 0 lips visible .. 1 covered)"))] = 0.05
 
     _brightness_range = ordered("min_brightness", "max_brightness", "need min_brightness <= max_brightness")
 
@@ -189,6 +205,12 @@ def _verification_profile() -> QualityProfile:
     )
 
 
+
+def quality_preset(name: str) -> QualityProfile:
+    """The named profile of ``quality_presets`` (the table's other keys at their defaults)."""
+    return QualityProfile(preset=name, **PRESETS[name])
+
+
 @dataclass(frozen=True)
 class Config(Table):
     device: Annotated[DeviceConfig, Field(description="This door: what 'appliance edge' runs with.")] \
@@ -215,5 +237,21 @@ class Config(Table):
     quality_verification: Annotated[QualityProfile, Field(description=(
         "Quality limits for a capture at the door (looser than enrollment)."))] \
         = field(default_factory=_verification_profile)
+    door_mode: Annotated[DoorModeConfig, Field(description=(
+        "How a person may pass this door: face, card, PIN, and when (docs/door-modes.md)."))] \
+        = field(default_factory=DoorModeConfig)
+    door_io: Annotated[DoorIOConfig, Field(description=(
+        "The door's wiring: relay, contacts, Wiegand, OSDP (docs/door-io.md)."))] \
+        = field(default_factory=DoorIOConfig)
+    kiosk: Annotated[KioskConfig, Field(description="The door's screen, served on 127.0.0.1 (docs/kiosk.md).")] \
+        = field(default_factory=KioskConfig)
+    access: Annotated[AccessConfig, Field(description=(
+        "Access rules: the site's time zone for schedules, passback defaults (docs/access.md)."))] \
+        = field(default_factory=AccessConfig)
+    site: Annotated[SiteConfig, Field(description=(
+        "What the site declares: its use (commercial | research) decides the model licences it may run "
+        "(docs/models.md)."))] = field(default_factory=SiteConfig)
+    site_bridge: Annotated[BridgeConfig, Field(description=(
+        "A site broker's bridge to the central broker (docs/deployment.md)."))] = field(default_factory=BridgeConfig)
     # where the file was read from: set by load_config, never a key of the file
     source: SkipJsonSchema[Path | None] = None

@@ -11,7 +11,10 @@ matcher: only while the matcher's last sync answer said the site holds a recorde
 justification (``sync.central_allowed``; ``appliance site matching justify``). Until then the
 door runs ``local`` whatever its configuration (``effective_mode``): no template leaves it.
 
-A local decision uses the same ``MatchEngine`` as the matcher over the cache's templates.
+A local decision uses the same ``MatchEngine`` as the matcher over the cache's templates,
+then the same ``AccessPolicy`` over the door's rules and the person's groups and validity as
+the cache holds them (docs/access.md): a match outside the person's groups, schedule or
+validity is refused with that reason, offline too; anti-passback counts this door's passes.
 It waits (``sync_wait_ms``) for the post-connection catch-up when the device is connected
 but the matcher has not yet confirmed the cache is current. Every local decision is queued in
 the outbox as an event (exactly once at the matcher).
@@ -32,14 +35,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
+from appliance.access.passback import PassbackTracker
+from appliance.access.rules import AccessPolicy, DoorRules, Subject, Validity
 from appliance.config import OfflineConfig
 from appliance.errors import ApplianceError
-from appliance.matching import FailureTracker, Gallery, MatchEngine
+from appliance.matching import FailureTracker, Gallery, MatchEngine, Verdict
 from appliance.protocol import messages, topics
-from appliance.stores.device import DeviceCache, claim_hash
+from appliance.stores.device import DeviceCache
 from appliance.vision.templates import Template
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ log = logging.getLogger(__name__)
 NEVER_SYNCED = "never synced"  # never confirmed current and empty: it knows nobody
 STALE = "stale"  # not confirmed current for longer than offline.max_cache_age_s
 ALARM_KIND = "decision_unavailable"
+PASSBACK_ALARM = "passback_violation"  # soft anti-passback let a second entry through
 LOCAL = "local"  # the mode in force without the site's justification for central matching
 
 
@@ -80,6 +87,8 @@ class CacheDecider:
         self.last_alarm: messages.Alarm | None = None
         self._alarmed_for: tuple[int, float] | None = None  # (connection, cache confirmation) of the last alarm
         self._view: tuple | None = None  # (generation, pack, engine, names)
+        self._policy: tuple[int, AccessPolicy] | None = None  # (cache generation, the door's policy)
+        self.passback = PassbackTracker(cache)  # this door's own passes, kept in its cache (docs/access.md)
         self._lock = threading.Lock()
 
     # -- the Decider protocol -------------------------------------------------------------
@@ -102,7 +111,8 @@ class CacheDecider:
                 self.stats["central_not_justified"] += 1
                 return self._unavailable(request)
             return self._central(request, pack) or self._unavailable(request)
-        if mode == "local-first" and not decision.accepted and decision.reason != messages.Reason.LOCKED_OUT:
+        final = (messages.Reason.LOCKED_OUT, *messages.Reason.ACCESS)  # the cache knows the rules: no second ask
+        if mode == "local-first" and not decision.accepted and decision.reason not in final:
             central = self._central(request, pack)
             if central is not None:
                 return central
@@ -162,7 +172,9 @@ class CacheDecider:
             return None
         current = self.sync.current.is_set()
         engine, names = self._engine(pack, len(request.vector()))
-        verdict = engine.decide(request.device_id, Template(request.vector(), *pack), request.claim, time.time())
+        verdict = self.admit(request.device_id,
+                              engine.decide(request.device_id, Template(request.vector(), *pack), request.claim,
+                                            time.time()))
         decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason,
                                      names.get(verdict.subject_id, "") if verdict.accepted else "",
                                      round(verdict.retry_after_s, 1), verdict.subject_id if verdict.accepted else "")
@@ -175,6 +187,27 @@ class CacheDecider:
             self.pump.submit(topics.EVENT, messages.Event(messages.new_id(), request.device_id, "local_decision",
                                                           time.time(), details))
         return decision
+
+    def admit(self, door: str, verdict: Verdict) -> Verdict:
+        """A local match stands only if the door's rules, as cached, grant the person now."""
+        if not verdict.accepted:
+            return verdict
+        with self._lock:
+            generation = self.cache.generation
+            if self._policy is None or self._policy[0] != generation:
+                rules = DoorRules.from_wire(door, self.cache.rules())
+                self._policy = (generation, AccessPolicy({door: rules}, self.passback))
+            policy = self._policy[1]
+        held = self.cache.subject_access(verdict.subject_id)
+        subject = Subject(verdict.subject_id, frozenset(held.get("g", ())), Validity.from_wire(held))
+        access = policy.decide(subject, door, datetime.now(timezone.utc))
+        if access.passback_violation and self.pump is not None:  # soft anti-passback: on record
+            self.pump.submit(topics.ALARM, messages.Alarm(messages.new_id(), door, PASSBACK_ALARM, time.time(),
+                                                          {"subject": verdict.subject_id, "mode": "soft"}))
+        if access.granted:
+            return verdict
+        self.stats[f"access_{access.reason}"] += 1
+        return Verdict(False, access.reason, verdict.subject_id)
 
     # -- neither ----------------------------------------------------------------------------
     def _unavailable(self, request: messages.MatchRequest) -> messages.Decision:
@@ -209,7 +242,7 @@ class CacheDecider:
                 gallery = Gallery(pack[0], pack[1], dimension)
                 if ids:
                     gallery.load(ids, np.asarray(vectors, np.float32))
-                engine = MatchEngine(gallery, self.threshold, lambda claim: claims.get(claim_hash(claim)),
+                engine = MatchEngine(gallery, self.threshold, lambda claim: claims.get(self.cache.claim_of(claim)),
                                      self.tracker)
                 self._view = (generation, pack, engine, names)
             return self._view[2], self._view[3]

@@ -6,7 +6,9 @@ one transaction - the cache is always at a whole revision - and the revision rea
 acknowledged. Until the matcher has confirmed the cache is at its head after a connection,
 ``current`` is clear and local decisions wait for it (``CacheDecider``), so a tombstone
 issued while the device was away is applied before its next local match. A periodic
-request carries the cache digest; on a mismatch the matcher sends a full snapshot.
+request carries the cache digest; on a mismatch the matcher sends a full snapshot. Every
+answer carries the site's claim key: the first one (or a new one) empties the cache, which
+is then synced again with claims keyed by it (``DeviceCache.adopt_claim_key``).
 Outbox acknowledgements arrive on the same topic and go to the pump. Each message that opens
 tells the link a matcher is there; a request left unanswered for ``REQUEST_TIMEOUT_S`` tells
 it the matcher is not (``MatcherLink.matcher_reachable``).
@@ -18,6 +20,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+
+import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
@@ -35,6 +39,7 @@ REQUEST_TIMEOUT_S = 5.0  # ask again when an answer does not come
 CHECK_S = 0.05  # how often the connection, the answer timeout and the digest are looked at
 QUEUE_LIMIT = 100_000
 _CHECK = None  # the ticker's item
+NO_FACE = np.zeros(0, np.float32)  # the cached "template" of a person without one (stores.device)
 
 
 class SyncClient:
@@ -144,6 +149,11 @@ class SyncClient:
             self.stats["stale_answers"] += 1
             return
         self.central_allowed = delta.central  # every answer says the site's matching decision
+        if delta.claim_key and self.cache.adopt_claim_key(bytes.fromhex(delta.claim_key)):
+            self.stats["claim_key_resyncs"] += 1  # claims held so far were keyed otherwise: start over
+            self.request()
+            return
+        self.cache.put_rules(delta.access.get("rules", {}))  # and this door's access rules (docs/access.md)
         if delta.kind == "snapshot":
             entries = [_cache_entry(e, delta) for e in delta.upserts]
             if not self.cache.stage_snapshot(delta.snapshot_id, delta.revision, delta.after, delta.cursor, entries,
@@ -181,5 +191,7 @@ class SyncClient:
 
 def _cache_entry(wire: dict, delta: messages.Delta) -> CacheEntry:
     entry = UpsertEntry.from_wire(wire)
-    return CacheEntry(entry.subject_id, Template(entry.vector, delta.pack_id, delta.pack_version), entry.revision,
-                      entry.display, entry.claim)
+    vector = entry.vector if entry.vector is not None else NO_FACE
+    return CacheEntry(entry.subject_id, Template(vector, delta.pack_id, delta.pack_version), entry.revision,
+                      entry.display, entry.claim, delta.access.get("people", {}).get(entry.subject_id, {}), entry.pin,
+                      entry.face_refused)

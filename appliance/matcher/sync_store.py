@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from appliance.matcher.access_store import ACCESS_MIGRATION, AccessTables
 from appliance.security.keys import SYNC_DB
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import ProtectedData
@@ -99,7 +100,7 @@ class DeviceContact:
     last_event_at: float
 
 
-class SyncStore(CipherStore):
+class SyncStore(AccessTables, CipherStore):
     KEY_NAME = SYNC_DB
     MIGRATIONS = (
         """
@@ -139,6 +140,7 @@ class SyncStore(CipherStore):
         CREATE INDEX events_audit_owed ON events (audit_owed) WHERE audit_owed > 0;
         CREATE INDEX events_subject ON events (json_extract(details, '$.subject'), at);
         """,
+        ACCESS_MIGRATION,  # access groups, doors, schedules, validity, holidays, areas (matcher.access_store)
     )
 
     def __init__(self, path, key) -> None:

@@ -26,10 +26,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator, with_config
 
-try:  # pydantic reads a TypedDict from typing_extensions (its own dependency) below Python 3.12
-    from typing_extensions import TypedDict
-except ImportError:  # pragma: no cover - Python 3.12+ without typing_extensions
-    from typing import TypedDict
+# pydantic reads a TypedDict from typing_extensions (its own dependency) below Python 3.12
+from typing_extensions import NotRequired, TypedDict
 
 from appliance.errors import ApplianceError, ErrorCode
 
@@ -83,7 +81,9 @@ class Reason:
     # the door's own answer, never a matcher's: the matcher did not answer and the device cache
     # cannot stand in for it (never synced, or too old); a refusal that is not a "no"
     UNAVAILABLE = "unavailable"
-    ALL = (MATCH, NO_MATCH, UNKNOWN_CLAIM, LIVENESS_FAILED, LOCKED_OUT, BAD_REQUEST, PACK_MISMATCH, UNAVAILABLE)
+    ACCESS = ("not_in_group", "outside_schedule", "not_yet_valid", "expired", "anti_passback")  # appliance.access
+    ALL = (MATCH, NO_MATCH, UNKNOWN_CLAIM, LIVENESS_FAILED, LOCKED_OUT, BAD_REQUEST, PACK_MISMATCH, UNAVAILABLE,
+           *ACCESS)
 
 
 class _Broken(ValueError):
@@ -258,13 +258,15 @@ class SyncAck(Message):
 
 @with_config(STRICT_FIELDS)
 class Upsert(TypedDict):
-    """A template entry of a ``Delta`` (one-letter keys: a page carries many)."""
+    """A person's entry of a ``Delta`` (one-letter keys: a page carries many)."""
 
     s: SubjectId  # subject pseudonym
     r: Integer  # revision
-    t: Base64  # template, base64 little-endian float32
+    t: NotRequired[Base64]  # template, base64 little-endian float32; absent: no face (credentials only)
     n: Text  # masked display name
-    c: Digest  # claim hash
+    c: Digest  # keyed claim hash of the card (stores.claims)
+    p: NotRequired[Text]  # PIN verifier (scrypt), with the card: card + PIN passes offline
+    f: NotRequired[Flag]  # refused face recognition
 
 
 @with_config(STRICT_FIELDS)
@@ -282,12 +284,11 @@ class Delta(Message):
     ``changes``: apply on top of ``base`` (upserts, then tombstones) and hold ``revision``.
     ``snapshot``: one page of the full set at ``revision``, continuing after ``after``; the
     page with ``complete`` replaces the cache in one transaction. ``notice``: the matcher's
-    head moved to ``head``; ask for the changes. Upsert entries: ``s`` subject pseudonym,
-    ``r`` revision, ``t`` template (base64 float32), ``n`` masked name, ``c`` claim hash.
-    Tombstones: ``s``, ``r``."""
+    head moved to ``head``; ask for the changes. Upsert entries: ``Upsert``; tombstones:
+    ``s``, ``r``. ``claim_key``: the site's claim key (hex) the claims are keyed with."""
 
     TYPE: ClassVar[str] = "delta"
-    WIRE_OPTIONAL: ClassVar[tuple[str, ...]] = ("central",)
+    WIRE_OPTIONAL: ClassVar[tuple[str, ...]] = ("central", "access", "claim_key")
     request_id: Id
     kind: Literal[SYNC_KINDS]
     base: Revision
@@ -305,6 +306,8 @@ class Delta(Message):
     # the site recorded a justification for central matching (appliance.matcher.site_policy);
     # absent or false: the door decides from its cache and sends no template (fail safe)
     central: Annotated[Flag, Field(description="central matching justified on this site")] = False
+    access: dict[str, Any] = field(default_factory=dict)  # {"rules": door's, "people": upserts'} (appliance.access)
+    claim_key: Annotated[str, Strict(), Field(pattern=r"^([0-9a-f]{64})?$")] = ""  # sealed to the door only
 
     @model_validator(mode="after")
     def _rules(self) -> Delta:
@@ -312,7 +315,7 @@ class Delta(Message):
             raise _Broken("delta revisions invalid")
         if self.kind == "snapshot" and not REQUEST_ID.match(self.snapshot_id):
             raise _Broken("snapshot without an id")
-        for entry in self.upserts:
+        for entry in (e for e in self.upserts if "t" in e):
             _check_template(entry["t"], "delta template", unit=False)
         return self
 

@@ -1,7 +1,9 @@
 """The entries of a ``delta`` message: how a template and its subject travel to a device cache.
 
 An upsert entry is ``{"s": subject pseudonym, "r": revision, "t": template, "n": masked name,
-"c": claim hash}``, a tombstone ``{"s": ..., "r": ...}`` (docs/protocol.md). A template on
+"c": keyed claim hash}`` with, when set, ``"p"``: the PIN verifier and ``"f"``: refused face
+recognition; a person with no template (``vector`` None) has no ``"t"``. A tombstone is
+``{"s": ..., "r": ...}`` (docs/protocol.md). A template on
 the wire is its little-endian float32 values in base64, as in ``match_request``. The matcher
 writes entries with ``UpsertEntry.to_wire``; the device reads them with ``from_wire`` once
 ``messages.decode`` has validated the delta that carries them.
@@ -29,17 +31,27 @@ def decode_template(text: str) -> np.ndarray:
 class UpsertEntry:
     subject_id: str
     revision: int
-    vector: np.ndarray = field(compare=False, repr=False)
+    vector: np.ndarray | None = field(compare=False, repr=False)  # None: no face template
     display: str = ""  # masked name
-    claim: str = ""  # claim hash of the subject's card, "" when none
+    claim: str = ""  # keyed claim hash of the subject's card (stores.claims), "" when none
+    pin: str = field(default="", repr=False)  # PIN verifier (scrypt), "" when none
+    face_refused: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"s": self.subject_id, "r": self.revision, "t": encode_template(self.vector), "n": self.display,
-                "c": self.claim}
+        wire: dict[str, Any] = {"s": self.subject_id, "r": self.revision}
+        if self.vector is not None:
+            wire["t"] = encode_template(self.vector)
+        wire.update(n=self.display, c=self.claim)
+        if self.pin:
+            wire["p"] = self.pin
+        if self.face_refused:
+            wire["f"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, entry: dict[str, Any]) -> "UpsertEntry":
-        return cls(entry["s"], entry["r"], decode_template(entry["t"]), entry["n"], entry["c"])
+        vector = decode_template(entry["t"]) if "t" in entry else None
+        return cls(entry["s"], entry["r"], vector, entry["n"], entry["c"], entry.get("p", ""), entry.get("f", False))
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,17 @@ class BiometricStore(CipherStore):
             self.execute("DELETE FROM tombstones WHERE subject_id = ?", (subject_id,))
         return revision
 
+    def restamp(self, subject_ids: list[str]) -> int:
+        """Give each listed subject's templates a new revision, unchanged otherwise: what
+        they may open changed (appliance.access), so device caches are told without a
+        re-enrollment. Returns the head revision (unchanged when nobody has a template)."""
+        with self.transaction():
+            for subject_id in sorted(set(subject_ids)):
+                if self.execute("SELECT 1 FROM templates WHERE subject_id = ? LIMIT 1", (subject_id,)).fetchone():
+                    self.execute("UPDATE templates SET revision = ? WHERE subject_id = ?",
+                                 (self._next_revision(), subject_id))
+        return self.revision
+
     def template(self, principal: Principal, subject_id: str, pack_id: str, pack_version: str,
                  vault: KeyVault) -> Template:
         """The decrypted template (for the matcher or a device-cache sync only)."""

@@ -2,40 +2,33 @@
 of sealed events waiting for the transport.
 
 The cache holds only the subset of templates assigned to the device, with the central
-revision it is synced to; tombstones remove entries as they arrive. The outbox keeps events
-(already sealed envelopes, so never plaintext) until the transport confirms delivery.
+revision it is synced to; tombstones remove entries as they arrive. Beside a template an entry
+carries the person's keyed card claim (``stores.claims``), PIN verifier and face refusal, so the
+door decides card and card + PIN passes offline; an entry with an empty vector is a person with
+no face template (they refused face recognition): a card holder, never in a gallery. The outbox
+(``stores.outbox``) keeps sealed events until the transport confirms delivery.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.datakeys import decode_vector, encode_vector
-from appliance.security.keys import CACHE_DB, OUTBOX_DB, KeyProvider
+from appliance.security.keys import CACHE_DB, KeyProvider
 from appliance.stores.base import CipherStore
+from appliance.stores.claims import CLAIM_KEY, claim_hash, held_claim_key, replace_claim_key
+# their old home: callers import them from here
+from appliance.stores.outbox import STORE_COMPANIONS, Outbox, OutboxEvent, shred_store  # noqa: F401
 from appliance.vision.templates import Template
 
-# what SQLite keeps beside a store file: the write-ahead log, its index, a rollback journal
-STORE_COMPANIONS = ("-wal", "-shm", "-journal")
-
-
-def shred_store(path: Path, keys: KeyProvider, key_name: str) -> list[str]:
-    """Crypto-shred a closed store: its key first (after that, no copy of the file - a WAL page,
-    a disk image - can be opened), then the file and its companions. Idempotent, so a wipe
-    cut by a power loss is finished by running it again. Returns the names of files deleted."""
-    keys.destroy(key_name)
-    removed = []
-    for candidate in (Path(path), *(Path(f"{path}{suffix}") for suffix in STORE_COMPANIONS)):
-        if candidate.exists():
-            candidate.unlink()
-            removed.append(candidate.name)
-    return removed
+CACHE_COLUMNS = "subject_id, pack_id, pack_version, vector, revision, display, claim, access, pin, face_refused"
 
 
 class DeviceCache(CipherStore):
@@ -63,18 +56,70 @@ class DeviceCache(CipherStore):
                                      revision INTEGER NOT NULL, cursor TEXT NOT NULL);
         INSERT INTO snapshot_state VALUES (1, '', 0, '');
         """,
+        # access rules (docs/access.md): each person's groups at this door and validity, and
+        # the door's rules as the matcher last sent them ('{}': no rules, everyone may pass)
+        """
+        ALTER TABLE cached ADD COLUMN access TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE staging ADD COLUMN access TEXT NOT NULL DEFAULT '{}';
+        CREATE TABLE door_rules (id INTEGER PRIMARY KEY CHECK (id = 1), rules TEXT NOT NULL);
+        INSERT INTO door_rules VALUES (1, '{}');
+        CREATE TABLE presence (area TEXT NOT NULL, subject_id TEXT NOT NULL, inside INTEGER NOT NULL,
+                               at REAL NOT NULL, PRIMARY KEY (area, subject_id));
+        """,
+        # offline card + PIN (docs/door-modes.md): the PIN verifier and face refusal; claims made
+        # before the keyed hash go (the site's claim key, when it arrives, re-syncs the cache)
+        """
+        ALTER TABLE cached ADD COLUMN pin TEXT NOT NULL DEFAULT '';
+        ALTER TABLE cached ADD COLUMN face_refused INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE staging ADD COLUMN pin TEXT NOT NULL DEFAULT '';
+        ALTER TABLE staging ADD COLUMN face_refused INTEGER NOT NULL DEFAULT 0;
+        UPDATE cached SET claim = '';
+        """,
     )
 
     def __init__(self, path, key) -> None:
         super().__init__(path, key)
         self.lock = threading.RLock()  # the sync worker writes while the door decides
         self.generation = 0  # bumped after every committed change (in-memory galleries reload)
+        self.keys: KeyProvider | None = None  # where the site's claim key is kept (``open``)
+
+    @classmethod
+    def open(cls, path: Path, keys: KeyProvider, **extra) -> DeviceCache:
+        cache = super().open(path, keys, **extra)
+        cache.keys = keys
+        return cache
 
     def destroy(self, keys: KeyProvider) -> list[str]:
-        """Remote wipe (``edge.wipe``): close, then ``shred_store`` the cache and its key."""
+        """Remote wipe (``edge.wipe``): close, then ``shred_store`` the cache and its key, and
+        destroy the site's claim key."""
         with self.lock:
             self.close()
+            keys.destroy(CLAIM_KEY)
             return shred_store(self.path, keys, self.KEY_NAME)
+
+    def claim_of(self, card: str) -> str:
+        """The keyed claim of ``card`` as this cache stores it; "" without the site's key."""
+        key = held_claim_key(self.keys)
+        return claim_hash(card, key) if key else ""
+
+    def adopt_claim_key(self, material: bytes) -> bool:
+        """Keep the site's claim key from a sync answer. A new key (the first, or a rotation)
+        makes every held claim meaningless: the cache empties to revision 0 and is synced
+        again. True when that happened to a cache that held something."""
+        if self.keys is None:
+            raise ApplianceError(ErrorCode.KEY_MISSING, "the cache was not opened with a key provider")
+        with self.lock:
+            if not replace_claim_key(self.keys, material):
+                return False
+            with self.transaction():
+                held = self.revision > 0 or self.count() > 0 or bool(self.snapshot_progress()[0])
+                self.execute("DELETE FROM cached")
+                self.execute("DELETE FROM staging")
+                self.execute("UPDATE snapshot_state SET snapshot_id = '', revision = 0, cursor = '' WHERE id = 1")
+                self.execute("UPDATE sync_state SET revision = 0 WHERE id = 1")
+        self.generation += 1
+        self.checkpoint()
+        return held
 
     @property
     def revision(self) -> int:
@@ -98,7 +143,7 @@ class DeviceCache(CipherStore):
 
     def gallery(self, pack_id: str, pack_version: str) -> tuple[list[str], np.ndarray]:
         rows = self.execute("SELECT subject_id, vector FROM cached WHERE pack_id = ? AND pack_version = ? "
-                            "ORDER BY subject_id", (pack_id, pack_version)).fetchall()
+                            "AND length(vector) > 0 ORDER BY subject_id", (pack_id, pack_version)).fetchall()
         vectors = np.stack([decode_vector(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
         return [r[0] for r in rows], vectors
 
@@ -142,8 +187,7 @@ class DeviceCache(CipherStore):
                          (snapshot_id, revision, cursor))
             if complete:
                 self.execute("DELETE FROM cached")
-                self.execute("INSERT INTO cached (subject_id, pack_id, pack_version, vector, revision, display, claim) "
-                             "SELECT subject_id, pack_id, pack_version, vector, revision, display, claim FROM staging")
+                self.execute(f"INSERT INTO cached ({CACHE_COLUMNS}) SELECT {CACHE_COLUMNS} FROM staging")
                 self.execute("DELETE FROM staging")
                 self.execute("UPDATE snapshot_state SET snapshot_id = '', revision = 0, cursor = '' WHERE id = 1")
                 self.execute("UPDATE sync_state SET revision = ? WHERE id = 1", (revision,))
@@ -160,14 +204,48 @@ class DeviceCache(CipherStore):
 
     def _insert(self, table: str, entries: list["CacheEntry"], newer_only: bool) -> None:
         conflict = (" ON CONFLICT (subject_id, pack_id, pack_version) DO UPDATE SET vector = excluded.vector, "
-                    "revision = excluded.revision, display = excluded.display, claim = excluded.claim "
+                    "revision = excluded.revision, display = excluded.display, claim = excluded.claim, "
+                    "access = excluded.access, pin = excluded.pin, face_refused = excluded.face_refused "
                     "WHERE excluded.revision > revision") if newer_only else ""
         verb = "INSERT" if newer_only else "INSERT OR REPLACE"
         self.conn.executemany(
-            f"{verb} INTO {table} (subject_id, pack_id, pack_version, vector, revision, display, claim) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?){conflict}",
+            f"{verb} INTO {table} (subject_id, pack_id, pack_version, vector, revision, display, claim, access, pin, "
+            f"face_refused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?){conflict}",
             [(e.subject_id, e.template.pack_id, e.template.pack_version, encode_vector(e.template.vector),
-              e.revision, e.display, e.claim) for e in entries])
+              e.revision, e.display, e.claim, json.dumps(e.access, sort_keys=True), e.pin, int(e.face_refused))
+             for e in entries])
+
+    # -- access rules held for offline decisions (appliance.access) -----------------------
+    def put_rules(self, rules: dict) -> None:
+        """The door's rules from the matcher's latest answer ({}: none); bumps ``generation``
+        only when they changed, so a decider reloads them."""
+        text = json.dumps(rules, sort_keys=True)
+        with self.lock, self.transaction():
+            changed = self.execute("UPDATE door_rules SET rules = ? WHERE id = 1 AND rules != ?",
+                                   (text, text)).rowcount
+        if changed:
+            self.generation += 1
+
+    def rules(self) -> dict:
+        with self.lock:
+            return json.loads(self.execute("SELECT rules FROM door_rules WHERE id = 1").fetchone()[0])
+
+    def presence(self, area: str, subject_id: str) -> tuple[bool, float] | None:
+        """This door's own anti-passback book (``appliance.access.passback.PresenceBook``)."""
+        with self.lock:
+            row = self.execute("SELECT inside, at FROM presence WHERE area = ? AND subject_id = ?",
+                               (area, subject_id)).fetchone()
+        return (bool(row[0]), float(row[1])) if row else None
+
+    def set_presence(self, area: str, subject_id: str, inside: bool, at: float) -> None:
+        with self.lock, self.transaction():
+            self.execute("INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?)", (area, subject_id, int(inside), at))
+
+    def subject_access(self, subject_id: str) -> dict:
+        """The cached person's groups at this door (``g``) and validity (``f``, ``u``); {}: none."""
+        with self.lock:
+            row = self.execute("SELECT access FROM cached WHERE subject_id = ? LIMIT 1", (subject_id,)).fetchone()
+        return json.loads(row[0]) if row else {}
 
     def held(self) -> list[tuple[str, str, str, int]]:
         """(subject, pack, version, revision) of every cached template."""
@@ -198,19 +276,23 @@ class DeviceCache(CipherStore):
         """(subject ids, vectors, claim hash -> subject, subject -> masked name) for local matching."""
         with self.lock:
             rows = self.execute("SELECT subject_id, vector, claim, display FROM cached WHERE pack_id = ? "
-                                "AND pack_version = ? ORDER BY subject_id", (pack_id, pack_version)).fetchall()
+                                "AND pack_version = ? AND length(vector) > 0 ORDER BY subject_id",
+                                (pack_id, pack_version)).fetchall()
         vectors = np.stack([decode_vector(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
         return ([r[0] for r in rows], vectors, {r[2]: r[0] for r in rows if r[2]}, {r[0]: r[3] for r in rows})
+
+    def claim_holder(self, claim: str) -> tuple[str, str, str, bool] | None:
+        """(subject, masked name, PIN verifier or "", refused face recognition) of the cached
+        person whose card has the keyed ``claim``, or None (a card pass: edge.door_modes)."""
+        with self.lock:
+            row = self.execute("SELECT subject_id, display, pin, face_refused FROM cached WHERE claim = ? LIMIT 1",
+                               (claim,)).fetchone()
+        return None if row is None or not claim else (str(row[0]), str(row[1]), str(row[2]), bool(row[3]))
 
 
 def cache_digest(rows) -> str:
     lines = sorted(f"{s}|{p}|{v}|{r}" for s, p, v, r in rows)
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
-
-
-def claim_hash(claim: str) -> str:
-    """What a device cache stores for a card/PIN credential: never the credential itself."""
-    return hashlib.sha256(b"appliance/claim/v1|" + claim.encode("utf-8")).hexdigest() if claim else ""
 
 
 @dataclass(frozen=True)
@@ -219,110 +301,7 @@ class CacheEntry:
     template: Template
     revision: int
     display: str = ""  # masked name
-    claim: str = ""  # claim_hash of the subject's card, "" when none
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    id: int
-    kind: str
-    payload: bytes  # a sealed envelope
-    created: float
-    attempts: int
-
-
-class Outbox(CipherStore):
-    KEY_NAME = OUTBOX_DB
-    MIGRATIONS = (
-        """
-        CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload BLOB NOT NULL,
-            created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, sent_at REAL);
-        CREATE INDEX events_pending ON events(sent_at, id);
-        """,
-        # offline operation: the message id the matcher acknowledges, and a bounded queue
-        """
-        ALTER TABLE events ADD COLUMN ref TEXT NOT NULL DEFAULT '';
-        CREATE INDEX events_ref ON events(ref);
-        CREATE TABLE queue_state (id INTEGER PRIMARY KEY CHECK (id = 1), pending INTEGER NOT NULL,
-                                  spilled INTEGER NOT NULL);
-        INSERT INTO queue_state SELECT 1, count(*), 0 FROM events WHERE sent_at IS NULL;
-        """,
-    )
-
-    def __init__(self, path, key) -> None:
-        super().__init__(path, key)
-        self.lock = threading.RLock()  # the door enqueues while the pump drains
-
-    def destroy(self, keys: KeyProvider) -> list[str]:
-        """Remote wipe: the pending events name who passed the door; shredded like the cache."""
-        with self.lock:
-            self.close()
-            return shred_store(self.path, keys, self.KEY_NAME)
-
-    def put(self, kind: str, ref: str, sealed: bytes, max_events: int) -> int:
-        """Queue one sealed message (``ref`` = its message id) in its own durable transaction.
-        Beyond ``max_events`` pending, the oldest pending events are spilled (deleted and
-        counted): the newest events are the ones an operator needs after a long outage."""
-        with self.lock, self.transaction():
-            row_id = int(self.execute("INSERT INTO events (kind, payload, created, ref) VALUES (?, ?, ?, ?)",
-                                      (kind, sealed, time.time(), ref)).lastrowid)
-            pending = int(self.execute("SELECT pending FROM queue_state WHERE id = 1").fetchone()[0]) + 1
-            spill = max(0, pending - max_events)
-            if spill:
-                self.execute("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE sent_at IS NULL "
-                             "ORDER BY id LIMIT ?)", (spill,))
-            self.execute("UPDATE queue_state SET pending = ?, spilled = spilled + ? WHERE id = 1",
-                         (pending - spill, spill))
-        return row_id
-
-    def acknowledge(self, refs: list[str]) -> int:
-        """Drop the events the matcher confirmed; returns how many were still queued."""
-        if not refs:
-            return 0
-        with self.lock, self.transaction():
-            removed = 0
-            for start in range(0, len(refs), 500):
-                chunk = refs[start:start + 500]
-                removed += self.execute(f"DELETE FROM events WHERE sent_at IS NULL AND ref IN "
-                                        f"({','.join('?' * len(chunk))})", chunk).rowcount
-            self.execute("UPDATE queue_state SET pending = pending - ? WHERE id = 1", (removed,))
-        return removed
-
-    def next_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, bytes]]:
-        """(row id, kind, ref, sealed) of pending events after ``after_id``, oldest first."""
-        with self.lock:
-            return [tuple(r) for r in self.execute(
-                "SELECT id, kind, ref, payload FROM events WHERE sent_at IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (after_id, limit))]
-
-    def depth(self) -> int:
-        with self.lock:
-            return int(self.execute("SELECT pending FROM queue_state WHERE id = 1").fetchone()[0])
-
-    def spilled(self) -> int:
-        with self.lock:
-            return int(self.execute("SELECT spilled FROM queue_state WHERE id = 1").fetchone()[0])
-
-    def enqueue(self, kind: str, sealed: bytes) -> int:
-        with self.transaction():
-            row_id = int(self.execute("INSERT INTO events (kind, payload, created) VALUES (?, ?, ?)",
-                                      (kind, sealed, time.time())).lastrowid)
-            self.execute("UPDATE queue_state SET pending = pending + 1 WHERE id = 1")
-            return row_id
-
-    def pending(self, limit: int = 100) -> list[OutboxEvent]:
-        rows = self.execute("SELECT id, kind, payload, created, attempts FROM events WHERE sent_at IS NULL "
-                            "ORDER BY id LIMIT ?", (limit,))
-        return [OutboxEvent(*r) for r in rows]
-
-    def prune(self, before: float) -> int:
-        """Remove events older than ``before`` (retention), sent or not."""
-        with self.transaction():
-            removed = self.execute("DELETE FROM events WHERE created < ?", (before,)).rowcount
-            self._recount()
-            return removed
-
-    def _recount(self) -> None:
-        self.execute("UPDATE queue_state SET pending = (SELECT count(*) FROM events WHERE sent_at IS NULL) "
-                     "WHERE id = 1")
+    claim: str = ""  # keyed claim_hash of the subject's card (stores.claims), "" when none
+    access: dict = field(default_factory=dict, compare=False)  # groups at this door, validity (appliance.access)
+    pin: str = ""  # the PIN verifier (scrypt, matching.credentials.hash_pin), "" when none
+    face_refused: bool = False  # refused face recognition: an empty template, card + PIN passes

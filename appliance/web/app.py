@@ -22,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from appliance import __version__
 from appliance.config import Config
 from appliance.errors import ApplianceError
+from appliance.packs.defaults import check_configured
 from appliance.security.roles import Permission, require
 from appliance.web import api_accounts, api_admin, api_capture, api_events, api_people, api_subject, console
+from appliance.web import api_access
 from appliance.web.auth import authenticated
 from appliance.web.http_errors import appliance_error_handler
 from appliance.web.limits import ClientRateLimit, RateLimiter
@@ -40,6 +42,7 @@ STATIC_PATH = "/static"
 def create_app(config: Config, data_root: Path, services: Services | None = None) -> FastAPI:
     """The application over the stores in ``data_root`` (opened now, closed at shutdown);
     ``services`` lets a caller that already holds them open (tests, a second app) pass them."""
+    check_configured(config.site.use, config.models.embedder, config.models.search_path, "console")
     services = services or Services(config, Path(data_root))
     console_config = config.console
 
@@ -58,6 +61,7 @@ def create_app(config: Config, data_root: Path, services: Services | None = None
     for router in (api_people.router, api_events.router, api_admin.router, api_accounts.router, api_capture.router):
         app.include_router(router)
     app.include_router(api_subject.router)  # a person's access request (GET /api/people/{id}/export)
+    app.include_router(api_access.router)  # access groups, doors, schedules (docs/access.md)
     app.add_api_route("/metrics", _metrics_endpoint(console_config.metrics_loopback), methods=["GET"],
                       response_class=Response, include_in_schema=True, tags=["monitoring"],
                       summary="Prometheus metrics (loopback, or a token with events:read)")

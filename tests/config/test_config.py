@@ -112,9 +112,10 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
     ("[device]\nrelay = 17\n",
      "device.relay: unknown key; allowed: cool_down_s, enroll_capture, fps, loop, name, relay_active_high, "
      "relay_pin, source"),
-    ("[doors]\nx = 1\n", "doors: unknown key; allowed: console, device, liveness, matcher, matching, models, "
-                         "offline, ops, "),
-    ("source = 'x'\n", "source: unknown key; allowed: console, device, "),  # a field of Config, not a key of the file
+    ("[doors]\nx = 1\n", "doors: unknown key; allowed: access, console, device, door_io, door_mode, kiosk, "
+                         "liveness, matcher, matching, models, offline, ops, "),
+    # a field of Config, not a key of the file
+    ("source = 'x'\n", "source: unknown key; allowed: access, console, device, "),
 ])
 def test_the_refusal_names_the_key_and_why(tmp_path: Path, text: str, message: str):
     assert message in refused(tmp_path, text)

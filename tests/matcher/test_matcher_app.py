@@ -36,7 +36,8 @@ def test_the_replica_is_built_from_the_configuration(tmp_path, config):
         assert len(matcher.loaded.gallery) == 1 and matcher.loaded.claims == {"C-1": "s-1"}
         assert matcher.loaded.display_names == {"s-1": "A** L***"}
         assert set(matcher.service.subscriptions) == {topics.shared(topics.all_devices(kind)) for kind in
-                                                      (topics.REQUEST, topics.EVENT, topics.ALARM, topics.SYNC_ACK)}
+                                                      (topics.REQUEST, topics.EVENT, topics.ALARM, topics.SYNC_ACK,
+                                                           topics.CREDENTIAL)}
         assert matcher.revisions.per_message == 13 and matcher.store is not None
         assert matcher.endpoint is None  # nothing connects before start
     finally:

@@ -8,14 +8,17 @@ from types import SimpleNamespace
 import pytest
 
 from appliance.edge.sync_client import SyncClient
+from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.deletions import DeletionConfirmations
-from appliance.matcher.eligibility import Profiles
+from appliance.matcher.eligibility import Profiles, restamp_credentials
+from appliance.matching.credentials import hash_pin
 from appliance.matcher.revisions import MESSAGES_PER_ANSWER, SyncEngine, entries_per_message
 from appliance.protocol import messages
 from appliance.protocol.messages import MAX_MESSAGE_BYTES
 from appliance.protocol.sync_entries import UpsertEntry
 from appliance.security.roles import Principal, Role
-from appliance.stores.device import DeviceCache, claim_hash
+from appliance.stores.claims import claim_hash, site_claim_key
+from appliance.stores.device import DeviceCache
 from matcherkit import ADMIN, OPERATOR, make_node
 
 DIM = 2048  # the largest template a message may carry: 3 per delta, so paging shows with few people
@@ -73,7 +76,7 @@ def test_changes_carry_what_the_device_may_hold_and_tombstones_for_the_rest(node
     assert set(upserted(deltas)) == {local}
     assert set(tombstoned(deltas)) == {central_only, lobby, gone}
     entry = UpsertEntry.from_wire(deltas[0].upserts[0])
-    assert entry.display == "A** L***" and entry.claim == claim_hash("C-1")
+    assert entry.display == "A** L***" and entry.claim == claim_hash("C-1", site_claim_key(node.data.vault))
     assert (entry.vector == local_vector).all()
     lobby_deltas, _ = engine.answer(ask(), "lobby")
     assert set(upserted(lobby_deltas)) == {local, lobby}
@@ -180,5 +183,84 @@ def test_a_device_cache_follows_the_stream_through_its_sync_client(node, tmp_pat
         assert people[0] not in held and newcomer in held and client.stats["deltas_applied"] >= 1
         assert cache.digest() == engine.expected_digest("default")
         assert node.store.confirmations(receipt.tombstone_revision).keys() == {"door-a"}
+    finally:
+        cache.close()
+
+
+def refusing(node, name: str, card: str, pin: str) -> str:
+    """A person who refused face recognition: a card and a PIN, no template (the desk's way)."""
+    from appliance.security.consent import AgeBand, Alternative, ConsentRecord, Person, new_subject_id
+    from appliance.stores.identity import FACE_REFUSED_SCOPE
+
+    subject = new_subject_id()
+    node.data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD_AND_PIN, card_no=card))
+    node.data.record_consent(OPERATOR, ConsentRecord(subject, FACE_REFUSED_SCOPE, "v1", 0.0, name))
+    node.data.identity.set_pin_hash(OPERATOR, subject, hash_pin(pin))
+    restamp_credentials(node.data, OPERATOR, subject)
+    return subject
+
+
+def test_cards_pins_and_face_refusing_people_reach_a_cache_and_a_pin_change_is_a_revision(node, tmp_path, keys):
+    holder, _ = node.enroll("Pin Holder", card="C-7")
+    node.data.identity.set_pin_hash(OPERATOR, holder, hash_pin("2468"))
+    restamp_credentials(node.data, OPERATOR, holder)
+    people = [node.enroll(f"Person Number{i}")[0] for i in range(PER * 2)]  # snapshot pages before the refusers
+    refusers = [refusing(node, f"Refusing Person{i}", f"R-{i}", "864209") for i in range(PER + 1)]
+    engine = engine_of(node, snapshot_after=2)
+    key = site_claim_key(node.data.vault)
+    deltas, why = engine.answer(ask(), "default")  # far behind: a snapshot, templates then refusers
+    assert why == "snapshot" and all(d.claim_key == key.hex() for d in deltas)
+    entries = {e["s"]: e for d in deltas for e in d.upserts}
+    assert set(entries) == {holder, *people, *refusers}
+    assert "t" not in entries[refusers[0]] and entries[refusers[0]]["f"] is True
+    assert entries[refusers[0]]["c"] == claim_hash("R-0", key) and entries[refusers[0]]["p"].startswith("scrypt$")
+    assert entries[holder]["p"].startswith("scrypt$") and "f" not in entries[people[0]]
+    assert all(len(d.encode()) <= MAX_MESSAGE_BYTES for d in deltas)
+
+    confirmations = DeletionConfirmations(node.data, node.store)
+    cache = DeviceCache.open(tmp_path / "door-a" / "cache.db", keys)
+    client = SyncClient(FakeLink("door-a"), cache, node.devices["door-a"], node.directory)
+    try:
+        sync(node, client, engine, confirmations)
+        assert set(cache.subject_ids()) == {holder, *people, *refusers}
+        assert cache.digest() == engine.expected_digest("default", "door-a")  # no snapshot loop
+        assert cache.claim_holder(cache.claim_of("R-1"))[0] == refusers[1]
+        assert refusers[1] not in cache.local_view(*node.pack)[0]
+        head = node.data.biometric.revision
+        node.data.identity.set_pin_hash(OPERATOR, refusers[1], "")  # cleared: a revision of its own
+        assert restamp_credentials(node.data, OPERATOR, refusers[1]) == head + 1
+        node.data.identity.set_pin_hash(OPERATOR, holder, "")
+        restamp_credentials(node.data, OPERATOR, holder)
+        changes, why = engine.answer(ask(revision=head), "default")
+        assert why == "changes" and {e["s"] for d in changes for e in d.upserts} == {refusers[1], holder}
+        sync(node, client, engine, confirmations)
+        assert cache.claim_holder(cache.claim_of("R-1"))[2] == "" and cache.claim_holder(cache.claim_of("C-7"))[2] == ""
+        assert cache.digest() == engine.expected_digest("default", "door-a")
+        node.data.delete_subject(ADMIN, refusers[0])  # a deleted refuser leaves the cache too
+        sync(node, client, engine, confirmations)
+        assert refusers[0] not in cache.subject_ids()
+    finally:
+        cache.close()
+
+
+def test_a_revoked_group_of_a_face_refusing_person_reaches_the_cache(node, tmp_path, keys):
+    from appliance.matcher.access_admin import AccessAdmin
+
+    refuser = refusing(node, "Refusing Person", "R-9", "864209")
+    admin = AccessAdmin(node.data, node.store, ADMIN)
+    admin.put_group("office")
+    admin.grant_doors("office", ["door-a"])
+    admin.set_member("office", refuser)
+    engine = SyncEngine(node.data, Profiles(node.data.identity, node.store.groups, OPERATOR,
+                                            SiteAccess(node.store)), node.pack, DIM, 5000, OPERATOR)
+    confirmations = DeletionConfirmations(node.data, node.store)
+    cache = DeviceCache.open(tmp_path / "door-a" / "cache.db", keys)
+    client = SyncClient(FakeLink("door-a"), cache, node.devices["door-a"], node.directory)
+    try:
+        sync(node, client, engine, confirmations)
+        assert cache.subject_ids() == [refuser] and cache.subject_access(refuser)["g"] == ["office"]
+        admin.set_member("office", refuser, False)  # a new revision for their card entry
+        sync(node, client, engine, confirmations)
+        assert cache.subject_ids() == []
     finally:
         cache.close()

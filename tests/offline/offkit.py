@@ -153,7 +153,9 @@ def matcher_process(site, config_path: Path | None = None, name: str = "matcher-
         command += ["--config", str(config_path)]
     command += ["matcher", "--site", str(site.folder), "--port", str(site.broker.port), "--host", "127.0.0.1",
                 "--name", name]
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(site.folder / "data"), "APPLIANCE__LIVENESS__LEVEL": "off"}
+    # the test site declares its use (research: the shared data's terms), so no licence warning precedes "ready"
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(site.folder / "data"), "APPLIANCE__LIVENESS__LEVEL": "off",
+           "APPLIANCE__SITE__USE": "research"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                cwd=REPO)
     line = process.stdout.readline()

@@ -33,8 +33,8 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
     ("APPLIANCE__LIVENESS__CHALLENGE_MAX", "0", "liveness.challenge_max: must be between 1 and 3, got 0"),
     ("APPLIANCE__SECURITY__ROLES__BOB", "operator", "security.roles: [security.roles] was removed: roles belong to "
                                                     "appliance accounts now"),
-    ("APPLIANCE__DOORS__X", "1", "doors: unknown key; allowed: console, device, "),
-    ("APPLIANCE__SOURCE__X", "1", "source: unknown key; allowed: console, device, "),
+    ("APPLIANCE__DOORS__X", "1", "doors: unknown key; allowed: access, console, device, "),
+    ("APPLIANCE__SOURCE__X", "1", "source: unknown key; allowed: access, console, device, "),
 ])
 def test_bad_overrides_name_the_key_and_the_allowed_values(tmp_path, monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)

@@ -270,6 +270,9 @@ def _maintenance_token(cli, home: Path) -> Path:
     # the site keeps the shipped central mode, so it records why (docs/operations.md, "Decide the matching mode")
     _ok(cli("site", "matching", "justify", "--reason", "one matcher serves every door of this test site",
             "--basis", "test site: no personal data"))
+    # and says who may open which door (docs/access.md): one group, always open, for its one door
+    _ok(cli("access", "group", "create", "staff"))
+    _ok(cli("access", "grant", "staff", DEVICE))
     _ok(cli("logout"))
     return home / "auditor.token"
 
