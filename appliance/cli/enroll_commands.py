@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     enroll.add_argument("--age-band", choices=[a.value for a in AgeBand], default=AgeBand.ADULT.value)
     enroll.add_argument("--alternative", choices=[a.value for a in Alternative], default=Alternative.CARD.value,
                         help="the non-face way through the door recorded for the person")
-    enroll.add_argument("--card-no", default="")
+    enroll.add_argument("--card-no", "--card", default="", help="the person's card number")
+    enroll.add_argument("--refuse-face", action="store_true",
+                        help="the person refuses face recognition: record the refusal and their --card, no photos "
+                             "(they pass by card/PIN; docs/door-modes.md)")
     enroll.add_argument("--staff-no", default="")
     enroll.add_argument("--guardian", default="", help="the guardian who consented (required under 14)")
     enroll.add_argument("--local-matching", action="store_true",
@@ -88,6 +91,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             raise ApplianceError(ErrorCode.ENROLL_FAILED, "--folder takes names and consent references from its "
                                                           "manifest: give no IMAGE, --name or --consent-ref")
         return import_folder(args)
+    if args.refuse_face:
+        return _register_without_face(args)
     if not args.images:
         raise ApplianceError(ErrorCode.ENROLL_FAILED, "give the person's photos (IMAGE...) or --folder DIR")
     request = request_from(args)  # a missing name or consent reference is refused before anything opens
@@ -96,6 +101,22 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         outcome = desk.enroll(principal, request, uploads)
     print_outcome(outcome, args.json)
     return EXIT_STATUS[outcome.status]
+
+
+def _register_without_face(args: argparse.Namespace) -> int:
+    """``--refuse-face``: the person, the refusal and the card; nothing is captured."""
+    from appliance.cli.desk_session import open_desk
+
+    if args.images:
+        raise ApplianceError(ErrorCode.ENROLL_FAILED, "--refuse-face takes no photos: nothing is captured")
+    request = request_from(args)
+    with open_desk(args) as (desk, principal):
+        subject_id = desk.register_without_face(principal, request)
+    if args.json:
+        sys.stdout.write(json.dumps({"status": "registered", "subject_id": subject_id, "face": "refused"}) + "\n")
+    else:
+        print(f"registered {subject_id} without a face (refused); passes by card/PIN")
+    return 0
 
 
 def print_outcome(outcome: EnrollmentOutcome, as_json: bool) -> None:

@@ -4,14 +4,17 @@
 match centrally (a security administrator; who and when come from the account and the clock),
 ``show`` prints the decision (any account), ``revoke`` withdraws it: the doors go back to
 deciding locally. ``appliance site filing`` prints the count of enrolled people against the
-filing thresholds (exit 1 from 80,000, 2 from 100,000). The health report's site checks
-(:func:`site_checks`) come from here too: they need the matcher's stores, which ``appliance.ops``
-may not import.
+filing thresholds (exit 1 from 80,000, 2 from 100,000). Every ``appliance site`` duty warns
+(stderr) when the site has doors but no access group: then everyone enrolled opens every door
+(docs/access.md). The health report's site checks (:func:`site_checks`, the access one
+included) come from here too: they need the matcher's stores, which ``appliance.ops`` may not
+import.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,11 +23,14 @@ from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from
 from appliance.config import Config
 from appliance.errors import ApplianceError
-from appliance.ops.health import FAIL, Check, check_filing, check_matching_mode, check_retention
+from appliance.ops.health import FAIL, OK, WARN, Check, check_filing, check_matching_mode, check_retention
 from appliance.security.roles import Permission, Principal, require
 from appliance.stores.protected import BIOMETRIC_FILE, ProtectedData
 
 FILING_EXIT = {"ok": 0, "warn": 1, "file": 2}  # the health convention: warn 1, fail 2
+PKI_DIR = "pki"  # the site's PKI under the data folder: its device identities are the doors
+NO_ACCESS_GROUP = ("the site has {doors} door(s) but no access group: everyone enrolled opens every door; define "
+                   "groups with 'appliance access group create', 'grant' and 'member add' (docs/access.md)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,10 +44,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     matching.add_argument("--reason", default="", help="why central matching is necessary on this site")
     matching.add_argument("--basis", default="",
                           help="the law or regulation article, or the separate-consent form, it rests on")
-    matching.set_defaults(handler=cmd_matching)
+    matching.set_defaults(handler=_warning_first(cmd_matching))
     filing = duties.add_parser("filing", help="unique enrolled people against the filing thresholds "
                                               "(exit 1 from 80,000, 2 from 100,000)")
-    filing.set_defaults(handler=cmd_filing)
+    filing.set_defaults(handler=_warning_first(cmd_filing))
+    use = duties.add_parser("use", help="the declared use (commercial | research) and the embedder licence it "
+                                        "allows (exit 1: undeclared; a refused pack: its error's status)")
+    use.set_defaults(handler=_warning_first(cmd_use))
+
+
+def _warning_first(handler):
+    """``handler`` after the access-group warning on stderr (when the central stores are here)."""
+    def run(args: argparse.Namespace) -> int:
+        root = paths.data_dir()
+        if (root / BIOMETRIC_FILE).exists():
+            try:
+                with ProtectedData.from_config(config_from(args), root) as data:
+                    check = access_check(data, root)
+                if check.status != OK:
+                    print(f"warning: {check.detail}", file=sys.stderr)
+            except ApplianceError:
+                pass  # the duty itself reports stores it cannot open
+        return handler(args)
+    return run
+
+
+def access_check(data: ProtectedData, root: Path) -> Check:
+    """WARN when the site has doors (device identities in its PKI) but no access group."""
+    from appliance.broker.pki import ProjectPKI
+    from appliance.matcher.site_policy import open_site_store
+    from appliance.matcher.subject_access import site_doors
+
+    doors = site_doors(ProjectPKI(root / PKI_DIR)) if (root / PKI_DIR).exists() else {}
+    store = open_site_store(data)
+    try:
+        enforced = store.access_enforced()
+    finally:
+        store.close()
+    if doors and not enforced:
+        return Check("access", WARN, NO_ACCESS_GROUP.format(doors=len(doors)))
+    return Check("access", OK, f"{len(doors)} door(s); access groups {'defined' if enforced else 'none'}")
 
 
 def cmd_matching(args: argparse.Namespace) -> int:
@@ -80,6 +122,17 @@ def cmd_filing(args: argparse.Namespace) -> int:
     return FILING_EXIT[status.level]
 
 
+def cmd_use(args: argparse.Namespace) -> int:
+    """``[site] use`` against the configured embedder's licence (docs/models.md)."""
+    from appliance.errors import ErrorCode
+    from appliance.packs.defaults import licence_status
+
+    config = config_from(args)
+    status = licence_status(config.site.use, config.models.embedder, config.models.search_path)
+    print(json.dumps(status, ensure_ascii=False))
+    return {"ok": 0, "undeclared": 1}.get(status["status"], ErrorCode.LICENCE_REFUSED.exit_status)
+
+
 def site_checks(config: Config, root: Path | None = None, now: float | None = None) -> list[Check]:
     """The data duties of the central host for ``appliance health --service matcher``: the
     matching-mode decision, the filing counter, retention. None on a host without the central
@@ -101,11 +154,12 @@ def site_checks(config: Config, root: Path | None = None, now: float | None = No
                 filing = filing_status(data)
             finally:
                 store.close()
+            access = access_check(data, root)
     except ApplianceError as exc:
         return [Check("site", FAIL, f"central stores in {root} unreadable: {exc}")]
     return [check_matching_mode(config.offline.mode, decision.account if decision else "",
                                 decision.decided_at if decision else 0.0),
-            check_filing(filing), check_retention(retention, now)]
+            check_filing(filing), check_retention(retention, now), access]
 
 
 

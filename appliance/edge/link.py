@@ -90,7 +90,9 @@ class MatcherLink:
         self.endpoint.publish(topics.device_topic(self.device_id, kind), sealed)
 
     def request(self, request: messages.MatchRequest, pack: tuple[str, str], timeout: float = ANSWER_TIMEOUT_S,
-                attempts: int = ATTEMPTS) -> messages.Decision:
+                attempts: int = ATTEMPTS, kind: str = topics.REQUEST) -> messages.Decision:
+        """Seal ``request`` (a match request, or on ``kind`` CREDENTIAL a card/PIN request) and
+        wait for its decision."""
         done, answer = threading.Event(), []
         with self._lock:
             self._pending[request.request_id] = (done, answer)
@@ -98,7 +100,7 @@ class MatcherLink:
             for attempt in range(1, attempts + 1):
                 sealed = self.sealer.seal(self.matcher, MessageType.PROBE, request.encode(), *pack)
                 try:
-                    self.endpoint.publish(topics.device_topic(self.device_id, topics.REQUEST), sealed,
+                    self.endpoint.publish(topics.device_topic(self.device_id, kind), sealed,
                                           response_topic=self.decision_topic,
                                           correlation=request.request_id.encode("ascii"), timeout=timeout)
                 except ApplianceError as exc:

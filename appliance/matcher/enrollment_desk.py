@@ -42,18 +42,21 @@ from appliance.config import Config
 from appliance.enrollment import MAX_ENROLLMENT_CAPTURES, EnrollmentResult, enroll_labelled
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.desk_gallery import DeskGallery
-from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE
+from appliance.matcher.access_site import SiteAccess
+from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE, openable_doors, restamp_credentials
 from appliance.matcher.enrollment_types import (
     DUPLICATE, ENROLLED, FAILED_TO_ENROL, MATCH, NO_MATCH, EnrollmentOutcome, EnrollmentRequest, IdentifyOutcome,
     Rejection, Usability, outcome_of,
 )
 from appliance.matcher.site_policy import central_allowed
 from appliance.matcher.sync_store import SyncStore
+from appliance.packs.defaults import check_site_use
 from appliance.pipeline import FacePipeline
 from appliance.security.consent import (
     ENROLL_SCOPE, AgeBand, ConsentNotice, ConsentRecord, Person, check_enrollable, new_subject_id, notice,
 )
 from appliance.security.roles import Permission, Principal, Role, require
+from appliance.stores.identity import FACE_REFUSED_SCOPE
 from appliance.stores.protected import ProtectedData
 from appliance.vision.templates import Template, check_compatible
 
@@ -64,6 +67,7 @@ UNIT_NORM_TOLERANCE = 1e-3  # a fused template is a unit vector (float32 roundin
 
 class EnrollmentDesk:
     def __init__(self, data: ProtectedData, sync: SyncStore, pipeline: FacePipeline, config: Config):
+        check_site_use(config.site.use, pipeline.embedder_pack, pipeline.registry, "enrollment")
         self.data, self.sync, self.pipeline, self.config = data, sync, pipeline, config
         self._gallery: DeskGallery | None = None
         # one enrollment at a time per desk: the duplicate check and the writes must not interleave
@@ -107,6 +111,39 @@ class EnrollmentDesk:
                 raise ApplianceError(ErrorCode.PACK_MISMATCH, "captured template is not normalised")
         with self._lock:
             return self._finish(principal, request, person, consent, captured)
+
+    def register_without_face(self, principal: Principal, request: EnrollmentRequest) -> str:
+        """A person who refused face recognition: their record, the refusal (a consent record of
+        scope ``face-refused`` naming the notice shown and the form), door groups and card - no
+        capture, no template. They pass by card/PIN (docs/door-modes.md). Returns the subject id."""
+        require(principal, Permission.ENROLL)
+        require(principal, Permission.REGISTER_PERSON)
+        subject_id = new_subject_id()
+        if not request.card_no:
+            raise ApplianceError(ErrorCode.CONSENT_MISSING, "a person who refuses face recognition needs a card")
+        by_guardian = request.age_band is AgeBand.UNDER_14
+        person = Person(subject_id, request.name, request.age_band, request.alternative, staff_no=request.staff_no,
+                        card_no=request.card_no, guardian_name=request.guardian_name)
+        refusal = ConsentRecord(subject_id, FACE_REFUSED_SCOPE, notice().version, time.time(),
+                                request.guardian_name if by_guardian else request.name, by_guardian,
+                                reference=request.consent_ref)
+        with self._lock:
+            if self.data.identity.card_holder(principal, request.card_no) is not None:
+                raise ApplianceError(ErrorCode.CARD_IN_USE, "the card is already given to another person")
+            try:
+                self.data.register_person(principal, person)
+                self.data.record_consent(principal, refusal)
+                if request.groups:
+                    self.sync.assign_groups(subject_id, request.groups)
+                restamp_credentials(self.data, principal, subject_id)  # their card reaches the doors
+            except BaseException as exc:
+                self._undo(principal, subject_id)
+                self.data.audit.append(principal, "enrollment.face_refused", subject_id, "rolled_back",
+                                       exc.code.name if isinstance(exc, ApplianceError) else type(exc).__name__)
+                raise
+        self.data.audit.append(principal, "enrollment.face_refused", subject_id, "ok",
+                               f"card only; {len(request.groups)} door groups")
+        return subject_id
 
     def _admit(self, principal: Principal, request: EnrollmentRequest,
                subject_id: str) -> tuple[Person, ConsentRecord]:
@@ -240,7 +277,9 @@ class EnrollmentDesk:
                                                                                                   subject_id))
         if templates is None:
             templates = len(self.data.biometric.rows(subject_id))
-        return Usability.of(central, local, tuple(self.sync.groups(subject_id)), templates > 0)
+        doors = openable_doors(SiteAccess(self.sync), subject_id, time.time())  # the access rules' doors
+        return Usability.of(central, local, tuple(self.sync.groups(subject_id)), templates > 0,
+                            None if doors is None else tuple(doors))
 
     def people_page(self, principal: Principal, query: str = "", offset: int = 0,
                     limit: int = 50) -> tuple[list[dict], int]:

@@ -5,7 +5,7 @@ a similarity score only when a caller explicitly asks for debugging)."""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from appliance.enrollment import EnrollmentResult
@@ -17,6 +17,7 @@ ENROLLED, FAILED_TO_ENROL, DUPLICATE = "enrolled", "failed_to_enroll", "duplicat
 MATCH, NO_MATCH = "match", "no_match"
 CENTRAL, DOORS, NOWHERE = "central", "doors", "nowhere"  # where an enrolled face opens doors
 JUSTIFY_COMMAND = "appliance site matching justify"
+ACCESS_COMMAND = "appliance access member add <group> <subject id>"
 MAX_NAME_CHARS = 100
 MAX_REFERENCE_CHARS = 200  # a form number, a scan's file name, a case reference
 MAX_REASON_CHARS = 500
@@ -116,7 +117,9 @@ class Usability:
     local-matching consent, in their door groups (``matcher.eligibility``). So the face works
     ``central`` (the site is justified: the matcher searches everyone), ``doors`` (local
     consent: the caches of ``groups``, every door when empty) or ``nowhere`` - then
-    ``reason`` says why and ``action`` what would change it.
+    ``reason`` says why and ``action`` what would change it. Once the site has access groups
+    (``appliance.access``) only the doors they grant the person open (``access_doors``; None:
+    no access rules, every door), and a person granted none is ``nowhere`` too.
     """
 
     where: str  # CENTRAL, DOORS or NOWHERE
@@ -126,11 +129,27 @@ class Usability:
     message: str = ""
     reason: str = ""  # why NOWHERE; "" otherwise
     action: str = ""  # what to do about NOWHERE; "" otherwise
+    access_doors: tuple[str, ...] | None = None  # doors the access rules let them open; None: no rules
 
     @classmethod
-    def of(cls, central: bool, local: bool, groups: tuple[str, ...] = (), has_template: bool = True) -> Usability:
+    def of(cls, central: bool, local: bool, groups: tuple[str, ...] = (), has_template: bool = True,
+           access_doors: tuple[str, ...] | None = None) -> Usability:
         """The one rule every entry point and listing shows."""
-        groups = tuple(sorted(groups))
+        found = cls._of(central, local, tuple(sorted(groups)), has_template)
+        if access_doors is None:
+            return found
+        opens = tuple(sorted(access_doors))
+        if found.where != NOWHERE and not opens:
+            return cls(NOWHERE, central, local, found.groups, "the face is usable at no door",
+                       "the site has access groups and none of the person's grants a door (or their validity has "
+                       "ended)", f"add the person to an access group that grants doors ({ACCESS_COMMAND})", opens)
+        if found.where != NOWHERE:
+            found = replace(found, message=f"{found.message}; the access rules let them open {', '.join(opens)} "
+                                           "(on their groups' schedules)")
+        return replace(found, access_doors=opens)
+
+    @classmethod
+    def _of(cls, central: bool, local: bool, groups: tuple[str, ...], has_template: bool) -> Usability:
         doors = f"door groups {', '.join(groups)}" if groups else "every door"
         if not has_template:
             return cls(NOWHERE, central, local, groups, "the face is usable at no door",
@@ -161,6 +180,7 @@ class Usability:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["groups"] = list(self.groups)
+        out["access_doors"] = None if self.access_doors is None else list(self.access_doors)
         return out
 
     @classmethod
@@ -170,7 +190,8 @@ class Usability:
             return None
         return cls(str(data["where"]), bool(data["central_matching"]), bool(data["local_matching"]),
                    tuple(data.get("groups", ())), str(data.get("message", "")), str(data.get("reason", "")),
-                   str(data.get("action", "")))
+                   str(data.get("action", "")),
+                   None if data.get("access_doors") is None else tuple(data["access_doors"]))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ where, since when - and a signed receipt that the request was answered.
 ``export_subject`` gathers, for one pseudonym: the identity record, the consents (scope,
 notice version, reference, when, by whom), the templates' enrollment dates and model packs
 (never a template, never a quality vector), the door groups, the doors that hold the
-template (from each door's acknowledged revision and the eligibility rules the sync follows),
+template (from each door's acknowledged revision and the eligibility rules the sync follows,
+access groups included; for a person with no template, their card and PIN verifier), the doors
+the access rules let them open and when (``door_access``: their groups' weekly schedules, the
+site's zone, their validity; every door at any time while the site has no access rules),
 the door events about the person within the event retention period (the pseudonym a door
 decision names: ``details.subject``), and the deletion receipts issued for them. Names and
 numbers are masked unless the requester's role may read identities unmasked and asks to
@@ -32,7 +35,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.eligibility import Profiles
+from appliance.matcher.access_site import SiteAccess
+from appliance.matcher.eligibility import Profiles, door_access
 from appliance.matcher.sync_store import SyncStore
 from appliance.security import signing
 from appliance.security.masking import mask_record
@@ -92,10 +96,12 @@ def load_access_receipt(path: Path) -> AccessReceipt:
 
 
 def export_subject(principal: Principal, subject_id: str, data: ProtectedData, sync: SyncStore,
-                   doors: dict[str, str], *, unmasked: bool = False, now: float | None = None) -> SubjectExport:
+                   doors: dict[str, str], *, unmasked: bool = False, now: float | None = None,
+                   tz: str = "UTC") -> SubjectExport:
     """Everything held about ``subject_id``, masked unless ``unmasked`` (which needs the
     unmasked-read permission), with a signed receipt. ``doors``: every active door and its
-    group. SUBJECT_NOT_FOUND when the site holds nothing about the pseudonym."""
+    group; ``tz``: the site's time zone (config ``[access] timezone``) the schedules are in.
+    SUBJECT_NOT_FOUND when the site holds nothing about the pseudonym."""
     require_any(principal, Permission.READ_IDENTITY_MASKED, Permission.READ_IDENTITY_UNMASKED)
     now = time.time() if now is None else now
     templates = sorted(data.biometric.rows(subject_id), key=lambda row: (row.created, row.pack_id))
@@ -107,6 +113,7 @@ def export_subject(principal: Principal, subject_id: str, data: ProtectedData, s
         data.audit.append(principal, "subject.export", subject_id, "refused", ErrorCode.SUBJECT_NOT_FOUND.name)
         raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, subject_id)
     since = now - data.security.event_retention_days * SECONDS_PER_DAY
+    access = SiteAccess(sync, tz)
     events = sync.subject_events(subject_id, since, MAX_EVENTS + 1)
     export = {
         "subject_id": subject_id,
@@ -118,7 +125,8 @@ def export_subject(principal: Principal, subject_id: str, data: ProtectedData, s
         "templates": [{"pack_id": t.pack_id, "pack_version": t.pack_version, "enrolled_at": _iso(t.created),
                        "updated_at": _iso(t.updated), "revision": t.revision} for t in templates],
         "door_groups": sorted(sync.groups(subject_id)),
-        "devices": _devices(principal, subject_id, data, sync, doors, templates, tombstone),
+        "devices": _devices(principal, subject_id, data, sync, doors, templates, tombstone, access),
+        "door_access": _door_access(subject_id, doors, access, now) if person is not None else [],
         "events": {"since": _iso(since), "retention_days": data.security.event_retention_days,
                    "truncated": len(events) > MAX_EVENTS, "items": [_event(e) for e in events[:MAX_EVENTS]]},
         "deletion_receipts": [r.document() | {"signature": r.signature} for r in receipts],
@@ -159,16 +167,18 @@ def _consents(principal: Principal, subject_id: str, data: ProtectedData, unmask
 
 
 def _devices(principal: Principal, subject_id: str, data: ProtectedData, sync: SyncStore, doors: dict[str, str],
-             templates: list, tombstone) -> list[dict]:
-    """Doors holding the template (acknowledged its revision and eligible), doors that will
-    (eligible, not yet synced), and, after a deletion, doors that have not confirmed it."""
+             templates: list, tombstone, access: SiteAccess) -> list[dict]:
+    """Doors holding the template, or for a person with none their card entry (acknowledged
+    its revision and eligible, access groups included), doors that will (eligible, not yet
+    synced), and, after a deletion, doors that have not confirmed it."""
     contacts = sync.device_contacts()
-    revision = max((t.revision for t in templates), default=0)
-    profile = Profiles(data.identity, sync.groups, principal).get(subject_id, revision) if templates else None
+    face = bool(templates)
+    revision = max((t.revision for t in templates), default=0) or data.identity.credential_revision(subject_id)
+    profile = Profiles(data.identity, sync.groups, principal, access).get(subject_id, revision) if revision else None
     out = []
     for device, group in sorted(doors.items()):
         held = contacts[device].revision if device in contacts else 0
-        if profile is not None and profile.allows(group):
+        if profile is not None and profile.allows(group, device, face):
             state = HOLDS if held >= revision else PENDING
         elif not templates and tombstone is not None and 0 < held < tombstone.revision:
             state = DELETING
@@ -176,6 +186,19 @@ def _devices(principal: Principal, subject_id: str, data: ProtectedData, sync: S
             continue
         out.append({"device": device, "group": group, "state": state, "revision_held": held,
                     "acknowledged_at": _iso(contacts[device].acked_at) if device in contacts else None})
+    return out
+
+
+def _door_access(subject_id: str, doors: dict[str, str], access: SiteAccess, now: float) -> list[dict]:
+    """Each door the access rules let the person open, and when (``eligibility.door_access``)."""
+    out = []
+    for door in sorted(doors):
+        when = door_access(access, subject_id, door, now)
+        if when is None:
+            continue
+        if "valid_from" in when:
+            when = {**when, **{k: None if when[k] is None else _iso(when[k]) for k in ("valid_from", "valid_until")}}
+        out.append({"door": door, "always": not when, **when})
     return out
 
 
@@ -188,6 +211,7 @@ def _event(event) -> dict:
 def _receipt(principal: Principal, subject_id: str, data: ProtectedData, export: dict, now: float) -> AccessReceipt:
     counts = {"person": int(export["person"] is not None), "consents": len(export["consents"]),
               "templates": len(export["templates"]), "devices": len(export["devices"]),
+              "door_access": len(export["door_access"]),
               "events": len(export["events"]["items"]), "deletion_receipts": len(export["deletion_receipts"])}
     receipt = AccessReceipt(uuid.uuid4().hex, subject_id, principal.actor, principal.role.value, _iso(now),
                             data.node.node_id, bool(export["masked"]), export_digest(export), counts)

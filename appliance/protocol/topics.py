@@ -7,7 +7,9 @@ SHARE_GROUP = "matchers"  # shared subscription: N matcher replicas split the re
 REQUEST, DECISION, EVENT, ALARM, TELEMETRY, AVAILABILITY, SYNC, SYNC_ACK = (
     "req", "decision", "event", "alarm", "telemetry", "availability", "sync", "sync-ack",
 )
-DEVICE_PUBLISHES = (REQUEST, EVENT, ALARM, TELEMETRY, AVAILABILITY, SYNC_ACK)
+# a card or PIN pass (protocol.credential_messages), answered on the door's DECISION topic
+CREDENTIAL = "credential"
+DEVICE_PUBLISHES = (REQUEST, EVENT, ALARM, TELEMETRY, AVAILABILITY, SYNC_ACK, CREDENTIAL)
 DEVICE_SUBSCRIBES = (DECISION, SYNC)
 ENROLLMENT_EVENTS = f"{PREFIX}/enrollment/events"
 # Enrollment from a door camera: the console asks one device for a capture burst on the
@@ -79,7 +81,15 @@ RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
     # the web console's process: asks doors for enrollment captures and reads their answers,
     # nothing else (no requests, decisions, sync or events)
     "console": ((PUBLISH, all_devices(ENROLL_CAPTURE)), (SUBSCRIBE, all_devices(ENROLL_RESULT))),
+    # a site broker's bridge to the central broker: no rule of its own; for each door of its
+    # site it may forward BRIDGE_UP and receive BRIDGE_DOWN (appliance.broker.bridge.rights)
+    "bridge": (),
 }
+# what a bridge carries for a door: its requests, events and sync acks (and a wipe's
+# confirmation) up to the centre; decisions, deltas and wipe orders down. Enrollment
+# captures are not bridged: a console asks doors on its own site's broker.
+BRIDGE_UP = (*DEVICE_PUBLISHES, WIPE_DONE)
+BRIDGE_DOWN = (DECISION, SYNC, WIPE)
 
 
 def rights_of(role: str, identity: str) -> tuple[tuple[str, str], ...]:

@@ -19,6 +19,9 @@ _PERSON_FIELDS = ("subject_id", "name", "age_band", "alternative", "staff_no", "
 _CONSENT_FIELDS = ("subject_id", "scope", "text_version", "consented_at", "consented_by", "by_guardian",
                    "withdrawn_at", "reference")
 _LIKE_ESCAPE = "\\"
+# a person who refused face recognition: recorded like a consent (who, when, on which form) and
+# always offered the card/PIN alternative; withdrawing the record ends the refusal
+FACE_REFUSED_SCOPE = "face-refused"
 
 
 class IdentityRegistry(CipherStore):
@@ -37,6 +40,20 @@ class IdentityRegistry(CipherStore):
         """,
         # the form or record each consent was given on (F-ENROL-4: no enrollment without one)
         "ALTER TABLE consents ADD COLUMN reference TEXT NOT NULL DEFAULT '';",
+        # the non-face alternative (docs/door-modes.md): a PIN only as a salted scrypt hash
+        # (appliance.matching.credentials.hash_pin); card numbers stay in persons.card_no
+        """
+        CREATE TABLE pins (subject_id TEXT PRIMARY KEY REFERENCES persons ON DELETE CASCADE,
+            hash TEXT NOT NULL, set_at REAL NOT NULL);
+        CREATE INDEX persons_card ON persons(card_no);
+        """,
+        # the revision of the last card/PIN change of a person with no face template (they refused
+        # face recognition): how that change reaches door caches (matcher.revisions)
+        """
+        CREATE TABLE credential_revisions (subject_id TEXT PRIMARY KEY REFERENCES persons ON DELETE CASCADE,
+            revision INTEGER NOT NULL);
+        CREATE INDEX credential_revisions_revision ON credential_revisions(revision);
+        """,
     )
 
     def add_person(self, principal: Principal, person: Person) -> None:
@@ -106,6 +123,64 @@ class IdentityRegistry(CipherStore):
                 "UPDATE consents SET withdrawn_at = ? WHERE subject_id = ? AND scope = ? AND withdrawn_at IS NULL",
                 (when, subject_id, scope))
             return cursor.rowcount
+
+    def set_card(self, principal: Principal, subject_id: str, card_no: str) -> None:
+        """Give the person ``card_no`` ("" clears it); CARD_IN_USE when another person holds it."""
+        require(principal, Permission.ENROLL)
+        with self.transaction():
+            if card_no:
+                holder = self.execute("SELECT subject_id FROM persons WHERE card_no = ? AND subject_id != ?",
+                                      (card_no, subject_id)).fetchone()
+                if holder is not None:
+                    raise ApplianceError(ErrorCode.CARD_IN_USE, "the card is already given to another person")
+            if self.execute("UPDATE persons SET card_no = ?, updated = ? WHERE subject_id = ?",
+                            (card_no or None, time.time(), subject_id)).rowcount == 0:
+                raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, subject_id)
+
+    def set_pin_hash(self, principal: Principal, subject_id: str, pin_hash: str) -> None:
+        """Store the person's PIN hash ("" clears the PIN); never a PIN in clear."""
+        require(principal, Permission.ENROLL)
+        with self.transaction():
+            if self.execute("SELECT 1 FROM persons WHERE subject_id = ?", (subject_id,)).fetchone() is None:
+                raise ApplianceError(ErrorCode.SUBJECT_NOT_FOUND, subject_id)
+            self.execute("DELETE FROM pins WHERE subject_id = ?", (subject_id,))
+            if pin_hash:
+                self.execute("INSERT INTO pins (subject_id, hash, set_at) VALUES (?, ?, ?)",
+                             (subject_id, pin_hash, time.time()))
+
+    def stamp_credentials(self, principal: Principal, subject_id: str, revision: int) -> None:
+        """Record that the person's card, PIN or access changed at ``revision`` (people with no
+        template): an enroller's change, or an access administrator's (``MANAGE_DEVICES``)."""
+        require_any(principal, Permission.ENROLL, Permission.MANAGE_DEVICES)
+        with self.transaction():
+            self.execute("INSERT OR REPLACE INTO credential_revisions VALUES (?, ?)", (subject_id, revision))
+
+    def credential_changes(self, after: int, upto: int, limit: int) -> list[tuple[str, int]]:
+        """(subject, revision) of credential stamps in ``(after, upto]``, in revision order."""
+        return [(r[0], int(r[1])) for r in self.execute(
+            "SELECT subject_id, revision FROM credential_revisions WHERE revision > ? AND revision <= ? "
+            "ORDER BY revision LIMIT ?", (after, upto, limit))]
+
+    def credential_revision(self, subject_id: str) -> int:
+        """The revision of the person's last credential stamp; 0: none."""
+        row = self.execute("SELECT revision FROM credential_revisions WHERE subject_id = ?", (subject_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def credential_page(self, after_subject: str, limit: int) -> list[tuple[str, int]]:
+        """(subject, revision) of credential stamps after ``after_subject``, in subject order."""
+        return [(r[0], int(r[1])) for r in self.execute(
+            "SELECT subject_id, revision FROM credential_revisions WHERE subject_id > ? ORDER BY subject_id LIMIT ?",
+            (after_subject, limit))]
+
+    def card_holder(self, principal: Principal, card_no: str) -> tuple[str, str, bool] | None:
+        """(subject id, PIN hash or "", refused face recognition) of the card's person, or None."""
+        require_any(principal, Permission.VERIFY, Permission.ENROLL)
+        row = self.execute(
+            "SELECT p.subject_id, coalesce(k.hash, ''), EXISTS (SELECT 1 FROM consents c WHERE "
+            "c.subject_id = p.subject_id AND c.scope = ? AND c.withdrawn_at IS NULL) "
+            "FROM persons p LEFT JOIN pins k ON k.subject_id = p.subject_id WHERE p.card_no = ?",
+            (FACE_REFUSED_SCOPE, card_no)).fetchone()
+        return None if row is None else (row[0], row[1], bool(row[2]))
 
     def delete_person(self, principal: Principal, subject_id: str) -> int:
         """Delete the person and (by cascade) their consent records; returns rows removed.

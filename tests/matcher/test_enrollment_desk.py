@@ -18,7 +18,7 @@ from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE, Profiles
 from appliance.matcher.enrollment_desk import (
     DUPLICATE, ENROLLED, FAILED_TO_ENROL, MATCH, NO_MATCH, EnrollmentDesk, EnrollmentRequest,
 )
-from appliance.matcher.enrollment_types import CENTRAL, DOORS, JUSTIFY_COMMAND, NOWHERE, Usability
+from appliance.matcher.enrollment_types import ACCESS_COMMAND, CENTRAL, DOORS, JUSTIFY_COMMAND, NOWHERE, Usability
 from appliance.matcher.site_policy import justify, revoke
 from appliance.matcher.sync_store import SyncStore
 from appliance.security.consent import ENROLL_SCOPE, notice
@@ -318,3 +318,15 @@ def test_the_outcome_and_the_listing_say_where_the_face_works(desk, faces):
     after = {r["subject_id"]: r["usable_at"] for r in desk.people_page(OPERATOR)[0]}
     assert {u["where"] for u in after.values()} == {NOWHERE}  # the justification revoked
     assert after[doors.subject_id]["where"] == NOWHERE and not after[doors.subject_id]["local_matching"]
+
+
+def test_usability_follows_the_access_rules():
+    open_everywhere = Usability.of(True, True)
+    assert open_everywhere.access_doors is None and open_everywhere.where == CENTRAL
+    granted = Usability.of(True, True, access_doors=("door-b", "door-a"))
+    assert granted.where == CENTRAL and granted.access_doors == ("door-a", "door-b")
+    assert "the access rules let them open door-a, door-b" in granted.message
+    assert Usability.from_dict(granted.as_dict()) == granted
+    none = Usability.of(False, True, ("lab",), access_doors=())
+    assert none.where == NOWHERE and "no access group" not in none.message and ACCESS_COMMAND in none.action
+    assert "none of the person's grants a door" in none.warning

@@ -86,8 +86,8 @@ def test_the_receipt_is_signed_holds_a_digest_and_the_export_is_on_record(node, 
     receipt, public = result.receipt, node.data.node.signing.public_key()
     assert receipt.verify(public) and receipt.digest == export_digest(result.export)
     assert (receipt.requested_by, receipt.role, receipt.subject_id) == (OPERATOR.actor, "operator", people["a"])
-    assert receipt.counts == {"person": 1, "consents": 3, "templates": 1, "devices": 2, "events": 3,
-                              "deletion_receipts": 0}
+    assert receipt.counts == {"person": 1, "consents": 3, "templates": 1, "devices": 2, "door_access": 2,
+                              "events": 3, "deletion_receipts": 0}
     assert NAME_A not in json.dumps(asdict(receipt)) and "W***" not in json.dumps(asdict(receipt))
     assert not replace(receipt, digest="0" * 64).verify(public) and not replace(receipt, counts={}).verify(public)
     path = node.data.root / ACCESS_RECEIPTS_DIR / f"{receipt.receipt_id}.json"
@@ -136,3 +136,25 @@ def test_a_pseudonym_never_held_is_not_found_and_the_refusal_is_on_record(node, 
         (node.data.root / ACCESS_RECEIPTS_DIR).iterdir())
     assert [(e.object, e.result) for e in node.data.audit.entries() if e.action == "subject.export"] == [
         ("s-nobody", "refused")]
+
+
+def test_with_access_groups_the_export_says_which_doors_open_and_when(node, people):
+    from appliance.access.rules import Validity
+    from appliance.access.schedule import WeeklySchedule
+
+    a = people["a"]
+    always = export_subject(OPERATOR, a, node.data, node.store, DOORS).export
+    assert [(d["door"], d["always"]) for d in always["door_access"]] == [("door-a", True), ("door-b", True)]
+    office = {"mon": ["08:00-18:00"], "tue": ["08:00-18:00"]}
+    node.store.put_group("office", WeeklySchedule.from_mapping(office))
+    node.store.set_group_doors("office", ["door-a"], True)
+    node.store.set_member("office", a, True)
+    node.store.set_validity(a, Validity(None, 2_000_000_000.0))
+    export = export_subject(OPERATOR, a, node.data, node.store, DOORS, tz="Asia/Shanghai").export
+    (door,) = export["door_access"]  # door-b: no group of theirs grants it
+    assert (door["door"], door["always"], door["time_zone"]) == ("door-a", False, "Asia/Shanghai")
+    assert door["schedules"] == {"office": WeeklySchedule.from_mapping(office).to_mapping()}
+    assert door["valid_from"] is None and door["valid_until"].startswith("2033-05-18")
+    assert [d["device"] for d in export["devices"]] == ["door-a"]  # the caches follow the access rules too
+    node.store.set_member("office", a, False)
+    assert export_subject(OPERATOR, a, node.data, node.store, DOORS).export["door_access"] == []
