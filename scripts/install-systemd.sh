@@ -10,7 +10,7 @@
 #   --venv DIR     the virtual environment with the 'appliance' command (default PREFIX/.venv)
 #   --root DIR     install below DIR instead of / (packaging, tests); implies --no-activate
 #   --no-activate  only write files: no users, no daemon-reload, no enable
-#   --role R       edge | matcher | broker | console: enable and start that service
+#   --role R       edge | matcher | broker | console | kiosk: enable and start that service
 #                  (repeatable); the maintenance timer is enabled with the matcher
 set -euo pipefail
 
@@ -74,6 +74,9 @@ if [ "$ACTIVATE" = 1 ]; then
     --home-dir /var/lib/appliance --shell /usr/sbin/nologin appliance
   id appliance-broker >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
     --home-dir /var/lib/appliance-broker --shell /usr/sbin/nologin appliance-broker
+  # the kiosk browser's own user: no access to the edge's keys and stores (docs/kiosk.md)
+  id appliance-kiosk >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+    --home-dir /var/lib/appliance-kiosk --shell /usr/sbin/nologin appliance-kiosk
 fi
 
 install -d -m 0755 "$UNIT_DIR"
@@ -113,6 +116,7 @@ if [ "$ACTIVATE" = 1 ]; then
       matcher) systemctl enable --now appliance-matcher.service appliance-maintenance.timer ;;
       broker) systemctl enable --now appliance-broker.service ;;
       console) systemctl enable --now appliance-console.service ;;
+      kiosk) systemctl enable --now appliance-kiosk.service ;;
       *) echo "install-systemd: unknown role $role" >&2; exit 2 ;;
     esac
   done

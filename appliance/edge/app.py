@@ -4,11 +4,14 @@
 ``[offline]``, ``[security]``): the face pipeline (models loaded before "ready"), the
 liveness checker and, at level ``active``, the challenge runner with the operating system's
 random source; the door's offline parts on one MQTT connection (``edge.offline.open_door``:
-cache, outbox, sync client, decider); the display, the actuator (the relay of
-``[device] relay_pin``, else the log actuator), the device key that signs liveness evidence,
-the frame source and the watchdog, whose heartbeat reports the decider's state; the enrollment
-capture handler on the same connection (``edge.enroll_capture``: ``[device] enroll_capture``
-says whether it captures or refuses).
+cache, outbox, sync client, decider); the display; the door controller of ``[door_io]``
+(``edge.door_io``: relay, door sensor, exit button, tamper, Wiegand and OSDP links), whose events
+go to the outbox; the device key that signs liveness evidence; the frame source and the
+watchdog, whose heartbeat reports the decider's state; the enrollment capture handler on the
+same connection (``edge.enroll_capture``: ``[device] enroll_capture`` says whether it captures
+or refuses); with ``[kiosk] enabled`` the kiosk page on 127.0.0.1 (``edge.kiosk.server``), fed
+the same screens as the log display. Cards and PINs (``edge.door_modes``) are decided under the
+same access rules as faces (``admit``).
 ``EdgeApp.serve`` runs the daemon until the frames end, ``stop`` is set or enough passes are
 done, and tells systemd when it is ready and stopping.
 
@@ -30,12 +33,19 @@ from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.door_pass import PassRecord
 from appliance.edge.enroll_capture import CaptureLiveness, EnrollCapture
-from appliance.edge.hardware import ConsoleDisplay, Display, DoorActuator, actuator_from
+from appliance.edge.door_io.controller import DoorController
+from appliance.edge.door_io.events import DoorEvent, EventSink
+from appliance.edge.door_io.factory import controller_from
+from appliance.edge.door_modes import CredentialDecider
+from appliance.edge.hardware import ConsoleDisplay, CredentialReader, Display, Displays, DoorActuator
+from appliance.edge.kiosk.server import KioskServer, kiosk_display
 from appliance.edge.offline import OfflineDoor, open_door
 from appliance.liveness.checker import LivenessChecker
 from appliance.liveness.evidence import Ed25519Signer
 from appliance.ops import notify
+from appliance.packs.defaults import check_site_use
 from appliance.pipeline import FacePipeline
+from appliance.protocol import messages
 
 MIN_BURST_FRAMES = 3  # the motion cue needs a few frames whatever liveness.burst_frames says
 
@@ -56,6 +66,7 @@ class EdgeApp:
     watchdog: notify.Watchdog
     actuator: DoorActuator
     capture: EnrollCapture
+    kiosk: KioskServer | None = None  # the screen's page on 127.0.0.1 ([kiosk] enabled)
 
     @classmethod
     def build(cls, config: Config, site, *, status_file: Path | None = None, display: Display | None = None,
@@ -63,6 +74,7 @@ class EdgeApp:
         device, level = config.device, config.liveness.level
         with ExitStack() as undo:  # whatever was opened is closed again if a later step fails
             pipeline = FacePipeline(config)
+            check_site_use(config.site.use, pipeline.embedder_pack, pipeline.registry, "edge")  # licence first
             undo.callback(pipeline.close)
             pipeline.load()
             liveness = challenge = None
@@ -71,15 +83,26 @@ class EdgeApp:
                 _ = liveness.model, liveness.calibration  # a missing model or calibration fails here
             if level == "active":
                 challenge = ChallengeRunner(ChallengeSettings.from_config(config.liveness), rng or challenge_random())
-            actuator = actuator or actuator_from(device)
-            undo.callback(actuator.lock)
             # the door's cache, outbox, sync client and decider share one MQTT connection
             door = open_door(site, device.name, config.offline, pipeline.threshold, config.security.replay_window_s)
             undo.callback(door.close)
+            reader = CredentialReader()  # cards and PINs: an OSDP reader of [door_io], or the door's own input
+            emit = door.wipe.guard_emit(door.emit)
+            if actuator is None:  # relay, contacts, panel and reader links of [door_io]; events to the outbox
+                controller = controller_from(config, door_events(device.name, emit), credentials=reader)
+                undo.callback(controller.stop)
+                actuator = controller
+            undo.callback(actuator.lock)
             watchdog = notify.Watchdog(status_file=status_file)
             keys = site.device_keys(device.name)
             signer = Ed25519Signer(keys.signing.private_bytes_raw(), key_id=device.name)
+            kiosk = None
+            if config.kiosk.enabled:
+                kiosk = KioskServer(kiosk_display(config.kiosk), config.kiosk.port).start()
+                undo.callback(kiosk.stop)
             display = display or ConsoleDisplay()
+            if kiosk is not None:
+                display = Displays(display, kiosk.display)
             burst_frames = max(MIN_BURST_FRAMES, config.liveness.burst_frames)
             capture_challenge = None if challenge is None else ChallengeRunner(  # a capture's own challenges
                 ChallengeSettings.from_config(config.liveness), rng or challenge_random())
@@ -87,19 +110,23 @@ class EdgeApp:
                 liveness, signer, liveness.calibration_id, burst_frames, capture_challenge)
             capture = EnrollCapture(device.name, pipeline, display, device.enroll_capture, keys, site.directory,
                                     door.link.endpoint.publish, door.link.sealer, config.security.replay_window_s,
-                                    liveness=capture_liveness, emit=door.wipe.guard_emit(door.emit))
+                                    liveness=capture_liveness, emit=emit)
             capture.start()
             undo.callback(capture.stop)
             door.link.on_capture = capture.on_message
             settings = EdgeSettings(device.name, burst_frames=burst_frames, cool_down_s=device.cool_down_s)
+            # cards and PINs in the door's mode ([door_mode]): the matcher, else the device cache
+            # (the site's access rules apply to a card pass decided offline as to a face: ``admit``)
+            credentials = CredentialDecider.from_config(door.link, door.cache, config, pump=door.pump,
+                                                        admit=door.decider.admit)
             daemon = EdgeDaemon(
                 settings, pipeline, door.decider, liveness=liveness, actuator=actuator,
-                display=display, emit=door.wipe.guard_emit(door.emit), heartbeat=_heartbeat(watchdog, pipeline, door),
+                display=display, emit=emit, heartbeat=_heartbeat(watchdog, pipeline, door),
                 signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge,
-                capture=capture)
+                capture=capture, reader=reader, credentials=credentials)
             source = open_source(device.source, fps=device.fps, loop=device.loop)
             undo.pop_all()
-        return cls(config, pipeline, door, daemon, source, watchdog, actuator, capture)
+        return cls(config, pipeline, door, daemon, source, watchdog, actuator, capture, kiosk)
 
     def serve(self, stop: threading.Event, max_passes: int | None = None,
               say: Callable[[str], None] | None = None) -> int:
@@ -125,10 +152,14 @@ class EdgeApp:
         return 0
 
     def close(self) -> None:
+        if self.kiosk is not None:
+            self.kiosk.stop()
         self.door.link.on_capture = None
         self.capture.stop()
         self.source.close()
         self.actuator.lock()
+        if isinstance(self.actuator, DoorController):
+            self.actuator.stop()  # releases the pins and the panel/reader links
         self.door.close()
         self.pipeline.close()
 
@@ -146,6 +177,24 @@ def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineD
                            outbox=door.outbox.depth(), **door.decider.status.as_dict())
 
     return beat
+
+
+def door_events(device: str, emit: Callable[[str, messages.Message], None]) -> EventSink:
+    """The door controller's events into the outbox: alarms (forced or held open, tamper) as
+    ``Alarm``, the rest (released, request to exit, door opened/closed) as ``Event``."""
+
+    def sink(event: DoorEvent) -> None:
+        details = {"detail": event.detail} if event.detail else {}
+        if event.is_alarm:
+            emit("alarm", messages.Alarm(alarm_id=messages.new_id(), device_id=device, kind=event.kind,
+                                         at=event.at, details=details))
+            return
+        # in the door log beside the passes: "door_released", "door_request_to_exit", "door_opened"
+        kind = event.kind if event.kind.startswith("door_") else f"door_{event.kind}"
+        emit("event", messages.Event(event_id=messages.new_id(), device_id=device, kind=kind, at=event.at,
+                                     details=details))
+
+    return sink
 
 
 def pass_line(device: str, record: PassRecord) -> str:

@@ -15,7 +15,10 @@ ends a pass that cannot complete (the person keeps failing quality). No frame or
 stored or sent.
 
 Between passes the daemon watches the decider's ``decision_available`` and says it on the
-display as it changes. While an enrollment capture runs (``edge.enroll_capture``, asked for by
+display as it changes; when the door falls back to idle (the person left, the cool-down is over)
+the screen goes back to idle, or to "unavailable" while the door cannot decide. Every frame
+goes to the display's preview with the face box (the kiosk keeps a few, downscaled, in memory
+only). While an enrollment capture runs (``edge.enroll_capture``, asked for by
 a console) every frame goes to it instead: a pass under way is abandoned, no pass starts, the
 door does not open, and passes resume after a cool-down when the capture is over.
 """
@@ -31,11 +34,14 @@ from statistics import median
 
 from appliance.capture.sources import Frame
 from appliance.edge.challenge_runner import ChallengeRunner
+from appliance.edge.credential_pass import CredentialPass
+from appliance.edge.door_modes import CredentialDecider, DoorMode, offers_face
 from appliance.edge.door_pass import UNAVAILABLE, Burst, Decider, DoorPass, LivenessGate, PassRecord, PassState
 from appliance.edge.enroll_capture import EnrollCapture
 from appliance.edge.hardware import (
     READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, CredentialReader, Display, DoorActuator, LogActuator,
 )
+from appliance.edge.kiosk.screen import IDLE_TEXT, FaceBox, ScreenState, State
 from appliance.errors import ApplianceError
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.evidence import Signer
@@ -45,6 +51,7 @@ from appliance.protocol import messages
 log = logging.getLogger(__name__)
 
 AVAILABILITY_CHECK_S = 1.0  # how often the door looks whether it can decide, between passes
+PROMPT_S = 3.0  # a card/PIN prompt or refusal stays on the screen at least this long, seconds
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class EdgeSettings:
     session_limit_s: float = 60.0
     cool_down_s: float = 2.0
     open_door_s: float = 3.0
-    require_card: bool = False  # "card + face" (1:1) instead of face only (1:N)
+    require_card: bool = False  # "card + face" (1:1) instead of face only (1:N), without a door-mode decider
     telemetry_every_s: float = 30.0
 
 
@@ -80,7 +87,7 @@ class EdgeDaemon:
                  emit: Callable[[str, messages.Message], None] | None = None,
                  heartbeat: Callable[[], None] | None = None, signer: Signer | None = None,
                  calibration_id: str = "", challenge: ChallengeRunner | None = None,
-                 capture: EnrollCapture | None = None):
+                 capture: EnrollCapture | None = None, credentials: CredentialDecider | None = None):
         self.settings = settings
         self.pipeline = pipeline
         self.decider = decider
@@ -96,11 +103,20 @@ class EdgeDaemon:
         self.telemetry = Telemetry()
         self.passes: list[PassRecord] = []
         # the device's Ed25519 key signs the liveness evidence the matcher judges again
+        # the door's mode now ([door_mode] through the credential decider; else [device] require_card)
+        fixed = DoorMode.CARD_AND_FACE if settings.require_card else DoorMode.FACE
+        self.mode_now: Callable[[], DoorMode] = credentials.mode_now if credentials is not None else lambda: fixed
+        self.cards = CredentialPass(settings.device_id, credentials, self.mode_now, self.actuator, self.display,
+                                    settings.open_door_s)
         self.door = DoorPass(settings.device_id, pipeline, decider, liveness=liveness, actuator=self.actuator,
-                             display=self.display, reader=self.reader, emit=self._emit, set_state=self._set_state,
+                             display=self.display, claim=self.cards.claim, emit=self._emit, set_state=self._set_state,
                              add_timings=self.telemetry.add, signer=signer, calibration_id=calibration_id,
-                             open_door_s=settings.open_door_s, require_card=settings.require_card)
+                             open_door_s=settings.open_door_s,
+                             require_card=lambda: self.mode_now() == DoorMode.CARD_AND_FACE)
         self._available: bool | None = None  # last seen decision_available (None: not looked yet)
+        self._screen_idle = True  # the screen shows idle (or unavailable): nothing to take back
+        self._idle_shown = ScreenState.of(State.IDLE, IDLE_TEXT)  # the idle screen on it (a new display's)
+        self._prompt_until = 0.0  # a card/PIN prompt stays up until then (frame time)
         self._next_availability_check = time.monotonic() + AVAILABILITY_CHECK_S
 
     def _set_state(self, state: PassState) -> None:
@@ -130,10 +146,41 @@ class EdgeDaemon:
             return
         if available:
             log.info("%s: decisions available again", self.settings.device_id)
-            self.display.show(READY_TEXT)
+            screen = self.cards.idle_screen() or ScreenState.of(State.IDLE, READY_TEXT)
         else:
             log.warning("%s: no decision possible (matcher unreachable, no usable cache)", self.settings.device_id)
-            self.display.show(UNAVAILABLE_TEXT)
+            screen = ScreenState.of(State.UNAVAILABLE, UNAVAILABLE_TEXT)
+        self._screen_idle, self._idle_shown = True, screen
+        self.display.show(screen)
+
+    def _show_idle(self, now: float) -> None:
+        """The screen between passes: the alternative at a card|pin door, "unavailable" while the
+        door cannot decide, else idle; shown when a pass's guidance or result is still up, or
+        the mode changed (a schedule window began or ended)."""
+        if self.cards.holding or now < self._prompt_until:  # the screen asks for a PIN, a face or a card
+            return
+        wanted = self.cards.idle_screen() or (ScreenState.of(State.UNAVAILABLE, UNAVAILABLE_TEXT)
+                                              if self._available is False else ScreenState.of(State.IDLE, IDLE_TEXT))
+        shown = self._idle_shown
+        if self._screen_idle and (shown == wanted or shown.state is wanted.state is State.IDLE):
+            return
+        self._screen_idle, self._idle_shown = True, wanted
+        self.display.show(wanted)
+
+    def _offer_credential(self, now: float) -> PassRecord | None:
+        """A card or PIN the reader gave, in the door's mode: a pass record when it decided one."""
+        presented = self.reader.poll()
+        if presented is None:
+            return None
+        self._screen_idle, self._prompt_until = False, now + PROMPT_S
+        decided = self.cards.offer(presented)
+        if decided is None:
+            return None
+        decision, by = decided
+        outcome = UNAVAILABLE if decision.reason == messages.Reason.UNAVAILABLE else (
+            "accepted" if decision.accepted else "rejected")
+        return PassRecord(time.time(), outcome, decision.reason, decision.display_name, faces_in_view=0,
+                          subject=decision.subject if decision.accepted else "", decided_by=by)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, frames: Iterator[Frame], stop: threading.Event | None = None,
@@ -167,14 +214,30 @@ class EdgeDaemon:
             self.telemetry.frames += 1
             if self.state in (PassState.IDLE, PassState.COOL_DOWN):
                 self._watch_availability()
+            card_pass = self._offer_credential(frame.monotonic) if frame.monotonic >= cool_until else None
+            if card_pass is not None:  # a card or PIN decided a pass: whatever face pass ran is over
+                if self.challenge is not None:
+                    self.challenge.abandon()
+                burst, missing = [], 0
+                self._finish(card_pass)
+                self.state, cool_until = PassState.COOL_DOWN, frame.monotonic + self.settings.cool_down_s
+                yield card_pass
+                continue
             if frame.monotonic >= next_telemetry:
                 next_telemetry = frame.monotonic + self.settings.telemetry_every_s
                 self._emit("telemetry", self.telemetry_message())
             if frame.monotonic < cool_until:
                 self.state = PassState.COOL_DOWN
+                self.display.preview(frame.image, None)
+                continue
+            if not offers_face(self.mode_now()):  # card|pin: the non-face alternative only, no camera pass
+                burst, self.state = [], PassState.IDLE
+                self.display.preview(frame.image, None)
+                self._show_idle(frame.monotonic)
                 continue
             analysis = self.pipeline.analyze(frame.image, self.pipeline.config.quality_verification)
             self.telemetry.add(analysis.timings_ms)
+            self._preview(frame, analysis)
             if analysis.face is None:
                 if self.state in (PassState.FACE_PRESENT, PassState.CHALLENGE):
                     missing += 1
@@ -182,12 +245,14 @@ class EdgeDaemon:
                         burst, self.state = [], PassState.IDLE
                         if self.challenge is not None:
                             self.challenge.abandon()
+                        self._show_idle(frame.monotonic)
                 else:
                     self.state = PassState.IDLE
+                    self._show_idle(frame.monotonic)
                 continue
             if self.state in (PassState.IDLE, PassState.COOL_DOWN):
                 self.state, burst, session_start = PassState.FACE_PRESENT, [], frame.monotonic
-            missing = 0
+            missing, self._screen_idle = 0, False
             burst.append((frame, analysis))
             ready = self._attempt_ready(frame, analysis, burst)
             if ready is None:
@@ -212,10 +277,15 @@ class EdgeDaemon:
         self.state = PassState.CHALLENGE
         guidance = self.challenge.observe(analysis.face, frame.monotonic)
         if guidance is not None:
-            self.display.show(guidance)
+            self.display.show(ScreenState.of(State.CHALLENGE, guidance))
         if not self.challenge.done:
             return None
         return burst[-self.settings.burst_frames:], self.challenge.finish()
+
+    def _preview(self, frame: Frame, analysis: FaceAnalysis) -> None:
+        face = analysis.face
+        height, width = frame.image.shape[:2]
+        self.display.preview(frame.image, FaceBox.of(face.box, width, height) if face is not None else None)
 
     def telemetry_message(self) -> messages.Telemetry:
         """Health figures for operators: rates, latencies, queue depths; no biometric data."""

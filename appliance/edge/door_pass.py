@@ -28,8 +28,10 @@ from typing import Protocol
 
 import numpy as np
 
+from appliance.access.rules import ANTI_PASSBACK
 from appliance.capture.sources import Frame
-from appliance.edge.hardware import UNAVAILABLE_TEXT, CredentialReader, DoorActuator, Display
+from appliance.edge.hardware import UNAVAILABLE_TEXT, DoorActuator, Display
+from appliance.edge.kiosk.screen import WELCOME_TEXT, ScreenState, State
 from appliance.errors import ApplianceError
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.evidence import SignedEvidence, Signer, sign_summary
@@ -46,6 +48,8 @@ LIVENESS_REFUSED_TEXT = "Not recognised. Please see staff."
 NOT_RECOGNISED_TEXT = "Not recognised"
 LOCKED_OUT_TEXT = "Too many attempts. Please use your card."
 CARD_TEXT = "Present your card"
+NO_ACCESS_TEXT = "No access at this door now. Please see staff."
+PASSBACK_TEXT = "Already inside: please leave through an exit first"
 MATCHER, CACHE, DOOR = "matcher", "cache", "door"  # who decided a pass (PassRecord.decided_by)
 
 Burst = list[tuple[Frame, FaceAnalysis]]
@@ -127,13 +131,14 @@ class DoorPass:
     """The steps of a pass after the frames are collected; the daemon calls :meth:`complete`."""
 
     def __init__(self, device_id: str, pipeline: FacePipeline, decider: Decider, *, liveness: LivenessGate | None,
-                 actuator: DoorActuator, display: Display, reader: CredentialReader,
+                 actuator: DoorActuator, display: Display, claim: Callable[[], str],
                  emit: Callable[[str, messages.Message], None], set_state: Callable[[PassState], None],
                  add_timings: Callable[[dict[str, float]], None], signer: Signer | None = None,
-                 calibration_id: str = "", open_door_s: float = 3.0, require_card: bool = False):
+                 calibration_id: str = "", open_door_s: float = 3.0,
+                 require_card: Callable[[], bool] = lambda: False):
         self.device_id = device_id
         self.pipeline, self.decider, self.liveness = pipeline, decider, liveness
-        self.actuator, self.display, self.reader = actuator, display, reader
+        self.actuator, self.display, self.claim = actuator, display, claim
         self.emit, self.set_state, self.add_timings = emit, set_state, add_timings
         self.signer, self.calibration_id = signer, calibration_id
         self.open_door_s, self.require_card = open_door_s, require_card
@@ -147,7 +152,7 @@ class DoorPass:
         chosen = analyses[best]
         failed_challenge = challenge is not None and not challenge.passed
         if not chosen.quality.passed and not failed_challenge:  # a failed challenge is judged as it is
-            self.display.show(chosen.quality.issues[0].guidance)
+            self.display.show(ScreenState.of(State.GUIDANCE, chosen.quality.issues[0].guidance))
             return None
         others = len(chosen.detection.others)
         if others:
@@ -165,7 +170,7 @@ class DoorPass:
             if not result.verdict.live:
                 return self._refuse(result, challenge, burst, others + 1, stage_ms)
         elif failed_challenge:  # a challenge with nothing to judge it: never let it pass
-            self.display.show(LIVENESS_REFUSED_TEXT)
+            self.display.show(ScreenState.of(State.REFUSED, LIVENESS_REFUSED_TEXT))
             return PassRecord(time.time(), "rejected", messages.Reason.LIVENESS_FAILED,
                               latency_ms=_since(burst), faces_in_view=others + 1, stage_ms=stage_ms, decided_by=DOOR)
         self.set_state(PassState.TEMPLATE)
@@ -173,24 +178,24 @@ class DoorPass:
         stage_ms["embedding"] = extraction.analysis.timings_ms.get("embedding", 0.0)
         self.add_timings(dict(stage_ms))
         if not extraction.analysis.quality.passed:
-            self.display.show(extraction.analysis.quality.issues[0].guidance)
+            self.display.show(ScreenState.of(State.GUIDANCE, extraction.analysis.quality.issues[0].guidance))
             return None
-        credential = self.reader.poll()
-        if self.require_card and credential is None:
-            self.display.show(CARD_TEXT)
+        card = self.claim()  # the card held for this pass (card + face), else 1:N
+        if self.require_card() and not card:
+            self.display.show(ScreenState.of(State.GUIDANCE, CARD_TEXT))
             return None
         template = extraction.template
         request = messages.MatchRequest(
-            request_id=messages.new_id(), device_id=self.device_id, mode="verify" if credential else "identify",
+            request_id=messages.new_id(), device_id=self.device_id, mode="verify" if card else "identify",
             template_b64=messages.MatchRequest.pack_vector(template.vector), captured_at=burst[best][0].timestamp,
-            claim=credential.value if credential else "", liveness=evidence,
+            claim=card, liveness=evidence,
         )
         return self._decide(request, (template.pack_id, template.pack_version), burst, others + 1, stage_ms)
 
     def _refuse(self, result: LivenessResult, challenge: ActiveChallenge | None, burst: Burst, faces: int,
                 stage_ms: dict[str, float]) -> PassRecord:
-        """Liveness failed: no template, no match request; one alarm for the attempt."""
-        self.display.show(LIVENESS_REFUSED_TEXT)
+        """Liveness failed: no template, no match request; one alarm for the attempt (the screen
+        says staff are alerted), or none when nothing could be judged (a plain refusal)."""
         attack = result.verdict.attack
         if attack:
             kind = ALARM_ATTACK
@@ -198,6 +203,7 @@ class DoorPass:
             kind = ALARM_LIVENESS_FAILED
         else:
             kind = None  # nothing judged (a grey face without grey calibration): the pass event says why
+        self.display.show(ScreenState.of(State.REFUSED if kind is None else State.ALARM, LIVENESS_REFUSED_TEXT))
         if kind is not None:
             self.emit("alarm", messages.Alarm(alarm_id=messages.new_id(), device_id=self.device_id, kind=kind,
                                               at=time.time(), details=result.transport))
@@ -217,15 +223,17 @@ class DoorPass:
         stage_ms["decision"] = (time.perf_counter() - start) * 1000
         latency = _since(burst)
         if decision.reason == messages.Reason.UNAVAILABLE:
-            self.display.show(UNAVAILABLE_TEXT)  # the door stays locked; the card reader still works
+            # the door stays locked; the card reader still works
+            self.display.show(ScreenState.of(State.UNAVAILABLE, UNAVAILABLE_TEXT))
             return PassRecord(time.time(), UNAVAILABLE, decision.reason, latency_ms=latency, faces_in_view=faces,
                               stage_ms=stage_ms, decided_by=DOOR)
         self.set_state(PassState.ACTUATE)
         if decision.accepted:
             self.actuator.open_for(self.open_door_s)
-            self.display.show(f"Welcome {decision.display_name}".strip())
+            self.display.show(ScreenState.of(State.ACCEPTED, WELCOME_TEXT, name=decision.display_name))
         else:
-            self.display.show(LOCKED_OUT_TEXT if decision.reason == messages.Reason.LOCKED_OUT else NOT_RECOGNISED_TEXT)
+            self.display.show(ScreenState.of(State.REFUSED, refusal_text(decision.reason)))
+        self.actuator.decided(decision.accepted, request.claim)
         by = CACHE if getattr(self.decider, "last_source", "") == "local" else MATCHER
         subject = decision.subject if decision.accepted else ""
         return PassRecord(time.time(), "accepted" if decision.accepted else "rejected", decision.reason,
@@ -234,6 +242,19 @@ class DoorPass:
     def _event(self, kind: str, details: dict) -> None:
         self.emit("event", messages.Event(event_id=messages.new_id(), device_id=self.device_id, kind=kind,
                                           at=time.time(), details=details))
+
+
+def refusal_text(reason: str) -> str:
+    """What a refused person reads for a decision's reason (a msgid of the door catalog). A
+    refusal by the access rules says so (the person was recognised, this door is not theirs now),
+    never "not recognised", which would send them to try again."""
+    if reason == messages.Reason.LOCKED_OUT:
+        return LOCKED_OUT_TEXT
+    if reason == ANTI_PASSBACK:
+        return PASSBACK_TEXT
+    if reason in messages.Reason.ACCESS:
+        return NO_ACCESS_TEXT
+    return NOT_RECOGNISED_TEXT
 
 
 def _since(burst: Burst) -> float:

@@ -47,7 +47,8 @@ from appliance.capture.sources import Frame
 from appliance.edge.challenge_runner import ChallengeRunner
 from appliance.edge.door_pass import ALARM_ATTACK, ALARM_LIVENESS_FAILED, LivenessGate, judge_liveness
 from appliance.edge.hardware import Display
-from appliance.enrollment import CAPTURES_PER_ATTEMPT, EnrollmentResult, EnrollmentSession, RejectedCapture, judge
+from appliance.edge.kiosk.screen import ScreenState, State
+from appliance.enrollment import CAPTURES_PER_ATTEMPT, EnrollmentResult, EnrollmentSession, judge
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.evidence import SignedEvidence, Signer, sign_summary
@@ -184,7 +185,8 @@ class EnrollCapture:
                                          burst=deque(maxlen=max(1, self.liveness.burst_frames)))
                 if self.liveness.challenge is not None:
                     self.liveness.challenge.abandon()  # a fresh challenge for the first capture
-                self.display.show(STEP_IN_TEXT)  # under the lock: the display is told one thing at a time
+                # under the lock: the display is told one thing at a time
+                self.display.show(ScreenState.of(State.GUIDANCE, STEP_IN_TEXT))
         if status:
             if self.allowed and self.liveness is None:
                 log.warning("%s: capture refused: no liveness check (liveness.level off)", self.device_id)
@@ -252,7 +254,7 @@ class EnrollCapture:
         if runner is not None:  # level active: the capture is the frame that ends a challenge
             guidance = runner.observe(face, frame.monotonic)
             if guidance is not None:
-                self.display.show(guidance)
+                self.display.show(ScreenState.of(State.CHALLENGE, guidance))
             return (list(current.burst), runner.finish()) if runner.done else None
         return (list(current.burst), None) if len(current.burst) == current.burst.maxlen else None
 
@@ -275,8 +277,9 @@ class EnrollCapture:
         if current.session.done:
             self._finish(current, OK)
         else:  # what comes next, or what to change first
-            self.display.show(CAPTURE_TEXT.format(n=current.taken + 1, total=current.request.frames) if accepted
-                              else RejectedCapture(str(current.taken), report.issues).guidance)
+            self.display.show(ScreenState.of(State.GUIDANCE, CAPTURE_TEXT, n=current.taken + 1,
+                                             total=current.request.frames) if accepted
+                              else ScreenState.of(State.GUIDANCE, report.issues[0].guidance))
         return None
 
     def _judge_liveness(self, current: _Capture, burst: list[tuple[np.ndarray, Face]],
@@ -323,7 +326,7 @@ class EnrollCapture:
         self._current = None
         result = current.session.result()
         self.stats[f"answered:{status}"] += 1
-        self.display.show(text)
+        self.display.show(ScreenState.of(State.REFUSED if status == LIVENESS_FAILED else State.GUIDANCE, text))
         self._worker.put((current.requester, _answer(self.device_id, current, status, result)))
 
     def _take(self, item: tuple[str, CaptureResult] | None) -> None:

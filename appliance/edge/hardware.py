@@ -4,7 +4,9 @@ Fail-secure: an actuator is locked unless a decision opens it, and it re-locks a
 open time whatever else happens (and when the service stops). On a Pi the relay is driven
 through gpiozero (imported only there) on the pin ``[device] relay_pin`` names
 (``actuator_from``); without one the log actuator stands in, fed by the same code path. The
-display is a protocol (``Display``): the console one here, a kiosk screen elsewhere.
+display is a protocol (``Display``) fed structured screens (``edge.kiosk.screen.ScreenState``) and
+preview frames: the console display here logs them for headless installs, the kiosk screen
+(``edge.kiosk.server``) serves them to the page; ``Displays`` feeds several.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
+from appliance.edge.kiosk.screen import FaceBox, ScreenState
 from appliance.errors import ApplianceError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,10 @@ class DoorActuator(Protocol):
 
     def lock(self) -> None: ...
 
+    def decided(self, granted: bool, card: str = "") -> None:
+        """A decision was made at this door: tell the reader (LED, beep) and, on a grant with a
+        presented ``card``, the access panel (Wiegand, OSDP). Nothing to tell without them."""
+
 
 class _TimedActuator:
     """Shared timing: energise, then de-energise after ``seconds`` on a timer thread."""
@@ -40,6 +49,9 @@ class _TimedActuator:
 
     def _energise(self, on: bool) -> None:  # overridden by real hardware
         return None
+
+    def decided(self, granted: bool, card: str = "") -> None:
+        return None  # a bare relay has no reader or panel to tell
 
     @property
     def is_open(self) -> bool:
@@ -103,20 +115,44 @@ READY_TEXT = "Face recognition ready"
 
 
 class Display(Protocol):
-    def show(self, text: str) -> None: ...
+    def show(self, screen: ScreenState) -> None: ...
+
+    def preview(self, image: np.ndarray, face: FaceBox | None) -> None: ...
 
 
 class ConsoleDisplay:
-    """Kiosk display stand-in: guidance and results printed (and kept for tests)."""
+    """The display of a headless door: each screen's English text logged (printed with ``echo``)
+    and kept in ``lines``/``screens`` for tests; preview frames are dropped."""
 
     def __init__(self, echo: bool = False) -> None:
         self.echo = echo
         self.lines: list[str] = []
+        self.screens: list[ScreenState] = []
 
-    def show(self, text: str) -> None:
-        self.lines.append(text)
+    def show(self, screen: ScreenState) -> None:
+        self.screens.append(screen)
+        self.lines.append(screen.text)
+        log.info("screen %s: %s", screen.state.value, screen.text)
         if self.echo:
-            print(f"[display] {text}", flush=True)
+            print(f"[display] {screen.text}", flush=True)
+
+    def preview(self, image: np.ndarray, face: FaceBox | None) -> None:
+        return None
+
+
+class Displays:
+    """Several displays fed the same screens and frames (the log and the kiosk page)."""
+
+    def __init__(self, *displays: Display) -> None:
+        self.displays = displays
+
+    def show(self, screen: ScreenState) -> None:
+        for display in self.displays:
+            display.show(screen)
+
+    def preview(self, image: np.ndarray, face: FaceBox | None) -> None:
+        for display in self.displays:
+            display.preview(image, face)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class Gate:
 class Actuator:
     def __init__(self):
         self.openings: list[float] = []
+        self.decisions: list[tuple[bool, str]] = []  # what the reader and panel were told
         self.is_open = False
 
     def open_for(self, seconds: float) -> None:
@@ -94,6 +95,9 @@ class Actuator:
 
     def lock(self) -> None:
         return None
+
+    def decided(self, granted: bool, card: str = "") -> None:
+        self.decisions.append((granted, card))
 
 
 def frames(*scenes: str, start: float = 100.0):
@@ -123,6 +127,7 @@ def test_accepted_pass_opens_the_door_and_reports_it():
     (record,) = d.daemon.run(frames("face*3"))
     assert (record.outcome, record.reason, record.display_name) == ("accepted", "match", "S**** T**")
     assert d.actuator.openings == [3.0] and d.display.lines == ["Welcome S**** T**"]
+    assert d.actuator.decisions == [(True, "")]  # the reader shows the grant; no card for a panel
     (request, pack), = d.decider.requests
     assert request.mode == "identify" and pack == ("fake", "1") and request.liveness["live"] is True
     assert kinds(d.sent, "event") == ["pass"] and d.sent[-1][1].details["outcome"] == "accepted"
@@ -136,6 +141,7 @@ def test_no_match_and_lock_out_say_different_things():
     records = d.daemon.run(frames("face*3", "face*3"))
     assert [r.outcome for r in records] == ["rejected", "rejected"]
     assert d.display.lines == [NOT_RECOGNISED_TEXT, LOCKED_OUT_TEXT] and d.actuator.openings == []
+    assert d.actuator.decisions == [(False, ""), (False, "")]
     assert d.decider.requests[0][0].liveness == {}  # liveness off: no evidence
 
 
@@ -181,6 +187,7 @@ def test_card_and_face_waits_for_the_card():
     (record,) = d.daemon.run(frames("face*3"))
     assert d.display.lines[0] == CARD_TEXT and record.outcome == "accepted"
     assert d.decider.requests[0][0].mode == "verify" and d.decider.requests[0][0].claim == "C-1"
+    assert d.actuator.decisions == [(True, "C-1")]  # the presented card goes on to a panel (Wiegand, OSDP)
 
 
 def test_a_pass_that_cannot_complete_ends_at_the_session_limit():

@@ -29,6 +29,7 @@ from appliance.edge.enroll_capture import (
     CAPTURE_TEXT, DONE_TEXT, STEP_IN_TEXT, CaptureLiveness, EnrollCapture, session_for,
 )
 from appliance.edge.hardware import ConsoleDisplay, LogActuator
+from appliance.edge.kiosk.screen import ScreenState
 from appliance.enrollment import MAX_ENROLLMENT_CAPTURES
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.synthetic import synthesize_sequence
@@ -265,9 +266,9 @@ class OrderedDisplay(ConsoleDisplay):
         super().__init__()
         self.order, self.actuator = order, actuator
 
-    def show(self, text: str) -> None:
-        super().show(text)
-        if text == DONE_TEXT:
+    def show(self, screen: ScreenState) -> None:
+        super().show(screen)
+        if screen.message == DONE_TEXT:
             self.order.append(f"capture over (door opened {self.actuator.openings} times)")
 
 

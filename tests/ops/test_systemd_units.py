@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import configparser
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance import paths
-from unitfiles import service_section
+from unitfiles import install_units, service_section
 
 UNITS = ("appliance-edge.service", "appliance-matcher.service", "appliance-broker.service",
          "appliance-maintenance.service", "appliance-maintenance.timer")
@@ -30,12 +29,7 @@ MAX_EXPOSURE = {"appliance-edge.service": 1.5, "appliance-matcher.service": 1.3,
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    if shutil.which("systemd-analyze") is None:
-        pytest.fail("systemd-analyze missing: scripts/bootstrap.sh installs Debian's systemd package")
-    root = tmp_path_factory.mktemp("root")
-    subprocess.run(["bash", str(paths.REPO_ROOT / "scripts" / "install-systemd.sh"), "--root", str(root),
-                    "--prefix", str(paths.REPO_ROOT)], check=True, capture_output=True, text=True)
-    return root / "etc" / "systemd" / "system"
+    return install_units(tmp_path_factory.mktemp("root"))
 
 
 @pytest.mark.parametrize("unit", UNITS)
