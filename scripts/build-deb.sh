@@ -19,7 +19,9 @@
 # Debian packages or the venv. Outside the venv the product needs what Debian has: the
 # interpreter (python3, the minor version the wheelhouse was built for), python3-venv,
 # libgl1 and libglib2.0-0 (OpenCV's and MediaPipe's native libraries load them), adduser
-# (the maintainer scripts) and, recommended, mosquitto (only the broker host runs it). The
+# (the maintainer scripts) and, recommended, mosquitto (only the broker host runs it), chromium
+# and fonts-noto-cjk (only a door with a kiosk screen shows the page, in Chinese too; a headless
+# matcher host needs neither) and, suggested, cage (the kiosk's compositor on a bare console). The
 # Python libraries stay in the venv: in Debian 12 (apt-cache policy, checked on bookworm)
 # python3-numpy is 1.24.2, python3-opencv 4.6.0 (and not the contrib build MediaPipe needs),
 # python3-paho-mqtt 1.6.1 (no 2.x API), python3-cryptography 38.0.4, python3-tomlkit 0.11.7,
@@ -163,13 +165,14 @@ Architecture: $ARCH
 Maintainer: ${DEBFULLNAME:-Face appliance maintainers} <${DEBEMAIL:-maintainers@face-appliance.invalid}>
 Installed-Size: $INSTALLED_KB
 Depends: python3 (>= $TARGET_PY), python3 (<< $NEXT_PY), python3-venv, libgl1, libglib2.0-0, adduser
-Recommends: mosquitto
-Suggests: python3-picamera2, python3-gpiozero
+Recommends: mosquitto, chromium, fonts-noto-cjk
+Suggests: python3-picamera2, python3-gpiozero, cage
 Section: misc
 Priority: optional
 Description: face-recognition access appliance: edge daemon and central matcher
  The edge daemon for a door (camera, liveness, templates, door relay), the
- central matcher, and the units that run them under systemd (none is enabled
+ central matcher, the web console, the door's kiosk screen (Chromium), and
+ the units that run them under systemd (none is enabled
  on installation: provision the site first, see
  /opt/appliance/docs/operations.md).
  .

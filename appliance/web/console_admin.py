@@ -81,7 +81,7 @@ def create_account(request: Request, name: Annotated[str, Form(max_length=64)],
         with store.stores():
             new = store.accounts.create(principal, name.strip(), role, password)
     except ApplianceError as exc:  # the policy's reasons, shown beside the form
-        return _accounts_page(request, principal, status_of(exc.code), problem=problem_text(exc))
+        return _accounts_page(request, principal, status_of(exc.code), problem=problem_text(request, exc))
     return _accounts_page(request, principal, new_account=new.account, totp_secret=new.totp_secret,
                           provisioning_uri=new.provisioning_uri())
 
@@ -98,7 +98,7 @@ def create_token(request: Request, account: Annotated[str, Form(max_length=64)],
         with store.stores():
             new = store.accounts.create_token(principal, account, scopes, ttl_days, label.strip())
     except ApplianceError as exc:
-        return _accounts_page(request, principal, status_of(exc.code), problem=problem_text(exc))
+        return _accounts_page(request, principal, status_of(exc.code), problem=problem_text(request, exc))
     return _accounts_page(request, principal, new_token=new, token_account=account)
 
 

@@ -18,24 +18,20 @@ import hmac
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
-from fastapi.templating import Jinja2Templates
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.accounts import ACCOUNT_ADMIN_ROLES
 from appliance.security.masking import mask_text
 from appliance.security.roles import Permission, Principal
 from appliance.web.auth import CONSOLE_DEVICE, SESSION_COOKIE, services_of
+from appliance.web.console_i18n import N_, VALUE_LABELS, page_language, say, templates
 from appliance.web.http_errors import status_of
 from appliance.web.services import Services
 
-HERE = Path(__file__).resolve().parent
-TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 CSRF_COOKIE = "appliance_csrf"
 CSRF_FIELD = "csrf"
 CSRF_BYTES = 32
@@ -63,14 +59,17 @@ class NavItem:
     account_admin: bool = False  # account management is a role, not a permission
 
 
-NAV = (
-    NavItem("People", "/people", (Permission.READ_IDENTITY_MASKED,)),
+NAV = (  # labels are msgids of the console catalog, translated where shown
+    NavItem(N_("People"), "/people", (Permission.READ_IDENTITY_MASKED,)),
     # a security administrator enrolls only to override a duplicate (with a reason)
-    NavItem("Enroll", "/enroll", (Permission.ENROLL, Permission.OVERRIDE_DUPLICATE)),
-    NavItem("Doors", "/doors", (Permission.MANAGE_DEVICES,)),
-    NavItem("Events", "/events", (Permission.READ_EVENTS,)),
-    NavItem("Audit", "/audit", (Permission.READ_AUDIT, Permission.VERIFY_AUDIT)),
-    NavItem("Accounts", "/accounts", (), account_admin=True),
+    NavItem(N_("Enroll"), "/enroll", (Permission.ENROLL, Permission.OVERRIDE_DUPLICATE)),
+    NavItem(N_("Doors"), "/doors", (Permission.MANAGE_DEVICES,)),
+    NavItem(N_("Events"), "/events", (Permission.READ_EVENTS,)),
+    # read like GET /api/access; changes need MANAGE_DEVICES (console_access); after Events, so
+    # that a role's start page (its first item) stays what it was
+    NavItem(N_("Access"), "/access", (Permission.READ_EVENTS,)),
+    NavItem(N_("Audit"), "/audit", (Permission.READ_AUDIT, Permission.VERIFY_AUDIT)),
+    NavItem(N_("Accounts"), "/accounts", (), account_admin=True),
 )
 
 
@@ -120,7 +119,9 @@ def page_principal(request: Request, item: NavItem | None = None) -> Principal:
     """The session's principal for a page, refused (a 403 page) when its role may not see it."""
     principal = session_principal(request)
     if item is not None and not may_see(principal, item):
-        raise ApplianceError(ErrorCode.PERMISSION_DENIED, f"{principal.role.value} may not open {item.label}")
+        raise ApplianceError(ErrorCode.PERMISSION_DENIED, say(request, "%(role)s may not open %(page)s",
+                                                              role=say(request, VALUE_LABELS[principal.role.value]),
+                                                              page=say(request, item.label)))
     return principal
 
 
@@ -130,8 +131,8 @@ def post_principal(request: Request, submitted: str, item: NavItem | None = None
     principal = session_principal(request)
     expected = csrf_for_session(request, request.cookies.get(SESSION_COOKIE, ""))
     if not _same(submitted, request.cookies.get(CSRF_COOKIE, ""), expected):
-        raise ApplianceError(ErrorCode.PERMISSION_DENIED,
-                             "the form is out of date or came from elsewhere; reload the page and try again")
+        raise ApplianceError(ErrorCode.PERMISSION_DENIED, say(
+            request, "the form is out of date or came from elsewhere; reload the page and try again"))
     return page_principal(request, item) if item is not None else principal
 
 
@@ -143,7 +144,7 @@ def console_page(handler: Callable[..., Response]) -> Callable[..., Response]:
         try:
             return handler(request, *args, **kwargs)
         except ApplianceError as exc:
-            return refusal(request, problem_text(exc), status_of(exc.code))
+            return refusal(request, problem_text(request, exc), status_of(exc.code))
         except HTTPException as exc:
             if exc.status_code == SEE_OTHER:  # to the login page
                 raise
@@ -157,8 +158,10 @@ def refusal(request: Request, text: str, status_code: int) -> Response:
     return render(request, "problem.html", getattr(request.state, "principal", None), status_code, problem=text)
 
 
-def problem_text(exc: ApplianceError) -> str:
-    return f"{exc.code.title}: {mask_text(exc.detail)}"
+def problem_text(request: Request, exc: ApplianceError) -> str:
+    """The error's title in the page's language and its (masked) detail: the console's own
+    details are translated where raised (``say``); a library's detail stays as it was written."""
+    return say(request, "%(title)s: %(detail)s", title=say(request, exc.code.title), detail=mask_text(exc.detail))
 
 
 def _same(*values: str) -> bool:
@@ -180,16 +183,6 @@ def set_csrf_cookie(response: Response, value: str) -> None:
 
 
 # -- rendering --------------------------------------------------------------------------
-def when(seconds: float | None) -> str:
-    """A Unix time as UTC text (pages show times the same way the CSV export does)."""
-    if not seconds:
-        return "never"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-TEMPLATES.env.filters["when"] = when
-
-
 def render(request: Request, template: str, principal: Principal | None, status_code: int = 200,
            **context: Any) -> Response:
     """A page with the navigation of ``principal``'s role, its CSRF token and the headers."""
@@ -197,12 +190,20 @@ def render(request: Request, template: str, principal: Principal | None, status_
     if principal is not None:
         csrf = csrf_for_session(request, request.cookies.get(SESSION_COOKIE, ""))
     context.update(principal=principal, nav=navigation(principal) if principal else [], csrf=csrf,
-                   csrf_field=CSRF_FIELD, path=request.url.path)
-    response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code,
-                                          headers=SECURITY_HEADERS)
+                   csrf_field=CSRF_FIELD, path=request.url.path, return_to=_return_path(request))
+    response = templates(page_language(request)).TemplateResponse(request, template, context,
+                                                                   status_code=status_code, headers=SECURITY_HEADERS)
     if principal is not None:
         set_csrf_cookie(response, csrf)
     return response
+
+
+def _return_path(request: Request) -> str:
+    """Where the language switch comes back to: this page if a GET shows it again, else the
+    page of the navigation it belongs to (a POSTed form's answer is not shown twice)."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return next((item.path for item in NAV if request.url.path.startswith(item.path)), "/")
 
 
 def services(request: Request) -> Services:

@@ -28,17 +28,19 @@ from appliance.protocol.capture_messages import BUSY, LIVENESS_FAILED, NO_FACE, 
 from appliance.security.consent import AgeBand, Alternative
 from appliance.security.roles import Permission, Principal, require
 from appliance.web import api_capture, fleet, models
+from appliance.web.console_i18n import N_, say
 from appliance.web.services import Services
 
 UPLOAD, DOOR = "upload", "door"
 SOURCES = (UPLOAD, DOOR)
 # what the page says when the door's answer never reached the desk, by the door's answer
+# (msgids of the console catalog: the page shows them translated)
 REFUSAL_HEADINGS = {
-    BUSY: "Not captured: the door is busy with another enrollment",
-    REFUSED: "Not captured: this door does not capture for enrollment",
-    NO_FACE: "Not captured: the door saw no face",
-    LIVENESS_FAILED: "Not enrolled: the door could not confirm a live face",
-    api_capture.NO_ANSWER: "Not captured: the door did not answer",
+    BUSY: N_("Not captured: the door is busy with another enrollment"),
+    REFUSED: N_("Not captured: this door does not capture for enrollment"),
+    NO_FACE: N_("Not captured: the door saw no face"),
+    LIVENESS_FAILED: N_("Not enrolled: the door could not confirm a live face"),
+    api_capture.NO_ANSWER: N_("Not captured: the door did not answer"),
 }
 LIVENESS_ERROR = ErrorCode.LIVENESS_FAILED.name
 
@@ -79,9 +81,10 @@ def capture_enrollment(request: Request, principal: Principal, door: str,
     raises (unknown or revoked door, old notice, no console identity, the desk's refusals)."""
     require(principal, Permission.ENROLL)  # the route's own dependency, which a direct call skips
     if not door:
-        raise ApplianceError(ErrorCode.CONFIG_INVALID, "choose the door where the person stands")
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, say(request, "choose the door where the person stands"))
     if len(door) > api_capture.DEVICE_NAME_CHARS or not IDENTITY.fullmatch(door):
-        raise ApplianceError(ErrorCode.PKI_ERROR, f"{door[:api_capture.DEVICE_NAME_CHARS]!r} is not a door name")
+        raise ApplianceError(ErrorCode.PKI_ERROR, say(request, "%(door)s is not a door name",
+                                                      door=repr(door[:api_capture.DEVICE_NAME_CHARS])))
     try:
         body = models.EnrollCapture(name=enrollment.name, consent_ref=enrollment.consent_ref,
                                     age_band=AgeBand(enrollment.age_band).value,
@@ -93,7 +96,8 @@ def capture_enrollment(request: Request, principal: Principal, door: str,
                                     notice_version=enrollment.notice_version)
     except pydantic.ValidationError as exc:
         fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())
-        raise ApplianceError(ErrorCode.CONFIG_INVALID, f"not accepted: {fields}") from None
+        raise ApplianceError(ErrorCode.CONFIG_INVALID,
+                             say(request, "not accepted: %(fields)s", fields=fields)) from None
     answer = api_capture.enroll_capture(request=request, principal=principal, name=door, body=body)
     data = json.loads(answer.body)
     if "error" in data:
@@ -123,8 +127,9 @@ def capture_feedback(device: str, outcome: EnrollmentOutcome) -> list[dict]:
     out = []
     for n in range(1, taken + 1):
         if n in rejected:
-            out.append({"label": f"capture {n}", "file": device, "verdict": "rejected",
+            out.append({"label": f"capture {n}", "n": n, "file": device, "verdict": "rejected",
                         "reason": rejected[n].reason.replace("_", " "), "guidance": rejected[n].guidance})
         else:
-            out.append({"label": f"capture {n}", "file": device, "verdict": "accepted", "reason": "", "guidance": ""})
+            out.append({"label": f"capture {n}", "n": n, "file": device, "verdict": "accepted", "reason": "",
+                        "guidance": ""})
     return out

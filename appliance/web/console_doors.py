@@ -19,6 +19,7 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Principal
 from appliance.web import api_admin, api_events, fleet
 from appliance.web.console_base import NAV, console_page, page_principal, post_principal, render, services
+from appliance.web.console_i18n import N_, say
 
 router = APIRouter()
 DOORS = next(item for item in NAV if item.path == "/doors")
@@ -57,7 +58,7 @@ def _doors_page(request: Request, principal: Principal, found: list[fleet.Device
                   refresh_s=DOORS_REFRESH_S, **extra)
 
 
-def _time(text: str, what: str) -> float | None:
+def _time(request: Request, text: str, what: str) -> float | None:
     """A form's date and time (UTC, as the page says) as Unix seconds; empty: no bound."""
     text = text.strip()
     if not text:
@@ -67,7 +68,9 @@ def _time(text: str, what: str) -> float | None:
             return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc).timestamp()
         except ValueError:
             continue
-    raise ApplianceError(ErrorCode.CONFIG_INVALID, f"{what} {text!r}: a date and time like 2026-12-01T09:30 (UTC)")
+    raise ApplianceError(ErrorCode.CONFIG_INVALID, say(
+        request, "%(field)s %(text)s: a date and time like 2026-12-01T09:30 (UTC)", field=say(request, what),
+        text=repr(text)))
 
 
 @router.get("/events", include_in_schema=False)
@@ -76,7 +79,8 @@ def events(request: Request, door: Annotated[str, Query(max_length=64)] = "",
            since: Annotated[str, Query(max_length=32)] = "", until: Annotated[str, Query(max_length=32)] = "",
            outcome: Annotated[str, Query(max_length=32)] = "") -> Response:
     principal = page_principal(request, EVENTS)
-    filters = {"device": door or None, "since": _time(since, "from"), "until": _time(until, "until"),
+    filters = {"device": door or None, "since": _time(request, since, N_("from")),
+               "until": _time(request, until, N_("until")),
                "outcome": outcome or None}
     store = services(request)
     with store.stores():  # the stream resumes after this: an event recorded meanwhile is not lost

@@ -3,7 +3,7 @@ uploaded here, or a capture at a door the operator chooses (``console_capture``)
 
 The notice shown is the one whose version the form sends back (``notice_version``): the desk
 refuses the consent if the notice changed between showing and submitting. Its language is a
-choice of the page (``?lang=``), for the person reading it; the console itself stays English.
+choice of the page (``?lang=``), for the person reading it, whatever the console's own language.
 Uploads are read with the API's limits (``uploads.read_image_upload``) and enrolled by
 ``EnrollmentDesk``; a door capture goes through the REST route's own function. Either way
 each photo or capture comes back accepted, or with the reason and what to change; a face
@@ -29,6 +29,7 @@ from appliance.security.roles import Permission, Principal
 from appliance.web import console_capture
 from appliance.web.console_base import (NAV, console_page, page_principal, post_principal, problem_text, render,
                                         services)
+from appliance.web.console_i18n import say
 from appliance.web.http_errors import status_of
 from appliance.web.uploads import read_image_upload
 
@@ -85,9 +86,10 @@ def enroll(request: Request,
     try:
         if not consent_given:
             raise ApplianceError(ErrorCode.CONSENT_MISSING,
-                                 "confirm that the person read the notice and consents before enrolling")
+                                 say(request, "confirm that the person read the notice and consents before enrolling"))
         if source not in console_capture.SOURCES:
-            raise ApplianceError(ErrorCode.CONFIG_INVALID, "choose photos to upload or a door to capture at")
+            raise ApplianceError(ErrorCode.CONFIG_INVALID,
+                                 say(request, "choose photos to upload or a door to capture at"))
         request_ = EnrollmentRequest(name, consent_ref, age_band, alternative, card_no, staff_no, guardian_name,
                                      tuple(g for g in groups.replace(",", " ").split()), local_matching,
                                      override_reason, notice_version)
@@ -96,7 +98,8 @@ def enroll(request: Request,
         else:
             files, outcome = _enroll_uploads(request, principal, request_, images or [])
     except ApplianceError as exc:
-        return _form(request, principal, language, status_of(exc.code), problem=problem_text(exc), values=values)
+        return _form(request, principal, language, status_of(exc.code), problem=problem_text(request, exc),
+                     values=values)
     if source == console_capture.DOOR:
         if isinstance(answer, console_capture.CaptureRefusal):
             return _form(request, principal, language, 200, capture_refusal=answer, values=values)
@@ -116,9 +119,11 @@ def _enroll_uploads(request: Request, principal: Principal, enrollment: Enrollme
     limits = store.config.console
     chosen = [upload for upload in images if upload.filename]
     if not chosen:
-        raise ApplianceError(ErrorCode.ENROLL_FAILED, "choose the person's photos, or a door to capture at")
+        raise ApplianceError(ErrorCode.ENROLL_FAILED,
+                             say(request, "choose the person's photos, or a door to capture at"))
     if len(chosen) > limits.max_images:
-        raise ApplianceError(ErrorCode.ENROLL_FAILED, f"{len(chosen)} photos; at most {limits.max_images}")
+        raise ApplianceError(ErrorCode.ENROLL_FAILED, say(request, "%(count)s photos; at most %(most)s",
+                                                          count=len(chosen), most=limits.max_images))
     uploads = [read_image_upload(upload, limits.max_image_mb) for upload in chosen]
     labelled = [(f"photo {n}", data) for n, (_, data) in enumerate(uploads, start=1)]
     with store.stores():
@@ -135,9 +140,9 @@ def photo_feedback(files: list[str], outcome: EnrollmentOutcome) -> list[dict]:
     for n, file_name in enumerate(files, start=1):
         label = f"photo {n}"
         if label in rejected:
-            out.append({"label": label, "file": file_name, "verdict": "rejected",
+            out.append({"label": label, "n": n, "file": file_name, "verdict": "rejected",
                         "reason": rejected[label].reason.replace("_", " "), "guidance": rejected[label].guidance})
         else:
-            out.append({"label": label, "file": file_name, "verdict": "accepted" if n <= judged else "not needed",
-                        "reason": "", "guidance": ""})
+            out.append({"label": label, "n": n, "file": file_name,
+                        "verdict": "accepted" if n <= judged else "not needed", "reason": "", "guidance": ""})
     return out

@@ -33,12 +33,18 @@ BUILD_TIMEOUT_S = 900
 DPKG_TIMEOUT_S = 600
 COMMAND_TIMEOUT_S = 300
 UNITS = ("appliance-edge.service", "appliance-matcher.service", "appliance-broker.service",
-         "appliance-maintenance.service", "appliance-maintenance.timer")
+         "appliance-maintenance.service", "appliance-maintenance.timer", "appliance-console.service",
+         "appliance-kiosk.service")
+SERVICE_USERS = ("appliance", "appliance-broker", "appliance-kiosk")
+KIOSK_UNIT = "appliance-kiosk.service"
+KIOSK_LINK = Path("/etc/systemd/system/graphical.target.wants") / KIOSK_UNIT  # its [Install] WantedBy
 VENV = "/opt/appliance/venv"
 MODEL_SUFFIXES = (".onnx", ".task", ".tflite", ".dat", ".pth", ".pt", ".caffemodel", ".pb")
 KEY_SUFFIXES = (".pem", ".key", ".crt", ".p12", ".pfx", ".bundle", ".pub", ".sig")
 MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 DEPENDS = ("python3-venv", "libgl1", "libglib2.0-0", "adduser")
+# recommended only: the broker host runs mosquitto, a door with a kiosk screen chromium and a CJK font
+RECOMMENDS = ("mosquitto", "chromium", "fonts-noto-cjk")
 
 
 def _run(command: list[str], timeout: float = COMMAND_TIMEOUT_S, env: dict[str, str] | None = None):
@@ -105,7 +111,9 @@ def test_control_fields(deb):
     major, minor = _debian_python().split(".")
     assert f"python3 (>= {major}.{minor})" in depends and f"python3 (<< {major}.{int(minor) + 1})" in depends
     assert set(DEPENDS) <= set(depends), depends
-    assert "mosquitto" in _field(deb, "Recommends")
+    recommends = [r.strip() for r in _field(deb, "Recommends").split(",")]
+    assert set(RECOMMENDS) <= set(recommends), recommends
+    assert not {"chromium", "fonts-noto-cjk"} & set(depends), "a headless matcher host needs no browser or font"
     description = _field(deb, "Description")
     assert "/opt/appliance/venv" in description and architecture in description and "non-commercial" in description
     info = _run(["dpkg-deb", "--info", str(deb)])
@@ -115,7 +123,7 @@ def test_control_fields(deb):
 def test_dependencies_are_debian_packages(deb):
     """Each is installed here (dpkg knows it) or known to apt: a machine whose package lists
     were never fetched still answers through dpkg for what bootstrap installed."""
-    for package in (*DEPENDS, "python3", "mosquitto"):
+    for package in (*DEPENDS, "python3", *RECOMMENDS):
         installed = _run(["dpkg-query", "-W", "-f=${Package}", package])
         shown = _run(["apt-cache", "show", "--no-all-versions", package])
         assert (installed.returncode == 0 and installed.stdout == package) or \
@@ -144,7 +152,7 @@ def test_conffile_units_wrapper_and_copyright(deb, tree):
         for line in text.splitlines():
             if line.startswith(("ExecStart=", "ExecStartPre=")):
                 command = line.partition("=")[2].lstrip("+-@!:").split()[0]
-                assert command in (f"{VENV}/bin/appliance", "/usr/sbin/mosquitto"), line
+                assert command in (f"{VENV}/bin/appliance", f"{VENV}/bin/python", "/usr/sbin/mosquitto"), line
     assert f"ExecStart={VENV}/bin/appliance edge " in (tree / "lib/systemd/system/appliance-edge.service").read_text()
     wrapper = tree / "usr/bin/appliance"
     assert wrapper.stat().st_mode & 0o777 == 0o755
@@ -180,6 +188,20 @@ def test_wheelhouse_is_pinned_and_holds_no_models_or_keys(deb, tree):
         for name in archive.namelist():
             assert not name.lower().endswith(MODEL_SUFFIXES + KEY_SUFFIXES), name
         assert "appliance/defaults/models/w600k-mbf/manifest.toml" in archive.namelist()
+
+
+def test_maintainer_scripts_stop_create_and_remove_what_the_package_ships(deb):
+    """prerm stops (and on removal disables) every unit in the archive; postinst creates the
+    user of every unit and postrm purges it; the system install below runs them for real."""
+    members = _control_members(deb)
+    prerm = members["prerm"][1].decode()
+    stopped = re.search(r'^UNITS="([^"]+)"$', prerm, re.MULTILINE).group(1).split()
+    shipped = [Path(p).name for p in _contents(deb) if p.startswith("/lib/systemd/system/appliance-")]
+    assert sorted(stopped) == sorted(shipped) == sorted(UNITS)
+    postinst, postrm = members["postinst"][1].decode(), members["postrm"][1].decode()
+    users = " ".join(SERVICE_USERS)
+    assert f"for user in {users}; do" in postinst and f"for user in {users}; do" in postrm
+    assert "/var/lib/appliance-kiosk" in postrm
 
 
 def test_maintainer_scripts_parse(deb):
@@ -233,7 +255,7 @@ def test_install_run_remove_and_purge(deb):
         pytest.fail(f"{PACKAGE} is already installed here: not touching a real install")
     if Path("/opt/appliance").exists():
         pytest.fail("/opt/appliance exists: not touching a real install")
-    gpio_before = _group_exists("gpio")
+    made_by_postinst = [group for group in ("gpio", "render", "input") if not _group_exists(group)]
     # the host's own command, as an administrator types it: from /, no APPLIANCE_* of this run
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE", "PYTHON", "VIRTUAL_ENV"))}
     timings = {}
@@ -261,10 +283,14 @@ def test_install_run_remove_and_purge(deb):
         # the service user's view: what 'sudo -u appliance appliance ...' runs
         as_service = _run(["runuser", "-u", "appliance", "--", "/usr/bin/appliance", "config", "check"], env=env)
         assert as_service.returncode == 0, as_service.stderr
-        for user in ("appliance", "appliance-broker"):
+        for user in SERVICE_USERS:
             entry = pwd.getpwnam(user)
             assert entry.pw_uid < 1000 and entry.pw_shell == "/usr/sbin/nologin", entry
-        assert _group_exists("gpio") and _group_exists("video")
+        kiosk = pwd.getpwnam("appliance-kiosk")  # the browser never reads the edge's data
+        assert kiosk.pw_name not in grp.getgrnam("appliance").gr_mem
+        assert kiosk.pw_gid != pwd.getpwnam("appliance").pw_gid
+        for group in ("gpio", "video", "render", "input"):  # the units' SupplementaryGroups
+            assert _group_exists(group), group
         data = os.stat("/var/lib/appliance")
         assert stat.S_IMODE(data.st_mode) == 0o700 and pwd.getpwuid(data.st_uid).pw_name == "appliance"
         assert Path(VENV, "bin", "python").resolve().parent == Path("/usr/bin")  # Debian's python3
@@ -281,6 +307,10 @@ def test_install_run_remove_and_purge(deb):
         assert not stale.exists()
         assert _run(["/usr/bin/appliance", "config", "check"], env=env).returncode == 0
 
+        # an enabled kiosk: prerm disables it on removal (systemctl edits the links, systemd running or not)
+        if shutil.which("systemctl"):
+            enabled = _run(["systemctl", "enable", KIOSK_UNIT])
+            assert enabled.returncode == 0 and KIOSK_LINK.is_symlink(), enabled.stderr
         # remove: the venv goes, the (edited) configuration, the data and the users stay
         config = Path("/etc/appliance/appliance.toml")
         config.write_text(config.read_text() + "# edited by the integrator\n")
@@ -290,20 +320,25 @@ def test_install_run_remove_and_purge(deb):
         assert not Path("/opt/appliance").exists() and not Path("/usr/bin/appliance").exists()
         assert not any(Path("/lib/systemd/system", unit).exists() for unit in UNITS)
         assert config.read_text().endswith("# edited by the integrator\n")
-        assert Path("/var/lib/appliance/biometric.db").exists() and _user_exists("appliance")
+        assert Path("/var/lib/appliance/biometric.db").exists()
+        assert all(_user_exists(user) for user in SERVICE_USERS)
+        assert not KIOSK_LINK.exists() and not KIOSK_LINK.is_symlink()
+        Path("/var/lib/appliance-kiosk").mkdir(mode=0o700)  # the kiosk's browser profile (StateDirectory)
 
         # purge: configuration, data (biometric stores and keys) and the users go
         purged, timings["purge"] = _dpkg("-P", PACKAGE)
         assert purged.returncode == 0, purged.stdout + purged.stderr
-        for gone in ("/etc/appliance", "/var/lib/appliance", "/var/cache/appliance", "/opt/appliance"):
+        for gone in ("/etc/appliance", "/var/lib/appliance", "/var/lib/appliance-kiosk", "/var/cache/appliance",
+                     "/opt/appliance"):
             assert not Path(gone).exists(), gone
-        assert not _user_exists("appliance") and not _user_exists("appliance-broker")
-        assert not _group_exists("appliance") and not _group_exists("appliance-broker")
+        for user in SERVICE_USERS:
+            assert not _user_exists(user) and not _group_exists(user), user
         assert not _dpkg_knows(PACKAGE)
     finally:
         if _dpkg_knows(PACKAGE):
             _dpkg("-P", PACKAGE)
-        if not gpio_before and _group_exists("gpio"):
-            subprocess.run(["groupdel", "gpio"], check=False)
+        for group in made_by_postinst:  # postrm leaves them (the OS uses them): this test removes its own
+            if _group_exists(group):
+                subprocess.run(["groupdel", group], check=False)
         print("\ndpkg: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items()),
               file=sys.stderr)

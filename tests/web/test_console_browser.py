@@ -138,7 +138,7 @@ def test_login_refuses_alike_then_takes_the_totp_code(new_page, console_site, ac
     shot(page, "login")
     log_in(page, account(Role.OPERATOR))
     assert page.text_content("#role-badge") == "operator"
-    assert nav_labels(page) == ["People", "Enroll", "Events"]  # no doors, audit or accounts
+    assert nav_labels(page) == ["People", "Enroll", "Events", "Access"]  # no doors, audit or accounts
 
     cookies = {c["name"]: c for c in page.context.cookies()}
     session = cookies["appliance_session"]
@@ -240,7 +240,7 @@ def test_a_security_administrator_overrides_a_duplicate_with_a_reason(new_page, 
     page = new_page()
     log_in(page, account(Role.SECURITY_ADMIN))
     assert page.text_content("#role-badge") == "security administrator"
-    assert nav_labels(page) == ["People", "Enroll", "Doors", "Events", "Audit", "Accounts"]
+    assert nav_labels(page) == ["People", "Enroll", "Doors", "Events", "Access", "Audit", "Accounts"]
     enroll(page, faces, OTHER_NAME, [faces / PERSON_FOLDER / f for f in DUPLICATE_PHOTOS], "FORM-2026-0003",
            override=OVERRIDE_REASON)
     assert page.locator("#outcome h2").inner_text() == "Enrolled"
@@ -317,7 +317,7 @@ def test_doors_and_accounts_pages(new_page, console_site, account):
 def test_the_auditor_reads_the_masked_log_and_verifies_it(new_page, console_site, account):
     page = new_page()
     log_in(page, account(Role.AUDITOR))
-    assert nav_labels(page) == ["Events", "Audit"]
+    assert nav_labels(page) == ["Events", "Access", "Audit"]
     page.goto("/audit")
     log_text = page.inner_text("#audit")
     assert all(action in log_text for action in ("subject.delete", "enrollment.override", "identity.reveal",

@@ -35,10 +35,10 @@ SEE_OTHER, UNAUTHORIZED, FORBIDDEN = 303, 401, 403
 IDLE_S = 0.5
 # what each role's navigation shows (the pages it may open)
 NAVIGATION = {
-    Role.OPERATOR: ["/people", "/enroll", "/events"],
-    Role.SECURITY_ADMIN: ["/people", "/enroll", "/doors", "/events", "/audit", "/accounts"],
-    Role.SYSTEM_ADMIN: ["/doors", "/events", "/audit"],
-    Role.AUDITOR: ["/events", "/audit"],
+    Role.OPERATOR: ["/people", "/enroll", "/events", "/access"],
+    Role.SECURITY_ADMIN: ["/people", "/enroll", "/doors", "/events", "/access", "/audit", "/accounts"],
+    Role.SYSTEM_ADMIN: ["/doors", "/events", "/access", "/audit"],
+    Role.AUDITOR: ["/events", "/access", "/audit"],
 }
 
 

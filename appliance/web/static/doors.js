@@ -27,7 +27,8 @@
         continue; // a new door: shown on the next page load
       }
       const badge = row.querySelector(".state");
-      badge.textContent = state(device);
+      // the word in the page's language, from the table's data-label-* (the class stays the value)
+      badge.textContent = table.dataset[`label${state(device)[0].toUpperCase()}${state(device).slice(1)}`] || state(device);
       badge.className = `state ${state(device)}`;
       row.querySelector(".last-seen").textContent = when(device.last_seen);
       row.querySelector(".revision").textContent = String(device.acked_revision);
@@ -35,7 +36,8 @@
     }
     const stamp = document.getElementById("doors-checked");
     if (stamp) {
-      stamp.textContent = `updated ${when(Date.now() / 1000)}`;
+      const updated = stamp.dataset.updated || "updated {time}";
+      stamp.textContent = updated.replace("{time}", when(Date.now() / 1000));
     }
   };
   window.setInterval(refresh, every);

@@ -9,6 +9,7 @@
     return;
   }
   const when = window.applianceConsole.when;
+  const labels = JSON.parse(state.dataset.labels || "{}"); // outcomes in the page's language
   const cell = (text, className) => {
     const td = document.createElement("td");
     td.textContent = text;
@@ -25,8 +26,9 @@
     tr.dataset.seq = String(event.seq);
     tr.className = "fresh";
     const details = Object.entries(event.details || {}).map(([k, v]) => `${k}: ${v}`).join("; ");
-    tr.append(cell(when(event.at)), cell(event.device, "mono"), cell(event.type), cell(event.kind),
-      cell(event.outcome || "—", `outcome-${event.outcome || "none"}`), cell(details, "details"));
+    tr.append(cell(when(event.at)), cell(event.device, "mono"), cell(labels[event.type] || event.type),
+      cell(labels[event.kind] || event.kind),
+      cell(labels[event.outcome] || event.outcome || "—", `outcome-${event.outcome || "none"}`), cell(details, "details"));
     rows.prepend(tr);
     const count = document.getElementById("event-count");
     if (count) {
@@ -42,8 +44,9 @@
     state.textContent = text;
     state.classList.toggle("on", live);
   };
-  source.onopen = () => show("live: new events appear at the top", true);
-  source.onerror = () => show("live updates interrupted; reconnecting…", false);
+  // the words in the page's language, from the span's data-live and data-interrupted
+  source.onopen = () => show(state.dataset.live || "live: new events appear at the top", true);
+  source.onerror = () => show(state.dataset.interrupted || "live updates interrupted; reconnecting…", false);
   for (const type of ["event", "alarm"]) {
     source.addEventListener(type, (message) => add(JSON.parse(message.data)));
   }
