@@ -163,7 +163,7 @@ class FacePipeline:
         aligned = self.embedder.aligned_crop(bgr, detection.subject)
         timings["alignment"] = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
-        report = quality.judge(quality.measure(detection, aligned), profile)
+        report = quality.judge(quality.measure(detection, aligned, bgr), profile)
         timings["quality"] = (time.perf_counter() - start) * 1000
         return FaceAnalysis(detection, aligned, report, timings)
 

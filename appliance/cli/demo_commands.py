@@ -63,6 +63,18 @@ def _choose(
     return by_identity, identities[:enrolled], identities[enrolled : enrolled + unknown]
 
 
+def _facing_camera(pipeline, config, files: list[Path]) -> Path:
+    """A stranger's first photo the door can judge (no sunglasses, facing the camera): one that
+    only gets guidance would never reach a decision, and the demo shows the refusal."""
+    import cv2
+
+    for path in files:
+        analysis = pipeline.analyze(cv2.imread(str(path)), config.quality_verification)
+        if analysis.face is not None and analysis.quality is not None and not analysis.quality.issues:
+            return path
+    return files[0]
+
+
 def _wait_for_line(process: subprocess.Popen, marker: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 continue
             print(f"  enrolled {mask_name(name)} from {outcome.images_used} image(s) with consent on record")
             plan.append((f"enrolled {mask_name(name)}", [files[5], files[6]]))
-        plan += [("stranger", [by_identity[i][0]]) for i in unknown_ids]
+        plan += [("stranger", [_facing_camera(pipeline, config, by_identity[i])]) for i in unknown_ids]
         spoof = paths.shared_dir() / SPOOF_SAMPLES
         plan += [("photo attack", [spoof / "image_F1.jpg"]), ("photo attack", [spoof / "image_F2.jpg"])]
     finally:

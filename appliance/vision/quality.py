@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from appliance.config import QualityProfile
+from appliance.vision.occlusion import occlusion_measures
 from appliance.vision.types import Detection, Face
 
 CLIP_LOW, CLIP_HIGH = 8, 247  # grey levels treated as crushed shadows / blown highlights
@@ -99,7 +100,8 @@ def photometric_measures(aligned_bgr: np.ndarray) -> dict[str, float]:
     }
 
 
-def measure(detection: Detection, aligned_bgr: np.ndarray) -> dict[str, float]:
+def measure(detection: Detection, aligned_bgr: np.ndarray, frame_bgr: np.ndarray | None = None) -> dict[str, float]:
+    """Every measure of the subject; the occlusion ones need the frame (NaN, no verdict, without)."""
     face = detection.subject
     assert face is not None, "measure() needs a detection with a subject"
     pose = face.pose
@@ -116,6 +118,7 @@ def measure(detection: Detection, aligned_bgr: np.ndarray) -> dict[str, float]:
         "detector_score": face.score,
     }
     values.update(photometric_measures(aligned_bgr))
+    values.update(occlusion_measures(frame_bgr, face))
     return values
 
 
@@ -125,6 +128,9 @@ RULES = (
     ("yaw_deg", "head_turned", "look at the camera", "absmax", "max_yaw_deg"),
     ("pitch_deg", "head_tilted", "look straight ahead", "absmax", "max_pitch_deg"),
     ("roll_deg", "head_rolled", "keep your head upright", "absmax", "max_roll_deg"),
+    ("eyes_occlusion", "occluded_eyes", "Please remove your sunglasses", "max", "max_eyes_occlusion"),
+    ("mouth_occlusion", "occluded_mouth", "Please remove your mask", "max", "max_mouth_occlusion"),
+    ("face_occlusion", "occluded_face", "Please keep your hands away from your face", "max", "max_face_occlusion"),
     ("eye_closure", "eyes_closed", "open your eyes", "max", "max_eye_closure"),
     ("landmarks_in_frame", "face_cut_off", "move to the centre of the screen", "min", "min_landmarks_in_frame"),
     ("other_faces", "several_faces", "one person at a time, please", "max", "max_other_faces"),
