@@ -2,10 +2,17 @@
 
 Every source yields timestamped BGR frames. Live sources reconnect after a lost stream;
 a file or folder ends with ``StopIteration``.
+
+An enrollment asks the camera for ``ENROLLMENT_RESOLUTION`` with ``request_resolution``
+before its first frame: the ISO/IEC 19794-5 enrollment profile needs 90 px between the eye
+centres, which at the enrollment distance takes an image this wide (``enrollment_width``,
+docs/enrollment.md "Camera resolution"). A camera that delivers less than the minimum is
+refused with a clear error rather than producing captures the profile must reject.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +27,33 @@ from appliance.errors import ApplianceError, ErrorCode
 
 log = logging.getLogger(__name__)
 
+# A kiosk enrollment: the person stands ENROLLMENT_DISTANCE_M from a camera with a horizontal
+# field of view of KIOSK_HFOV_DEG (a typical USB or Pi camera module); a small adult's eye
+# centres are SMALL_IED_MM apart (5th percentile; the mean is about 63 mm).
+ENROLLMENT_DISTANCE_M = 0.6
+KIOSK_HFOV_DEG = 70.0
+SMALL_IED_MM = 55.0
+ENROLLMENT_RESOLUTION = (1920, 1080)  # asked for: 90 px for a small adult at 0.6 m (about 125 px at 63 mm)
+ENROLLMENT_MINIMUM = (1280, 720)  # accepted: 90 px for an average adult at 0.6 m (and GA/T 1093's capture size)
+
+
+def enrollment_width(inter_eye_px: float, distance_m: float = ENROLLMENT_DISTANCE_M,
+                     hfov_deg: float = KIOSK_HFOV_DEG, inter_eye_mm: float = SMALL_IED_MM) -> int:
+    """Image width (px) at which a face ``distance_m`` away spans ``inter_eye_px`` between the
+    eye centres: the scene is ``2 d tan(hfov / 2)`` wide."""
+    scene_mm = 2000.0 * distance_m * math.tan(math.radians(hfov_deg) / 2)
+    return math.ceil(inter_eye_px * scene_mm / inter_eye_mm)
+
+
+def check_resolution(got: tuple[int, int], minimum: tuple[int, int], what: str) -> tuple[int, int]:
+    """``got`` when it is at least ``minimum`` in both directions (either orientation), else
+    CAMERA_UNAVAILABLE naming both."""
+    if min(got) < min(minimum) or max(got) < max(minimum):  # portrait or landscape alike
+        raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, (
+            f"{what} delivers {got[0]}x{got[1]}, an enrollment needs at least {minimum[0]}x{minimum[1]} "
+            "(ISO/IEC 19794-5: 90 px between the eyes; docs/enrollment.md 'Camera resolution')"))
+    return got
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -32,6 +66,9 @@ class Frame:
 
 class FrameSource(Protocol):
     def frames(self) -> Iterator[Frame]: ...
+
+    def request_resolution(self, width: int, height: int,
+                           minimum: tuple[int, int] | None = None) -> tuple[int, int]: ...
 
     def close(self) -> None: ...
 
@@ -74,6 +111,19 @@ class FolderReplaySource:
                 index += 1
             if not self.loop:
                 return
+
+    def request_resolution(self, width: int, height: int,
+                           minimum: tuple[int, int] | None = None) -> tuple[int, int]:
+        """A replayed folder cannot change its images: the first readable one's size is what
+        this "camera" gives, checked against ``minimum`` (default: the size asked for)."""
+        for path in self.files:
+            try:
+                image = read_image(path)
+            except ApplianceError:
+                continue
+            got = (image.shape[1], image.shape[0])
+            return check_resolution(got, minimum or (width, height), f"image folder {self.folder}")
+        raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, f"{self.folder}: no readable image")
 
     def close(self) -> None:
         return None
@@ -120,6 +170,18 @@ class OpenCVSource:
             except ApplianceError:
                 continue
 
+    def request_resolution(self, width: int, height: int,
+                           minimum: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Ask the camera for ``width`` x ``height`` and check what it gives (a driver picks its
+        nearest mode); a file or stream has the size it was recorded at."""
+        if not self.is_file:
+            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        got = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        if got != (width, height):
+            log.info("%r: asked for %dx%d, got %dx%d", self.target, width, height, *got)
+        return check_resolution(got, minimum or (width, height), f"camera {self.target!r}")
+
     def close(self) -> None:
         self._capture.release()
 
@@ -151,6 +213,19 @@ class Picamera2Source:
             image = self._camera.capture_array("main")
             yield Frame(image, index, time.time(), time.monotonic())
             index += 1
+
+    def request_resolution(self, width: int, height: int,
+                           minimum: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Reconfigure the main stream at ``width`` x ``height`` and check the size libcamera chose."""
+        try:
+            self._camera.stop()
+            config = self._camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"})
+            self._camera.configure(config)
+            self._camera.start()
+            got = tuple(self._camera.camera_configuration()["main"]["size"])
+        except Exception as exc:  # noqa: BLE001 - libcamera raises many types
+            raise ApplianceError(ErrorCode.CAMERA_UNAVAILABLE, f"Pi camera at {width}x{height}: {exc}") from None
+        return check_resolution((int(got[0]), int(got[1])), minimum or (width, height), "Pi camera")
 
     def close(self) -> None:
         self._camera.stop()
