@@ -9,16 +9,27 @@ from appliance import paths
 from appliance.cli import liveness_commands
 from appliance.cli.common import config_from, fmt_rate, model_info, pipeline_from, write_json
 from appliance.config import save_threshold
-from appliance.evaluation import identification, metrics, verification
+from appliance.evaluation import identification, metrics, transaction, verification
 from appliance.evaluation.datasets import SPLITS, scan_identities
 from appliance.evaluation.plots import det_plot
 from appliance.evaluation.runner import extract_dataset
+from appliance.pipeline import FacePipeline
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="biometric performance evaluation (ISO/IEC 19795-1)")
     kinds = evaluate.add_subparsers(dest="kind", required=True, metavar="KIND")
     liveness_commands.register_eval(kinds)  # eval pad (ISO/IEC 30107-3)
+
+    occ = kinds.add_parser("occlusion", help="SYNTHETIC masks, sunglasses, eye bars, hands: occlusion detection rates")
+    occ.add_argument("dataset", help="folder with one sub-folder of images per identity (occluders are drawn on them)")
+    occ.add_argument("--out", required=True, help="report folder: occlusion.json, occlusion.md, images.json")
+    occ.add_argument("--per-identity", type=int, default=2, help="photos drawn on per identity")
+    occ.add_argument("--identities", type=int, help="at most this many identities per split (a quick look)")
+    occ.add_argument("--seed", type=int, default=0)
+    occ.add_argument("--profile", choices=("verification", "enrollment"), default="verification")
+    occ.add_argument("--images", help="also write the generated set here (<split>/<occluder>/<identity>/)")
+    occ.set_defaults(handler=cmd_eval_occlusion)
 
     ver = kinds.add_parser("verification", help="1:1: FTA, FTE, EER, FNMR at FMR, DET plot")
     ver.add_argument("dataset", help="folder with one sub-folder of images per identity")
@@ -40,6 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ident.add_argument("--split", choices=SPLITS, default="all",
                         help="identities of even (a) or odd (b) index only: calibrate on one, report on the other")
     ident.set_defaults(handler=cmd_eval_identification)
+
+    register_transaction(kinds)
+
+    models = kinds.add_parser("models", help="embedding packs side by side: FNMR (calibrated on split a, "
+                              "reported on b), ms per face, size, licence chain (docs/models.md)")
+    models.add_argument("dataset", help="folder with one sub-folder of images per identity")
+    models.add_argument("--packs", required=True, help="comma-separated embedding pack ids")
+    models.add_argument("--out", required=True, help="folder for models.json and models.md")
+    models.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets")
+    models.set_defaults(handler=cmd_eval_models)
 
     cal = sub.add_parser("calibrate", help="set the decision threshold at a target FMR")
     cal.add_argument("dataset")
@@ -101,6 +122,16 @@ def cmd_eval_identification(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_models(args: argparse.Namespace) -> int:
+    from appliance.evaluation import models_survey
+
+    packs = [pack.strip() for pack in args.packs.split(",") if pack.strip()]
+    result = models_survey.survey(config_from(args), Path(args.dataset), packs, args.seed)
+    for path in models_survey.write_report(result, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     config = config_from(args)
     pipeline, data = _templates(args)
@@ -118,4 +149,67 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"threshold {threshold:.4f} for {pipeline.embedder_pack.label} written to {path} "
         f"(FMR {fmt_rate(point.fmr)}, FNMR {fmt_rate(point.fnmr)} on the calibration set)"
     )
+    return 0
+
+
+def register_transaction(kinds: argparse._SubParsersAction) -> None:
+    from appliance.config.quality_presets import PRESET_NAMES
+
+    tx = kinds.add_parser("transaction", help="transaction level: FTE, FTA, FRR, FAR with 95 %% intervals, "
+                                              "enrollment and door bursts as the appliance runs them")
+    tx.add_argument("dataset", help="folder with one sub-folder of images per identity")
+    tx.add_argument("--pack", action="append", help="embedding pack (repeat for several; default from the "
+                                                    "configuration)")
+    tx.add_argument("--out", help="folder for one JSON report per pack, transaction-<pack>.json (default: print)")
+    tx.add_argument("--split", choices=SPLITS, default="all", help="identities reported on")
+    tx.add_argument("--calibrate-on", choices=("a", "b"),
+                    help="set the threshold at --target-far on this split (default: the configured threshold)")
+    tx.add_argument("--target-far", type=float, default=1e-3, help="transaction FAR the calibrated threshold meets")
+    tx.add_argument("--burst", type=int, default=transaction.DOOR_BURST_FRAMES,
+                    help="frames per door attempt (best-of by quality)")
+    tx.add_argument("--attempts", type=int, default=transaction.DOOR_ATTEMPTS,
+                    help="door attempts per transaction (a try and retries)")
+    tx.add_argument("--enrollment-profile", choices=PRESET_NAMES,
+                    help="named enrollment profile (default: the configured quality_enrollment)")
+    tx.set_defaults(handler=cmd_eval_transaction)
+
+
+def cmd_eval_transaction(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    reports = []
+    for pack in args.pack or [None]:
+        pipeline = FacePipeline(config, embedder_pack=pack)
+        try:
+            report = transaction.evaluate(pipeline, args.dataset, model_info(pipeline), args.split, args.calibrate_on,
+                                          args.target_far, args.burst, args.attempts, args.enrollment_profile or "")
+        finally:
+            pipeline.close()
+        reports.append(report)
+        if args.out:
+            write_json(report, str(Path(args.out) / f"transaction-{report['model']['pack']}.json"))
+            print(f"{report['model']['pack']}: FTE {fmt_rate(report['fte_rate'])}, FTA {fmt_rate(report['fta_rate'])}, "
+                  f"FRR {fmt_rate(report['frr'])}, FAR {fmt_rate(report['far'])} at {report['threshold']:.4f} "
+                  f"({report['transactions']['genuine']} genuine, {report['transactions']['impostor']} impostor "
+                  f"transactions)")
+    if not args.out:
+        write_json(reports[0] if len(reports) == 1 else reports, None)
+    return 0
+
+
+def cmd_eval_occlusion(args: argparse.Namespace) -> int:
+    """Calibrate-on-a, report-on-b occlusion rates (docs/quality.md)."""
+    from appliance.evaluation import occlusion
+
+    pipeline = pipeline_from(args)
+    try:
+        report = occlusion.run(pipeline, args.dataset, args.profile, ("a", "b"), args.per_identity, args.seed,
+                               args.identities, Path(args.images) if args.images else None)
+    finally:
+        pipeline.close()
+    out = Path(args.out)
+    write_json(report.pop("images"), str(out / "images.json"))
+    write_json(report, str(out / "occlusion.json"))
+    table = occlusion.markdown(report)
+    (out / "occlusion.md").write_text(table, encoding="utf-8")
+    print(table)
     return 0

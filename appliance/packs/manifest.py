@@ -14,6 +14,10 @@ How a model file is verified depends on where it comes from:
   ORIGINAL model gave on them, and a tolerance. ``[file].sha256`` is refused there. The
   same schema serves any conversion (ONNX export, int8 quantisation, TFLite); a lossy one
   states a looser tolerance.
+
+``[licence_chain]`` (code, weights, training_data: licence, source, commercial yes/no/unclear,
+note) records why a pack may or may not be shipped; new embedding packs carry it, and a pack
+declaring ``commercial_use = true`` is refused when a link forbids commercial use.
 """
 from __future__ import annotations
 
@@ -77,6 +81,38 @@ class NumericCheck:
         return f"atol {self.atol:g} + rtol {self.rtol:g}"
 
 
+VERDICTS = ("yes", "no", "unclear")
+CHAIN_LINKS = ("code", "weights", "training_data")
+
+
+@dataclass(frozen=True)
+class LicenceLink:
+    """One link of ``[licence_chain]``: the terms of the code, the weights or the training data."""
+
+    licence: str
+    source: str
+    commercial: str  # "yes" | "no" | "unclear"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LicenceChain:
+    """Who allows what: a model is only as usable as the weakest of its code, weights and data."""
+
+    code: LicenceLink
+    weights: LicenceLink
+    training_data: LicenceLink
+
+    def links(self) -> dict[str, LicenceLink]:
+        return {name: getattr(self, name) for name in CHAIN_LINKS}
+
+    @property
+    def verdict(self) -> str:
+        """The chain's commercial verdict: no when a link forbids it, unclear when one is unclear."""
+        verdicts = {link.commercial for link in self.links().values()}
+        return "no" if "no" in verdicts else "unclear" if "unclear" in verdicts else "yes"
+
+
 @dataclass(frozen=True)
 class PackSource:
     """Where the model file is obtained: a registry package, a search-path folder, a conversion."""
@@ -115,6 +151,7 @@ class ModelPack:
     # median raw feature norm on the calibration split: utility = norm / reference
     utility_reference_norm: float | None = None
     check: NumericCheck | None = None  # converted packs only
+    licence_chain: LicenceChain | None = None  # [licence_chain]; older manifests may lack it
 
     @property
     def label(self) -> str:
@@ -200,6 +237,29 @@ def _load_integrity(data: dict[str, Any], model_file: dict[str, Any], source: Pa
     return "", _load_check(_require(data, "check", path), path)
 
 
+def _load_chain(data: dict[str, Any], commercial_use: bool, path: Path) -> LicenceChain | None:
+    table = data.get("licence_chain")
+    if table is None:
+        return None
+    links = {}
+    for name in CHAIN_LINKS:
+        link = table.get(name)
+        if not isinstance(link, dict):
+            raise _invalid(path, f"[licence_chain.{name}] missing")
+        try:
+            links[name] = LicenceLink(**link)
+        except TypeError as exc:
+            raise _invalid(path, f"[licence_chain.{name}] {exc}") from None
+        if links[name].commercial not in VERDICTS:
+            raise _invalid(path, f"[licence_chain.{name}] commercial must be one of {VERDICTS}")
+    chain = LicenceChain(**links)
+    # an "unclear" link may stand under a commercial pack (the caveat is published with it);
+    # a link that forbids commercial use may not
+    if commercial_use and chain.verdict == "no":
+        raise _invalid(path, "commercial_use = true but a [licence_chain] link forbids commercial use")
+    return chain
+
+
 def load_manifest(path: Path) -> ModelPack:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -214,13 +274,14 @@ def load_manifest(path: Path) -> ModelPack:
     if kind not in KINDS or runtime not in RUNTIMES:
         raise ApplianceError(ErrorCode.PACK_INVALID, f"{path}: kind/runtime {kind}/{runtime} unknown")
     thresholds = data.get("thresholds", {})
+    commercial_use = bool(_require(pack, "commercial_use", path))
     return ModelPack(
         id=_require(pack, "id", path),
         version=_require(pack, "version", path),
         kind=kind,
         runtime=runtime,
         licence=_require(pack, "licence", path),
-        commercial_use=bool(_require(pack, "commercial_use", path)),
+        commercial_use=commercial_use,
         summary=pack.get("summary", ""),
         file_name=_require(model_file, "name", path),
         sha256=sha256,
@@ -232,4 +293,5 @@ def load_manifest(path: Path) -> ModelPack:
         threshold_note=thresholds.get("note", ""),
         utility_reference_norm=data.get("quality", {}).get("utility_reference_norm"),
         check=check,
+        licence_chain=_load_chain(data, commercial_use, path),
     )
