@@ -1,0 +1,59 @@
+"""The 8-bit candidate index: settings bounds, rows that mirror the gallery's, scrubbed removals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from appliance.matching.index import EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, CandidateIndex, IndexSettings
+
+DIM = 32
+
+
+def units(count: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("field, bounds", [("exact_limit", EXACT_LIMIT_BOUNDS), ("rerank", RERANK_BOUNDS)])
+def test_settings_outside_their_bounds_are_refused(field, bounds):
+    for value in (bounds[0] - 1, bounds[1] + 1):
+        with pytest.raises(ValueError, match=field):
+            IndexSettings(**{field: value})
+    assert getattr(IndexSettings(**{field: bounds[0]}), field) == bounds[0]
+
+
+def test_candidates_hold_the_nearest_rows_and_put_appends_or_replaces():
+    vectors = units(500, 0)
+    index = CandidateIndex(vectors, IndexSettings(rerank=8))
+    assert len(index) == 500 and index.nbytes == 500 * DIM
+    rows = index.candidates(vectors[[3, 77]])
+    assert rows.shape == (2, 8) and rows[0, 0] == 3 and rows[1, 0] == 77
+    fresh = units(2, 1)
+    index.put(500, fresh[0])  # append
+    index.put(3, fresh[1])  # replace
+    assert len(index) == 501
+    assert index.candidates(fresh[:1])[0, 0] == 500 and index.candidates(fresh[1:])[0, 0] == 3
+    with pytest.raises(IndexError):
+        index.put(600, fresh[0])
+
+
+def test_removal_moves_the_last_code_in_and_scrubs_the_freed_one():
+    vectors = units(300, 2)
+    index = CandidateIndex(vectors, IndexSettings())
+    codes_before = index._codes().copy()
+    index.remove(10)
+    assert len(index) == 299
+    assert np.array_equal(index._codes()[10], codes_before[299])  # the last row moved into row 10
+    import faiss
+
+    # the buffer keeps its capacity after shrinking: the freed slot must hold zeros, not the old code
+    buffer = faiss.rev_swig_ptr(index._index.codes.data(), 300 * DIM).reshape(300, DIM)
+    assert not buffer[299].any()
+    assert index.candidates(vectors[299:300])[0, 0] == 10
+    assert 10 not in index.candidates(vectors[10:11])[0, :1]  # the removed template is not proposed first
+
+
+def test_a_small_index_answers_no_more_candidates_than_it_holds():
+    vectors = units(5, 3)
+    rows = CandidateIndex(vectors, IndexSettings(rerank=64)).candidates(vectors[:1])
+    assert sorted(rows[0].tolist()) == [0, 1, 2, 3, 4]
