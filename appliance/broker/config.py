@@ -8,6 +8,10 @@ join the matchers' shared group and have its turn of every door's requests dropp
 plugin checks SUBSCRIBE against the whole filter, ``$share/<group>/`` prefix included, and
 refuses by default. It reads its document at start only (not on SIGHUP): a newly issued
 identity has no rights until the broker restarts, which fails closed.
+
+A site broker may also carry a bridge to the central broker (``BrokerSettings.bridge``,
+``appliance.broker.bridge``): its ``connection`` block is appended to the rendered file, and
+on the central broker a bridge identity gets only the topics of its site's doors.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from string import Template
 
 from appliance import paths
+from appliance.broker import bridge as bridges
 from appliance.broker.pki import ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import topics
@@ -52,6 +57,8 @@ class BrokerSettings:
     # copy the CA, broker certificate and key and the CRL into the output folder, owned by
     # run_as: the broker's service user then needs no access to the site's PKI folder
     copy_tls: bool = False
+    # a site broker: its bridge to the central broker (None: a stand-alone or central broker)
+    bridge: bridges.BridgeSettings | None = None
 
 
 TLS_FILES = ("ca_file", "cert_file", "key_file", "crl_file")
@@ -67,7 +74,9 @@ def render_acl(pki: ProjectPKI) -> str:
         if identity.revoked:
             continue
         acls = []
-        for access, rule in topics.rights_of(identity.role, identity.name):
+        granted = bridges.rights(pki, identity.name) if identity.role == bridges.BRIDGE_ROLE else \
+            topics.rights_of(identity.role, identity.name)
+        for access, rule in granted:
             if access == topics.PUBLISH:
                 acls.append(_acl(SEND, rule))
             else:  # the filter (with its $share prefix) to subscribe, its topics to deliver
@@ -120,6 +129,11 @@ def render(pki: ProjectPKI, out_dir: str | Path, settings: BrokerSettings) -> Pa
         access_file=access.resolve(),
         **{name: path.resolve() for name, path in tls.items()},
     )
+    if settings.bridge is not None:
+        bridge_tls = bridges.tls_files(pki, settings.bridge.name)
+        if settings.copy_tls:
+            bridge_tls = {name: _copy(path, out / "tls" / path.name) for name, path in bridge_tls.items()}
+        text += bridges.render_connection(pki, settings.bridge, bridge_tls)
     config = out / "mosquitto.conf"
     config.write_text(text)
     _hand_over(out, run_as)

@@ -1,5 +1,6 @@
 """A small project PKI for mutual TLS: one CA, a broker certificate, one client
-certificate per device, matcher, auditor or integration (certificate CN = MQTT identity).
+certificate per device, matcher, auditor, integration, console or site bridge
+(certificate CN = MQTT identity).
 
 Keys are ECDSA P-256 (fast handshakes on a Pi), written 0600; certificates PEM.
 Revocation produces a CRL that the broker loads (``crlfile``). The registry keeps the serial
@@ -27,7 +28,8 @@ from appliance.filecache import read_json
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
-ROLES = ("device", "matcher", "auditor", "integration", "console")
+# "bridge": a site broker's client certificate on the central broker (appliance.broker.bridge)
+ROLES = ("device", "matcher", "auditor", "integration", "console", "bridge")
 IDENTITY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # safe as an MQTT topic level
 REGISTRY = "identities.json"
 

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from appliance.broker.bridge import BridgeSettings
 from appliance.broker.config import BrokerSettings, render
 from appliance.broker.pki import ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
@@ -34,12 +35,14 @@ def mosquitto_binary() -> str:
 
 
 class ManagedBroker:
-    """``folder/pki`` holds the PKI, ``folder/broker`` the rendered config and data."""
+    """``folder/pki`` holds the PKI, ``folder/broker`` the rendered config and data. A site
+    broker of a bridged deployment shares the central PKI (``pki``) and carries a ``bridge``."""
 
-    def __init__(self, folder: str | Path, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(self, folder: str | Path, port: int | None = None, host: str = "127.0.0.1",
+                 pki: ProjectPKI | None = None, bridge: BridgeSettings | None = None):
         self.folder = Path(folder)
-        self.pki = ProjectPKI(self.folder / "pki")
-        self.settings = BrokerSettings(port=port or free_port(), bind_address=host)
+        self.pki = pki or ProjectPKI(self.folder / "pki")
+        self.settings = BrokerSettings(port=port or free_port(), bind_address=host, bridge=bridge)
         self.host = host
         self._process: subprocess.Popen | None = None
 

@@ -20,10 +20,11 @@ from appliance.ops.broker_unit import BROKER_UNIT
 def register(sub: argparse._SubParsersAction) -> None:
     provision = sub.add_parser("provision", help="PKI: CA, broker, devices, matchers, revocation")
     provision.add_argument("what", choices=("ca", "broker", "device", "matcher", "console", "revoke", "rotate",
-                                            "broker-config", "export", "import"),
+                                            "broker-config", "export", "import", "bridge"),
                            help="export NAME --bundle FILE: a door's certificate and keys for its own host; "
                                 "import FILE: unpack such a bundle on the door; console NAME: the web console's "
-                                "identity for enrollment captures at a door")
+                                "identity for enrollment captures at a door; bridge NAME --devices D1,D2: a site "
+                                "broker's certificate on the central broker, carrying those doors")
     provision.add_argument("name", nargs="?")
     provision.add_argument("--bundle", help="device/export: also write the device's bundle to this new file")
     provision.add_argument("--pki", help="PKI folder (default <data>/pki)")
@@ -36,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     provision.add_argument("--run-as", help="broker-config: the broker's user (default: the caller)")
     provision.add_argument("--copy-tls", action="store_true",
                            help="broker-config: copy CA, certificate, key and CRL into --out (owned by --run-as)")
+    provision.add_argument("--devices", help="bridge: the doors of the bridge's site, comma-separated")
+    provision.add_argument("--bridge", help="broker-config: this site broker's bridge identity "
+                                             "(default: [site_bridge] name)")
+    provision.add_argument("--bridge-to", help="broker-config: the central broker, HOST[:PORT]")
     provision.set_defaults(handler=cmd_provision)
 
     backup = sub.add_parser("backup", help="encrypted, verified backup of every store")
@@ -93,11 +98,25 @@ def cmd_provision(args: argparse.Namespace) -> int:
         pki.issue_broker(tuple(args.host) if args.host else ("localhost", "127.0.0.1", "::1"))
         print(f"broker certificate {pki.broker_cert}")
     elif args.what == "broker-config":
+        from appliance.broker.bridge import BridgeSettings
         from appliance.broker.config import BrokerSettings, render
 
+        if bool(args.bridge) != bool(args.bridge_to):
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, "broker-config: --bridge and --bridge-to go together")
+        bridge = BridgeSettings.parse(args.bridge, args.bridge_to) if args.bridge else \
+            BridgeSettings.from_config(config_from(args).site_bridge)
         print(render(pki, Path(args.out or pki.folder.parent / "broker"),
                      BrokerSettings(port=args.port, bind_address=args.bind, run_as=args.run_as or getpass.getuser(),
-                                    copy_tls=args.copy_tls)))
+                                    copy_tls=args.copy_tls, bridge=bridge)))
+    elif args.what == "bridge":
+        from appliance.broker.bridge import provision_bridge
+
+        devices = tuple(d for d in (args.devices or "").split(",") if d)
+        if not args.name or not devices:
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, "provision bridge needs a NAME and --devices D1,D2")
+        identity = provision_bridge(pki, args.name, devices)
+        print(f"bridge {identity.name}: {pki.cert(identity.name)} carries {', '.join(sorted(set(devices)))}; "
+              f"restart the central broker ({BROKER_UNIT}) so it grants the bridge its rights")
     elif args.what == "import":
         from appliance.ops.bundle import import_device
 
