@@ -9,12 +9,18 @@ Some workers must also act when nothing arrives (a replica polls for new revisio
 client notices a lost answer, a pump resends): a ``Ticker`` only puts a "look now" item in
 the worker's queue, so that work still runs on the worker's one thread, in order with the
 messages, and nothing needs a lock because of it.
+
+A worker whose items share work (the matcher's searches: one matrix product for many probes)
+takes a ``handle_batch`` too: it then gets everything already queued, up to ``max_batch``,
+at once - never waiting for more, so a lone item is not delayed. Every worker keeps what a
+capacity report needs: items handled, seconds they waited in the queue and seconds of work.
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -47,12 +53,20 @@ class QueueWorker(Generic[Item]):
     """``put`` items from any thread; ``handle(item)`` runs on the worker thread, in order."""
 
     def __init__(self, name: str, handle: Callable[[Item], None], limit: int,
-                 stats: Counter[str] | None = None):
+                 stats: Counter[str] | None = None, *, handle_batch: Callable[[list[Item]], None] | None = None,
+                 max_batch: int = 1):
+        if max_batch < 1 or (max_batch > 1 and handle_batch is None):
+            raise ValueError(f"{name}: a batch of {max_batch} needs handle_batch")
         self.name = name
         self._handle = handle
-        self._queue: queue.Queue[Item] = queue.Queue(limit)
+        self._handle_batch = handle_batch
+        self.max_batch = max_batch
+        self._queue: queue.Queue[tuple[float, Item]] = queue.Queue(limit)
         self._thread = StoppableThread(name, self._run)
         self.stats: Counter[str] = stats if stats is not None else Counter()
+        # capacity figures (read by ``bench load``): items, seconds queued, seconds of work, batches
+        self.handled, self.waited_s, self.busy_s, self.batches = 0, 0.0, 0.0, 0
+        self.thread_id: int | None = None  # the worker thread's ident, once running (per-thread CPU)
 
     def start(self) -> QueueWorker[Item]:
         self._thread.start()
@@ -64,11 +78,23 @@ class QueueWorker(Generic[Item]):
     def put(self, item: Item) -> bool:
         """Queue ``item``; False (and ``dropped_overload`` counted) when the queue is full."""
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((time.monotonic(), item))
         except queue.Full:
             self.stats["dropped_overload"] += 1
             return False
         return True
+
+    def run_queued_here(self) -> int:
+        """Handle what is queued on the calling thread, one item at a time, letting an exception
+        through (tests drive a handler this way instead of its thread); returns the items run."""
+        count = 0
+        while True:
+            try:
+                _, item = self._queue.get_nowait()
+            except queue.Empty:
+                return count
+            self._handle(item)
+            count += 1
 
     @property
     def depth(self) -> int:
@@ -79,16 +105,31 @@ class QueueWorker(Generic[Item]):
         return self._thread.stop_event.is_set()
 
     def _run(self, stop: threading.Event) -> None:
+        self.thread_id = threading.get_ident()
         while not stop.is_set():
             try:
-                item = self._queue.get(timeout=POLL_S)
+                taken = [self._queue.get(timeout=POLL_S)]
             except queue.Empty:
                 continue
+            while len(taken) < self.max_batch:
+                try:
+                    taken.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            start = time.monotonic()
+            items = [item for _, item in taken]
             try:
-                self._handle(item)
+                if self._handle_batch is not None and len(items) > 1:
+                    self._handle_batch(items)
+                else:
+                    self._handle(items[0])
             except Exception:  # noqa: BLE001 - a bug for one item must not stop the worker
                 self.stats["internal_error"] += 1
-                log.exception("%s: failed on one item", self.name)
+                log.exception("%s: failed on %d item(s)", self.name, len(items))
+            self.busy_s += time.monotonic() - start
+            self.waited_s += sum(start - queued for queued, _ in taken)
+            self.handled += len(items)
+            self.batches += 1
 
 
 class Ticker:

@@ -69,6 +69,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     sync.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (sync.md/.json)")
     sync.set_defaults(handler=cmd_bench_sync)
 
+    from appliance.bench.search_bench import DEFAULT_SIZE, THREAD_COUNTS, TIMED_PROBES
+
+    search = bench_group(sub)(
+        "search", help="1:N search at scale: exact float32, FAISS flat and the gallery index, recall and decisions"
+    )
+    search.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                        help="gallery size (celeba-dev padded with distractors)")
+    search.add_argument("--dataset", help="labelled face folder (default: the shared celeba-dev)")
+    search.add_argument("--timed", type=int, default=TIMED_PROBES,
+                        help="single-probe searches timed per method and thread count")
+    search.add_argument("--threads", type=int, nargs="+", default=list(THREAD_COUNTS),
+                        help="thread counts to measure")
+    search.add_argument("--out", default=str(paths.reports_dir() / "bench-search"), help="report folder (search.*)")
+    search.set_defaults(handler=cmd_bench_search)
+
+    # defaults live in appliance.bench.load (imported by the handler: ``--help`` stays fast)
+    load = bench_group(sub)(
+        "load", help="doors in their own processes against one matcher on the real broker: requests/s, "
+                     "p50/p95/p99, errors, CPU per request, profile, one device flooding"
+    )
+    load.add_argument("--devices", type=int, help="provisioned simulated doors (default 100)")
+    load.add_argument("--rate", type=float, help="match requests per second from all doors together (default 1000)")
+    load.add_argument("--seconds", type=float, help="length of the run (default 60)")
+    load.add_argument("--processes", type=int, help="door processes (default 4)")
+    load.add_argument("--gallery", type=int, help="synthetic gallery size (default 10000)")
+    load.add_argument("--no-flood", action="store_true", help="without the flooding device")
+    load.add_argument("--out", default=str(paths.reports_dir() / "bench-load"), help="report folder (load.*)")
+    load.set_defaults(handler=cmd_bench_load)
+
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from appliance.bench.pipeline_bench import MIN_REPORTED_FRAMES, run_benchmark
@@ -116,3 +145,37 @@ def cmd_bench_sync(args: argparse.Namespace) -> int:
     path = sync_bench.write_report(results, Path(args.out))
     print(path.read_text())
     return 0 if results["lost"] == 0 and results["catch_up_ok"] else 1
+
+
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    from appliance.bench import search_bench, search_report
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    dataset = args.dataset or str(paths.shared_dir() / "data" / "faces" / "celeba-dev")
+    progress(f"templates of {dataset} ...")
+    evaluation = search_bench.evaluation_set(dataset, args.config)
+    results = search_bench.run(evaluation, args.size, tuple(args.threads), args.timed, progress)
+    files = search_report.write_report(results, Path(args.out))
+    print(files["markdown"].read_text())
+    return 0 if search_report.targets_met(results) else 1
+
+
+def cmd_bench_load(args: argparse.Namespace) -> int:
+    from appliance.bench import load, load_report
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    chosen = {"devices": args.devices, "rate_per_s": args.rate, "seconds": args.seconds,
+              "processes": args.processes, "gallery_size": args.gallery}
+    for name, value in chosen.items():
+        if value is not None and value <= 0:
+            print(f"error: --{name.split('_')[0]} must be positive", file=sys.stderr)
+            return 2
+    result = load.run_load(**{k: v for k, v in chosen.items() if v is not None}, flood=not args.no_flood,
+                           progress=progress)
+    files = load_report.write_report(result, Path(args.out))
+    print(files["markdown"].read_text())
+    return 0 if result["errors"] == 0 else 1

@@ -22,10 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.config import Config, threshold_for
+from appliance.config.mode_tables import DoorModeConfig
 from appliance.matcher.deletions import DeletionConfirmations
+from appliance.matcher.access_site import SiteAccess
+from appliance.matcher.credential_requests import CredentialRequestHandler
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.events import EventAuditor, EventRecorder
-from appliance.matcher.gate import Gate, Limits, any_mode
+from appliance.matcher.gate import Gate, Limits, SiteChecks, any_mode
 from appliance.matcher.loaded import LoadedGallery, load_gallery
 from appliance.matcher.replica import POLL_S, ReplicaFollower
 from appliance.matcher.replica_io import Auditor, Courier
@@ -36,6 +39,7 @@ from appliance.matcher.site_policy import central_allowed
 from appliance.matcher.sync_requests import SyncHandler
 from appliance.matcher.sync_store import SyncStore, open_sync_store
 from appliance.matching import FailureTracker
+from appliance.matching.credentials import CredentialJudge
 from appliance.packs import ModelPack
 from appliance.protocol.directory import NodeDirectory
 from appliance.security.envelope import NodeKeys
@@ -92,7 +96,8 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
             liveness_check: Callable[[str, dict], bool] | None = None,
             device_allowed: Callable[[str, str], bool] | None = None,
             tracker: FailureTracker | None = None, limits: Limits | None = None,
-            may_send: Callable[[str, str], bool] | None = None) -> Matcher:
+            may_send: Callable[[str, str], bool] | None = None, site_tz: str = "UTC",
+            door_mode: DoorModeConfig | None = None) -> Matcher:
     """A replica named ``name`` (its MQTT identity; it signs under it with the matcher
     ``keys``). ``sync_store`` (with ``data``, the central stores) makes it a full replica.
     ``limits``: the per-device budgets (default: the configuration's defaults)."""
@@ -114,7 +119,9 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
         return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests)
     principal = Principal(name, Role.OPERATOR, device=name)
     gallery = loaded.gallery
-    profiles = Profiles(data.identity, sync_store.groups, principal)
+    access = SiteAccess(sync_store, site_tz)  # site_tz: config [access] timezone (docs/access.md)
+    requests.access = access
+    profiles = Profiles(data.identity, sync_store.groups, principal, access)
     engine = SyncEngine(data, profiles, (gallery.pack_id, gallery.pack_version), gallery.dimension, snapshot_after,
                         principal)
     confirmations = DeletionConfirmations(data, sync_store)
@@ -125,6 +132,10 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
                SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
                            device_allowed, poll_s, replay_window_s, gate,
                            central_allowed=lambda: central_allowed(sync_store)).route]
+    modes = door_mode or DoorModeConfig()  # card and PIN passes: the PIN attempt limit (docs/door-modes.md)
+    routes.append(CredentialRequestHandler(name, keys, directory, data.identity, principal, courier, audit, stats, gate,
+                                           CredentialJudge(modes.pin_attempts, modes.pin_lockout_s), requests.admit,
+                                           replay_window_s).route)
     return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests, sync_store, engine,
                    confirmations, follower)
 
@@ -162,12 +173,16 @@ def build(config: Config, site) -> MatcherApp:
     modes, and the configured liveness level for the matcher's own judgement."""
     from appliance.matcher.liveness import second_liveness_judgement
     from appliance.ops import provisioning
+    from appliance.packs.defaults import check_site_use
     from appliance.pipeline import registry_for
 
     name = config.matcher.name
-    pack = registry_for(config).get(config.models.embedder)
+    registry = registry_for(config)
+    pack = registry.get(config.models.embedder)
+    check_site_use(config.site.use, pack, registry, "matcher")  # before any store is opened
     threshold = threshold_for(config, pack.id, pack.recommended_threshold)
     pki = site.broker.pki
+    checks = SiteChecks(pki)  # provisioning's checks, remembered while its files are unchanged
     data = site.protected_data(config)
     store = None
     try:
@@ -179,9 +194,8 @@ def build(config: Config, site) -> MatcherApp:
             group_of=lambda device: getattr(provisioning.policy(pki, device), "group", "default"),
             replay_window_s=config.security.replay_window_s,
             liveness_check=second_liveness_judgement(config.liveness.level, site.directory),
-            device_allowed=lambda device, mode: provisioning.is_allowed(pki, device, mode),
-            may_send=lambda device, topic: provisioning.may_send(pki, device, topic),
-            limits=Limits.from_config(config.matcher))
+            device_allowed=checks.device_allowed, may_send=checks.may_send,
+            limits=Limits.from_config(config.matcher), site_tz=config.access.timezone, door_mode=config.door_mode)
     except BaseException:
         if store is not None:
             store.close()

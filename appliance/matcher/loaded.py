@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from appliance.errors import ApplianceError
 from appliance.matcher.replica_io import Audit, Auditor
 from appliance.matching import Gallery
+from appliance.matching.gallery import Candidate
 from appliance.packs import ModelPack
 from appliance.security.masking import mask_name, mask_number
 from appliance.security.roles import Principal
@@ -72,6 +73,30 @@ class LoadedGallery:
         except Exception:  # the log line and the count remain
             log.exception("%s: quarantine alarm for %s not audited", replica, masked)
         return reason
+
+
+class SearchedBatch:
+    """The gallery as one batch of requests sees it: their 1:N probes searched together in one
+    pass (``Gallery.best_batch``: one matrix product instead of one per probe - the search was
+    most of a request's CPU under load, issue 17). ``MatchEngine`` asks it as it would ask the
+    gallery; a probe that was not in the batch is searched alone. Made and used under the
+    ``LoadedGallery`` lock, so no change lands between the search and the decisions."""
+
+    def __init__(self, gallery: Gallery, probes: list[Template]):
+        self.gallery = gallery
+        self._probes = probes  # held, so the ids below stay theirs
+        self._found = dict(zip(map(id, probes), gallery.best_batch(probes))) if probes else {}
+
+    def __contains__(self, subject_id: str) -> bool:
+        return subject_id in self.gallery
+
+    def best(self, template: Template) -> Candidate | None:
+        if id(template) in self._found:
+            return self._found[id(template)]
+        return self.gallery.best(template)
+
+    def score(self, subject_id: str, template: Template) -> float | None:
+        return self.gallery.score(subject_id, template)
 
 
 def load_gallery(data: ProtectedData, principal: Principal, pack: ModelPack,

@@ -262,8 +262,7 @@ def deliver(parts: Parts, topic: str, payload: bytes, tick: bool = False) -> Non
     service = parts.app.matcher.service
     service.route(Incoming(topic, payload, 1, False, correlation=b"c"))
     for route in service.routes:
-        while route.worker.depth:
-            route.worker._handle(route.worker._queue.get_nowait())
+        route.worker.run_queued_here()
     if tick:
         time.sleep(IDLE_FLUSH_S)
         for route in service.routes:

@@ -1,0 +1,266 @@
+"""``appliance bench load``: many doors against one matcher replica over the real broker.
+
+The project's own Mosquitto (mutual TLS, the ACL every site gets) starts in a temporary site;
+one full replica wired as ``matcher.app.build`` wires it (central stores, sync store, audit log
+with group commit, the site's provisioning checks, the matcher's own liveness judgement at
+level ``passive``) serves a synthetic gallery; ``devices`` provisioned
+doors in ``processes`` load-generator processes (``load_devices``) ask at ``rate`` requests/s
+in all for ``seconds``, a mixed stream (``load_mix``). One more provisioned device floods its
+request topic with junk, replays and fresh requests during the middle third (the flood mode of
+``device_load``); the doors' p95 during the flood is compared with the rest of the same run.
+
+Measured in the same run: throughput, round-trip percentiles, errors (unanswered requests and
+answers other than the kind of pass must get), CPU seconds of the matcher process (per thread
+and per request), of the broker and of the doors, the load average, and the matcher's stage
+profile (``profile_matcher``). The machine is shared, so the matcher's CPU time per request,
+and the rate per core it implies, is the figure that does not depend on the neighbours.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
+from appliance.bench.probes import DIMENSION, PACK, Timing
+
+DEVICES, RATE_PER_S, SECONDS, PROCESSES, GALLERY = 100, 1000.0, 60.0, 4, 10_000
+FLOOD_RATE_PER_S = 2000.0
+FLOODER = "flooder"
+SETUP_S = 6.0  # the door processes connect before their common start
+FLOOD_TAIL_S = 1.0  # requests sent this long after the flood may still queue behind it
+DRAIN_S = 30.0
+BUDGET_HEADROOM = 2.0  # a door's request budget is this many times its own pace
+LOCKOUT_LIFTED = 10**9  # a synthetic door sees far more strangers than a real one: no lock-out
+LIVENESS_LEVEL = "passive"
+PERCENTILES = (50, 95, 99)
+TARGET_RPS, TARGET_P95_MS, TARGET_PER_CORE, FLOOD_P95_LIMIT = 1000.0, 100.0, 2000.0, 1.20
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` from /proc (the broker is our child)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            if comm == name and int(rest.split()[1]) == os.getpid():
+                pids.append(int(entry.name))
+    return pids
+
+
+def _self_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _split(names: list[str], parts: int) -> list[list[str]]:
+    return [chunk for chunk in (names[index::parts] for index in range(parts)) if chunk]
+
+
+def _doors(folder: str, port: int, names: list[str], rate: float, seconds: float, start_at: float, mix: Mix,
+           seed: int) -> subprocess.Popen:
+    spec = {"folder": folder, "port": port, "names": names, "rate_per_door": rate, "seconds": seconds,
+            "start_at": start_at, "mix": mix.spec(), "seed": seed}
+    return subprocess.Popen([sys.executable, "-m", "appliance.bench.load_devices", json.dumps(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _flooder(folder: str, port: int, rate: float, seconds: float, start_at: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "appliance.bench.device_load", "flood", folder, str(port),
+                             FLOODER, str(rate), str(seconds), str(start_at)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen, timeout: float) -> dict:
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise RuntimeError(f"load generator failed: {err[-2000:]}")
+    return json.loads(out)
+
+
+def _replica(site, gallery_size: int, per_door: float):
+    """A full replica on the site's stores, with the synthetic gallery of ``gallery_size``."""
+    from appliance.config import load_config
+    from appliance.matcher.app import compose
+    from appliance.matcher.gate import Budget, Limits, SiteChecks
+    from appliance.matcher.liveness import second_liveness_judgement
+    from appliance.matcher.loaded import LoadedGallery
+    from appliance.matcher.sync_store import open_sync_store
+    from appliance.matching import FailureTracker, Gallery
+    from appliance.stores.protected import key_provider
+
+    config = load_config()
+    data = site.protected_data(config)
+    store = open_sync_store(data, key_provider(data.security, data.root))
+    gallery = Gallery(*PACK, DIMENSION)
+    gallery.load([f"s{i}" for i in range(gallery_size)], Mix(DEFAULT_SHARES, gallery_size).gallery())
+    defaults = Limits.from_config(config.matcher)
+    budget = Budget(max(defaults.requests.rate_per_s, BUDGET_HEADROOM * per_door), defaults.requests.burst)
+    checks = SiteChecks(site.broker.pki)  # the provisioning checks, as ``matcher.app.build`` wires them
+    matcher = compose("matcher-1", site.mqtt("matcher-1"), site.central_keys(), site.directory,
+                      LoadedGallery(gallery, {}, {}), THRESHOLD, data=data, sync_store=store,
+                      liveness_check=second_liveness_judgement(LIVENESS_LEVEL, site.directory),
+                      tracker=FailureTracker(limit=LOCKOUT_LIFTED), may_send=checks.may_send,
+                      device_allowed=checks.device_allowed,
+                      limits=Limits(requests=budget, rejects_per_window=defaults.rejects_per_window,
+                                    window_s=defaults.window_s))
+    return matcher, data, store
+
+
+def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: float = SECONDS,
+             processes: int = PROCESSES, gallery_size: int = GALLERY, flood: bool = True,
+             shares: dict[str, float] | None = None, progress=None) -> dict:
+    """One run; returns everything the report shows (JSON-ready)."""
+    from appliance.bench.profile_matcher import StageTimer, ThreadClock
+    from appliance.site import Site
+
+    say = progress or (lambda message: None)
+    mix = Mix(dict(shares or DEFAULT_SHARES), gallery_size)
+    names = [f"door-{i:03d}" for i in range(devices)]
+    per_door = rate_per_s / devices
+    limit = SETUP_S + seconds + DRAIN_S + 60
+    with tempfile.TemporaryDirectory(prefix="appliance-bench-load-") as folder:
+        site = Site(Path(folder))
+        say(f"provisioning {devices} doors ...")
+        site.provision(tuple(names) + (FLOODER,), matchers=("matcher-1",))
+        site.broker.start()
+        matcher, data, store = _replica(site, gallery_size, per_door)
+        try:
+            matcher.start()
+            timer = StageTimer(matcher).install()
+            broker_pid = _children("mosquitto")[0]
+            start_at = time.time() + SETUP_S + 0.5 * processes
+            groups = _split(names, processes)
+            doors = [_doors(folder, site.broker.port, group, per_door, seconds, start_at, mix, index * 1000)
+                     for index, group in enumerate(groups)]
+            attack = _flooder(folder, site.broker.port, FLOOD_RATE_PER_S, seconds / 3,
+                              start_at + seconds / 3) if flood else None
+            time.sleep(max(0.0, start_at - time.time()))
+            say(f"{devices} doors at {rate_per_s:g} requests/s for {seconds:g} s ...")
+            load_before, cpu_before, broker_before = os.getloadavg(), _self_cpu_s(), _proc_cpu_s(broker_pid)
+            clock = ThreadClock()
+            clock.start()
+            handled_before = matcher.requests.route.worker.handled
+            results = [_result(process, limit) for process in doors]
+            threads = clock.stop()
+            matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
+            load_after = os.getloadavg()
+            flooded = _result(attack, limit) if attack is not None else None
+            deadline = time.monotonic() + DRAIN_S
+            while matcher.queue_depth and time.monotonic() < deadline:
+                time.sleep(0.05)
+            data.audit.flush()
+            worker = matcher.requests.route.worker
+            handled = worker.handled - handled_before
+            audit_stats = dict(data.audit.writer_stats)
+        finally:
+            matcher.stop()
+            site.broker.stop()
+            store.close()
+            data.close()
+    return summarise(results, flooded, seconds, {
+        "devices": devices, "rate_per_s": rate_per_s, "seconds": seconds, "processes": len(groups),
+        "gallery": gallery_size, "shares": mix.shares, "flood_rate_per_s": FLOOD_RATE_PER_S if flood else 0.0,
+        "cpus": len(os.sched_getaffinity(0)), "load_average": [load_before[0], load_after[0]],
+        "cpu_s": {"matcher": matcher_cpu, "broker": broker_cpu, "doors": sum(r["cpu_s"] for r in results),
+                  "flooder": flooded["cpu_s"] if flooded else 0.0},
+        "matcher_threads_cpu_s": threads, "handled": handled,
+        "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
+                  "handled_total": worker.handled, "max_batch": worker.max_batch},
+        "stages_cpu_us": timer.per_request_us(handled, threads.get("request worker", 0.0)),
+        "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,
+    })
+
+
+def summarise(results: list[dict], flooded: dict | None, seconds: float, run: dict) -> dict:
+    """Throughput, percentiles, errors and the flood's effect from the door processes' results."""
+    samples = [sample for result in results for sample in result["samples"]]
+    unanswered = [miss for result in results for miss in result["unanswered"]]
+    wrong = sum(1 for sample in samples if not sample[3])
+    latencies = [sample[1] for sample in samples]
+    per_kind = {}
+    for index, kind in enumerate(KINDS):
+        mine = [sample[1] for sample in samples if sample[2] == index]
+        if mine:
+            per_kind[kind] = {"answered": len(mine), "p50_ms": _percentile(mine, 50), "p95_ms": _percentile(mine, 95),
+                              "wrong": sum(1 for sample in samples if sample[2] == index and not sample[3])}
+    reasons: dict[str, int] = {}
+    for result in results:
+        for reason, count in result["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    cpu = run["cpu_s"]["matcher"]
+    answered = len(samples)
+    out = dict(run)
+    out.update({
+        "answered": answered, "unanswered": len(unanswered), "wrong_answers": wrong,
+        "errors": len(unanswered) + wrong, "requests_per_s": answered / seconds,
+        "latency_ms": {f"p{q}": _percentile(latencies, q) for q in PERCENTILES}, "per_kind": per_kind,
+        "reasons": reasons, "events_sent": sum(r["events_sent"] for r in results),
+        "events_acknowledged": sum(r["events_acknowledged"] for r in results),
+        "matcher_cpu_ms_per_request": cpu / max(1, run["handled"]) * 1000,
+        "requests_per_matcher_core": run["handled"] / cpu if cpu > 0 else float("nan"),
+        "timeline": _timeline(samples, seconds),
+        "first_sent": min((sample[0] for sample in samples), default=0.0),
+    })
+    if flooded is not None:
+        began, ended = flooded["began"], flooded["ended"] + FLOOD_TAIL_S
+        during = Timing([s[1] for s in samples if began <= s[0] <= ended])
+        alone = Timing([s[1] for s in samples if not began <= s[0] <= ended])
+        out["flood"] = {"sent": flooded["sent"], "began": began, "ended": flooded["ended"],
+                        "p95_alone_ms": alone.p95, "p95_during_ms": during.p95,
+                        "p95_ratio": during.p95 / alone.p95 if alone.samples_ms else float("nan"),
+                        "alarms": run["stats"].get("alarm:message_flood", 0),
+                        "refused": {k.split(":", 1)[1]: v for k, v in run["stats"].items()
+                                    if k.startswith("rejected:")}}
+    out["targets"] = targets(out)
+    return out
+
+
+def _timeline(samples: list[list], seconds: float) -> list[list[float]]:
+    """Per second of the run: answered requests and their p95 (for the plot)."""
+    if not samples:
+        return []
+    start = min(sample[0] for sample in samples)
+    buckets: dict[int, list[float]] = {}
+    for sample in samples:
+        buckets.setdefault(int(sample[0] - start), []).append(sample[1])
+    return [[second, len(buckets.get(second, [])), _percentile(buckets.get(second, []), 95)]
+            for second in range(int(seconds) + 1)]
+
+
+def targets(result: dict) -> dict[str, dict]:
+    """The issue's "done when", each with what this run measured."""
+    rows = {
+        "throughput": (f">= {TARGET_RPS:,.0f} requests/s for 60 s", result["requests_per_s"],
+                       result["requests_per_s"] >= TARGET_RPS and result["seconds"] >= 60),
+        "p95": (f"p95 <= {TARGET_P95_MS:.0f} ms", result["latency_ms"]["p95"],
+                result["latency_ms"]["p95"] <= TARGET_P95_MS),
+        "errors": ("0 errors", result["errors"], result["errors"] == 0),
+        "per_core": (f">= {TARGET_PER_CORE:,.0f} requests/s per matcher core (CPU time)",
+                     result["requests_per_matcher_core"], result["requests_per_matcher_core"] >= TARGET_PER_CORE),
+    }
+    if "flood" in result:
+        ratio = result["flood"]["p95_ratio"]
+        rows["flood"] = (f"flood moves the doors' p95 by <= {FLOOD_P95_LIMIT - 1:.0%}", ratio, ratio <= FLOOD_P95_LIMIT)
+    return {name: {"target": target, "measured": measured, "met": bool(met)}
+            for name, (target, measured, met) in rows.items()}

@@ -1,0 +1,134 @@
+"""The ``bench load`` report: markdown (targets, latency, errors, CPU, the matcher's profile,
+the flood), the raw JSON, and a plot of answered requests and p95 per second."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from appliance.bench.profile_matcher import STAGE_NOTES, STAGES
+
+REPORT_NAME = "load"
+FIGURE_SIZE, FIGURE_DPI = (9, 4.5), 110
+
+
+def _f(value, digits: int = 1) -> str:
+    return "n/a" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
+    cpu, latency = result["cpu_s"], result["latency_ms"]
+    handled = max(1, result["handled"])
+    lines = [
+        "# Matcher load test (`appliance bench load`)", "",
+        f"{machine.get('date', '')} - {machine.get('cpu', '?')}, {result['cpus']} CPUs; load average "
+        f"{result['load_average'][0]:.1f} at the start, {result['load_average'][1]:.1f} at the end. "
+        "Broker (Mosquitto, mutual TLS, ACLs), one matcher replica and the door processes share these CPUs "
+        "with whatever else runs on the machine: the matcher's CPU time per request is the figure that does "
+        "not depend on the neighbours.", "",
+        f"{result['devices']} provisioned doors in {result['processes']} processes, {result['rate_per_s']:,.0f} "
+        f"requests/s in all for {result['seconds']:g} s, gallery of {result['gallery']:,} templates; mix "
+        + ", ".join(f"{kind} {share:.0%}" for kind, share in result["shares"].items())
+        + " (a catch-up is one door's outbox of events sealed while it was offline).", "",
+        "## Targets (issue 17, done when)", "", "| target | measured | met |", "|---|---:|---|",
+    ]
+    for target in result["targets"].values():
+        lines.append(f"| {target['target']} | {_f(target['measured'], 2)} | {'yes' if target['met'] else 'no'} |")
+    lines += [
+        "", "## Requests", "",
+        f"Answered **{result['answered']:,}** ({_f(result['requests_per_s'])} requests/s); unanswered "
+        f"{result['unanswered']}; answers other than the kind of pass must get {result['wrong_answers']}. "
+        f"Round trip at the door p50 **{_f(latency['p50'])} ms**, p95 **{_f(latency['p95'])} ms**, "
+        f"p99 {_f(latency['p99'])} ms. Events of catch-ups sent {result['events_sent']:,}, acknowledged "
+        f"{result['events_acknowledged']:,}.", "",
+        "| kind | answered | wrong | p50 ms | p95 ms |", "|---|---:|---:|---:|---:|",
+        *[f"| {kind} | {row['answered']:,} | {row['wrong']} | {_f(row['p50_ms'])} | {_f(row['p95_ms'])} |"
+          for kind, row in result["per_kind"].items()],
+        "", "## CPU", "",
+        "| process | CPU s | per request ms |", "|---|---:|---:|",
+        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1000, 3)} |" for name, seconds in cpu.items()],
+        "", f"The matcher used **{_f(result['matcher_cpu_ms_per_request'], 3)} ms of CPU per request** "
+        f"({result['handled']:,} requests handled): **{_f(result['requests_per_matcher_core'], 0)} requests/s "
+        "per matcher core** by that measure.", "",
+        "## Where the matcher's time goes (profile of this run)", "",
+        "CPU per thread of the matcher process:", "",
+        "| thread | CPU s | per request µs |", "|---|---:|---:|",
+        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} |"
+          for name, seconds in sorted(result["matcher_threads_cpu_s"].items(), key=lambda item: -item[1])],
+        "", "Stages on the request worker (CPU µs per request; wrappers add a few µs each):", "",
+        "| stage | µs | what it covers |", "|---|---:|---|",
+        *[f"| {stage} | {_f(result['stages_cpu_us'].get(stage), 0)} | {STAGE_NOTES[stage]} |"
+          for stage in (*STAGES[:1], "decode", *STAGES[1:])],
+    ]
+    queue, audit = result["queue"], result["audit_writer"]
+    batches = max(1, queue["batches"])
+    lines += [
+        "", f"Queueing (wall): a request waited {_f(queue['waited_s'] / max(1, queue['handled_total']) * 1000, 2)} ms "
+        f"on average for the worker, which worked {_f(queue['busy_s'] / batches * 1000, 2)} ms per batch of "
+        f"{_f(queue['handled_total'] / batches, 2)} requests on average (up to {queue['max_batch']} searched in one "
+        "matrix product). The broker round trip and the doors' own work are the rest of the door's round trip "
+        f"(median {_f(latency['p50'])} ms).",
+        "", f"Audit group commit: {audit.get('entries', 0):,} entries in {audit.get('batches', 0):,} transactions "
+        f"(largest {audit.get('largest_batch', 0)}); the answer goes out before its entry is committed "
+        "(docs/security.md, group commit).",
+    ]
+    flood = result.get("flood")
+    if flood:
+        sent = sum(flood["sent"].values())
+        lines += [
+            "", "## One device flooding during the middle third", "",
+            f"The flooder sent {sent:,} messages ({', '.join(f'{k} {v:,}' for k, v in flood['sent'].items())}) in "
+            f"{flood['ended'] - flood['began']:.1f} s; {flood['alarms']} flood alarm(s); refused by reason: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(flood["refused"].items())) + ". "
+            f"The doors' p95 was {_f(flood['p95_alone_ms'])} ms before and after it and "
+            f"{_f(flood['p95_during_ms'])} ms during it: **{_f(flood['p95_ratio'], 2)}x**. The flooder's own "
+            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs.",
+        ]
+    if plot_name:
+        lines += ["", f"![answered requests and p95 per second]({plot_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(result: dict, path: Path) -> bool:
+    try:
+        from appliance.evaluation.plots import pyplot
+
+        plt = pyplot()
+    except Exception:  # noqa: BLE001 - the plots extra is optional; the report says so
+        return False
+    timeline = result["timeline"]
+    if not timeline:
+        return False
+    figure, axis = plt.subplots(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
+    seconds = [row[0] for row in timeline]
+    axis.bar(seconds, [row[1] for row in timeline], color="#4c72b0", label="answered requests")
+    axis.set_xlabel("second of the run")
+    axis.set_ylabel("answered requests per second")
+    other = axis.twinx()
+    other.plot(seconds, [row[2] for row in timeline], color="#c44e52", marker=".", label="p95 round trip (ms)")
+    other.set_ylabel("p95 ms")
+    flood = result.get("flood")
+    if flood and timeline:
+        start = flood["began"] - result["first_sent"]
+        axis.axvspan(start, start + flood["ended"] - flood["began"], color="#dd8452", alpha=0.2, label="flood")
+    handles = axis.get_legend_handles_labels()
+    more = other.get_legend_handles_labels()
+    axis.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
+    from appliance.bench.pipeline_bench import machine_info
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    plot = out_dir / f"{REPORT_NAME}.png"
+    plotted = _plot(result, plot)
+    written = {"markdown": out_dir / f"{REPORT_NAME}.md", "json": out_dir / f"{REPORT_NAME}.json"}
+    written["markdown"].write_text(markdown(result, machine, plot.name if plotted else None))
+    written["json"].write_text(json.dumps({"result": result, "machine": machine}, indent=2, default=str))
+    if plotted:
+        written["plot"] = plot
+    return written

@@ -1,0 +1,123 @@
+"""Where one matcher replica's time goes under load: CPU per thread and per stage of a request.
+
+Two views, both taken while ``bench load`` runs, in the matcher's own process:
+
+* ``ThreadClock``: CPU seconds of every thread of the process over the run (Linux per-thread
+  clocks), grouped by role: the MQTT network thread (TLS, MQTT framing, the gate's router),
+  the request worker, the event worker, the audit group-commit writer, the rest.
+* ``StageTimer``: CPU microseconds per request of each stage on the request worker - open the
+  envelope (with the sender check), liveness re-judge, search (with the failure tracker),
+  access rules, seal, publish, audit (queueing the entry; its commit is the writer's thread) -
+  by wrapping those calls on one composed replica. What is left of the worker's time is message
+  decoding and bookkeeping. Queueing and the broker round trip are wall time, from the worker's
+  own counts (``workers.QueueWorker``) and the doors' round trips.
+
+The wrappers add a few microseconds per call; the report says so. Nothing here changes what
+the replica decides.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+US_PER_S = 1e6
+STAGES = ("open", "liveness", "search", "access", "seal", "publish", "audit")
+STAGE_NOTES = {
+    "open": "sender check, envelope parse, Ed25519 verify, X25519 + HKDF + AES-GCM open, replay check",
+    "decode": "MatchRequest decoding, the failure tracker, the Decision and the handler's bookkeeping (the rest)",
+    "liveness": "second liveness judgement: the device's signed evidence (Ed25519 verify) and policy",
+    "search": "1:N search of the gallery: one matrix product for the probes of a batch",
+    "access": "site access rules for an accepted match",
+    "seal": "Decision sealed to the door: X25519 + HKDF + AES-GCM + Ed25519 sign",
+    "publish": "handing the sealed answer to paho (QoS 1, not waiting for the PUBACK)",
+    "audit": "queueing the decision's audit entry (the commit is the writer thread's)",
+}
+THREAD_ROLES = (("paho", "MQTT network thread (TLS, MQTT, router and gate)"),
+                ("-worker", "request worker"),
+                ("-events", "event worker"),
+                ("audit-writer", "audit group commit (SQLCipher, hash chain, signed head)"))
+OTHER = "other threads (sync poll, gate flush, stores, the bench itself)"
+
+
+class ThreadClock:
+    """CPU seconds per thread of this process between ``start`` and ``stop``."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    @staticmethod
+    def _now() -> dict[int, tuple[str, float]]:
+        out = {}
+        for thread in threading.enumerate():
+            if thread.ident is None:
+                continue
+            try:
+                clock = time.pthread_getcpuclockid(thread.ident)
+                out[thread.ident] = (thread.name, time.clock_gettime(clock))
+            except (OSError, ProcessLookupError):  # ended in between
+                continue
+        return out
+
+    def start(self) -> None:
+        self._start = {ident: cpu for ident, (_, cpu) in self._now().items()}
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per role (``THREAD_ROLES``); threads started during the run count whole."""
+        by_role: dict[str, float] = defaultdict(float)
+        for ident, (name, cpu) in self._now().items():
+            role = next((label for marker, label in THREAD_ROLES if marker in name), OTHER)
+            by_role[role] += cpu - self._start.get(ident, 0.0)
+        self.seconds = dict(by_role)
+        return self.seconds
+
+
+class StageTimer:
+    """CPU time per stage on the request worker thread of one composed replica (``Matcher``)."""
+
+    def __init__(self, matcher: Any):
+        self.matcher = matcher
+        self.cpu_s: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._worker = matcher.requests.route.worker
+
+    def install(self) -> StageTimer:
+        handler = self.matcher.requests
+        gate, courier = handler.gate, handler.courier
+        self._wrap(gate, "admit", "open")
+        if handler.liveness_check is not None:
+            handler.liveness_check = self._timed(handler.liveness_check, "liveness")
+        self._wrap(handler, "search", "search")
+        self._wrap(handler, "admit", "access")
+        self._wrap(courier, "seal", "seal")
+        self._wrap(courier, "send", "publish")
+        handler.audit = self._timed(handler.audit, "audit")
+        return self
+
+    def _wrap(self, owner: Any, attribute: str, stage: str) -> None:
+        setattr(owner, attribute, self._timed(getattr(owner, attribute), stage))
+
+    def _timed(self, function: Callable, stage: str) -> Callable:
+        def timed(*args, **kwargs):
+            if threading.get_ident() != self._worker.thread_id:  # another handler's call
+                return function(*args, **kwargs)
+            start = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.cpu_s[stage] += time.thread_time() - start
+                self.calls[stage] += 1
+
+        return timed
+
+    def per_request_us(self, requests: int, worker_cpu_s: float) -> dict[str, float]:
+        """Microseconds of CPU per request for each stage, and ``decode`` for the rest of the
+        worker's CPU (``worker_cpu_s``: the worker thread's CPU seconds over the run)."""
+        if requests <= 0:
+            return {}
+        out = {stage: self.cpu_s.get(stage, 0.0) / requests * US_PER_S for stage in STAGES}
+        out["decode"] = max(0.0, worker_cpu_s / requests * US_PER_S - sum(out.values()))
+        return out

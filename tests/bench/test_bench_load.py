@@ -1,0 +1,38 @@
+"""``appliance bench load`` end to end on a small scale: a few doors in their own processes on
+the real broker (mutual TLS, envelopes) against one full replica, the mixed stream, a flooding
+device, and the report. Loopback only; it stops by itself. Timing is not asserted (the machine
+is shared): every request must be answered with the answer its kind of pass must get."""
+from __future__ import annotations
+
+import json
+
+from appliance.bench import load, load_report
+from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER
+from appliance.cli.main import main
+
+DOORS, RATE_PER_S, SECONDS, PROCESSES, GALLERY = 4, 20.0, 4.0, 2, 2_000
+SHARES = {ENROLLED: 0.5, STRANGER: 0.25, ATTACK: 0.15, CATCH_UP: 0.10}
+
+
+def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
+    result = load.run_load(devices=DOORS, rate_per_s=RATE_PER_S, seconds=SECONDS, processes=PROCESSES,
+                           gallery_size=GALLERY, shares=SHARES)
+    assert result["unanswered"] == 0 and result["wrong_answers"] == 0 and result["errors"] == 0, result["reasons"]
+    assert set(result["per_kind"]) == {ENROLLED, STRANGER, ATTACK}  # each kind was asked and answered right
+    assert result["reasons"]["liveness_failed"] == result["per_kind"][ATTACK]["answered"]
+    assert result["events_sent"] > 0 and result["events_acknowledged"] == result["events_sent"]  # recorded once
+    assert result["handled"] >= result["answered"] and result["cpu_s"]["matcher"] > 0
+    assert result["stages_cpu_us"]["search"] > 0 and result["stages_cpu_us"]["open"] > 0
+    flood = result["flood"]
+    assert sum(flood["sent"].values()) > 0 and flood["alarms"] >= 1  # the flood was muted and on record
+    written = load_report.write_report(result, tmp_path)
+    text = written["markdown"].read_text()
+    assert "Where the matcher's time goes" in text and "flooding" in text
+    assert json.loads(written["json"].read_text())["result"]["answered"] == result["answered"]
+    if "plot" in written:
+        assert written["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_load_refuses_a_run_of_no_length(capsys):
+    assert main(["bench", "load", "--seconds", "0"]) == 2
+    assert "--seconds must be positive" in capsys.readouterr().err

@@ -1,0 +1,46 @@
+"""``SiteChecks``: provisioning's sender and matching-mode checks, remembered while the PKI
+registry and the device policies are unchanged, never past a revocation or a policy change."""
+from __future__ import annotations
+
+import time
+
+from appliance.matcher.gate import SiteChecks
+from appliance.ops import provisioning
+from appliance.protocol import topics
+from appliance.site import Site
+
+CALLS = 2000
+MEMO_SPEED_UP = 5  # remembered answers cost two stat calls instead of parsing every identity
+
+
+def test_site_checks_answer_as_provisioning_and_follow_revocation_and_policy_changes(tmp_path):
+    site = Site(tmp_path)
+    site.provision(("door-a", "door-b"), matchers=("matcher-1",))
+    pki = site.broker.pki
+    checks = SiteChecks(pki)
+    request = topics.device_topic("door-a", topics.REQUEST)
+    assert checks.may_send("door-a", request) and checks.device_allowed("door-a", "identify")
+    assert not checks.may_send("door-b", request)  # another door's topic
+    assert not checks.may_send("nobody", request) and not checks.device_allowed("matcher-1", "verify")
+    provisioning.enroll_device(pki, "door-b", modes=("verify",))  # its policy replaced: verify only
+    assert checks.device_allowed("door-b", "verify") and not checks.device_allowed("door-b", "identify")
+    provisioning.revoke_device(pki, "door-a", restart_broker=lambda: None)
+    assert not checks.may_send("door-a", request) and not checks.device_allowed("door-a", "identify")
+
+
+def test_remembered_answers_are_much_cheaper_than_asking_provisioning(tmp_path):
+    site = Site(tmp_path)
+    site.provision(tuple(f"door-{i:02d}" for i in range(40)), matchers=("matcher-1",))
+    pki, request = site.broker.pki, topics.device_topic("door-07", topics.REQUEST)
+    checks = SiteChecks(pki)
+
+    def cost(check) -> float:
+        check()
+        start = time.thread_time()
+        for _ in range(CALLS):
+            check()
+        return time.thread_time() - start
+
+    direct = cost(lambda: provisioning.may_send(pki, "door-07", request))
+    remembered = cost(lambda: checks.may_send("door-07", request))
+    assert remembered * MEMO_SPEED_UP < direct, (remembered, direct)

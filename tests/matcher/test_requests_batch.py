@@ -1,0 +1,84 @@
+"""A batch of requests taken from the worker's queue at once: every request is decided as it
+would be alone (its 1:N search shared with the others in one matrix product), answered once
+in arrival order; a retry in the same batch gets the first answer; a replay or a malformed
+request in the batch is refused without holding back the others."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from appliance.matcher.loaded import LoadedGallery
+from appliance.matcher.replica_io import Auditor
+from appliance.matcher.requests import SEARCH_BATCH, RequestHandler
+from appliance.matching import Gallery
+from appliance.protocol import messages, topics
+from appliance.security.envelope import MessageType
+from appliance.vision.templates import Template
+from matcherkit import FakeLog, make_node
+
+PEOPLE = 20
+
+
+@pytest.fixture
+def setup(tmp_path, keys):
+    node = make_node(tmp_path, keys)
+    gallery = Gallery(*node.pack, node.dimension)
+    vectors = {f"s{i}": node.vector() for i in range(PEOPLE)}
+    for subject, vector in vectors.items():
+        gallery.upsert(subject, Template(vector, *node.pack))
+    loaded = LoadedGallery(gallery, {"C-S0": "s0"}, {subject: f"{subject[0].upper()}**" for subject in vectors})
+    log, stats = FakeLog(), Counter()
+    handler = RequestHandler("matcher-1", node.keys, node.directory, loaded, 0.5, node.courier(),
+                             Auditor("matcher-1", log), stats)
+    yield node, handler, vectors, log, stats
+    node.store.close()
+    node.data.close()
+
+
+def ask(device: str, vector: np.ndarray, claim: str = "", request_id: str = "") -> messages.MatchRequest:
+    return messages.MatchRequest(request_id or messages.new_id(), device, "verify" if claim else "identify",
+                                 messages.MatchRequest.pack_vector(vector), 0.0, claim=claim)
+
+
+def answers(node, device: str) -> list[messages.Decision]:
+    return [node.opened_by(device, p, MessageType.DECISION)
+            for p in node.broker.on(topics.device_topic(device, topics.DECISION))]
+
+
+def test_a_batch_is_decided_as_each_request_alone_and_answered_in_order(setup):
+    node, handler, vectors, log, stats = setup
+    assert handler.route.worker.max_batch == SEARCH_BATCH > 1
+    stranger = node.vector()
+    asked = [ask("door-a", vectors["s3"]), ask("door-a", stranger), ask("door-a", vectors["s0"], claim="C-S0"),
+             ask("door-a", vectors["s7"])]
+    retry = asked[0]  # the same request id again, in a new envelope, in the same batch
+    sealed = [node.sealed_by("door-a", request, MessageType.PROBE, node.pack) for request in (*asked, retry)]
+    replayed = sealed[1]  # the very same envelope twice
+    junk = node.sealed_by("door-b", ask("door-a", stranger), MessageType.PROBE, node.pack)  # names another door
+    handler.handle_batch([*sealed, replayed, junk])
+    got = answers(node, "door-a")
+    assert [a.request_id for a in got] == [r.request_id for r in (*asked, retry)]
+    assert [(a.accepted, a.reason, a.subject) for a in got[:4]] == [
+        (True, messages.Reason.MATCH, "s3"), (False, messages.Reason.NO_MATCH, ""),
+        (True, messages.Reason.MATCH, "s0"), (True, messages.Reason.MATCH, "s7")]
+    published = node.broker.on(topics.device_topic("door-a", topics.DECISION))
+    assert published[4].payload == published[0].payload  # the retry: the very same sealed answer
+    assert stats["accepted"] == 3 and stats["rejected"] == 1 and stats["retries"] == 1
+    assert stats["rejected:replayed_counter"] == 1 and stats["rejected:malformed"] == 1
+    assert [entry[2] for entry in log.entries] == ["decision.identify", "decision.identify", "decision.verify",
+                                                   "decision.identify"]  # one entry per decision, none per retry
+
+
+def test_the_batched_decisions_equal_the_one_by_one_decisions(setup):
+    node, handler, vectors, log, stats = setup
+    rng = np.random.default_rng(2)
+    probes = [vectors[f"s{i}"] + 0.05 * rng.normal(size=node.dimension).astype(np.float32) for i in range(8)]
+    probes = [(p / np.linalg.norm(p)).astype(np.float32) for p in probes] + [node.vector() for _ in range(4)]
+    requests = [ask("door-a", probe) for probe in probes]
+    handler.handle_batch([node.sealed_by("door-a", r, MessageType.PROBE, node.pack) for r in requests])
+    batched = [(a.accepted, a.subject) for a in answers(node, "door-a")]
+    alone = [(c is not None and c.score >= 0.5, c.subject_id if c is not None and c.score >= 0.5 else "")
+             for c in (handler.loaded.gallery.best(Template(p, *node.pack)) for p in probes)]
+    assert batched == alone and sum(accepted for accepted, _ in batched) == 8

@@ -1,0 +1,57 @@
+"""The queue worker: items in order, batches of what is already waiting, the capacity counts."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from appliance.workers import QueueWorker
+from polling import wait_for
+
+
+def test_a_batch_worker_takes_what_is_waiting_at_once_and_a_lone_item_alone():
+    singles, batches = [], []
+    worker = QueueWorker("w", singles.append, 100, handle_batch=batches.append, max_batch=4)
+    for item in range(6):
+        assert worker.put(item)
+    worker.start()
+    try:
+        assert wait_for(lambda: worker.handled == 6)
+        assert batches == [[0, 1, 2, 3], [4, 5]]  # in order, never more than max_batch
+        worker.put(6)
+        assert wait_for(lambda: singles == [6])  # nothing else waiting: no batch, no wait for company
+    finally:
+        worker.stop()
+    assert worker.batches == 3 and worker.waited_s > 0 and worker.busy_s >= 0
+    assert worker.thread_id is not None and worker.thread_id != threading.get_ident()
+
+
+def test_a_failed_batch_is_counted_and_the_worker_goes_on():
+    handled = []
+
+    def broken(items):
+        raise RuntimeError("a bug")
+
+    worker = QueueWorker("w", handled.append, 10, handle_batch=broken, max_batch=8)
+    worker.put(1)
+    worker.put(2)
+    worker.start()
+    try:
+        assert wait_for(lambda: worker.stats["internal_error"] == 1)
+        worker.put(3)
+        assert wait_for(lambda: handled == [3])
+    finally:
+        worker.stop()
+
+
+def test_queued_items_run_on_the_calling_thread_when_asked_and_a_full_queue_drops():
+    handled = []
+    worker = QueueWorker("w", handled.append, 2)
+    assert worker.put("a") and worker.put("b") and not worker.put("c")
+    assert worker.stats["dropped_overload"] == 1
+    assert worker.run_queued_here() == 2 and handled == ["a", "b"] and worker.depth == 0
+
+
+def test_a_batch_size_needs_a_batch_handler():
+    with pytest.raises(ValueError):
+        QueueWorker("w", print, 10, max_batch=8)
