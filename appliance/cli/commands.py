@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from appliance import paths
@@ -67,6 +68,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _calibration_crops(registry: PackRegistry, pack: ModelPack, args: argparse.Namespace, folder: Path) -> Path:
+    """The calibration crops a quantising pack needs, aligned by this appliance's own pipeline."""
+    from appliance.evaluation.calibration_crops import write_calibration_crops
+    from appliance.pipeline import FacePipeline
+
+    out = folder / "calibration.npy"
+    pipeline = FacePipeline(config_from(args), registry)
+    try:
+        count = write_calibration_crops(pipeline, pack, out)
+    finally:
+        pipeline.close()
+    print(f"{pack.label}: {count} calibration crops of {pack.source.calibration} split {pack.source.calibration_split}")
+    return out
+
+
 def _convert(registry: PackRegistry, selected: list[ModelPack], args: argparse.Namespace) -> int:
     """Convert each selected converted pack; the first failure is a one-line error (exit 3 or 7)."""
     converted = [pack for pack in selected if pack.source.type == CONVERTED]
@@ -75,7 +91,9 @@ def _convert(registry: PackRegistry, selected: list[ModelPack], args: argparse.N
     python = Path(args.python) if args.python else default_converter_python()
     out_dir = Path(args.out_dir) if args.out_dir else None
     for pack in converted:
-        done = convert_pack(registry, pack, python, args.threads, out_dir)
+        with tempfile.TemporaryDirectory() as tmp:
+            calibration = _calibration_crops(registry, pack, args, Path(tmp)) if pack.source.calibration else None
+            done = convert_pack(registry, pack, python, args.threads, out_dir, calibration)
         print(f"{pack.label}: converted {done.path} (threads {done.threads}, {done.result.summary(pack.check)}; "
               f"sha256 here {done.sha256[:16]}..., provenance {done.provenance.name})")
     if not converted:

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.inference.providers import create_session
 from appliance.packs import ModelPack
 from appliance.vision.alignment import align
 from appliance.vision.templates import normalise
@@ -50,7 +51,7 @@ class OnnxEmbedder:
         options.log_severity_level = 3  # the model declares batch 1 but runs any batch size
         # Spinning threads fight MediaPipe's XNNPACK workers for the same cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self._session = create_session(model_file, options, pack)  # the manifest's preferred provider
         self._input = self._session.get_inputs()[0].name
         self._layout = pack.input.get("alignment", "arcface-112")
         self._mean = float(pack.input.get("mean", 127.5))

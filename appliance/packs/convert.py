@@ -153,10 +153,16 @@ def _write_json_atomically(path: Path, data: dict) -> None:
 
 
 def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads: int | None = None,
-                 out_dir: Path | None = None) -> Conversion:
-    """Convert, check and install ``pack``'s file below ``out_dir`` (default: the converted-model folder)."""
+                 out_dir: Path | None = None, calibration: Path | None = None) -> Conversion:
+    """Convert, check and install ``pack``'s file below ``out_dir`` (default: the converted-model folder).
+
+    ``calibration``: the aligned crops (.npy) a quantising pack (``[file.source] calibration``) needs.
+    """
     if pack.source.type != CONVERTED or pack.check is None:
         raise ApplianceError(ErrorCode.PACK_INVALID, f"{pack.label} is not a converted pack")
+    if pack.source.calibration and calibration is None:
+        raise ApplianceError(ErrorCode.PACK_INVALID, f"{pack.label} needs calibration crops of "
+                                                     f"{pack.source.calibration} (made by 'appliance models convert')")
     inputs = input_files(registry, pack)
     check_pins(pack, python)
     script = converter_script(pack)
@@ -169,6 +175,8 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
         command = [str(python), "-I", str(script), "--inputs", *map(str, inputs), "--out", str(tmp)]
         if threads is not None:
             command += ["--threads", str(threads)]
+        if pack.source.calibration:
+            command += ["--calibration", str(calibration)]
         report = _report(_run(command, CONVERT_TIMEOUT_S, f"{pack.label}: converter"), pack)
         result = numeric_check.run_check(pack.check, tmp)
         if not result.passed:
@@ -188,8 +196,12 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
         "converter_python": str(python),
         "threads": report.get("threads"),
         "inputs": [{"relpath": rel, "sha256": sha} for rel, sha in zip(pack.source.inputs, pack.source.input_sha256)],
+        "calibration": ({"images": pack.source.calibration, "split": pack.source.calibration_split,
+                         "crops": report.get("calibration_crops"), "sha256": sha256_file(calibration)}
+                        if pack.source.calibration and calibration is not None else None),
         "output_sha256": digest,  # this machine's bytes, for the record only
         "check": {"max_abs_error": result.max_abs_error, "atol": pack.check.atol, "rtol": pack.check.rtol,
+                  "min_cosine": result.min_cosine, "min_cosine_bound": pack.check.min_cosine,
                   "generator": pack.check.generator, "seed": pack.check.seed, "samples": pack.check.samples},
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })

@@ -45,6 +45,7 @@ CONVERTER_PACKAGE = "appliance.packs.converters"
 CONVERTER_MODULE = re.compile(r"^appliance\.packs\.converters\.[a-z_][a-z0-9_]*$")
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9][A-Za-z0-9.+!_-]*)$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+PROVIDER_SUFFIX = "ExecutionProvider"  # every ONNX Runtime execution provider's name ends so
 
 
 def parse_pin(requirement: str) -> tuple[str, str]:
@@ -70,6 +71,9 @@ class NumericCheck:
     atol: float
     rtol: float
     reference_sha256: str  # of the generated inputs: tells a generator drift from a model error
+    # lossy conversions (int8): each sample's output row must also have at least this cosine
+    # with the original's (an embedding's direction is what matching uses)
+    min_cosine: float | None = None
 
     def spec(self) -> dict[str, Any]:
         """What a converter's ``--reference`` mode needs to generate the same inputs."""
@@ -78,7 +82,8 @@ class NumericCheck:
 
     @property
     def tolerance(self) -> str:
-        return f"atol {self.atol:g} + rtol {self.rtol:g}"
+        cosine = "" if self.min_cosine is None else f", cosine >= {self.min_cosine:g}"
+        return f"atol {self.atol:g} + rtol {self.rtol:g}{cosine}"
 
 
 VERDICTS = ("yes", "no", "unclear")
@@ -129,6 +134,10 @@ class PackSource:
     converter_requires: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
     input_sha256: tuple[str, ...] = ()
+    # quantising converters: a labelled-image folder below the shared data folder and the split
+    # whose identities calibrate (aligned crops made by the appliance, passed as --calibration)
+    calibration: str = ""
+    calibration_split: str = "a"
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,9 @@ class ModelPack:
     utility_reference_norm: float | None = None
     check: NumericCheck | None = None  # converted packs only
     licence_chain: LicenceChain | None = None  # [licence_chain]; older manifests may lack it
+    # ONNX Runtime execution providers in order of preference (appliance/inference/providers.py)
+    providers: tuple[str, ...] = ()
+    providers_required: bool = False  # refuse to fall back to the CPU when none is offered
 
     @property
     def label(self) -> str:
@@ -186,6 +198,8 @@ def _load_source(model_file: dict[str, Any], path: Path) -> PackSource:
             raise _invalid(path, "input_sha256 must give one sha256 per input")
         if not CONVERTER_MODULE.match(source.converter):
             raise _invalid(path, f"converter {source.converter!r} is not a module of {CONVERTER_PACKAGE}")
+        if source.calibration_split not in ("a", "b"):
+            raise _invalid(path, "calibration_split must be a or b")
         if not source.converter_requires:
             raise _invalid(path, "a converted source needs converter_requires (exact pins)")
         for requirement in source.converter_requires:
@@ -207,6 +221,7 @@ def _load_check(table: dict[str, Any], path: Path) -> NumericCheck:
             atol=float(table["atol"]),
             rtol=float(table["rtol"]),
             reference_sha256=str(table["reference_sha256"]).lower(),
+            min_cosine=float(table["min_cosine"]) if "min_cosine" in table else None,
         )
     except KeyError as exc:
         raise _invalid(path, f"[check] missing key {exc.args[0]!r}") from None
@@ -214,6 +229,8 @@ def _load_check(table: dict[str, Any], path: Path) -> NumericCheck:
         raise _invalid(path, f"[check] {exc}") from None
     if check.samples < 1 or not check.inputs or not check.expected:
         raise _invalid(path, "[check] needs samples >= 1, inputs and expected outputs")
+    if check.min_cosine is not None and not -1.0 <= check.min_cosine <= 1.0:
+        raise _invalid(path, "[check] min_cosine must be in [-1, 1]")
     if check.atol < 0 or check.rtol < 0:
         raise _invalid(path, "[check] atol and rtol must be >= 0")
     if not SHA256_HEX.match(check.reference_sha256):
@@ -260,6 +277,18 @@ def _load_chain(data: dict[str, Any], commercial_use: bool, path: Path) -> Licen
     return chain
 
 
+def _load_providers(pack: dict[str, Any], runtime: str, path: Path) -> tuple[str, ...]:
+    providers = pack.get("providers", [])
+    if not isinstance(providers, list) or not all(isinstance(p, str) and p.endswith(PROVIDER_SUFFIX)
+                                                  for p in providers):
+        raise _invalid(path, f"providers must be a list of ONNX Runtime provider names (*{PROVIDER_SUFFIX})")
+    if (providers or pack.get("providers_required")) and runtime != "onnxruntime":
+        raise _invalid(path, f"providers are for onnxruntime packs, this one runs on {runtime}")
+    if pack.get("providers_required") and not providers:
+        raise _invalid(path, "providers_required = true needs a providers list")
+    return tuple(providers)
+
+
 def load_manifest(path: Path) -> ModelPack:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -294,4 +323,6 @@ def load_manifest(path: Path) -> ModelPack:
         utility_reference_norm=data.get("quality", {}).get("utility_reference_norm"),
         check=check,
         licence_chain=_load_chain(data, commercial_use, path),
+        providers=_load_providers(pack, runtime, path),
+        providers_required=bool(pack.get("providers_required", False)),
     )

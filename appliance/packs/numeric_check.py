@@ -27,9 +27,11 @@ class CheckResult:
     # largest |error| - (atol + rtol |expected|): <= 0 when every element is within tolerance
     worst_excess: float
     detail: str  # what failed, empty when passed
+    min_cosine: float | None = None  # lowest per-sample cosine, when the check bounds it
 
     def summary(self, check: NumericCheck) -> str:
-        return f"max abs error {self.max_abs_error:.2e} (tolerance {check.tolerance})"
+        cosine = "" if self.min_cosine is None else f", min cosine {self.min_cosine:.4f}"
+        return f"max abs error {self.max_abs_error:.2e}{cosine} (tolerance {check.tolerance})"
 
 
 def reference_feeds(check: NumericCheck) -> dict[str, np.ndarray]:
@@ -62,7 +64,7 @@ def _session(model_file: Path):
 
 def compare(check: NumericCheck, outputs: dict[str, np.ndarray]) -> CheckResult:
     """Element-wise ``|actual - expected| <= atol + rtol * |expected|`` over every expected output."""
-    max_error, worst = 0.0, -np.inf
+    max_error, worst, min_cosine = 0.0, -np.inf, None
     for name, values in check.expected.items():
         expected = np.asarray(values, dtype=np.float64)
         if name not in outputs:
@@ -76,9 +78,15 @@ def compare(check: NumericCheck, outputs: dict[str, np.ndarray]) -> CheckResult:
         error = np.abs(actual - expected)
         max_error = max(max_error, float(error.max()))
         worst = max(worst, float((error - (check.atol + check.rtol * np.abs(expected))).max()))
+        if check.min_cosine is not None:
+            rows, wanted = actual.reshape(len(actual), -1), expected.reshape(len(expected), -1)
+            norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(wanted, axis=1)
+            cosine = float(np.min((rows * wanted).sum(axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)))
+            min_cosine = cosine if min_cosine is None else min(min_cosine, cosine)
+            worst = max(worst, check.min_cosine - cosine)
     passed = worst <= 0.0
     detail = "" if passed else f"outputs differ from the original model beyond tolerance {check.tolerance}"
-    return CheckResult(passed, max_error, float(worst), detail)
+    return CheckResult(passed, max_error, float(worst), detail, min_cosine)
 
 
 def run_check(check: NumericCheck, model_file: Path) -> CheckResult:
