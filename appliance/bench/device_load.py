@@ -85,13 +85,13 @@ def burst(argv: list[str]) -> dict:
     return {"samples_ms": samples, "failures": failures, "elapsed_s": elapsed}
 
 
-def _cpu_s() -> float:
+def cpu_seconds() -> float:
     """CPU seconds this process used (user + system): its share of the shared machine."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def _sleep_until(epoch: float) -> None:
+def sleep_until(epoch: float) -> None:
     delay = epoch - time.time()
     if delay > 0:
         time.sleep(delay)
@@ -113,7 +113,7 @@ def steady(argv: list[str]) -> dict:
     def device_loop(link, phase: float) -> None:
         index = 0
         while time.time() < start_at + seconds:
-            _sleep_until(start_at + phase + index / rate)
+            sleep_until(start_at + phase + index / rate)
             vector = probes[index % len(probes)]
             index += 1
             sent_at, begin = time.time(), time.perf_counter()
@@ -130,14 +130,14 @@ def steady(argv: list[str]) -> dict:
     # doors are not in step: their schedules are spread evenly over one period
     threads = [threading.Thread(target=device_loop, args=(link, index / (rate * len(links))))
                for index, link in enumerate(links)]
-    _sleep_until(start_at)
+    sleep_until(start_at)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     for link in links:
         link.close()
-    return {"samples": samples, "unanswered": unanswered, "cpu_s": _cpu_s()}
+    return {"samples": samples, "unanswered": unanswered, "cpu_s": cpu_seconds()}
 
 
 def flood(argv: list[str]) -> dict:
@@ -163,7 +163,7 @@ def flood(argv: list[str]) -> dict:
     sent = {kind: 0 for kind in kinds}
     endpoint = MqttEndpoint(site.mqtt(name))
     endpoint.connect()
-    _sleep_until(start_at)
+    sleep_until(start_at)
     begin = time.time()
     try:
         while (now := time.time()) < start_at + seconds:
@@ -179,7 +179,7 @@ def flood(argv: list[str]) -> dict:
     finally:
         end = time.time()
         endpoint.close()
-    return {"sent": sent, "began": begin, "ended": end, "cpu_s": _cpu_s()}
+    return {"sent": sent, "began": begin, "ended": end, "cpu_s": cpu_seconds()}
 
 
 MODES = {"steady": steady, "flood": flood}

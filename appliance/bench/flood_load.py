@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.bench.device_load import cpu_seconds
 from appliance.bench.probes import DIMENSION, PACK, Timing, random_templates
 
 # Every door of a busy site with a pass every half second: 40 requests/s in all, ~40 % of
@@ -42,16 +43,11 @@ def _generator(site, folder: str, mode: str, *args: object) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _result(process: subprocess.Popen, timeout: float) -> dict:
+def generator_result(process: subprocess.Popen, timeout: float) -> dict:
     out, err = process.communicate(timeout=timeout)
     if process.returncode != 0:
         raise RuntimeError(f"load generator failed: {err[-2000:]}")
     return json.loads(out)
-
-
-def _cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def _group(samples: list[tuple[float, float]], unanswered: list[float], during) -> dict:
@@ -85,15 +81,15 @@ def load_test(devices: int = TARGET_DEVICES, rate_per_s: float = TARGET_RATE_PER
                           tracker=FailureTracker(limit=LOCKOUT_LIFTED))
         try:
             matcher.start()
-            load_before, start_at, cpu_before = os.getloadavg()[0], time.time() + SETUP_S, _cpu_s()
+            load_before, start_at, cpu_before = os.getloadavg()[0], time.time() + SETUP_S, cpu_seconds()
             doors = _generator(site, folder, "steady", ",".join(names), rate_per_s, seconds, start_at)
             attack = _generator(site, folder, "flood", FLOODER, flood_rate_per_s, seconds / 3,
                                 start_at + seconds / 3)
-            legit, flood = _result(doors, limit), _result(attack, limit)
+            legit, flood = generator_result(doors, limit), generator_result(attack, limit)
             deadline = time.monotonic() + DRAIN_S
             while matcher.queue_depth and time.monotonic() < deadline:
                 time.sleep(0.05)
-            load_after, matcher_cpu = os.getloadavg()[0], _cpu_s() - cpu_before
+            load_after, matcher_cpu = os.getloadavg()[0], cpu_seconds() - cpu_before
         finally:
             matcher.stop()
             site.broker.stop()

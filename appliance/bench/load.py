@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
 from appliance.bench.probes import DIMENSION, PACK, Timing
 
@@ -91,13 +92,6 @@ def _flooder(folder: str, port: int, rate: float, seconds: float, start_at: floa
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _result(process: subprocess.Popen, timeout: float) -> dict:
-    out, err = process.communicate(timeout=timeout)
-    if process.returncode != 0:
-        raise RuntimeError(f"load generator failed: {err[-2000:]}")
-    return json.loads(out)
-
-
 def _replica(site, gallery_size: int, per_door: float):
     """A full replica on the site's stores, with the synthetic gallery of ``gallery_size``."""
     from appliance.config import load_config
@@ -161,11 +155,11 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             clock = ThreadClock()
             clock.start()
             handled_before = matcher.requests.route.worker.handled
-            results = [_result(process, limit) for process in doors]
+            results = [generator_result(process, limit) for process in doors]
             threads = clock.stop()
             matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
             load_after = os.getloadavg()
-            flooded = _result(attack, limit) if attack is not None else None
+            flooded = generator_result(attack, limit) if attack is not None else None
             deadline = time.monotonic() + DRAIN_S
             while matcher.queue_depth and time.monotonic() < deadline:
                 time.sleep(0.05)

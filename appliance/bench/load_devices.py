@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import sys
 import threading
 import time
 from pathlib import Path
 
+from appliance.bench.device_load import cpu_seconds, sleep_until
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, KINDS, STRANGER, Mix
 
 ANSWER_TIMEOUT_S = 5.0
@@ -34,17 +34,6 @@ CATCH_UP_EVENTS = 20  # one outbox window's worth of events after a short outage
 OFFLINE_S = 600.0  # how long ago the catch-up events were sealed (the door was offline)
 LIVE_SCORE, SPOOF_SCORE, LIVENESS_THRESHOLD = 0.93, 0.08, 0.5
 LIVENESS_LEVEL = "passive"
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _sleep_until(epoch: float) -> None:
-    delay = epoch - time.time()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _evidence(signer, live: bool) -> dict:
@@ -138,7 +127,7 @@ def run(spec: dict) -> dict:
         index = 0
         while time.time() < end_at:
             # at the door's pace; a late answer delays the next pass, as at a real door
-            _sleep_until(start_at + phase + index / rate)
+            sleep_until(start_at + phase + index / rate)
             index += 1
             now = time.time()
             if now >= end_at:
@@ -164,13 +153,13 @@ def run(spec: dict) -> dict:
     # doors are not in step: each starts at a random point of its period
     threads = [threading.Thread(target=door_loop, args=(door, door.random.random() / rate), name=door.name)
                for door in doors]
-    _sleep_until(start_at)
-    cpu_before = _cpu_s()
+    sleep_until(start_at)
+    cpu_before = cpu_seconds()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    cpu = _cpu_s() - cpu_before
+    cpu = cpu_seconds() - cpu_before
     time.sleep(spec.get("ack_grace_s", 1.0))  # the last acknowledgements are on their way
     acks = sum(door.acks for door in doors)
     for door in doors:
