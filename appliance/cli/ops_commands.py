@@ -20,12 +20,14 @@ from appliance.ops.broker_unit import BROKER_UNIT
 def register(sub: argparse._SubParsersAction) -> None:
     provision = sub.add_parser("provision", help="PKI: CA, broker, devices, matchers, revocation")
     provision.add_argument("what", choices=("ca", "broker", "device", "matcher", "console", "revoke", "rotate",
-                                            "broker-config", "export", "import", "bridge"),
+                                            "broker-config", "export", "import", "bridge", "camera-bind"),
                            help="export NAME --bundle FILE: a door's certificate and keys for its own host; "
                                 "import FILE: unpack such a bundle on the door; console NAME: the web console's "
                                 "identity for enrollment captures at a door; bridge NAME --devices D1,D2: a site "
-                                "broker's certificate on the central broker, carrying those doors")
+                                "broker's certificate on the central broker, carrying those doors; camera-bind "
+                                "[NAME] [--source S]: bind the door to its camera (docs/camera-binding.md)")
     provision.add_argument("name", nargs="?")
+    provision.add_argument("--source", help="camera-bind: the camera (default [device] source)")
     provision.add_argument("--bundle", help="device/export: also write the device's bundle to this new file")
     provision.add_argument("--pki", help="PKI folder (default <data>/pki)")
     provision.add_argument("--group", default="default")
@@ -117,6 +119,22 @@ def cmd_provision(args: argparse.Namespace) -> int:
         identity = provision_bridge(pki, args.name, devices)
         print(f"bridge {identity.name}: {pki.cert(identity.name)} carries {', '.join(sorted(set(devices)))}; "
               f"restart the central broker ({BROKER_UNIT}) so it grants the bridge its rights")
+    elif args.what == "camera-bind":
+        from appliance.capture.camera_identity import bind_source
+        from appliance.capture.sources import open_source
+
+        config = config_from(args)
+        device = args.name or config.device.name
+        if not device:
+            raise ApplianceError(ErrorCode.CONFIG_INVALID, "provision camera-bind needs a NAME or [device] name")
+        source = open_source(args.source or config.device.source)
+        try:
+            binding = bind_source(source)
+        finally:
+            source.close()
+        where = binding.save(pki.folder.parent / "nodes" / device)
+        print(f"{device}: bound to {binding.identity.card or binding.identity.kind} (threshold "
+              f"{binding.threshold:.4f}) in {where}; set [device] camera_binding = \"enforce\"")
     elif args.what == "import":
         from appliance.ops.bundle import import_device
 

@@ -149,6 +149,11 @@ class DeviceConfig(Table):
     enroll_capture: Annotated[Bool, Field(description=(
         "the console may ask this door's camera for an enrollment capture (the door pauses passes meanwhile); "
         "false: such a request is answered 'refused'"))] = False
+    # off by default: existing doors have no binding until 'appliance provision camera-bind' measures one
+    camera_binding: Annotated[Literal["off", "warn", "enforce"], Field(description=(
+        "injection defence (docs/camera-binding.md): 'enforce' refuses frames that do not come from the camera "
+        "bound at provisioning (virtual camera, replayed file, other sensor) with a camera_injection alarm; "
+        "'warn' raises the alarm but uses the frames; 'off' does not check"))] = "off"
 
 
 @dataclass(frozen=True)

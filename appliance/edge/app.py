@@ -29,6 +29,7 @@ from pathlib import Path
 
 from appliance.capture.sources import FrameSource, open_source
 from appliance.config import Config
+from appliance.edge.camera_gate import CameraGate, gate_from
 from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.door_pass import PassRecord
@@ -121,10 +122,12 @@ class EdgeApp:
                                                         admit=door.decider.admit)
             daemon = EdgeDaemon(
                 settings, pipeline, door.decider, liveness=liveness, actuator=actuator,
-                display=display, emit=emit, heartbeat=_heartbeat(watchdog, pipeline, door),
+                display=display, emit=emit, heartbeat=_heartbeat(watchdog, pipeline, door, lambda: daemon.gate),
                 signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge,
                 capture=capture, reader=reader, credentials=credentials)
             source = open_source(device.source, fps=device.fps, loop=device.loop)
+            daemon.gate = gate_from(device.name, device.camera_binding, Path(site.folder) / "nodes" / device.name,
+                                    source, emit, display)  # the camera binding (edge.camera_gate)
             undo.pop_all()
         return cls(config, pipeline, door, daemon, source, watchdog, actuator, capture, kiosk)
 
@@ -164,7 +167,8 @@ class EdgeApp:
         self.pipeline.close()
 
 
-def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineDoor) -> Callable[[], None]:
+def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineDoor,
+               gate: Callable[[], CameraGate | None] = lambda: None) -> Callable[[], None]:
     """Called by the daemon once per frame: pings the watchdog and writes the status record."""
 
     def beat() -> None:
@@ -174,7 +178,8 @@ def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineD
             return
         watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label, broker=door.link.online,
                            cache_revision=door.cache.revision, cache_synced_at=door.cache.confirmed_at,
-                           outbox=door.outbox.depth(), **door.decider.status.as_dict())
+                           outbox=door.outbox.depth(), **door.decider.status.as_dict(),
+                           **(camera.status() if (camera := gate()) is not None else {}))
 
     return beat
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from statistics import median
 
 from appliance.capture.sources import Frame
+from appliance.edge.camera_gate import CameraGate
 from appliance.edge.challenge_runner import ChallengeRunner
 from appliance.edge.credential_pass import CredentialPass
 from appliance.edge.door_modes import CredentialDecider, DoorMode, offers_face
@@ -87,7 +88,8 @@ class EdgeDaemon:
                  emit: Callable[[str, messages.Message], None] | None = None,
                  heartbeat: Callable[[], None] | None = None, signer: Signer | None = None,
                  calibration_id: str = "", challenge: ChallengeRunner | None = None,
-                 capture: EnrollCapture | None = None, credentials: CredentialDecider | None = None):
+                 capture: EnrollCapture | None = None, credentials: CredentialDecider | None = None,
+                 gate: CameraGate | None = None):
         self.settings = settings
         self.pipeline = pipeline
         self.decider = decider
@@ -99,6 +101,7 @@ class EdgeDaemon:
         self.heartbeat = heartbeat or (lambda: None)
         self.challenge = challenge  # the active challenge, run over each attempt (level "active")
         self.capture = capture  # enrollment captures, which take the camera while they run
+        self.gate = gate  # frames not from the bound camera are refused ([device] camera_binding)
         self.state = PassState.IDLE
         self.telemetry = Telemetry()
         self.passes: list[PassRecord] = []
@@ -204,6 +207,9 @@ class EdgeDaemon:
             self.heartbeat()
             if stop.is_set() or (max_passes is not None and len(self.passes) >= max_passes):
                 break
+            if self.gate is not None and not self.gate.admit(frame):  # injected: no pass, no capture
+                burst, missing, self.state, self._screen_idle = [], 0, PassState.IDLE, False
+                continue
             if self.capture is not None and self.capture.feed(frame):  # the capture has the camera
                 if not capturing and self.challenge is not None:
                     self.challenge.abandon()

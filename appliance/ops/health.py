@@ -84,6 +84,11 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
             f"the matcher does not answer (cache {record.get('cache', 'unknown')}" + \
             ("" if record.get("decision_available", True) else ": the door cannot decide, card only") + ")"
         checks.append(Check("matcher", OK if reachable else FAIL, f"{service}: {detail}"))
+    if record.get("camera_binding", "off") != "off":  # edge.camera_gate: the camera is not the bound one
+        refused = record.get("camera_refused", "")
+        level = (FAIL if record["camera_binding"] == "enforce" else WARN) if refused else OK
+        checks.append(Check("camera", level, f"{service}: camera refused: {refused}" if refused else
+                            f"{service}: the camera carries its binding ({record['camera_binding']})"))
     if "cache_revision" in record:
         synced = float(record.get("cache_synced_at", 0))
         fresh = now - synced <= cache_max_age_s

@@ -110,8 +110,8 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
      "quality_verification.min_brightness: need min_brightness <= max_brightness"),
     # unknown keys name the allowed ones
     ("[device]\nrelay = 17\n",
-     "device.relay: unknown key; allowed: cool_down_s, enroll_capture, fps, loop, name, relay_active_high, "
-     "relay_pin, source"),
+     "device.relay: unknown key; allowed: camera_binding, cool_down_s, enroll_capture, fps, loop, name, "
+     "relay_active_high, relay_pin, source"),
     ("[doors]\nx = 1\n", "doors: unknown key; allowed: access, console, device, door_io, door_mode, kiosk, "
                          "liveness, matcher, matching, models, offline, ops, "),
     # a field of Config, not a key of the file
