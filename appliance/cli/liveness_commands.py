@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index")
     synth.add_argument("--per-species", type=int, default=400)
     synth.add_argument("--species", nargs="+", default=None,
-                       help="print screen replay (default), and the unseen species photo, mask")
+                       help="print screen replay (default), the unseen species photo, mask, and the wide species")
     synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=cmd_synth)
@@ -77,6 +77,9 @@ def register_eval(kinds: argparse._SubParsersAction) -> None:
     pad.add_argument("--level", choices=LIVENESS_LEVELS[1:3],
                      help="policy level (default: configured; active -> passive+motion)")
     pad.add_argument("--grey", action="store_true", help="judge greyscale copies (a monochrome / IR camera)")
+    pad.add_argument("--leave-one-out", action="store_true",
+                     help="per species: calibrate on the others (calibration identities), APCER on held-out ones")
+    pad.add_argument("--markdown", help="with --leave-one-out: also write the table as markdown here")
     pad.set_defaults(handler=cmd_eval_pad)
 
 
@@ -93,6 +96,8 @@ def cmd_eval_pad(args: argparse.Namespace) -> int:
 
     pipeline = pipeline_from(args)
     checker = _checker(args, pipeline)
+    if args.leave_one_out:
+        return _eval_pad_loso(args, pipeline, checker)
     level = args.level or pipeline.config.liveness.level
     items = pad.scan(args.dataset)
     try:
@@ -119,6 +124,22 @@ def cmd_eval_pad(args: argparse.Namespace) -> int:
         print(f"{tag}APCER {apcer}; BPCER {100 * result['bpcer']:.2f} %; ACER {100 * result['acer']:.2f} %; "
               f"BPCER20 {100 * result['bpcer20']:.2f} %; BPCER100 {100 * result['bpcer100']:.2f} % "
               f"({result['counts']['bona_fide']} bona fide)")
+    return 0
+
+
+def _eval_pad_loso(args: argparse.Namespace, pipeline, checker) -> int:
+    from appliance.evaluation import pad_loso
+
+    try:
+        result = pad_loso.evaluate(pipeline, checker, str(Path(args.dataset)), grey=args.grey)
+    finally:
+        pipeline.close()
+    table = pad_loso.markdown(result, f"Unseen species - {Path(args.dataset).name}" + (" (grey)" if args.grey else ""))
+    if args.markdown:
+        Path(args.markdown).write_text(table, encoding="utf-8")
+    write_json(result, args.out)
+    if args.out:
+        print(table)
     return 0
 
 

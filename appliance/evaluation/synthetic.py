@@ -18,6 +18,8 @@ Species:
   photo   (unseen) a high-definition photo print: continuous tone, no halftone, glossy glare.
   mask    (unseen) a paper mask: the printed face cut out as an oval, bent round a cylinder
           and worn by another person (their hair, neck and background are real).
+  wide    (``synthetic_species``) screens of other lattices, other prints, cut-outs, low light;
+          each with a held-out parameter range for the identities ``is_held_out`` picks.
 """
 from __future__ import annotations
 
@@ -31,12 +33,14 @@ import numpy as np
 
 from appliance.capture.images import read_image
 from appliance.evaluation.datasets import scan_identities
+from appliance.evaluation.synthetic_species import AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, is_held_out
 
 SPECIES = ("print", "screen", "replay")  # simulated for calibration and evaluation
 # Held back from calibration, for unseen-species evaluation (how a fusion fitted on the
 # species above copes with attacks it has never seen):
 UNSEEN_SPECIES = ("photo", "mask")
-ALL_SPECIES = SPECIES + UNSEEN_SPECIES
+WIDE = tuple(WIDE_SPECIES)  # synthetic_species: differ in kind, each with a held-out parameter range
+ALL_SPECIES = SPECIES + UNSEEN_SPECIES + WIDE
 JPEG_QUALITY = (78, 95)  # the simulated camera's encoder
 
 
@@ -172,8 +176,10 @@ def _camera(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
-def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator) -> np.ndarray:
+def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator, held_out: bool = False) -> np.ndarray:
     """The presentation attack instrument as a float image: the print or the lit screen."""
+    if species in WIDE_SPECIES:
+        return WIDE_SPECIES[species](bgr, rng, held_out)
     if species == "print":
         media = _paper(_halftone(bgr, rng), rng)
         if rng.random() < 0.5:  # white paper margin
@@ -208,7 +214,7 @@ def recapture(media: np.ndarray, size: tuple[int, int], place: Placement, rng: n
     cover = cv2.warpPerspective(np.ones(media.shape[:2], np.float32), matrix, size, flags=cv2.INTER_LINEAR)
     scene = _scene(size, rng) if background is None else background
     frame = scene * (1 - cover[..., None]) + warped * cover[..., None]
-    if species in ("screen", "replay", "photo") and rng.random() < 0.6:
+    if species in ("screen", "replay", "photo") + GLOSSY and rng.random() < 0.6:
         frame = _glare(frame, rng)  # glass, or glossy photo paper
     return _camera(frame, rng)
 
@@ -250,12 +256,14 @@ def paper_mask(bgr: np.ndarray, face: Box, wearer: np.ndarray, wearer_face: Box,
     return _camera(frame, rng)
 
 
-def synthesize(bgr: np.ndarray, species: str, seed: int) -> np.ndarray:
-    """One attack image of ``species`` made from the bona fide ``bgr`` (same frame size)."""
+def synthesize(bgr: np.ndarray, species: str, seed: int, held_out: bool = False) -> np.ndarray:
+    """One attack image of ``species`` made from the bona fide ``bgr`` (same frame size);
+    ``held_out`` draws the wide species' parameters from their held-out range."""
     rng = np.random.default_rng(seed)
-    media = artefact(bgr, species, rng)
+    media = artefact(bgr, species, rng, held_out)
     size = (bgr.shape[1], bgr.shape[0])
-    return recapture(media, size, random_placement(rng), rng, species)
+    frame = recapture(media, size, random_placement(rng), rng, species)
+    return AFTER_CAPTURE[species](frame, rng, held_out) if species in AFTER_CAPTURE else frame
 
 
 def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: int,
@@ -344,10 +352,12 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                 for number, frame in enumerate(synthesize_sequence(shown, name, item_seed, frames)):
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
-                cv2.imwrite(str(folder / f"{stem}.png"), synthesize(image, name, item_seed))
+                attack = synthesize(image, name, item_seed, is_held_out(sample.identity))
+                cv2.imwrite(str(folder / f"{stem}.png"), attack)
         counts[name] = sum(1 for _ in folder.iterdir())
     info = {"synthetic": True, "source": str(Path(source).resolve()), "split": split, "seed": seed,
             "frames": frames, "bona_fide": len(samples), "attacks": counts,
-            "generator": "appliance.evaluation.synthetic"}
+            "generator": "appliance.evaluation.synthetic",
+            "held_out": "wide species: identities picked by synthetic_species.is_held_out use the held-out ranges"}
     (out / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info

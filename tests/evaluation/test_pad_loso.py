@@ -1,0 +1,61 @@
+"""Leave-one-species-out PAD evaluation and the wider synthetic species (issue 15)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from appliance.cli.main import main
+from appliance.evaluation.pad_loso import identity_of
+from appliance.evaluation.synthetic import synthesize, write_set
+from appliance.evaluation.synthetic_species import WIDE_SPECIES, is_held_out
+
+LOSO_SPECIES = ("print", "screen_pentile", "print_handheld")
+
+
+@pytest.mark.parametrize("species", sorted(WIDE_SPECIES))
+def test_each_wide_species_is_deterministic_and_frame_sized(photos, species):
+    photo = photos[0]
+    first = synthesize(photo, species, seed=7)
+    assert first.shape == photo.shape and first.dtype == np.uint8
+    assert np.array_equal(first, synthesize(photo, species, seed=7))
+    assert not np.array_equal(first, synthesize(photo, species, seed=8))
+    held = synthesize(photo, species, seed=7, held_out=True)
+    assert held.shape == photo.shape and not np.array_equal(first, held)  # another part of the parameter space
+
+
+def test_held_out_identities_are_a_fixed_share():
+    names = [f"id{n:05d}" for n in range(400)]
+    held = [name for name in names if is_held_out(name)]
+    assert 120 < len(held) < 280 and held == [name for name in names if is_held_out(name)]
+    assert identity_of("id00012__003.jpg") == "id00012"
+
+
+@pytest.fixture(scope="module")
+def loso_set(tmp_path_factory, faces):
+    """Two photos of each of 8 celeba-dev identities (both identity halves) and 8 attacks per species."""
+    source = tmp_path_factory.mktemp("src")
+    identities = sorted((faces / "celeba-dev").iterdir())
+    picked = [i for i in identities if is_held_out(i.name)][:4] + [i for i in identities if not is_held_out(i.name)][:4]
+    for identity in picked:
+        (source / identity.name).mkdir()
+        for image in sorted(identity.glob("*.jpg"))[:2]:
+            shutil.copy(image, source / identity.name / image.name)
+    out = tmp_path_factory.mktemp("loso")
+    write_set(source, out, per_species=8, species=LOSO_SPECIES, seed=3)
+    return out
+
+
+def test_leave_one_out_table(loso_set, tmp_path, capsys):
+    out, table = tmp_path / "loso.json", tmp_path / "loso.md"
+    assert main(["eval", "pad", str(loso_set), "--leave-one-out", "--out", str(out), "--markdown", str(table)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["species"]) == set(LOSO_SPECIES)
+    for row in result["species"].values():
+        assert {"unseen_apcer", "seen_apcer", "seen_apcer_worst", "bpcer", "threshold"} <= set(row)
+        assert row["unseen_apcer"] is None or 0.0 <= row["unseen_apcer"] <= 1.0
+    assert result["worst_unseen_species"] in LOSO_SPECIES and result["synthetic"] is True
+    assert result["bona_fide"]["calibration"] > 0 and result["bona_fide"]["held_out"] > 0
+    assert "| left-out species |" in table.read_text() and "Worst unseen species" in capsys.readouterr().out
