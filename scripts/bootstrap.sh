@@ -90,7 +90,8 @@ for pin in sys.argv[1:]:
   "$VENV/bin/appliance" models convert --pack "$MINIFASNET_PACK" --python "$CONVERT_VENV/bin/python"
 fi
 
-"$VENV/bin/appliance" models install
+# the packs that come from a registry or the search path; the converted ones are checked below
+"$VENV/bin/appliance" models install --sources-only
 
 # int8 embedder (w600k-mbf-int8, non-commercial like w600k-mbf): quantised from the installed
 # w600k-mbf file (hence after 'models install') with ONNX Runtime's static QDQ tools, calibrated
@@ -108,3 +109,6 @@ with open(sys.argv[1], "rb") as manifest:
   "$CONVERT_VENV/bin/python" -m pip install -q "${INT8_REQUIRES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/appliance" models convert --pack "$INT8_PACK" --python "$CONVERT_VENV/bin/python"
 fi
+
+# every pack, converted ones included, installed and verified
+"$VENV/bin/appliance" models install

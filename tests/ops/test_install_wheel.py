@@ -70,7 +70,9 @@ def test_installed_package_installs_converts_and_verifies_models(installed):
     if not convert_python.is_file():
         pytest.fail(f"{convert_python} missing: scripts/bootstrap.sh makes it")
     # the checkout's wheel cache saves downloads; the files land in the installed layout
-    installed_models = _run([str(appliance), "models", "install", "--cache", str(paths.cache_dir() / "wheels")], env)
+    installed_models = _run([str(appliance), "models", "install", "--sources-only",
+                             "--cache", str(paths.cache_dir() / "wheels")], env)
+    assert installed_models.returncode == 0, installed_models.stdout + installed_models.stderr
     converted = _run([str(appliance), "models", "convert", "--python", str(convert_python)], env)
     assert converted.returncode == 0, converted.stdout + converted.stderr
     verified = _run([str(appliance), "models", "verify"], env)
