@@ -2,9 +2,9 @@
 the flood), the raw JSON, and a plot of answered requests and p95 per second."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from appliance.bench.report_files import write_report_files
 from appliance.bench.profile_matcher import STAGE_NOTES, STAGES
 
 REPORT_NAME = "load"
@@ -89,11 +89,12 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
 
 
 def _plot(result: dict, path: Path) -> bool:
-    try:
-        from appliance.evaluation.plots import pyplot
+    from appliance.errors import ApplianceError
+    from appliance.evaluation.plots import pyplot
 
+    try:
         plt = pyplot()
-    except Exception:  # noqa: BLE001 - the plots extra is optional; the report says so
+    except ApplianceError:  # the plots extra is optional: the table and JSON still say everything
         return False
     timeline = result["timeline"]
     if not timeline:
@@ -122,13 +123,6 @@ def _plot(result: dict, path: Path) -> bool:
 def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
     from appliance.bench.pipeline_bench import machine_info
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
-    plot = out_dir / f"{REPORT_NAME}.png"
-    plotted = _plot(result, plot)
-    written = {"markdown": out_dir / f"{REPORT_NAME}.md", "json": out_dir / f"{REPORT_NAME}.json"}
-    written["markdown"].write_text(markdown(result, machine, plot.name if plotted else None))
-    written["json"].write_text(json.dumps({"result": result, "machine": machine}, indent=2, default=str))
-    if plotted:
-        written["plot"] = plot
-    return written
+    return write_report_files(out_dir, REPORT_NAME, {"result": result, "machine": machine},
+                              lambda plot_name: markdown(result, machine, plot_name), lambda path: _plot(result, path))

@@ -1,9 +1,9 @@
 """Report of ``appliance bench search``: a markdown table, the raw JSON and a latency plot."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from appliance.bench.report_files import write_report_files
 from appliance.bench.search_bench import CHOSEN, TARGET_MEDIAN_MS, TARGET_RECALL
 
 REPORT_NAME = "search"
@@ -104,12 +104,5 @@ def _plot(results: dict, path: Path) -> bool:
 
 
 def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot = out_dir / f"{REPORT_NAME}.png"
-    plotted = _plot(results, plot)
-    files = {"markdown": out_dir / f"{REPORT_NAME}.md", "json": out_dir / f"{REPORT_NAME}.json"}
-    files["markdown"].write_text(markdown(results, plot.name if plotted else None))
-    files["json"].write_text(json.dumps(results, indent=2, default=float))
-    if plotted:
-        files["plot"] = plot
-    return files
+    return write_report_files(out_dir, REPORT_NAME, results, lambda plot_name: markdown(results, plot_name),
+                              lambda path: _plot(results, path), default=float)

@@ -120,14 +120,15 @@ class EdgeApp:
             # (the site's access rules apply to a card pass decided offline as to a face: ``admit``)
             credentials = CredentialDecider.from_config(door.link, door.cache, config, pump=door.pump,
                                                         admit=door.decider.admit)
+            source = open_source(device.source, fps=device.fps, loop=device.loop)
+            undo.callback(source.close)
+            gate = gate_from(device.name, device.camera_binding, Path(site.folder) / "nodes" / device.name,
+                             source, emit, display)  # the camera binding (edge.camera_gate)
             daemon = EdgeDaemon(
                 settings, pipeline, door.decider, liveness=liveness, actuator=actuator,
-                display=display, emit=emit, heartbeat=_heartbeat(watchdog, pipeline, door, lambda: daemon.gate),
+                display=display, emit=emit, heartbeat=_heartbeat(watchdog, pipeline, door, gate),
                 signer=signer, calibration_id=liveness.calibration_id if liveness else "", challenge=challenge,
-                capture=capture, reader=reader, credentials=credentials)
-            source = open_source(device.source, fps=device.fps, loop=device.loop)
-            daemon.gate = gate_from(device.name, device.camera_binding, Path(site.folder) / "nodes" / device.name,
-                                    source, emit, display)  # the camera binding (edge.camera_gate)
+                capture=capture, reader=reader, credentials=credentials, gate=gate)
             undo.pop_all()
         return cls(config, pipeline, door, daemon, source, watchdog, actuator, capture, kiosk)
 
@@ -168,7 +169,7 @@ class EdgeApp:
 
 
 def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineDoor,
-               gate: Callable[[], CameraGate | None] = lambda: None) -> Callable[[], None]:
+               gate: CameraGate | None = None) -> Callable[[], None]:
     """Called by the daemon once per frame: pings the watchdog and writes the status record."""
 
     def beat() -> None:
@@ -179,7 +180,7 @@ def _heartbeat(watchdog: notify.Watchdog, pipeline: FacePipeline, door: OfflineD
         watchdog.heartbeat(model_loaded=True, model=pipeline.embedder_pack.label, broker=door.link.online,
                            cache_revision=door.cache.revision, cache_synced_at=door.cache.confirmed_at,
                            outbox=door.outbox.depth(), **door.decider.status.as_dict(),
-                           **(camera.status() if (camera := gate()) is not None else {}))
+                           **(gate.status() if gate is not None else {}))
 
     return beat
 

@@ -17,7 +17,7 @@ from appliance.inference.providers import CPU_PROVIDER, choose_providers, create
 from appliance.packs import PackRegistry
 from appliance.packs.manifest import load_manifest
 
-TRT, CUDA = "TensorrtExecutionProvider", "CUDAExecutionProvider"
+TRT, CUDA, OPENVINO = "TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider"
 JETSON = [TRT, CUDA, CPU_PROVIDER]  # what onnxruntime-gpu offers on a Jetson with TensorRT
 CUDA_ONLY_BUILD = [CUDA, CPU_PROVIDER]
 CPU_BUILD = [CPU_PROVIDER]
@@ -99,9 +99,9 @@ def test_cpu_session_is_created_with_the_chosen_provider_and_logged(caplog):
 def test_required_missing_provider_refuses_the_embedder():
     reg = registry()
     pack = reg.get(INT8)
-    if TRT in ort.get_available_providers():
-        pytest.skip("this onnxruntime offers TensorRT")  # a Jetson: the refusal cannot happen there
-    required = dataclasses.replace(pack, providers=(TRT,), providers_required=True)
+    # a provider this onnxruntime build lacks (on a Jetson TensorRT and CUDA are there; OpenVINO is not)
+    missing = next(name for name in (TRT, CUDA, OPENVINO) if name not in ort.get_available_providers())
+    required = dataclasses.replace(pack, providers=(missing,), providers_required=True)
     with pytest.raises(ApplianceError) as error:
         create_embedder(required, reg.model_file(pack), threads=1)
     assert error.value.code is ErrorCode.DEPENDENCY_MISSING
