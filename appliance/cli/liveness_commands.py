@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import time
 from pathlib import Path
@@ -35,11 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate = actions.add_parser("calibrate", help="fit the cue fusion and set the threshold at a target APCER")
     calibrate.add_argument("dataset", help="bona_fide/ + attack/<species>/ captured with THIS camera")
     calibrate.add_argument("--target-apcer", type=float, default=0.05, help="worst-species APCER at the threshold")
+    calibrate.add_argument("--target-bpcer", type=float,
+                           help="set the threshold at this bona fide rejection instead (out of fold; issue 15)")
     calibrate.add_argument("--out", help="calibration file (default: liveness.calibration of the configuration)")
     calibrate.add_argument("--model-bpcer", type=float, default=0.005,
                            help="bona fide rejection allowed to the model's own veto (sets its floor)")
-    calibrate.add_argument("--modes", nargs="+", choices=("colour", "grey"), default=["colour", "grey"],
-                           help="fit the colour fusion, the greyscale one (from grey copies), or both")
+    calibrate.add_argument("--modes", nargs="+", choices=("colour", "grey"), default=["colour"],
+                           help="fit the colour fusion, the greyscale path (grey copies, its own cues and "
+                                "gates: appliance.evaluation.pad_grey), or both; a mode not fitted is kept")
     calibrate.add_argument("--keep-fusion", action="store_true", help="only move the threshold, keep the weights")
     calibrate.set_defaults(handler=cmd_calibrate)
 
@@ -119,10 +121,13 @@ def cmd_eval_pad(args: argparse.Namespace) -> int:
         result["det_plot"] = args.plot
     write_json(result, args.out)
     if args.out:
-        apcer = ", ".join(f"{k} {100 * v:.2f} %" for k, v in result["apcer"].items())
+        def pct(value: float | None) -> str:  # None: a species none of whose items showed a face
+            return "n/a" if value is None else f"{100 * value:.2f} %"
+
+        apcer = ", ".join(f"{k} {pct(v)}" for k, v in result["apcer"].items())
         tag = "SYNTHETIC attacks: " if synthetic else ""
-        print(f"{tag}APCER {apcer}; BPCER {100 * result['bpcer']:.2f} %; ACER {100 * result['acer']:.2f} %; "
-              f"BPCER20 {100 * result['bpcer20']:.2f} %; BPCER100 {100 * result['bpcer100']:.2f} % "
+        print(f"{tag}APCER {apcer}; BPCER {pct(result['bpcer'])}; ACER {pct(result['acer'])}; "
+              f"BPCER20 {pct(result['bpcer20'])}; BPCER100 {pct(result['bpcer100'])} "
               f"({result['counts']['bona_fide']} bona fide)")
     return 0
 
@@ -169,7 +174,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from appliance.evaluation import pad
-    from appliance.evaluation.pad_calibration import calibrate
+    from appliance.evaluation.pad_calibration import calibrate, load_existing, merge_modes
     from appliance.liveness.checker import calibration_path
 
     config = config_from(args)
@@ -182,25 +187,35 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         for mode in args.modes:
             grey = mode == "grey"
+            if grey:  # the grey path has its own cues, gates and fitting (docs/liveness.md)
+                from appliance.evaluation import pad_grey
+
+                bpcer = args.target_bpcer or pad_grey.BPCER_TARGET
+                fitted[mode], _ = pad_grey.calibrate(pad_grey.score_sets(pipeline, checker, [args.dataset]), bpcer,
+                                                     synthetic, source + " (greyscale copies)")
+                continue
             scored = pad.score_items(pipeline, checker, items, "passive", with_rows=True, grey=grey)
             kept = checker.calibration if args.keep_fusion else None
             if kept is not None and grey:
                 kept = kept.grey
             fitted[mode] = calibrate(items, scored.rows, args.target_apcer, args.model_bpcer, synthetic,
-                                     source + (" (greyscale copies)" if grey else ""), kept)
+                                     source + (" (greyscale copies)" if grey else ""), kept,
+                                     target_bpcer=args.target_bpcer)
     finally:
         pipeline.close()
-    if "colour" in fitted:
-        calibration = dataclasses.replace(fitted["colour"], grey=fitted.get("grey"))
-    else:
-        calibration = dataclasses.replace(checker.calibration, grey=fitted["grey"])
     out = Path(args.out) if args.out else calibration_path(config.liveness)
+    calibration = merge_modes(load_existing(out), fitted)  # a mode not fitted now is kept from the file
     calibration.save(out)
     tag = " (SYNTHETIC attacks: recalibrate with real captures from this camera)" if synthetic else ""
     for mode, fit in fitted.items():
         point = fit.operating_point
-        print(f"{mode}: liveness threshold {fit.threshold:.4f}, model floor {fit.model_floor:.4f}, at APCER <= "
-              f"{100 * args.target_apcer:g} % (out-of-fold BPCER {100 * point['bpcer_out_of_fold']:.2f} %)")
+        if "apcer_out_of_fold" not in point:  # the grey path reports on its held-out identities
+            print(f"{mode}: liveness threshold {fit.threshold:.4f}; held-out BPCER "
+                  + ", ".join(f"{name} {100 * rate:.2f} %" for name, rate in point["held_out"]["bpcer"].items()))
+            continue
+        worst = max(point["apcer_out_of_fold"].values())
+        print(f"{mode}: liveness threshold {fit.threshold:.4f}, model floor {fit.model_floor:.4f}; out of fold: "
+              f"BPCER {100 * point['bpcer_out_of_fold']:.2f} %, worst-species APCER {100 * worst:.2f} %")
     print(f"written to {out}{tag}")
     return 0
 

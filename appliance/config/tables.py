@@ -96,7 +96,11 @@ class RuntimeConfig(Table):
     max_faces: Annotated[Int, Field(ge=1, description="faces looked at in one frame")] = 4
 
 
-LIVENESS_LEVELS = ("off", "passive", "passive+motion", "active")
+# weakest first (the server's "at least this level" compares positions): step-up is above
+# passive+motion (it adds a challenge when the passive evidence is not clear), below active
+# (which always asks one)
+LIVENESS_LEVELS = ("off", "passive", "passive+motion", "passive+stepup", "active")
+STEP_UP_MARGIN = 2.0  # step-up band, log-odds: ~10 % of held-out bona fide that pass fall inside (docs/liveness.md)
 
 
 @dataclass(frozen=True)
@@ -105,18 +109,24 @@ class LivenessConfig(Table):
 
     level: Annotated[Literal[LIVENESS_LEVELS], Field(description=(
         "off | passive (model + image cues) | passive+motion (+ flat-plane/micro-motion over a burst) | "
-        "active (passive+motion + a random blink/turn/smile challenge)"))] = "passive+motion"
+        "passive+stepup (passive+motion; a random challenge only when the live score is within step_up_margin "
+        "above the threshold) | active (passive+motion + a random blink/turn/smile challenge every pass)"))] \
+        = "passive+motion"
     pack: Annotated[Str, Field(description="presentation-attack detection pack id")] = "minifasnet-silentface"
     calibration: Annotated[Str, Field(description=(
         "fusion weights and decision threshold written by 'appliance liveness calibrate' (a relative path is "
         "resolved against the repo root)"))] = "config/liveness-calibration.json"
     burst_frames: Annotated[Int, Field(ge=1, description="frames judged together for motion cues")] = 5
-    challenge_min: Annotated[Int, Field(ge=1, le=3, description="least challenge steps of an active pass")] = 1
-    challenge_max: Annotated[Int, Field(ge=1, le=3, description="most challenge steps of an active pass")] = 3
+    challenge_min: Annotated[Int, Field(ge=1, le=3, description="least steps of a challenge (active, step-up)")] = 1
+    challenge_max: Annotated[Int, Field(ge=1, le=3, description="most steps of a challenge (active, step-up)")] = 3
     challenge_step_timeout_s: Annotated[Float, Field(gt=0, description=(
         "time to perform one challenge step, seconds"))] = 4.0
     challenge_max_delay_s: Annotated[Float, Field(ge=0, description=(
         "longest random pause before each prompt (replay resistance), seconds"))] = 1.2
+    step_up_margin: Annotated[Float, Field(ge=0.0, le=10.0, description=(
+        "passive+stepup: the band above the threshold, in log-odds of the live score (logit(score) - "
+        "logit(threshold)), within which a presentation is not clearly live and gets a challenge; 0 never asks"))] \
+        = STEP_UP_MARGIN
 
     _challenge_range = ordered("challenge_min", "challenge_max", "need 1 <= challenge_min <= challenge_max <= 3")
 

@@ -43,6 +43,7 @@ from appliance.edge.kiosk.server import KioskServer, kiosk_display
 from appliance.edge.offline import OfflineDoor, open_door
 from appliance.liveness.checker import LivenessChecker
 from appliance.liveness.evidence import Ed25519Signer
+from appliance.liveness.step_up import LEVEL as STEP_UP
 from appliance.ops import notify
 from appliance.packs.defaults import check_site_use
 from appliance.pipeline import FacePipeline
@@ -82,8 +83,9 @@ class EdgeApp:
             if level != "off":
                 liveness = LivenessChecker(config.liveness, pipeline.registry)
                 _ = liveness.model, liveness.calibration  # a missing model or calibration fails here
-            if level == "active":
-                challenge = ChallengeRunner(ChallengeSettings.from_config(config.liveness), rng or challenge_random())
+            if level in ("active", STEP_UP):  # step-up: engaged by the door pass when the passive check is unclear
+                challenge = ChallengeRunner(ChallengeSettings.from_config(config.liveness), rng or challenge_random(),
+                                            step_up=level == STEP_UP)
             # the door's cache, outbox, sync client and decider share one MQTT connection
             door = open_door(site, device.name, config.offline, pipeline.threshold, config.security.replay_window_s)
             undo.callback(door.close)
@@ -105,7 +107,7 @@ class EdgeApp:
             if kiosk is not None:
                 display = Displays(display, kiosk.display)
             burst_frames = max(MIN_BURST_FRAMES, config.liveness.burst_frames)
-            capture_challenge = None if challenge is None else ChallengeRunner(  # a capture's own challenges
+            capture_challenge = None if challenge is None else ChallengeRunner(  # a capture always asks one
                 ChallengeSettings.from_config(config.liveness), rng or challenge_random())
             capture_liveness = None if liveness is None else CaptureLiveness(  # the passes' check and level
                 liveness, signer, liveness.calibration_id, burst_frames, capture_challenge)

@@ -1,4 +1,11 @@
-"""The active challenge inside the door's pass loop (``liveness.level = "active"``).
+"""The active challenge inside the door's pass loop (``liveness.level = "active"``, and
+``"passive+stepup"`` when the passive check was not clear).
+
+At level ``active`` the runner is always engaged. For step-up (``step_up=True``) it is engaged
+only when the door pass asks (``engage``: the first burst passed the threshold but not by the
+step-up margin); it disengages when the challenge is finished or abandoned, so the next
+attempt starts with the passive check again. Before the first prompt of a step-up challenge
+the screen says a further check follows (``STEP_UP_TEXT``).
 
 One challenge per attempt: drawn when the attempt's first face frame arrives, fed every
 following face frame with the frame's capture time, and handed to the door pass once it is
@@ -15,6 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from appliance.edge.kiosk.screen import STEP_UP_TEXT
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.vision.types import Face
 
@@ -35,11 +43,23 @@ class ChallengeSettings:
 
 
 class ChallengeRunner:
-    def __init__(self, settings: ChallengeSettings | None = None, rng: random.Random | None = None):
+    def __init__(self, settings: ChallengeSettings | None = None, rng: random.Random | None = None,
+                 step_up: bool = False):
         self.settings = settings or ChallengeSettings()
         self.rng = rng or random.SystemRandom()
+        self.step_up = step_up  # engaged only on the door pass's request (passive+stepup)
         self.current: ActiveChallenge | None = None
         self._shown: str | None = None
+        self._engaged = not step_up
+
+    @property
+    def engaged(self) -> bool:
+        """Whether the pass loop feeds it the attempt's frames (always at level ``active``)."""
+        return self._engaged
+
+    def engage(self) -> None:
+        """Step-up: the passive check was not clear; the next face frame draws a challenge."""
+        self._engaged = True
 
     def observe(self, face: Face | None, now: float) -> str | None:
         """Feed one frame (``now``: its capture time, monotonic seconds); starts a challenge
@@ -50,6 +70,8 @@ class ChallengeRunner:
                                                   s.max_delay_s)
             self._shown = None
         guidance = self.current.observe(face, now)
+        if self.step_up and self.current.before_first_prompt(now):
+            guidance = STEP_UP_TEXT
         if guidance == self._shown:
             return None
         self._shown = guidance
@@ -62,6 +84,7 @@ class ChallengeRunner:
     def finish(self) -> ActiveChallenge:
         """The finished challenge, for the liveness judgement; the next frame draws a new one."""
         challenge, self.current, self._shown = self.current, None, None
+        self._engaged = not self.step_up
         if challenge is None or not challenge.done:
             raise RuntimeError("no finished challenge")
         return challenge
@@ -69,3 +92,4 @@ class ChallengeRunner:
     def abandon(self) -> None:
         """The person left: the running challenge is dropped (no verdict, no alarm)."""
         self.current, self._shown = None, None
+        self._engaged = not self.step_up

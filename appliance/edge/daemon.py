@@ -5,9 +5,10 @@ idle -> face present [-> challenge] -> quality -> liveness -> template -> decisi
 
 A pass starts when a face appears. Without an active challenge the daemon collects a short
 burst and hands it to the door pass (``edge.door_pass``). With one (``liveness.level =
-"active"``, ``edge.challenge_runner``) every face frame feeds the challenge, its prompts go to
-the display, and when the challenge is done (passed or timed out) the last ``burst_frames``
-frames go to the door pass with it: liveness is judged on the frames that performed the
+"active"``, ``edge.challenge_runner``; at ``"passive+stepup"`` only once the door pass found
+the first burst not clearly live) every face frame feeds the challenge, its prompts go to the
+display, and when the challenge is done (passed or timed out) the last ``burst_frames`` frames
+go to the door pass with it: liveness is judged on the frames that performed the
 challenge, and the template comes from them. The door pass checks quality, judges liveness (a
 failure stops there: no template, no request, one alarm), extracts one template, asks the
 decider and actuates; the daemon then ignores frames for a cool-down. A hard session limit
@@ -115,7 +116,8 @@ class EdgeDaemon:
                              display=self.display, claim=self.cards.claim, emit=self._emit, set_state=self._set_state,
                              add_timings=self.telemetry.add, signer=signer, calibration_id=calibration_id,
                              open_door_s=settings.open_door_s,
-                             require_card=lambda: self.mode_now() == DoorMode.CARD_AND_FACE)
+                             require_card=lambda: self.mode_now() == DoorMode.CARD_AND_FACE,
+                             step_up=challenge.engage if challenge is not None else None)
         self._available: bool | None = None  # last seen decision_available (None: not looked yet)
         self._screen_idle = True  # the screen shows idle (or unavailable): nothing to take back
         self._idle_shown = ScreenState.of(State.IDLE, IDLE_TEXT)  # the idle screen on it (a new display's)
@@ -278,7 +280,7 @@ class EdgeDaemon:
     def _attempt_ready(self, frame: Frame, analysis: FaceAnalysis,
                        burst: Burst) -> tuple[Burst, ActiveChallenge | None] | None:
         """(frames to judge, finished challenge or None) when the attempt can be judged, else None."""
-        if self.challenge is None:
+        if self.challenge is None or not self.challenge.engaged:  # step-up engages it when unclear
             return (list(burst), None) if len(burst) >= self.settings.burst_frames else None
         self.state = PassState.CHALLENGE
         guidance = self.challenge.observe(analysis.face, frame.monotonic)

@@ -4,6 +4,9 @@ The same steps for every liveness level: ``off`` skips the check; ``passive`` an
 ``passive+motion`` judge the burst; ``active`` judges the last frames of the attempt together
 with the challenge the daemon ran over them (``edge.challenge_runner``), and the template is
 taken from those same frames, so the face that performed the challenge is the face matched.
+``passive+stepup`` judges the first burst passively; a clear pass or a clear attack ends there
+as at ``passive+motion``, a pass inside the step-up band engages the challenge runner (``step_up``)
+and the attempt goes on: the frames that answered the challenge are judged as at ``active``.
 
 A failed check stops the pass: no template is extracted (the embedder is never called), no
 match request is sent, and one alarm goes out when the presentation was judged an artefact
@@ -33,6 +36,7 @@ from appliance.capture.sources import Frame
 from appliance.edge.hardware import UNAVAILABLE_TEXT, DoorActuator, Display
 from appliance.edge.kiosk.screen import WELCOME_TEXT, ScreenState, State
 from appliance.errors import ApplianceError
+from appliance.liveness import grey_path
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.evidence import SignedEvidence, Signer, sign_summary
 from appliance.pipeline import FaceAnalysis, FacePipeline
@@ -70,6 +74,7 @@ class PassState(Enum):
 class LivenessVerdict(Protocol):
     live: bool
     attack: bool  # an attack was detected (alarm), as opposed to "could not judge"
+    reasons: tuple[str, ...]  # why it is not live (e.g. grey_path's too_close: guidance, not refusal)
 
     def summary(self) -> dict: ...  # cue scores, challenge results, timestamps: never images
 
@@ -135,17 +140,18 @@ class DoorPass:
                  emit: Callable[[str, messages.Message], None], set_state: Callable[[PassState], None],
                  add_timings: Callable[[dict[str, float]], None], signer: Signer | None = None,
                  calibration_id: str = "", open_door_s: float = 3.0,
-                 require_card: Callable[[], bool] = lambda: False):
+                 require_card: Callable[[], bool] = lambda: False, step_up: Callable[[], None] | None = None):
         self.device_id = device_id
         self.pipeline, self.decider, self.liveness = pipeline, decider, liveness
         self.actuator, self.display, self.claim = actuator, display, claim
         self.emit, self.set_state, self.add_timings = emit, set_state, add_timings
         self.signer, self.calibration_id = signer, calibration_id
         self.open_door_s, self.require_card = open_door_s, require_card
+        self.step_up = step_up  # engages the challenge runner (passive+stepup); None: no runner
 
     def complete(self, burst: Burst, challenge: ActiveChallenge | None = None) -> PassRecord | None:
         """Quality -> liveness -> template -> decision -> actuate; None = keep collecting (a
-        new attempt: the daemon draws a new challenge)."""
+        new attempt: the daemon draws a new challenge; or, at step-up, the challenge now runs)."""
         self.set_state(PassState.QUALITY)
         analyses = [analysis for _, analysis in burst]
         best = best_frame([a.quality for a in analyses])
@@ -168,6 +174,10 @@ class DoorPass:
             stage_ms["liveness"] = result.elapsed_ms
             evidence = result.transport
             if not result.verdict.live:
+                if getattr(result.verdict, "step_up", False) and challenge is None and self.step_up is not None:
+                    self.add_timings({"step_up_check": result.elapsed_ms})
+                    self.step_up()  # not clearly live: the next frames answer a challenge
+                    return None
                 return self._refuse(result, challenge, burst, others + 1, stage_ms)
         elif failed_challenge:  # a challenge with nothing to judge it: never let it pass
             self.display.show(ScreenState.of(State.REFUSED, LIVENESS_REFUSED_TEXT))
@@ -203,7 +213,11 @@ class DoorPass:
             kind = ALARM_LIVENESS_FAILED
         else:
             kind = None  # nothing judged (a grey face without grey calibration): the pass event says why
-        self.display.show(ScreenState.of(State.REFUSED if kind is None else State.ALARM, LIVENESS_REFUSED_TEXT))
+        guidance = next((grey_path.GUIDANCE[r] for r in result.verdict.reasons if r in grey_path.GUIDANCE), None)
+        if kind is None and guidance is not None:  # not judged, and the person can fix it: step back, more light
+            self.display.show(ScreenState.of(State.GUIDANCE, guidance))
+        else:
+            self.display.show(ScreenState.of(State.REFUSED if kind is None else State.ALARM, LIVENESS_REFUSED_TEXT))
         if kind is not None:
             self.emit("alarm", messages.Alarm(alarm_id=messages.new_id(), device_id=self.device_id, kind=kind,
                                               at=time.time(), details=result.transport))

@@ -25,6 +25,7 @@ from appliance.capture.images import IMAGE_SUFFIXES, read_image
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation import metrics
 from appliance.evaluation.synthetic import SYNTHETIC_MARKER
+from appliance.liveness import grey_path
 from appliance.liveness.checker import LivenessChecker
 from appliance.pipeline import FacePipeline
 
@@ -129,6 +130,9 @@ def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[Pa
         if "no_face" not in decision.reasons:
             if "greyscale_uncalibrated" in decision.reasons:
                 continue  # not judged: counted with the presentations that never reach PAD
+            if set(grey_path.REFUSALS) & set(decision.reasons):
+                scores[index] = 0.0  # grey gate (too close / too dark): refused, so it counts in BPCER
+                continue
             vetoed = {"flat_plane_motion", "model_veto"} & set(decision.reasons)
             scores[index] = 0.0 if vetoed else decision.score  # vetoes reject at any threshold
     return PadScores(items, scores, rows)
@@ -158,7 +162,7 @@ def report(scores: PadScores, threshold: float, synthetic: dict | None) -> dict:
         return {"apcer": apcer, "bpcer": bpcer}
 
     at = point(threshold)
-    worst_apcer = max(v["rate"] for v in at["apcer"].values())
+    worst_apcer = max(v["rate"] for v in at["apcer"].values() if v["rate"] is not None)  # None: no face in any
     thresholds = {"configured": threshold}
     extra = {}
     for name, target in APCER_TARGETS.items():

@@ -130,6 +130,10 @@ class ActiveChallenge:
     def failed(self) -> bool:
         return any(r.outcome == "timeout" for r in self.results)
 
+    def before_first_prompt(self, now: float) -> bool:
+        """Still in the random pause before the first prompt."""
+        return not self.results and not self.done and now < self._prompt_at
+
     def guidance(self, now: float) -> str:
         """What the kiosk shows now."""
         if self.passed:

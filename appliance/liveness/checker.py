@@ -5,6 +5,8 @@ applies the site policy level:
 
 * ``passive``         learned model + image cues, fused; median live score over the burst;
 * ``passive+motion``  + the flat-plane test and micro-motion over the burst;
+* ``passive+stepup``  passive+motion, and a presentation that passes but is not clearly live
+                      (``liveness.step_up``) must also pass a random challenge;
 * ``active``          + a random challenge (blink / turn / look / smile) that must pass.
 
 Every per-cue score stays in the decision on the device; ``summary()`` is the compact form
@@ -21,7 +23,7 @@ import numpy as np
 
 from appliance import paths
 from appliance.config import LivenessConfig
-from appliance.liveness import image_cues, motion
+from appliance.liveness import grey_path, image_cues, motion, step_up
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.fusion import Calibration, cue_values
 from appliance.liveness.minifasnet import MiniFASNet
@@ -57,6 +59,10 @@ class LivenessDecision:
     frames: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
     mode: str = "colour"  # which fusion judged it: "colour" or "grey"
+    # passive+stepup: passed the threshold but not clearly live, and no challenge was run yet:
+    # the door asks one and judges again on the frames that answered
+    step_up: bool = False
+    step_up_margin: float | None = None  # the band applied (passive+stepup only), for the server
 
     def summary(self) -> dict:
         return {
@@ -72,6 +78,8 @@ class LivenessDecision:
             "motion": None if self.motion is None else self.motion.as_dict(),
             "challenge": self.challenge,
             "frames": self.frames,
+            **({} if self.step_up_margin is None else {"step_up_margin": self.step_up_margin,
+                                                       "step_up": self.step_up}),
         }
 
 
@@ -136,12 +144,18 @@ class LivenessChecker:
         middle = len(present) // 2
         middle_frame, middle_face = present[middle]
         calibration, mode = self.calibration, "colour"
+        grey_cues: dict[str, float] = {}
         if image_cues.is_greyscale(middle_frame, middle_face.box):
             mode = "grey"
             if calibration.grey is None:
                 return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_GREY,),
                                         frames=len(frames), mode=mode)
             calibration = calibration.grey
+            grey_cues = grey_path.measure(middle_frame, middle_face.box)
+            refused = grey_path.refusal(grey_cues)
+            if refused is not None:  # not judged (no alarm): the door asks to step back / for more light
+                return LivenessDecision(False, False, level, float("nan"), calibration.threshold, (refused,),
+                                        grey_cues, frames=len(frames), mode=mode)
         threshold = calibration.threshold
         # The image cues are properties of the artefact: once, on the middle frame. The model
         # runs on MODEL_FRAMES frames spread over the burst (median), which bounds the cost
@@ -151,6 +165,7 @@ class LivenessChecker:
         cues = {name: float(np.median([c.values[name] for c in per_frame])) for name in per_frame[0].values}
         start = time.perf_counter()
         cues.update(image_cues.measure(middle_frame, middle_face.box).as_dict())
+        cues.update(grey_cues)  # the grey path's own cues (empty in colour)
         timings = {"liveness_model": float(np.mean([c.timings_ms["liveness_model"] for c in per_frame])),
                    "image_cues": (time.perf_counter() - start) * 1000}
         score = calibration.live_score(cues)
@@ -162,7 +177,7 @@ class LivenessChecker:
             attack = True
             reasons.append(REASON_MODEL)
         evidence = None
-        if level in ("passive+motion", "active") and len(present) >= 2:
+        if level in ("passive+motion", step_up.LEVEL, "active") and len(present) >= 2:
             start = time.perf_counter()
             evidence = motion.analyse([f for f, _ in present], [face for _, face in present])
             timings["motion"] = (time.perf_counter() - start) * 1000
@@ -171,10 +186,17 @@ class LivenessChecker:
                 reasons.append(REASON_FLAT)
         challenge_summary = None
         live = not attack
-        if level == "active":
+        asked, margin = level == "active", None
+        if level == step_up.LEVEL:
+            margin = self.config.step_up_margin
+            asked = challenge is not None or (live and not step_up.clearly_live(score, threshold, margin))
+        if asked:
             if challenge is None or not challenge.passed:
                 live = False
-                reasons.append(REASON_CHALLENGE)
+                reasons.append(REASON_CHALLENGE if challenge is not None or level == "active"
+                               else step_up.REASON_STEP_UP)
             challenge_summary = None if challenge is None else challenge.summary()
         return LivenessDecision(live, attack, level, score, threshold, tuple(reasons), cues, evidence,
-                                challenge_summary, len(frames), timings, mode)
+                                challenge_summary, len(frames), timings, mode,
+                                step_up=asked and challenge is None and level == step_up.LEVEL,
+                                step_up_margin=margin)

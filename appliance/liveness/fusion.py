@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.liveness.image_cues import TEXTURE_NAMES, ImageCues
+from appliance.liveness import grey_path
+from appliance.liveness.image_cues import FINE_NAMES, TEXTURE_NAMES, ImageCues
 from appliance.liveness.minifasnet import ModelScores
 
 MODEL_FEATURES = ("minifasnet_v2", "minifasnet_v1se")
-IMAGE_FEATURES = tuple(name for name in ImageCues.__dataclass_fields__ if name != "texture") + TEXTURE_NAMES
+IMAGE_FEATURES = (tuple(name for name in ImageCues.__dataclass_fields__ if name not in ("texture", "fine_texture"))
+                  + TEXTURE_NAMES + FINE_NAMES)
 FEATURES = MODEL_FEATURES + IMAGE_FEATURES
 PROBABILITY_FLOOR = 1e-4
 FORMAT = 1
@@ -113,7 +115,7 @@ class Calibration:
             calibration = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
         except TypeError as exc:
             raise ApplianceError(ErrorCode.LIVENESS_UNCALIBRATED, f"{path}: {exc}") from None
-        unknown = set(calibration.features) - set(FEATURES)
+        unknown = set(calibration.features) - set(FEATURES) - set(grey_path.FEATURES)
         if unknown:
             raise ApplianceError(ErrorCode.LIVENESS_UNCALIBRATED, f"{path}: unknown cues {sorted(unknown)}")
         if grey is not None:

@@ -17,6 +17,10 @@ fusion (``liveness.fusion``) weighs them. What they look for:
   face in the YCrCb and HSV channels. Recapture changes the joint statistics of luminance
   and chroma micro-texture; the fusion learns which bins matter. It is a descriptor, not
   a score, so it is used by the fusion but left out of the evidence summary.
+* ``fine_texture`` / ``fine_contrast`` - the same uniform LBP histogram of the luma, and the level
+  of its finest detail, on the face centre at *native* resolution (``texture`` sees a 64 px
+  copy, which averages ink dots, paper grain and a second capture's blur away). Measured on the
+  leave-one-species-out set: it is what lowers the paper-mask and cut-out figures.
 
 These are weak, domain-dependent signals: their weights come from calibration and the
 synthetic set exaggerates what they measure (see docs/liveness.md).
@@ -39,6 +43,9 @@ TEXTURE_SIZE = 64  # face crop side for the colour texture
 TEXTURE_CHANNELS = ("y", "cr", "cb", "h", "s", "v")
 TEXTURE_BINS = 10  # uniform rotation-invariant LBP(8,1): 9 uniform codes + 1 for the rest
 TEXTURE_NAMES = tuple(f"texture_{c}_{b}" for c in TEXTURE_CHANNELS for b in range(TEXTURE_BINS))
+FINE_NAMES = tuple(f"texture_fine_{b}" for b in range(TEXTURE_BINS))  # "texture_": kept out of the summary
+FINE_DETAIL_SIGMA = 1.0  # px: the residual below this blur is the finest detail (grain, dots, noise)
+FINE_FLOOR = 0.05  # grey levels: keeps the log finite on flat (synthetic) patches
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
@@ -57,10 +64,13 @@ class ImageCues:
     midtones: float  # median / top brightness (a screen's gamma lifts the midtones)
     chroma_periodicity: float  # periodicity of the red-difference chroma (sub-pixel stripes)
     texture: tuple[float, ...] = ()  # TEXTURE_BINS uniform-LBP bins per TEXTURE_CHANNELS channel
+    fine_contrast: float = 0.0  # log median |finest detail| of the native face centre
+    fine_texture: tuple[float, ...] = ()  # TEXTURE_BINS uniform-LBP bins of the native face centre luma
 
     def as_dict(self) -> dict[str, float]:
-        values = {k: v for k, v in vars(self).items() if k != "texture"}
+        values = {k: v for k, v in vars(self).items() if k not in ("texture", "fine_texture")}
         values.update({name: value for name, value in zip(TEXTURE_NAMES, self.texture)})
+        values.update({name: value for name, value in zip(FINE_NAMES, self.fine_texture)})
         return values
 
 
@@ -210,6 +220,16 @@ def colour_texture(bgr: np.ndarray, box: tuple[float, float, float, float]) -> t
     return tuple(float(v) for plane in planes for v in _lbp_histogram(plane))
 
 
+def fine_texture(grey: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, tuple[float, ...]]:
+    """(fine_contrast, fine LBP histogram) of the face centre at native resolution."""
+    patch = _skin_patch(grey, box)
+    if patch is None:
+        return 0.0, tuple([0.0] * TEXTURE_BINS)
+    residual = patch - cv2.GaussianBlur(patch, (0, 0), FINE_DETAIL_SIGMA)
+    contrast = float(np.log(np.median(np.abs(residual)) + FINE_FLOOR))
+    return contrast, tuple(float(v) for v in _lbp_histogram(patch.astype(np.uint8)))
+
+
 GREY_CHROMA = 2.5  # mean |Cr| + |Cb| deviation of the face below this: a greyscale frame
 
 
@@ -237,6 +257,7 @@ def measure(bgr: np.ndarray, box: tuple[float, float, float, float]) -> ImageCue
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     cr, cb, fringes = skin_chroma(bgr, box)
     gamut_score, black, saturation, midtones = tone(bgr, box)
+    fine_contrast, fine_bins = fine_texture(grey, box)
     red_difference = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)[..., 1])  # 0.1 ms at VGA
     return ImageCues(
         black_level=black,
@@ -244,6 +265,8 @@ def measure(bgr: np.ndarray, box: tuple[float, float, float, float]) -> ImageCue
         midtones=midtones,
         chroma_periodicity=periodicity(red_difference, box),
         texture=colour_texture(bgr, box),
+        fine_contrast=fine_contrast,
+        fine_texture=fine_bins,
         skin_cr=cr,
         skin_cb=cb,
         chroma_detail=fringes,

@@ -95,7 +95,7 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
     # allowed values
     ("[models]\ndetector = 'haar'\n", "models.detector: 'haar' is not one of ('mediapipe', 'yunet')"),
     ("[liveness]\nlevel = 'paranoid'\n", "liveness.level: 'paranoid' is not one of ('off', 'passive', "
-                                         "'passive+motion', 'active')"),
+                                         "'passive+motion', 'passive+stepup', 'active')"),
     ("[offline]\nmode = 'sometimes'\n", "offline.mode: 'sometimes' is not one of ('central', 'local', 'local-first')"),
     ("[security]\nkey_provider = 'vault'\n", "security.key_provider: 'vault' is not one of ('file', 'env')"),
     ("[security.roles]\nbob = 'operator'\n", "security.roles: [security.roles] was removed"),
@@ -167,7 +167,8 @@ def test_bounds_and_allowed_values_are_in_the_schema():
     assert relay["description"] == "BCM pin of the door relay; unset: no relay (the actuator logs)"
     assert {"type": "integer", "minimum": 0, "maximum": 40} in [
         {k: v for k, v in option.items() if k in ("type", "minimum", "maximum")} for option in relay["anyOf"]]
-    assert defs["LivenessConfig"]["properties"]["level"]["enum"] == ["off", "passive", "passive+motion", "active"]
+    assert defs["LivenessConfig"]["properties"]["level"]["enum"] == [
+        "off", "passive", "passive+motion", "passive+stepup", "active"]
     assert defs["SecurityConfig"]["properties"]["audit_retention_days"]["minimum"] == 1096
 
 

@@ -8,6 +8,7 @@ import random
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from edgekit import FakeDecider
@@ -17,6 +18,7 @@ from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.door_pass import ALARM_ATTACK, ALARM_LIVENESS_FAILED, LIVENESS_REFUSED_TEXT
 from appliance.edge.hardware import ConsoleDisplay, LogActuator
+from appliance.liveness import grey_path
 from appliance.liveness.challenge import Action, draw_steps
 from appliance.liveness.evidence import Ed25519Signer, from_transport, verify
 from appliance.liveness.server import ServerPolicy, judge_evidence
@@ -28,6 +30,7 @@ BURST = 5  # frames judged per pass, as `appliance edge` runs with the shipped c
 SETTINGS = ChallengeSettings(minimum=1, maximum=3, step_timeout_s=4.0, max_delay_s=1.2)
 SUBJECT = "subject02"  # a Yale face the grey calibration judges live (most are; BPCER 23 %)
 SCENES = {"neutral": "normal.png", "closed": "sleepy.png", "smile": "happy.png"}
+CLOSE_UP_ZOOM = 3  # an ORL crop enlarged until the eyes are far enough apart for the quality gate
 PERFORM = {Action.BLINK: ["closed", "neutral"], Action.SMILE: ["smile"]}
 
 
@@ -93,6 +96,20 @@ def test_bona_fide_gets_one_template_and_one_signed_request(pipeline, checker, s
     assert set(summary["cues"]) >= {"minifasnet_v2", "periodicity"}
     assert summary["motion"]["verdict"] == "inconclusive"  # a still burst tells nothing
 
+
+
+def test_a_face_filling_grey_crop_is_asked_to_step_back_not_refused_or_alarmed(pipeline, checker, faces, embed_calls,
+                                                                                signer, tmp_path):
+    """An ORL crop (grey, the face fills the frame) cannot be judged: the door guides, no alarm."""
+    decider = FakeDecider()
+    close_up = tmp_path / "close.png"  # the shared copy is too small for the quality gate: as a close camera sees it
+    orl = cv2.imread(str(faces / "att-orl" / "s1" / "1.pgm"))
+    cv2.imwrite(str(close_up), cv2.resize(orl, None, fx=CLOSE_UP_ZOOM, fy=CLOSE_UP_ZOOM, interpolation=cv2.INTER_CUBIC))
+    daemon, display, actuator, sent = door(pipeline, checker, signer, decider=decider)
+    (record,) = daemon.run(replay(folder_of(tmp_path, [close_up] * BURST)))
+    assert record.outcome == "rejected" and actuator.openings == 0
+    assert embed_calls == [] and decider.requests == [] and "alarm" not in [kind for kind, _ in sent]
+    assert display.lines[-1] == grey_path.TOO_CLOSE_GUIDANCE
 
 # -- active: a real challenge sequence ------------------------------------------------------
 def seed_for(want: tuple[Action, ...]) -> int:

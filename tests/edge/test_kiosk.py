@@ -9,6 +9,7 @@ to ``reports/kiosk/<lang>-<state>.png``.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 from collections.abc import Callable, Iterator
@@ -25,11 +26,13 @@ from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.door_modes import CredentialDecider, DoorMode, DoorModeSchedule
 from appliance.edge.hardware import UNAVAILABLE_TEXT, ConsoleDisplay, Displays, LogActuator
 from appliance.edge.kiosk.preview import Preview
-from appliance.edge.kiosk.screen import ALTERNATIVE_TEXT, IDLE_TEXT, WELCOME_TEXT, State
+from appliance.edge.kiosk.screen import ALTERNATIVE_TEXT, IDLE_TEXT, STEP_UP_TEXT, WELCOME_TEXT, State
 from appliance.edge.kiosk.server import KioskDisplay, KioskServer, door_notice
 from appliance.enrollment import judge
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.liveness.challenge import Action, draw_steps
+from appliance.liveness.checker import LivenessChecker
+from appliance.liveness.step_up import LEVEL as STEP_UP, live_margin
 from appliance.matching import Gallery
 from appliance.matching.decisions import MatchEngine
 from appliance.protocol import messages
@@ -182,16 +185,16 @@ class Kiosk:
                           liveness=liveness, actuator=self.actuator, display=self.display, challenge=challenge,
                           credentials=credentials)
 
-    def shoot(self, state: State, preview: bool = True) -> dict[str, dict[str, str]]:
-        """Wait until each page shows ``state`` (and a preview frame), save its screenshot and
-        return what each page reads."""
+    def shoot(self, state: State, preview: bool = True, name: str = "") -> dict[str, dict[str, str]]:
+        """Wait until each page shows ``state`` (and a preview frame), save its screenshot
+        (``<lang>-<name or state>.png``) and return what each page reads."""
         seen = {}
         for lang, page in self.pages.items():
             page.wait_for_function(f"() => document.body.dataset.state === '{state.value}'", timeout=WAIT_MS)
             if preview:
                 page.wait_for_function("() => { const i = document.getElementById('preview');"
                                        " return i && i.complete && i.naturalWidth > 0; }", timeout=WAIT_MS)
-            page.screenshot(path=str(REPORTS / f"{lang}-{state.value}.png"))
+            page.screenshot(path=str(REPORTS / f"{lang}-{name or state.value}.png"))
             seen[lang] = {part: page.inner_text(f"#{part}") for part in ("headline", "message", "footer")}
         return seen
 
@@ -254,6 +257,28 @@ def test_challenge_then_alarm_when_the_face_never_blinks(door, yale, active_chec
     assert seen["zh_CN"]["headline"] == "报警" and seen["zh_CN"]["footer"] == "已通知工作人员"
     assert seen["en"]["message"] == "Not recognised. Please see staff."
     assert "Liveness check not completed" in door.log.lines
+
+
+def test_step_up_a_face_not_clearly_live_is_asked_a_challenge(door, yale, config, checker, tmp_path):
+    """At ``passive+stepup`` a face whose passive score sits inside the band (chosen here above the
+    Yale face's own margin) first reads that a further check follows, then the prompt."""
+    image = read_image(yale / YALE_SUBJECT / "normal.png")
+    first = checker.judge([image] * 3, [door.pipeline.analyze(image).face] * 3, level="passive+motion")
+    assert first.live, first.reasons
+    band = live_margin(first.score, first.threshold) + 1.0
+    settings = dataclasses.replace(config.liveness, level=STEP_UP, step_up_margin=band)
+    stepup = LivenessChecker(settings, door.pipeline.registry, calibration=checker.calibration)
+    runner = ChallengeRunner(SETTINGS, random.Random(_blink_first_seed()), step_up=True)
+    daemon = door.daemon(liveness=stepup, challenge=runner)
+    still = folder_of(tmp_path, "still", [yale / YALE_SUBJECT / "normal.png"])
+    daemon.run(door.camera.replay(still, lambda: door.screen.message == STEP_UP_TEXT))
+    seen = door.shoot(State.CHALLENGE, name="stepup")
+    assert seen["zh_CN"]["message"] == "还需一步验证:请按提示操作"
+    assert seen["en"]["message"] == STEP_UP_TEXT
+    daemon.run(door.camera.replay(still, lambda: door.screen.message == "Blink both eyes"))
+    seen = door.shoot(State.CHALLENGE, name="stepup-prompt")
+    assert seen["zh_CN"]["message"] == "请眨眼" and seen["en"]["message"] == "Please blink"
+    assert door.log.lines[-2:] == [STEP_UP_TEXT, "Blink both eyes"]
 
 
 def test_accepted_with_the_masked_name(door, faces, tmp_path):

@@ -11,13 +11,13 @@ import pytest
 
 from appliance import i18n
 from appliance.edge import credential_pass, door_pass, enroll_capture, hardware
-from appliance.liveness import challenge
+from appliance.liveness import challenge, grey_path
 from appliance.protocol import capture_messages
 from appliance.vision import quality
 
 # modules whose module-level *_TEXT / *_GUIDANCE string constants are shown at the door
 DOOR_TEXT_MODULES: tuple[ModuleType, ...] = (door_pass, credential_pass, hardware, enroll_capture,
-                                              capture_messages)
+                                              capture_messages, grey_path)
 SHOWN_SUFFIXES = ("_TEXT", "_GUIDANCE")
 
 

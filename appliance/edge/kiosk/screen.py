@@ -48,11 +48,14 @@ ALTERNATIVE_TEXT = "Present your card or enter your PIN"
 FACE_DECLINED_TEXT = "Face recognition is not used for you: present your card or enter your PIN"
 CARD_INVALID_TEXT = "Card not valid at this door"
 ALARM_FOOTER_TEXT = "Staff have been alerted"
+# passive+stepup: the passive check was not clear, a challenge follows (before its first prompt)
+STEP_UP_TEXT = "One more check: please follow the instructions"
 # the page's fixed texts (appliance/edge/kiosk/static/kiosk.html)
 PAGE_TEXTS = ("Door kiosk", "Privacy notice", "Notice version {version}", "Camera preview off",
               "Connecting to the door…")
 SCREEN_TEXTS: tuple[str, ...] = tuple(h for h in HEADLINES.values() if h) + (
-    IDLE_TEXT, WELCOME_TEXT, ALTERNATIVE_TEXT, FACE_DECLINED_TEXT, CARD_INVALID_TEXT, ALARM_FOOTER_TEXT) + PAGE_TEXTS
+    IDLE_TEXT, WELCOME_TEXT, ALTERNATIVE_TEXT, FACE_DECLINED_TEXT, CARD_INVALID_TEXT, ALARM_FOOTER_TEXT,
+    STEP_UP_TEXT) + PAGE_TEXTS
 
 
 @dataclass(frozen=True)
