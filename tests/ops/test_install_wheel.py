@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -35,14 +36,19 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     # build from a copy of the sources: a stale build/ folder in the checkout must not leak in
     sources = root / "src"
     shutil.copytree(paths.REPO_ROOT, sources, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    venv = root / "venv"
+    making_venv = subprocess.Popen([sys.executable, "-m", "venv", str(venv)])  # meanwhile, the wheel is built
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(sources)],
                  dict(os.environ), cwd=str(root), timeout=PIP_TIMEOUT_S)
+    assert making_venv.wait(timeout=COMMAND_TIMEOUT_S) == 0, "python -m venv failed"
     assert built.returncode == 0, built.stderr
     wheel = next((root / "dist").glob("face_appliance-*.whl"))
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c",
-                str(paths.REPO_ROOT / "constraints.txt"), str(wheel)], dict(os.environ), timeout=PIP_TIMEOUT_S)
+    # the checkout's pip installs into the new venv (--python: no second pip to start), and
+    # --no-compile leaves byte-compiling to the first import: compiling every module of every
+    # dependency took most of the install's time, and what runs here compiles what it imports
+    pip = _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                "--no-compile", "-c", str(paths.REPO_ROOT / "constraints.txt"), str(wheel)], dict(os.environ),
+               timeout=PIP_TIMEOUT_S)
     assert pip.returncode == 0, pip.stderr
     # a clean environment: no APPLIANCE_* of the test run leaks in, only the shared folder
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE")}
@@ -52,15 +58,16 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_installed_package_runs_outside_the_checkout(installed):
     appliance, env = installed
-    where = _run([str(appliance.parent / "python"), "-c", "import appliance, sys; print(appliance.__file__)"], env)
+    commands = ([str(appliance.parent / "python"), "-c", "import appliance, sys; print(appliance.__file__)"],
+                [str(appliance), "config", "path"], [str(appliance), "config", "check"],
+                [str(appliance), "models", "list"])
+    with ThreadPoolExecutor(len(commands)) as pool:  # independent reads: run side by side
+        where, config_path, checked, listed = pool.map(lambda command: _run(command, env), commands)
     assert where.returncode == 0 and str(paths.REPO_ROOT) not in where.stdout, where.stdout
-    config_path = _run([str(appliance), "config", "path"], env)
     # the host's /etc/appliance/appliance.toml when it has one, else the copy inside the package
     expected = str(paths.ETC_CONFIG) if paths.ETC_CONFIG.is_file() else "/appliance/defaults/config/appliance.toml"
     assert config_path.returncode == 0 and expected in config_path.stdout, config_path.stdout + config_path.stderr
-    checked = _run([str(appliance), "config", "check"], env)
     assert checked.returncode == 0, checked.stderr
-    listed = _run([str(appliance), "models", "list"], env)
     assert listed.returncode == 0 and "w600k-mbf" in listed.stdout and "minifasnet-silentface" in listed.stdout
 
 
