@@ -1,15 +1,21 @@
 """Template envelope: what crosses the network is encrypted to the recipient, signed by the
 sender, bound to its header, and usable once.
 
-Sealing with the default suite: a fresh X25519 key pair per message (ephemeral-static
-agreement with the recipient's key) -> HKDF-SHA256 -> AES-256-GCM or ChaCha20-Poly1305 with the
-whole header as associated data -> Ed25519 signature over header and ciphertext. With the SM
+Sealing with the default suite, session format (3, the default since issue 17,
+``envelope_session``): the sender's epoch X25519 key, signed once per epoch and recipient ->
+DH with the recipient's key -> HKDF-SHA256 -> AES-256-GCM or ChaCha20-Poly1305 with the whole
+header (epoch block included) as associated data; no per-message signature. Per-message format
+(1, still opened, and sealed with ``Sealer(session=False)``): a fresh X25519 key pair per message
+(ephemeral-static agreement with the recipient's key) -> HKDF-SHA256 -> AEAD with the header as
+associated data -> Ed25519 signature over header and ciphertext. With the SM
 suite (``appliance.security.suites``): a fresh SM4 key, SM2-encrypted to the recipient's SM2
 key -> SM4-GCM with the header as associated data -> SM2 signature. The header names the suite
 (``envelope_format``). Opening checks, in order: format, known sender, the suite between
 these two nodes, signature, recipient, timestamp window, counter not seen before, and
-decryption; any failure raises :class:`EnvelopeRejected` with a specific
-:class:`RejectReason`, and never any other exception. The byte layout is in docs/security.md.
+decryption (a session envelope: its epoch statement once per epoch, decryption, timestamp
+window, type, the epoch's not-after, counter); any failure raises :class:`EnvelopeRejected`
+with a specific :class:`RejectReason`, and never any other exception. The byte layout is in
+docs/security.md.
 """
 from __future__ import annotations
 
@@ -24,14 +30,17 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.security import sm
+from appliance.security import signing, sm
 from appliance.security.envelope_format import (
-    KEY_ID_BYTES, LENGTH, MAGIC, NONCE_BYTES, SIGNATURE_BYTES, Aead, EnvelopeRejected, Header, MessageType,
-    SUITE_AEADS, RejectReason, format_version, parse,
+    KEY_ID_BYTES, LENGTH, MAGIC, NONCE_BYTES, SESSION_FORMAT_VERSION, SIGNATURE_BYTES, Aead, EnvelopeRejected, Header,
+    MessageType, SUITE_AEADS, RejectReason, format_version, parse,
+)
+from appliance.security.envelope_session import (
+    AEAD_CLASSES, AEAD_KEY_BYTES, EPOCH_DOMAIN, EPOCH_LIFETIME_S, EPOCH_MAX_MESSAGES, SESSION_CACHE_ENTRIES, Cipher,
+    EpochCache, EpochSealer, check_epoch_time, epoch_statement, session_cipher,
 )
 from appliance.security.keys import (
     KEY_BYTES, NODE_AGREEMENT, NODE_SIGNING, NODE_SM2_AGREEMENT, NODE_SM2_SIGNING, SM2_KEYS, KeyProvider, ensure_keys,
@@ -39,13 +48,11 @@ from appliance.security.keys import (
 from appliance.security.sm import Sm2PrivateKey, Sm2PublicKey
 from appliance.security.suites import Suite
 
-AEAD_KEY_BYTES = 32
 DEFAULT_REPLAY_WINDOW_S = 120.0
 COUNTER_WINDOW = 1024  # counters this far below the highest seen are still accepted once
 MS_PER_S = 1000
 US_PER_S = 1_000_000
 _HKDF_INFO = b"appliance/envelope/v1"
-_AEAD_CLASSES = {Aead.AES_256_GCM: AESGCM, Aead.CHACHA20_POLY1305: ChaCha20Poly1305}
 __all__ = ["MAGIC", "SIGNATURE_BYTES", "Aead", "EnvelopeRejected", "Header", "MessageType", "RejectReason",
            "Suite", "COUNTER_WINDOW", "NodeKeys", "Opened", "Opener", "PeerKeys", "ReplayGuard", "Sealer", "Sm2Keys",
            "Sm2Public", "key_id"]
@@ -154,18 +161,26 @@ def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
 
 class Sealer:
     """Seals messages from one node. The counter starts at the current time in microseconds,
-    so it keeps increasing across restarts without being stored (rate < 1 M messages/s).
+    so it keeps increasing across restarts without being stored (rate < 1 M messages/s); it
+    runs on across epochs, so one replay window per sender covers every epoch.
 
     The suite is the node's (``keys.suite``) when the recipient can open it: a node on the SM
-    suite seals to a recipient without SM2 keys with the default suite (``suites``)."""
+    suite seals to a recipient without SM2 keys with the default suite (``suites``). The
+    default suite seals the session format (``session=True``; ``False``: per-message format 1,
+    what nodes before issue 17 send); the SM suite keeps its per-message format 2."""
 
-    def __init__(self, keys: NodeKeys, aead: Aead = Aead.AES_256_GCM, counter_start: int | None = None) -> None:
+    def __init__(self, keys: NodeKeys, aead: Aead = Aead.AES_256_GCM, counter_start: int | None = None,
+                 session: bool = True, epoch_lifetime_s: float = EPOCH_LIFETIME_S,
+                 epoch_messages: int = EPOCH_MAX_MESSAGES) -> None:
         if aead not in SUITE_AEADS[Suite.DEFAULT]:
             raise ValueError(f"{aead.name} is not a cipher of the default suite (the SM suite uses SM4-GCM)")
+        if epoch_lifetime_s > EPOCH_LIFETIME_S:
+            raise ValueError(f"recipients refuse epochs longer than {EPOCH_LIFETIME_S:.0f} s")
         self.keys = keys
         self.aead = aead  # the default suite's cipher; the SM suite always uses SM4-GCM
         self.counter = int(time.time() * US_PER_S) if counter_start is None else counter_start
         self._lock = threading.Lock()  # threads of one node share one counter sequence
+        self.epochs = EpochSealer(keys.node_id, keys.signing, epoch_lifetime_s, epoch_messages) if session else None
 
     def suite_for(self, recipient: PeerKeys) -> Suite:
         return Suite.SM if self.keys.suite is Suite.SM and recipient.sm2 is not None else Suite.DEFAULT
@@ -187,13 +202,21 @@ class Sealer:
             ciphertext = sm.sm4_gcm_encrypt(key, nonce, payload, header)
             body = header + LENGTH.pack(len(ciphertext)) + ciphertext
             return body + self.keys.sm2.signing.sign(body)
+        if self.epochs is not None:
+            recipient_key_id = recipient.key_id
+            epoch = self.epochs.keys_for(recipient_key_id, recipient.agreement, self.aead, timestamp_ms)
+            header = Header(SESSION_FORMAT_VERSION, message_type, self.aead, self.keys.node_id, recipient_key_id,
+                            pack_id, pack_version, timestamp_ms, counter, nonce, epoch.public, Suite.DEFAULT,
+                            epoch.not_after_ms, epoch.signature).encode()
+            ciphertext = epoch.cipher.encrypt(nonce, payload, header)
+            return header + LENGTH.pack(len(ciphertext)) + ciphertext
         ephemeral = X25519PrivateKey.generate()
         ephemeral_public = ephemeral.public_key().public_bytes_raw()
         recipient_public = recipient.agreement.public_bytes_raw()
         header = Header(format_version(suite), message_type, self.aead, self.keys.node_id, recipient.key_id,
                         pack_id, pack_version, timestamp_ms, counter, nonce, ephemeral_public).encode()
         key = _derive(ephemeral.exchange(recipient.agreement), ephemeral_public, recipient_public)
-        ciphertext = _AEAD_CLASSES[self.aead](key).encrypt(nonce, payload, header)
+        ciphertext = AEAD_CLASSES[self.aead](key).encrypt(nonce, payload, header)
         body = header + LENGTH.pack(len(ciphertext)) + ciphertext
         return body + self.keys.signing.sign(body)
 
@@ -249,7 +272,7 @@ class Opener:
     (``appliance.security.suites`` says which one is expected between two nodes)."""
 
     def __init__(self, keys: NodeKeys, senders: list[PeerKeys], window_s: float = DEFAULT_REPLAY_WINDOW_S,
-                 guard: ReplayGuard | None = None) -> None:
+                 guard: ReplayGuard | None = None, session_cache_entries: int = SESSION_CACHE_ENTRIES) -> None:
         self.keys = keys
         self.key_id = key_id(keys.agreement.public_key())
         self.sm_key_id = None if keys.sm2 is None else keys.sm2.public().key_id
@@ -258,6 +281,7 @@ class Opener:
         self.window_ms = int(window_s * MS_PER_S)
         self.guard = guard or ReplayGuard()
         self.rejections: Counter[RejectReason] = Counter()
+        self.epochs = EpochCache(session_cache_entries)  # verified session epochs of the senders
 
     def open(self, data: bytes, expect: MessageType | None = None, now: float | None = None) -> Opened:
         try:
@@ -265,6 +289,10 @@ class Opener:
         except EnvelopeRejected as exc:
             self.rejections[exc.reason] += 1
             raise
+
+    def _check_suite(self, header: Header, peer: PeerKeys) -> None:
+        if peer.suite is Suite.SM and peer.sm2 is not None and self.keys.sm2 is not None:
+            raise EnvelopeRejected(RejectReason.DOWNGRADE, f"{header.sender} declared the SM suite")
 
     def _authenticate(self, header: Header, peer: PeerKeys, data: bytes, signature: bytes) -> None:
         """The sender's signature in the envelope's suite, and the recipient key it names."""
@@ -281,8 +309,7 @@ class Opener:
                 peer.signing.verify(signature, signed)
             except InvalidSignature:
                 raise EnvelopeRejected(RejectReason.BAD_SIGNATURE, header.sender) from None
-            if peer.suite is Suite.SM and peer.sm2 is not None and self.keys.sm2 is not None:
-                raise EnvelopeRejected(RejectReason.DOWNGRADE, f"{header.sender} declared the SM suite")
+            self._check_suite(header, peer)
             expected_recipient = self.key_id
         if header.recipient_key_id != expected_recipient:
             raise EnvelopeRejected(RejectReason.WRONG_RECIPIENT, header.recipient_key_id.hex())
@@ -295,8 +322,40 @@ class Opener:
                 return sm.sm4_gcm_decrypt(key, header.nonce, ciphertext, aad)
             shared = self.keys.agreement.exchange(X25519PublicKey.from_public_bytes(header.ephemeral))
             key = _derive(shared, header.ephemeral, self.recipient_public)
-            return _AEAD_CLASSES[header.aead](key).decrypt(header.nonce, ciphertext, aad)
+            return AEAD_CLASSES[header.aead](key).decrypt(header.nonce, ciphertext, aad)
         except (InvalidTag, ValueError):
+            raise EnvelopeRejected(RejectReason.DECRYPT_FAILED, header.sender) from None
+
+    def _epoch_cipher(self, header: Header, peer: PeerKeys) -> Cipher:
+        """The session envelope's cipher: from the cache, or after verifying the sender's signed
+        epoch statement (then cached). Same reasons as the per-message format's checks."""
+        cache_key = (header.sender, header.recipient_key_id, header.ephemeral, header.not_after_ms,
+                     header.epoch_signature, header.aead)
+        cipher = self.epochs.get(cache_key)
+        if cipher is not None:
+            return cipher
+        statement = epoch_statement(header.sender, header.recipient_key_id, header.ephemeral, header.not_after_ms)
+        if not signing.verify(peer.signing, EPOCH_DOMAIN, statement, header.epoch_signature):
+            raise EnvelopeRejected(RejectReason.BAD_SIGNATURE, f"{header.sender}: epoch statement")
+        self._check_suite(header, peer)
+        if header.recipient_key_id != self.key_id:
+            raise EnvelopeRejected(RejectReason.WRONG_RECIPIENT, header.recipient_key_id.hex())
+        try:
+            shared = self.keys.agreement.exchange(X25519PublicKey.from_public_bytes(header.ephemeral))
+        except ValueError:  # a low-order point: no shared secret
+            raise EnvelopeRejected(RejectReason.DECRYPT_FAILED, header.sender) from None
+        cipher = session_cipher(shared, header.ephemeral, self.recipient_public, header.sender, header.aead)
+        self.epochs.put(cache_key, cipher)
+        return cipher
+
+    def _open_session(self, data: bytes, header: Header, header_length: int, ciphertext: bytes,
+                      peer: PeerKeys) -> bytes:
+        """A session envelope's payload once its epoch and AEAD tag hold (the tag authenticates the
+        header: timestamp, counter and type are the sender's before they are judged)."""
+        cipher = self._epoch_cipher(header, peer)
+        try:
+            return cipher.decrypt(header.nonce, ciphertext, bytes(data[:header_length]))
+        except InvalidTag:
             raise EnvelopeRejected(RejectReason.DECRYPT_FAILED, header.sender) from None
 
     def _open(self, data: bytes, expect: MessageType | None, now: float | None) -> Opened:
@@ -304,14 +363,21 @@ class Opener:
         peer = self.senders.get(header.sender)
         if peer is None:
             raise EnvelopeRejected(RejectReason.UNKNOWN_SENDER, header.sender)
-        self._authenticate(header, peer, data, signature)
         now_ms = int((time.time() if now is None else now) * MS_PER_S)
+        payload = None
+        if header.session:
+            payload = self._open_session(data, header, header_length, ciphertext, peer)
+        else:
+            self._authenticate(header, peer, data, signature)
         if abs(now_ms - header.timestamp_ms) > self.window_ms:
             raise EnvelopeRejected(RejectReason.STALE_TIMESTAMP, f"{(now_ms - header.timestamp_ms) / MS_PER_S:.0f} s")
         if expect is not None and header.type is not expect:
             raise EnvelopeRejected(RejectReason.UNEXPECTED_TYPE, header.type.name)
+        if header.session:
+            check_epoch_time(header, now_ms)
         self.guard.check_time(header.sender, header.timestamp_ms)
         self.guard.check(header.sender, header.counter)
-        payload = self._decrypt(header, ciphertext, bytes(data[:header_length]))
+        if payload is None:
+            payload = self._decrypt(header, ciphertext, bytes(data[:header_length]))
         self.guard.record(header.sender, header.counter)
         return Opened(header, payload)

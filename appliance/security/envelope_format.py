@@ -1,10 +1,13 @@
 """The envelope's bytes: message types, ciphers, the header, and parsing that never crashes.
 
-Split from ``envelope`` (sealing and opening) so that each module stays small. Two header
+Split from ``envelope`` (sealing and opening) so that each module stays small. Three header
 versions: version 1 is the default suite's format since the first release, without a suite
 field (its bytes are unchanged, so doors not yet updated keep working); version 2 adds a
 suite byte after the prefix (``suites.Suite``), and the key block after the nonce is the
-suite's: a 32-byte X25519 public key, or an SM2-encrypted SM4 key. The byte layout is in
+suite's: a 32-byte X25519 public key, or an SM2-encrypted SM4 key. Version 3 is the default
+suite's session format (``envelope_session``): the key block is the sender's epoch X25519
+public key, followed by the epoch's not-after time and the sender's Ed25519 signature of the
+epoch, and no per-message signature follows the ciphertext. The byte layout is in
 docs/security.md.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ from appliance.security.suites import Suite
 MAGIC = b"FAEV"
 FORMAT_VERSION = 1  # the default suite, no suite field
 SUITE_FORMAT_VERSION = 2  # a suite byte follows the prefix
+SESSION_FORMAT_VERSION = 3  # the default suite's session format: an epoch block, no per-message signature
 KEY_ID_BYTES = 8
 NONCE_BYTES = 12
 PUBLIC_KEY_BYTES = 32
@@ -32,6 +36,8 @@ _PREFIX = struct.Struct(">4sBBBB")
 # timestamp (ms), counter
 _TIME_COUNTER = struct.Struct(">QQ")
 LENGTH = struct.Struct(">I")
+# the session format's epoch not-after time (ms since the Unix epoch)
+NOT_AFTER = struct.Struct(">Q")
 _MIN_LENGTH = (_PREFIX.size + 1 + KEY_ID_BYTES + 2 + _TIME_COUNTER.size + NONCE_BYTES + PUBLIC_KEY_BYTES
                + LENGTH.size + SIGNATURE_BYTES)
 
@@ -79,6 +85,10 @@ class RejectReason(Enum):
     # checked by ``appliance.protocol.inbound.open_on_topic`` for what arrives on a device topic
     TOPIC = "not a device topic"
     SENDER_TOPIC_MISMATCH = "sender is not the topic owner"
+    # session format: sealed after its epoch's not-after time
+    EPOCH_EXPIRED = "epoch expired"
+    # session format: an epoch whose not-after lies further ahead than any epoch may last
+    EPOCH_TOO_LONG = "epoch longer than allowed"
 
 
 class EnvelopeRejected(ApplianceError):
@@ -103,18 +113,29 @@ class Header:
     nonce: bytes
     ephemeral: bytes  # the key block: X25519 public key (default) or SM2-encrypted SM4 key (sm)
     suite: Suite = Suite.DEFAULT
+    not_after_ms: int = 0  # session format only: the epoch's last valid timestamp
+    epoch_signature: bytes = b""  # session format only: the sender's signature of its epoch
+
+    @property
+    def session(self) -> bool:
+        return self.version == SESSION_FORMAT_VERSION
 
     def encode(self) -> bytes:
         sender, pack_id, pack_version = (s.encode("utf-8") for s in (self.sender, self.pack_id, self.pack_version))
         for label in (sender, pack_id, pack_version):
             if len(label) > MAX_LABEL_BYTES:
                 raise ValueError(f"label longer than {MAX_LABEL_BYTES} bytes")
-        suite_field = bytes([self.suite.value]) if self.version >= SUITE_FORMAT_VERSION else b""
+        suite_field = bytes([self.suite.value]) if self.version == SUITE_FORMAT_VERSION else b""
+        epoch = b""
+        if self.session:
+            if self.suite is not Suite.DEFAULT or len(self.epoch_signature) != SIGNATURE_BYTES:
+                raise ValueError("a session header is of the default suite and carries a 64-byte epoch signature")
+            epoch = NOT_AFTER.pack(self.not_after_ms) + self.epoch_signature
         return b"".join((
             _PREFIX.pack(MAGIC, self.version, self.type.value, self.aead.value, len(sender)), suite_field, sender,
             self.recipient_key_id,
             bytes([len(pack_id)]), pack_id, bytes([len(pack_version)]), pack_version,
-            _TIME_COUNTER.pack(self.timestamp_ms, self.counter), self.nonce, self.ephemeral,
+            _TIME_COUNTER.pack(self.timestamp_ms, self.counter), self.nonce, self.ephemeral, epoch,
         ))
 
 
@@ -145,7 +166,7 @@ class _Reader:
 
 
 def _suite(reader: _Reader, version: int) -> Suite:
-    if version == FORMAT_VERSION:
+    if version in (FORMAT_VERSION, SESSION_FORMAT_VERSION):
         return Suite.DEFAULT
     if version != SUITE_FORMAT_VERSION:
         raise EnvelopeRejected(RejectReason.UNSUPPORTED_VERSION, str(version))
@@ -156,7 +177,8 @@ def _suite(reader: _Reader, version: int) -> Suite:
 
 
 def parse(data: bytes) -> tuple[Header, int, bytes, bytes]:
-    """(header, header length, ciphertext, signature) or EnvelopeRejected."""
+    """(header, header length, ciphertext, signature) or EnvelopeRejected; the session format
+    has no per-message signature (``b""``): its epoch signature is in the header."""
     if not isinstance(data, (bytes, bytearray)):
         raise EnvelopeRejected(RejectReason.MALFORMED, "not bytes")
     data = bytes(data)
@@ -181,12 +203,17 @@ def parse(data: bytes) -> tuple[Header, int, bytes, bytes]:
     pack_id, pack_version = reader.label(), reader.label()
     timestamp_ms, counter = _TIME_COUNTER.unpack(reader.take(_TIME_COUNTER.size))
     nonce, ephemeral = reader.take(NONCE_BYTES), reader.take(KEY_BLOCK_BYTES[suite])
+    session = version == SESSION_FORMAT_VERSION
+    not_after_ms, epoch_signature = 0, b""
+    if session:
+        (not_after_ms,) = NOT_AFTER.unpack(reader.take(NOT_AFTER.size))
+        epoch_signature = reader.take(SIGNATURE_BYTES)
     header_length = reader.pos
     (length,) = LENGTH.unpack(reader.take(LENGTH.size))
     ciphertext = reader.take(length)
-    signature = reader.take(SIGNATURE_BYTES)
+    signature = b"" if session else reader.take(SIGNATURE_BYTES)
     if reader.pos != len(data):
         raise EnvelopeRejected(RejectReason.MALFORMED, f"{len(data) - reader.pos} trailing bytes")
     header = Header(version, message_type, aead, sender, recipient, pack_id, pack_version,
-                    timestamp_ms, counter, nonce, ephemeral, suite)
+                    timestamp_ms, counter, nonce, ephemeral, suite, not_after_ms, epoch_signature)
     return header, header_length, ciphertext, signature

@@ -1,4 +1,7 @@
-"""Envelope properties: round trips, and every corruption or replay rejected with its reason."""
+"""Envelope properties: round trips, and every corruption or replay rejected with its reason.
+
+``SEALED`` is the per-message format (1) that nodes before issue 17 send and every node still
+opens; the session format's own properties are in ``test_envelope_session.py``."""
 from __future__ import annotations
 
 import os
@@ -18,7 +21,7 @@ DEVICE = NodeKeys.generate("door-a")
 MATCHER = NodeKeys.generate("matcher-1")
 OTHER = NodeKeys.generate("matcher-2")
 PAYLOAD = os.urandom(2048)
-SEALED = Sealer(DEVICE).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, "w600k-mbf", "1.0", now=NOW)
+SEALED = Sealer(DEVICE, session=False).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, "w600k-mbf", "1.0", now=NOW)
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # byte offsets of the variable-length header of SEALED (see docs/security.md)
@@ -41,9 +44,11 @@ def rejected(open_call) -> RejectReason:
 
 @PROPERTY
 @given(payload=st.binary(max_size=4096), pack=st.text(max_size=20),
-       aead=st.sampled_from((Aead.AES_256_GCM, Aead.CHACHA20_POLY1305)), kind=st.sampled_from(MessageType))
-def test_round_trip(payload, pack, aead, kind):
-    sealed = Sealer(DEVICE, aead).seal(MATCHER.public(), kind, payload, pack, "2", now=NOW)
+       aead=st.sampled_from((Aead.AES_256_GCM, Aead.CHACHA20_POLY1305)), kind=st.sampled_from(MessageType),
+       session=st.booleans())
+def test_round_trip(payload, pack, aead, kind, session):
+    sealed = Sealer(DEVICE, aead, session=session).seal(MATCHER.public(), kind, payload, pack, "2", now=NOW)
+    assert sealed[4] == (3 if session else 1)
     opened = opener().open(sealed, now=NOW)
     header = opened.header
     assert (opened.payload, header.pack_id, header.type, header.sender) == (payload, pack, kind, "door-a")
@@ -100,8 +105,9 @@ def test_wrong_recipient_is_rejected():
 
 def test_wrong_sender_key_is_rejected():
     impostor = NodeKeys("door-a", OTHER.signing, OTHER.agreement)  # claims door-a, has other keys
-    forged = Sealer(impostor).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, now=NOW)
-    assert rejected(lambda: opener().open(forged, now=NOW)) is RejectReason.BAD_SIGNATURE
+    for session in (False, True):
+        forged = Sealer(impostor, session=session).seal(MATCHER.public(), MessageType.PROBE, PAYLOAD, now=NOW)
+        assert rejected(lambda forged=forged: opener().open(forged, now=NOW)) is RejectReason.BAD_SIGNATURE
 
 
 def test_unknown_sender_is_rejected():
@@ -128,7 +134,7 @@ def test_reordered_messages_within_the_window_open_once_each(order):
 
 
 def test_counter_older_than_the_window_is_rejected():
-    sealer = Sealer(DEVICE, counter_start=0)
+    sealer = Sealer(DEVICE, counter_start=0, session=False)
     old = sealer.seal(MATCHER.public(), MessageType.EVENT, b"old", now=NOW)
     sealer.counter += COUNTER_WINDOW
     receiver = opener()

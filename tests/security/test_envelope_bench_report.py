@@ -9,7 +9,9 @@ def test_report_has_the_envelope_and_its_peers():
     result = run_envelope_bench(payload_bytes=256, messages=3, repeats=2)
     report = markdown_report(result)
     assert len(result.seals_per_s) == len(result.opens_per_s) == len(result.peer_per_s) == 2
-    for row in ("envelope seal", "envelope open", "peer: plain AES-256-GCM", "floor:"):
+    assert len(result.session_seals_per_s) == len(result.session_opens_per_s) == 2
+    for row in ("envelope seal, per-message", "envelope open, per-message", "envelope seal, session",
+                "envelope open, session", "peer: plain AES-256-GCM", "floor:", "in session format"):
         assert row in report
 
 

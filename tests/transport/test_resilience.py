@@ -58,8 +58,8 @@ def test_replayed_altered_and_fuzzed_requests_are_rejected_and_counted(site, pip
         resealed = Sealer(keys).seal(site.directory.get("matcher"), MessageType.PROBE, request.encode(), *PACK)
         altered = bytearray(resealed)
         altered[len(altered) // 2] ^= 0x01
-        raw.publish(topic, bytes(altered))
-        assert wait_for(lambda: matcher.stats["rejected:bad_signature"] == 1)
+        raw.publish(topic, bytes(altered))  # the ciphertext of a session envelope: its AEAD tag refuses it
+        assert wait_for(lambda: matcher.stats["rejected:decrypt_failed"] == 1)
         # a device signing a request that names another device
         other = messages.MatchRequest(messages.new_id(), "door-a", "identify", request.template_b64, time.time())
         raw.publish(topic, Sealer(keys).seal(site.directory.get("matcher"), MessageType.PROBE, other.encode(), *PACK))
