@@ -26,13 +26,13 @@ from typing import Any
 US_PER_S = 1e6
 STAGES = ("open", "liveness", "search", "access", "seal", "publish", "audit")
 STAGE_NOTES = {
-    "open": "sender check, envelope parse, Ed25519 verify, X25519 + HKDF + AES-GCM open, replay check",
+    "open": "sender check, envelope parse and open (an AEAD open within a known epoch), replay check",
     "decode": "MatchRequest decoding, the failure tracker, the Decision and the handler's bookkeeping (the rest)",
-    "liveness": "second liveness judgement: the device's signed evidence (Ed25519 verify) and policy",
+    "liveness": "second liveness judgement: the device's evidence and the level's policy",
     "search": "1:N search of the gallery: one matrix product for the probes of a batch",
     "access": "site access rules for an accepted match",
-    "seal": "Decision sealed to the door: X25519 + HKDF + AES-GCM + Ed25519 sign",
-    "publish": "handing the sealed answer to paho (QoS 1, not waiting for the PUBACK)",
+    "seal": "Decision sealed to the door (an AEAD seal within the replica's epoch)",
+    "publish": "handing the sealed answer to paho (QoS 0: a door that misses it asks again)",
     "audit": "queueing the decision's audit entry (the commit is the writer thread's)",
 }
 THREAD_ROLES = (("paho", "MQTT network thread (TLS, MQTT, router and gate)"),

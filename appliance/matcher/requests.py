@@ -47,6 +47,12 @@ QUEUE_LIMIT = 10_000
 # requests the worker takes from its queue at once (only what is already waiting): their 1:N
 # searches are one matrix product (issue 17: one search per request was most of its CPU)
 SEARCH_BATCH = 64
+# An answer goes out at QoS 0, as decisions cross a site bridge (broker.bridge.QOS_DOWN): a
+# door that misses one asks again with the same request id and this replica answers from
+# ``_recent`` (``RECENT_DECISIONS``), the same sealed bytes, counted once. QoS 1 bought
+# nothing a door relies on - the broker delivers to a door's clean session only while it is
+# connected either way - and cost a PUBACK per answer on the network thread (issue 17).
+DECISION_QOS = 0
 
 
 @dataclass
@@ -64,7 +70,7 @@ class _Opened:
 class RequestHandler:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, loaded: LoadedGallery,
                  threshold: float, courier: Courier, audit: Audit, stats: Counter[str],
-                 replay_window_s: float = 120.0, liveness_check: Callable[[str, dict], bool] | None = None,
+                 replay_window_s: float = 120.0, liveness_check: Callable[..., bool] | None = None,
                  device_allowed: Callable[[str, str], bool] | None = None, gate: Gate | None = None):
         self.name = name
         self.loaded = loaded
@@ -175,7 +181,9 @@ class RequestHandler:
             return Verdict(False, messages.Reason.BAD_REQUEST)
         if (header.pack_id, header.pack_version) != (gallery.pack_id, gallery.pack_version):
             return Verdict(False, messages.Reason.PACK_MISMATCH)
-        if self.liveness_check is not None and not self.liveness_check(device, request.liveness):
+        # the envelope (Gate.admit) authenticated ``device``: its evidence's signature adds nothing
+        if self.liveness_check is not None and not self.liveness_check(device, request.liveness,
+                                                                       origin_authenticated=True):
             return Verdict(False, messages.Reason.LIVENESS_FAILED)
         template = template if template is not None else self.template(request)
         if template is None:
@@ -199,6 +207,5 @@ class RequestHandler:
         return Verdict(False, access.reason, verdict.subject_id)
 
     def _reply(self, device: str, incoming: Incoming, sealed: bytes) -> None:
-        # the device's own decision topic, never a response topic it was given; paho
-        # retransmits until the broker acknowledges, so the worker need not wait for it
-        self.courier.send(device, topics.DECISION, sealed, correlation=incoming.correlation, wait=False)
+        # the device's own decision topic, never a response topic it was given
+        self.courier.send(device, topics.DECISION, sealed, correlation=incoming.correlation, qos=DECISION_QOS)

@@ -59,11 +59,18 @@ class AuditVerdict:
     head_time: float | None = None  # when the head that vouched for the log was signed
 
 
+# the chain's canonical form; one encoder, not one made by every ``json.dumps`` call with options
+# (a third of the hash's cost; the bytes are the same: issue 17's audit profile)
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def entry_hash(fields: dict, prev: str) -> str:
-    device = {f: fields[f] for f in DEVICE_FIELDS if fields.get(f)}
-    canonical = json.dumps({**{f: fields[f] for f in FIELDS}, **device, "prev": prev}, sort_keys=True,
-                           ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    document = {f: fields[f] for f in FIELDS}
+    for f in DEVICE_FIELDS:
+        if fields.get(f):
+            document[f] = fields[f]
+    document["prev"] = prev
+    return hashlib.sha256(_CANONICAL.encode(document).encode("utf-8")).hexdigest()
 
 
 def entry_fields(principal: Principal, action: str, obj: str, result: str, detail: str) -> dict:

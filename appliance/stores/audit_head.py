@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -62,9 +62,14 @@ class AuditHead:
     signature: str = ""
 
     def body(self) -> dict:
-        document = asdict(self)
-        del document["signature"]
-        return document
+        # by hand, not ``asdict`` (a recursive deep copy, twice per group commit): the same document
+        log = self.log
+        return {"node": self.node, "time": self.time, "log": {"base_seq": log.base_seq, "base_hash": log.base_hash,
+                                                              "seq": log.seq, "hash": log.hash}}
+
+    def document(self) -> dict:
+        """What the head file holds: the body and its signature."""
+        return {**self.body(), "signature": self.signature}
 
     def signed(self, signer: signing.Signs) -> "AuditHead":
         return replace(self, signature=signing.sign_document(signer, HEAD_DOMAIN, self.body()))
@@ -119,11 +124,25 @@ def head_path(db_path: Path) -> Path:
 
 def read_head(path: Path) -> AuditHead | None:
     """The head in ``path``; None when there is no file. Its signature is not checked here."""
+    raw = read_head_bytes(path)
+    return None if raw is None else parse_head(raw, path)
+
+
+def read_head_bytes(path: Path) -> bytes | None:
+    """The head file's bytes, None when there is none (a writer compares them with what it wrote)."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Path(path).read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise HeadUnreadable(f"{path}: {exc}") from None
+
+
+def parse_head(data: bytes, path: Path) -> AuditHead:
+    """The head document in ``data`` (read from ``path``). Its signature is not checked here."""
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
         raise HeadUnreadable(f"{path}: {exc}") from None
     try:
         return AuditHead(str(raw["node"]), float(raw["time"]), Span(**raw["log"]), str(raw["signature"]))
@@ -131,16 +150,17 @@ def read_head(path: Path) -> AuditHead | None:
         raise HeadUnreadable(f"{path}: {exc!r}") from None
 
 
-def write_head(path: Path, head: AuditHead, durable_name: bool = False) -> None:
+def write_head(path: Path, head: AuditHead, durable_name: bool = False) -> bytes:
     """Atomically: a temporary file, fsync, rename over the head - a reader or a crash sees
     the old head or the new one, never a mix. The folder is fsync'd only for ``durable_name``
     (the first head): losing a later rename to a power cut leaves an older head that the
-    database's signed checkpoint still reconciles."""
+    database's signed checkpoint still reconciles. Returns the bytes written."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    data = json.dumps(head.document(), sort_keys=True).encode("utf-8") + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, HEAD_FILE_MODE)
     try:
-        os.write(fd, json.dumps(asdict(head), sort_keys=True).encode("utf-8") + b"\n")
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -151,6 +171,7 @@ def write_head(path: Path, head: AuditHead, durable_name: bool = False) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+    return data
 
 
 @contextmanager

@@ -3,7 +3,8 @@
 Why a wrapper: every service needs the same things done the same way - MQTT 5 (under 3.1.1
 a denied publish looks successful), PUBACK reason codes surfaced as errors, subscriptions
 renewed on every reconnect, a retained last-will ``availability`` message, request/response
-properties, and bounded waits instead of hangs.
+properties, and bounded waits instead of hangs. It composes paho's client through its public API
+only (no private hooks overridden), so a paho upgrade cannot silently change what it does.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ PUBLISH_TIMEOUT_S = 5.0
 SUCCESS = 0
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK: accepted, nobody subscribed - still success
 EARLY_ACKS = 1024  # message ids wrap at 65,535: far fewer are remembered
+SUBSCRIBE_QOS = 1  # the default: what a device's own subscriptions (decisions, deltas) get
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ class Incoming:
 
 class MqttEndpoint:
     def __init__(self, settings: MqttSettings, on_message: Callable[[Incoming], None] | None = None,
-                 subscriptions: tuple[str, ...] = ()):
+                 subscriptions: tuple[str, ...] = (), subscribe_qos: int = SUBSCRIBE_QOS):
         self.settings = settings
         self.subscriptions = subscriptions
+        self.subscribe_qos = subscribe_qos  # the most the broker delivers at (it delivers at the lower)
         self._on_message = on_message
         self.connected = threading.Event()
         self.connections = 0  # CONNACKs so far: a change means "reconnected" (sessions resync)
@@ -162,7 +165,7 @@ class MqttEndpoint:
         if connection is not None:  # small request/answer packets: Nagle + delayed ACK add ~40 ms each
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic in self.subscriptions:
-            client.subscribe(topic, options=SubscribeOptions(qos=1))
+            client.subscribe(topic, options=SubscribeOptions(qos=self.subscribe_qos))
         if self.settings.will_topic:
             client.publish(self.settings.will_topic, b"online", qos=1, retain=True)
         self.connections += 1
@@ -196,12 +199,15 @@ class MqttEndpoint:
             response_topic=getattr(properties, "ResponseTopic", None) if properties else None,
             correlation=getattr(properties, "CorrelationData", None) if properties else None,
         )
+        self._deliver(incoming)
+
+    def _deliver(self, incoming: Incoming) -> None:
         if self._on_message is None:
             return
         try:
             self._on_message(incoming)
         except Exception:  # noqa: BLE001 - one bad message must never stop the network loop
-            log.exception("handler failed for a message on %s", message.topic)
+            log.exception("handler failed for a message on %s", incoming.topic)
 
 
 def settings_for(pki, name: str, host: str, port: int, **options) -> MqttSettings:

@@ -102,6 +102,15 @@ def test_what_no_device_may_send_is_refused_before_any_budget(node):
     assert stats["rejected:topic"] == 4 and gate.at_router(req("door-a"), READS)
 
 
+def test_the_routers_answer_per_topic_is_remembered_and_follows_the_known_devices(node):
+    gate, _, stats = gate_on(node)
+    assert gate.at_router(req("door-a"), READS) and gate.at_router(req("door-a"), READS)  # remembered
+    gate.devices = frozenset({"door-b"})  # door-a is no longer one this replica knows
+    assert not gate.at_router(req("door-a"), READS) and stats["rejected:topic"] == 1
+    gate.devices = None
+    assert gate.at_router(req("door-a"), READS)
+
+
 def test_the_sender_check_fails_closed_and_the_defaults_come_from_the_configuration(node):
     def unreadable(device: str, topic: str) -> bool:
         raise OSError("policy file unreadable")

@@ -3,6 +3,7 @@ the courier, and the request handler end to end on real envelopes (the device's 
 the device's keys open the answer)."""
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from appliance.matcher.service import MatcherService, Route
 from appliance.matching import Gallery
 from appliance.protocol import messages, topics
 from appliance.security.envelope import EnvelopeRejected, MessageType
-from appliance.transport.mqtt import Incoming
+from appliance.transport.mqtt import Incoming, MqttSettings
 from appliance.vision.templates import Template
 from appliance.workers import QueueWorker
 from matcherkit import FakeLog, make_node
@@ -29,6 +30,18 @@ def route(*kinds: str) -> tuple[Route, list[Incoming]]:
 
 def incoming(topic: str) -> Incoming:
     return Incoming(topic, b"payload", 1, False)
+
+
+def test_a_replica_on_a_clean_session_is_delivered_at_qos_0_one_keeping_its_session_at_qos_1(tmp_path, keys):
+    node = make_node(tmp_path, keys)
+    try:
+        clean = MqttSettings("127.0.0.1", 8883, "matcher-1", tmp_path / "ca", tmp_path / "cert", tmp_path / "key")
+        assert MatcherService("matcher-1", clean, [], node.courier()).subscribe_qos == 0
+        kept = dataclasses.replace(clean, session_expiry_s=60)  # the broker holds QoS 1 messages meanwhile
+        assert MatcherService("matcher-1", kept, [], node.courier()).subscribe_qos == 1
+    finally:
+        node.store.close()
+        node.data.close()
 
 
 def test_each_topic_kind_goes_to_its_handler_and_anything_else_is_counted(tmp_path, keys):
@@ -106,7 +119,7 @@ def test_a_request_is_decided_and_answered_on_the_devices_decision_topic(setup):
     (answer,) = decisions(node, "door-a")
     assert answer == messages.Decision(asked.request_id, True, messages.Reason.MATCH, "A** L***", 0.0, "s-ana")
     (published,) = node.broker.sent
-    assert published.options == {"correlation": b"corr", "wait": False}
+    assert published.options == {"correlation": b"corr", "qos": 0}  # a retry is answered from the cache
     assert stats["accepted"] == 1
     assert log.entries == [("matcher-1", "door-a", "decision.identify", "s-ana", "pass", "match")]
     # a retry (same request id, a new envelope) gets the very same sealed answer, counted once

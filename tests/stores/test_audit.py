@@ -195,3 +195,19 @@ def test_deleting_up_to_a_checkpoint_is_not_pruning_without_a_signed_prune_recor
     tamper_checkpoints(log, ("DELETE FROM entries WHERE seq <= 5", ()), ("DELETE FROM checkpoints WHERE seq < 5", ()))
     verdict = log.verify(principals[Role.AUDITOR])
     assert (verdict.ok, verdict.first_bad) == (False, 1) and "prune" in verdict.reason
+
+
+def test_a_group_of_fire_and_forget_entries_is_chained_and_checkpointed_as_one_at_a_time_would_be(
+        tmp_path, keys, principals):
+    audit = AuditLog.open_with(tmp_path / "grouped.db", keys, "node-1", checkpoint_every=CHECKPOINT_EVERY)
+    try:
+        for i in range(3 * CHECKPOINT_EVERY + 2):  # one group (inserted together) across three checkpoints
+            audit.append(principals[Role.OPERATOR], "verify", f"s-{i:02d}", "pass", wait=False)
+        entries = audit.entries()
+        assert [e.seq for e in entries] == list(range(1, 3 * CHECKPOINT_EVERY + 3))
+        assert all(entry_hash(e.as_dict(), e.prev) == e.hash for e in entries)
+        signed = [row[0] for row in audit.execute("SELECT seq FROM checkpoints ORDER BY seq")]
+        assert signed == [CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY, 3 * CHECKPOINT_EVERY]
+        assert audit.verify(principals[Role.AUDITOR]).ok
+    finally:
+        audit.close()

@@ -1,0 +1,67 @@
+"""The MQTT wrapper on a real broker: a burst arrives complete and in order, at the QoS the
+subscriber asked for, with its request/response properties; other properties pass through."""
+from __future__ import annotations
+
+import threading
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from appliance.protocol import topics
+from appliance.transport.mqtt import MqttEndpoint, settings_for
+
+MESSAGES = 300  # enough that many arrive while the subscriber is busy with the first ones
+
+
+def test_a_burst_arrives_in_order_at_the_qos_subscribed_with_its_properties(broker):
+    got, done = [], threading.Event()
+
+    def on_message(incoming):
+        got.append(incoming)
+        if len(got) == MESSAGES:
+            done.set()
+
+    subscriber = MqttEndpoint(settings_for(broker.pki, "matcher-1", broker.host, broker.port), on_message,
+                              subscriptions=(topics.shared(topics.all_devices(topics.REQUEST)),), subscribe_qos=0)
+    subscriber.connect()
+    door = MqttEndpoint(settings_for(broker.pki, "door-a", broker.host, broker.port))
+    door.connect()
+    try:
+        topic = topics.device_topic("door-a", topics.REQUEST)
+        for index in range(MESSAGES):
+            door.publish(topic, index.to_bytes(4, "big"), wait=False,  # QoS 1 up, as a door sends
+                         response_topic=topics.device_topic("door-a", topics.DECISION), correlation=b"%d" % index)
+        assert done.wait(20)
+    finally:
+        door.close()
+        subscriber.close()
+    assert [int.from_bytes(m.payload, "big") for m in got] == list(range(MESSAGES))
+    assert [m.correlation for m in got] == [b"%d" % index for index in range(MESSAGES)]
+    assert {m.response_topic for m in got} == {topics.device_topic("door-a", topics.DECISION)}
+    assert {m.qos for m in got} == {0}  # delivered at the subscription's QoS: no PUBACK to send
+
+
+def test_a_publish_with_other_properties_arrives_with_its_correlation(broker):
+    got, done = [], threading.Event()
+
+    def on_message(incoming):
+        got.append(incoming)
+        done.set()
+
+    subscriber = MqttEndpoint(settings_for(broker.pki, "matcher-1", broker.host, broker.port), on_message,
+                              subscriptions=(topics.shared(topics.all_devices(topics.EVENT)),))
+    subscriber.connect()
+    door = MqttEndpoint(settings_for(broker.pki, "door-a", broker.host, broker.port))
+    door.connect()
+    try:
+        unusual = Properties(PacketTypes.PUBLISH)  # a user property beside the correlation data
+        unusual.UserProperty = ("k", "v")
+        unusual.CorrelationData = b"c-1"
+        door._client.publish(topics.device_topic("door-a", topics.EVENT), b"event", qos=1, properties=unusual)
+        assert done.wait(10)
+    finally:
+        door.close()
+        subscriber.close()
+    (incoming,) = got
+    assert (incoming.topic, incoming.payload, incoming.qos, incoming.correlation) == (
+        topics.device_topic("door-a", topics.EVENT), b"event", 1, b"c-1")
