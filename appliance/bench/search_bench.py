@@ -181,6 +181,11 @@ def _batched(method: Method, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def timed_rows(probes: int, timed: int) -> np.ndarray:
+    """The probes timed one by one: spread evenly over all of them."""
+    return np.linspace(0, probes - 1, timed).astype(int)
+
+
 def decisions(ids: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     """The subject a decision names, '' for a refusal."""
     return np.where(scores >= threshold, ids, "")
@@ -194,16 +199,20 @@ def measure(method: Method, ids: list[str], vectors: np.ndarray, evaluation: Eva
     build_s, grown = time.perf_counter() - start, _rss_bytes() - rss_before
     row: dict = {"method": method.name, "build_s": build_s, "rss_growth_mb": grown / 2**20,
                  "memory_per_million_mb": grown / 2**20 * 1_000_000 / len(ids), **method.describe()}
-    timed_probes = evaluation.probes[np.linspace(0, len(evaluation.probes) - 1, timed).astype(int)]
+    timed_probes = evaluation.probes[timed_rows(len(evaluation.probes), timed)]
     for count in threads:
         with _limit_threads(count):
             method.search(timed_probes[:WARMUP_PROBES])
-            timing = Timing()
+            timing, found = Timing(), []
             for probe in timed_probes:
                 begin = time.perf_counter()
-                method.search(probe[None, :])
+                ids_found, _ = method.search(probe[None, :])
                 timing.samples_ms.append((time.perf_counter() - begin) * 1000)
-        row[f"{count}T"] = {"median_ms": timing.median, "p95_ms": timing.p95, "load_average": os.getloadavg()[0]}
+                found.append(ids_found[0])
+        # the single-probe answers too: with fewer probes than threads the index scans one range of
+        # rows per thread (appliance/matching/index.py), a path the batched comparison below skips
+        row[f"{count}T"] = {"median_ms": timing.median, "p95_ms": timing.p95, "load_average": os.getloadavg()[0],
+                            "answers": np.array(found)}
     with _limit_threads(max(threads)):
         row["answers"] = _batched(method, evaluation.probes)
     method.close()
@@ -236,6 +245,11 @@ def run(evaluation: EvaluationSet, size: int, threads: tuple[int, ...] = THREAD_
                                                         != exact_decisions))
         row["max_score_error"] = float(np.max(np.abs(found_scores - exact_scores)[found_ids == exact_ids], initial=0))
     rows[0].update(recall_at_1=1.0, decisions_changed=0, max_score_error=0.0)
+    timed_exact = exact_ids[timed_rows(len(exact_ids), timed)]
+    for row in rows:
+        for count in threads:
+            found_ids = row[f"{count}T"].pop("answers")
+            row[f"{count}T"]["timed_recall_at_1"] = float(np.mean(found_ids == timed_exact))
     machine["load_average_end"] = list(os.getloadavg())
     truth = np.array(evaluation.truth)
     return {"size": size, "machine": machine, "rows": rows, "threads": list(threads), "timed_probes": timed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.matching.index import EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, CandidateIndex, IndexSettings
+from appliance.matching.index import EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, SHARD_MIN_ROWS, CandidateIndex, IndexSettings
 
 DIM = 32
 
@@ -57,3 +57,24 @@ def test_a_small_index_answers_no_more_candidates_than_it_holds():
     vectors = units(5, 3)
     rows = CandidateIndex(vectors, IndexSettings(rerank=64)).candidates(vectors[:1])
     assert sorted(rows[0].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_a_single_probe_on_two_threads_scans_one_range_per_thread_and_finds_the_same_rows():
+    import faiss
+
+    vectors = units(2 * SHARD_MIN_ROWS + 7, 4)  # two ranges of at least SHARD_MIN_ROWS rows
+    index = CandidateIndex(vectors, IndexSettings(rerank=16))
+    probes = vectors[[0, SHARD_MIN_ROWS + 3, len(vectors) - 1]] + 0.01 * units(3, 5)
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(1)
+        alone = index.candidates(probes)  # a batch on one thread: FAISS's own scan of every row
+        faiss.omp_set_num_threads(2)
+        for probe, expected in zip(probes, alone):
+            rows = index.candidates(probe[None])[0]  # one probe, two threads: two ranges, merged
+            assert rows[0] == expected[0] and set(rows.tolist()) == set(expected.tolist())
+        assert index._pool_size == 2 and faiss.omp_get_max_threads() == 2  # the caller's setting is kept
+        assert np.array_equal(index.candidates(probes[:2]), alone[:2])  # two probes: FAISS, a thread each
+    finally:
+        faiss.omp_set_num_threads(before)
+        index.close()
