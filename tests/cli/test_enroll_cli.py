@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -103,16 +104,21 @@ def test_photos_that_never_pass_are_a_failure_to_enrol(site, faces, tmp_path):
 
 
 def test_refusals_before_any_photo_is_judged(site, faces, tmp_path):
-    one_error(run(site, "enroll", *photos(faces, PERSON_B), "--name", "Li Si"), ErrorCode.CONSENT_MISSING)
-    one_error(run(site, "enroll", *photos(faces, PERSON_B), "--name", "Li Xiaoming", "--consent-ref", "f-20",
-                  "--age-band", "under_14"), ErrorCode.CONSENT_MISSING)
-    one_error(run(site, "enroll", *photos(faces, PERSON_B), "--name", "Li Si", "--consent-ref", "f-21",
-                  token=None), ErrorCode.AUTH_REQUIRED)
-    one_error(run(site, "enroll", *photos(faces, PERSON_B), "--name", "Li Si", "--consent-ref", "f-21",
-                  token="auditor"), ErrorCode.PERMISSION_DENIED)
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a photo")
-    one_error(run(site, "enroll", str(notes), "--name", "Li Si", "--consent-ref", "f-22"), ErrorCode.IMAGE_UNREADABLE)
+    person_b = photos(faces, PERSON_B)
+    refusals = [  # (command, token, expected): none enrolls anyone, so they run side by side
+        (("enroll", *person_b, "--name", "Li Si"), "operator", ErrorCode.CONSENT_MISSING),
+        (("enroll", *person_b, "--name", "Li Xiaoming", "--consent-ref", "f-20", "--age-band", "under_14"),
+         "operator", ErrorCode.CONSENT_MISSING),
+        (("enroll", *person_b, "--name", "Li Si", "--consent-ref", "f-21"), None, ErrorCode.AUTH_REQUIRED),
+        (("enroll", *person_b, "--name", "Li Si", "--consent-ref", "f-21"), "auditor", ErrorCode.PERMISSION_DENIED),
+        (("enroll", str(notes), "--name", "Li Si", "--consent-ref", "f-22"), "operator", ErrorCode.IMAGE_UNREADABLE),
+    ]
+    with ThreadPoolExecutor(len(refusals)) as pool:
+        results = list(pool.map(lambda refusal: run(site, *refusal[0], token=refusal[1]), refusals))
+    for result, (_, _, expected) in zip(results, refusals):
+        one_error(result, expected)
 
 
 def test_identify_answers_match_or_no_match(site, faces, enrolled):

@@ -1,4 +1,8 @@
-"""Evaluation commands end to end on the shared datasets (real models, real images)."""
+"""Evaluation commands end to end on the shared datasets (real models, real images).
+
+Every command of the module starts at once, in its own process (``started``), and each test
+waits for its own: one command's single-threaded stretches (model loading, face detection)
+leave the other core to the rest, so the module takes about the longest command, not the sum."""
 from __future__ import annotations
 
 import json
@@ -12,18 +16,69 @@ import pytest
 from appliance.evaluation.verification import CONTRACT_KEYS
 
 FMR_KEYS = {"1e-2", "1e-3", "1e-4"}
+COMMAND_TIMEOUT_S = 900
+ATT_ORL, CELEBA, IDENTIFICATION, CALIBRATION = "att-orl", "celeba-dev", "identification", "calibration"
+# which test reads which command: only the commands of the selected tests are started
+NEEDED_BY = {"test_att_orl_verification": (ATT_ORL,), "test_celeba_dev_verification": (CELEBA,),
+             "test_identification_and_calibration": (IDENTIFICATION, CALIBRATION)}
 
 
-def appliance(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True,
-                            env=dict(os.environ), timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
+class Started:
+    """One ``appliance`` command running in the background (its output to files, so a full pipe
+    never stalls it before its test reads it); ``result`` waits for it."""
+
+    def __init__(self, folder: Path, *args: str):
+        self.stdout, self.stderr = folder / "stdout.txt", folder / "stderr.txt"
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.process = subprocess.Popen([sys.executable, "-m", "appliance", *args], stdout=out, stderr=err,
+                                            text=True, env=dict(os.environ))
+
+    def result(self) -> subprocess.CompletedProcess:
+        self.process.wait(timeout=COMMAND_TIMEOUT_S)
+        stdout, stderr = self.stdout.read_text(), self.stderr.read_text()
+        assert self.process.returncode == 0, stderr[-2000:]
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, stderr)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
 
-def verification_report(tmp_path: Path, dataset: Path, *extra: str) -> dict:
-    out, plot = tmp_path / "report.json", tmp_path / "det.png"
-    appliance("eval", "verification", str(dataset), "--out", str(out), "--plot", str(plot), *extra)
+def _verification(folder: Path, dataset: Path) -> tuple[str, ...]:
+    return ("eval", "verification", str(dataset), "--out", str(folder / "report.json"), "--plot",
+            str(folder / "det.png"))
+
+
+@pytest.fixture(scope="module")
+def started(request, tmp_path_factory, faces) -> dict:
+    selected = {item.originalname for item in request.session.items if getattr(item, "module", None) is request.module}
+    wanted = {command for test in selected for command in NEEDED_BY.get(test, ())}
+    folders = {command: tmp_path_factory.mktemp(command) for command in wanted}
+    if CALIBRATION in wanted:
+        (folders[CALIBRATION] / "site.toml").write_text("# site\n[matching.thresholds]\n")
+    commands = {
+        ATT_ORL: lambda: _verification(folders[ATT_ORL], faces / "att-orl"),
+        CELEBA: lambda: _verification(folders[CELEBA], faces / "celeba-dev"),
+        IDENTIFICATION: lambda: ("eval", "identification", str(faces / "att-orl"), "--out",
+                                 str(folders[IDENTIFICATION] / "ident.json")),
+        CALIBRATION: lambda: ("--config", str(folders[CALIBRATION] / "site.toml"), "calibrate",
+                              str(faces / "att-orl"), "--split", "a"),
+    }
+    running = {}
+    try:
+        for command in sorted(wanted, key=list(commands).index):
+            running[command] = Started(folders[command], *commands[command]())
+        yield {command: (process, folders[command]) for command, process in running.items()}
+    finally:
+        for process in running.values():
+            process.stop()
+
+
+def verification_report(started: dict, command: str) -> dict:
+    process, folder = started[command]
+    process.result()
+    out, plot = folder / "report.json", folder / "det.png"
     report = json.loads(out.read_text())
     for key in CONTRACT_KEYS:
         assert key in report
@@ -33,8 +88,8 @@ def verification_report(tmp_path: Path, dataset: Path, *extra: str) -> dict:
     return report
 
 
-def test_att_orl_verification(tmp_path, faces):
-    report = verification_report(tmp_path, faces / "att-orl")
+def test_att_orl_verification(started):
+    report = verification_report(started, ATT_ORL)
     assert report["images"] == 400 and report["identities"] == 40
     assert report["genuine_pairs"] + report["impostor_pairs"] == 400 * 399 // 2
     assert report["fnmr_at_fmr"]["1e-3"] <= 0.03
@@ -45,25 +100,25 @@ def test_att_orl_verification(tmp_path, faces):
 
 
 @pytest.mark.slow
-def test_celeba_dev_verification(tmp_path, faces):
-    report = verification_report(tmp_path, faces / "celeba-dev")
+def test_celeba_dev_verification(started):
+    report = verification_report(started, CELEBA)
     assert report["images"] == 2145 and report["identities"] == 100
     assert report["fta_rate"] <= 0.02
     assert report["fnmr_at_fmr"]["1e-3"] <= 0.06
     assert report["impostor_pairs"] > 1_000_000
 
 
-def test_identification_and_calibration(tmp_path, faces):
-    out = tmp_path / "ident.json"
-    appliance("eval", "identification", str(faces / "att-orl"), "--out", str(out))
-    report = json.loads(out.read_text())
+def test_identification_and_calibration(started):
+    process, folder = started[IDENTIFICATION]
+    process.result()
+    report = json.loads((folder / "ident.json").read_text())
     assert report["gallery_identities"] == 28 and report["non_mated_searches"] == 120
     assert report["rank1_rate"] > 0.9
     assert report["fnir_at_fpir"]["1e-2"] is not None
     assert report["fnir_at_fpir"]["1e-3"] is None  # 120 non-mated searches cannot estimate 1e-3
 
-    config = tmp_path / "site.toml"
-    config.write_text("# site\n[matching.thresholds]\n")
-    result = appliance("--config", str(config), "calibrate", str(faces / "att-orl"), "--split", "a")
+    process, folder = started[CALIBRATION]
+    result = process.result()
+    config = folder / "site.toml"
     assert "written to" in result.stdout
     assert "w600k-mbf = 0." in config.read_text() and "split a" in config.read_text()

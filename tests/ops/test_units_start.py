@@ -30,6 +30,7 @@ import subprocess
 import tarfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -237,12 +238,18 @@ def site(tmp_path_factory):
                  ("provision", "device", DEVICE, "--modes", "verify,identify", "--bundle", str(bundle))):
         _ok(central(*step))
     _configure(central, matcher={"name": MATCHER}, ops={"broker_port": port})
-    auditor_token = _maintenance_token(central, tmp_path_factory.mktemp("operator"))
-    _ok(central("config", "check", "--service", "matcher"))
-    assert DEVICE in _ok(door("provision", "import", str(bundle)))
-    _configure(door, device={"name": DEVICE, "source": str(_camera_folder()), "fps": REPLAY_FPS, "loop": True},
-               ops={"broker_port": port})
-    _ok(door("config", "check", "--service", "edge"))
+
+    def door_host() -> None:  # the other host, set up meanwhile: it shares nothing but the bundle
+        assert DEVICE in _ok(door("provision", "import", str(bundle)))
+        _configure(door, device={"name": DEVICE, "source": str(_camera_folder()), "fps": REPLAY_FPS, "loop": True},
+                   ops={"broker_port": port})
+        _ok(door("config", "check", "--service", "edge"))
+
+    with ThreadPoolExecutor(1) as pool:
+        door_ready = pool.submit(door_host)
+        auditor_token = _maintenance_token(central, tmp_path_factory.mktemp("operator"))
+        _ok(central("config", "check", "--service", "matcher"))
+        door_ready.result()
     units = {**{k: v for k, v in central_units.items() if k != "appliance-edge.service"},
              "appliance-edge.service": door_units["appliance-edge.service"]}
     return {"logs": logs, "units": units, "cli": {"matcher": central, "edge": door}, "auditor_token": auditor_token}

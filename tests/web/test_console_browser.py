@@ -26,6 +26,7 @@ from appliance.ops import totp
 from appliance.ops.accounts import LOGIN_REFUSED
 from appliance.security.masking import mask_name
 from appliance.security.roles import Role
+from appliance.web.console_doors import DOORS_REFRESH_S
 from authkit import login_session
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports" / "console"
@@ -38,6 +39,7 @@ DOOR_PHOTO = "021650.jpg"
 EYES_CLOSED = "yale/subject01/sleepy.png"  # refused by the enrollment profile: eyes closed
 FRAMES_PER_PASS = 3
 LIVE_TIMEOUT_MS = 60_000  # a pass reaches the page via outbox, broker, matcher and stream
+DOORS_REFRESH_MS = DOORS_REFRESH_S * 1000  # doors.js refreshes the live status this often
 # the English notice for the enrollments (the assertions read English text); the default notice
 # is zh-CN, switched to and shot once (fonts-noto-cjk, from scripts/bootstrap.sh, renders it)
 ENROLL_PAGE = "/enroll?lang=en"
@@ -285,9 +287,11 @@ def test_deletion_needs_the_form_token_and_shows_the_signed_receipt(new_page, co
 def test_doors_and_accounts_pages(new_page, console_site, account):
     page = new_page()
     log_in(page, account(Role.SECURITY_ADMIN))
+    page.clock.install()  # the page's own timers, so the next refresh need not be waited for in real time
     page.goto("/doors")
     row = page.locator("#doors tbody tr", has_text=console_site.door_name)
     assert "online" in row.inner_text() and row.locator("button", has_text="Revoke").count() == 1
+    page.clock.fast_forward(DOORS_REFRESH_MS)  # doors.js's interval fires; its fetch of /api/devices is real
     page.wait_for_selector("#doors-checked:has-text('updated')", timeout=LIVE_TIMEOUT_MS)  # doors.js ran
     assert "online" in row.locator(".state").inner_text()
     shot(page, "doors")
