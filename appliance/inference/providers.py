@@ -53,6 +53,20 @@ def pack_providers(pack: ModelPack | None, available: Sequence[str] | None = Non
     return choose_providers(preferred, available, bool(pack and pack.providers_required), label)
 
 
+def session_options(intra_op_threads: int) -> Any:
+    """The options every pack's session shares: ``intra_op_threads`` for one operator, none
+    across operators, warnings only, and no spinning threads (they fight MediaPipe's XNNPACK
+    workers for the same cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # e.g. the embedder declares batch 1 but runs any batch size
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def create_session(model_file: Path, options: Any, pack: ModelPack | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` on the provider chosen for ``pack``; the choice is logged."""
     import onnxruntime as ort

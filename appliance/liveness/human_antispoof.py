@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.inference.providers import create_session, session_options
 from appliance.packs import ModelPack, PackRegistry
 
 PACKS = ("human-antispoof", "human-liveness")
@@ -95,16 +96,10 @@ class _Session:
     def __init__(self, pack: ModelPack, model_file: Path, threads: int):
         if pack.kind != "liveness" or pack.runtime != "onnxruntime":
             raise ApplianceError(ErrorCode.PACK_INVALID, f"{pack.label} is not an ONNX liveness pack")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads)
         self.pack = pack
         self.live_index = int(pack.input["live_index"])
-        self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self.session = create_session(model_file, options, pack)  # the manifest's preferred provider
         self.input = self.session.get_inputs()[0].name
 
     def live(self, bgr: np.ndarray, box: tuple[float, float, float, float]) -> float:

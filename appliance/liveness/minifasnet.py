@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.inference.providers import create_session, session_options
 from appliance.packs import ModelPack
 
 INPUT_SIZE = 80
@@ -65,17 +66,11 @@ class MiniFASNet:
     def __init__(self, pack: ModelPack, model_file: Path, threads: int = 1):
         if pack.kind != "liveness" or pack.runtime != "onnxruntime":
             raise ApplianceError(ErrorCode.PACK_INVALID, f"{pack.label} is not an ONNX liveness pack")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads)
         self.pack = pack
         self.scales = tuple(float(s) for s in pack.input.get("scales", DEFAULT_SCALES))
         self._live = int(pack.input.get("live_class", LIVE_CLASS))
-        self._session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self._session = create_session(model_file, options, pack)  # the manifest's preferred provider
         self._inputs = [i.name for i in self._session.get_inputs()]
 
     def score(self, bgr: np.ndarray, box: tuple[float, float, float, float]) -> ModelScores:
