@@ -63,8 +63,8 @@ class ScriptedPipeline:
 
 
 class Verdict:
-    def __init__(self, live: bool, attack: bool = False, challenge=None):
-        self.live, self.attack, self.challenge = live, attack, challenge
+    def __init__(self, live: bool, attack: bool = False, challenge=None, reasons: tuple[str, ...] = ()):
+        self.live, self.attack, self.challenge, self.reasons = live, attack, challenge, reasons
 
     def summary(self) -> dict:
         return {"live": self.live, "attack": self.attack,
