@@ -70,6 +70,7 @@ class Gallery:
         if self._index is None and size >= self.settings.exact_limit:
             self._index = CandidateIndex(self._matrix[:size], self.settings)
         elif self._index is not None and size < DROP_INDEX_BELOW * self.settings.exact_limit:
+            self._index.close()  # its range scanners: threads, not memory the collector would free soon
             self._index = None
 
     def upsert(self, subject_id: str, template: Template) -> None:
