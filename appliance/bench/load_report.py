@@ -113,7 +113,9 @@ def _plot(result: dict, path: Path) -> bool:
         axis.axvspan(start, start + flood["ended"] - flood["began"], color="#dd8452", alpha=0.2, label="flood")
     handles = axis.get_legend_handles_labels()
     more = other.get_legend_handles_labels()
-    axis.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left")
+    # above the axes: inside, it hid the first seconds' bars
+    axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                ncol=3, frameon=False)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -17,7 +17,6 @@ not by its sha256.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -210,13 +209,10 @@ def versions() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=Path, nargs="+", required=True, help="V2 then V1SE state dict (.pth)")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--out", type=Path, help="write the ONNX file here")
-    action.add_argument("--reference", metavar="SPEC_JSON",
-                        help="print the PyTorch outputs on the reference inputs described by SPEC_JSON")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser = reference_inputs.converter_parser(
+        __doc__.splitlines()[0], "V2 then V1SE state dict (.pth)",
+        "print the PyTorch outputs on the reference inputs described by SPEC_JSON",
+        "torch intra-op threads (default: torch's choice)")
     args = parser.parse_args(argv)
     import torch
 

@@ -19,7 +19,6 @@ pointwise convolutions and the final Gemm gain from int8.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -125,14 +124,11 @@ def versions() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=Path, nargs=1, required=True, help="the float ONNX embedder")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--out", type=Path, help="write the int8 ONNX file here")
-    action.add_argument("--reference", metavar="SPEC_JSON",
-                        help="print the float model's outputs on the reference inputs described by SPEC_JSON")
+    parser = reference_inputs.converter_parser(
+        __doc__.splitlines()[0], "the float ONNX embedder",
+        "print the float model's outputs on the reference inputs described by SPEC_JSON",
+        "unused: calibration runs ONNX Runtime's default threads", "write the int8 ONNX file here", 1)
     parser.add_argument("--calibration", type=Path, help="aligned calibration crops (.npy, N x 112 x 112 x 3 uint8)")
-    parser.add_argument("--threads", type=int, help="unused: calibration runs ONNX Runtime's default threads")
     args = parser.parse_args(argv)
     if args.reference is not None:
         print(json.dumps(reference_outputs(args.inputs[0], json.loads(args.reference))))

@@ -15,13 +15,19 @@ than as a numerical failure.
 Images are structured (gradients, soft blobs, stripes, noise) rather than plain noise so
 that a face-anti-spoofing network gives unsaturated, varied probabilities: a check whose
 expected outputs are all 0 or 1 would not notice a wrong weight.
+
+Every converter also takes the same command line from ``appliance models convert``
+(:func:`converter_parser`): ``--inputs``, then ``--out FILE`` to convert or ``--reference SPEC``
+to print the original model's outputs on these inputs, and ``--threads``.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import random
 import sys
 from array import array
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 PIXEL_MAX = 255
@@ -131,3 +137,16 @@ def digest(batches: Mapping[str, Batch]) -> str:
         sha.update(f"{name}:{'x'.join(map(str, shape))}:".encode("ascii"))
         sha.update(little.tobytes())
     return sha.hexdigest()
+
+
+def converter_parser(description: str, inputs_help: str, reference_help: str, threads_help: str,
+                     out_help: str = "write the ONNX file here",
+                     inputs_count: str | int = "+") -> argparse.ArgumentParser:
+    """The command line every converter shares with ``appliance models convert``; a converter adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--inputs", type=Path, nargs=inputs_count, required=True, help=inputs_help)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--out", type=Path, help=out_help)
+    action.add_argument("--reference", metavar="SPEC_JSON", help=reference_help)
+    parser.add_argument("--threads", type=int, help=threads_help)
+    return parser

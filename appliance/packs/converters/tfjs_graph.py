@@ -22,7 +22,6 @@ Node (``npm install @tensorflow/tfjs`` into DIR; needed once, by whoever records
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -359,13 +358,10 @@ def versions() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=Path, nargs="+", required=True, help="model .json and its weight shards")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--out", type=Path, help="write the ONNX file here")
-    action.add_argument("--reference", metavar="SPEC_JSON",
-                        help="print TF.js's outputs on the reference inputs described by SPEC_JSON")
-    parser.add_argument("--threads", type=int, help="accepted for the shared interface; the export is single-threaded")
+    parser = reference_inputs.converter_parser(
+        __doc__.splitlines()[0], "model .json and its weight shards",
+        "print TF.js's outputs on the reference inputs described by SPEC_JSON",
+        "accepted for the shared interface; the export is single-threaded")
     parser.add_argument("--tfjs-modules", type=Path, help="--reference: node_modules holding @tensorflow/tfjs")
     args = parser.parse_args(argv)
     if args.reference is not None:
