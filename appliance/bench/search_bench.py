@@ -172,7 +172,7 @@ class FlatMethod:
 def methods(size: int) -> list[Method]:
     """Exact search, FAISS flat, and the gallery forced onto its index whatever ``size`` is."""
     indexed_from = max(EXACT_LIMIT_BOUNDS[0], min(size, EXACT_LIMIT_BOUNDS[1]))
-    return [GalleryMethod(EXACT, IndexSettings(exact_limit=EXACT_LIMIT_BOUNDS[1])), FlatMethod(),
+    return [GalleryMethod(EXACT, IndexSettings(exact_limit=EXACT_LIMIT_BOUNDS[1], exact_scan=False)), FlatMethod(),
             GalleryMethod(CHOSEN, IndexSettings(exact_limit=indexed_from))]
 
 

@@ -31,6 +31,8 @@ EXACT_LIMIT = 200_000  # below this many templates exact float32 search is fast 
 EXACT_LIMIT_BOUNDS = (1_000, 10_000_000)
 RERANK = 64  # candidates re-scored exactly in float32
 RERANK_BOUNDS = (1, 4_096)
+SCAN_THREADS = 1  # ONNX Runtime threads of the exact path's int8 scan: the caller's own thread
+SCAN_THREADS_BOUNDS = (1, 64)
 TRAINING_SAMPLE = 100_000  # rows that set the per-dimension ranges (seeded sample of the gallery)
 TRAINING_SEED = 1234
 # fewest rows per range worth a thread: ~2 ms of scanning here (~25k rows/ms), against ~0.1 ms
@@ -47,14 +49,18 @@ def _bounded(name: str, value: int, bounds: tuple[int, int]) -> int:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """When the gallery switches from exact search to the index, and how many rows it re-ranks."""
+    """When the gallery switches from exact search to the index, how many rows it re-ranks, and
+    whether and with how many threads exact search scans an int8 copy first (``int8_scan.Int8Scan``)."""
 
     exact_limit: int = EXACT_LIMIT
     rerank: int = RERANK
+    scan_threads: int = SCAN_THREADS
+    exact_scan: bool = True  # False: exact search stays float32 throughout (a benchmark's reference)
 
     def __post_init__(self) -> None:
         _bounded("exact_limit", self.exact_limit, EXACT_LIMIT_BOUNDS)
         _bounded("rerank", self.rerank, RERANK_BOUNDS)
+        _bounded("scan_threads", self.scan_threads, SCAN_THREADS_BOUNDS)
 
 
 class CandidateIndex:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.matching.index import EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, SHARD_MIN_ROWS, CandidateIndex, IndexSettings
+from appliance.matching.index import (EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, SCAN_THREADS_BOUNDS, SHARD_MIN_ROWS,
+                                     CandidateIndex, IndexSettings)
 
 DIM = 32
 
@@ -14,7 +15,8 @@ def units(count: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("field, bounds", [("exact_limit", EXACT_LIMIT_BOUNDS), ("rerank", RERANK_BOUNDS)])
+@pytest.mark.parametrize("field, bounds", [("exact_limit", EXACT_LIMIT_BOUNDS), ("rerank", RERANK_BOUNDS),
+                                           ("scan_threads", SCAN_THREADS_BOUNDS)])
 def test_settings_outside_their_bounds_are_refused(field, bounds):
     for value in (bounds[0] - 1, bounds[1] + 1):
         with pytest.raises(ValueError, match=field):
