@@ -1,47 +1,102 @@
 """The site's access rules as the matcher uses them: which doors a person's template may be
 cached at (``doors_of``), the rules each door receives with its sync answers (``door_rules``,
 ``cache_access``), and the decision on a central match (``decide``), with the passback state
-kept in the sync store so every replica sees the same presence."""
+kept in the sync store so every replica sees the same presence.
+
+What a decision reads of the rules (whether they are enforced, a door's rules, a person's
+groups and validity) is remembered while the store's ``access_generation`` is unchanged: one
+``PRAGMA data_version`` per decision, or per batch of requests decided together
+(``current``), instead of three to six queries per decision (issue 17). Any commit to the file
+by another connection (a replica, the admin's process) or an access-rule write through this
+one empties the memo before the next read, so no decision uses rules older than the last
+commit before it (or its batch) began. Presence (anti-passback) is never remembered."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from appliance.access.passback import PassbackTracker
-from appliance.access.rules import AccessPolicy, AccessVerdict, DoorRules
+from appliance.access.rules import AccessPolicy, AccessVerdict, DoorRules, Subject
 from appliance.matcher.sync_store import EventRecord, SyncStore
 from appliance.protocol import messages, topics
 
 PASSBACK_ALARM = "passback_violation"  # the door-log kind of a soft anti-passback violation
+# people and doors one memo holds; past it that part starts again: a bound on memory (~0.6 KB
+# a person, so ~6 MB), not on correctness - a person read again is one query
+MAX_REMEMBERED = 10_000
+
+
+@dataclass
+class AccessMemo:
+    """What was read of the access tables while the store's ``access_generation`` was ``generation``."""
+
+    generation: tuple[int, int]
+    enforced: bool | None = None
+    rules: dict[str, DoorRules] = field(default_factory=dict)
+    subjects: dict[str, Subject] = field(default_factory=dict)
 
 
 class SiteAccess:
     def __init__(self, store: SyncStore, tz: str = "UTC"):
         self.store, self.tz = store, tz
         self.tracker = PassbackTracker(store)
+        self._memo = AccessMemo((-1, -1))
+
+    def current(self) -> AccessMemo:
+        """The memo for the tables as they are now (one query). The generation is read before
+        the data, so whatever a memo holds is at least as new as its generation (threads share
+        it safely: a racing reader at worst replaces a memo, never fills one with older rows)."""
+        generation = self.store.access_generation()
+        memo = self._memo
+        if memo.generation != generation:
+            memo = self._memo = AccessMemo(generation)
+        return memo
 
     def enforced(self) -> bool:
-        return self.store.access_enforced()
+        memo = self.current()
+        if memo.enforced is None:
+            memo.enforced = self.store.access_enforced()
+        return memo.enforced
+
+    def subject(self, subject_id: str, memo: AccessMemo | None = None) -> Subject:
+        """The person's groups and validity (``AccessTables.access_subject``), remembered."""
+        subjects = (memo or self.current()).subjects
+        found = subjects.get(subject_id)
+        if found is None:
+            if len(subjects) >= MAX_REMEMBERED:
+                subjects.clear()
+            found = subjects[subject_id] = self.store.access_subject(subject_id)
+        return found
 
     def doors_of(self, subject_id: str) -> frozenset[str] | None:
         """The doors whose caches may hold the subject; None: rules not enforced (every door)."""
         return self.store.subject_doors(subject_id) if self.enforced() else None
 
-    def door_rules(self, door: str) -> DoorRules:
-        return self.store.door_rules(door, self.tz)
+    def door_rules(self, door: str, memo: AccessMemo | None = None) -> DoorRules:
+        rules = (memo or self.current()).rules
+        found = rules.get(door)
+        if found is None:
+            if len(rules) >= MAX_REMEMBERED:
+                rules.clear()
+            found = rules[door] = self.store.door_rules(door, self.tz)
+        return found
 
     def cache_access(self, subject_id: str, rules: DoorRules) -> dict:
         """What a door's cache holds for the subject: the groups granting that door, validity."""
         if not rules.enforced:
             return {}
-        subject = self.store.access_subject(subject_id)
+        subject = self.subject(subject_id)
         return {"g": sorted(subject.groups & set(rules.grants)), **subject.validity.to_wire()}
 
-    def decide(self, subject_id: str, door: str, at: float) -> AccessVerdict:
-        """May the matched ``subject_id`` pass ``door`` at Unix time ``at``?"""
-        rules = self.door_rules(door)
-        policy = AccessPolicy({door: rules}, self.tracker)
-        return policy.decide(self.store.access_subject(subject_id), door, datetime.fromtimestamp(at, timezone.utc))
+    def decide(self, subject_id: str, door: str, at: float, memo: AccessMemo | None = None) -> AccessVerdict:
+        """May the matched ``subject_id`` pass ``door`` at Unix time ``at``? ``memo``: the rules
+        as ``current`` read them for the batch this decision is one of; None: read them now."""
+        memo = memo or self.current()
+        rules = self.door_rules(door, memo)
+        # without rules the policy grants whoever it is: their groups and validity are not read
+        subject = self.subject(subject_id, memo) if rules.enforced else Subject(subject_id)
+        return AccessPolicy({door: rules}, self.tracker).decide(subject, door, datetime.fromtimestamp(at, timezone.utc))
 
     def record_violation(self, subject_id: str, door: str, at: float) -> None:
         """A soft passback violation the matcher let through, as an alarm in the door log."""

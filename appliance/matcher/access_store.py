@@ -6,7 +6,8 @@ reach the doors (a new revision) is ``matcher.access_admin``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from appliance.access.rules import AreaRule, DoorRules, Subject, Validity
 from appliance.access.schedule import Holidays, WeeklySchedule
@@ -29,6 +30,24 @@ CREATE TABLE access_presence (area TEXT NOT NULL, subject_id TEXT NOT NULL, insi
 class AccessTables:
     """Methods over the access tables; the host store gives ``execute`` and ``transaction``."""
 
+    _access_writes = 0  # access-rule changes through this connection (``access_generation``)
+
+    def access_generation(self) -> tuple[int, int]:
+        """A value that changes whenever the access tables may have: SQLite's ``data_version``
+        moves when another connection commits to the file (another replica, the admin's
+        process) but not for this connection's own commits, which ``_access_writes`` counts.
+        Readers remember what they read under it (``matcher.access_site``)."""
+        return self.execute("PRAGMA data_version")[0][0], self._access_writes
+
+    @contextmanager
+    def _changing_access(self) -> Iterator[None]:
+        """A write to the access tables: one transaction, counted inside it (under the host
+        store's lock, so two writers never count as one; a reader that sees the new count
+        reads after the commit)."""
+        with self.transaction():
+            yield
+            self._access_writes += 1
+
     # -- groups -----------------------------------------------------------------------------
     def access_enforced(self) -> bool:
         """Any access group defined: from then on a person in no group opens no door."""
@@ -36,7 +55,7 @@ class AccessTables:
 
     def put_group(self, name: str, schedule: WeeklySchedule) -> bool:
         """Create the group or replace its schedule; True when it is new."""
-        with self.transaction():
+        with self._changing_access():
             new = not self.execute("SELECT 1 FROM access_groups WHERE name = ?", (name,))
             self.execute("INSERT INTO access_groups VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
                          "schedule = excluded.schedule", (name, json.dumps(schedule.to_mapping())))
@@ -44,7 +63,7 @@ class AccessTables:
 
     def delete_group(self, name: str) -> list[str]:
         """Remove the group, its doors and memberships; the members it had."""
-        with self.transaction():
+        with self._changing_access():
             members = self.group_members(name)
             for table in ("access_doors", "access_members"):
                 self.execute(f"DELETE FROM {table} WHERE grp = ?", (name,))
@@ -66,7 +85,7 @@ class AccessTables:
                                            (name,))]
 
     def set_group_doors(self, name: str, doors: list[str], granted: bool) -> None:
-        with self.transaction():
+        with self._changing_access():
             for door in doors:
                 sql = ("INSERT OR IGNORE INTO access_doors VALUES (?, ?)" if granted
                        else "DELETE FROM access_doors WHERE grp = ? AND door = ?")
@@ -74,23 +93,25 @@ class AccessTables:
 
     def set_member(self, name: str, subject_id: str, member: bool) -> bool:
         """Add or remove one membership; True when that changed anything."""
-        with self.transaction():
+        with self._changing_access():
             sql = ("INSERT OR IGNORE INTO access_members VALUES (?, ?)" if member
                    else "DELETE FROM access_members WHERE grp = ? AND subject_id = ?")
             return self.conn.execute(sql, (name, subject_id)).rowcount > 0
 
     # -- people -----------------------------------------------------------------------------
     def set_validity(self, subject_id: str, validity: Validity) -> None:
-        with self.transaction():
+        with self._changing_access():
             self.execute("INSERT INTO access_validity VALUES (?, ?, ?) ON CONFLICT (subject_id) DO UPDATE SET "
                          "valid_from = excluded.valid_from, valid_until = excluded.valid_until",
                          (subject_id, validity.valid_from, validity.valid_until))
 
     def access_subject(self, subject_id: str) -> Subject:
-        groups = frozenset(r[0] for r in self.execute("SELECT grp FROM access_members WHERE subject_id = ?",
-                                                      (subject_id,)))
-        rows = self.execute("SELECT valid_from, valid_until FROM access_validity WHERE subject_id = ?", (subject_id,))
-        return Subject(subject_id, groups, Validity(*rows[0]) if rows else Validity())
+        # one statement: a row per group (no validity), and the validity row (no group) if any
+        rows = self.execute("SELECT grp, NULL, NULL FROM access_members WHERE subject_id = ? UNION ALL "
+                            "SELECT NULL, valid_from, valid_until FROM access_validity WHERE subject_id = ?",
+                            (subject_id, subject_id))
+        validity = next((Validity(f, u) for g, f, u in rows if g is None), Validity())
+        return Subject(subject_id, frozenset(g for g, _, _ in rows if g is not None), validity)
 
     def subject_doors(self, subject_id: str) -> frozenset[str]:
         """Every door some group of the subject grants (schedules aside)."""
@@ -105,7 +126,7 @@ class AccessTables:
 
     # -- site calendar and areas -----------------------------------------------------------
     def set_holiday(self, day: str, name: str, present: bool) -> bool:
-        with self.transaction():
+        with self._changing_access():
             if present:
                 sql, params = "INSERT OR REPLACE INTO access_holidays VALUES (?, ?)", (day, name)
             else:
@@ -117,7 +138,7 @@ class AccessTables:
 
     def set_area(self, area: str, mode: str, reset_s: float, doors: Mapping[str, str]) -> None:
         """The area's passback mode and reset, and its doors (door -> entry/exit), replaced."""
-        with self.transaction():
+        with self._changing_access():
             self.execute("INSERT OR REPLACE INTO access_areas VALUES (?, ?, ?)", (area, mode, reset_s))
             self.execute("DELETE FROM access_area_doors WHERE area = ?", (area,))
             self.conn.executemany("INSERT OR REPLACE INTO access_area_doors VALUES (?, ?, ?)",

@@ -35,6 +35,7 @@ writes records and alarms, so no audit write ever runs on the network thread.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -62,6 +63,10 @@ ALARMS_PER_S, ALARM_BURST = 2.0, 50
 # device measured ~1,700/s unlimited) and a resend after a drop.
 SYNC_PER_S, SYNC_BURST = 50.0, 100
 FLUSH_EVERY_S = 1.0  # the ticker writes alarms and ended windows this often
+# The provisioning files (PKI registry, device policies) are looked at this often at most, not
+# for every check: a revocation or a policy change reaches the matcher's checks within it (the
+# broker's own cut needs its restart, seconds). At most 1 s; 0: at every check (issue 17).
+PROVISIONING_RECHECK_S, MAX_PROVISIONING_RECHECK_S = 0.25, 1.0
 MAX_TRACKED = 10_000  # devices with state; beyond it idle ones are forgotten (full buckets again)
 MAX_TOPICS = len(topics.DEVICE_WRITES) * MAX_TRACKED  # topics whose routing is remembered
 MATCHING_MODES = ("verify", "identify")  # messages.MatchRequest.mode: provisioned = allowed one of them
@@ -160,26 +165,35 @@ class SiteChecks:
     ``is_allowed``) answered from memory while the PKI registry and the device policies are
     unchanged on disk. Each check builds every identity and policy of the site, so it cost
     ~0.3-0.4 ms per call with 100 doors and grows with the site (issue 17's profile); a
-    revocation or a policy change replaces a file, which empties the memo at the next call, so
-    an answer never outlives the files it came from."""
+    revocation or a policy change replaces a file, which empties the memo when the files are
+    next looked at. They are looked at (two ``os.stat``, 2-5 us each) at most every
+    ``recheck_s`` rather than for each of the two checks of every request, so an answer
+    outlives the files it came from by at most ``recheck_s`` (``PROVISIONING_RECHECK_S``)."""
 
-    def __init__(self, pki):
+    def __init__(self, pki, recheck_s: float = PROVISIONING_RECHECK_S, clock: Callable[[], float] = time.monotonic):
         from appliance.broker.pki import REGISTRY
         from appliance.ops import provisioning
 
+        if not 0.0 <= recheck_s <= MAX_PROVISIONING_RECHECK_S:
+            raise ValueError(f"recheck_s {recheck_s} outside 0-{MAX_PROVISIONING_RECHECK_S} s")
         self.pki, self._provisioning = pki, provisioning
         # as strings for ``os.stat`` (pathlib's wrappers doubled the cost of the two stats per check)
         self._files = (str(pki.folder / REGISTRY), str(pki.folder / provisioning.POLICY_FILE))
+        self.recheck_s, self._clock = recheck_s, clock
+        self._recheck_at = -math.inf  # when the files are next looked at
         self._stamp: tuple = ()
         self._memo: dict[tuple[str, str, str], bool] = {}
         self._lock = threading.Lock()
 
     def _current(self) -> dict[tuple[str, str, str], bool]:
-        stamp = tuple(_stamp(path) for path in self._files)
-        with self._lock:
-            if stamp != self._stamp:
-                self._stamp, self._memo = stamp, {}
-            return self._memo
+        now = self._clock()
+        if now >= self._recheck_at:  # the stats come before any answer they label is worked out
+            stamp = tuple(_stamp(path) for path in self._files)
+            with self._lock:
+                self._recheck_at = now + self.recheck_s
+                if stamp != self._stamp:
+                    self._stamp, self._memo = stamp, {}
+        return self._memo
 
     def may_send(self, device: str, topic: str) -> bool:
         memo = self._current()

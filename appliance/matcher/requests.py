@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from appliance.access.rules import ANTI_PASSBACK
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.access_site import SiteAccess
+from appliance.matcher.access_site import AccessMemo, SiteAccess
 from appliance.matcher.gate import MALFORMED, Gate, Limits, any_mode
 from appliance.matcher.loaded import LoadedGallery, SearchedBatch
 from appliance.matcher.replica_io import Audit, Courier
@@ -94,8 +94,9 @@ class RequestHandler:
 
     def handle_batch(self, batch: list[Incoming]) -> None:
         """Open and decode each request, decide them all under the gallery lock with their 1:N
-        searches done together, then answer each in arrival order. A retried request id gets
-        the answer it got before, even within one batch, counted once."""
+        searches done together, then answer each in arrival order (the access rules read once
+        for all). A retried request id gets the answer it got before, even within one batch,
+        counted once."""
         opened: list[_Opened] = []
         for incoming in batch:
             inbound = self.gate.admit(self.opener, incoming)
@@ -127,9 +128,10 @@ class RequestHandler:
                     continue
                 if item.verdict.accepted:
                     item.display = self.loaded.display_names.get(item.verdict.subject_id, "")
+        rules = self.access.current() if self.access is not None else None  # read once for the batch
         for item in opened:
             try:
-                self._answer(item)
+                self._answer(item, rules)
             except ApplianceError as exc:
                 self._malformed(item.inbound, exc)
 
@@ -137,7 +139,7 @@ class RequestHandler:
         log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
         self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
 
-    def _answer(self, item: _Opened) -> None:
+    def _answer(self, item: _Opened, rules: AccessMemo | None = None) -> None:
         device, request, incoming = item.inbound.device, item.request, item.incoming
         if item.verdict is None:
             cached = self._recent.get(request.request_id)
@@ -145,7 +147,7 @@ class RequestHandler:
                 self.stats["retries"] += 1
                 self._reply(device, incoming, cached)
             return
-        verdict = self.admit(device, item.verdict)
+        verdict = self.admit(device, item.verdict, rules)
         display = item.display if verdict.accepted else ""  # a refused person is not named on the door's screen
         decision = messages.Decision(request_id=request.request_id, accepted=verdict.accepted, reason=verdict.reason,
                                      display_name=display, retry_after_s=round(verdict.retry_after_s, 1),
@@ -190,13 +192,14 @@ class RequestHandler:
             return Verdict(False, messages.Reason.BAD_REQUEST)
         return (engine or self.engine).decide(device, template, request.claim, time.time())
 
-    def admit(self, device: str, verdict: Verdict) -> Verdict:
+    def admit(self, device: str, verdict: Verdict, rules: AccessMemo | None = None) -> Verdict:
         """A match stands only if the access rules grant that subject at ``device`` now; a
-        refusal keeps the subject (the audit entry says who was refused) but is not accepted."""
+        refusal keeps the subject (the audit entry says who was refused) but is not accepted.
+        ``rules``: as read for the batch (``SiteAccess.current``); None: read now."""
         if not verdict.accepted or self.access is None:
             return verdict
         now = time.time()
-        access = self.access.decide(verdict.subject_id, device, now)
+        access = self.access.decide(verdict.subject_id, device, now, rules)
         if access.passback_violation:  # soft anti-passback: let through, but on record (audit, door log)
             self.stats["passback_violations"] += 1
             self.audit(device, "access.passback_violation", verdict.subject_id, "fail", ANTI_PASSBACK)

@@ -6,11 +6,11 @@ values and unknown versions are refused with MESSAGE_REJECTED - a malformed mess
 reaches service logic. A decision carries accept/reject, a masked display name and a reason
 code: never a score, never a template.
 
-The checks live on the fields: ``Annotated[..., Field(...)]`` types (strict scalars, text
-at most ``MAX_TEXT`` characters, 32-hex-digit ids, allowed values as ``Literal``) validated by
-pydantic's ``TypeAdapter`` - the mechanism that checks the configuration
-(``appliance.config``). Rules joining fields are ``model_validator``s on the class. The
-dataclasses stay plain: constructing one in code checks nothing, ``decode`` checks all.
+The checks live on the fields: ``Annotated[..., Field(...)]`` types (``protocol.fields``:
+strict scalars, text at most ``MAX_TEXT`` characters, 32-hex-digit ids; allowed values as
+``Literal``) validated by pydantic's ``TypeAdapter`` - the mechanism that checks the
+configuration (``appliance.config``). Rules joining fields are ``model_validator``s on the
+class. The dataclasses stay plain: constructing one in code checks nothing, ``decode`` checks all.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import base64
 import dataclasses
 import functools
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -30,34 +29,15 @@ from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError, mo
 from typing_extensions import NotRequired, TypedDict
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.protocol.fields import (  # the message modules import the field types from here too
+    MAX_TEXT, REQUEST_ID, STRICT_FIELDS, Base64, Digest, Flag, Id, Integer, MaybeSubjectId, Number, Revision,
+    Signature, SubjectId, Text, _Broken, _check_template, _check_vector, _read_template,
+)
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 48 * 1024
-MAX_TEXT = 256
-MAX_TEMPLATE_DIMENSION = 2048
-REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
-SUBJECT_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
-DIGEST = re.compile(r"^([0-9a-f]{64})?$")
 SYNC_KINDS = ("changes", "snapshot", "notice")
 ENROLLMENT_ACTIONS = ("enrolled", "deleted")
-
-# Field types. Strict: a JSON value of another type is refused, never converted (an integer
-# is accepted, as a float, where a number is expected).
-# finite only: json.loads reads NaN and Infinity, which no field of the protocol means
-Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-Integer = Annotated[int, Strict()]
-Flag = Annotated[bool, Strict()]
-Text = Annotated[str, Strict(), Field(max_length=MAX_TEXT)]
-Base64 = Annotated[str, Strict()]  # a template: bounded by MAX_MESSAGE_BYTES only
-Id = Annotated[str, Strict(), Field(pattern=REQUEST_ID.pattern)]  # 32 hex digits, as new_id() makes
-Revision = Annotated[int, Strict(), Field(ge=0)]
-Digest = Annotated[str, Strict(), Field(pattern=DIGEST.pattern)]  # sha256 hex, or "" (not given)
-SubjectId = Annotated[str, Strict(), Field(pattern=SUBJECT_ID.pattern)]
-MaybeSubjectId = Annotated[str, Strict(), Field(pattern=f"^({SUBJECT_ID.pattern[1:-1]})?$")]  # "" = nobody
-Signature = Annotated[str, Strict(), Field(pattern=r"^([0-9a-f]{128})?$")]  # Ed25519, hex; "" = unsigned
-
-# Unknown fields are refused.
-STRICT_FIELDS = ConfigDict(extra="forbid")
 
 
 def new_id() -> str:
@@ -86,22 +66,6 @@ class Reason:
            *ACCESS)
 
 
-class _Broken(ValueError):
-    """The refusal of a rule joining fields; its text is the MESSAGE_REJECTED detail."""
-
-
-def _check_template(template_b64: str, name: str, unit: bool) -> None:
-    """Refuse what is not base64 little-endian float32 of a sane size, finite (and unit length)."""
-    try:
-        vector = np.frombuffer(base64.b64decode(template_b64, validate=True), dtype="<f4")
-    except ValueError:
-        raise _Broken(f"{name} is not base64 float32") from None
-    if not 0 < len(vector) <= MAX_TEMPLATE_DIMENSION or not np.all(np.isfinite(vector)):
-        raise _Broken(f"{name} size or values invalid")
-    if unit and abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
-        raise _Broken(f"{name} is not unit length")
-
-
 @dataclass(frozen=True)
 class Message:
     TYPE: ClassVar[str] = ""
@@ -111,11 +75,22 @@ class Message:
     __pydantic_config__: ClassVar[ConfigDict] = STRICT_FIELDS
 
     def encode(self) -> bytes:
-        body = {"v": PROTOCOL_VERSION, "type": self.TYPE, **dataclasses.asdict(self)}
+        # the fields as they are: the encoder walks nested values (asdict's deep copy: half a Decision's encoding)
+        body = {"v": PROTOCOL_VERSION, "type": self.TYPE} | {name: getattr(self, name) for name in _fields(type(self))}
         for name in self.WIRE_OPTIONAL:
             if not body[name]:
                 del body[name]
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _ENCODER.encode(body).encode("utf-8")
+
+
+# compact UTF-8 JSON, one encoder for every message (json.dumps with options builds one per
+# call); a dataclass nested in a field is written as its asdict
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=dataclasses.asdict)
+
+
+@functools.cache
+def _fields(cls: type[Message]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @dataclass(frozen=True)
@@ -134,8 +109,12 @@ class MatchRequest(Message):
         = field(default_factory=dict)
 
     def vector(self) -> np.ndarray:
-        raw = base64.b64decode(self.template_b64, validate=True)
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        return self._probe.astype(np.float32)  # a writable copy
+
+    @functools.cached_property
+    def _probe(self) -> np.ndarray:
+        """The template read from base64 once, for ``decode``'s rules and then ``vector``."""
+        return _read_template(self.template_b64, "template")
 
     @staticmethod
     def pack_vector(vector: np.ndarray) -> str:
@@ -145,7 +124,7 @@ class MatchRequest(Message):
     def _rules(self) -> MatchRequest:
         if self.mode == "verify" and not self.claim:
             raise _Broken("verify needs a claim")
-        _check_template(self.template_b64, "template", unit=True)
+        _check_vector(self._probe, "template", unit=True)
         return self
 
 

@@ -9,6 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from appliance.access.schedule import WeeklySchedule
+from appliance.matcher.access_admin import ALWAYS_OPEN
+from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.loaded import LoadedGallery
 from appliance.matcher.replica_io import Auditor
 from appliance.matcher.requests import SEARCH_BATCH, RequestHandler
@@ -82,3 +85,19 @@ def test_the_batched_decisions_equal_the_one_by_one_decisions(setup):
     alone = [(c is not None and c.score >= 0.5, c.subject_id if c is not None and c.score >= 0.5 else "")
              for c in (handler.loaded.gallery.best(Template(p, *node.pack)) for p in probes)]
     assert batched == alone and sum(accepted for accepted, _ in batched) == 8
+
+
+def test_the_access_rules_are_read_once_per_batch_and_hold_for_each_request(setup):
+    node, handler, vectors, log, stats = setup
+    node.store.put_group("staff", WeeklySchedule.from_mapping(ALWAYS_OPEN))
+    node.store.set_group_doors("staff", ["door-a"], True)
+    node.store.set_member("staff", "s3", True)
+    handler.access = SiteAccess(node.store)
+    reads = []
+    generation = node.store.access_generation
+    node.store.access_generation = lambda: reads.append(1) or generation()
+    asked = [ask("door-a", vectors["s3"]), ask("door-a", vectors["s7"]), ask("door-a", node.vector())]
+    handler.handle_batch([node.sealed_by("door-a", r, MessageType.PROBE, node.pack) for r in asked])
+    assert [(a.accepted, a.reason) for a in answers(node, "door-a")] == [
+        (True, messages.Reason.MATCH), (False, "not_in_group"), (False, messages.Reason.NO_MATCH)]
+    assert len(reads) == 1 and stats["access_not_in_group"] == 1

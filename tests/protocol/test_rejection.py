@@ -53,6 +53,11 @@ def test_the_samples_are_valid():
     ({"template_b64": messages.MatchRequest.pack_vector(np.ones(4))}, "template is not unit length"),
     ({"template_b64": messages.MatchRequest.pack_vector(np.array([np.nan, 1.0]))}, "template size or values"),
     ({"template_b64": messages.MatchRequest.pack_vector(np.ones(2049) / np.sqrt(2049))}, "template size or values"),
+    ({"template_b64": messages.MatchRequest.pack_vector(np.array([np.inf, 0.0]))}, "template size or values"),
+    ({"template_b64": messages.MatchRequest.pack_vector(np.array([-np.inf, np.inf]))}, "template size or values"),
+    ({"template_b64": ""}, "template size or values"),
+    # finite, but its square overflows float32: not unit length, as before one dot product checked both
+    ({"template_b64": messages.MatchRequest.pack_vector(np.array([3e38, 0.0]))}, "template is not unit length"),
 ])
 def test_a_bad_match_request_names_the_field(change, detail):
     assert detail in rejected({**REQUEST, **change})
@@ -101,6 +106,8 @@ def test_other_bad_messages_name_the_field(body, detail):
     ({"upserts": [{"s": "subj-1", "r": 4, "t": TEMPLATE, "n": "A" * 257, "c": ""}]}, "upserts[0].n: longer than 256"),
     ({"upserts": [{"s": "subj-1", "r": 4, "t": TEMPLATE, "n": "A**", "c": "abc"}]}, "upserts[0].c"),
     ({"upserts": [{"s": "subj-1", "r": 4, "t": "%%", "n": "A**", "c": ""}]}, "delta template is not base64 float32"),
+    ({"upserts": [{"s": "subj-1", "r": 4, "t": messages.MatchRequest.pack_vector(np.array([1.0, np.nan])), "n": "A**",
+                   "c": ""}]}, "delta template size or values invalid"),
     ({"upserts": [3]}, "upserts[0]: expected an object"),
     ({"tombstones": [{"s": "subj-2", "r": 5, "t": TEMPLATE}]}, "unknown field 'tombstones[0].t'"),
 ])
@@ -143,3 +150,9 @@ def test_arbitrary_json_is_accepted_or_refused_never_a_crash(kind, fields):
         assert refused.code is ErrorCode.MESSAGE_REJECTED
     else:
         assert messages.decode(message.encode()) == message
+
+
+def test_a_delta_template_need_not_be_unit_length_only_finite():
+    huge = messages.MatchRequest.pack_vector(np.array([3e38, 3e38]))  # finite; its square overflows float32
+    body = {**DELTA, "upserts": [{"s": "subj-1", "r": 4, "t": huge, "n": "A**", "c": ""}]}
+    assert messages.decode(json.dumps(body).encode()).upserts[0]["t"] == huge

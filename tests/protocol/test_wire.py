@@ -95,3 +95,22 @@ def test_events_and_alarms_share_one_ref():
     assert isinstance(event, messages.Report) and isinstance(alarm, messages.Report)
     assert (event.ref, alarm.ref) == (RID, "f" * 32)
     assert "ref" not in event.encode().decode() and '"alarm_id"' in alarm.encode().decode()
+
+
+def test_a_dataclass_nested_in_a_field_is_written_as_its_fields():
+    event = messages.Event(RID, "door-1", "pass", 1.5, {"at": dataclasses.make_dataclass("At", ["u"])(2.0)})
+    assert b'"details":{"at":{"u":2.0}}' in event.encode()
+    with pytest.raises(TypeError):
+        messages.Event(RID, "door-1", "pass", 1.5, {"at": object()}).encode()
+
+
+def test_a_decoded_probe_is_read_once_and_handed_out_as_a_private_copy():
+    request = messages.decode(WIRE[0][1], messages.MatchRequest)
+    first, second = request.vector(), request.vector()
+    assert first.dtype == np.float32 and first.flags.writeable and first.tolist() == pytest.approx([0.6, 0.8, 0, 0])
+    first[0] = 9.0
+    assert second[0] == pytest.approx(0.6) and request.vector()[0] == pytest.approx(0.6)
+    assert dataclasses.replace(request, template_b64=messages.MatchRequest.pack_vector(
+        np.array([0.0, 0.0, 1.0], dtype=np.float32))).vector().tolist() == [0.0, 0.0, 1.0]
+    unchecked = messages.MatchRequest(RID, "door-1", "identify", messages.MatchRequest.pack_vector(np.ones(3)), 0.0)
+    assert unchecked.vector().tolist() == [1.0, 1.0, 1.0]  # built in code: read, never checked (as before)
