@@ -35,6 +35,7 @@ from appliance.security import signing
 HEAD_DOMAIN = b"appliance/audit-head/v1|"
 HEAD_SUFFIX = ".head"
 LOCK_SUFFIX = ".head.lock"
+TMP_SUFFIX = ".tmp"  # beside the head while it is written
 HEAD_FILE_MODE = 0o600
 GENESIS = "0" * 64
 
@@ -131,7 +132,8 @@ def read_head(path: Path) -> AuditHead | None:
 def read_head_bytes(path: Path) -> bytes | None:
     """The head file's bytes, None when there is none (a writer compares them with what it wrote)."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as file:  # no new Path per group commit (see write_head)
+            return file.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -154,9 +156,10 @@ def write_head(path: Path, head: AuditHead, durable_name: bool = False) -> bytes
     """Atomically: a temporary file, fsync, rename over the head - a reader or a crash sees
     the old head or the new one, never a mix. The folder is fsync'd only for ``durable_name``
     (the first head): losing a later rename to a power cut leaves an older head that the
-    database's signed checkpoint still reconciles. Returns the bytes written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    database's signed checkpoint still reconciles. Returns the bytes written. Names are plain
+    strings: no ``Path`` objects made per group commit (~15 us of CPU each: issue 17)."""
+    target = os.fspath(path)
+    tmp = target + TMP_SUFFIX
     data = json.dumps(head.document(), sort_keys=True).encode("utf-8") + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, HEAD_FILE_MODE)
     try:
@@ -164,9 +167,9 @@ def write_head(path: Path, head: AuditHead, durable_name: bool = False) -> bytes
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    os.replace(tmp, target)
     if durable_name:
-        folder = os.open(path.parent, os.O_RDONLY)
+        folder = os.open(os.path.dirname(target) or os.curdir, os.O_RDONLY)
         try:
             os.fsync(folder)
         finally:
@@ -180,7 +183,7 @@ def head_lock(db_path: Path, exclusive: bool) -> Iterator[None]:
     across processes and threads: each holder opens the lock file itself, so ``flock``
     serialises threads of one process too (never nest it). A folder that cannot hold the lock
     file (a read-only copy) has no writers to fear."""
-    lock = Path(db_path).with_name(Path(db_path).name + LOCK_SUFFIX)
+    lock = os.fspath(db_path) + LOCK_SUFFIX
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, HEAD_FILE_MODE)
     except OSError:

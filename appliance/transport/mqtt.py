@@ -4,13 +4,16 @@ Why a wrapper: every service needs the same things done the same way - MQTT 5 (u
 a denied publish looks successful), PUBACK reason codes surfaced as errors, subscriptions
 renewed on every reconnect, a retained last-will ``availability`` message, request/response
 properties, and bounded waits instead of hangs. It composes paho's client through its public API
-only (no private hooks overridden), so a paho upgrade cannot silently change what it does.
+only (no private hooks overridden), so a paho upgrade cannot silently change what it does; its
+network thread is ours (``transport.mqtt_loop``: several packets per wake-up, no wake-up per
+publish).
 """
 from __future__ import annotations
 
 import logging
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.transport.mqtt_loop import NetworkLoop
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +75,21 @@ class MqttEndpoint:
         self.connections = 0  # CONNACKs so far: a change means "reconnected" (sessions resync)
         self._acks: dict[int, tuple[threading.Event, list[int]]] = {}
         self._lock = threading.Lock()
-        self._early: OrderedDict[int, int] = OrderedDict()  # PUBACKs that arrived before their waiter
+        # PUBACKs (reason, when) that arrived before their waiter; also every report of a QoS 0
+        # publish made while someone waits (paho reports those too), hence the time check
+        self._early: OrderedDict[int, tuple[int, float]] = OrderedDict()
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5)
         client.tls_set(ca_certs=str(settings.ca_file), certfile=str(settings.cert_file), keyfile=str(settings.key_file))
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         if settings.will_topic:
             client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
-        client.on_publish = self._handle_publish
+        self._waiters = 0  # callers waiting for a PUBACK: while there are any, on_publish is set
+        self._waiters_lock = threading.Lock()
+        self._reusable = threading.local()  # QoS 0 properties, one object per thread and shape
         self._client = client
+        self._loop = NetworkLoop(client, settings.client_id, settings.reconnect_min_s, settings.reconnect_max_s)
 
     # -- life cycle ------------------------------------------------------------------------
     def connect(self, timeout: float = CONNECT_TIMEOUT_S, wait: bool = True) -> None:
@@ -92,7 +100,7 @@ class MqttEndpoint:
         if not wait:
             self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s,
                                        clean_start=self.settings.session_expiry_s == 0, properties=properties)
-            self._client.loop_start()
+            self._loop.start(connect_now=True)
             return
         try:
             self._client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s,
@@ -100,7 +108,7 @@ class MqttEndpoint:
         except (OSError, ValueError) as exc:
             raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
                                  f"{self.settings.host}:{self.settings.port}: {exc}") from None
-        self._client.loop_start()
+        self._loop.start()
         if not self.connected.wait(timeout):
             self.close()
             raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
@@ -113,8 +121,7 @@ class MqttEndpoint:
                 self.publish(self.settings.will_topic, self.settings.will_payload, retain=True, timeout=1.0)
             except ApplianceError:
                 pass  # the will covers it
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._loop.stop()
         self.connected.clear()
 
     # -- publishing ------------------------------------------------------------------------
@@ -125,36 +132,76 @@ class MqttEndpoint:
 
         ``wait=False`` hands a QoS 1 message to paho (which retransmits it until
         acknowledged) without blocking the caller on the broker's round trip."""
-        properties = None
-        if response_topic or correlation:
-            properties = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                properties.ResponseTopic = response_topic
-            if correlation:
-                properties.CorrelationData = correlation
+        properties = self._properties(qos, response_topic, correlation)
+        if qos == 0 or not wait:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
+                                     f"publish to {topic}: {paho.error_string(info.rc)}")
+            return
+        self._count_waiter(1)
+        try:
+            self._publish_and_wait(topic, payload, qos, retain, properties, timeout)
+        finally:
+            self._count_waiter(-1)
+
+    def _publish_and_wait(self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None,
+                          timeout: float) -> None:
         done, reason = threading.Event(), []
         # paho is not called under our lock: its network thread holds paho's own lock while it
         # calls _handle_publish (which takes ours), so holding ours around publish() deadlocks
-        # under concurrent publishers. A PUBACK that beats the registration waits in _early.
+        # under concurrent publishers. A PUBACK that beats the registration waits in _early; one
+        # from before this call is another message's with a message id since reused.
+        sent_at = time.monotonic()
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if qos > 0 and wait:
-            with self._lock:
-                early = self._early.pop(info.mid, None)
-                if early is None:
-                    self._acks[info.mid] = (done, reason)
-                else:
-                    reason.append(early)
-                    done.set()
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None or early[1] < sent_at:
+                self._acks[info.mid] = (done, reason)
+            else:
+                reason.append(early[0])
+                done.set()
         if info.rc != paho.MQTT_ERR_SUCCESS:
             self._acks.pop(info.mid, None)
             raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE, f"publish to {topic}: {paho.error_string(info.rc)}")
-        if qos == 0 or not wait:
-            return
         if not done.wait(timeout):
             self._acks.pop(info.mid, None)
             raise ApplianceError(ErrorCode.REQUEST_TIMEOUT, f"no PUBACK for {topic} within {timeout:g} s")
         if reason and reason[0] not in (SUCCESS, NO_MATCHING_SUBSCRIBERS):
             raise ApplianceError(ErrorCode.MESSAGE_REJECTED, f"broker refused publish to {topic} (reason {reason[0]})")
+
+    def _count_waiter(self, change: int) -> None:
+        """paho reports every publish to ``on_publish``, at QoS 0 too, each with a new reason code
+        and properties object (~30 us on the network thread per answer: issue 17); only a caller
+        waiting for its PUBACK needs the report, so the callback is set only while one waits."""
+        with self._waiters_lock:
+            self._waiters += change
+            if change > 0 and self._waiters == 1:
+                self._client.on_publish = self._handle_publish
+            elif self._waiters == 0:
+                self._client.on_publish = None
+
+    def _properties(self, qos: int, response_topic: str | None, correlation: bytes | None) -> Properties | None:
+        """The request/response properties. At QoS 0 paho packs them inside ``publish`` and keeps
+        nothing, so each thread reuses one object per shape (making one costs more than packing
+        it: issue 17); a QoS 1 message keeps its own until acknowledged (paho resends it)."""
+        if not (response_topic or correlation):
+            return None
+        if qos == 0:
+            shapes: dict[tuple[bool, bool], Properties] | None = getattr(self._reusable, "shapes", None)
+            if shapes is None:
+                shapes = self._reusable.shapes = {}
+            shape = (bool(response_topic), bool(correlation))
+            properties = shapes.get(shape)
+            if properties is None:
+                properties = shapes[shape] = Properties(PacketTypes.PUBLISH)
+        else:
+            properties = Properties(PacketTypes.PUBLISH)
+        if response_topic:
+            properties.ResponseTopic = response_topic
+        if correlation:
+            properties.CorrelationData = correlation
+        return properties
 
     # -- paho callbacks (network thread) ---------------------------------------------------
     def _handle_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
@@ -169,6 +216,7 @@ class MqttEndpoint:
         if self.settings.will_topic:
             client.publish(self.settings.will_topic, b"online", qos=1, retain=True)
         self.connections += 1
+        self._loop.connected_again()
         self.connected.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -181,7 +229,7 @@ class MqttEndpoint:
         with self._lock:
             entry = self._acks.pop(mid, None)
             if entry is None:
-                self._early[mid] = code
+                self._early[mid] = (code, time.monotonic())
                 while len(self._early) > EARLY_ACKS:
                     self._early.popitem(last=False)
         if entry:

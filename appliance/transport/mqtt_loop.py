@@ -1,0 +1,166 @@
+"""The MQTT network thread: paho's external-event-loop API, driven by one thread of ours.
+
+Why not paho's ``loop_start``: its loop reads one packet per ``select`` (at QoS 0 nothing asks
+it for more), checks keepalive on every pass, and every ``publish`` from another thread writes
+a byte into a socket pair to wake it (a send on the publisher, a receive and one more pass on
+the network thread: issue 17). Here one thread does all of the socket's I/O - an SSL object
+must never be read and written by two threads at once - through paho's public calls
+(``loop_read``, ``loop_write``, ``loop_misc``, ``reconnect``):
+
+* it reads every packet that has arrived before it writes (up to ``READS_PER_PASS``);
+* it writes everything queued in one pass; a publisher wakes it only when paho's write queue
+  goes from empty to not empty (``on_socket_register_write``), so paho never writes on the
+  publisher's thread;
+* keepalive pings and the ping timeout are looked at every ``MISC_EVERY_S``;
+* a lost connection is retried with the settings' back-off (doubling from the minimum up to
+  the maximum, back to the minimum after a CONNACK), as paho's own loop does;
+* ``stop`` disconnects on this thread, so a DISCONNECT never races a reconnect.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+
+import paho.mqtt.client as paho
+
+log = logging.getLogger(__name__)
+
+MISC_EVERY_S = 1.0  # keepalive is checked this often (paho: every pass, and every 1 s when idle)
+READS_PER_PASS = 256  # packets read before what is queued for writing gets its turn
+STOP_TIMEOUT_S = 5.0  # how long ``stop`` lets the DISCONNECT go out before closing the socket
+WAKE_BYTES = 4096  # the wake socket is drained this much at a time (one byte per wake-up)
+
+
+class NetworkLoop:
+    """Runs ``client``'s network I/O on a thread named ``paho-mqtt-loop-<name>``."""
+
+    def __init__(self, client: paho.Client, name: str, reconnect_min_s: float, reconnect_max_s: float):
+        if not 0 < reconnect_min_s <= reconnect_max_s:
+            raise ValueError(f"{name}: reconnect back-off {reconnect_min_s}-{reconnect_max_s} s")
+        self.name = name
+        self._client = client
+        self._min_s, self._max_s = reconnect_min_s, reconnect_max_s
+        self._delay_s: float | None = None  # the next back-off; None: reconnect at once
+        self._wake_r, self._wake_w = self._wake_pair()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_misc = 0.0
+        client.on_socket_register_write = self._wake  # a publisher queues, this thread writes
+
+    def start(self, connect_now: bool = False) -> None:
+        """Start the thread; ``connect_now``: its first act is to connect (``connect_async``)."""
+        self._delay_s = None if connect_now else self._min_s
+        if self._wake_r.fileno() < 0:  # started again after a stop
+            self._wake_r, self._wake_w = self._wake_pair()
+        self._closing.clear()
+        self._thread = threading.Thread(target=self._run, name=f"paho-mqtt-loop-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Disconnect (on the loop's thread), let the DISCONNECT go out, end the thread."""
+        self._closing.set()
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._client.disconnect()  # never started: no I/O to race
+        else:
+            self._wake()
+            if threading.current_thread() is thread:
+                return  # a callback closing its own endpoint: the thread ends after this pass
+            thread.join(STOP_TIMEOUT_S + 1.0)
+        self._thread = None
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def connected_again(self) -> None:
+        """A CONNACK: the next loss starts the back-off from its minimum."""
+        self._delay_s = self._min_s
+
+    @staticmethod
+    def _wake_pair() -> tuple[socket.socket, socket.socket]:
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        return reader, writer
+
+    def _wake(self, *_: object) -> None:
+        try:
+            self._wake_w.send(b"w")
+        except (BlockingIOError, OSError):
+            pass  # already awake (the buffer is full of wake-ups) or closing
+
+    # -- the thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        disconnect_by = None
+        while True:
+            if self._closing.is_set() and disconnect_by is None:
+                self._client.disconnect()  # queued here, written by the next pass
+                disconnect_by = time.monotonic() + STOP_TIMEOUT_S
+            sock = self._client.socket()
+            if sock is None:
+                if disconnect_by is not None:
+                    return
+                self._reconnect()
+                continue
+            if disconnect_by is not None and time.monotonic() > disconnect_by:
+                log.warning("%s: no DISCONNECT sent within %g s; closing the socket", self.name, STOP_TIMEOUT_S)
+                sock.close()
+                return
+            try:
+                self._pass(sock)
+            except Exception:  # noqa: BLE001 - a bug in one pass must not end the connection's thread
+                log.exception("%s: network pass failed", self.name)
+                time.sleep(MISC_EVERY_S)
+
+    def _pass(self, sock) -> None:
+        client = self._client
+        writing = [sock] if client.want_write() else []
+        wait_s = 0.0 if sock.pending() else max(0.0, self._next_misc - time.monotonic())
+        try:
+            readable, _, _ = select.select([sock, self._wake_r], writing, [], wait_s)
+        except (OSError, ValueError):  # closed between socket() and select()
+            return
+        if self._wake_r in readable:
+            self._drain_wake()
+        if sock in readable or sock.pending():
+            self._read(sock)
+        if client.want_write() and client.socket() is sock:
+            client.loop_write()
+        now = time.monotonic()
+        if now >= self._next_misc and client.socket() is sock:
+            self._next_misc = now + MISC_EVERY_S
+            client.loop_misc()
+
+    def _read(self, sock) -> None:
+        """Every packet already here: on after each as long as the SSL object holds decrypted
+        bytes or the socket has more (paho's ``loop_read`` takes one packet at QoS 0)."""
+        for _ in range(READS_PER_PASS):
+            if self._client.loop_read() != paho.MQTT_ERR_SUCCESS or self._client.socket() is not sock:
+                return
+            if not sock.pending() and not select.select([sock], [], [], 0)[0]:
+                return
+
+    def _drain_wake(self) -> None:
+        try:
+            while len(self._wake_r.recv(WAKE_BYTES)) == WAKE_BYTES:
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _reconnect(self) -> None:
+        """One connection attempt after the back-off (cut short by ``stop``)."""
+        if self._delay_s is not None:
+            if self._closing.wait(self._delay_s):
+                return
+            self._delay_s = min(self._delay_s * 2, self._max_s)
+        else:
+            self._delay_s = self._min_s
+        try:
+            self._client.reconnect()
+        except OSError as exc:  # refused, unreachable, TLS refused: the back-off grows
+            log.debug("%s: connection attempt failed: %s", self.name, exc)
+        except Exception:  # noqa: BLE001 - keep retrying whatever paho raised
+            log.exception("%s: connection attempt failed", self.name)
+        self._next_misc = 0.0

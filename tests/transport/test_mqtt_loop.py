@@ -1,0 +1,111 @@
+"""The endpoint's own network thread (``transport.mqtt_loop``) on a real broker: answers from
+several threads go out with their own properties, a PUBACK still carries its reason after QoS 0
+traffic, a close is a clean DISCONNECT (no will), and a close cuts a reconnect back-off short."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import pytest
+
+from appliance.broker.process import free_port
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.protocol import topics
+from appliance.transport.mqtt import MqttEndpoint, settings_for
+
+PER_THREAD = 200
+THREADS = 3
+QUIET_S = 0.5
+CLOSE_WITHIN_S = 2.0
+
+
+def _endpoint(broker, name, subscriptions=(), inbox=None, **options) -> MqttEndpoint:
+    client = MqttEndpoint(settings_for(broker.pki, name, broker.host, broker.port, **options),
+                          on_message=(inbox.put if inbox is not None else None), subscriptions=subscriptions)
+    client.connect()
+    return client
+
+
+def _drain(inbox: queue.Queue, expected: int, timeout: float = 20.0) -> list:
+    items, deadline = [], time.monotonic() + timeout
+    while len(items) < expected and time.monotonic() < deadline:
+        try:
+            items.append(inbox.get(timeout=0.1))
+        except queue.Empty:
+            continue
+    return items
+
+
+def test_qos0_answers_from_several_threads_keep_their_own_properties(broker):
+    inbox: queue.Queue = queue.Queue()
+    decisions = topics.device_topic("door-a", topics.DECISION)
+    door = _endpoint(broker, "door-a", (decisions,), inbox)
+    matcher = _endpoint(broker, "matcher-1")
+
+    def answer(thread: int) -> None:
+        for index in range(PER_THREAD):
+            tag = b"%d-%d" % (thread, index)
+            reply_to = decisions if index % 2 else None  # two shapes of properties, one object each
+            matcher.publish(decisions, tag, qos=0, correlation=tag, response_topic=reply_to)
+
+    try:
+        workers = [threading.Thread(target=answer, args=(n,)) for n in range(THREADS)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        got = _drain(inbox, THREADS * PER_THREAD)
+    finally:
+        matcher.close()
+        door.close()
+    assert len(got) == THREADS * PER_THREAD
+    assert all(m.correlation == m.payload for m in got)
+    assert all(m.response_topic == (decisions if int(m.payload.split(b"-")[1]) % 2 else None) for m in got)
+    for thread in range(THREADS):  # one publisher's messages stay in its order
+        mine = [m.payload for m in got if m.payload.startswith(b"%d-" % thread)]
+        assert mine == [b"%d-%d" % (thread, index) for index in range(PER_THREAD)]
+
+
+def test_a_puback_after_qos0_traffic_still_carries_its_reason(broker):
+    matcher = _endpoint(broker, "matcher-1")
+    door = _endpoint(broker, "door-a")
+    try:
+        for index in range(50):  # QoS 0: nobody waits, no report asked of paho
+            door.publish(topics.device_topic("door-a", topics.EVENT), b"%d" % index, qos=0)
+        with pytest.raises(ApplianceError) as refused:
+            door.publish(topics.device_topic("door-b", topics.EVENT), b"not mine")
+        assert refused.value.code is ErrorCode.MESSAGE_REJECTED
+        door.publish(topics.device_topic("door-a", topics.EVENT), b"mine")  # accepted: no error
+        matcher.publish(topics.device_topic("door-a", topics.DECISION), b"waited for", qos=1)
+    finally:
+        door.close()
+        matcher.close()
+
+
+def test_close_is_a_clean_disconnect_so_the_will_does_not_fire(broker):
+    inbox: queue.Queue = queue.Queue()
+    topic = topics.device_topic("door-b", topics.AVAILABILITY)
+    watcher = _endpoint(broker, "auditor-1", (topic,), inbox)
+    try:
+        door = _endpoint(broker, "door-b", will_topic=topic)
+        assert [m.payload for m in _drain(inbox, 1)] == [b"online"]
+        started = time.monotonic()
+        door.close(announce_offline=False)
+        assert time.monotonic() - started < CLOSE_WITHIN_S
+        assert not door.connected.is_set()
+        time.sleep(QUIET_S)
+        assert inbox.empty()  # a dropped connection would have published the will ("offline")
+    finally:
+        watcher.close()
+
+
+def test_close_cuts_a_reconnect_back_off_short(broker):
+    settings = settings_for(broker.pki, "door-a", broker.host, free_port(), reconnect_min_s=30, reconnect_max_s=60)
+    door = MqttEndpoint(settings)
+    door.connect(wait=False)  # nobody listens there: refused, then waiting out the back-off
+    time.sleep(QUIET_S)
+    started = time.monotonic()
+    door.close()
+    assert time.monotonic() - started < CLOSE_WITHIN_S
+    assert not door.connected.is_set()
