@@ -13,6 +13,8 @@ commit before it (or its batch) began. Presence (anti-passback) is never remembe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -61,26 +63,14 @@ class SiteAccess:
 
     def subject(self, subject_id: str, memo: AccessMemo | None = None) -> Subject:
         """The person's groups and validity (``AccessTables.access_subject``), remembered."""
-        subjects = (memo or self.current()).subjects
-        found = subjects.get(subject_id)
-        if found is None:
-            if len(subjects) >= MAX_REMEMBERED:
-                subjects.clear()
-            found = subjects[subject_id] = self.store.access_subject(subject_id)
-        return found
+        return _remembered((memo or self.current()).subjects, subject_id, self.store.access_subject)
 
     def doors_of(self, subject_id: str) -> frozenset[str] | None:
         """The doors whose caches may hold the subject; None: rules not enforced (every door)."""
         return self.store.subject_doors(subject_id) if self.enforced() else None
 
     def door_rules(self, door: str, memo: AccessMemo | None = None) -> DoorRules:
-        rules = (memo or self.current()).rules
-        found = rules.get(door)
-        if found is None:
-            if len(rules) >= MAX_REMEMBERED:
-                rules.clear()
-            found = rules[door] = self.store.door_rules(door, self.tz)
-        return found
+        return _remembered((memo or self.current()).rules, door, lambda key: self.store.door_rules(key, self.tz))
 
     def cache_access(self, subject_id: str, rules: DoorRules) -> dict:
         """What a door's cache holds for the subject: the groups granting that door, validity."""
@@ -102,3 +92,13 @@ class SiteAccess:
         """A soft passback violation the matcher let through, as an alarm in the door log."""
         self.store.record_events([EventRecord(messages.new_id(), door, topics.ALARM, PASSBACK_ALARM, at,
                                               {"subject": subject_id, "mode": "soft", "by": "matcher"})], time.time())
+
+
+def _remembered(table: dict, key: str, read: Callable[[str], Any]) -> Any:
+    """``table[key]``, read once; a full table starts again (bounded by ``MAX_REMEMBERED``)."""
+    found = table.get(key)
+    if found is None:
+        if len(table) >= MAX_REMEMBERED:
+            table.clear()
+        found = table[key] = read(key)
+    return found
