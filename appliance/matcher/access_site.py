@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from appliance.access.passback import PassbackTracker
 from appliance.access.rules import AccessPolicy, AccessVerdict, DoorRules, Subject
