@@ -57,11 +57,17 @@ class QueueWorker(Generic[Item]):
                  max_batch: int = 1):
         if max_batch < 1 or (max_batch > 1 and handle_batch is None):
             raise ValueError(f"{name}: a batch of {max_batch} needs handle_batch")
+        if limit < 1:
+            raise ValueError(f"{name}: a queue needs room for at least one item, not {limit}")
         self.name = name
         self._handle = handle
         self._handle_batch = handle_batch
         self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[float, Item]] = queue.Queue(limit)
+        # the C queue: a put or get is a fraction of a microsecond where ``queue.Queue``'s Python
+        # locks and conditions cost several, per message on the MQTT network thread (issue 17);
+        # the bound is checked on ``put`` (producers racing past it can overshoot by one each)
+        self._queue: queue.SimpleQueue[tuple[float, Item]] = queue.SimpleQueue()
+        self.limit = limit
         self._thread = StoppableThread(name, self._run)
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # capacity figures (read by ``bench load``): items, seconds queued, seconds of work, batches
@@ -77,11 +83,10 @@ class QueueWorker(Generic[Item]):
 
     def put(self, item: Item) -> bool:
         """Queue ``item``; False (and ``dropped_overload`` counted) when the queue is full."""
-        try:
-            self._queue.put_nowait((time.monotonic(), item))
-        except queue.Full:
+        if self._queue.qsize() >= self.limit:
             self.stats["dropped_overload"] += 1
             return False
+        self._queue.put((time.monotonic(), item))
         return True
 
     def run_queued_here(self) -> int:

@@ -49,13 +49,13 @@ def _read_template(template_b64: str, name: str) -> np.ndarray:
 
 
 def _check_vector(vector: np.ndarray, name: str, unit: bool) -> None:
-    """Refuse a template of an insane size, not finite (or not unit length). One dot product
-    checks both values: finite iff every value is, short of an overflow (not unit length)."""
-    with np.errstate(over="ignore"):  # an overflow is a refusal below (or a finite non-unit template), not a warning
-        square = float(np.dot(vector, vector))
-    if not 0 < len(vector) <= MAX_TEMPLATE_DIMENSION or not (math.isfinite(square) or np.all(np.isfinite(vector))):
+    """Refuse a template of an insane size, not finite (or not unit length). One float64 dot
+    product checks both: float32 squares cannot overflow it, so the sum is finite iff every
+    value is (no ``np.errstate`` per request: issue 17)."""
+    square = float(np.dot(vector, vector.astype(np.float64))) if 0 < len(vector) <= MAX_TEMPLATE_DIMENSION else math.nan
+    if not math.isfinite(square):
         raise _Broken(f"{name} size or values invalid")
-    if unit and abs(math.sqrt(square) - 1.0) > 1e-3:  # float32 as np.linalg.norm's square; inf: not unit
+    if unit and abs(math.sqrt(square) - 1.0) > 1e-3:
         raise _Broken(f"{name} is not unit length")
 
 

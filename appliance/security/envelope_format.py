@@ -38,6 +38,7 @@ _TIME_COUNTER = struct.Struct(">QQ")
 LENGTH = struct.Struct(">I")
 # the session format's epoch not-after time (ms since the Unix epoch)
 NOT_AFTER = struct.Struct(">Q")
+_EPOCH_BLOCK = NOT_AFTER.size + SIGNATURE_BYTES  # a session header's not-after and epoch signature
 _MIN_LENGTH = (_PREFIX.size + 1 + KEY_ID_BYTES + 2 + _TIME_COUNTER.size + NONCE_BYTES + PUBLIC_KEY_BYTES
                + LENGTH.size + SIGNATURE_BYTES)
 
@@ -144,76 +145,85 @@ def format_version(suite: Suite) -> int:
     return FORMAT_VERSION if suite is Suite.DEFAULT else SUITE_FORMAT_VERSION
 
 
-class _Reader:
-    """Bounds-checked reads: running past the end is TRUNCATED, never IndexError."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise EnvelopeRejected(RejectReason.TRUNCATED, f"needs {self.pos + n} bytes, has {len(self.data)}")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def label(self) -> str:
-        raw = self.take(self.take(1)[0])
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise EnvelopeRejected(RejectReason.MALFORMED, "label is not UTF-8") from None
+def _need(data: bytes, end: int) -> None:
+    """Running past the end is TRUNCATED, never IndexError (one check per run of fixed fields)."""
+    if end > len(data):
+        raise EnvelopeRejected(RejectReason.TRUNCATED, f"needs {end} bytes, has {len(data)}")
 
 
-def _suite(reader: _Reader, version: int) -> Suite:
+def _label(data: bytes, pos: int) -> tuple[str, int]:
+    """A length-prefixed UTF-8 label at ``pos``, and the position after it."""
+    _need(data, pos + 1)
+    end = pos + 1 + data[pos]
+    _need(data, end)
+    try:
+        return data[pos + 1:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise EnvelopeRejected(RejectReason.MALFORMED, "label is not UTF-8") from None
+
+
+def _suite(data: bytes, pos: int, version: int) -> Suite:
     if version in (FORMAT_VERSION, SESSION_FORMAT_VERSION):
         return Suite.DEFAULT
     if version != SUITE_FORMAT_VERSION:
         raise EnvelopeRejected(RejectReason.UNSUPPORTED_VERSION, str(version))
+    _need(data, pos + 1)
     try:
-        return Suite(reader.take(1)[0])
+        return Suite(data[pos])
     except ValueError:
         raise EnvelopeRejected(RejectReason.MALFORMED, "unknown crypto suite") from None
 
 
 def parse(data: bytes) -> tuple[Header, int, bytes, bytes]:
     """(header, header length, ciphertext, signature) or EnvelopeRejected; the session format
-    has no per-message signature (``b""``): its epoch signature is in the header."""
+    has no per-message signature (``b""``): its epoch signature is in the header. Offsets and
+    ``struct.unpack_from`` rather than a reader object per field: every request is parsed on
+    the matcher's one worker thread (issue 17)."""
     if not isinstance(data, (bytes, bytearray)):
         raise EnvelopeRejected(RejectReason.MALFORMED, "not bytes")
     data = bytes(data)
     if len(data) < _MIN_LENGTH:
         raise EnvelopeRejected(RejectReason.TRUNCATED, f"{len(data)} bytes")
-    reader = _Reader(data)
-    magic, version, type_value, aead_value, sender_len = _PREFIX.unpack(reader.take(_PREFIX.size))
+    magic, version, type_value, aead_value, sender_len = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         raise EnvelopeRejected(RejectReason.MALFORMED, "not an appliance envelope")
-    suite = _suite(reader, version)
+    suite = _suite(data, _PREFIX.size, version)
+    pos = _PREFIX.size + (version == SUITE_FORMAT_VERSION)
     try:
         message_type, aead = MessageType(type_value), Aead(aead_value)
     except ValueError:
         raise EnvelopeRejected(RejectReason.MALFORMED, "unknown message type or cipher") from None
     if aead not in SUITE_AEADS[suite]:
         raise EnvelopeRejected(RejectReason.MALFORMED, f"cipher {aead.name} is not of the {suite.label} suite")
+    _need(data, pos + sender_len + KEY_ID_BYTES)
     try:
-        sender = reader.take(sender_len).decode("utf-8")
+        sender = data[pos:pos + sender_len].decode("utf-8")
     except UnicodeDecodeError:
         raise EnvelopeRejected(RejectReason.MALFORMED, "sender is not UTF-8") from None
-    recipient = reader.take(KEY_ID_BYTES)
-    pack_id, pack_version = reader.label(), reader.label()
-    timestamp_ms, counter = _TIME_COUNTER.unpack(reader.take(_TIME_COUNTER.size))
-    nonce, ephemeral = reader.take(NONCE_BYTES), reader.take(KEY_BLOCK_BYTES[suite])
+    pos += sender_len
+    recipient = data[pos:pos + KEY_ID_BYTES]
+    pack_id, pos = _label(data, pos + KEY_ID_BYTES)
+    pack_version, pos = _label(data, pos)
     session = version == SESSION_FORMAT_VERSION
+    key_block = KEY_BLOCK_BYTES[suite]
+    header_length = pos + _TIME_COUNTER.size + NONCE_BYTES + key_block + (_EPOCH_BLOCK if session else 0)
+    _need(data, header_length + LENGTH.size)
+    timestamp_ms, counter = _TIME_COUNTER.unpack_from(data, pos)
+    pos += _TIME_COUNTER.size
+    nonce, ephemeral = data[pos:pos + NONCE_BYTES], data[pos + NONCE_BYTES:pos + NONCE_BYTES + key_block]
     not_after_ms, epoch_signature = 0, b""
     if session:
-        (not_after_ms,) = NOT_AFTER.unpack(reader.take(NOT_AFTER.size))
-        epoch_signature = reader.take(SIGNATURE_BYTES)
-    header_length = reader.pos
-    (length,) = LENGTH.unpack(reader.take(LENGTH.size))
-    ciphertext = reader.take(length)
-    signature = b"" if session else reader.take(SIGNATURE_BYTES)
-    if reader.pos != len(data):
-        raise EnvelopeRejected(RejectReason.MALFORMED, f"{len(data) - reader.pos} trailing bytes")
+        pos += NONCE_BYTES + key_block
+        (not_after_ms,) = NOT_AFTER.unpack_from(data, pos)
+        epoch_signature = data[pos + NOT_AFTER.size:header_length]
+    (length,) = LENGTH.unpack_from(data, header_length)
+    end = header_length + LENGTH.size + length
+    _need(data, end + (0 if session else SIGNATURE_BYTES))
+    ciphertext = data[header_length + LENGTH.size:end]
+    signature = b"" if session else data[end:end + SIGNATURE_BYTES]
+    trailing = len(data) - end - len(signature)
+    if trailing:
+        raise EnvelopeRejected(RejectReason.MALFORMED, f"{trailing} trailing bytes")
     header = Header(version, message_type, aead, sender, recipient, pack_id, pack_version,
                     timestamp_ms, counter, nonce, ephemeral, suite, not_after_ms, epoch_signature)
     return header, header_length, ciphertext, signature
