@@ -13,27 +13,42 @@ liveness evidence says "not live": the matcher's own judgement refuses it), or a
 from an outage sending its outbox: ``CATCH_UP_EVENTS`` events sealed ``OFFLINE_S`` ago, each
 signed by the door, which the matcher records once and acknowledges on the sync topic.
 
+The doors are a load generator, kept light because they share the machine's two cores with the
+matcher being measured: one scheduler thread per process seals and publishes every door's
+requests (QoS 1 without blocking on the PUBACK: the decision is what a door waits for), and
+each door's MQTT network thread opens its answers and times them on arrival. What goes over the
+wire is what a door sends (``edge.link.MatcherLink``): the same envelopes, topics, MQTT 5
+response topic and correlation data, signed liveness evidence and signed outbox events.
+
 It prints one JSON object: every request's send time, round trip and whether the answer was
 the one its kind expects; events sent and acknowledged; this process's CPU seconds.
 """
 from __future__ import annotations
 
+import functools
+import heapq
 import json
 import random
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.bench.device_load import cpu_seconds, sleep_until
+import numpy as np
+
+from appliance.bench.device_load import cpu_seconds
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, KINDS, STRANGER, Mix
 
-ANSWER_TIMEOUT_S = 5.0
-ATTEMPTS = 1  # a lost answer is an error of the run, never hidden by a retry
+ANSWER_TIMEOUT_S = 5.0  # no retry: a lost answer is an error of the run, never hidden by one
 CATCH_UP_EVENTS = 20  # one outbox window's worth of events after a short outage
 OFFLINE_S = 600.0  # how long ago the catch-up events were sealed (the door was offline)
 LIVE_SCORE, SPOOF_SCORE, LIVENESS_THRESHOLD = 0.93, 0.08, 0.5
 LIVENESS_LEVEL = "passive"
+REPLAY_WINDOW_S = 120.0  # as a door's link opens its answers
+CHECK_S = 0.05  # the scheduler looks for overdue answers at least this often
 
 
 def _evidence(signer, live: bool) -> dict:
@@ -47,125 +62,221 @@ def _evidence(signer, live: bool) -> dict:
     return sign_summary(summary, signer).as_dict()
 
 
-class Door:
-    """One simulated door: its link to the matcher and what it needs to make each kind of pass."""
+@dataclass
+class Results:
+    """What the process reports, filled by the scheduler and the doors' network threads."""
 
-    def __init__(self, site, name: str, mix: Mix, seed: int):
-        from appliance.edge.link import MatcherLink
+    samples: list[list] = field(default_factory=list)  # [sent at (epoch s), round trip ms, kind index, as expected]
+    unanswered: list[list] = field(default_factory=list)  # [sent at, kind index]
+    reasons: dict[str, int] = field(default_factory=dict)
+    events_sent: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    request_id: str
+    kind: str
+    sent_at: float  # epoch seconds
+    began: float  # perf_counter, before the request was made
+
+
+class Door:
+    """One simulated door: its identity, keys and TLS connection, and its one open pass."""
+
+    def __init__(self, site, name: str, mix: Mix, seed: int, results: Results):
         from appliance.liveness.evidence import Ed25519Signer
+        from appliance.protocol import topics
+        from appliance.protocol.directory import MATCHER_NODE
+        from appliance.security.envelope import Opener, ReplayGuard, Sealer
+        from appliance.transport.mqtt import MqttEndpoint
 
         keys = site.device_keys(name)
-        self.name, self.mix = name, mix
-        self.link = MatcherLink(name, site.mqtt(name), keys, site.directory)
+        self.name, self.mix, self.results = name, mix, results
+        self.matcher = site.directory.get(MATCHER_NODE)
+        self.sealer = Sealer(keys)
+        self.opener = Opener(keys, site.directory.matchers(), window_s=REPLAY_WINDOW_S,
+                             guard=ReplayGuard(not_before=time.time()))
         self.signer = Ed25519Signer(keys.signing.private_bytes_raw(), key_id=name)
         self.signing_key = keys.signing
         self.random = random.Random(seed)
+        self.numbers = np.random.default_rng(seed)  # the probes' noise and rows
         self.acks = 0
-        self.link.on_sync = self._acknowledged
+        self.request_topic = topics.device_topic(name, topics.REQUEST)
+        self.event_topic = topics.device_topic(name, topics.EVENT)
+        self.decision_topic = topics.device_topic(name, topics.DECISION)
+        self.sync_topic = topics.device_topic(name, topics.SYNC)
+        self._asked: _Asked | None = None
+        self._lock = threading.Lock()
+        self.on_free: Callable[[], None] = lambda: None  # the open pass closed (the scheduler's)
+        self.endpoint = MqttEndpoint(site.mqtt(name), on_message=self._on_message,
+                                     subscriptions=(self.decision_topic, self.sync_topic))
+
+    @property
+    def busy(self) -> bool:
+        return self._asked is not None
+
+    def ask(self, kind: str) -> None:
+        """Seal and publish one request (scheduler thread); its answer is timed on arrival."""
+        from appliance.bench.probes import PACK
+        from appliance.errors import ApplianceError
+        from appliance.protocol import messages
+        from appliance.security.envelope import MessageType
+
+        began, sent_at = time.perf_counter(), time.time()
+        vector = self.mix.probe(kind, self.numbers)
+        request = messages.MatchRequest(messages.new_id(), self.name, "identify",
+                                        messages.MatchRequest.pack_vector(vector), sent_at,
+                                        liveness=_evidence(self.signer, live=kind != ATTACK))
+        sealed = self.sealer.seal(self.matcher, MessageType.PROBE, request.encode(), *PACK)
+        with self._lock:
+            self._asked = _Asked(request.request_id, kind, sent_at, began)
+        try:
+            self.endpoint.publish(self.request_topic, sealed, response_topic=self.decision_topic,
+                                  correlation=request.request_id.encode("ascii"), wait=False)
+        except ApplianceError:
+            self._give_up()
+
+    def overdue(self, now: float) -> None:
+        """The open pass is unanswered after ``ANSWER_TIMEOUT_S`` (``now``: perf_counter)."""
+        asked = self._asked
+        if asked is not None and now - asked.began > ANSWER_TIMEOUT_S:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        with self._lock:
+            asked, self._asked = self._asked, None
+        if asked is not None:
+            with self.results.lock:
+                self.results.unanswered.append([asked.sent_at, KINDS.index(asked.kind)])
+            self.on_free()
+
+    def _on_message(self, incoming) -> None:
+        """An answer (timed now) or an outbox acknowledgement, on the door's network thread."""
+        from appliance.errors import ApplianceError
+        from appliance.protocol import messages
+        from appliance.protocol.inbound import open_on_topic
+        from appliance.security.envelope import MessageType
+
+        arrived = time.perf_counter()
+        if incoming.topic == self.sync_topic:
+            self._acknowledged(incoming)
+            return
+        try:
+            inbound = open_on_topic(self.opener, incoming.topic, incoming.payload, expect=MessageType.DECISION)
+            decision = messages.decode(inbound.payload, messages.Decision)
+        except ApplianceError:  # never an answer: the pass stays open until it times out
+            return
+        with self._lock:
+            asked = self._asked
+            if asked is None or asked.request_id != decision.request_id:
+                return  # late (already counted unanswered) or not ours
+            self._asked = None
+        expected = {ENROLLED: (True, messages.Reason.MATCH), STRANGER: (False, messages.Reason.NO_MATCH),
+                    ATTACK: (False, messages.Reason.LIVENESS_FAILED)}[asked.kind]
+        right = (decision.accepted, decision.reason) == expected
+        with self.results.lock:
+            self.results.samples.append([asked.sent_at, (arrived - asked.began) * 1000, KINDS.index(asked.kind), right])
+            self.results.reasons[decision.reason] = self.results.reasons.get(decision.reason, 0) + 1
+        self.on_free()
 
     def _acknowledged(self, incoming) -> None:
         from appliance.protocol import messages
         from appliance.protocol.inbound import open_on_topic
 
         try:
-            inbound = open_on_topic(self.link.opener, incoming.topic, incoming.payload)
+            inbound = open_on_topic(self.opener, incoming.topic, incoming.payload)
             ack = messages.decode(inbound.payload, messages.OutboxAck)
         except Exception:  # noqa: BLE001 - what does not open (or is a notice) acknowledges nothing
             return
         self.acks += len(ack.ids)
 
-    def request(self, kind: str) -> tuple[bool, str]:
-        """Ask once; True when the answer is the one this kind of pass must get."""
-        from appliance.bench.probes import PACK
-        from appliance.protocol import messages
-
-        vector = self.mix.probe(kind, self.random)
-        request = messages.MatchRequest(messages.new_id(), self.name, "identify",
-                                        messages.MatchRequest.pack_vector(vector), time.time(),
-                                        liveness=_evidence(self.signer, live=kind != ATTACK))
-        decision = self.link.request(request, PACK, timeout=ANSWER_TIMEOUT_S, attempts=ATTEMPTS)
-        expected = {ENROLLED: (True, messages.Reason.MATCH), STRANGER: (False, messages.Reason.NO_MATCH),
-                    ATTACK: (False, messages.Reason.LIVENESS_FAILED)}[kind]
-        return (decision.accepted, decision.reason) == expected, decision.reason
-
     def catch_up(self) -> int:
         """The outbox of a door back online: events sealed while it was offline, each signed."""
-        from appliance.protocol import messages, topics
+        from appliance.protocol import messages
         from appliance.security import device_reports
         from appliance.security.envelope import MessageType
 
         sealed_at = time.time() - OFFLINE_S
-        topic = topics.device_topic(self.name, topics.EVENT)
         for index in range(CATCH_UP_EVENTS):
             event = messages.Event(messages.new_id(), self.name, "door_held_open", sealed_at + index,
                                    {"seconds": 12})
             event = messages.Event(event.event_id, event.device_id, event.kind, event.at, event.details,
                                    device_reports.sign(self.signing_key, event.document()))
-            sealed = self.link.sealer.seal(self.link.matcher, MessageType.EVENT, event.encode(), now=sealed_at)
-            self.link.endpoint.publish(topic, sealed)
+            sealed = self.sealer.seal(self.matcher, MessageType.EVENT, event.encode(), now=sealed_at)
+            self.endpoint.publish(self.event_topic, sealed, wait=False)  # paho resends until the PUBACK
         return CATCH_UP_EVENTS
 
 
+def _schedule(doors: list[Door], rate: float, start_at: float, end_at: float, results: Results) -> None:
+    """Every door's passes at its pace, from one thread: a door is not in step with the others
+    (a random phase within its period), and a door whose pass is still open is put back only when
+    it closes (answered or overdue), at its next slot or at once if that has passed."""
+    period = 1.0 / rate
+    phases = [door.random.random() * period for door in doors]
+    passes = [0] * len(doors)
+    queue = [(start_at + phase, index) for index, phase in enumerate(phases)]
+    heapq.heapify(queue)
+    freed: deque[int] = deque()
+    wake = threading.Event()
+
+    def free(index: int) -> None:
+        freed.append(index)
+        wake.set()
+
+    for index, door in enumerate(doors):
+        door.on_free = functools.partial(free, index)
+    checked = time.perf_counter()
+    while queue or any(door.busy for door in doors) or freed:
+        while freed:
+            index = freed.popleft()
+            heapq.heappush(queue, (start_at + phases[index] + passes[index] * period, index))
+        if time.perf_counter() - checked >= CHECK_S:
+            checked = time.perf_counter()
+            for door in doors:
+                door.overdue(checked)
+        now = time.time()
+        if not queue or queue[0][0] > now:
+            wake.wait(min(queue[0][0] - now, CHECK_S) if queue else CHECK_S)
+            wake.clear()
+            continue
+        at, index = heapq.heappop(queue)
+        if at >= end_at:
+            continue  # this door's run is over (a pass due before the end is made, late or not)
+        door = doors[index]
+        passes[index] += 1
+        kind = door.mix.pick(door.random)
+        if kind == CATCH_UP:
+            sent = door.catch_up()
+            with results.lock:
+                results.events_sent += sent
+            heapq.heappush(queue, (start_at + phases[index] + passes[index] * period, index))
+        else:
+            door.ask(kind)
+
+
 def run(spec: dict) -> dict:
+    from appliance.bench.device_load import sleep_until
     from appliance.site import Site
 
     site = Site(Path(spec["folder"]), port=int(spec["port"]))
     mix = Mix.from_spec(spec["mix"])
-    doors = [Door(site, name, mix, spec["seed"] + index) for index, name in enumerate(spec["names"])]
+    results = Results()
+    doors = [Door(site, name, mix, spec["seed"] + index, results) for index, name in enumerate(spec["names"])]
     for door in doors:
-        door.link.connect()
-    start_at, end_at = spec["start_at"], spec["start_at"] + spec["seconds"]
-    samples: list[list] = []  # [sent at (epoch s), round trip ms, kind index, answer as expected]
-    unanswered: list[list] = []  # [sent at, kind index]
-    reasons: dict[str, int] = {}
-    events = [0]
-    lock = threading.Lock()
-
-    rate = float(spec["rate_per_door"])
-
-    def door_loop(door: Door, phase: float) -> None:
-        index = 0
-        while time.time() < end_at:
-            # at the door's pace; a late answer delays the next pass, as at a real door
-            sleep_until(start_at + phase + index / rate)
-            index += 1
-            now = time.time()
-            if now >= end_at:
-                return
-            kind = door.mix.pick(door.random)
-            if kind == CATCH_UP:
-                sent = door.catch_up()
-                with lock:
-                    events[0] += sent
-                continue
-            begin = time.perf_counter()
-            try:
-                right, reason = door.request(kind)
-            except Exception:  # noqa: BLE001 - unanswered (or refused): an error of the run
-                with lock:
-                    unanswered.append([now, KINDS.index(kind)])
-                continue
-            with lock:
-                samples.append([now, (time.perf_counter() - begin) * 1000, KINDS.index(kind), right])
-                reasons[reason] = reasons.get(reason, 0) + 1
-
-    mix.probe(ENROLLED, random.Random(0))  # the gallery, made once before the doors start
-    # doors are not in step: each starts at a random point of its period
-    threads = [threading.Thread(target=door_loop, args=(door, door.random.random() / rate), name=door.name)
-               for door in doors]
+        door.endpoint.connect()
+    mix.probe(ENROLLED, np.random.default_rng(0))  # the gallery, made once before the doors start
+    start_at = spec["start_at"]
     sleep_until(start_at)
     cpu_before = cpu_seconds()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _schedule(doors, float(spec["rate_per_door"]), start_at, start_at + spec["seconds"], results)
     cpu = cpu_seconds() - cpu_before
     time.sleep(spec.get("ack_grace_s", 1.0))  # the last acknowledgements are on their way
     acks = sum(door.acks for door in doors)
     for door in doors:
-        door.link.close()
-    return {"samples": samples, "unanswered": unanswered, "reasons": reasons, "events_sent": events[0],
-            "events_acknowledged": acks, "cpu_s": cpu}
+        door.endpoint.close()
+    return {"samples": results.samples, "unanswered": results.unanswered, "reasons": results.reasons,
+            "events_sent": results.events_sent, "events_acknowledged": acks, "cpu_s": cpu}
 
 
 def main(argv: list[str]) -> int:

@@ -90,9 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "p50/p95/p99, errors, CPU per request, profile, one device flooding"
     )
     load.add_argument("--devices", type=int, help="provisioned simulated doors (default 100)")
-    load.add_argument("--rate", type=float, help="match requests per second from all doors together (default 1000)")
+    load.add_argument("--rate", type=float, help="match requests per second from all doors together (default 1050)")
     load.add_argument("--seconds", type=float, help="length of the run (default 60)")
-    load.add_argument("--processes", type=int, help="door processes (default 4)")
+    load.add_argument("--processes", type=int, help="door processes (default 2)")
+    load.add_argument("--device-niceness", type=int, choices=range(0, 20), metavar="0-19",
+                      help="niceness of the simulated devices' processes (default 5: the matcher and broker first)")
     load.add_argument("--gallery", type=int, help="synthetic gallery size (default 10000)")
     load.add_argument("--no-flood", action="store_true", help="without the flooding device")
     load.add_argument("--out", default=str(paths.reports_dir() / "bench-load"), help="report folder (load.*)")
@@ -174,6 +176,8 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             print(f"error: --{name.split('_')[0]} must be positive", file=sys.stderr)
             return 2
+    if args.device_niceness is not None:
+        chosen["niceness"] = args.device_niceness
     result = load.run_load(**{k: v for k, v in chosen.items() if v is not None}, flood=not args.no_flood,
                            progress=progress)
     files = load_report.write_report(result, Path(args.out))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from appliance.bench import load, load_report
-from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER
+from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER, Mix
 from appliance.cli.main import main
 
 DOORS, RATE_PER_S, SECONDS, PROCESSES, GALLERY = 4, 20.0, 4.0, 2, 2_000
@@ -28,9 +28,17 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     written = load_report.write_report(result, tmp_path)
     text = written["markdown"].read_text()
     assert "Where the matcher's time goes" in text and "flooding" in text
+    quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
+    assert 0 < quiet["handled"] < result["handled"] and quiet["per_core"] == result["targets"]["per_core"]["measured"]
+    assert "Outside the flood third" in text
     assert json.loads(written["json"].read_text())["result"]["answered"] == result["answered"]
     if "plot" in written:
         assert written["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_rate_counts_requests_and_catch_ups_come_on_top():
+    assert Mix(SHARES, GALLERY).request_share == 0.9  # a door makes 1 / 0.9 passes per request asked
+    assert Mix({CATCH_UP: 1.0}, GALLERY).request_share == 1.0  # nothing asks: the rate is the passes'
 
 
 def test_bench_load_refuses_a_run_of_no_length(capsys):
