@@ -34,27 +34,37 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from appliance.bench.device_load import cpu_seconds
+from appliance.bench.device_load import cpu_seconds, sleep_until
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, KINDS, STRANGER, Mix
+from appliance.bench.probes import PACK
+from appliance.errors import ApplianceError
+from appliance.liveness.evidence import Ed25519Signer, sign_summary
+from appliance.protocol import messages, topics
+from appliance.protocol.directory import MATCHER_NODE
+from appliance.protocol.inbound import open_on_topic
+from appliance.security import device_reports
+from appliance.security.envelope import MessageType, Opener, ReplayGuard, Sealer
+from appliance.site import Site
+from appliance.transport.mqtt import Incoming, MqttEndpoint
 
 ANSWER_TIMEOUT_S = 5.0  # no retry: a lost answer is an error of the run, never hidden by one
 CATCH_UP_EVENTS = 20  # one outbox window's worth of events after a short outage
 OFFLINE_S = 600.0  # how long ago the catch-up events were sealed (the door was offline)
 LIVE_SCORE, SPOOF_SCORE, LIVENESS_THRESHOLD = 0.93, 0.08, 0.5
 LIVENESS_LEVEL = "passive"
-REPLAY_WINDOW_S = 120.0  # as a door's link opens its answers
 CHECK_S = 0.05  # the scheduler looks for overdue answers at least this often
+# the answer each kind of pass must get
+EXPECTED = {ENROLLED: (True, messages.Reason.MATCH), STRANGER: (False, messages.Reason.NO_MATCH),
+            ATTACK: (False, messages.Reason.LIVENESS_FAILED)}
 
 
 def _evidence(signer, live: bool) -> dict:
     """The door's signed liveness summary, as the edge sends it (``edge.door_pass``)."""
-    from appliance.liveness.evidence import sign_summary
-
     now = time.time()
     summary = {"started_at": now - 0.3, "decided_at": now, "calibration": "", "level": LIVENESS_LEVEL,
                "live": live, "score": LIVE_SCORE if live else SPOOF_SCORE, "threshold": LIVENESS_THRESHOLD,
@@ -84,19 +94,12 @@ class _Asked:
 class Door:
     """One simulated door: its identity, keys and TLS connection, and its one open pass."""
 
-    def __init__(self, site, name: str, mix: Mix, seed: int, results: Results):
-        from appliance.liveness.evidence import Ed25519Signer
-        from appliance.protocol import topics
-        from appliance.protocol.directory import MATCHER_NODE
-        from appliance.security.envelope import Opener, ReplayGuard, Sealer
-        from appliance.transport.mqtt import MqttEndpoint
-
+    def __init__(self, site: Site, name: str, mix: Mix, seed: int, results: Results):
         keys = site.device_keys(name)
         self.name, self.mix, self.results = name, mix, results
         self.matcher = site.directory.get(MATCHER_NODE)
         self.sealer = Sealer(keys)
-        self.opener = Opener(keys, site.directory.matchers(), window_s=REPLAY_WINDOW_S,
-                             guard=ReplayGuard(not_before=time.time()))
+        self.opener = Opener(keys, site.directory.matchers(), guard=ReplayGuard(not_before=time.time()))
         self.signer = Ed25519Signer(keys.signing.private_bytes_raw(), key_id=name)
         self.signing_key = keys.signing
         self.random = random.Random(seed)
@@ -118,11 +121,6 @@ class Door:
 
     def ask(self, kind: str) -> None:
         """Seal and publish one request (scheduler thread); its answer is timed on arrival."""
-        from appliance.bench.probes import PACK
-        from appliance.errors import ApplianceError
-        from appliance.protocol import messages
-        from appliance.security.envelope import MessageType
-
         began, sent_at = time.perf_counter(), time.time()
         vector = self.mix.probe(kind, self.numbers)
         request = messages.MatchRequest(messages.new_id(), self.name, "identify",
@@ -151,13 +149,8 @@ class Door:
                 self.results.unanswered.append([asked.sent_at, KINDS.index(asked.kind)])
             self.on_free()
 
-    def _on_message(self, incoming) -> None:
+    def _on_message(self, incoming: Incoming) -> None:
         """An answer (timed now) or an outbox acknowledgement, on the door's network thread."""
-        from appliance.errors import ApplianceError
-        from appliance.protocol import messages
-        from appliance.protocol.inbound import open_on_topic
-        from appliance.security.envelope import MessageType
-
         arrived = time.perf_counter()
         if incoming.topic == self.sync_topic:
             self._acknowledged(incoming)
@@ -172,18 +165,13 @@ class Door:
             if asked is None or asked.request_id != decision.request_id:
                 return  # late (already counted unanswered) or not ours
             self._asked = None
-        expected = {ENROLLED: (True, messages.Reason.MATCH), STRANGER: (False, messages.Reason.NO_MATCH),
-                    ATTACK: (False, messages.Reason.LIVENESS_FAILED)}[asked.kind]
-        right = (decision.accepted, decision.reason) == expected
+        right = (decision.accepted, decision.reason) == EXPECTED[asked.kind]
         with self.results.lock:
             self.results.samples.append([asked.sent_at, (arrived - asked.began) * 1000, KINDS.index(asked.kind), right])
             self.results.reasons[decision.reason] = self.results.reasons.get(decision.reason, 0) + 1
         self.on_free()
 
-    def _acknowledged(self, incoming) -> None:
-        from appliance.protocol import messages
-        from appliance.protocol.inbound import open_on_topic
-
+    def _acknowledged(self, incoming: Incoming) -> None:
         try:
             inbound = open_on_topic(self.opener, incoming.topic, incoming.payload)
             ack = messages.decode(inbound.payload, messages.OutboxAck)
@@ -193,16 +181,11 @@ class Door:
 
     def catch_up(self) -> int:
         """The outbox of a door back online: events sealed while it was offline, each signed."""
-        from appliance.protocol import messages
-        from appliance.security import device_reports
-        from appliance.security.envelope import MessageType
-
         sealed_at = time.time() - OFFLINE_S
         for index in range(CATCH_UP_EVENTS):
             event = messages.Event(messages.new_id(), self.name, "door_held_open", sealed_at + index,
                                    {"seconds": 12})
-            event = messages.Event(event.event_id, event.device_id, event.kind, event.at, event.details,
-                                   device_reports.sign(self.signing_key, event.document()))
+            event = replace(event, signature=device_reports.sign(self.signing_key, event.document()))
             sealed = self.sealer.seal(self.matcher, MessageType.EVENT, event.encode(), now=sealed_at)
             self.endpoint.publish(self.event_topic, sealed, wait=False)  # paho resends until the PUBACK
         return CATCH_UP_EVENTS
@@ -256,9 +239,6 @@ def _schedule(doors: list[Door], rate: float, start_at: float, end_at: float, re
 
 
 def run(spec: dict) -> dict:
-    from appliance.bench.device_load import sleep_until
-    from appliance.site import Site
-
     site = Site(Path(spec["folder"]), port=int(spec["port"]))
     mix = Mix.from_spec(spec["mix"])
     results = Results()

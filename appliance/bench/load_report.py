@@ -22,8 +22,8 @@ def _outside_flood(result: dict) -> list[str]:
         return []
     return ["", f"Outside the flood third ({quiet['handled']:,} requests, {_f(quiet['cpu_s'], 2)} CPU s): "
             f"**{_f(quiet['ms_per_request'], 3)} ms per request = {_f(quiet['per_core'], 0)} requests/s per matcher "
-            "core**; the flood third cost the rest (dropping its messages at the router, its replays and "
-            "its budget's worth of fresh requests)."]
+            "core** (the whole run's figure above includes the flood third: muting its messages at the router, "
+            "its replays and its budget's worth of fresh requests)."]
 
 
 def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
@@ -36,8 +36,8 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "Broker (Mosquitto, mutual TLS, ACLs), one matcher replica and the door processes share these CPUs "
         "with whatever else runs on the machine: the matcher's CPU time per request is the figure that does "
         "not depend on the neighbours.", "",
-        f"{result['devices']} provisioned doors in {result['processes']} processes, {result['rate_per_s']:,.0f} "
-        f"requests/s in all for {result['seconds']:g} s, gallery of {result['gallery']:,} templates; mix "
+        f"{result['devices']} provisioned doors in {result['processes']} processes asking {result['rate_per_s']:,.0f} "
+        f"match requests/s in all for {result['seconds']:g} s, gallery of {result['gallery']:,} templates; mix "
         + ", ".join(f"{kind} {share:.0%}" for kind, share in result["shares"].items())
         + " (a catch-up is one door's outbox of events sealed while it was offline, on top of the requests). "
         f"The simulated devices ran at nice {result.get('device_niceness', 0)}: on a site they are other machines, "
