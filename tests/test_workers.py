@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -55,3 +56,37 @@ def test_queued_items_run_on_the_calling_thread_when_asked_and_a_full_queue_drop
 def test_a_batch_size_needs_a_batch_handler():
     with pytest.raises(ValueError):
         QueueWorker("w", print, 10, max_batch=8)
+
+
+def test_a_gather_window_batches_a_busy_stream_and_never_delays_a_lone_item():
+    batches: list[list[int]] = []
+    worker = QueueWorker("w", lambda item: batches.append([item]), 1000, handle_batch=batches.append,
+                         max_batch=64, gather_s=5.0)
+    worker.start()
+    try:
+        worker.put(0)  # nothing known of the rate yet: handled at once, not after the window
+        assert wait_for(lambda: worker.handled == 1, timeout=2.0)
+    finally:
+        worker.stop()
+
+    batches.clear()
+    busy = QueueWorker("w", lambda item: batches.append([item]), 1000, handle_batch=batches.append,
+                       max_batch=16, gather_s=0.05)
+    busy.start()
+    try:
+        for item in range(200):  # ~500 items/s: ~25 expected within a window, so it gathers
+            busy.put(item)
+            time.sleep(0.002)
+        assert wait_for(lambda: busy.handled == 200)
+    finally:
+        busy.stop()
+    assert [item for batch in batches for item in batch] == list(range(200))  # in order, none lost
+    assert max(len(batch) for batch in batches) <= 16  # bounded by max_batch
+    assert busy.batches <= 200 / 4  # without the window a batch is what happened to wait: ~1
+
+
+def test_a_gather_window_needs_batches_and_a_sane_length():
+    with pytest.raises(ValueError):
+        QueueWorker("w", print, 10, handle_batch=print, max_batch=8, gather_s=-0.1)
+    with pytest.raises(ValueError):
+        QueueWorker("w", print, 10, gather_s=0.01)

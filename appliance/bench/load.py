@@ -164,7 +164,8 @@ def _replica(site, gallery_size: int, per_door: float):
                       tracker=FailureTracker(limit=LOCKOUT_LIFTED), may_send=checks.may_send,
                       device_allowed=checks.device_allowed,
                       limits=Limits(requests=budget, rejects_per_window=defaults.rejects_per_window,
-                                    window_s=defaults.window_s))
+                                    window_s=defaults.window_s),
+                      request_gather_s=config.matcher.request_gather_s)
     return matcher, data, store
 
 
@@ -234,7 +235,8 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         "matcher_threads_cpu_s": threads, "handled": handled,
         "outside_flood": _outside(matcher_cpu, handled_run, marks) if flood else None,
         "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
-                  "handled_total": worker.handled, "max_batch": worker.max_batch},
+                  "handled_total": worker.handled, "max_batch": worker.max_batch,
+                  "gather_ms": worker.gather_s * 1000},
         "stages_cpu_us": timer.per_request_us(handled, threads.get("request worker", 0.0)),
         "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,
     })

@@ -78,8 +78,9 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "", f"Queueing (wall): a request waited {_f(queue['waited_s'] / max(1, queue['handled_total']) * 1000, 2)} ms "
         f"on average for the worker, which worked {_f(queue['busy_s'] / batches * 1000, 2)} ms per batch of "
         f"{_f(queue['handled_total'] / batches, 2)} requests on average (up to {queue['max_batch']} searched in one "
-        "matrix product). The broker round trip and the doors' own work are the rest of the door's round trip "
-        f"(median {_f(latency['p50'])} ms).",
+        f"matrix product; under load it waits up to {_f(queue.get('gather_ms', 0.0), 0)} ms for company, "
+        "`[matcher] request_gather_ms`). The broker round trip and the doors' own work are the rest of the door's "
+        f"round trip (median {_f(latency['p50'])} ms).",
         "", f"Audit group commit: {audit.get('entries', 0):,} entries in {audit.get('batches', 0):,} transactions "
         f"(largest {audit.get('largest_batch', 0)}); the answer goes out before its entry is committed "
         "(docs/security.md, group commit).",

@@ -166,6 +166,9 @@ class DeviceConfig(Table):
         "'warn' raises the alarm but uses the frames; 'off' does not check"))] = "off"
 
 
+MAX_GATHER_MS = 100.0  # a door decides from its cache after offline.answer_timeout_ms (300 ms)
+
+
 @dataclass(frozen=True)
 class MatcherConfig(Table):
     """This matcher replica: what ``appliance matcher`` (and its systemd unit) runs with."""
@@ -183,6 +186,14 @@ class MatcherConfig(Table):
     reject_window_s: Annotated[Float, Field(ge=1, le=3600, description=(
         "one audit record per device sums up its refused messages of this long; also how long a flooding device "
         "stays muted, seconds"))] = 10.0
+    request_gather_ms: Annotated[Float, Field(ge=0.0, le=MAX_GATHER_MS, description=(
+        "while requests arrive faster than two per window, the worker waits up to this long after the oldest "
+        "waiting one so that more 1:N searches share one pass over the gallery: less CPU per request, at most "
+        "this much more latency; a lone request is never held; 0: never wait, ms"))] = 15.0
+
+    @property
+    def request_gather_s(self) -> float:
+        return self.request_gather_ms / 1000.0
 
 
 @dataclass(frozen=True)

@@ -97,10 +97,11 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
             device_allowed: Callable[[str, str], bool] | None = None,
             tracker: FailureTracker | None = None, limits: Limits | None = None,
             may_send: Callable[[str, str], bool] | None = None, site_tz: str = "UTC",
-            door_mode: DoorModeConfig | None = None) -> Matcher:
+            door_mode: DoorModeConfig | None = None, request_gather_s: float = 0.0) -> Matcher:
     """A replica named ``name`` (its MQTT identity; it signs under it with the matcher
     ``keys``). ``sync_store`` (with ``data``, the central stores) makes it a full replica.
-    ``limits``: the per-device budgets (default: the configuration's defaults)."""
+    ``limits``: the per-device budgets (default: the configuration's defaults);
+    ``request_gather_s``: the request worker's gather window (``[matcher] request_gather_ms``)."""
     if sync_store is not None and data is None:
         raise ValueError("a syncing matcher needs the central protected data")
     stats: Counter[str] = Counter()
@@ -110,7 +111,7 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
     gate = Gate(name, limits or Limits(), audit, stats, may_send or any_mode(device_allowed),
                 devices=frozenset(peer.node_id for peer in directory.devices()))
     requests = RequestHandler(name, keys, directory, loaded, threshold, courier, audit, stats, replay_window_s,
-                              liveness_check, device_allowed, gate)
+                              liveness_check, device_allowed, gate, request_gather_s)
     if tracker is not None:
         requests.engine.tracker = tracker
     routes: list[Route] = [requests.route]
@@ -195,7 +196,8 @@ def build(config: Config, site) -> MatcherApp:
             replay_window_s=config.security.replay_window_s,
             liveness_check=second_liveness_judgement(config.liveness.level, site.directory),
             device_allowed=checks.device_allowed, may_send=checks.may_send,
-            limits=Limits.from_config(config.matcher), site_tz=config.access.timezone, door_mode=config.door_mode)
+            limits=Limits.from_config(config.matcher), site_tz=config.access.timezone, door_mode=config.door_mode,
+            request_gather_s=config.matcher.request_gather_s)
     except BaseException:
         if store is not None:
             store.close()

@@ -10,7 +10,8 @@ first; a match is then only granted if the site's access rules (``access``, a
 a refusal with the rule's reason code (never a score). The answer is sealed to the device on
 its own ``decision`` topic. Idempotent: a
 retried request id gets the same sealed decision again without a second count. The worker
-takes every request already waiting (up to ``SEARCH_BATCH``) at once: each is opened and
+takes every request already waiting (up to ``SEARCH_BATCH``) at once - under load after a short
+gather window (``[matcher] request_gather_ms``, ``workers.QueueWorker``) - : each is opened and
 decided as it would be alone, but their 1:N searches are one matrix product
 (``loaded.SearchedBatch``), and they are answered in arrival order. Anything
 malformed, forged or replayed is counted and noted by the gate (one audit record per device
@@ -71,7 +72,8 @@ class RequestHandler:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, loaded: LoadedGallery,
                  threshold: float, courier: Courier, audit: Audit, stats: Counter[str],
                  replay_window_s: float = 120.0, liveness_check: Callable[..., bool] | None = None,
-                 device_allowed: Callable[[str, str], bool] | None = None, gate: Gate | None = None):
+                 device_allowed: Callable[[str, str], bool] | None = None, gate: Gate | None = None,
+                 gather_s: float = 0.0):
         self.name = name
         self.loaded = loaded
         self.engine = MatchEngine(loaded.gallery, threshold, loaded.claims.get)
@@ -87,7 +89,8 @@ class RequestHandler:
         self.access: SiteAccess | None = None  # the site's access rules (set by matcher.app.compose)
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self.route = Route((topics.REQUEST,), QueueWorker(f"{name}-worker", self.handle, QUEUE_LIMIT, stats,
-                                                          handle_batch=self.handle_batch, max_batch=SEARCH_BATCH))
+                                                          handle_batch=self.handle_batch, max_batch=SEARCH_BATCH,
+                                                          gather_s=gather_s))
 
     def handle(self, incoming: Incoming) -> None:
         self.handle_batch([incoming])

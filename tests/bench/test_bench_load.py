@@ -9,6 +9,7 @@ import json
 from appliance.bench import load, load_report
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER, Mix
 from appliance.cli.main import main
+from appliance.config import MatcherConfig
 
 DOORS, RATE_PER_S, SECONDS, PROCESSES, GALLERY = 4, 20.0, 4.0, 2, 2_000
 SHARES = {ENROLLED: 0.5, STRANGER: 0.25, ATTACK: 0.15, CATCH_UP: 0.10}
@@ -31,6 +32,8 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
     assert 0 < quiet["handled"] < result["handled"] and quiet["per_core"] == result["targets"]["per_core"]["measured"]
     assert "Outside the flood third" in text
+    gather = MatcherConfig().request_gather_ms  # the replica is wired as ``appliance matcher`` wires it
+    assert result["queue"]["gather_ms"] == gather and f"waits up to {gather:.0f} ms for company" in text
     assert json.loads(written["json"].read_text())["result"]["answered"] == result["answered"]
     if "plot" in written:
         assert written["plot"].read_bytes()[:4] == b"\x89PNG"

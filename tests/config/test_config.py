@@ -83,6 +83,7 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, key: str):
     ("[security]\naudit_retention_days = 30\n", "security.audit_retention_days: must be at least 1096, got 30"),
     ("[security]\nreplay_window_s = -1.0\n", "security.replay_window_s: must be positive"),
     ("[offline]\nsync_wait_ms = -1\n", "offline.sync_wait_ms: must not be negative, got -1"),
+    ("[matcher]\nrequest_gather_ms = 250.0\n", "matcher.request_gather_ms: must be between 0.0 and 100.0"),
     ("[offline]\noutbox_window = 0\n", "offline.outbox_window: must be at least 1"),
     ("[offline]\ndigest_every_s = 0\n", "offline.digest_every_s: must be positive"),
     ("[device]\nfps = -1\n", "device.fps: must not be negative, got -1"),

@@ -17,7 +17,7 @@ from appliance.vision.templates import Template, normalise
 def test_the_replica_is_built_from_the_configuration(tmp_path, config):
     site = Site(tmp_path / "site")
     site.provision(("door-a",), matchers=("matcher-7",))
-    config = with_overrides(config, matcher={"name": "matcher-7"})
+    config = with_overrides(config, matcher={"name": "matcher-7", "request_gather_ms": 12.5})
     pack = registry_for(config).get(config.models.embedder)
     data = site.protected_data(config)
     operator = Principal("enroller", Role.OPERATOR)
@@ -39,6 +39,7 @@ def test_the_replica_is_built_from_the_configuration(tmp_path, config):
                                                       (topics.REQUEST, topics.EVENT, topics.ALARM, topics.SYNC_ACK,
                                                            topics.CREDENTIAL)}
         assert matcher.revisions.per_message == 13 and matcher.store is not None
+        assert matcher.requests.route.worker.gather_s == 0.0125  # [matcher] request_gather_ms
         assert matcher.endpoint is None  # nothing connects before start
     finally:
         app.close()
