@@ -44,7 +44,7 @@ from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, KINDS, STRANGER
 from appliance.bench.probes import PACK
 from appliance.errors import ApplianceError
 from appliance.liveness.evidence import Ed25519Signer, sign_summary
-from appliance.protocol import messages, topics
+from appliance.protocol import bundles, messages, topics
 from appliance.protocol.directory import MATCHER_NODE
 from appliance.protocol.inbound import open_on_topic
 from appliance.security import device_reports
@@ -180,14 +180,16 @@ class Door:
         self.acks += len(ack.ids)
 
     def catch_up(self) -> int:
-        """The outbox of a door back online: events sealed while it was offline, each signed."""
+        """The outbox of a door back online: events sealed while it was offline, each signed,
+        sent together as the outbox pump sends them (``protocol.bundles``)."""
         sealed_at = time.time() - OFFLINE_S
+        envelopes = []
         for index in range(CATCH_UP_EVENTS):
             event = messages.Event(messages.new_id(), self.name, "door_held_open", sealed_at + index,
                                    {"seconds": 12})
             event = replace(event, signature=device_reports.sign(self.signing_key, event.document()))
-            sealed = self.sealer.seal(self.matcher, MessageType.EVENT, event.encode(), now=sealed_at)
-            self.endpoint.publish(self.event_topic, sealed, wait=False)  # paho resends until the PUBACK
+            envelopes.append(self.sealer.seal(self.matcher, MessageType.EVENT, event.encode(), now=sealed_at))
+        self.endpoint.publish(self.event_topic, bundles.pack(envelopes), wait=False)  # paho resends until the PUBACK
         return CATCH_UP_EVENTS
 
 

@@ -39,7 +39,8 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         f"{result['devices']} provisioned doors in {result['processes']} processes asking {result['rate_per_s']:,.0f} "
         f"match requests/s in all for {result['seconds']:g} s, gallery of {result['gallery']:,} templates; mix "
         + ", ".join(f"{kind} {share:.0%}" for kind, share in result["shares"].items())
-        + " (a catch-up is one door's outbox of events sealed while it was offline, on top of the requests). "
+        + " (a catch-up is one door's outbox of events sealed while it was offline, sent in one bundle as the "
+        "outbox pump sends them, on top of the requests). "
         f"The simulated devices ran at nice {result.get('device_niceness', 0)}: on a site they are other machines, "
         "so the broker and the matcher get the CPU first.", "",
         "## Targets (issue 17, done when)", "", "| target | measured | met |", "|---|---:|---|",

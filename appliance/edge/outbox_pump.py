@@ -3,7 +3,8 @@
 ``submit`` seals the message to the matcher and commits it to the outbox in one durable
 transaction (it survives a killed process and power loss) before returning. A pump thread
 sends the oldest pending events first, at most ``window`` unacknowledged at a time
-(back-pressure: the broker and the matcher are never flooded after a long outage), and drops
+(back-pressure: the broker and the matcher are never flooded after a long outage), several of
+one kind per MQTT message (``protocol.bundles``: each still sealed on its own), and drops
 an event only when the matcher acknowledges its id - after recording it exactly once. A lost
 acknowledgement means a resend, which the matcher recognises by the id. Beyond
 ``max_events`` pending, the oldest are spilled (counted; see docs/offline.md).
@@ -17,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import replace
 
 from appliance.errors import ApplianceError
-from appliance.protocol import messages, topics
+from appliance.protocol import bundles, messages, topics
 from appliance.security import device_reports
 from appliance.security.envelope import MessageType
 from appliance.stores.device import Outbox
@@ -116,14 +117,30 @@ class OutboxPump:
             rows = self.outbox.next_after(self._last_row, room)
             if not rows:
                 return
-            for row_id, kind, ref, sealed in rows:
+            for group in _bundled(rows):
+                kind, envelopes = group[0][1], [sealed for *_, sealed in group]
                 with self._lock:
-                    self._inflight.setdefault(ref, time.monotonic())
+                    for _, _, ref, _ in group:
+                        self._inflight.setdefault(ref, time.monotonic())
+                payload = envelopes[0] if len(envelopes) == 1 else bundles.pack(envelopes)
                 try:
-                    endpoint.publish(topics.device_topic(self.link.device_id, kind), sealed, wait=False)
+                    endpoint.publish(topics.device_topic(self.link.device_id, kind), payload, wait=False)
                 except ApplianceError as exc:
                     log.info("outbox: not delivered now (%s); %d queued", exc, self.outbox.depth())
                     self._restart_from_oldest()
                     return
-                self._last_row = row_id
-                self.sent += 1
+                self._last_row = group[-1][0]
+                self.sent += len(group)
+
+
+def _bundled(rows: list[tuple]) -> list[list[tuple]]:
+    """Consecutive rows of one kind, as many together as a bundle holds (``protocol.bundles``),
+    in outbox order."""
+    groups: list[list[tuple]] = []
+    for row in rows:
+        group = groups[-1] if groups else None
+        if group is not None and group[0][1] == row[1] and bundles.fits([r[3] for r in group] + [row[3]]):
+            group.append(row)
+        else:
+            groups.append([row])
+    return groups

@@ -15,6 +15,9 @@ claimed but never wrote (it died in between) is taken over after ``AUDIT_LEASE_S
 ``EventAuditor`` (a matcher without one: benchmarks, transport tests): each event or alarm
 is opened like a request, counted and written to the audit log.
 
+A door's outbox sends its backlog in bundles (``protocol.bundles``): both take each envelope
+of a bundle as if it had come alone.
+
 Both take only what a provisioned, not revoked device sealed on its own topic
 (``Gate.admit``); every refusal is counted and summed up by the gate, never recorded.
 """
@@ -23,13 +26,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.gate import MALFORMED, Gate, Limits
 from appliance.matcher.replica_io import Audit, Courier
 from appliance.matcher.service import Route
 from appliance.matcher.sync_store import EventRecord, SyncStore
-from appliance.protocol import messages, topics
+from appliance.protocol import bundles, messages, topics
 from appliance.protocol.directory import NodeDirectory
 from appliance.protocol.inbound import Inbound
 from appliance.security import device_reports
@@ -67,6 +71,21 @@ class _NoCounterGuard(ReplayGuard):
         return None
 
 
+def unbundled(incoming: Incoming, gate: Gate) -> list[Incoming]:
+    """The envelopes a message carries, each as if it had come alone on its topic
+    (``protocol.bundles``); none, after noting the refusal, when its bundle frame is malformed."""
+    if not bundles.is_bundle(incoming.payload):
+        return [incoming]
+    try:
+        return [replace(incoming, payload=envelope) for envelope in bundles.unpack(incoming.payload)]
+    except bundles.BundleMalformed as exc:
+        device, kind = topics.device_of(incoming.topic), incoming.topic.rsplit("/", 1)[-1]
+        log.debug("malformed bundle on %s: %s", incoming.topic, exc)
+        if device is not None:
+            gate.refuse(device, kind, MALFORMED)
+        return []
+
+
 def _decode(inbound: Inbound, kind: str) -> messages.Event | messages.Alarm:
     message = messages.decode(inbound.payload, MESSAGE_OF[kind][0])
     if message.device_id != inbound.device:
@@ -91,8 +110,10 @@ class EventRecorder:
         if incoming is not None:
             self._last_at = time.monotonic()
             kind = incoming.topic.rsplit("/", 1)[-1]
-            inbound = self.gate.admit(self.opener, incoming, MESSAGE_OF[kind][1])
-            if inbound is not None:
+            for one in unbundled(incoming, self.gate):
+                inbound = self.gate.admit(self.opener, one, MESSAGE_OF[kind][1])
+                if inbound is None:
+                    continue
                 try:
                     message = _decode(inbound, kind)
                 except (ApplianceError, ValueError):
@@ -163,14 +184,15 @@ class EventAuditor:
         self.route = Route(KINDS, QueueWorker(f"{name}-events", self.handle, QUEUE_LIMIT, stats))
 
     def handle(self, incoming: Incoming) -> None:
-        inbound = self.gate.admit(self.opener, incoming, MESSAGE_OF[incoming.topic.rsplit("/", 1)[-1]][1])
-        if inbound is None:
-            return
-        try:
-            message = _decode(inbound, inbound.kind)
-        except (ApplianceError, ValueError) as exc:
-            log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
-            self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
-            return
-        self.stats[inbound.kind] += 1
-        self.audit(inbound.device, f"{inbound.kind}.{message.kind}", "-", "received")
+        for one in unbundled(incoming, self.gate):
+            inbound = self.gate.admit(self.opener, one, MESSAGE_OF[one.topic.rsplit("/", 1)[-1]][1])
+            if inbound is None:
+                continue
+            try:
+                message = _decode(inbound, inbound.kind)
+            except (ApplianceError, ValueError) as exc:
+                log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
+                self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
+                continue
+            self.stats[inbound.kind] += 1
+            self.audit(inbound.device, f"{inbound.kind}.{message.kind}", "-", "received")

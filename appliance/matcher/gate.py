@@ -122,12 +122,12 @@ class _Bucket:
     def __init__(self, budget: Budget, now: float):
         self.tokens, self.at = float(budget.burst), now
 
-    def take(self, budget: Budget, now: float) -> bool:
+    def take(self, budget: Budget, now: float, cost: int = 1) -> bool:
         self.tokens = min(float(budget.burst), self.tokens + (now - self.at) * budget.rate_per_s)
         self.at = now
-        if self.tokens < 1.0:
+        if self.tokens < cost:
             return False
-        self.tokens -= 1.0
+        self.tokens -= cost
         return True
 
 
@@ -241,9 +241,10 @@ class Gate:
         self._devices, self._topics = devices, {}  # the router's answers depended on the old ones
 
     # -- the router (network thread) --------------------------------------------------------
-    def at_router(self, topic: str, readers: Container[str]) -> bool:
+    def at_router(self, topic: str, readers: Container[str], cost: int = 1) -> bool:
         """May what arrived on ``topic`` be queued for its handler (``readers``: the kinds
-        the handlers read)? Refusals are counted and noted; nothing is opened here."""
+        the handlers read)? ``cost``: the envelopes it carries (``protocol.bundles.count``),
+        charged to the budget together. Refusals are counted and noted; nothing is opened here."""
         known = self._topics.get(topic)
         if known is None:
             known = self._topic(topic)
@@ -268,7 +269,7 @@ class Gate:
                 bucket = state.buckets.get(kind)
                 if bucket is None:
                     bucket = state.buckets[kind] = _Bucket(budget, now)
-                if bucket.take(budget, now):
+                if bucket.take(budget, now, cost):
                     return True
                 if kind not in INTERACTIVE:  # flow control: the outbox or sync client sends it again
                     self.stats[f"throttled:{kind}"] += 1

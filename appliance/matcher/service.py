@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from appliance.matcher.gate import FLUSH_EVERY_S, Gate, Limits
 from appliance.matcher.replica_io import Auditor, Courier
-from appliance.protocol import topics
+from appliance.protocol import bundles, topics
 from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings
 from appliance.workers import QueueWorker, Ticker
 
@@ -74,8 +74,9 @@ class MatcherService:
 
     def route(self, incoming: Incoming) -> None:
         """The endpoint's ``on_message``: hand the message to the handler of its topic kind,
-        if the gate lets it through (no envelope is opened on this thread)."""
-        if self.gate.at_router(incoming.topic, self._routes):
+        if the gate lets it through, a bundle charged per envelope (no envelope is opened on
+        this thread)."""
+        if self.gate.at_router(incoming.topic, self._routes, bundles.count(incoming.payload)):
             self._routes[incoming.topic.rsplit("/", 1)[-1]].worker.put(incoming)  # full: dropped_overload
 
     # -- life cycle -----------------------------------------------------------------------

@@ -58,6 +58,17 @@ def test_bulk_messages_over_budget_are_throttled_never_held_against_the_device(n
     assert entries(node) == []
 
 
+def test_a_bundle_is_charged_per_envelope_it_carries(node):
+    """An outbox's bundle (``protocol.bundles``) takes one token per envelope: bundling never
+    widens the events budget."""
+    gate, clock, stats = gate_on(node)
+    event = topics.device_topic("door-a", topics.EVENT)
+    assert gate.at_router(event, READS, cost=LIMITS.events.burst - 10)
+    assert not gate.at_router(event, READS, cost=11)  # 10 tokens left: the whole bundle waits
+    assert gate.at_router(event, READS, cost=10) and not gate.at_router(event, READS)
+    assert stats["throttled:event"] == 2 and not any(key.startswith("rejected:") for key in stats)
+
+
 def test_a_flood_mutes_the_device_raises_one_alarm_and_gets_one_record_per_window(node):
     gate, clock, stats = gate_on(node)
     for _ in range(4):
