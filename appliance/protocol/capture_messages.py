@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field, model_validator, with_config
 
 from appliance.protocol.messages import (
-    STRICT_FIELDS, Base64, Id, Integer, Message, Number, Text, TypedDict, _Broken, _check_template,
+    STRICT_FIELDS, Base64, Id, Integer, Message, Number, Text, TypedDict, RuleBroken, check_template,
 )
 
 OK, NO_FACE, TIMEOUT, BUSY, REFUSED = "ok", "no_face", "timeout", "busy", "refused"
@@ -101,16 +101,16 @@ class CaptureResult(Message):
     @model_validator(mode="after")
     def _rules(self) -> CaptureResult:
         if self.used + len(self.rejections) > MAX_CAPTURE_FRAMES or len(self.quality) != self.used:
-            raise _Broken(f"more than {MAX_CAPTURE_FRAMES} captures, or not one quality score per capture used")
+            raise RuleBroken(f"more than {MAX_CAPTURE_FRAMES} captures, or not one quality score per capture used")
         if bool(self.template) != (self.used > 0) or (self.template and self.status in WITHOUT_CAPTURE):
-            raise _Broken(f"a {self.status!r} answer with {self.used} captures used and "
+            raise RuleBroken(f"a {self.status!r} answer with {self.used} captures used and "
                           f"{'a' if self.template else 'no'} template")
         if self.template:
             if not (self.pack_id and self.pack_version):
-                raise _Broken("a template without its pack")
-            _check_template(self.template, "capture template", unit=True)
+                raise RuleBroken("a template without its pack")
+            check_template(self.template, "capture template", unit=True)
         if len(self.liveness) > max(self.used, self.status == LIVENESS_FAILED):
-            raise _Broken(f"{len(self.liveness)} liveness evidence for {self.used} captures used")
+            raise RuleBroken(f"{len(self.liveness)} liveness evidence for {self.used} captures used")
         return self
 
     def vector(self) -> np.ndarray | None:

@@ -17,7 +17,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from appliance.config.mode_tables import DOOR_MODES
-from appliance.protocol.messages import Id, Message, Number, Text, _Broken
+from appliance.protocol.messages import Id, Message, Number, Text, RuleBroken
 
 CARD, PIN = "card", "pin"  # the same spelling as appliance.matching.credentials
 MAX_CARD_CHARS, MIN_PIN_DIGITS, MAX_PIN_DIGITS = 64, 4, 12
@@ -41,7 +41,7 @@ class CredentialRequest(Message):
     @model_validator(mode="after")
     def _rules(self) -> CredentialRequest:
         if (self.kind == PIN) != bool(self.pin):
-            raise _Broken("a PIN request carries a PIN, a card request none")
+            raise RuleBroken("a PIN request carries a PIN, a card request none")
         return self
 
     def __repr__(self) -> str:  # never the PIN or the card number in a log line

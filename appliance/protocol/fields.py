@@ -1,6 +1,6 @@
 """The field types every protocol message is declared with (``appliance.protocol.messages``
 and the message modules beside it), and the check of a template field: pydantic validates
-the types, the messages' rules joining fields raise ``_Broken`` with the refusal's text."""
+the types, the messages' rules joining fields raise ``RuleBroken`` with the refusal's text."""
 from __future__ import annotations
 
 import base64
@@ -36,29 +36,29 @@ Signature = Annotated[str, Strict(), Field(pattern=r"^([0-9a-f]{128})?$")]  # Ed
 STRICT_FIELDS = ConfigDict(extra="forbid")
 
 
-class _Broken(ValueError):
+class RuleBroken(ValueError):
     """The refusal of a rule joining fields; its text is the MESSAGE_REJECTED detail."""
 
 
-def _read_template(template_b64: str, name: str) -> np.ndarray:
+def read_template(template_b64: str, name: str) -> np.ndarray:
     """The template as little-endian float32 (read-only); refuse what is not base64 of those."""
     try:
         return np.frombuffer(base64.b64decode(template_b64, validate=True), dtype="<f4")
     except ValueError:
-        raise _Broken(f"{name} is not base64 float32") from None
+        raise RuleBroken(f"{name} is not base64 float32") from None
 
 
-def _check_vector(vector: np.ndarray, name: str, unit: bool) -> None:
+def check_vector(vector: np.ndarray, name: str, unit: bool) -> None:
     """Refuse a template of an insane size, not finite (or not unit length). One float64 dot
     product checks both: float32 squares cannot overflow it, so the sum is finite iff every
     value is (no ``np.errstate`` per request: issue 17)."""
     square = float(np.dot(vector, vector.astype(np.float64))) if 0 < len(vector) <= MAX_TEMPLATE_DIMENSION else math.nan
     if not math.isfinite(square):
-        raise _Broken(f"{name} size or values invalid")
+        raise RuleBroken(f"{name} size or values invalid")
     if unit and abs(math.sqrt(square) - 1.0) > 1e-3:
-        raise _Broken(f"{name} is not unit length")
+        raise RuleBroken(f"{name} is not unit length")
 
 
-def _check_template(template_b64: str, name: str, unit: bool) -> None:
+def check_template(template_b64: str, name: str, unit: bool) -> None:
     """Refuse what is not base64 little-endian float32 of a sane size, finite (and unit length)."""
-    _check_vector(_read_template(template_b64, name), name, unit)
+    check_vector(read_template(template_b64, name), name, unit)

@@ -31,7 +31,7 @@ from typing_extensions import NotRequired, TypedDict
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol.fields import (  # the message modules import the field types from here too
     MAX_TEXT, REQUEST_ID, STRICT_FIELDS, Base64, Digest, Flag, Id, Integer, MaybeSubjectId, Number, Revision,
-    Signature, SubjectId, Text, _Broken, _check_template, _check_vector, _read_template,
+    Signature, SubjectId, Text, RuleBroken, check_template, check_vector, read_template,
 )
 
 PROTOCOL_VERSION = 1
@@ -114,7 +114,7 @@ class MatchRequest(Message):
     @functools.cached_property
     def _probe(self) -> np.ndarray:
         """The template read from base64 once, for ``decode``'s rules and then ``vector``."""
-        return _read_template(self.template_b64, "template")
+        return read_template(self.template_b64, "template")
 
     @staticmethod
     def pack_vector(vector: np.ndarray) -> str:
@@ -123,8 +123,8 @@ class MatchRequest(Message):
     @model_validator(mode="after")
     def _rules(self) -> MatchRequest:
         if self.mode == "verify" and not self.claim:
-            raise _Broken("verify needs a claim")
-        _check_vector(self._probe, "template", unit=True)
+            raise RuleBroken("verify needs a claim")
+        check_vector(self._probe, "template", unit=True)
         return self
 
 
@@ -146,9 +146,9 @@ class Decision(Message):
     @model_validator(mode="after")
     def _rules(self) -> Decision:
         if self.accepted and self.reason != Reason.MATCH:
-            raise _Broken(f"an accepted decision with reason {self.reason!r}")
+            raise RuleBroken(f"an accepted decision with reason {self.reason!r}")
         if self.subject and not self.accepted:
-            raise _Broken("a refused decision names nobody")
+            raise RuleBroken("a refused decision names nobody")
         return self
 
 
@@ -291,11 +291,11 @@ class Delta(Message):
     @model_validator(mode="after")
     def _rules(self) -> Delta:
         if self.kind == "changes" and self.revision < self.base:
-            raise _Broken("delta revisions invalid")
+            raise RuleBroken("delta revisions invalid")
         if self.kind == "snapshot" and not REQUEST_ID.match(self.snapshot_id):
-            raise _Broken("snapshot without an id")
+            raise RuleBroken("snapshot without an id")
         for entry in (e for e in self.upserts if "t" in e):
-            _check_template(entry["t"], "delta template", unit=False)
+            check_template(entry["t"], "delta template", unit=False)
         return self
 
 
@@ -344,7 +344,7 @@ def _detail(error: dict[str, Any]) -> str:
         return f"missing field {name!r}"
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         return f"unknown field {name!r}"
-    if kind == "value_error" and isinstance(error.get("ctx", {}).get("error"), _Broken):
+    if kind == "value_error" and isinstance(error.get("ctx", {}).get("error"), RuleBroken):
         return str(error["ctx"]["error"])
     if kind in _JSON_TYPES:
         return f"{name}: expected {_JSON_TYPES[kind]}"
