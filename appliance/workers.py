@@ -155,7 +155,8 @@ class QueueWorker(Generic[Item]):
                 time.sleep(max(0.0, until - time.monotonic()))
                 self._drain(taken)
             start = time.monotonic()
-            self._follow_rate(len(taken), start)
+            if self.gather_s:  # only a gathering worker needs the arrival rate
+                self._follow_rate(len(taken), start)
             items = [item for _, item in taken]
             try:
                 if self._handle_batch is not None and len(items) > 1:

@@ -86,6 +86,23 @@ def unbundled(incoming: Incoming, gate: Gate) -> list[Incoming]:
         return []
 
 
+def _opened(incoming: Incoming, gate: Gate, opener: Opener) -> list[tuple[Inbound, messages.Event | messages.Alarm]]:
+    """Every envelope ``incoming`` carries (a bundle's each as if it had come alone), opened
+    and decoded; what does not open or decode is noted by the gate and left out."""
+    kind = incoming.topic.rsplit("/", 1)[-1]
+    opened = []
+    for one in unbundled(incoming, gate):
+        inbound = gate.admit(opener, one, MESSAGE_OF[kind][1])
+        if inbound is None:
+            continue
+        try:
+            opened.append((inbound, _decode(inbound, kind)))
+        except (ApplianceError, ValueError) as exc:
+            log.debug("malformed %s from %s: %s", kind, inbound.device, exc)
+            gate.refuse(inbound.device, kind, MALFORMED)
+    return opened
+
+
 def _decode(inbound: Inbound, kind: str) -> messages.Event | messages.Alarm:
     message = messages.decode(inbound.payload, MESSAGE_OF[kind][0])
     if message.device_id != inbound.device:
@@ -109,18 +126,9 @@ class EventRecorder:
     def _take(self, incoming: Incoming | None) -> None:
         if incoming is not None:
             self._last_at = time.monotonic()
-            kind = incoming.topic.rsplit("/", 1)[-1]
-            for one in unbundled(incoming, self.gate):
-                inbound = self.gate.admit(self.opener, one, MESSAGE_OF[kind][1])
-                if inbound is None:
-                    continue
-                try:
-                    message = _decode(inbound, kind)
-                except (ApplianceError, ValueError):
-                    self.gate.refuse(inbound.device, kind, MALFORMED)
-                else:
-                    self._batch.append(EventRecord(message.ref, inbound.device, kind, message.kind, message.at,
-                                                   message.details, message.signature))
+            for inbound, message in _opened(incoming, self.gate, self.opener):
+                self._batch.append(EventRecord(message.ref, inbound.device, inbound.kind, message.kind, message.at,
+                                               message.details, message.signature))
         quiet = time.monotonic() - self._last_at >= IDLE_FLUSH_S
         if self._batch and (len(self._batch) >= EVENT_BATCH or (incoming is None and quiet)):
             batch, self._batch = self._batch, []
@@ -184,15 +192,6 @@ class EventAuditor:
         self.route = Route(KINDS, QueueWorker(f"{name}-events", self.handle, QUEUE_LIMIT, stats))
 
     def handle(self, incoming: Incoming) -> None:
-        for one in unbundled(incoming, self.gate):
-            inbound = self.gate.admit(self.opener, one, MESSAGE_OF[one.topic.rsplit("/", 1)[-1]][1])
-            if inbound is None:
-                continue
-            try:
-                message = _decode(inbound, inbound.kind)
-            except (ApplianceError, ValueError) as exc:
-                log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)
-                self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
-                continue
+        for inbound, message in _opened(incoming, self.gate, self.opener):
             self.stats[inbound.kind] += 1
             self.audit(inbound.device, f"{inbound.kind}.{message.kind}", "-", "received")

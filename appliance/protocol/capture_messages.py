@@ -104,7 +104,7 @@ class CaptureResult(Message):
             raise RuleBroken(f"more than {MAX_CAPTURE_FRAMES} captures, or not one quality score per capture used")
         if bool(self.template) != (self.used > 0) or (self.template and self.status in WITHOUT_CAPTURE):
             raise RuleBroken(f"a {self.status!r} answer with {self.used} captures used and "
-                          f"{'a' if self.template else 'no'} template")
+                             f"{'a' if self.template else 'no'} template")
         if self.template:
             if not (self.pack_id and self.pack_version):
                 raise RuleBroken("a template without its pack")
