@@ -7,8 +7,9 @@ sealed requests. One replica with the shipped budgets and the real audit log ans
 real broker. The doors' requests sent during the flood (and ``FLOOD_TAIL_S`` after it) are
 compared with those sent before and after it, in the same run, so a change of the shared
 machine's load over the run shows in both groups, not as an effect of the flood. The
-matcher's counts say what became of the flood: dropped unopened by its budget, opened and
-refused, decided (within its request budget), and the flood alarms.
+matcher's counts say what became of the flood: dropped unopened by its budget, its mute or
+the broker (a muted device is shed there), opened and refused, decided (within its request
+budget), and the flood alarms.
 """
 from __future__ import annotations
 
@@ -99,6 +100,9 @@ def load_test(devices: int = TARGET_DEVICES, rate_per_s: float = TARGET_RATE_PER
     alone = _group(legit["samples"], legit["unanswered"], lambda sent: not began <= sent <= ended)
     during = _group(legit["samples"], legit["unanswered"], lambda sent: began <= sent <= ended)
     refused = {key.split(":", 1)[1]: count for key, count in stats.items() if key.startswith("rejected:") and count}
+    decided = stats["accepted"] + stats["rejected"] - len(legit["samples"])
+    # muted, the flooder is shed at the broker: the rest of what it sent never reached the matcher
+    shed = max(0, sum(flood["sent"].values()) - sum(refused.values()) - decided)
     return {
         "devices": devices, "rate_per_s": rate_per_s, "seconds": seconds, "gallery": gallery_size,
         "flood_rate_per_s": flood_rate_per_s, "alone": alone, "flood": during,
@@ -108,9 +112,10 @@ def load_test(devices: int = TARGET_DEVICES, rate_per_s: float = TARGET_RATE_PER
         "cpu_s": {"matcher": matcher_cpu, "doors": legit["cpu_s"], "flooder": flood["cpu_s"]},
         # the doors are never refused: every refusal is the flooder's
         "flooder": {"sent": flood["sent"], "seconds": flood["ended"] - flood["began"],
-                    "dropped_unopened": refused.get("over_budget", 0) + refused.get("muted", 0),
+                    "dropped_unopened": refused.get("over_budget", 0) + refused.get("muted", 0) + shed,
+                    "shed_at_broker": shed,
                     "opened_refused": sum(matcher.requests.opener.rejections.values()),
-                    "decided": stats["accepted"] + stats["rejected"] - len(legit["samples"]),
+                    "decided": decided,
                     "alarms": stats["alarm:message_flood"], "refused": refused},
     }
 
@@ -135,7 +140,9 @@ def report_lines(load: dict | None) -> list[str]:
         "", f"During the flood the doors' median is **{load['median_ratio']:.2f}x** and their p95 "
         f"{load['p95_ratio']:.2f}x of the rest of the same run. The flooder sent {sent:,} messages in "
         f"{flooder['seconds']:.1f} s ({mix}; target {load['flood_rate_per_s']:,.0f}/s): "
-        f"{flooder['dropped_unopened']:,} dropped unopened, {flooder['opened_refused']:,} opened and refused, "
+        f"{flooder['dropped_unopened']:,} dropped unopened ({flooder.get('shed_at_broker', 0):,} of them shed at the "
+        f"broker while it was muted: never delivered to the matcher), "
+        f"{flooder['opened_refused']:,} opened and refused, "
         f"{flooder['decided']:,} decided (within its request budget), {flooder['alarms']} flood alarm(s). "
         "Refusals by reason: " + ", ".join(f"{k} {v:,}" for k, v in sorted(flooder["refused"].items())) + ".",
     ]

@@ -143,7 +143,8 @@ def _replica(site, gallery_size: int, per_door: float):
     """A full replica on the site's stores, with the synthetic gallery of ``gallery_size``."""
     from appliance.config import load_config
     from appliance.matcher.app import compose
-    from appliance.matcher.gate import Budget, Limits, SiteChecks
+    from appliance.matcher.gate import Budget, Limits
+    from appliance.matcher.site_checks import SiteChecks
     from appliance.matcher.liveness import second_liveness_judgement
     from appliance.matcher.loaded import LoadedGallery
     from appliance.matcher.sync_store import open_sync_store
@@ -280,6 +281,7 @@ def summarise(results: list[dict], flooded: dict | None, seconds: float, run: di
                         "p95_alone_ms": alone.p95, "p95_during_ms": during.p95,
                         "p95_ratio": during.p95 / alone.p95 if alone.samples_ms else float("nan"),
                         "alarms": run["stats"].get("alarm:message_flood", 0),
+                        "shed": run["stats"].get("shed_devices", 0),
                         "refused": {k.split(":", 1)[1]: v for k, v in run["stats"].items()
                                     if k.startswith("rejected:")}}
     out["targets"] = targets(out)

@@ -30,13 +30,13 @@ and lasts ``window_s``; when it ends, one ``message.rejected`` record says how m
 ("2,997 messages rejected (over budget: 2,900, ...) in 10 s"). A device refused
 ``rejects_per_window`` times within one window is muted for the rest of it (all it sends is
 dropped at the router, unopened) and raises one ``alarm.message_flood``. The flush ticker
-writes records and alarms, so no audit write ever runs on the network thread.
+writes records and alarms, so no audit write ever runs on the network thread. Whoever watches
+the mutes (``watch_mutes``: the service, which then stops subscribing to the device's topics
+until the mute ends) is told of each change.
 """
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 import time
 from collections import Counter
@@ -63,10 +63,6 @@ ALARMS_PER_S, ALARM_BURST = 2.0, 50
 # device measured ~1,700/s unlimited) and a resend after a drop.
 SYNC_PER_S, SYNC_BURST = 50.0, 100
 FLUSH_EVERY_S = 1.0  # the ticker writes alarms and ended windows this often
-# The provisioning files (PKI registry, device policies) are looked at this often at most, not
-# for every check: a revocation or a policy change reaches the matcher's checks within it (the
-# broker's own cut needs its restart, seconds). At most 1 s; 0: at every check (issue 17).
-PROVISIONING_RECHECK_S, MAX_PROVISIONING_RECHECK_S = 0.25, 1.0
 MAX_TRACKED = 10_000  # devices with state; beyond it idle ones are forgotten (full buckets again)
 MAX_TOPICS = len(topics.DEVICE_WRITES) * MAX_TRACKED  # topics whose routing is remembered
 MATCHING_MODES = ("verify", "identify")  # messages.MatchRequest.mode: provisioned = allowed one of them
@@ -160,64 +156,6 @@ def any_mode(device_allowed: Callable[[str, str], bool] | None) -> Callable[[str
     return lambda device, topic: any(device_allowed(device, mode) for mode in MATCHING_MODES)
 
 
-class SiteChecks:
-    """The site's sender and matching-mode checks (``ops.provisioning.may_send`` and
-    ``is_allowed``) answered from memory while the PKI registry and the device policies are
-    unchanged on disk. Each check builds every identity and policy of the site, so it cost
-    ~0.3-0.4 ms per call with 100 doors and grows with the site (issue 17's profile); a
-    revocation or a policy change replaces a file, which empties the memo when the files are
-    next looked at. They are looked at (two ``os.stat``, 2-5 us each) at most every
-    ``recheck_s`` rather than for each of the two checks of every request, so an answer
-    outlives the files it came from by at most ``recheck_s`` (``PROVISIONING_RECHECK_S``)."""
-
-    def __init__(self, pki, recheck_s: float = PROVISIONING_RECHECK_S, clock: Callable[[], float] = time.monotonic):
-        from appliance.broker.pki import REGISTRY
-        from appliance.ops import provisioning
-
-        if not 0.0 <= recheck_s <= MAX_PROVISIONING_RECHECK_S:
-            raise ValueError(f"recheck_s {recheck_s} outside 0-{MAX_PROVISIONING_RECHECK_S} s")
-        self.pki, self._provisioning = pki, provisioning
-        # as strings for ``os.stat`` (pathlib's wrappers doubled the cost of the two stats per check)
-        self._files = (str(pki.folder / REGISTRY), str(pki.folder / provisioning.POLICY_FILE))
-        self.recheck_s, self._clock = recheck_s, clock
-        self._recheck_at = -math.inf  # when the files are next looked at
-        self._stamp: tuple = ()
-        self._memo: dict[tuple[str, str, str], bool] = {}
-        self._lock = threading.Lock()
-
-    def _current(self) -> dict[tuple[str, str, str], bool]:
-        now = self._clock()
-        if now >= self._recheck_at:  # the stats come before any answer they label is worked out
-            stamp = tuple(_stamp(path) for path in self._files)
-            with self._lock:
-                self._recheck_at = now + self.recheck_s
-                if stamp != self._stamp:
-                    self._stamp, self._memo = stamp, {}
-        return self._memo
-
-    def may_send(self, device: str, topic: str) -> bool:
-        memo = self._current()
-        key = ("send", device, topic)
-        if key not in memo:
-            memo[key] = bool(self._provisioning.may_send(self.pki, device, topic))
-        return memo[key]
-
-    def device_allowed(self, device: str, mode: str) -> bool:
-        memo = self._current()
-        key = ("mode", device, mode)
-        if key not in memo:
-            memo[key] = bool(self._provisioning.is_allowed(self.pki, device, mode))
-        return memo[key]
-
-
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino  # writers replace these files atomically
-
-
 class Gate:
     def __init__(self, name: str, limits: Limits, audit: Audit, stats: Counter[str],
                  may_send: Callable[[str, str], bool] | None = None, devices: Container[str] | None = None,
@@ -230,6 +168,8 @@ class Gate:
         self._state: dict[str, _Device] = {}
         self._ended: list[tuple[str, _Window, float]] = []  # windows closed by a newer refusal
         self._topics: dict[str, tuple[str | None, str, bool]] = {}  # the router's answers per topic (``_topic``)
+        self._mute_listeners: list[Callable[[str], None]] = []
+        self._mutes_changed: list[str] = []  # devices muted or unmuted since the listeners were last told
 
     @property
     def devices(self) -> Container[str] | None:
@@ -239,6 +179,27 @@ class Gate:
     @devices.setter
     def devices(self, devices: Container[str] | None) -> None:
         self._devices, self._topics = devices, {}  # the router's answers depended on the old ones
+
+    def watch_mutes(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(device)`` (outside the gate's lock) after ``device`` is muted and after
+        its mute ends; it reads ``muted`` then (a later change calls it again)."""
+        self._mute_listeners.append(listener)
+
+    def muted(self, device: str) -> bool:
+        """Is ``device`` muted now (the rest of its window is dropped unopened)?"""
+        with self._lock:
+            state = self._state.get(device)
+            window = state.window if state is not None else None
+            return window is not None and window.muted and self.clock() - window.started < self.limits.window_s
+
+    def _tell_mutes(self) -> None:
+        if not self._mutes_changed:  # read without the lock: a change is told by whoever made it
+            return
+        with self._lock:
+            changed, self._mutes_changed = list(dict.fromkeys(self._mutes_changed)), []
+        for device in changed:
+            for listener in self._mute_listeners:
+                listener(device)
 
     # -- the router (network thread) --------------------------------------------------------
     def at_router(self, topic: str, readers: Container[str], cost: int = 1) -> bool:
@@ -276,6 +237,7 @@ class Gate:
                     return False
                 reason = OVER_BUDGET
             self._note(device, state, kind, reason, now)
+        self._tell_mutes()
         return False
 
     def _topic(self, topic: str) -> tuple[str | None, str, bool]:
@@ -321,6 +283,7 @@ class Gate:
         """One refused message of ``device``: counted, noted in its window (no audit row now)."""
         with self._lock:
             self._note(device, self._device(device), kind, reason, self.clock())
+        self._tell_mutes()
 
     # -- the flush ticker -------------------------------------------------------------------
     def flush(self, closing: bool = False) -> int:
@@ -338,6 +301,8 @@ class Gate:
                     self._state[device].window = None
             for _, window in alarms:
                 window.alarm_due = False
+            self._mutes_changed.extend(device for device, window, _ in ended if window.muted)
+        self._tell_mutes()
         for device, _ in alarms:
             self._write(device, FLOOD_ALARM, "raised",
                         f"{self.limits.rejects_per_window:,} messages rejected within {_seconds(self.limits.window_s)}:"
@@ -367,11 +332,14 @@ class Gate:
         if window is None or now - window.started >= self.limits.window_s:
             if window is not None:
                 self._ended.append((device, window, now))
+                if window.muted:
+                    self._mutes_changed.append(device)
             window = state.window = _Window(now)
         window.reasons[reason] += 1
         window.kinds.add(kind)
         if not window.muted and window.total >= self.limits.rejects_per_window:
             window.muted = window.alarm_due = True
+            self._mutes_changed.append(device)
             self.stats[f"alarm:{FLOOD_ALARM.split('.', 1)[1]}"] += 1
             log.warning("%s: %s sent %d refused messages within %.0f s: muted for the rest of the window",
                         self.name, device, window.total, self.limits.window_s)

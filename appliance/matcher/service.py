@@ -11,13 +11,16 @@ the kinds its handlers read, attaches the courier (the way out) to it, starts th
 and connects. Before a message is queued the replica's ``Gate`` (``matcher.gate``) looks at
 its topic: one its owner may not publish, or no handler reads, is ignored; a muted device's
 or one over its budget is dropped unopened. Every refusal is counted and summed up in one
-audit record per device and window, written by the gate's flush ticker.
+audit record per device and window, written by the gate's flush ticker. A muted device is
+also shed at the broker: the replica subscribes to each device's topics (the devices it knows),
+not a wildcard, and drops a muted device's until the mute ends.
 """
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from appliance.matcher.gate import FLUSH_EVERY_S, Gate, Limits
@@ -67,10 +70,50 @@ class MatcherService:
         self._mqtt = mqtt
         self.endpoint: MqttEndpoint | None = None  # made at start: the routes are fixed by then
         self._started = False
+        self._shed: set[str] = set()  # muted devices whose topics are unsubscribed
+        self._shed_lock = threading.Lock()
+        self.gate.watch_mutes(self._follow_mute)
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return tuple(topics.shared(topics.all_devices(kind)) for kind in self._routes)
+        """Each kind's topic of every device the gate knows (its openers'), on the shared
+        subscription; a wildcard per kind when the gate takes any device. One filter per device
+        lets a muted device be shed at the broker (``_follow_mute``)."""
+        devices = self.gate.devices
+        if devices is None or not isinstance(devices, Iterable):
+            return tuple(topics.shared(topics.all_devices(kind)) for kind in self._routes)
+        return tuple(filter_ for device in sorted(devices) for filter_ in self._filters(device))
+
+    def _filters(self, device: str) -> list[str]:
+        return [topics.shared(topics.device_topic(device, kind)) for kind in self._routes]
+
+    def _follow_mute(self, device: str) -> None:
+        """A device muted by the gate is shed at the broker: this replica unsubscribes from its
+        topics until the mute ends, so its flood no longer reaches this process (its network
+        thread read and dropped ~2,000 messages/s that moved the other doors' p95: issue 17).
+        With no other replica subscribed the broker drops them itself. Only per-device
+        subscriptions can be dropped; re-read under a lock, so racing changes end as the gate is."""
+        if self.endpoint is None or self.gate.devices is None or device not in self.gate.devices:
+            return
+        with self._shed_lock:
+            muted = self.gate.muted(device)
+            if muted == (device in self._shed):
+                return
+            if muted:
+                self.endpoint.unsubscribe(self._filters(device))
+                self._shed.add(device)
+                self.stats["shed_devices"] += 1
+                log.warning("%s: %s is muted: unsubscribed from its topics until the mute ends", self.name, device)
+            else:
+                self.endpoint.subscribe(self._filters(device))
+                self._shed.discard(device)
+                log.info("%s: %s is no longer muted: subscribed to its topics again", self.name, device)
+
+    @property
+    def shed(self) -> frozenset[str]:
+        """The devices this replica has unsubscribed from while they are muted."""
+        with self._shed_lock:
+            return frozenset(self._shed)
 
     def route(self, incoming: Incoming) -> None:
         """The endpoint's ``on_message``: hand the message to the handler of its topic kind,
@@ -92,6 +135,8 @@ class MatcherService:
         return 0 if self._mqtt.session_expiry_s == 0 else 1
 
     def start(self) -> None:
+        with self._shed_lock:
+            self._shed.clear()  # a new endpoint holds every device's topics; the router still drops the muted
         self.endpoint = MqttEndpoint(self._mqtt, on_message=self.route, subscriptions=self.subscriptions,
                                      subscribe_qos=self.subscribe_qos)
         self.courier.attach(self.endpoint.publish)

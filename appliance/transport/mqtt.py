@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,10 @@ SUCCESS = 0
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK: accepted, nobody subscribed - still success
 EARLY_ACKS = 1024  # message ids wrap at 65,535: far fewer are remembered
 SUBSCRIBE_QOS = 1  # the default: what a device's own subscriptions (decisions, deltas) get
+# topic filters per SUBSCRIBE/UNSUBSCRIBE packet: a matcher holds one per device and kind, and
+# the broker refuses packets over 64 KiB (broker.config.MAX_PACKET_BYTES): 500 device topics
+# under the shared prefix are ~25 KiB
+FILTERS_PER_PACKET = 500
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,9 @@ class MqttEndpoint:
     def __init__(self, settings: MqttSettings, on_message: Callable[[Incoming], None] | None = None,
                  subscriptions: tuple[str, ...] = (), subscribe_qos: int = SUBSCRIBE_QOS):
         self.settings = settings
-        self.subscriptions = subscriptions
+        # renewed on every reconnect; changed at run time by ``subscribe``/``unsubscribe``
+        self._subscriptions: dict[str, None] = dict.fromkeys(subscriptions)
+        self._subscriptions_lock = threading.Lock()  # also orders a renewal against a change
         self.subscribe_qos = subscribe_qos  # the most the broker delivers at (it delivers at the lower)
         self._on_message = on_message
         self.connected = threading.Event()
@@ -170,6 +176,38 @@ class MqttEndpoint:
         if reason and reason[0] not in (SUCCESS, NO_MATCHING_SUBSCRIBERS):
             raise ApplianceError(ErrorCode.MESSAGE_REJECTED, f"broker refused publish to {topic} (reason {reason[0]})")
 
+    # -- subscriptions ---------------------------------------------------------------------
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The filters this endpoint holds (and renews on every reconnect)."""
+        with self._subscriptions_lock:
+            return tuple(self._subscriptions)
+
+    def subscribe(self, filters: Sequence[str]) -> None:
+        """Hold ``filters`` from now on: subscribed at once when connected, and on every reconnect."""
+        with self._subscriptions_lock:
+            new = [f for f in filters if f not in self._subscriptions]
+            self._subscriptions.update(dict.fromkeys(new))
+            if new and self.connected.is_set():
+                self._send_subscribe(new)
+
+    def unsubscribe(self, filters: Sequence[str]) -> None:
+        """Drop ``filters``: the broker stops delivering what only they matched (and, with no
+        other subscriber, drops it itself), and no reconnect renews them."""
+        with self._subscriptions_lock:
+            held = [f for f in filters if f in self._subscriptions]
+            for f in held:
+                del self._subscriptions[f]
+            if held and self.connected.is_set():
+                for start in range(0, len(held), FILTERS_PER_PACKET):
+                    self._client.unsubscribe(held[start:start + FILTERS_PER_PACKET])
+
+    def _send_subscribe(self, filters: Sequence[str]) -> None:
+        """SUBSCRIBE packets of at most ``FILTERS_PER_PACKET`` filters (the broker's packet limit)."""
+        options = SubscribeOptions(qos=self.subscribe_qos)
+        for start in range(0, len(filters), FILTERS_PER_PACKET):
+            self._client.subscribe([(f, options) for f in filters[start:start + FILTERS_PER_PACKET]])
+
     def _count_waiter(self, change: int) -> None:
         """paho reports every publish to ``on_publish``, at QoS 0 too, each with a new reason code
         and properties object (~30 us on the network thread per answer: issue 17); only a caller
@@ -211,13 +249,14 @@ class MqttEndpoint:
         connection = client.socket()
         if connection is not None:  # small request/answer packets: Nagle + delayed ACK add ~40 ms each
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for topic in self.subscriptions:
-            client.subscribe(topic, options=SubscribeOptions(qos=self.subscribe_qos))
-        if self.settings.will_topic:
-            client.publish(self.settings.will_topic, b"online", qos=1, retain=True)
-        self.connections += 1
-        self._loop.connected_again()
-        self.connected.set()
+        with self._subscriptions_lock:  # a change made meanwhile is either renewed here or sent after
+            if self._subscriptions:
+                self._send_subscribe(list(self._subscriptions))
+            if self.settings.will_topic:
+                client.publish(self.settings.will_topic, b"online", qos=1, retain=True)
+            self.connections += 1
+            self._loop.connected_again()
+            self.connected.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set():

@@ -92,6 +92,25 @@ def test_a_flood_mutes_the_device_raises_one_alarm_and_gets_one_record_per_windo
     assert gate.flush(closing=True) == 0 and stats["alarm:message_flood"] == 1
 
 
+def test_whoever_watches_the_mutes_is_told_when_one_starts_and_ends_and_reads_the_state_then(node):
+    gate, clock, _ = gate_on(node)
+    told: list[tuple[str, bool]] = []
+    gate.watch_mutes(lambda device: told.append((device, gate.muted(device))))
+    for _ in range(20):
+        gate.at_router(req("door-b"), READS)  # 4 within the burst, then refusals: muted at the 10th
+    gate.refuse("door-c", topics.EVENT, "malformed")  # a refusal that mutes nobody tells nobody
+    assert told == [("door-b", True)] and gate.muted("door-b") and not gate.muted("door-c")
+    clock.now += 10.0  # the window is over: no longer muted, even before the ticker says so
+    assert not gate.muted("door-b")
+    gate.flush()
+    assert told == [("door-b", True), ("door-b", False)]
+    for _ in range(10):  # muted again in a new window, which a refusal ends as well as the ticker
+        gate.refuse("door-b", topics.REQUEST, "malformed")
+    clock.now += 10.0
+    gate.refuse("door-b", topics.REQUEST, "malformed")
+    assert told[2:] == [("door-b", True), ("door-b", False)]
+
+
 def test_a_new_refusal_after_the_window_starts_the_next_one_and_the_old_record_is_still_written(node):
     gate, clock, _ = gate_on(node)
     gate.refuse("door-a", topics.EVENT, "malformed")

@@ -35,9 +35,10 @@ def test_the_replica_is_built_from_the_configuration(tmp_path, config):
         assert matcher.requests.engine.threshold == threshold_for(config, pack.id, pack.recommended_threshold)
         assert len(matcher.loaded.gallery) == 1 and matcher.loaded.claims == {"C-1": "s-1"}
         assert matcher.loaded.display_names == {"s-1": "A** L***"}
-        assert set(matcher.service.subscriptions) == {topics.shared(topics.all_devices(kind)) for kind in
+        # one filter per device it knows and kind it reads (a muted device can be shed at the broker)
+        assert set(matcher.service.subscriptions) == {topics.shared(topics.device_topic("door-a", kind)) for kind in
                                                       (topics.REQUEST, topics.EVENT, topics.ALARM, topics.SYNC_ACK,
-                                                           topics.CREDENTIAL)}
+                                                       topics.CREDENTIAL)}
         assert matcher.revisions.per_message == 13 and matcher.store is not None
         assert matcher.requests.route.worker.gather_s == 0.0125  # [matcher] request_gather_ms
         assert matcher.endpoint is None  # nothing connects before start

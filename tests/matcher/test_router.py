@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher.gate import Gate, Limits
 from appliance.matcher.loaded import LoadedGallery
 from appliance.matcher.replica_io import Auditor, Courier
 from appliance.matcher.requests import RequestHandler
@@ -39,6 +40,22 @@ def test_a_replica_on_a_clean_session_is_delivered_at_qos_0_one_keeping_its_sess
         assert MatcherService("matcher-1", clean, [], node.courier()).subscribe_qos == 0
         kept = dataclasses.replace(clean, session_expiry_s=60)  # the broker holds QoS 1 messages meanwhile
         assert MatcherService("matcher-1", kept, [], node.courier()).subscribe_qos == 1
+    finally:
+        node.store.close()
+        node.data.close()
+
+
+def test_a_replica_that_knows_its_devices_subscribes_to_each_ones_topics(tmp_path, keys):
+    """One filter per device and kind (not a wildcard), so that a muted device can be shed at the
+    broker (tests/transport/test_flood_on_broker.py does it on the real broker)."""
+    node = make_node(tmp_path, keys)
+    try:
+        (requests, _), (events, _) = route(topics.REQUEST), route(topics.EVENT)
+        gate = Gate("matcher-1", Limits(), Auditor("matcher-1"), Counter(), devices=frozenset({"door-b", "door-a"}))
+        service = MatcherService("matcher-1", None, [requests, events], node.courier(), gate=gate)
+        assert service.subscriptions == tuple(topics.shared(topics.device_topic(door, kind)) for door in
+                                              ("door-a", "door-b") for kind in (topics.REQUEST, topics.EVENT))
+        assert service.shed == frozenset()  # nothing to unsubscribe before it is connected
     finally:
         node.store.close()
         node.data.close()

@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 
 from appliance.edge.link import MatcherLink
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher.app import compose
+from appliance.matcher.gate import Limits
+from appliance.matcher.loaded import load_gallery
+from appliance.ops import provisioning
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType, Sealer
+from appliance.security.roles import Principal, Role
 from appliance.transport.mqtt import MqttEndpoint
 from polling import wait_for
 from sitekit import start_matcher
@@ -64,6 +70,30 @@ def flood(site, pipeline, started: threading.Event) -> None:
         raw.close()
 
 
+def junk(site, device: str, count: int) -> None:
+    """``count`` random messages on ``device``'s request topic, with its own certificate."""
+    raw = MqttEndpoint(site.mqtt(device))
+    raw.connect()
+    try:
+        for _ in range(count):
+            raw.publish(topics.device_topic(device, topics.REQUEST), os.urandom(64), qos=0)
+    finally:
+        raw.close()
+
+
+def settled(read, quiet_s: float = 1.0, timeout: float = 60.0) -> bool:
+    """``read()`` stopped changing for ``quiet_s`` (what was in flight has arrived and been dealt with)."""
+    last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return True
+    return False
+
+
 def flood_seen(stats) -> int:
     """The flood's messages the matcher has dealt with: every refusal is door-b's, and so is
     every decision but door-a's (one before the flood, ``ASKED_DURING`` during it)."""
@@ -86,9 +116,14 @@ def test_another_door_is_answered_during_a_flood_and_the_flood_is_audited_once(s
         flooder.join()
         # every one answered at its first attempt (strangers: after five, the door is locked out)
         assert all(a.reason in (messages.Reason.NO_MATCH, messages.Reason.LOCKED_OUT) for a in answers)
-        assert wait_for(lambda: flood_seen(matcher.stats) >= FLOOD, timeout=60)
+        assert settled(lambda: (flood_seen(matcher.stats), matcher.service.queue_depth))
         assert sum(matcher.requests.opener.rejections.values()) < FEW_OPENED
         assert matcher.stats["alarm:message_flood"] >= 1
+        # muted, door-b is shed at the broker: what it sends now never reaches the matcher
+        assert matcher.service.shed == {"door-b"} and matcher.stats["shed_devices"] == 1
+        seen = flood_seen(matcher.stats)
+        junk(site, "door-b", 200)
+        assert settled(lambda: flood_seen(matcher.stats)) and flood_seen(matcher.stats) == seen
     finally:
         matcher.stop()
     entries = [e for e in site.data.audit.entries() if e.device == "door-b" and e.time >= since]
@@ -97,3 +132,34 @@ def test_another_door_is_answered_during_a_flood_and_the_flood_is_audited_once(s
     assert len(floods) == len(records) == 1, [(e.action, e.detail) for e in entries]
     decided = [e for e in entries if e.action.startswith("decision.")]
     assert len(entries) == 2 + len(decided) and len(decided) < FEW_OPENED
+
+
+def test_a_muted_device_is_shed_at_the_broker_until_its_mute_ends(site, pipeline, link):
+    """A short window: door-b floods, is muted and unsubscribed; its valid request goes
+    unanswered while muted (the broker has nobody to give it to) and is answered once the
+    window is over and the replica has subscribed to its topics again."""
+    window_s = 3.0
+    loaded = load_gallery(site.data, Principal("matcher-1", Role.OPERATOR), pipeline.embedder_pack)
+    allowed = lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode)  # noqa: E731
+    matcher = compose("matcher-1", site.mqtt("matcher-1"), site.data.node, site.directory, loaded,
+                      pipeline.threshold, data=site.data, limits=Limits(rejects_per_window=50, window_s=window_s),
+                      device_allowed=allowed).start()
+    door_b = MatcherLink("door-b", site.mqtt("door-b"), site.device_keys("door-b"), site.directory)
+    door_b.connect()
+    rng = np.random.default_rng(3)
+    try:
+        assert door_b.request(probe(pipeline, "door-b", rng), PACK).reason == messages.Reason.NO_MATCH
+        junk(site, "door-b", 300)
+        assert wait_for(lambda: matcher.service.shed == {"door-b"}, timeout=30)
+        muted_at = time.monotonic()
+        with pytest.raises(ApplianceError) as refused:
+            door_b.request(probe(pipeline, "door-b", rng), PACK, timeout=0.5, attempts=1)
+        assert refused.value.code == ErrorCode.REQUEST_TIMEOUT and time.monotonic() - muted_at < window_s
+        assert link.request(probe(pipeline, "door-a", rng), PACK).reason == messages.Reason.NO_MATCH  # the others
+        assert wait_for(lambda: not matcher.service.shed, timeout=window_s + 10)
+        assert door_b.request(probe(pipeline, "door-b", rng), PACK).reason in (messages.Reason.NO_MATCH,
+                                                                               messages.Reason.LOCKED_OUT)
+        assert set(matcher.service.subscriptions) <= set(matcher.endpoint.subscriptions)
+    finally:
+        door_b.close()
+        matcher.stop()

@@ -3,12 +3,14 @@ subscriber asked for, with its request/response properties; other properties pas
 from __future__ import annotations
 
 import threading
+import time
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from appliance.protocol import topics
 from appliance.transport.mqtt import MqttEndpoint, settings_for
+from polling import wait_for
 
 MESSAGES = 300  # enough that many arrive while the subscriber is busy with the first ones
 
@@ -65,3 +67,41 @@ def test_a_publish_with_other_properties_arrives_with_its_correlation(broker):
     (incoming,) = got
     assert (incoming.topic, incoming.payload, incoming.qos, incoming.correlation) == (
         topics.device_topic("door-a", topics.EVENT), b"event", 1, b"c-1")
+
+
+def test_filters_added_and_dropped_at_run_time_are_held_across_a_reconnect(broker):
+    """``subscribe``/``unsubscribe`` while connected take effect at once; a reconnect renews
+    exactly the filters held (how a matcher sheds a muted device's topics)."""
+    got: list[str] = []
+    a, b = (topics.device_topic(door, topics.REQUEST) for door in ("door-a", "door-b"))
+    subscriber = MqttEndpoint(settings_for(broker.pki, "matcher-1", broker.host, broker.port),
+                              lambda incoming: got.append(incoming.topic), subscriptions=(topics.shared(a),))
+    subscriber.connect()
+    doors = [MqttEndpoint(settings_for(broker.pki, door, broker.host, broker.port)) for door in ("door-a", "door-b")]
+    for door in doors:
+        door.connect()
+
+    def arriving(expected: list[str]) -> bool:
+        """Each door publishes on its request topic (QoS 1: routed once acknowledged); did
+        exactly ``expected`` arrive?"""
+        got.clear()
+        for door, topic in zip(doors, (a, b)):
+            door.publish(topic, b"x")
+        time.sleep(0.3)
+        return sorted(set(got)) == expected
+
+    try:
+        assert wait_for(lambda: arriving([a]), timeout=10)
+        subscriber.subscribe([topics.shared(b)])
+        assert wait_for(lambda: arriving([a, b]), timeout=10)
+        subscriber.unsubscribe([topics.shared(a)])
+        assert wait_for(lambda: arriving([b]), timeout=10)
+        assert subscriber.subscriptions == (topics.shared(b),)
+        broker.restart()  # a clean session: the broker forgets every subscription; the endpoint renews its own
+        assert wait_for(lambda: subscriber.connections == 2 and subscriber.connected.is_set(), timeout=30)
+        assert all(wait_for(door.connected.is_set, timeout=30) for door in doors)
+        assert wait_for(lambda: arriving([b]), timeout=10)
+    finally:
+        for door in doors:
+            door.close()
+        subscriber.close()

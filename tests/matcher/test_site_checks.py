@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from appliance.matcher.gate import MAX_PROVISIONING_RECHECK_S, PROVISIONING_RECHECK_S, SiteChecks
+from appliance.matcher.site_checks import MAX_PROVISIONING_RECHECK_S, PROVISIONING_RECHECK_S, SiteChecks
 from appliance.ops import provisioning
 from appliance.protocol import topics
 from appliance.site import Site
