@@ -37,8 +37,8 @@ NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK: accepted, nobody subscribed - sti
 EARLY_ACKS = 1024  # message ids wrap at 65,535: far fewer are remembered
 SUBSCRIBE_QOS = 1  # the default: what a device's own subscriptions (decisions, deltas) get
 # topic filters per SUBSCRIBE/UNSUBSCRIBE packet: a matcher holds one per device and kind, and
-# the broker refuses packets over 64 KiB (broker.config.MAX_PACKET_BYTES): 500 device topics
-# under the shared prefix are ~25 KiB
+# the broker refuses packets over 64 KiB (broker.config.MAX_PACKET_BYTES): 500 shared device
+# topics are ~25 KiB, and under 57 KiB with 63-character device names (pki.IDENTITY's longest)
 FILTERS_PER_PACKET = 500
 
 

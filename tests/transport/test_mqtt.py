@@ -9,7 +9,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from appliance.protocol import topics
-from appliance.transport.mqtt import MqttEndpoint, settings_for
+from appliance.transport.mqtt import FILTERS_PER_PACKET, MqttEndpoint, settings_for
 from polling import wait_for
 
 MESSAGES = 300  # enough that many arrive while the subscriber is busy with the first ones
@@ -101,6 +101,30 @@ def test_filters_added_and_dropped_at_run_time_are_held_across_a_reconnect(broke
         assert wait_for(lambda: subscriber.connections == 2 and subscriber.connected.is_set(), timeout=30)
         assert all(wait_for(door.connected.is_set, timeout=30) for door in doors)
         assert wait_for(lambda: arriving([b]), timeout=10)
+    finally:
+        for door in doors:
+            door.close()
+        subscriber.close()
+
+
+def test_more_filters_than_one_packet_holds_are_all_subscribed(broker):
+    """A site's worth of per-device filters goes out in packets of ``FILTERS_PER_PACKET`` (one
+    packet of them all would pass the broker's 64 KiB limit and cost the connection)."""
+    got: list[str] = []
+    names = [f"door-{index:05d}-{'x' * 40}" for index in range(2 * FILTERS_PER_PACKET + 100)]  # long names
+    filters = [topics.shared(topics.device_topic(name, topics.REQUEST)) for name in names]
+    first, last = (topics.device_topic(door, topics.REQUEST) for door in ("door-a", "door-b"))
+    subscriber = MqttEndpoint(settings_for(broker.pki, "matcher-1", broker.host, broker.port),
+                              lambda incoming: got.append(incoming.topic),
+                              subscriptions=(topics.shared(first), *filters, topics.shared(last)))
+    subscriber.connect()
+    doors = [MqttEndpoint(settings_for(broker.pki, door, broker.host, broker.port)) for door in ("door-a", "door-b")]
+    try:
+        for door in doors:
+            door.connect()
+        assert wait_for(lambda: [door.publish(topic, b"x") for door, topic in zip(doors, (first, last))]
+                        and {first, last} <= set(got), timeout=10)
+        assert subscriber.connections == 1  # never cut off for an oversized packet
     finally:
         for door in doors:
             door.close()
