@@ -140,7 +140,7 @@ def report_lines(load: dict | None) -> list[str]:
         "", f"During the flood the doors' median is **{load['median_ratio']:.2f}x** and their p95 "
         f"{load['p95_ratio']:.2f}x of the rest of the same run. The flooder sent {sent:,} messages in "
         f"{flooder['seconds']:.1f} s ({mix}; target {load['flood_rate_per_s']:,.0f}/s): "
-        f"{flooder['dropped_unopened']:,} dropped unopened ({flooder.get('shed_at_broker', 0):,} of them shed at the "
+        f"{flooder['dropped_unopened']:,} dropped unopened ({flooder['shed_at_broker']:,} of them shed at the "
         f"broker while it was muted: never delivered to the matcher), "
         f"{flooder['opened_refused']:,} opened and refused, "
         f"{flooder['decided']:,} decided (within its request budget), {flooder['alarms']} flood alarm(s). "

@@ -92,10 +92,10 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         lines += [
             "", "## One device flooding during the middle third", "",
             f"The flooder sent {sent:,} messages ({', '.join(f'{k} {v:,}' for k, v in flood['sent'].items())}) in "
-            f"{flood['ended'] - flood['began']:.1f} s; {flood['alarms']} flood alarm(s); shed at the broker "
-            f"{flood.get('shed', 0)} time(s) (muted, the replica unsubscribes from its topics until the mute ends: "
-            "what it sends meanwhile never reaches the matcher, so the counts that follow are what came before); "
-            "refused by reason: " + ", ".join(f"{k} {v:,}" for k, v in sorted(flood["refused"].items())) + ". "
+            f"{flood['ended'] - flood['began']:.1f} s; {flood['alarms']} flood alarm(s). Each time it was muted "
+            f"({flood.get('shed', 0)}) the replica unsubscribed from its topics until the mute ended, so what it sent "
+            "meanwhile never reached the matcher and is in none of these counts. Refused by reason: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(flood["refused"].items())) + ". "
             f"The doors' p95 was {_f(flood['p95_alone_ms'])} ms before and after it and "
             f"{_f(flood['p95_during_ms'])} ms during it: **{_f(flood['p95_ratio'], 2)}x**. The flooder's own "
             f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs.",

@@ -189,8 +189,11 @@ class Gate:
         """Is ``device`` muted now (the rest of its window is dropped unopened)?"""
         with self._lock:
             state = self._state.get(device)
-            window = state.window if state is not None else None
-            return window is not None and window.muted and self.clock() - window.started < self.limits.window_s
+            return state is not None and self._silenced(state.window, self.clock())
+
+    def _silenced(self, window: _Window | None, now: float) -> bool:
+        """A window muted and not yet over: what the router drops and ``muted`` reports."""
+        return window is not None and window.muted and now - window.started < self.limits.window_s
 
     def _tell_mutes(self) -> None:
         if not self._mutes_changed:  # read without the lock: a change is told by whoever made it
@@ -221,8 +224,7 @@ class Gate:
         now = self.clock()
         with self._lock:
             state = self._device(device)
-            window = state.window
-            if window is not None and window.muted and now - window.started < self.limits.window_s:
+            if self._silenced(state.window, now):
                 reason = MUTED
             elif budget is None:
                 return True
@@ -299,9 +301,10 @@ class Gate:
                 if closing or now - window.started >= self.limits.window_s:
                     ended.append((device, window, now))
                     self._state[device].window = None
+                    if window.muted:  # a window a later refusal ended was told by ``_note``
+                        self._mutes_changed.append(device)
             for _, window in alarms:
                 window.alarm_due = False
-            self._mutes_changed.extend(device for device, window, _ in ended if window.muted)
         self._tell_mutes()
         for device, _ in alarms:
             self._write(device, FLOOD_ALARM, "raised",

@@ -199,14 +199,13 @@ class MqttEndpoint:
             for f in held:
                 del self._subscriptions[f]
             if held and self.connected.is_set():
-                for start in range(0, len(held), FILTERS_PER_PACKET):
-                    self._client.unsubscribe(held[start:start + FILTERS_PER_PACKET])
+                for packet in _packets(held):
+                    self._client.unsubscribe(packet)
 
     def _send_subscribe(self, filters: Sequence[str]) -> None:
-        """SUBSCRIBE packets of at most ``FILTERS_PER_PACKET`` filters (the broker's packet limit)."""
         options = SubscribeOptions(qos=self.subscribe_qos)
-        for start in range(0, len(filters), FILTERS_PER_PACKET):
-            self._client.subscribe([(f, options) for f in filters[start:start + FILTERS_PER_PACKET]])
+        for packet in _packets(filters):
+            self._client.subscribe([(f, options) for f in packet])
 
     def _count_waiter(self, change: int) -> None:
         """paho reports every publish to ``on_publish``, at QoS 0 too, each with a new reason code
@@ -295,6 +294,11 @@ class MqttEndpoint:
             self._on_message(incoming)
         except Exception:  # noqa: BLE001 - one bad message must never stop the network loop
             log.exception("handler failed for a message on %s", incoming.topic)
+
+
+def _packets(filters: Sequence[str]) -> list[Sequence[str]]:
+    """``filters`` in runs of at most ``FILTERS_PER_PACKET``: one SUBSCRIBE/UNSUBSCRIBE each."""
+    return [filters[start:start + FILTERS_PER_PACKET] for start in range(0, len(filters), FILTERS_PER_PACKET)]
 
 
 def settings_for(pki, name: str, host: str, port: int, **options) -> MqttSettings:
