@@ -267,17 +267,18 @@ def synthesize(bgr: np.ndarray, species: str, seed: int, held_out: bool = False)
 
 
 def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: int,
-                        frames: int = 8) -> list[np.ndarray]:
+                        frames: int = 8, held_out: bool = False) -> list[np.ndarray]:
     """A short burst of the artefact moved by hand: every frame is a plane in a new pose.
 
     ``bgr`` may be a list of live frames (a replayed recording): frame i then shows
     ``bgr[i % len]`` on the screen, so expression changes (a blink) are replayed too.
+    ``held_out`` and what a species does after the capture (low light) as in ``synthesize``.
     """
     rng = np.random.default_rng(seed)
     sources = bgr if isinstance(bgr, list) else [bgr]
     height, width = sources[0].shape[:2]
     sources = [s if s.shape[:2] == (height, width) else cv2.resize(s, (width, height)) for s in sources]
-    media = [artefact(s, species, np.random.default_rng([seed, i])) for i, s in enumerate(sources)]
+    media = [artefact(s, species, np.random.default_rng([seed, i]), held_out) for i, s in enumerate(sources)]
     size = (width, height)
     start, end = random_placement(rng), random_placement(rng)
     # a hand tilts the sheet or the phone through a wider range than a still capture shows
@@ -294,7 +295,8 @@ def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: 
             tilt=tuple(a + (b - a) * t for a, b in zip(start.tilt, end.tilt)),
             rotation=start.rotation + (end.rotation - start.rotation) * t,
         )
-        sequence.append(recapture(media[index % len(media)], size, place, rng, species, background))
+        frame = recapture(media[index % len(media)], size, place, rng, species, background)
+        sequence.append(AFTER_CAPTURE[species](frame, rng, held_out) if species in AFTER_CAPTURE else frame)
     return sequence
 
 
@@ -349,7 +351,8 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                 if name == "replay":  # a replayed "recording": the identity's photos in turn
                     same = [x.path for x in samples if x.identity == sample.identity and x.path != sample.path]
                     shown = [image] + [read_image(p) for p in same[: frames - 1]]
-                for number, frame in enumerate(synthesize_sequence(shown, name, item_seed, frames)):
+                burst = synthesize_sequence(shown, name, item_seed, frames, is_held_out(sample.identity))
+                for number, frame in enumerate(burst):
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
                 attack = synthesize(image, name, item_seed, is_held_out(sample.identity))

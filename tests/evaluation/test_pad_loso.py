@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
 from appliance.cli.main import main
 from appliance.evaluation.pad_loso import identity_of
-from appliance.evaluation.synthetic import synthesize, write_set
+from appliance.evaluation.synthetic import synthesize, synthesize_sequence, write_set
 from appliance.evaluation.synthetic_species import WIDE_SPECIES, is_held_out
 
 LOSO_SPECIES = ("print", "screen_pentile", "print_handheld")
@@ -24,6 +25,29 @@ def test_each_wide_species_is_deterministic_and_frame_sized(photos, species):
     assert not np.array_equal(first, synthesize(photo, species, seed=8))
     held = synthesize(photo, species, seed=7, held_out=True)
     assert held.shape == photo.shape and not np.array_equal(first, held)  # another part of the parameter space
+
+
+@pytest.mark.parametrize("species", sorted(WIDE_SPECIES))
+def test_wide_species_bursts_draw_from_the_held_out_range_too(photos, species):
+    seen = synthesize_sequence(photos[0], species, seed=7, frames=2)
+    held = synthesize_sequence(photos[0], species, seed=7, frames=2, held_out=True)
+    assert len(held) == 2 and held[0].shape == photos[0].shape
+    assert not np.array_equal(seen[0], held[0])
+
+
+def _grain(frame: np.ndarray) -> float:
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return float(np.median(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5))))
+
+
+def test_a_low_light_burst_carries_the_dark_cameras_gain_noise(photos):
+    """Every frame of a low-light burst went through the dark camera (its amplified noise), and
+    the held-out part of the range is darker still, as for single captures."""
+    for seed in (7, 8):
+        lit = [_grain(f) for f in synthesize_sequence(photos[0], "print_hd_glossy", seed, frames=3)]
+        dark = [_grain(f) for f in synthesize_sequence(photos[0], "low_light", seed, frames=3)]
+        darker = [_grain(f) for f in synthesize_sequence(photos[0], "low_light", seed, frames=3, held_out=True)]
+        assert np.median(dark) > 1.5 * np.median(lit) and np.median(darker) > 1.4 * np.median(dark)
 
 
 def test_held_out_identities_are_a_fixed_share():
