@@ -263,6 +263,11 @@ def synthesize(bgr: np.ndarray, species: str, seed: int, held_out: bool = False)
     media = artefact(bgr, species, rng, held_out)
     size = (bgr.shape[1], bgr.shape[0])
     frame = recapture(media, size, random_placement(rng), rng, species)
+    return _after_capture(frame, species, rng, held_out)
+
+
+def _after_capture(frame: np.ndarray, species: str, rng: np.random.Generator, held_out: bool) -> np.ndarray:
+    """What the species does to the captured frame itself (low light: the dark camera's gain)."""
     return AFTER_CAPTURE[species](frame, rng, held_out) if species in AFTER_CAPTURE else frame
 
 
@@ -296,7 +301,7 @@ def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: 
             rotation=start.rotation + (end.rotation - start.rotation) * t,
         )
         frame = recapture(media[index % len(media)], size, place, rng, species, background)
-        sequence.append(AFTER_CAPTURE[species](frame, rng, held_out) if species in AFTER_CAPTURE else frame)
+        sequence.append(_after_capture(frame, species, rng, held_out))
     return sequence
 
 
@@ -335,6 +340,7 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
             sample = samples[index]
             stem = f"{sample.identity}__{sample.path.stem}"
             item_seed = int(seed * 1_000_003 + species_index * 100_003 + index)
+            held_out = is_held_out(sample.identity)
             image = read_image(sample.path)
             if name == "mask":
                 wearer_sample = samples[int(rng.integers(len(samples)))]
@@ -351,11 +357,11 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                 if name == "replay":  # a replayed "recording": the identity's photos in turn
                     same = [x.path for x in samples if x.identity == sample.identity and x.path != sample.path]
                     shown = [image] + [read_image(p) for p in same[: frames - 1]]
-                burst = synthesize_sequence(shown, name, item_seed, frames, is_held_out(sample.identity))
+                burst = synthesize_sequence(shown, name, item_seed, frames, held_out)
                 for number, frame in enumerate(burst):
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
-                attack = synthesize(image, name, item_seed, is_held_out(sample.identity))
+                attack = synthesize(image, name, item_seed, held_out)
                 cv2.imwrite(str(folder / f"{stem}.png"), attack)
         counts[name] = sum(1 for _ in folder.iterdir())
     info = {"synthetic": True, "source": str(Path(source).resolve()), "split": split, "seed": seed,
