@@ -6,46 +6,58 @@ mode). Presence is forgotten ``reset_s`` after the last pass (a timed reset, so 
 does not lock someone out for ever; 0: never). The state is a ``PresenceBook``: a door keeps
 its own in its cache, the matcher in the sync store (shared by its replicas); ``MemoryPresence``
 is for a policy without a store.
+
+A pass carries its id (the request id). The same pass asked again - a door whose answer was lost
+retries, and with two matcher replicas the retry may reach the one that did not decide it - finds
+the person inside by its own entry, which is no second entry: a grant the door never received
+must not turn into a refusal (issue 17).
 """
 from __future__ import annotations
 
 import threading
 from typing import Protocol
 
+# the subject's last pass in an area: (inside, when, the pass's id - "" for none)
+Presence = tuple[bool, float, str]
+
 
 class PresenceBook(Protocol):
-    def presence(self, area: str, subject_id: str) -> tuple[bool, float] | None:
-        """(inside, when) of the subject's last pass in ``area``; None: never seen."""
+    def presence(self, area: str, subject_id: str) -> Presence | None:
+        """The subject's last pass in ``area``; None: never seen."""
 
-    def set_presence(self, area: str, subject_id: str, inside: bool, at: float) -> None: ...
+    def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None: ...
 
 
 class MemoryPresence:
     """A presence book in memory (lost when the process ends)."""
 
     def __init__(self) -> None:
-        self._book: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._book: dict[tuple[str, str], Presence] = {}
         self._lock = threading.Lock()
 
-    def presence(self, area: str, subject_id: str) -> tuple[bool, float] | None:
+    def presence(self, area: str, subject_id: str) -> Presence | None:
         with self._lock:
             return self._book.get((area, subject_id))
 
-    def set_presence(self, area: str, subject_id: str, inside: bool, at: float) -> None:
+    def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         with self._lock:
-            self._book[(area, subject_id)] = (inside, at)
+            self._book[(area, subject_id)] = (inside, at, pass_id)
 
 
 class PassbackTracker:
     def __init__(self, book: PresenceBook | None = None):
         self.book = book if book is not None else MemoryPresence()
 
-    def inside(self, area: str, subject_id: str, now: float, reset_s: float) -> bool:
-        """The subject entered ``area`` and has not left (nor been reset) since."""
+    def inside(self, area: str, subject_id: str, now: float, reset_s: float, pass_id: str = "") -> bool:
+        """The subject entered ``area`` by a pass other than ``pass_id`` and has not left (nor
+        been reset) since; the entry ``pass_id`` itself recorded is this pass asked again."""
         found = self.book.presence(area, subject_id)
-        if found is None or not found[0]:
+        if found is None:
             return False
-        return not (reset_s > 0 and now - found[1] >= reset_s)
+        entered, at, by = found
+        if not entered or (pass_id and by == pass_id):
+            return False
+        return not (reset_s > 0 and now - at >= reset_s)
 
-    def record(self, area: str, subject_id: str, inside: bool, at: float) -> None:
-        self.book.set_presence(area, subject_id, inside, at)
+    def record(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
+        self.book.set_presence(area, subject_id, inside, at, pass_id)

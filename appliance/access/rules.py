@@ -132,8 +132,9 @@ class AccessPolicy:
         self.doors = dict(doors)
         self.tracker = tracker or PassbackTracker()
 
-    def decide(self, subject: Subject, door: str, at: datetime) -> AccessVerdict:
-        """``at`` must be aware; its zone does not matter (converted to the site's)."""
+    def decide(self, subject: Subject, door: str, at: datetime, pass_id: str = "") -> AccessVerdict:
+        """``at`` must be aware; its zone does not matter (converted to the site's). ``pass_id``:
+        the request's id, so that the same pass asked again is not its own second entry."""
         rules = self.doors.get(door) or DoorRules(door)
         if not rules.enforced:
             return AccessVerdict(True, GRANTED)
@@ -149,8 +150,9 @@ class AccessPolicy:
         if area is None or area.mode == OFF:
             return AccessVerdict(True, GRANTED)
         now = at.timestamp()
-        violation = area.direction == ENTRY and self.tracker.inside(area.area, subject.subject_id, now, area.reset_s)
+        violation = area.direction == ENTRY and self.tracker.inside(area.area, subject.subject_id, now, area.reset_s,
+                                                                    pass_id)
         if violation and area.mode == HARD:
             return AccessVerdict(False, ANTI_PASSBACK)
-        self.tracker.record(area.area, subject.subject_id, area.direction == ENTRY, now)
+        self.tracker.record(area.area, subject.subject_id, area.direction == ENTRY, now, pass_id)
         return AccessVerdict(True, GRANTED, passback_violation=violation)

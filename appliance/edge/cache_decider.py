@@ -174,7 +174,7 @@ class CacheDecider:
         engine, names = self._engine(pack, len(request.vector()))
         verdict = self.admit(request.device_id,
                               engine.decide(request.device_id, Template(request.vector(), *pack), request.claim,
-                                            time.time()))
+                                            time.time()), request.request_id)
         decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason,
                                      names.get(verdict.subject_id, "") if verdict.accepted else "",
                                      round(verdict.retry_after_s, 1), verdict.subject_id if verdict.accepted else "")
@@ -188,8 +188,9 @@ class CacheDecider:
                                                           time.time(), details))
         return decision
 
-    def admit(self, door: str, verdict: Verdict) -> Verdict:
-        """A local match stands only if the door's rules, as cached, grant the person now."""
+    def admit(self, door: str, verdict: Verdict, pass_id: str = "") -> Verdict:
+        """A local match stands only if the door's rules, as cached, grant the person now
+        (``pass_id``: the request's id, ``access.passback``)."""
         if not verdict.accepted:
             return verdict
         with self._lock:
@@ -200,7 +201,7 @@ class CacheDecider:
             policy = self._policy[1]
         held = self.cache.subject_access(verdict.subject_id)
         subject = Subject(verdict.subject_id, frozenset(held.get("g", ())), Validity.from_wire(held))
-        access = policy.decide(subject, door, datetime.now(timezone.utc))
+        access = policy.decide(subject, door, datetime.now(timezone.utc), pass_id)
         if access.passback_violation and self.pump is not None:  # soft anti-passback: on record
             self.pump.submit(topics.ALARM, messages.Alarm(messages.new_id(), door, PASSBACK_ALARM, time.time(),
                                                           {"subject": verdict.subject_id, "mode": "soft"}))

@@ -77,9 +77,9 @@ class CredentialDecider:
 
     def __init__(self, link, cache: DeviceCache, schedule: DoorModeSchedule, *, pin_attempts: int,
                  pin_lockout_s: float, answer_timeout_s: float, pump=None,
-                 admit: Callable[[str, Verdict], Verdict] | None = None, clock: Callable[[], float] = time.time):
+                 admit: Callable[[str, Verdict, str], Verdict] | None = None, clock: Callable[[], float] = time.time):
         self.link, self.cache, self.schedule, self.pump = link, cache, schedule, pump
-        self.admit = admit or (lambda door, verdict: verdict)
+        self.admit = admit or (lambda door, verdict, pass_id="": verdict)
         self.judge = CredentialJudge(pin_attempts, pin_lockout_s)
         self.answer_timeout_s = answer_timeout_s
         self.clock = clock
@@ -135,7 +135,7 @@ class CredentialDecider:
         found = self.cache.claim_holder(claim)
         holder = Holder(found[0], found[2], found[3]) if found else None
         verdict = self.judge.judge(request.device_id, mode, credential, holder, now)
-        verdict = self.admit(request.device_id, verdict)
+        verdict = self.admit(request.device_id, verdict, request.request_id)
         display = found[1] if found and verdict.accepted else ""
         decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason, display,
                                      round(verdict.retry_after_s, 1), verdict.subject_id if verdict.accepted else "")

@@ -79,14 +79,18 @@ class SiteAccess:
         subject = self.subject(subject_id)
         return {"g": sorted(subject.groups & set(rules.grants)), **subject.validity.to_wire()}
 
-    def decide(self, subject_id: str, door: str, at: float, memo: AccessMemo | None = None) -> AccessVerdict:
+    def decide(self, subject_id: str, door: str, at: float, memo: AccessMemo | None = None,
+               pass_id: str = "") -> AccessVerdict:
         """May the matched ``subject_id`` pass ``door`` at Unix time ``at``? ``memo``: the rules
-        as ``current`` read them for the batch this decision is one of; None: read them now."""
+        as ``current`` read them for the batch this decision is one of; None: read them now.
+        ``pass_id``: the request's id - the presence it sets is shared by every replica, so a
+        retry of this request that reaches another one is not taken for a second entry."""
         memo = memo or self.current()
         rules = self.door_rules(door, memo)
         # without rules the policy grants whoever it is: their groups and validity are not read
         subject = self.subject(subject_id, memo) if rules.enforced else Subject(subject_id)
-        return AccessPolicy({door: rules}, self.tracker).decide(subject, door, datetime.fromtimestamp(at, timezone.utc))
+        return AccessPolicy({door: rules}, self.tracker).decide(subject, door, datetime.fromtimestamp(at, timezone.utc),
+                                                                pass_id)
 
     def record_violation(self, subject_id: str, door: str, at: float) -> None:
         """A soft passback violation the matcher let through, as an alarm in the door log."""

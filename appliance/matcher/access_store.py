@@ -25,6 +25,11 @@ CREATE TABLE access_area_doors (door TEXT PRIMARY KEY, area TEXT NOT NULL, direc
 CREATE TABLE access_presence (area TEXT NOT NULL, subject_id TEXT NOT NULL, inside INTEGER NOT NULL,
                               at REAL NOT NULL, PRIMARY KEY (area, subject_id));
 """
+# the pass (request id) that set each presence: that pass retried on another replica is no
+# second entry (appliance.access.passback)
+PRESENCE_PASS_MIGRATION = """
+ALTER TABLE access_presence ADD COLUMN pass_id TEXT NOT NULL DEFAULT '';
+"""
 
 
 class AccessTables:
@@ -167,12 +172,12 @@ class AccessTables:
         return DoorRules(door, True, tz, grants, self.holidays(), area)
 
     # -- the matcher's presence book (appliance.access.passback.PresenceBook) ---------------
-    def presence(self, area: str, subject_id: str) -> tuple[bool, float] | None:
-        rows = self.execute("SELECT inside, at FROM access_presence WHERE area = ? AND subject_id = ?",
+    def presence(self, area: str, subject_id: str) -> tuple[bool, float, str] | None:
+        rows = self.execute("SELECT inside, at, pass_id FROM access_presence WHERE area = ? AND subject_id = ?",
                             (area, subject_id))
-        return (bool(rows[0][0]), float(rows[0][1])) if rows else None
+        return (bool(rows[0][0]), float(rows[0][1]), str(rows[0][2])) if rows else None
 
-    def set_presence(self, area: str, subject_id: str, inside: bool, at: float) -> None:
+    def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         with self.transaction():
-            self.execute("INSERT OR REPLACE INTO access_presence VALUES (?, ?, ?, ?)",
-                         (area, subject_id, int(inside), at))
+            self.execute("INSERT OR REPLACE INTO access_presence (area, subject_id, inside, at, pass_id) "
+                         "VALUES (?, ?, ?, ?, ?)", (area, subject_id, int(inside), at, pass_id))

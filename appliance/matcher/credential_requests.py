@@ -46,10 +46,10 @@ class CredentialRequestHandler:
 
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, identity, principal: Principal,
                  courier: Courier, audit: Audit, stats: Counter[str], gate: Gate, judge: CredentialJudge,
-                 admit: Callable[[str, Verdict], Verdict] | None = None, replay_window_s: float = 120.0):
+                 admit: Callable[[str, Verdict, str], Verdict] | None = None, replay_window_s: float = 120.0):
         self.name, self.identity, self.principal = name, identity, principal
         self.courier, self.audit, self.stats, self.gate, self.judge = courier, audit, stats, gate, judge
-        self.admit = admit or (lambda device, verdict: verdict)
+        self.admit = admit or (lambda device, verdict, pass_id="": verdict)
         self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
                              guard=ReplayGuard(not_before=time.time()))
         self._recent: OrderedDict[str, bytes] = OrderedDict()
@@ -100,7 +100,8 @@ class CredentialRequestHandler:
         verdict = self.judge.judge(device, request.mode, credential, holder, now)
         if not verdict.accepted:
             return verdict, ""
-        verdict = self.admit(device, verdict)  # a refusal by the access rules keeps the subject for the audit
+        # a refusal by the access rules keeps the subject for the audit
+        verdict = self.admit(device, verdict, request.request_id)
         if not verdict.accepted:
             return verdict, ""
         return verdict, mask_name(self.identity.person(self.principal, verdict.subject_id).name)

@@ -150,7 +150,7 @@ class RequestHandler:
                 self.stats["retries"] += 1
                 self._reply(device, incoming, cached)
             return
-        verdict = self.admit(device, item.verdict, rules)
+        verdict = self.admit(device, item.verdict, request.request_id, rules)
         display = item.display if verdict.accepted else ""  # a refused person is not named on the door's screen
         decision = messages.Decision(request_id=request.request_id, accepted=verdict.accepted, reason=verdict.reason,
                                      display_name=display, retry_after_s=round(verdict.retry_after_s, 1),
@@ -195,14 +195,15 @@ class RequestHandler:
             return Verdict(False, messages.Reason.BAD_REQUEST)
         return (engine or self.engine).decide(device, template, request.claim, time.time())
 
-    def admit(self, device: str, verdict: Verdict, rules: AccessMemo | None = None) -> Verdict:
+    def admit(self, device: str, verdict: Verdict, pass_id: str = "", rules: AccessMemo | None = None) -> Verdict:
         """A match stands only if the access rules grant that subject at ``device`` now; a
         refusal keeps the subject (the audit entry says who was refused) but is not accepted.
+        ``pass_id``: the request's id (``SiteAccess.decide``: a retry reaching another replica);
         ``rules``: as read for the batch (``SiteAccess.current``); None: read now."""
         if not verdict.accepted or self.access is None:
             return verdict
         now = time.time()
-        access = self.access.decide(verdict.subject_id, device, now, rules)
+        access = self.access.decide(verdict.subject_id, device, now, rules, pass_id)
         if access.passback_violation:  # soft anti-passback: let through, but on record (audit, door log)
             self.stats["passback_violations"] += 1
             self.audit(device, "access.passback_violation", verdict.subject_id, "fail", ANTI_PASSBACK)

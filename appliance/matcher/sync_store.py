@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from appliance.matcher.access_store import ACCESS_MIGRATION, AccessTables
+from appliance.matcher.access_store import ACCESS_MIGRATION, PRESENCE_PASS_MIGRATION, AccessTables
 from appliance.security.keys import SYNC_DB
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import ProtectedData
@@ -141,6 +141,7 @@ class SyncStore(AccessTables, CipherStore):
         CREATE INDEX events_subject ON events (json_extract(details, '$.subject'), at);
         """,
         ACCESS_MIGRATION,  # access groups, doors, schedules, validity, holidays, areas (matcher.access_store)
+        PRESENCE_PASS_MIGRATION,  # the pass that set each presence (matcher.access_store)
     )
 
     def __init__(self, path, key) -> None:

@@ -75,6 +75,10 @@ class DeviceCache(CipherStore):
         ALTER TABLE staging ADD COLUMN face_refused INTEGER NOT NULL DEFAULT 0;
         UPDATE cached SET claim = '';
         """,
+        # the pass (request id) that set each presence (appliance.access.passback)
+        """
+        ALTER TABLE presence ADD COLUMN pass_id TEXT NOT NULL DEFAULT '';
+        """,
     )
 
     def __init__(self, path, key) -> None:
@@ -230,16 +234,17 @@ class DeviceCache(CipherStore):
         with self.lock:
             return json.loads(self.execute("SELECT rules FROM door_rules WHERE id = 1").fetchone()[0])
 
-    def presence(self, area: str, subject_id: str) -> tuple[bool, float] | None:
+    def presence(self, area: str, subject_id: str) -> tuple[bool, float, str] | None:
         """This door's own anti-passback book (``appliance.access.passback.PresenceBook``)."""
         with self.lock:
-            row = self.execute("SELECT inside, at FROM presence WHERE area = ? AND subject_id = ?",
+            row = self.execute("SELECT inside, at, pass_id FROM presence WHERE area = ? AND subject_id = ?",
                                (area, subject_id)).fetchone()
-        return (bool(row[0]), float(row[1])) if row else None
+        return (bool(row[0]), float(row[1]), str(row[2])) if row else None
 
-    def set_presence(self, area: str, subject_id: str, inside: bool, at: float) -> None:
+    def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         with self.lock, self.transaction():
-            self.execute("INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?)", (area, subject_id, int(inside), at))
+            self.execute("INSERT OR REPLACE INTO presence (area, subject_id, inside, at, pass_id) "
+                         "VALUES (?, ?, ?, ?, ?)", (area, subject_id, int(inside), at, pass_id))
 
     def subject_access(self, subject_id: str) -> dict:
         """The cached person's groups at this door (``g``) and validity (``f``, ``u``); {}: none."""

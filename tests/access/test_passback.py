@@ -14,3 +14,13 @@ def test_inside_after_entry_until_exit_or_reset():
     assert not tracker.inside("garage", "s1", 120.0, 60.0)  # per area
     tracker.record("hall", "s1", False, 130.0)
     assert not tracker.inside("hall", "s1", 131.0, 60.0)
+
+
+def test_the_pass_that_entered_asked_again_is_not_a_second_entry():
+    tracker = PassbackTracker(MemoryPresence())
+    tracker.record("hall", "s1", True, 100.0, "req-1")
+    assert not tracker.inside("hall", "s1", 105.0, 0.0, "req-1")  # the same pass retried
+    assert tracker.inside("hall", "s1", 105.0, 0.0, "req-2")  # another pass: a second entry
+    assert tracker.inside("hall", "s1", 105.0, 0.0)  # a pass without an id is never "the same"
+    tracker.record("hall", "s1", True, 110.0)
+    assert tracker.inside("hall", "s1", 111.0, 0.0, "")

@@ -65,6 +65,17 @@ def test_soft_passback_grants_and_flags_the_violation():
     assert second.granted and second.passback_violation
 
 
+def test_the_same_pass_asked_again_is_no_violation_in_either_mode():
+    for mode in ("hard", "soft"):
+        policy = AccessPolicy({"in": rules("in", AreaRule("hall", ENTRY, mode, 0))})
+        staff = Subject("s1", frozenset({"staff"}))
+        assert policy.decide(staff, "in", MONDAY_10, "req-1").granted
+        retried = policy.decide(staff, "in", MONDAY_10 + timedelta(seconds=3), "req-1")  # the answer was lost
+        assert retried.granted and not retried.passback_violation
+        another = policy.decide(staff, "in", MONDAY_10 + timedelta(seconds=6), "req-2")
+        assert another.passback_violation if mode == "soft" else another.reason == ANTI_PASSBACK
+
+
 def test_refused_passes_do_not_count_as_entries():
     policy = AccessPolicy({"in": rules("in", AreaRule("hall", ENTRY, "hard", 0))})
     staff = Subject("s1", frozenset({"staff"}))

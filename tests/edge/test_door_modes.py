@@ -194,11 +194,11 @@ def test_an_offline_card_pass_meets_the_doors_access_rules(cache):
     rules = DoorRules("door-a", True, "Asia/Shanghai", {"day": WeeklySchedule.from_mapping({"mon": ["08:00-18:00"]})})
     policy = AccessPolicy({"door-a": rules})
 
-    def admit(door: str, verdict: Verdict) -> Verdict:  # what the daemon passes: the face passes' own check
+    def admit(door: str, verdict: Verdict, pass_id: str) -> Verdict:  # as the daemon's: the face passes' own check
         if not verdict.accepted:
             return verdict
         access = policy.decide(Subject(verdict.subject_id, frozenset({"day"})), door, datetime.fromtimestamp(
-            clock[0], timezone.utc))
+            clock[0], timezone.utc), pass_id)
         return verdict if access.granted else Verdict(False, access.reason, verdict.subject_id)
 
     clock = [datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI).timestamp()]  # Monday 09:00

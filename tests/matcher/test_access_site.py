@@ -105,3 +105,19 @@ def test_a_full_memo_starts_again_and_still_answers_right(node, monkeypatch):
             [True] * 3 + [False] * 6
         memo = site.current()
         assert len(memo.subjects) <= 2 and len(memo.rules) <= 2
+
+
+def test_presence_recorded_before_passes_had_ids_reads_as_no_pass(tmp_path, keys):
+    class Before(SyncStore):  # the sync store as it was before the pass id column
+        MIGRATIONS = SyncStore.MIGRATIONS[:-1]
+
+    old = Before.open(tmp_path / "sync.db", keys)
+    old.execute("INSERT INTO access_presence VALUES ('hall', 's1', 1, 50.0)")
+    old.close()
+    store = SyncStore.open(tmp_path / "sync.db", keys)
+    try:
+        assert store.presence("hall", "s1") == (True, 50.0, "")  # inside, by no known pass: a retry cannot match it
+        store.set_presence("hall", "s1", True, 60.0, "req-1")
+        assert store.presence("hall", "s1") == (True, 60.0, "req-1")
+    finally:
+        store.close()

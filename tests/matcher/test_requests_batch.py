@@ -15,6 +15,7 @@ from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.loaded import LoadedGallery
 from appliance.matcher.replica_io import Auditor
 from appliance.matcher.requests import SEARCH_BATCH, RequestHandler
+from appliance.matcher.sync_store import SyncStore
 from appliance.matching import Gallery
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType
@@ -101,3 +102,40 @@ def test_the_access_rules_are_read_once_per_batch_and_hold_for_each_request(setu
     assert [(a.accepted, a.reason) for a in answers(node, "door-a")] == [
         (True, messages.Reason.MATCH), (False, "not_in_group"), (False, messages.Reason.NO_MATCH)]
     assert len(reads) == 1 and stats["access_not_in_group"] == 1
+
+
+def test_a_retry_reaching_the_other_replica_is_the_same_pass_not_a_second_entry(setup, tmp_path, keys):
+    """A door whose answer was lost asks again with the same request id; on a shared
+    subscription the retry may reach the replica that did not decide it. Under hard
+    anti-passback that replica finds the person inside - by this very pass - and must grant
+    it again, not refuse a grant the door never received; a new pass is still refused."""
+    node, first, vectors, log, stats = setup
+    node.store.put_group("staff", WeeklySchedule.from_mapping(ALWAYS_OPEN))
+    node.store.set_group_doors("staff", ["door-a", "door-b"], True)
+    node.store.set_member("staff", "s3", True)
+    node.store.set_area("hall", "hard", 0, {"door-a": "entry", "door-b": "exit"})
+    other_store = SyncStore.open(tmp_path / "central" / "sync.db", keys)  # the second replica's connection
+    other_stats = Counter()
+    second = RequestHandler("matcher-2", node.keys, node.directory, first.loaded, 0.5, node.courier("matcher-2"),
+                            Auditor("matcher-2", log), other_stats)
+    first.access, second.access = SiteAccess(node.store), SiteAccess(other_store)
+    try:
+        entry = ask("door-a", vectors["s3"])
+        first.handle_batch([node.sealed_by("door-a", entry, MessageType.PROBE, node.pack)])
+        second.handle_batch([node.sealed_by("door-a", entry, MessageType.PROBE, node.pack)])  # the retry
+        again = ask("door-a", vectors["s3"])  # a second entry without an exit: a new pass
+        second.handle_batch([node.sealed_by("door-a", again, MessageType.PROBE, node.pack)])
+        first.handle_batch([node.sealed_by("door-a", again, MessageType.PROBE, node.pack)])
+        got = [(a.request_id, a.accepted, a.reason, a.subject) for a in answers(node, "door-a")]
+        assert got == [(entry.request_id, True, messages.Reason.MATCH, "s3"),
+                       (entry.request_id, True, messages.Reason.MATCH, "s3"),
+                       (again.request_id, False, "anti_passback", ""), (again.request_id, False, "anti_passback", "")]
+        assert other_stats["access_anti_passback"] == 1 and stats["access_anti_passback"] == 1
+        exit_ = ask("door-b", vectors["s3"])
+        second.handle_batch([node.sealed_by("door-b", exit_, MessageType.PROBE, node.pack)])
+        after = ask("door-a", vectors["s3"])
+        first.handle_batch([node.sealed_by("door-a", after, MessageType.PROBE, node.pack)])
+        assert [(a.accepted, a.reason) for a in answers(node, "door-b")] == [(True, messages.Reason.MATCH)]
+        assert answers(node, "door-a")[-1].accepted  # out by door-b, in again: a new entry is granted
+    finally:
+        other_store.close()

@@ -32,10 +32,12 @@ def test_rules_and_access_survive_deltas_snapshots_and_reopening(tmp_path, keys)
     assert cache.subject_ids() == ["s2"] and cache.subject_access("s2") == {"g": ["staff"]}
     assert cache.presence("hall", "s2") is None
     cache.set_presence("hall", "s2", True, 50.0)
+    cache.set_presence("hall", "s3", True, 51.0, "req-1")  # the pass that entered: its retry is no second entry
     cache.close()
     reopened = DeviceCache.open(tmp_path / "cache.db", keys)
     try:
         assert reopened.rules() == rules and reopened.subject_access("s2") == {"g": ["staff"]}
-        assert reopened.presence("hall", "s2") == (True, 50.0)  # the door's passback book outlives a restart
+        assert reopened.presence("hall", "s2") == (True, 50.0, "")  # the door's passback book outlives a restart
+        assert reopened.presence("hall", "s3") == (True, 51.0, "req-1")
     finally:
         reopened.close()
