@@ -15,7 +15,8 @@ must not turn into a refusal (issue 17).
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 # the subject's last pass in an area: (inside, when, the pass's id - "" for none)
 Presence = tuple[bool, float, str]
@@ -27,13 +28,17 @@ class PresenceBook(Protocol):
 
     def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None: ...
 
+    def passing(self) -> AbstractContextManager[Any]:
+        """Hold the book for one pass's read and record: no other decider (thread, process)
+        reads or records in between, so two entries decided at once cannot both be first."""
+
 
 class MemoryPresence:
     """A presence book in memory (lost when the process ends)."""
 
     def __init__(self) -> None:
         self._book: dict[tuple[str, str], Presence] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def presence(self, area: str, subject_id: str) -> Presence | None:
         with self._lock:
@@ -42,6 +47,9 @@ class MemoryPresence:
     def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         with self._lock:
             self._book[(area, subject_id)] = (inside, at, pass_id)
+
+    def passing(self) -> AbstractContextManager[Any]:
+        return self._lock
 
 
 class PassbackTracker:
@@ -61,3 +69,13 @@ class PassbackTracker:
 
     def record(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         self.book.set_presence(area, subject_id, inside, at, pass_id)
+
+    def pass_through(self, area: str, subject_id: str, entering: bool, now: float, reset_s: float, pass_id: str,
+                     refuse_second_entry: bool) -> bool:
+        """Whether this pass is a second entry (``inside``), and record it unless it is one that
+        is refused - read and record as one step of the book (``PresenceBook.passing``)."""
+        with self.book.passing():
+            second = entering and self.inside(area, subject_id, now, reset_s, pass_id)
+            if not (second and refuse_second_entry):
+                self.record(area, subject_id, entering, now, pass_id)
+        return second

@@ -150,9 +150,8 @@ class AccessPolicy:
         if area is None or area.mode == OFF:
             return AccessVerdict(True, GRANTED)
         now = at.timestamp()
-        violation = area.direction == ENTRY and self.tracker.inside(area.area, subject.subject_id, now, area.reset_s,
-                                                                    pass_id)
+        violation = self.tracker.pass_through(area.area, subject.subject_id, area.direction == ENTRY, now,
+                                              area.reset_s, pass_id, refuse_second_entry=area.mode == HARD)
         if violation and area.mode == HARD:
             return AccessVerdict(False, ANTI_PASSBACK)
-        self.tracker.record(area.area, subject.subject_id, area.direction == ENTRY, now, pass_id)
         return AccessVerdict(True, GRANTED, passback_violation=violation)

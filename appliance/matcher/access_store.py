@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from appliance.access.rules import AreaRule, DoorRules, Subject, Validity
 from appliance.access.schedule import Holidays, WeeklySchedule
@@ -176,6 +177,11 @@ class AccessTables:
         rows = self.execute("SELECT inside, at, pass_id FROM access_presence WHERE area = ? AND subject_id = ?",
                             (area, subject_id))
         return (bool(rows[0][0]), float(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def passing(self) -> AbstractContextManager[Any]:
+        """One write transaction (``BEGIN IMMEDIATE``): a replica deciding an entry of the same
+        area waits for this one's read and record (``appliance.access.passback``)."""
+        return self.transaction()
 
     def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         with self.transaction():

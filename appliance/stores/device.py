@@ -14,6 +14,8 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,6 +242,12 @@ class DeviceCache(CipherStore):
             row = self.execute("SELECT inside, at, pass_id FROM presence WHERE area = ? AND subject_id = ?",
                                (area, subject_id)).fetchone()
         return (bool(row[0]), float(row[1]), str(row[2])) if row else None
+
+    @contextmanager
+    def passing(self) -> Iterator[None]:
+        """The door's own read and record of one pass, as one write transaction."""
+        with self.lock, self.transaction():
+            yield
 
     def set_presence(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         with self.lock, self.transaction():

@@ -2,6 +2,7 @@
 and anti-passback presence shared by every replica that opens the same store."""
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -121,3 +122,29 @@ def test_presence_recorded_before_passes_had_ids_reads_as_no_pass(tmp_path, keys
         assert store.presence("hall", "s1") == (True, 60.0, "req-1")
     finally:
         store.close()
+
+
+def test_two_replicas_deciding_entries_at_once_cannot_both_be_first(node, tmp_path, keys):
+    """The presence read and its record are one write transaction: a replica deciding an entry
+    while another is between its read and its record waits, then sees that entry."""
+    alice, _ = node.enroll("Alice Wong")
+    admin = AccessAdmin(node.data, node.store, ADMIN)
+    admin.put_group("staff", {"mon": ["00:00-24:00"]})
+    admin.grant_doors("staff", ["door-a", "door-c"])
+    admin.set_member("staff", alice)
+    admin.set_area("hall", "hard", 0, ["door-a", "door-c"], [])
+    other = SiteAccess(SyncStore.open(tmp_path / "central" / "sync.db", keys), "Asia/Shanghai")
+    monday = at(2026, 12, 7, 10, 0)
+    verdicts: list[AccessVerdict] = []
+    try:
+        with node.store.passing():  # this replica is between reading alice outside and recording her in
+            assert node.store.presence("hall", alice) is None
+            racing = threading.Thread(target=lambda: verdicts.append(other.decide(alice, "door-c", monday, None, "r2")))
+            racing.start()
+            time.sleep(0.5)
+            assert not verdicts  # the other replica waits for this pass
+            node.store.set_presence("hall", alice, True, monday, "r1")
+        racing.join(10)
+        assert [(v.granted, v.reason) for v in verdicts] == [(False, "anti_passback")]
+    finally:
+        other.store.close()
