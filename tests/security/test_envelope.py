@@ -184,6 +184,27 @@ def test_layout_offsets_used_above_match_the_format():
     assert LENGTH_AT + 4 + length + 64 == len(SEALED)
 
 
+def test_a_long_lived_sender_is_tracked_in_bounded_memory_and_pruned_once_per_window():
+    """A door sends for months: its seen counters stay bounded, every counter is accepted once
+    and replays (in the window or below it) are refused all along; the set is rebuilt once per
+    window's worth of messages, not on every message once the first window is full."""
+    from appliance.security.envelope import PRUNE_AT_WINDOWS, ReplayGuard
+
+    guard, window = ReplayGuard(window=64), 64
+    rebuilt, held = 0, None
+    for counter in range(10 * window):
+        sent = counter + (1 if counter % 2 == 0 else -1)  # pairs swapped: reordered by the transport
+        guard.check("door-a", sent)
+        guard.record("door-a", sent)
+        rebuilt += held is not None and guard._seen["door-a"] is not held
+        held = guard._seen["door-a"]
+        assert len(held) <= PRUNE_AT_WINDOWS * window
+        for replayed in (sent, sent - window // 2, sent - 3 * window):
+            if replayed >= 0:
+                assert rejected(lambda r=replayed: guard.check("door-a", r)) is RejectReason.REPLAYED_COUNTER
+    assert rebuilt <= 10 * window // ((PRUNE_AT_WINDOWS - 1) * window)
+
+
 def test_replay_state_survives_a_restart_or_the_start_time_is_enforced():
     from appliance.security.envelope import ReplayGuard
 
