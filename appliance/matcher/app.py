@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from appliance.config import Config, threshold_for
 from appliance.config.mode_tables import DoorModeConfig
 from appliance.matcher.deletions import DeletionConfirmations
+from appliance.matcher.device_follow import DeviceFollower
 from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.credential_requests import CredentialRequestHandler
 from appliance.matcher.eligibility import Profiles
@@ -60,6 +61,7 @@ class Matcher:
     revisions: SyncEngine | None = None
     confirmations: DeletionConfirmations | None = None
     follower: ReplicaFollower | None = None
+    devices: DeviceFollower | None = None  # doors provisioned while it runs (``matcher.device_follow``)
 
     @property
     def name(self) -> str:
@@ -84,9 +86,13 @@ class Matcher:
 
     def start(self) -> "Matcher":
         self.service.start()
+        if self.devices is not None:
+            self.devices.start()
         return self
 
     def stop(self) -> None:
+        if self.devices is not None:
+            self.devices.stop()
         self.service.stop()
 
 
@@ -117,8 +123,10 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
         requests.engine.tracker = tracker
     routes: list[Route] = [requests.route]
     if sync_store is None:
-        routes.append(EventAuditor(name, keys, directory, audit, stats, replay_window_s, gate).route)
-        return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests)
+        events = EventAuditor(name, keys, directory, audit, stats, replay_window_s, gate)
+        service = MatcherService(name, mqtt, [*routes, events.route], courier, stats, gate)
+        return Matcher(service, loaded, requests,
+                       devices=DeviceFollower(name, directory, [requests.opener, events.opener], gate, service, stats))
     principal = Principal(name, Role.OPERATOR, device=name)
     gallery = loaded.gallery
     access = SiteAccess(sync_store, site_tz)  # site_tz: config [access] timezone (docs/access.md)
@@ -130,16 +138,18 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
     devices = devices or (lambda: [peer.node_id for peer in directory.devices()])
     follower = ReplicaFollower(name, data, sync_store, profiles, loaded, courier, keys, devices, stats, principal,
                                audit)
-    routes += [EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate, data.audit).route,
-               SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
-                           device_allowed, poll_s, replay_window_s, gate,
-                           central_allowed=lambda: central_allowed(sync_store)).route]
+    events = EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate, data.audit)
+    sync = SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
+                       device_allowed, poll_s, replay_window_s, gate,
+                       central_allowed=lambda: central_allowed(sync_store))
     modes = door_mode or DoorModeConfig()  # card and PIN passes: the PIN attempt limit (docs/door-modes.md)
-    routes.append(CredentialRequestHandler(name, keys, directory, data.identity, principal, courier, audit, stats, gate,
+    credentials = CredentialRequestHandler(name, keys, directory, data.identity, principal, courier, audit, stats, gate,
                                            CredentialJudge(modes.pin_attempts, modes.pin_lockout_s), requests.admit,
-                                           replay_window_s).route)
-    return Matcher(MatcherService(name, mqtt, routes, courier, stats, gate), loaded, requests, sync_store, engine,
-                   confirmations, follower)
+                                           replay_window_s)
+    service = MatcherService(name, mqtt, [*routes, events.route, sync.route, credentials.route], courier, stats, gate)
+    openers = [requests.opener, events.opener, sync.opener, credentials.opener]
+    return Matcher(service, loaded, requests, sync_store, engine, confirmations, follower,
+                   DeviceFollower(name, directory, openers, gate, service, stats))
 
 
 @dataclass
@@ -184,6 +194,7 @@ def build(config: Config, site) -> MatcherApp:
     check_site_use(config.site.use, pack, registry, "matcher")  # before any store is opened
     threshold = threshold_for(config, pack.id, pack.recommended_threshold)
     pki = site.broker.pki
+    directory = site.directory  # one object: the handlers, the courier and the liveness judge see the same doors
     checks = SiteChecks(pki)  # provisioning's checks, remembered while its files are unchanged
     data = site.protected_data(config)
     store = None
@@ -191,11 +202,11 @@ def build(config: Config, site) -> MatcherApp:
         loaded = load_gallery(data, Principal(name, Role.OPERATOR), pack)
         store = open_sync_store(data, key_provider(data.security, data.root))
         matcher = compose(
-            name, site.mqtt(name), data.node, site.directory, loaded, threshold, data=data, sync_store=store,
+            name, site.mqtt(name), data.node, directory, loaded, threshold, data=data, sync_store=store,
             snapshot_after=config.offline.snapshot_after,
             group_of=lambda device: getattr(provisioning.policy(pki, device), "group", "default"),
             replay_window_s=config.security.replay_window_s,
-            liveness_check=second_liveness_judgement(config.liveness.level, site.directory),
+            liveness_check=second_liveness_judgement(config.liveness.level, directory),
             device_allowed=checks.device_allowed, may_send=checks.may_send,
             limits=Limits.from_config(config.matcher), site_tz=config.access.timezone, door_mode=config.door_mode,
             request_gather_s=config.matcher.request_gather_s)

@@ -109,6 +109,15 @@ class MatcherService:
                 self._shed.discard(device)
                 log.info("%s: %s is no longer muted: subscribed to its topics again", self.name, device)
 
+    def follow_devices(self, devices: Sequence[str]) -> None:
+        """Doors the gate has just learnt of (``matcher.device_follow``): their topics are
+        subscribed now and on every reconnect (before ``start``, ``subscriptions`` has them)."""
+        if self.endpoint is None:
+            return
+        with self._shed_lock:
+            filters = [f for device in devices if device not in self._shed for f in self._filters(device)]
+        self.endpoint.subscribe(filters)
+
     @property
     def shed(self) -> frozenset[str]:
         """The devices this replica has unsubscribed from while they are muted."""

@@ -81,6 +81,16 @@ class NodeDirectory:
         self.roles[public.node_id] = role
         self.save()
 
+    def reload(self) -> list[PeerKeys]:
+        """Re-read the file in place (nothing is written): the device entries that are new or
+        whose keys changed since (a door provisioned or re-keyed while a replica runs). Entries
+        gone from the file stay: a door is cut off by revocation, not by this."""
+        current = NodeDirectory.load(self.path)
+        changed = [peer for peer in current.devices() if self.peers.get(peer.node_id) != peer]
+        self.peers.update(current.peers)
+        self.roles.update(current.roles)
+        return changed
+
     def remove(self, node_id: str) -> None:
         self.peers.pop(node_id, None)
         self.roles.pop(node_id, None)

@@ -288,6 +288,11 @@ class Opener:
         self.rejections: Counter[RejectReason] = Counter()
         self.epochs = EpochCache(session_cache_entries)  # verified session epochs of the senders
 
+    def add_senders(self, senders: list[PeerKeys]) -> None:
+        """Open envelopes from these senders too (or with these keys, for one already known)."""
+        for peer in senders:
+            self.senders[peer.node_id] = peer
+
     def open(self, data: bytes, expect: MessageType | None = None, now: float | None = None) -> Opened:
         try:
             return self._open(data, expect, now)

@@ -148,6 +148,25 @@ def test_clients_reconnect_after_a_broker_restart(site, pipeline, link):
         matcher.stop()
 
 
+def test_a_door_provisioned_while_the_replica_runs_is_answered_after_the_broker_restart(site, pipeline):
+    """Provisioning a door needs the broker's restart (its rights are read at start), not the
+    replica's: the replica takes the new door up from the node directory (matcher.device_follow)."""
+    matcher = start_matcher(site, pipeline)
+    door = None
+    try:
+        site.provision(("door-n",), matchers=("matcher-1", "matcher-2"), auditors=("auditor-1",))
+        site.broker.restart()
+        assert wait_for(lambda: matcher.endpoint.connected.is_set() and matcher.stats["devices_followed"] == 1,
+                        timeout=30)
+        door = MatcherLink("door-n", site.mqtt("door-n"), site.device_keys("door-n"), site.directory)
+        door.connect()
+        assert door.request(probe(pipeline, "door-n", 21), PACK, timeout=3.0).reason == messages.Reason.NO_MATCH
+    finally:
+        if door is not None:
+            door.close()
+        matcher.stop()
+
+
 def test_a_device_is_answered_only_for_the_modes_its_policy_allows(site, pipeline, link):
     from appliance.ops import provisioning
 
