@@ -8,11 +8,11 @@ checks (``SiteChecks``) within a second, and a removed door's envelopes are refu
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Sequence
 
 from appliance.errors import ApplianceError
+from appliance.filecache import file_stamp
 from appliance.matcher.gate import Gate
 from appliance.matcher.service import MatcherService
 from appliance.protocol.directory import NodeDirectory
@@ -29,7 +29,8 @@ class DeviceFollower:
                  service: MatcherService, stats: Counter[str], period_s: float = DIRECTORY_RECHECK_S):
         self.name, self.directory, self.openers = name, directory, tuple(openers)
         self.gate, self.service, self.stats = gate, service, stats
-        self._stamp = _stamp(str(directory.path))  # the directory the handlers were built from
+        # the first look reads the file: it may have changed since ``directory`` was loaded
+        self._stamp: tuple[int, int, int] | None = None
         self.ticker = Ticker(f"{name}-directory", period_s, self.check)
 
     def start(self) -> None:
@@ -40,15 +41,15 @@ class DeviceFollower:
 
     def check(self) -> list[str]:
         """Take up the doors added or re-keyed since the last look; their names."""
-        stamp = _stamp(str(self.directory.path))
+        stamp = file_stamp(self.directory.path)
         if stamp == self._stamp:
             return []
+        self._stamp = stamp  # a broken version is reported once, not every look
         try:
             changed = self.directory.reload()
-        except ApplianceError as exc:  # a broken file: keep serving the doors known, look again later
+        except ApplianceError as exc:  # keep serving the doors known; the next version is read again
             log.warning("%s: node directory not re-read: %s", self.name, exc)
             return []
-        self._stamp = stamp
         if not changed:
             return []
         for opener in self.openers:
@@ -61,10 +62,3 @@ class DeviceFollower:
         log.info("%s: now serving %s (node directory changed)", self.name, ", ".join(names))
         return names
 
-
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino  # NodeDirectory.save replaces the file atomically

@@ -4,10 +4,11 @@ from memory while the PKI registry and the device policies are unchanged on disk
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
+
+from appliance.filecache import file_stamp
 
 # The provisioning files (PKI registry, device policies) are looked at this often at most, not
 # for every check: a revocation or a policy change reaches the matcher's checks within it (the
@@ -43,7 +44,7 @@ class SiteChecks:
     def _current(self) -> dict[tuple[str, str, str], bool]:
         now = self._clock()
         if now >= self._recheck_at:  # the stats come before any answer they label is worked out
-            stamp = tuple(_stamp(path) for path in self._files)
+            stamp = tuple(file_stamp(path) for path in self._files)
             with self._lock:
                 self._recheck_at = now + self.recheck_s
                 if stamp != self._stamp:
@@ -64,10 +65,3 @@ class SiteChecks:
             memo[key] = bool(self._provisioning.is_allowed(self.pki, device, mode))
         return memo[key]
 
-
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino  # writers replace these files atomically

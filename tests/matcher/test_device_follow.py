@@ -60,7 +60,7 @@ def test_a_door_provisioned_while_the_replica_runs_is_answered(tmp_path, keys):
         door = NodeKeys.generate(NEW_DOOR)
         before, incoming = request_from(node, door, person)
         matcher.service.route(incoming)  # not in the directory yet: not even queued
-        assert matcher.devices.check() == []  # nothing changed on disk
+        assert matcher.devices.check() == []  # the first look: the doors it was built with
         NodeDirectory.load(node.directory.path).add(door)  # ``appliance provision device`` writes the file
         assert matcher.devices.check() == [NEW_DOOR]
         assert matcher.devices.check() == []  # taken up once
