@@ -33,7 +33,7 @@ import numpy as np
 
 from appliance.capture.images import read_image
 from appliance.evaluation.datasets import scan_identities
-from appliance.evaluation.synthetic_species import AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, is_held_out
+from appliance.evaluation.synthetic_species import AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, Eyes, cutout_eyes, is_held_out
 
 SPECIES = ("print", "screen", "replay")  # simulated for calibration and evaluation
 # Held back from calibration, for unseen-species evaluation (how a fusion fitted on the
@@ -176,8 +176,12 @@ def _camera(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
-def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator, held_out: bool = False) -> np.ndarray:
-    """The presentation attack instrument as a float image: the print or the lit screen."""
+def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator, held_out: bool = False,
+             eyes: Eyes | None = None) -> np.ndarray:
+    """The presentation attack instrument as a float image: the print or the lit screen.
+    ``eyes``: where the face's eyes are in ``bgr`` (the cut-out's holes; other species ignore it)."""
+    if species == "cutout_eyes":
+        return cutout_eyes(bgr, rng, held_out, eyes)
     if species in WIDE_SPECIES:
         return WIDE_SPECIES[species](bgr, rng, held_out)
     if species == "print":
@@ -256,11 +260,13 @@ def paper_mask(bgr: np.ndarray, face: Box, wearer: np.ndarray, wearer_face: Box,
     return _camera(frame, rng)
 
 
-def synthesize(bgr: np.ndarray, species: str, seed: int, held_out: bool = False) -> np.ndarray:
+def synthesize(bgr: np.ndarray, species: str, seed: int, held_out: bool = False,
+               eyes: Eyes | None = None) -> np.ndarray:
     """One attack image of ``species`` made from the bona fide ``bgr`` (same frame size);
-    ``held_out`` draws the wide species' parameters from their held-out range."""
+    ``held_out`` draws the wide species' parameters from their held-out range; ``eyes``: the
+    face's eye centres in ``bgr`` (``artefact``)."""
     rng = np.random.default_rng(seed)
-    media = artefact(bgr, species, rng, held_out)
+    media = artefact(bgr, species, rng, held_out, eyes)
     size = (bgr.shape[1], bgr.shape[0])
     frame = recapture(media, size, random_placement(rng), rng, species)
     return _after_capture(frame, species, rng, held_out)
@@ -272,18 +278,19 @@ def _after_capture(frame: np.ndarray, species: str, rng: np.random.Generator, he
 
 
 def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: int,
-                        frames: int = 8, held_out: bool = False) -> list[np.ndarray]:
+                        frames: int = 8, held_out: bool = False, eyes: Eyes | None = None) -> list[np.ndarray]:
     """A short burst of the artefact moved by hand: every frame is a plane in a new pose.
 
     ``bgr`` may be a list of live frames (a replayed recording): frame i then shows
     ``bgr[i % len]`` on the screen, so expression changes (a blink) are replayed too.
-    ``held_out`` and what a species does after the capture (low light) as in ``synthesize``.
+    ``held_out``, ``eyes`` (of the first frame) and what a species does after the capture (low
+    light) as in ``synthesize``.
     """
     rng = np.random.default_rng(seed)
     sources = bgr if isinstance(bgr, list) else [bgr]
     height, width = sources[0].shape[:2]
     sources = [s if s.shape[:2] == (height, width) else cv2.resize(s, (width, height)) for s in sources]
-    media = [artefact(s, species, np.random.default_rng([seed, i]), held_out) for i, s in enumerate(sources)]
+    media = [artefact(s, species, np.random.default_rng([seed, i]), held_out, eyes) for i, s in enumerate(sources)]
     size = (width, height)
     start, end = random_placement(rng), random_placement(rng)
     # a hand tilts the sheet or the phone through a wider range than a still capture shows
@@ -310,15 +317,20 @@ SYNTHETIC_MARKER = "SYNTHETIC.json"  # written at the root of every generated se
 
 def write_set(source: str | Path, out: str | Path, split: str = "all", per_species: int = 400,
               species: tuple[str, ...] = SPECIES, seed: int = 0, frames: int = 0,
-              locate: Callable[[np.ndarray], Box | None] | None = None) -> dict:
+              locate: Callable[[np.ndarray], Box | None] | None = None,
+              locate_eyes: Callable[[np.ndarray], Eyes | None] | None = None) -> dict:
     """Write ``out/bona_fide/`` (links to the source images) and ``out/attack/<species>/``.
 
     Source images are sampled per species with ``seed``; ``frames`` > 0 writes each attack
     as a folder of that many frames (flat-plane motion) instead of one image. Masks need
-    ``locate`` (image -> face box) to cut the face and to place it on the wearer.
+    ``locate`` (image -> face box) to cut the face and to place it on the wearer; cut-outs
+    need ``locate_eyes`` (image -> the two eye centres) to cut the holes where the eyes are.
+    An image whose face is not found gives no attack of those species.
     """
     if "mask" in species and locate is None:
         raise ValueError("the mask species needs a face locator")
+    if "cutout_eyes" in species and locate_eyes is None:
+        raise ValueError("the cut-out species needs an eye locator")
     out = Path(out)
     samples = scan_identities(source, split=split)
     bona = out / "bona_fide"
@@ -350,6 +362,11 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                     continue
                 cv2.imwrite(str(folder / f"{stem}.png"), paper_mask(image, face, wearer, wearer_face, item_seed))
                 continue
+            eyes = None
+            if name == "cutout_eyes":
+                eyes = locate_eyes(image)
+                if eyes is None:
+                    continue
             if frames > 0:
                 target = folder / stem
                 target.mkdir(exist_ok=True)
@@ -357,11 +374,11 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                 if name == "replay":  # a replayed "recording": the identity's photos in turn
                     same = [x.path for x in samples if x.identity == sample.identity and x.path != sample.path]
                     shown = [image] + [read_image(p) for p in same[: frames - 1]]
-                burst = synthesize_sequence(shown, name, item_seed, frames, held_out)
+                burst = synthesize_sequence(shown, name, item_seed, frames, held_out, eyes)
                 for number, frame in enumerate(burst):
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
-                attack = synthesize(image, name, item_seed, held_out)
+                attack = synthesize(image, name, item_seed, held_out, eyes)
                 cv2.imwrite(str(folder / f"{stem}.png"), attack)
         counts[name] = sum(1 for _ in folder.iterdir())
     info = {"synthetic": True, "source": str(Path(source).resolve()), "split": split, "seed": seed,

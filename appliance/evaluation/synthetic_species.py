@@ -21,6 +21,7 @@ HELD_OUT_SHARE = 2  # one identity in HELD_OUT_SHARE is held out
 LOW_LIGHT_GAIN = (0.12, 0.3)  # scene light as a fraction of normal; the sensor gain brings it back
 
 Range = tuple[float, float]
+Eyes = tuple[tuple[float, float], tuple[float, float]]  # the two eye centres (x, y) in the source image
 
 
 def is_held_out(identity: str) -> bool:
@@ -166,16 +167,25 @@ def print_handheld(bgr: np.ndarray, rng: np.random.Generator, held_out: bool) ->
     return _fingers(_border(media, rng, (0.02, 0.06), (225, 250)), rng)
 
 
-def cutout_eyes(bgr: np.ndarray, rng: np.random.Generator, held_out: bool) -> np.ndarray:
+def cutout_eyes(bgr: np.ndarray, rng: np.random.Generator, held_out: bool, eyes: Eyes | None = None) -> np.ndarray:
     """A printed face with the eyes cut out; the holes show a real person's skin and eyes behind
-    (simulated as dark, low-texture skin at the eye positions of a centred portrait)."""
+    (simulated as dark, low-texture skin). ``eyes``: where the printed face's eyes are (the
+    detector's five points: ``write_set`` locates them); None: those of a centred portrait,
+    which in-the-wild photos are not (on celeba-dev those positions missed the eyes of most
+    faces). The held-out range is the holes' size, relative to the distance between the eyes."""
     media = _paper_tone(bgr, rng, (15, 40), (0.7, 0.95))
     height, width = media.shape[:2]
-    eye_y = _draw(rng, (0.36, 0.42), (0.43, 0.47), held_out) * height
-    radius = (int(rng.uniform(0.05, 0.07) * width), int(rng.uniform(0.025, 0.04) * height))
+    if eyes is None:
+        eye_y = _draw(rng, (0.36, 0.42), (0.43, 0.47), held_out) * height
+        eyes = ((0.35 * width, eye_y), (0.65 * width, eye_y))
+    (lx, ly), (rx, ry) = eyes
+    span = max(1.0, float(np.hypot(rx - lx, ry - ly)))
+    half_width = _draw(rng, (0.28, 0.38), (0.38, 0.48), held_out) * span
+    radius = (max(1, int(half_width)), max(1, int(half_width * rng.uniform(0.45, 0.6))))
+    angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))  # the holes follow the eye line
     behind = np.array([rng.uniform(40, 90), rng.uniform(55, 110), rng.uniform(80, 150)], np.float32)
-    for eye_x in (0.35 * width, 0.65 * width):
-        cv2.ellipse(media, (int(eye_x), int(eye_y)), radius, 0, 0, 360, [float(v) for v in behind], -1)
+    for x, y in eyes:
+        cv2.ellipse(media, (int(round(x)), int(round(y))), radius, angle, 0, 360, [float(v) for v in behind], -1)
     return media
 
 

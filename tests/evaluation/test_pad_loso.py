@@ -85,3 +85,21 @@ def test_leave_one_out_table(loso_set, tmp_path, capsys):
     assert result["worst_unseen_species"] in LOSO_SPECIES and result["synthetic"] is True
     assert result["bona_fide"]["calibration"] > 0 and result["bona_fide"]["held_out"] > 0
     assert "| left-out species |" in table.read_text() and "Worst unseen species" in capsys.readouterr().out
+
+
+def test_cut_out_holes_are_cut_where_the_located_eyes_are(faces, pipeline, tmp_path):
+    """In-the-wild photos are not centred portraits: the holes follow the detector's eyes."""
+    from appliance.evaluation.synthetic import artefact
+
+    photo = cv2.imread(str(sorted((faces / "celeba-dev").glob("*/*.jpg"))[0]))
+    eyes = tuple((float(x), float(y)) for x, y in pipeline.detect(photo).subject.five_points[:2])
+    for held_out in (False, True):
+        media = artefact(photo, "cutout_eyes", np.random.default_rng(5), held_out, eyes)
+        for x, y in eyes:  # the hole: one flat colour over the eye and a few pixels round it
+            patch = media[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].reshape(-1, 3)
+            assert np.ptp(patch, axis=0).max() < 1e-3
+        moved = ((eyes[0][0] + 30, eyes[0][1] + 20), (eyes[1][0] + 30, eyes[1][1] + 20))
+        elsewhere = artefact(photo, "cutout_eyes", np.random.default_rng(5), held_out, moved)
+        assert not np.allclose(elsewhere[int(eyes[0][1]), int(eyes[0][0])], media[int(eyes[0][1]), int(eyes[0][0])])
+    with pytest.raises(ValueError):
+        write_set(tmp_path, tmp_path / "out", species=("cutout_eyes",))
