@@ -33,7 +33,8 @@ import numpy as np
 
 from appliance.capture.images import read_image
 from appliance.evaluation.datasets import scan_identities
-from appliance.evaluation.synthetic_species import AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, Eyes, cutout_eyes, is_held_out
+from appliance.evaluation.synthetic_species import (AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, Eyes, Holes, behind_holes,
+                                                    cutout_eyes, is_held_out)
 
 SPECIES = ("print", "screen", "replay")  # simulated for calibration and evaluation
 # Held back from calibration, for unseen-species evaluation (how a fusion fitted on the
@@ -177,11 +178,11 @@ def _camera(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def artefact(bgr: np.ndarray, species: str, rng: np.random.Generator, held_out: bool = False,
-             eyes: Eyes | None = None) -> np.ndarray:
+             holes: Holes | None = None) -> np.ndarray:
     """The presentation attack instrument as a float image: the print or the lit screen.
-    ``eyes``: where the face's eyes are in ``bgr`` (the cut-out's holes; other species ignore it)."""
+    ``holes``: the cut-out's, at the eyes of ``bgr`` (other species ignore it)."""
     if species == "cutout_eyes":
-        return cutout_eyes(bgr, rng, held_out, eyes)
+        return cutout_eyes(bgr, rng, held_out, holes)
     if species in WIDE_SPECIES:
         return WIDE_SPECIES[species](bgr, rng, held_out)
     if species == "print":
@@ -261,12 +262,12 @@ def paper_mask(bgr: np.ndarray, face: Box, wearer: np.ndarray, wearer_face: Box,
 
 
 def synthesize(bgr: np.ndarray, species: str, seed: int, held_out: bool = False,
-               eyes: Eyes | None = None) -> np.ndarray:
+               holes: Holes | None = None) -> np.ndarray:
     """One attack image of ``species`` made from the bona fide ``bgr`` (same frame size);
-    ``held_out`` draws the wide species' parameters from their held-out range; ``eyes``: the
-    face's eye centres in ``bgr`` (``artefact``)."""
+    ``held_out`` draws the wide species' parameters from their held-out range; ``holes``: a
+    cut-out's (``artefact``)."""
     rng = np.random.default_rng(seed)
-    media = artefact(bgr, species, rng, held_out, eyes)
+    media = artefact(bgr, species, rng, held_out, holes)
     size = (bgr.shape[1], bgr.shape[0])
     frame = recapture(media, size, random_placement(rng), rng, species)
     return _after_capture(frame, species, rng, held_out)
@@ -278,19 +279,19 @@ def _after_capture(frame: np.ndarray, species: str, rng: np.random.Generator, he
 
 
 def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: int,
-                        frames: int = 8, held_out: bool = False, eyes: Eyes | None = None) -> list[np.ndarray]:
+                        frames: int = 8, held_out: bool = False, holes: Holes | None = None) -> list[np.ndarray]:
     """A short burst of the artefact moved by hand: every frame is a plane in a new pose.
 
     ``bgr`` may be a list of live frames (a replayed recording): frame i then shows
     ``bgr[i % len]`` on the screen, so expression changes (a blink) are replayed too.
-    ``held_out``, ``eyes`` (of the first frame) and what a species does after the capture (low
-    light) as in ``synthesize``.
+    ``held_out``, ``holes`` (at the first frame's eyes) and what a species does after the capture
+    (low light) as in ``synthesize``.
     """
     rng = np.random.default_rng(seed)
     sources = bgr if isinstance(bgr, list) else [bgr]
     height, width = sources[0].shape[:2]
     sources = [s if s.shape[:2] == (height, width) else cv2.resize(s, (width, height)) for s in sources]
-    media = [artefact(s, species, np.random.default_rng([seed, i]), held_out, eyes) for i, s in enumerate(sources)]
+    media = [artefact(s, species, np.random.default_rng([seed, i]), held_out, holes) for i, s in enumerate(sources)]
     size = (width, height)
     start, end = random_placement(rng), random_placement(rng)
     # a hand tilts the sheet or the phone through a wider range than a still capture shows
@@ -324,8 +325,9 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
     Source images are sampled per species with ``seed``; ``frames`` > 0 writes each attack
     as a folder of that many frames (flat-plane motion) instead of one image. Masks need
     ``locate`` (image -> face box) to cut the face and to place it on the wearer; cut-outs
-    need ``locate_eyes`` (image -> the two eye centres) to cut the holes where the eyes are.
-    An image whose face is not found gives no attack of those species.
+    need ``locate_eyes`` (image -> the two eye centres) to cut the holes where the eyes are and
+    to put another person's eyes behind them. An image whose face is not found gives no attack
+    of those species.
     """
     if "mask" in species and locate is None:
         raise ValueError("the mask species needs a face locator")
@@ -362,11 +364,14 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                     continue
                 cv2.imwrite(str(folder / f"{stem}.png"), paper_mask(image, face, wearer, wearer_face, item_seed))
                 continue
-            eyes = None
+            holes = None
             if name == "cutout_eyes":
-                eyes = locate_eyes(image)
-                if eyes is None:
+                wearer_sample = samples[int(rng.integers(len(samples)))]
+                wearer = read_image(wearer_sample.path)
+                eyes, wearer_eyes = locate_eyes(image), locate_eyes(wearer)
+                if eyes is None or wearer_eyes is None or wearer_sample.identity == sample.identity:
                     continue
+                holes = Holes(eyes, behind_holes(wearer, wearer_eyes, eyes, image.shape))
             if frames > 0:
                 target = folder / stem
                 target.mkdir(exist_ok=True)
@@ -374,11 +379,11 @@ def write_set(source: str | Path, out: str | Path, split: str = "all", per_speci
                 if name == "replay":  # a replayed "recording": the identity's photos in turn
                     same = [x.path for x in samples if x.identity == sample.identity and x.path != sample.path]
                     shown = [image] + [read_image(p) for p in same[: frames - 1]]
-                burst = synthesize_sequence(shown, name, item_seed, frames, held_out, eyes)
+                burst = synthesize_sequence(shown, name, item_seed, frames, held_out, holes)
                 for number, frame in enumerate(burst):
                     cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
             else:
-                attack = synthesize(image, name, item_seed, held_out, eyes)
+                attack = synthesize(image, name, item_seed, held_out, holes)
                 cv2.imwrite(str(folder / f"{stem}.png"), attack)
         counts[name] = sum(1 for _ in folder.iterdir())
     info = {"synthetic": True, "source": str(Path(source).resolve()), "split": split, "seed": seed,

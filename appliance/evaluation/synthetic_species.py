@@ -11,6 +11,7 @@ out of calibration. Simulated artefacts, not real instruments: see docs/liveness
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -167,25 +168,55 @@ def print_handheld(bgr: np.ndarray, rng: np.random.Generator, held_out: bool) ->
     return _fingers(_border(media, rng, (0.02, 0.06), (225, 250)), rng)
 
 
-def cutout_eyes(bgr: np.ndarray, rng: np.random.Generator, held_out: bool, eyes: Eyes | None = None) -> np.ndarray:
-    """A printed face with the eyes cut out; the holes show a real person's skin and eyes behind
-    (simulated as dark, low-texture skin). ``eyes``: where the printed face's eyes are (the
-    detector's five points: ``write_set`` locates them); None: those of a centred portrait,
-    which in-the-wild photos are not (on celeba-dev those positions missed the eyes of most
-    faces). The held-out range is the holes' size, relative to the distance between the eyes."""
+@dataclass(frozen=True)
+class Holes:
+    """What a cut-out needs of its source photo: where the printed face's eyes are, and what
+    shows through the holes - the wearer's face placed so that their eyes are behind the
+    print's (``behind_holes``); None: dark, flat skin."""
+
+    eyes: Eyes
+    behind: np.ndarray | None = None
+
+
+def behind_holes(wearer: np.ndarray, wearer_eyes: Eyes, eyes: Eyes, shape: tuple[int, ...]) -> np.ndarray:
+    """The wearer's photo moved, turned and scaled (a similarity from eye to eye) so that their
+    eyes land on ``eyes``, in a frame of ``shape``: what a person holding the print to their
+    face shows through its holes."""
+    (sx0, sy0), (sx1, sy1) = wearer_eyes
+    (dx0, dy0), (dx1, dy1) = eyes
+    source, target = complex(sx1 - sx0, sy1 - sy0), complex(dx1 - dx0, dy1 - dy0)
+    turn = target / source if abs(source) > 1e-6 else 1 + 0j
+    shift = complex(dx0, dy0) - turn * complex(sx0, sy0)
+    matrix = np.array([[turn.real, -turn.imag, shift.real], [turn.imag, turn.real, shift.imag]], np.float32)
+    return cv2.warpAffine(wearer, matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+
+
+def cutout_eyes(bgr: np.ndarray, rng: np.random.Generator, held_out: bool, holes: Holes | None = None) -> np.ndarray:
+    """A printed face with the eyes cut out, held to a person's face: the holes show the wearer's
+    eyes (``holes.behind``; without it dark, flat skin). ``holes.eyes``: where the printed face's
+    eyes are (the detector's five points: ``write_set`` locates them); without ``holes``, those
+    of a centred portrait, which in-the-wild photos are not (on celeba-dev those positions
+    missed the eyes of most faces). The held-out range is the holes' size, relative to the
+    distance between the eyes."""
     media = _paper_tone(bgr, rng, (15, 40), (0.7, 0.95))
     height, width = media.shape[:2]
-    if eyes is None:
+    if holes is None:
         eye_y = _draw(rng, (0.36, 0.42), (0.43, 0.47), held_out) * height
-        eyes = ((0.35 * width, eye_y), (0.65 * width, eye_y))
-    (lx, ly), (rx, ry) = eyes
+        holes = Holes(((0.35 * width, eye_y), (0.65 * width, eye_y)))
+    (lx, ly), (rx, ry) = holes.eyes
     span = max(1.0, float(np.hypot(rx - lx, ry - ly)))
     half_width = _draw(rng, (0.28, 0.38), (0.38, 0.48), held_out) * span
     radius = (max(1, int(half_width)), max(1, int(half_width * rng.uniform(0.45, 0.6))))
     angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))  # the holes follow the eye line
-    behind = np.array([rng.uniform(40, 90), rng.uniform(55, 110), rng.uniform(80, 150)], np.float32)
-    for x, y in eyes:
-        cv2.ellipse(media, (int(round(x)), int(round(y))), radius, angle, 0, 360, [float(v) for v in behind], -1)
+    cut = np.zeros((height, width), np.uint8)
+    for x, y in holes.eyes:
+        cv2.ellipse(cut, (int(round(x)), int(round(y))), radius, angle, 0, 360, 255, -1)
+    if holes.behind is None:
+        behind = np.array([rng.uniform(40, 90), rng.uniform(55, 110), rng.uniform(80, 150)], np.float32)
+        media[cut > 0] = behind
+    else:
+        media[cut > 0] = holes.behind[cut > 0]
     return media
 
 

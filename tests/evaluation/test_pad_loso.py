@@ -87,19 +87,30 @@ def test_leave_one_out_table(loso_set, tmp_path, capsys):
     assert "| left-out species |" in table.read_text() and "Worst unseen species" in capsys.readouterr().out
 
 
-def test_cut_out_holes_are_cut_where_the_located_eyes_are(faces, pipeline, tmp_path):
-    """In-the-wild photos are not centred portraits: the holes follow the detector's eyes."""
+def test_cut_out_holes_are_cut_where_the_located_eyes_are_and_show_the_wearers(faces, pipeline, tmp_path):
+    """In-the-wild photos are not centred portraits: the holes follow the detector's eyes, and
+    through them shows the face of the person holding the print, eyes behind holes."""
     from appliance.evaluation.synthetic import artefact
+    from appliance.evaluation.synthetic_species import Holes, behind_holes
 
-    photo = cv2.imread(str(sorted((faces / "celeba-dev").glob("*/*.jpg"))[0]))
-    eyes = tuple((float(x), float(y)) for x, y in pipeline.detect(photo).subject.five_points[:2])
+    photo, wearer = (cv2.imread(str(p)) for p in sorted((faces / "celeba-dev").glob("*/*.jpg"))[0:40:39])
+
+    def eyes_of(image):
+        return tuple((float(x), float(y)) for x, y in pipeline.detect(image).subject.five_points[:2])
+
+    eyes = eyes_of(photo)
+    behind = behind_holes(wearer, eyes_of(wearer), eyes, photo.shape)
     for held_out in (False, True):
-        media = artefact(photo, "cutout_eyes", np.random.default_rng(5), held_out, eyes)
-        for x, y in eyes:  # the hole: one flat colour over the eye and a few pixels round it
-            patch = media[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].reshape(-1, 3)
-            assert np.ptp(patch, axis=0).max() < 1e-3
-        moved = ((eyes[0][0] + 30, eyes[0][1] + 20), (eyes[1][0] + 30, eyes[1][1] + 20))
+        flat = artefact(photo, "cutout_eyes", np.random.default_rng(5), held_out, Holes(eyes))
+        worn = artefact(photo, "cutout_eyes", np.random.default_rng(5), held_out, Holes(eyes, behind))
+        for x, y in eyes:
+            patch = (slice(int(y) - 2, int(y) + 3), slice(int(x) - 2, int(x) + 3))
+            assert np.ptp(flat[patch].reshape(-1, 3), axis=0).max() < 1e-3  # a hole: one flat colour
+            assert np.array_equal(worn[patch], behind[patch])  # the wearer's own eye behind it
+        moved = Holes(((eyes[0][0] + 30, eyes[0][1] + 20), (eyes[1][0] + 30, eyes[1][1] + 20)))
         elsewhere = artefact(photo, "cutout_eyes", np.random.default_rng(5), held_out, moved)
-        assert not np.allclose(elsewhere[int(eyes[0][1]), int(eyes[0][0])], media[int(eyes[0][1]), int(eyes[0][0])])
+        assert not np.allclose(elsewhere[int(eyes[0][1]), int(eyes[0][0])], flat[int(eyes[0][1]), int(eyes[0][0])])
+    placed = eyes_of(behind.astype(np.uint8))  # the wearer's eyes found where the print's are
+    assert max(abs(a - b) for p, q in zip(placed, eyes) for a, b in zip(p, q)) < 0.15 * abs(eyes[1][0] - eyes[0][0])
     with pytest.raises(ValueError):
         write_set(tmp_path, tmp_path / "out", species=("cutout_eyes",))
