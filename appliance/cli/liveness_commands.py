@@ -149,7 +149,7 @@ def _eval_pad_loso(args: argparse.Namespace, pipeline, checker) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from appliance.evaluation import synthetic
+    from appliance.evaluation import synthetic, synthetic_set
 
     species = tuple(args.species or synthetic.SPECIES)
     unknown = set(species) - set(synthetic.ALL_SPECIES)
@@ -167,7 +167,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         return None if face is None else tuple((float(x), float(y)) for x, y in face.five_points[:2])
 
     try:
-        info = synthetic.write_set(args.source, args.out, args.split, args.per_species, species, args.seed,
+        info = synthetic_set.write_set(args.source, args.out, args.split, args.per_species, species, args.seed,
                                    args.frames, locate if pipeline is not None else None,
                                    locate_eyes if pipeline is not None else None)
     finally:

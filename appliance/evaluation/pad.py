@@ -24,7 +24,7 @@ from tqdm import tqdm
 from appliance.capture.images import IMAGE_SUFFIXES, read_image
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation import metrics
-from appliance.evaluation.synthetic import SYNTHETIC_MARKER
+from appliance.evaluation.synthetic_set import SYNTHETIC_MARKER
 from appliance.liveness import grey_path
 from appliance.liveness.checker import LivenessChecker
 from appliance.pipeline import FacePipeline

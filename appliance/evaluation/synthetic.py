@@ -23,18 +23,12 @@ Species:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from appliance.capture.images import read_image
-from appliance.evaluation.datasets import scan_identities
-from appliance.evaluation.synthetic_species import (AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, Eyes, Holes, behind_holes,
-                                                    cutout_eyes, is_held_out)
+from appliance.evaluation.synthetic_species import AFTER_CAPTURE, GLOSSY, WIDE_SPECIES, Holes, cutout_eyes
 
 SPECIES = ("print", "screen", "replay")  # simulated for calibration and evaluation
 # Held back from calibration, for unseen-species evaluation (how a fusion fitted on the
@@ -311,84 +305,3 @@ def synthesize_sequence(bgr: np.ndarray | list[np.ndarray], species: str, seed: 
         frame = recapture(media[index % len(media)], size, place, rng, species, background)
         sequence.append(_after_capture(frame, species, rng, held_out))
     return sequence
-
-
-SYNTHETIC_MARKER = "SYNTHETIC.json"  # written at the root of every generated set
-
-
-def write_set(source: str | Path, out: str | Path, split: str = "all", per_species: int = 400,
-              species: tuple[str, ...] = SPECIES, seed: int = 0, frames: int = 0,
-              locate: Callable[[np.ndarray], Box | None] | None = None,
-              locate_eyes: Callable[[np.ndarray], Eyes | None] | None = None) -> dict:
-    """Write ``out/bona_fide/`` (links to the source images) and ``out/attack/<species>/``.
-
-    Source images are sampled per species with ``seed``; ``frames`` > 0 writes each attack
-    as a folder of that many frames (flat-plane motion) instead of one image. Masks need
-    ``locate`` (image -> face box) to cut the face and to place it on the wearer; cut-outs
-    need ``locate_eyes`` (image -> the two eye centres) to cut the holes where the eyes are and
-    to put another person's eyes behind them. An image whose face is not found gives no attack
-    of those species.
-    """
-    if "mask" in species and locate is None:
-        raise ValueError("the mask species needs a face locator")
-    if "cutout_eyes" in species and locate_eyes is None:
-        raise ValueError("the cut-out species needs an eye locator")
-    out = Path(out)
-    samples = scan_identities(source, split=split)
-    bona = out / "bona_fide"
-    bona.mkdir(parents=True, exist_ok=True)
-    for sample in samples:
-        link = bona / f"{sample.identity}__{sample.path.name}"
-        if not link.exists():
-            try:
-                link.symlink_to(sample.path.resolve())
-            except OSError:
-                link.write_bytes(sample.path.read_bytes())
-    counts = {}
-    for species_index, name in enumerate(species):
-        rng = np.random.default_rng([seed, species_index])
-        chosen = rng.choice(len(samples), size=min(per_species, len(samples)), replace=False)
-        folder = out / "attack" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for index in sorted(chosen):
-            sample = samples[index]
-            stem = f"{sample.identity}__{sample.path.stem}"
-            item_seed = int(seed * 1_000_003 + species_index * 100_003 + index)
-            held_out = is_held_out(sample.identity)
-            image = read_image(sample.path)
-            if name == "mask":
-                wearer_sample = samples[int(rng.integers(len(samples)))]
-                wearer = read_image(wearer_sample.path)
-                face, wearer_face = locate(image), locate(wearer)
-                if face is None or wearer_face is None or wearer_sample.identity == sample.identity:
-                    continue
-                cv2.imwrite(str(folder / f"{stem}.png"), paper_mask(image, face, wearer, wearer_face, item_seed))
-                continue
-            holes = None
-            if name == "cutout_eyes":
-                wearer_sample = samples[int(rng.integers(len(samples)))]
-                wearer = read_image(wearer_sample.path)
-                eyes, wearer_eyes = locate_eyes(image), locate_eyes(wearer)
-                if eyes is None or wearer_eyes is None or wearer_sample.identity == sample.identity:
-                    continue
-                holes = Holes(eyes, behind_holes(wearer, wearer_eyes, eyes, image.shape))
-            if frames > 0:
-                target = folder / stem
-                target.mkdir(exist_ok=True)
-                shown: np.ndarray | list[np.ndarray] = image
-                if name == "replay":  # a replayed "recording": the identity's photos in turn
-                    same = [x.path for x in samples if x.identity == sample.identity and x.path != sample.path]
-                    shown = [image] + [read_image(p) for p in same[: frames - 1]]
-                burst = synthesize_sequence(shown, name, item_seed, frames, held_out, holes)
-                for number, frame in enumerate(burst):
-                    cv2.imwrite(str(target / f"frame_{number:03d}.png"), frame)
-            else:
-                attack = synthesize(image, name, item_seed, held_out, holes)
-                cv2.imwrite(str(folder / f"{stem}.png"), attack)
-        counts[name] = sum(1 for _ in folder.iterdir())
-    info = {"synthetic": True, "source": str(Path(source).resolve()), "split": split, "seed": seed,
-            "frames": frames, "bona_fide": len(samples), "attacks": counts,
-            "generator": "appliance.evaluation.synthetic",
-            "held_out": "wide species: identities picked by synthetic_species.is_held_out use the held-out ranges"}
-    (out / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return info

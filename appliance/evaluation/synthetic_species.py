@@ -4,7 +4,7 @@ Each species is one small function ``(bgr, rng, held_out) -> float media`` (the 
 the camera's scene would hold it; ``synthetic.recapture`` then places and photographs it).
 Every species draws its parameters from a *calibration* range or, for ``held_out=True``, from
 a disjoint *held-out* range (other pixel pitches, other dot sizes, other bends) that no
-calibration ever sees. ``synthetic.write_set`` gives held-out parameters to the identities
+calibration ever sees. ``synthetic_set.write_set`` gives held-out parameters to the identities
 ``is_held_out`` picks (seeded by ``HELD_OUT_SALT``), the same identities ``pad_loso`` keeps
 out of calibration. Simulated artefacts, not real instruments: see docs/liveness.md.
 """

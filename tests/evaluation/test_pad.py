@@ -10,7 +10,7 @@ import pytest
 from appliance.cli.main import main
 from appliance.errors import ApplianceError
 from appliance.evaluation import pad
-from appliance.evaluation.synthetic import write_set
+from appliance.evaluation.synthetic_set import write_set
 
 KEYS = {"apcer", "bpcer", "acer", "bpcer20", "bpcer100", "thresholds"}
 

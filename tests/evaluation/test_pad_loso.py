@@ -10,7 +10,8 @@ import pytest
 
 from appliance.cli.main import main
 from appliance.evaluation.pad_loso import identity_of
-from appliance.evaluation.synthetic import synthesize, synthesize_sequence, write_set
+from appliance.evaluation.synthetic import synthesize, synthesize_sequence
+from appliance.evaluation.synthetic_set import write_set
 from appliance.evaluation.synthetic_species import WIDE_SPECIES, is_held_out
 from appliance.liveness import grey_path
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.evaluation.synthetic import SPECIES, paper_mask, synthesize, write_set
+from appliance.evaluation.synthetic import SPECIES, paper_mask, synthesize
+from appliance.evaluation.synthetic_set import write_set
 
 
 def test_generator_is_deterministic_and_changes_the_image(photos):
