@@ -156,20 +156,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if unknown:
         raise ApplianceError(ErrorCode.DATASET_INVALID,
                              f"unknown species {sorted(unknown)}; known: {synthetic.ALL_SPECIES}")
+    # masks and cut-outs are placed by the detector: the face's box, the eyes (its first two points)
     pipeline = pipeline_from(args) if {"mask", "cutout_eyes"} & set(species) else None
+    locate = locate_eyes = None
+    if pipeline is not None:
+        def locate(image):
+            face = pipeline.detect(image).subject
+            return None if face is None else face.box
 
-    def locate(image):
-        face = pipeline.detect(image).subject
-        return None if face is None else face.box
-
-    def locate_eyes(image):  # the detector's five points start with the two eyes
-        face = pipeline.detect(image).subject
-        return None if face is None else tuple((float(x), float(y)) for x, y in face.five_points[:2])
+        def locate_eyes(image):
+            face = pipeline.detect(image).subject
+            return None if face is None else tuple((float(x), float(y)) for x, y in face.five_points[:2])
 
     try:
         info = synthetic_set.write_set(args.source, args.out, args.split, args.per_species, species, args.seed,
-                                   args.frames, locate if pipeline is not None else None,
-                                   locate_eyes if pipeline is not None else None)
+                                       args.frames, locate, locate_eyes)
     finally:
         if pipeline is not None:
             pipeline.close()

@@ -17,6 +17,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from appliance.vision.alignment import similarity_transform
+
 HELD_OUT_SALT = b"pad-heldout-v1"  # names the identity split; change it and every held-out figure changes
 HELD_OUT_SHARE = 2  # one identity in HELD_OUT_SHARE is held out
 LOW_LIGHT_GAIN = (0.12, 0.3)  # scene light as a fraction of normal; the sensor gain brings it back
@@ -182,12 +184,7 @@ def behind_holes(wearer: np.ndarray, wearer_eyes: Eyes, eyes: Eyes, shape: tuple
     """The wearer's photo moved, turned and scaled (a similarity from eye to eye) so that their
     eyes land on ``eyes``, in a frame of ``shape``: what a person holding the print to their
     face shows through its holes."""
-    (sx0, sy0), (sx1, sy1) = wearer_eyes
-    (dx0, dy0), (dx1, dy1) = eyes
-    source, target = complex(sx1 - sx0, sy1 - sy0), complex(dx1 - dx0, dy1 - dy0)
-    turn = target / source if abs(source) > 1e-6 else 1 + 0j
-    shift = complex(dx0, dy0) - turn * complex(sx0, sy0)
-    matrix = np.array([[turn.real, -turn.imag, shift.real], [turn.imag, turn.real, shift.imag]], np.float32)
+    matrix = similarity_transform(np.array(wearer_eyes), np.array(eyes))  # exact for two points
     return cv2.warpAffine(wearer, matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
@@ -212,11 +209,11 @@ def cutout_eyes(bgr: np.ndarray, rng: np.random.Generator, held_out: bool, holes
     cut = np.zeros((height, width), np.uint8)
     for x, y in holes.eyes:
         cv2.ellipse(cut, (int(round(x)), int(round(y))), radius, angle, 0, 360, 255, -1)
+    hole = cut > 0
     if holes.behind is None:
-        behind = np.array([rng.uniform(40, 90), rng.uniform(55, 110), rng.uniform(80, 150)], np.float32)
-        media[cut > 0] = behind
+        media[hole] = [rng.uniform(40, 90), rng.uniform(55, 110), rng.uniform(80, 150)]
     else:
-        media[cut > 0] = holes.behind[cut > 0]
+        media[hole] = holes.behind[hole]
     return media
 
 
