@@ -47,3 +47,12 @@ def test_the_rate_counts_requests_and_catch_ups_come_on_top():
 def test_bench_load_refuses_a_run_of_no_length(capsys):
     assert main(["bench", "load", "--seconds", "0"]) == 2
     assert "--seconds must be positive" in capsys.readouterr().err
+
+
+def test_the_plots_p95_axis_is_not_flattened_by_the_first_second():
+    seconds, p95 = [0, 1, 2, 3], [321.0, 40.0, 95.0, 52.0]
+    top, off_scale = load_report.p95_scale(seconds, p95)
+    assert top == load_report.P95_AXIS_HEADROOM * load.TARGET_P95_MS  # the target, not the start-up spike
+    assert off_scale == [(0, 321.0)]  # marked at the top with its value
+    top, off_scale = load_report.p95_scale(seconds, [40.0, 150.0, 95.0, 52.0])
+    assert top == load_report.P95_AXIS_HEADROOM * 150.0 and off_scale == []  # a slow second later on is in scale
