@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.gate import MALFORMED, Gate
-from appliance.matcher.replica_io import Audit, Courier
+from appliance.matcher.replica_io import Audit, Courier, decision_detail
 from appliance.matcher.service import Route
 from appliance.matching import Verdict
 from appliance.matching.credentials import Credential, CredentialJudge, Holder
@@ -89,7 +89,8 @@ class CredentialRequestHandler:
             self._recent.popitem(last=False)
         self.stats["credential_accepted" if verdict.accepted else "credential_rejected"] += 1
         self.audit(device, f"decision.{request.kind}", verdict.subject_id or "-",
-                   "pass" if verdict.accepted else "fail", f"{verdict.reason} ({request.mode})")
+                   "pass" if verdict.accepted else "fail",
+                   decision_detail(verdict.reason, request.request_id, request.mode))
         return sealed
 
     def decide(self, device: str, request: CredentialRequest, now: float) -> tuple[Verdict, str]:

@@ -4,7 +4,8 @@ is ``matcher.gate``: budgets, the sender check, opening on the topic).
 * ``Courier``: a message leaves sealed to the device it is for, signed under this replica's
   own name (with the shared matcher keys), on that device's own topic - never on a topic a
   sender named. The service attaches it to its MQTT endpoint when it starts.
-* ``Auditor``: this replica's entries in the central audit log, one at a time.
+* ``Auditor``: this replica's entries in the central audit log, one at a time;
+  ``decision_detail`` is what a decision's entry says.
 """
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ class Courier:
     def sync(self, device: str, message: messages.Message) -> None:
         """A delta or an outbox acknowledgement, on the device's ``sync`` topic."""
         self.send(device, topics.SYNC, self.seal(device, MessageType.SYNC, message))
+
+
+def decision_detail(reason: str, request_id: str, *more: str) -> str:
+    """The detail of a decision's audit entry: the reason, anything more, and the request id the
+    door sent (an auditor links the entry to the door's own log, and recognises a retry that
+    another replica decided again as the same pass)."""
+    return "; ".join((reason, *more, f"request {request_id}"))
 
 
 class Auditor:

@@ -30,7 +30,7 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.access_site import AccessMemo, SiteAccess
 from appliance.matcher.gate import MALFORMED, Gate, Limits, any_mode
 from appliance.matcher.loaded import LoadedGallery, SearchedBatch
-from appliance.matcher.replica_io import Audit, Courier
+from appliance.matcher.replica_io import Audit, Courier, decision_detail
 from appliance.matcher.service import Route
 from appliance.matching import MatchEngine, Verdict
 from appliance.protocol import messages, topics
@@ -162,7 +162,7 @@ class RequestHandler:
             self._recent.popitem(last=False)
         self.stats["accepted" if verdict.accepted else "rejected"] += 1
         self.audit(device, f"decision.{request.mode}", verdict.subject_id or "-",
-                   "pass" if verdict.accepted else "fail", verdict.reason)
+                   "pass" if verdict.accepted else "fail", decision_detail(verdict.reason, request.request_id))
         self._reply(device, incoming, sealed)
 
     def template(self, request: messages.MatchRequest) -> Template | None:

@@ -4,6 +4,7 @@ recognition, the attempt limit per door keypad, idempotent retries and what is r
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import Counter
 
@@ -65,6 +66,8 @@ def test_a_card_opens_a_card_door_with_the_masked_name_and_never_a_score(node, h
     assert ask(node, handler, DoorMode.CARD_OR_PIN, "card", "C-404").reason == messages.Reason.UNKNOWN_CLAIM
     audited = [entry for entry in handler.audit_log.entries if entry[2] == "decision.card"]
     assert audited and all("C-1" not in str(entry) and "C-404" not in str(entry) for entry in audited)
+    # the reason, the door's mode and the request id the door sent (its own log has the same id)
+    assert all(re.fullmatch(r"[a-z_]+; [a-z_|]+; request [0-9a-f]{32}", entry[5]) for entry in audited), audited
 
 
 def test_a_wrong_pin_is_refused_and_the_keypad_locks_after_the_limit(node, handler):

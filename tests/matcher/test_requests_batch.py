@@ -131,6 +131,11 @@ def test_a_retry_reaching_the_other_replica_is_the_same_pass_not_a_second_entry(
                        (entry.request_id, True, messages.Reason.MATCH, "s3"),
                        (again.request_id, False, "anti_passback", ""), (again.request_id, False, "anti_passback", "")]
         assert other_stats["access_anti_passback"] == 1 and stats["access_anti_passback"] == 1
+        # both replicas audited the retried pass; the request id in both entries says it is one pass
+        retried = [(actor, detail) for actor, _, action, _, _, detail in log.entries
+                   if action == "decision.identify" and detail.endswith(f"request {entry.request_id}")]
+        assert retried == [("matcher-1", f"match; request {entry.request_id}"),
+                           ("matcher-2", f"match; request {entry.request_id}")]
         exit_ = ask("door-b", vectors["s3"])
         second.handle_batch([node.sealed_by("door-b", exit_, MessageType.PROBE, node.pack)])
         after = ask("door-a", vectors["s3"])

@@ -138,7 +138,8 @@ def test_a_request_is_decided_and_answered_on_the_devices_decision_topic(setup):
     (published,) = node.broker.sent
     assert published.options == {"correlation": b"corr", "qos": 0}  # a retry is answered from the cache
     assert stats["accepted"] == 1
-    assert log.entries == [("matcher-1", "door-a", "decision.identify", "s-ana", "pass", "match")]
+    assert log.entries == [("matcher-1", "door-a", "decision.identify", "s-ana", "pass",
+                            f"match; request {asked.request_id}")]  # the door's id: the entry links to its log
     # a retry (same request id, a new envelope) gets the very same sealed answer, counted once
     handler.handle(node.sealed_by("door-a", asked, MessageType.PROBE, node.pack))
     assert node.broker.sent[1].payload == published.payload and stats["retries"] == 1 and stats["accepted"] == 1
