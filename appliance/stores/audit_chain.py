@@ -25,8 +25,10 @@ FIELDS = ("seq", "time", "actor", "role", "action", "object", "result", "device"
 # a door decision's own time and the device's signed event (``stores.audit_devices``): in the
 # hash only when set, so every entry written without them keeps its hash (no migration of hashes)
 DEVICE_FIELDS = ("origin_at", "evidence")
-# words and number shapes that would mean a score or biometric data is being logged
-FORBIDDEN = re.compile(r"score|similarit|distance|embedding|vector|threshold|image|\d\.\d{3,}", re.IGNORECASE)
+# words and number shapes that would mean a score or biometric data is being logged (``forbidden``)
+FORBIDDEN_WORDS = ("score", "similarit", "distance", "embedding", "vector", "threshold", "image")
+PRECISE_NUMBER = re.compile(r"\d\.\d{3,}")
+FORBIDDEN = re.compile("|".join(FORBIDDEN_WORDS) + "|" + PRECISE_NUMBER.pattern, re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,22 @@ def entry_hash(fields: dict, prev: str) -> str:
     return hashlib.sha256(_CANONICAL.encode(document).encode("utf-8")).hexdigest()
 
 
+def forbidden(text: str) -> bool:
+    """Does ``text`` look like a score or biometric data (``FORBIDDEN``)? The pattern's answer;
+    ASCII text - every field the matcher writes - by substring search on its lower case, ~6x
+    faster: the pattern tries each word at every position (~0.1 us a character), and it reads
+    every field of every audit entry (issue 17)."""
+    if not text.isascii():  # case folding beyond ASCII (a Kelvin sign, a dotted capital I): the pattern's rules
+        return FORBIDDEN.search(text) is not None
+    lowered = text.lower()
+    return any(word in lowered for word in FORBIDDEN_WORDS) or ("." in text and PRECISE_NUMBER.search(text) is not None)
+
+
 def entry_fields(principal: Principal, action: str, obj: str, result: str, detail: str) -> dict:
     """An entry's content, checked and masked on the caller's thread (a refusal is the caller's):
     scores and biometric data are refused outright, number-like personal data masked."""
     for text in (action, obj, result, detail):
-        if not isinstance(text, str) or FORBIDDEN.search(text):
+        if not isinstance(text, str) or forbidden(text):
             raise ApplianceError(ErrorCode.AUDIT_FORBIDDEN_DATA, f"refused audit field {action!r}")
     return {"actor": principal.actor, "role": principal.role.value, "action": action, "object": obj,
             "result": result, "device": principal.device, "detail": mask_text(detail)}

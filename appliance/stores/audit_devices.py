@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.security import device_reports, signing
 from appliance.security.roles import Principal, Role
-from appliance.stores.audit_chain import FORBIDDEN, AuditEntry, entry_fields
+from appliance.stores.audit_chain import AuditEntry, entry_fields, forbidden
 
 LOCAL_DECISION = "local_decision"  # the cache's decision (edge.cache_decider)
 PASS = "pass"  # the door's pass record (edge.door_pass); audited when the door itself refused
@@ -65,7 +65,7 @@ def decision_record(recorder: str, document: dict[str, Any], signature: str, ver
     principal = Principal(recorder, Role.OPERATOR, device=device)
     fields = entry_fields(principal, ACTION_PREFIX + str(document.get("kind", "")),
                           subject,
-                          outcome_of(details) or "-", "" if FORBIDDEN.search(detail) else detail)
+                          outcome_of(details) or "-", "" if forbidden(detail) else detail)
     return {**fields, "origin_at": float(document.get("at", 0.0)),
             "evidence": "" if evidence is None else signing.canonical_json(evidence, ascii_only=False).decode()}
 
@@ -73,7 +73,7 @@ def decision_record(recorder: str, document: dict[str, Any], signature: str, ver
 def _clean(details: dict[str, Any]) -> bool:
     """No key or text that names a score or biometric data, no number precise like a score."""
     for key, value in details.items():
-        if FORBIDDEN.search(str(key)) or (isinstance(value, str) and FORBIDDEN.search(value)):
+        if forbidden(str(key)) or (isinstance(value, str) and forbidden(value)):
             return False
         if isinstance(value, float) and round(value, MAX_DECIMALS) != value:
             return False

@@ -1,12 +1,16 @@
 """The audit chain: every kind of tampering is caught and the first bad entry named."""
 from __future__ import annotations
 
+import random
+import string
+
 import pytest
 
 from appliance.config import MIN_AUDIT_RETENTION_DAYS
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Role
 from appliance.stores.audit import SECONDS_PER_DAY, AuditLog, entry_hash
+from appliance.stores.audit_chain import FORBIDDEN, FORBIDDEN_WORDS, forbidden
 from auditkit import INSERT_ENTRY, tamper
 
 ENTRIES = 12
@@ -211,3 +215,26 @@ def test_a_group_of_fire_and_forget_entries_is_chained_and_checkpointed_as_one_a
         assert audit.verify(principals[Role.AUDITOR]).ok
     finally:
         audit.close()
+
+
+@pytest.mark.parametrize("text", [
+    "match; request 3f2a9c0d1e2b4a5f8c7d6e5f4a3b2c1d", "s-abbef5fa05d1ee94058277a9f4d84568", "decision.identify", "",
+    "SCORE 1", "a 0.8123 b", "x1.2345", "0.12", "Threshold", "vectors", "similarity", "dist ance", "imagE",
+    "\u017fcore",  # a long s: the pattern's case folding makes it "score"
+    "\u212aelvin \u0130MAGE",  # a Kelvin sign, a dotted capital I
+    "0\u0665.\u0661\u0662\u0663",  # Arabic-Indic digits around an ASCII point
+])
+def test_the_fast_check_of_forbidden_words_answers_as_the_pattern_does(text):
+    assert forbidden(text) is (FORBIDDEN.search(text) is not None)
+
+
+def test_the_fast_check_agrees_with_the_pattern_on_random_text():
+    rng = random.Random(17)
+    alphabet = string.ascii_letters + string.digits + " .;-_:|" + "\u017f\u212a\u0130\u00df\u0665"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        if rng.random() < 0.3:  # a forbidden word in mixed case somewhere inside
+            word = "".join(c.upper() if rng.random() < 0.5 else c for c in rng.choice(FORBIDDEN_WORDS))
+            cut = rng.randint(0, len(text))
+            text = text[:cut] + word + text[cut:]
+        assert forbidden(text) is (FORBIDDEN.search(text) is not None), text
