@@ -38,12 +38,14 @@ def make_site(tmp_path_factory, pipeline, faces, config):
     return site
 
 
-def start_matcher(site, pipeline, name="matcher-1") -> Matcher:
-    """A replica without a sync store: requests decided, events and alarms counted and audited."""
+def start_matcher(site, pipeline, name="matcher-1", **options) -> Matcher:
+    """A replica without a sync store: requests decided, events and alarms counted and audited
+    (``options``: more of ``compose``'s, e.g. the gate's ``limits``)."""
     loaded = load_gallery(site.data, Principal(name, Role.OPERATOR), pipeline.embedder_pack)
     matcher = compose(name, site.mqtt(name), site.data.node, site.directory, loaded, pipeline.threshold,
                       data=site.data,
-                      device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode))
+                      device_allowed=lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode),
+                      **options)
     return matcher.start()
 
 
