@@ -289,9 +289,14 @@ class Opener:
         self.epochs = EpochCache(session_cache_entries)  # verified session epochs of the senders
 
     def add_senders(self, senders: list[PeerKeys]) -> None:
-        """Open envelopes from these senders too (or with these keys, for one already known)."""
+        """Open envelopes from these senders too (or with these keys, for one already known: the
+        epochs its old key signed are forgotten, else they would open for the rest of their
+        lifetime - a re-key after a stolen key must cut those sessions too)."""
         for peer in senders:
+            known = self.senders.get(peer.node_id)
             self.senders[peer.node_id] = peer
+            if known is not None and known != peer:
+                self.epochs.forget(peer.node_id)
 
     def open(self, data: bytes, expect: MessageType | None = None, now: float | None = None) -> Opened:
         try:

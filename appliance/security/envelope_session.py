@@ -171,5 +171,14 @@ class EpochCache:
             while len(self._ciphers) > self.entries:
                 self._ciphers.popitem(last=False)
 
+    def forget(self, sender: str) -> int:
+        """Drop ``sender``'s epochs (its keys changed: what its old key signed opens no more);
+        how many were held."""
+        with self._lock:
+            gone = [key for key in self._ciphers if key[0] == sender]
+            for key in gone:
+                del self._ciphers[key]
+        return len(gone)
+
     def __len__(self) -> int:
         return len(self._ciphers)

@@ -213,6 +213,27 @@ def test_the_epoch_cache_is_bounded_and_an_evicted_epoch_is_verified_again():
     assert receiver.epochs.verified == 3
 
 
+def test_a_re_keyed_sender_s_old_epochs_open_no_more():
+    """A door re-keyed while the recipient runs (``Opener.add_senders``, a stolen key replaced):
+    a session its old key signed, already verified and cached, is refused from then on; another
+    sender's epoch and the new key's are not touched."""
+    receiver = opener(senders=(DEVICE, DOOR_B))
+    stolen, other = Sealer(DEVICE), Sealer(DOOR_B)
+    receiver.open(stolen.seal(MATCHER.public(), MessageType.EVENT, b"a1", now=NOW), now=NOW)
+    receiver.open(other.seal(MATCHER.public(), MessageType.EVENT, b"b1", now=NOW), now=NOW)
+    receiver.add_senders([DOOR_B.public()])  # the same keys: nothing forgotten
+    assert len(receiver.epochs) == 2
+    renewed = NodeKeys.generate("door-a")
+    receiver.add_senders([renewed.public()])
+    assert len(receiver.epochs) == 1  # door-b's epoch stays
+    later = stolen.seal(MATCHER.public(), MessageType.EVENT, b"a2", now=NOW + 1)  # the same (old) epoch
+    assert rejected(lambda: receiver.open(later, now=NOW + 1)) is RejectReason.BAD_SIGNATURE
+    still = other.seal(MATCHER.public(), MessageType.EVENT, b"b2", now=NOW + 1)
+    assert receiver.open(still, now=NOW + 1).payload == b"b2" and receiver.epochs.verified == 2  # from its cache
+    fresh = Sealer(renewed).seal(MATCHER.public(), MessageType.EVENT, b"a3", now=NOW + 1)
+    assert receiver.open(fresh, now=NOW + 1).payload == b"a3"
+
+
 def test_a_restarted_recipient_verifies_the_epoch_again_and_refuses_what_came_before():
     sealer = Sealer(DEVICE)
     before = sealer.seal(MATCHER.public(), MessageType.PROBE, b"before", now=NOW)
