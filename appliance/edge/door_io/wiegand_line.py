@@ -41,9 +41,11 @@ class WiegandLine:
     def send(self, bits: list[int]) -> None:
         with self._lock:
             for index, bit in enumerate(bits):
-                started = time.perf_counter()
                 line = self._lines[bit]
                 line.on()
+                # timed from when the line is low, not before: a pre-emption inside on() must not
+                # shorten the gap to the next bit below what the panel expects
+                started = time.perf_counter()
                 _hold(PULSE_S)
                 line.off()
                 if index < len(bits) - 1:
