@@ -36,7 +36,7 @@ from appliance.capture.sources import Frame
 from appliance.edge.hardware import UNAVAILABLE_TEXT, DoorActuator, Display
 from appliance.edge.kiosk.screen import WELCOME_TEXT, ScreenState, State
 from appliance.errors import ApplianceError
-from appliance.liveness import grey_path
+from appliance.liveness.checker import NOT_JUDGED
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.evidence import SignedEvidence, Signer, sign_summary
 from appliance.pipeline import FaceAnalysis, FacePipeline
@@ -74,7 +74,7 @@ class PassState(Enum):
 class LivenessVerdict(Protocol):
     live: bool
     attack: bool  # an attack was detected (alarm), as opposed to "could not judge"
-    reasons: tuple[str, ...]  # why it is not live (e.g. grey_path's too_close: guidance, not refusal)
+    reasons: tuple[str, ...]  # why it is not live (e.g. too_close: guidance, not refusal; checker.NOT_JUDGED)
 
     def summary(self) -> dict: ...  # cue scores, challenge results, timestamps: never images
 
@@ -213,7 +213,7 @@ class DoorPass:
             kind = ALARM_LIVENESS_FAILED
         else:
             kind = None  # nothing judged (a grey face without grey calibration): the pass event says why
-        guidance = next((grey_path.GUIDANCE[r] for r in result.verdict.reasons if r in grey_path.GUIDANCE), None)
+        guidance = next((NOT_JUDGED[r] for r in result.verdict.reasons if r in NOT_JUDGED), None)
         if kind is None and guidance is not None:  # not judged, and the person can fix it: step back, more light
             self.display.show(ScreenState.of(State.GUIDANCE, guidance))
         else:

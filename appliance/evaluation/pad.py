@@ -25,8 +25,7 @@ from appliance.capture.images import IMAGE_SUFFIXES, read_image
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation import metrics
 from appliance.evaluation.synthetic_set import SYNTHETIC_MARKER
-from appliance.liveness import grey_path
-from appliance.liveness.checker import LivenessChecker
+from appliance.liveness.checker import NOT_JUDGED, LivenessChecker
 from appliance.pipeline import FacePipeline
 
 BONA_FIDE = "bona_fide"
@@ -130,8 +129,8 @@ def score_items(pipeline: FacePipeline, checker: LivenessChecker, items: list[Pa
         if "no_face" not in decision.reasons:
             if "greyscale_uncalibrated" in decision.reasons:
                 continue  # not judged: counted with the presentations that never reach PAD
-            if set(grey_path.REFUSALS) & set(decision.reasons):
-                scores[index] = 0.0  # grey gate (too close / too dark): refused, so it counts in BPCER
+            if set(NOT_JUDGED) & set(decision.reasons):
+                scores[index] = 0.0  # not judged (too close / too dark): refused, so it counts in BPCER
                 continue
             vetoed = {"flat_plane_motion", "model_veto"} & set(decision.reasons)
             scores[index] = 0.0 if vetoed else decision.score  # vetoes reject at any threshold

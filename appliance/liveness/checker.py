@@ -23,7 +23,7 @@ import numpy as np
 
 from appliance import paths
 from appliance.config import LivenessConfig
-from appliance.liveness import grey_path, image_cues, motion, step_up
+from appliance.liveness import framing, grey_path, image_cues, motion, step_up
 from appliance.liveness.challenge import ActiveChallenge
 from appliance.liveness.fusion import Calibration, cue_values
 from appliance.liveness.minifasnet import MiniFASNet
@@ -37,6 +37,8 @@ REASON_MODEL = "model_veto"
 REASON_GREY = "greyscale_uncalibrated"
 REASON_FLAT = "flat_plane_motion"
 REASON_CHALLENGE = "challenge_not_completed"
+# presentations not judged (nothing accepted, no alarm) and what the door asks the person to do
+NOT_JUDGED = {framing.REASON_TOO_CLOSE: framing.TOO_CLOSE_GUIDANCE, **grey_path.GUIDANCE}
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,11 @@ class LivenessChecker:
         middle_frame, middle_face = present[middle]
         calibration, mode = self.calibration, "colour"
         grey_cues: dict[str, float] = {}
-        if image_cues.is_greyscale(middle_frame, middle_face.box):
+        grey = image_cues.is_greyscale(middle_frame, middle_face.box)
+        if not grey and framing.too_close(middle_frame.shape, middle_face.box):  # the grey path's own gate, below
+            return LivenessDecision(False, False, level, float("nan"), threshold, (framing.REASON_TOO_CLOSE,),
+                                    frames=len(frames), mode=mode)
+        if grey:
             mode = "grey"
             if calibration.grey is None:
                 return LivenessDecision(False, False, level, float("nan"), threshold, (REASON_GREY,),

@@ -17,10 +17,10 @@ colour photos alone.
 Two gates come before any score: the presentation is not judged, the door asks the person to
 change something, and nothing is accepted:
 
-* ``too_close``: the frame shows less than ``MIN_CONTEXT`` times the face box around the face.
-  The cues that read the surroundings (tone on a 2x crop, frame edges on 3x) then see only the
-  face, and a face-filling crop is not what a door camera delivers (AT&T/ORL: 1.02-1.23).
-  Guidance: step back.
+* ``too_close`` (``framing``, the same gate as in colour): the frame shows less than
+  ``MIN_CONTEXT`` times the face box around the face. The cues that read the surroundings (tone
+  on a 2x crop, frame edges on 3x) then see only the face, and a face-filling crop is not what a
+  door camera delivers (AT&T/ORL: 1.02-1.23). Guidance: step back.
 * ``too_dark``: sensor noise above ``MAX_NOISE`` grey levels on the face. The gain that brings a
   dark scene back drowns the texture cues (a print in low light looks like skin under noise),
   so no texture judgement is possible. Guidance: more light (an NIR illuminator).
@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from appliance.liveness.image_cues import TEXTURE_BINS
+from appliance.liveness.framing import MIN_CONTEXT, REASON_TOO_CLOSE, TOO_CLOSE_GUIDANCE, context
 
 # Luminance cues of image_cues that keep their meaning in a grey frame (the colour ones are void).
 IMAGE_FEATURES = ("periodicity", "sharpness_loss", "gamut", "glare", "frame_edges", "black_level", "midtones") \
@@ -65,10 +66,6 @@ SURROUND_SCALE = 1.8  # of the face box: the face and what stands around it
 BAND_SIGMAS = (0.6, 1.2, 2.4, 4.8)  # px: octave steps of the difference-of-Gaussian bands
 TONE_PERCENTILES = (1, 10, 50, 99)  # black, shadow, midtone, white of the face
 
-# Geometric mean over both axes of (frame extent centred on the face) / (face box). Measured on
-# bona fide: AT&T/ORL 0.92-1.23 (face-filling crops), Yale 1.33-1.91, CelebA 1.27-4.1 (1 % below
-# 1.48); a door camera framing a person at the turnstile shows 2 or more.
-MIN_CONTEXT = 1.3
 # Noise sigma (grey levels) on the smoothest fifth of the face. Measured on bona fide: Yale <= 1.04,
 # grey CelebA p95 1.8, max 3.5; a print in low light brought back by the gain: 3.1-14.
 MAX_NOISE = 4.0
@@ -79,11 +76,9 @@ NOISE_QUANTILE = 20  # percentile of block noise: the smooth blocks, where textu
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _NOISE_SCALE = math.sqrt(math.pi / 2) / 6
 
-REASON_TOO_CLOSE = "too_close"
 REASON_TOO_DARK = "too_dark"
 REFUSALS = (REASON_TOO_CLOSE, REASON_TOO_DARK)
 # what the door shows instead of a refusal: the person can fix it (msgids of the door catalog)
-TOO_CLOSE_GUIDANCE = "move back from the camera"
 TOO_DARK_GUIDANCE = "more light on your face"  # the quality rule's own prompt for a dark face
 GUIDANCE = {REASON_TOO_CLOSE: TOO_CLOSE_GUIDANCE, REASON_TOO_DARK: TOO_DARK_GUIDANCE}
 
@@ -98,16 +93,6 @@ def _crop(image: np.ndarray, box: Box, scale: float) -> np.ndarray:
     x0, y0 = int(max(0, cx - w * scale / 2)), int(max(0, cy - h * scale / 2))
     x1, y1 = int(min(width, cx + w * scale / 2)), int(min(height, cy + h * scale / 2))
     return image[y0:y1, x0:x1]
-
-
-def context(shape: tuple[int, ...], box: Box) -> float:
-    """How many face boxes of frame surround the face (geometric mean of both axes)."""
-    height, width = shape[:2]
-    x, y, w, h = box
-    cx, cy = x + w / 2, y + h / 2
-    across = 2 * max(0.0, min(cx, width - cx)) / max(w, 1.0)
-    down = 2 * max(0.0, min(cy, height - cy)) / max(h, 1.0)
-    return float(math.sqrt(across * down))
 
 
 def noise(grey: np.ndarray, box: Box) -> float:

@@ -18,7 +18,7 @@ from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.door_pass import ALARM_ATTACK, ALARM_LIVENESS_FAILED, LIVENESS_REFUSED_TEXT
 from appliance.edge.hardware import ConsoleDisplay, LogActuator
-from appliance.liveness import grey_path
+from appliance.liveness import framing
 from appliance.liveness.challenge import Action, draw_steps
 from appliance.liveness.evidence import Ed25519Signer, from_transport, verify
 from appliance.liveness.server import ServerPolicy, judge_evidence
@@ -31,6 +31,7 @@ SETTINGS = ChallengeSettings(minimum=1, maximum=3, step_timeout_s=4.0, max_delay
 SUBJECT = "subject02"  # a Yale face the grey calibration judges live (most are; BPCER 23 %)
 SCENES = {"neutral": "normal.png", "closed": "sleepy.png", "smile": "happy.png"}
 CLOSE_UP_ZOOM = 3  # an ORL crop enlarged until the eyes are far enough apart for the quality gate
+CLOSE_UP_BOXES = 1.15  # face boxes of frame around a colour face that leans into the lens
 PERFORM = {Action.BLINK: ["closed", "neutral"], Action.SMILE: ["smile"]}
 
 
@@ -109,7 +110,24 @@ def test_a_face_filling_grey_crop_is_asked_to_step_back_not_refused_or_alarmed(p
     (record,) = daemon.run(replay(folder_of(tmp_path, [close_up] * BURST)))
     assert record.outcome == "rejected" and actuator.openings == 0
     assert embed_calls == [] and decider.requests == [] and "alarm" not in [kind for kind, _ in sent]
-    assert display.lines[-1] == grey_path.TOO_CLOSE_GUIDANCE
+    assert display.lines[-1] == framing.TOO_CLOSE_GUIDANCE
+
+def test_a_colour_face_filling_the_frame_is_asked_to_step_back(pipeline, checker, spoof_samples, embed_calls,
+                                                               signer, tmp_path):
+    """The bona fide sample cut to 1.15 face boxes (a person leaning into the lens; the model then
+    sees no surroundings and often calls a live face an attack): guidance, no alarm, no request."""
+    frame = cv2.imread(str(spoof_samples / "image_T1.jpg"))
+    x, y, w, h = pipeline.detect(frame).subject.box
+    cx, cy, half_w, half_h = x + w / 2, y + h / 2, w * CLOSE_UP_BOXES / 2, h * CLOSE_UP_BOXES / 2
+    near = tmp_path / "near.png"
+    cv2.imwrite(str(near), frame[int(cy - half_h):int(cy + half_h), int(cx - half_w):int(cx + half_w)])
+    decider = FakeDecider()
+    daemon, display, actuator, sent = door(pipeline, checker, signer, decider=decider)
+    (record,) = daemon.run(replay(folder_of(tmp_path, [near] * BURST)))
+    assert record.outcome == "rejected" and actuator.openings == 0
+    assert embed_calls == [] and decider.requests == [] and "alarm" not in [kind for kind, _ in sent]
+    assert display.lines[-1] == framing.TOO_CLOSE_GUIDANCE
+
 
 # -- active: a real challenge sequence ------------------------------------------------------
 def seed_for(want: tuple[Action, ...]) -> int:

@@ -15,12 +15,6 @@ FRAME = (480, 640)
 CENTRED = (220.0, 120.0, 200.0, 240.0)  # x, y, w, h of a face in the middle of a VGA frame
 
 
-def test_context_counts_face_boxes_of_frame_around_the_face():
-    assert grey_path.context(FRAME, CENTRED) == pytest.approx(np.sqrt(640 / 200 * 480 / 240))
-    assert grey_path.context(FRAME, (0.0, 0.0, 640.0, 480.0)) == pytest.approx(1.0)  # face-filling crop
-    assert grey_path.context(FRAME, (600.0, 120.0, 200.0, 240.0)) < 1.0  # face cut by the frame edge
-
-
 def test_noise_reads_sensor_noise_not_smooth_shading():
     rng = np.random.default_rng(1)
     ramp = np.tile(np.linspace(40, 200, FRAME[1], dtype=np.float32), (FRAME[0], 1))
