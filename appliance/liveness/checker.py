@@ -148,7 +148,7 @@ class LivenessChecker:
         calibration, mode = self.calibration, "colour"
         grey_cues: dict[str, float] = {}
         grey = image_cues.is_greyscale(middle_frame, middle_face.box)
-        if not grey and framing.too_close(middle_frame.shape, middle_face.box):  # the grey path's own gate, below
+        if not grey and framing.too_close(middle_frame.shape, middle_face.box):  # grey: grey_path.refusal, below
             return LivenessDecision(False, False, level, float("nan"), threshold, (framing.REASON_TOO_CLOSE,),
                                     frames=len(frames), mode=mode)
         if grey:

@@ -20,7 +20,7 @@ change something, and nothing is accepted:
 * ``too_close`` (``framing``, the same gate as in colour): the frame shows less than
   ``MIN_CONTEXT`` times the face box around the face. The cues that read the surroundings (tone
   on a 2x crop, frame edges on 3x) then see only the face, and a face-filling crop is not what a
-  door camera delivers (AT&T/ORL: 1.02-1.23). Guidance: step back.
+  door camera delivers (AT&T/ORL: 0.92-1.37). Guidance: step back.
 * ``too_dark``: sensor noise above ``MAX_NOISE`` grey levels on the face. The gain that brings a
   dark scene back drowns the texture cues (a print in low light looks like skin under noise),
   so no texture judgement is possible. Guidance: more light (an NIR illuminator).
@@ -35,8 +35,8 @@ import math
 import cv2
 import numpy as np
 
-from appliance.liveness.image_cues import TEXTURE_BINS
 from appliance.liveness.framing import MIN_CONTEXT, REASON_TOO_CLOSE, TOO_CLOSE_GUIDANCE, context
+from appliance.liveness.image_cues import TEXTURE_BINS
 
 # Luminance cues of image_cues that keep their meaning in a grey frame (the colour ones are void).
 IMAGE_FEATURES = ("periodicity", "sharpness_loss", "gamut", "glare", "frame_edges", "black_level", "midtones") \
