@@ -5,6 +5,7 @@ import argparse
 import datetime as dt
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from appliance.cli.common import config_from, pipeline_from, write_json
 from appliance.config import LIVENESS_LEVELS
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.datasets import SPLITS
+
+if TYPE_CHECKING:
+    from appliance.liveness.checker import LivenessDecision
 
 NEGATIVE = 1
 
@@ -282,10 +286,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps([{"item": n, **d.summary()} for n, d in results], indent=2, default=float))
     else:
         for name, decision in results:
-            verdict = "live" if decision.live else ("ATTACK" if decision.attack else "not judged")
-            detail = f" ({', '.join(decision.reasons)})" if decision.reasons else ""
-            print(f"{name}: {verdict} score {decision.score:.3f} threshold {decision.threshold:.3f}{detail}")
+            print(f"{name}: {verdict_line(decision)}")
     return 0 if all(d.live for _, d in results) else NEGATIVE
+
+
+def verdict_line(decision: LivenessDecision) -> str:
+    """One item's verdict as the person at the console reads it: live / ATTACK with the score, or
+    "not judged" with why and, where the person at the door can fix it, what the door asks."""
+    from appliance.liveness.checker import NOT_JUDGED
+
+    reasons = [f"{r}: {NOT_JUDGED[r]}" if r in NOT_JUDGED else r for r in decision.reasons]
+    detail = f" ({', '.join(reasons)})" if reasons else ""
+    if np.isnan(decision.score):  # liveness off, no face, a gate, an uncalibrated mode: no score to show
+        return f"{'live' if decision.live else 'not judged'}{detail}"
+    verdict = "live" if decision.live else ("ATTACK" if decision.attack else "refused")
+    return f"{verdict} score {decision.score:.3f} threshold {decision.threshold:.3f}{detail}"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
