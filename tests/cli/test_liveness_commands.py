@@ -9,6 +9,7 @@ import sys
 from types import SimpleNamespace
 
 import cv2
+from framekit import close_up
 
 from appliance.cli.liveness_commands import NEGATIVE, verdict_line
 from appliance.liveness import framing
@@ -31,10 +32,8 @@ def test_verdict_lines_show_a_score_only_where_one_was_computed():
 def test_check_prints_live_for_the_sample_and_step_back_for_its_close_up(pipeline, shared, tmp_path):
     sample = shared / "data" / "spoof" / "samples" / "image_T1.jpg"
     frame = cv2.imread(str(sample))
-    x, y, w, h = pipeline.detect(frame).subject.box
-    cx, cy, half_w, half_h = x + w / 2, y + h / 2, w * NEAR_BOXES / 2, h * NEAR_BOXES / 2
     near = tmp_path / "near.jpg"
-    cv2.imwrite(str(near), frame[int(cy - half_h):int(cy + half_h), int(cx - half_w):int(cx + half_w)])
+    cv2.imwrite(str(near), close_up(frame, pipeline.detect(frame).subject.box, NEAR_BOXES))
     result = subprocess.run([sys.executable, "-m", "appliance", "liveness", "check", str(sample), str(near)],
                             capture_output=True, text=True, env=dict(os.environ), timeout=300)
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from edgekit import FakeDecider
+from framekit import close_up
 
 from appliance.capture.sources import Frame, FolderReplaySource
 from appliance.edge.challenge_runner import ChallengeRunner, ChallengeSettings
@@ -117,10 +118,8 @@ def test_a_colour_face_filling_the_frame_is_asked_to_step_back(pipeline, checker
     """The bona fide sample cut to 1.15 face boxes (a person leaning into the lens; the model then
     sees no surroundings and often calls a live face an attack): guidance, no alarm, no request."""
     frame = cv2.imread(str(spoof_samples / "image_T1.jpg"))
-    x, y, w, h = pipeline.detect(frame).subject.box
-    cx, cy, half_w, half_h = x + w / 2, y + h / 2, w * CLOSE_UP_BOXES / 2, h * CLOSE_UP_BOXES / 2
     near = tmp_path / "near.png"
-    cv2.imwrite(str(near), frame[int(cy - half_h):int(cy + half_h), int(cx - half_w):int(cx + half_w)])
+    cv2.imwrite(str(near), close_up(frame, pipeline.detect(frame).subject.box, CLOSE_UP_BOXES))
     decider = FakeDecider()
     daemon, display, actuator, sent = door(pipeline, checker, signer, decider=decider)
     (record,) = daemon.run(replay(folder_of(tmp_path, [near] * BURST)))

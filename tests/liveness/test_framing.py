@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from framekit import close_up
 
 from appliance.liveness import framing
 from appliance.liveness.checker import NOT_JUDGED
 
 FRAME = (480, 640)
 CENTRED = (220.0, 120.0, 200.0, 240.0)  # x, y, w, h of a face in the middle of a VGA frame
-
-
-def close_up(frame: np.ndarray, box: tuple[float, float, float, float], boxes: float) -> np.ndarray:
-    """The frame cut to ``boxes`` face boxes around the face: as a camera sees a face leaning in."""
-    x, y, w, h = box
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = int(max(0, cx - w * boxes / 2)), int(max(0, cy - h * boxes / 2))
-    return frame[y0:int(cy + h * boxes / 2), x0:int(cx + w * boxes / 2)].copy()
 
 
 def test_context_counts_face_boxes_of_frame_around_the_face():
