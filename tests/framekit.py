@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from appliance.liveness.framing import Box
+
+LEANING_IN = 1.15  # face boxes of frame around a face that leans into the lens (below MIN_CONTEXT)
 
 
-def close_up(frame: np.ndarray, box: Box, boxes: float) -> np.ndarray:
+def close_up(frame: np.ndarray, box: Box, boxes: float = LEANING_IN) -> np.ndarray:
     """``frame`` cut to ``boxes`` face boxes around the face ``box`` (x, y, w, h), within the frame."""
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2

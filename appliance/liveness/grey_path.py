@@ -35,7 +35,7 @@ import math
 import cv2
 import numpy as np
 
-from appliance.liveness.framing import MIN_CONTEXT, REASON_TOO_CLOSE, TOO_CLOSE_GUIDANCE, context
+from appliance.liveness.framing import MIN_CONTEXT, REASON_TOO_CLOSE, TOO_CLOSE_GUIDANCE, Box, context
 from appliance.liveness.image_cues import TEXTURE_BINS
 
 # Luminance cues of image_cues that keep their meaning in a grey frame (the colour ones are void).
@@ -81,9 +81,6 @@ REFUSALS = (REASON_TOO_CLOSE, REASON_TOO_DARK)
 # what the door shows instead of a refusal: the person can fix it (msgids of the door catalog)
 TOO_DARK_GUIDANCE = "more light on your face"  # the quality rule's own prompt for a dark face
 GUIDANCE = {REASON_TOO_CLOSE: TOO_CLOSE_GUIDANCE, REASON_TOO_DARK: TOO_DARK_GUIDANCE}
-
-Box = tuple[float, float, float, float]
-
 
 def _crop(image: np.ndarray, box: Box, scale: float) -> np.ndarray:
     """The box scaled by ``scale`` about its centre, cut to the frame."""

@@ -14,8 +14,6 @@ from framekit import close_up
 from appliance.cli.liveness_commands import NEGATIVE, verdict_line
 from appliance.liveness import framing
 
-NEAR_BOXES = 1.15  # face boxes of frame around the face: a person leaning into the lens
-
 
 def test_verdict_lines_show_a_score_only_where_one_was_computed():
     def decision(live, attack, score, *reasons):
@@ -33,7 +31,7 @@ def test_check_prints_live_for_the_sample_and_step_back_for_its_close_up(pipelin
     sample = shared / "data" / "spoof" / "samples" / "image_T1.jpg"
     frame = cv2.imread(str(sample))
     near = tmp_path / "near.jpg"
-    cv2.imwrite(str(near), close_up(frame, pipeline.detect(frame).subject.box, NEAR_BOXES))
+    cv2.imwrite(str(near), close_up(frame, pipeline.detect(frame).subject.box))
     result = subprocess.run([sys.executable, "-m", "appliance", "liveness", "check", str(sample), str(near)],
                             capture_output=True, text=True, env=dict(os.environ), timeout=300)
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)

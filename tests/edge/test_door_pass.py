@@ -32,7 +32,6 @@ SETTINGS = ChallengeSettings(minimum=1, maximum=3, step_timeout_s=4.0, max_delay
 SUBJECT = "subject02"  # a Yale face the grey calibration judges live (most are; BPCER 23 %)
 SCENES = {"neutral": "normal.png", "closed": "sleepy.png", "smile": "happy.png"}
 CLOSE_UP_ZOOM = 3  # an ORL crop enlarged until the eyes are far enough apart for the quality gate
-CLOSE_UP_BOXES = 1.15  # face boxes of frame around a colour face that leans into the lens
 PERFORM = {Action.BLINK: ["closed", "neutral"], Action.SMILE: ["smile"]}
 
 
@@ -115,11 +114,12 @@ def test_a_face_filling_grey_crop_is_asked_to_step_back_not_refused_or_alarmed(p
 
 def test_a_colour_face_filling_the_frame_is_asked_to_step_back(pipeline, checker, spoof_samples, embed_calls,
                                                                signer, tmp_path):
-    """The bona fide sample cut to 1.15 face boxes (a person leaning into the lens; the model then
-    sees no surroundings and often calls a live face an attack): guidance, no alarm, no request."""
+    """The bona fide sample cut to ``framekit.LEANING_IN`` face boxes (a person leaning into the lens;
+    the model then sees no surroundings and often calls a live face an attack): guidance, no alarm,
+    no request."""
     frame = cv2.imread(str(spoof_samples / "image_T1.jpg"))
     near = tmp_path / "near.png"
-    cv2.imwrite(str(near), close_up(frame, pipeline.detect(frame).subject.box, CLOSE_UP_BOXES))
+    cv2.imwrite(str(near), close_up(frame, pipeline.detect(frame).subject.box))
     decider = FakeDecider()
     daemon, display, actuator, sent = door(pipeline, checker, signer, decider=decider)
     (record,) = daemon.run(replay(folder_of(tmp_path, [near] * BURST)))

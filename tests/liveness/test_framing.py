@@ -28,7 +28,7 @@ def test_a_colour_face_filling_the_frame_is_not_judged(pipeline, checker, spoof_
     frame = spoof_samples["image_T1"]
     face = pipeline.detect(frame).subject
     assert checker.judge([frame], [face], level="passive").live  # with its surroundings: judged, live
-    near = close_up(frame, face.box, 1.15)
+    near = close_up(frame, face.box)
     near_face = pipeline.detect(near).subject
     assert framing.context(near.shape, near_face.box) < framing.MIN_CONTEXT
     decision = checker.judge([near], [near_face], level="passive")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from appliance.edge.link import MatcherLink
-from appliance.matcher.gate import Limits
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher.gate import Limits
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType
 from appliance.transport.mqtt import MqttEndpoint
