@@ -185,7 +185,11 @@ class MatcherConfig(Table):
         "reject_window_s that raise a flood alarm and mute the device for the rest of the window"))] = 100
     reject_window_s: Annotated[Float, Field(ge=1, le=3600, description=(
         "one audit record per device sums up its refused messages of this long; also how long a flooding device "
-        "stays muted, seconds"))] = 10.0
+        "stays muted the first time, seconds"))] = 10.0
+    device_mute_max_s: Annotated[Float, Field(ge=1, le=86_400, description=(
+        "a device that floods again within reject_window_s of its mute ending is muted twice as long as the last "
+        "time, up to this long (never less than reject_window_s): a broken or hostile device stays shed at the "
+        "broker instead of raising an alarm every window, seconds"))] = 640.0
     request_gather_ms: Annotated[Float, Field(ge=0.0, le=MAX_GATHER_MS, description=(
         "while requests arrive faster than two per window, the worker waits up to this long after the oldest "
         "waiting one so that more 1:N searches share one pass over the gallery: less CPU per request, at most "

@@ -29,7 +29,11 @@ device's reject window, never audited one by one. A window opens at a device's f
 and lasts ``window_s``; when it ends, one ``message.rejected`` record says how many and why
 ("2,997 messages rejected (over budget: 2,900, ...) in 10 s"). A device refused
 ``rejects_per_window`` times within one window is muted for the rest of it (all it sends is
-dropped at the router, unopened) and raises one ``alarm.message_flood``. The flush ticker
+dropped at the router, unopened) and raises one ``alarm.message_flood``. Muted again within a
+window of its mute ending, it is muted twice as long as the last time (a longer window), up to
+``Limits.mute_max_s``: a device that keeps flooding - broken or hostile - stays muted instead of
+raising an alarm and costing a subscribe, an unsubscribe and a hundred refusals every window, as
+fail2ban's increasing ban time and OpenSSH's penalties escalate. The flush ticker
 writes records and alarms, so no audit write ever runs on the network thread. Whoever watches
 the mutes (``watch_mutes``: the service, which then stops subscribing to the device's topics
 until the mute ends) is told of each change.
@@ -74,6 +78,7 @@ OVER_BUDGET, MUTED, TOPIC, NOT_ALLOWED, MALFORMED = "over_budget", "muted", "top
 # budget they are only held back (``throttled:<kind>``), never held against the device.
 INTERACTIVE = frozenset({topics.REQUEST})
 FLOOD_ALARM, REJECTED_RECORD = "alarm.message_flood", "message.rejected"
+MAX_DOUBLINGS = 32  # a bound on the exponent only: mute_max_s caps the length well before it
 
 
 @dataclass(frozen=True)
@@ -95,11 +100,18 @@ class Limits:
     sync: Budget = Budget(SYNC_PER_S, SYNC_BURST)
     rejects_per_window: int = _DEFAULTS.device_rejects_per_window
     window_s: float = _DEFAULTS.reject_window_s
+    mute_max_s: float = _DEFAULTS.device_mute_max_s
 
     @classmethod
     def from_config(cls, matcher: MatcherConfig) -> Limits:
         return cls(requests=Budget(matcher.device_requests_per_s, matcher.device_request_burst),
-                   rejects_per_window=matcher.device_rejects_per_window, window_s=matcher.reject_window_s)
+                   rejects_per_window=matcher.device_rejects_per_window, window_s=matcher.reject_window_s,
+                   mute_max_s=matcher.device_mute_max_s)
+
+    def mute_s(self, strikes: int) -> float:
+        """How long the window of a device muted ``strikes`` times in a row lasts: one window,
+        doubled for every mute since, at most ``mute_max_s`` (and never less than one window)."""
+        return max(self.window_s, min(self.mute_max_s, self.window_s * 2.0 ** min(strikes - 1, MAX_DOUBLINGS)))
 
     def budget(self, kind: str) -> Budget | None:
         # asked for every message on the network thread: compared, not a dict built per call
@@ -132,10 +144,15 @@ class _Window:
     """One device's refusals since its first one, for ``Limits.window_s``."""
 
     started: float
+    length: float  # ``Limits.window_s``; longer once a device muted again in a row is muted
     reasons: Counter[str] = field(default_factory=Counter)
     kinds: set[str] = field(default_factory=set)
     muted: bool = False
+    strikes: int = 0  # mutes in a row this one makes (1: the first)
     alarm_due: bool = False  # muted in this window; the next flush writes the alarm
+
+    def over(self, now: float) -> bool:
+        return now - self.started >= self.length
 
     @property
     def total(self) -> int:
@@ -146,6 +163,8 @@ class _Window:
 class _Device:
     buckets: dict[str, _Bucket] = field(default_factory=dict)
     window: _Window | None = None
+    mute_ended: float | None = None  # when its last muted window was over
+    strikes: int = 0  # that window's mutes in a row
 
 
 def any_mode(device_allowed: Callable[[str, str], bool] | None) -> Callable[[str, str], bool] | None:
@@ -193,7 +212,7 @@ class Gate:
 
     def _silenced(self, window: _Window | None, now: float) -> bool:
         """A window muted and not yet over: what the router drops and ``muted`` reports."""
-        return window is not None and window.muted and now - window.started < self.limits.window_s
+        return window is not None and window.muted and not window.over(now)
 
     def _tell_mutes(self) -> None:
         if not self._mutes_changed:  # read without the lock: a change is told by whoever made it
@@ -298,20 +317,16 @@ class Gate:
             alarms = [(device, window) for device, window in [(d, w) for d, w, _ in ended] + current
                       if window.alarm_due]
             for device, window in current:
-                if closing or now - window.started >= self.limits.window_s:
+                if closing or window.over(now):
                     ended.append((device, window, now))
-                    self._state[device].window = None
-                    if window.muted:  # a window a later refusal ended was told by ``_note``
-                        self._mutes_changed.append(device)
+                    self._end(device, self._state[device], window)
             for _, window in alarms:
                 window.alarm_due = False
         self._tell_mutes()
-        for device, _ in alarms:
-            self._write(device, FLOOD_ALARM, "raised",
-                        f"{self.limits.rejects_per_window:,} messages rejected within {_seconds(self.limits.window_s)}:"
-                        f" muted, the rest of the window is dropped unopened")
+        for device, window in alarms:
+            self._write(device, FLOOD_ALARM, "raised", self._alarm_detail(window))
         for device, window, at in ended:
-            span = min(at - window.started, self.limits.window_s)
+            span = min(at - window.started, window.length)
             reasons = ", ".join(f"{reason.replace('_', ' ')}: {count:,}" for reason, count in
                                 sorted(window.reasons.items(), key=lambda item: (-item[1], item[0])))
             self._write(device, REJECTED_RECORD, "rejected",
@@ -329,23 +344,40 @@ class Gate:
             state = self._state[device] = _Device()
         return state
 
+    def _end(self, device: str, state: _Device, window: _Window) -> None:
+        """``window`` is over (under the lock): a muted one is remembered for the next mute."""
+        state.window = None
+        if window.muted:  # told now, whether the ticker or a later refusal ended it
+            state.mute_ended, state.strikes = window.started + window.length, window.strikes
+            self._mutes_changed.append(device)
+
     def _note(self, device: str, state: _Device, kind: str, reason: str, now: float) -> None:
         self.stats[f"rejected:{reason}"] += 1
         window = state.window
-        if window is None or now - window.started >= self.limits.window_s:
+        if window is None or window.over(now):
             if window is not None:
                 self._ended.append((device, window, now))
-                if window.muted:
-                    self._mutes_changed.append(device)
-            window = state.window = _Window(now)
+                self._end(device, state, window)
+            window = state.window = _Window(now, self.limits.window_s)
         window.reasons[reason] += 1
         window.kinds.add(kind)
         if not window.muted and window.total >= self.limits.rejects_per_window:
+            in_a_row = state.mute_ended is not None and now - state.mute_ended < self.limits.window_s
+            window.strikes = state.strikes + 1 if in_a_row else 1
+            window.length = max(window.length, self.limits.mute_s(window.strikes))
             window.muted = window.alarm_due = True
             self._mutes_changed.append(device)
             self.stats[f"alarm:{FLOOD_ALARM.split('.', 1)[1]}"] += 1
-            log.warning("%s: %s sent %d refused messages within %.0f s: muted for the rest of the window",
-                        self.name, device, window.total, self.limits.window_s)
+            log.warning("%s: %s sent %d refused messages within %s: muted for %s (%d in a row)", self.name, device,
+                        window.total, _seconds(now - window.started), _seconds(window.length - (now - window.started)),
+                        window.strikes)
+
+    def _alarm_detail(self, window: _Window) -> str:
+        head = f"{self.limits.rejects_per_window:,} messages rejected within {_seconds(self.limits.window_s)}"
+        if window.strikes <= 1:
+            return f"{head}: muted, the rest of the window is dropped unopened"
+        return (f"{head}, muted {window.strikes} windows in a row: muted for {_seconds(window.length)},"
+                f" dropped unopened")
 
     def _write(self, device: str, action: str, result: str, detail: str) -> None:
         try:

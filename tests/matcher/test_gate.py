@@ -106,9 +106,39 @@ def test_whoever_watches_the_mutes_is_told_when_one_starts_and_ends_and_reads_th
     assert told == [("door-b", True), ("door-b", False)]
     for _ in range(10):  # muted again in a new window, which a refusal ends as well as the ticker
         gate.refuse("door-b", topics.REQUEST, "malformed")
-    clock.now += 10.0
+    clock.now += 20.0  # at once after the last mute: twice as long
     gate.refuse("door-b", topics.REQUEST, "malformed")
     assert told[2:] == [("door-b", True), ("door-b", False)]
+
+
+def test_a_device_that_floods_again_at_once_is_muted_twice_as_long_each_time_up_to_the_cap(node):
+    """A broken or hostile door that keeps flooding stays muted (shed at the broker) instead of
+    raising an alarm and being heard again every window; one that behaves for a window after its
+    mute ends starts over at one window."""
+    gate, clock, stats = gate_on(node, Limits(requests=Budget(2.0, 4), rejects_per_window=10, window_s=10.0,
+                                              mute_max_s=35.0))
+    lengths = []
+    for _ in range(4):
+        muted_at = clock.now
+        for _ in range(20):
+            gate.refuse("door-b", topics.REQUEST, "malformed")
+        assert gate.muted("door-b")
+        while gate.muted("door-b"):
+            clock.now += 1.0
+        lengths.append(clock.now - muted_at)
+        gate.flush()
+    assert lengths == [10.0, 20.0, 35.0, 35.0] and stats["alarm:message_flood"] == 4
+    alarms = [detail for _, action, detail in entries(node) if action == "alarm.message_flood"]
+    assert alarms[0] == "10 messages rejected within 10 s: muted, the rest of the window is dropped unopened"
+    again = "10 messages rejected within 10 s, muted {} windows in a row: muted for {} s, dropped unopened"
+    assert alarms[1:3] == [again.format(2, 20), again.format(3, 35)]
+    records = [detail for _, action, detail in entries(node) if action == "message.rejected"]
+    assert records[1] == "20 messages rejected (malformed: 20) in 20 s on req"
+    clock.now += 10.0  # a window of quiet after the last mute: forgiven
+    for _ in range(10):
+        gate.refuse("door-b", topics.REQUEST, "malformed")
+    clock.now += 10.0
+    assert not gate.muted("door-b")
 
 
 def test_a_new_refusal_after_the_window_starts_the_next_one_and_the_old_record_is_still_written(node):
@@ -153,5 +183,6 @@ def test_the_sender_check_fails_closed_and_the_defaults_come_from_the_configurat
     assert Limits().requests == Budget(config.device_requests_per_s, config.device_request_burst)
     assert (Limits().rejects_per_window, Limits().window_s) == (config.device_rejects_per_window,
                                                                config.reject_window_s)
-    changed = Limits.from_config(MatcherConfig(device_requests_per_s=1.5, reject_window_s=60.0))
+    changed = Limits.from_config(MatcherConfig(device_requests_per_s=1.5, reject_window_s=60.0, device_mute_max_s=30))
     assert changed.requests.rate_per_s == 1.5 and changed.window_s == 60.0
+    assert changed.mute_s(1) == changed.mute_s(5) == 60.0  # a cap below the window never shortens the first mute
