@@ -137,8 +137,9 @@ def test_another_door_is_answered_during_a_flood_and_the_flood_is_audited_once(s
 def test_a_muted_device_is_shed_at_the_broker_until_its_mute_ends(site, pipeline, link):
     """A short window: door-b floods, is muted and unsubscribed; its valid request goes
     unanswered while muted (the broker has nobody to give it to) and is answered once the
-    window is over and the replica has subscribed to its topics again."""
-    window_s = 3.0
+    window is over and the replica has subscribed to its topics again. Flooding again at once,
+    it is shed for twice as long."""
+    window_s = 4.0
     loaded = load_gallery(site.data, Principal("matcher-1", Role.OPERATOR), pipeline.embedder_pack)
     allowed = lambda device, mode: provisioning.is_allowed(site.broker.pki, device, mode)  # noqa: E731
     matcher = compose("matcher-1", site.mqtt("matcher-1"), site.data.node, site.directory, loaded,
@@ -160,6 +161,15 @@ def test_a_muted_device_is_shed_at_the_broker_until_its_mute_ends(site, pipeline
         assert door_b.request(probe(pipeline, "door-b", rng), PACK).reason in (messages.Reason.NO_MATCH,
                                                                                messages.Reason.LOCKED_OUT)
         assert set(matcher.service.subscriptions) <= set(matcher.endpoint.subscriptions)
+        junk(site, "door-b", 300)  # within a window of the mute's end: the next one is 2 x window_s
+        assert wait_for(lambda: matcher.service.shed == {"door-b"}, timeout=30)
+        again_at = time.monotonic()
+        time.sleep(window_s + 1.0)
+        assert matcher.service.shed == {"door-b"}  # still shed past one window
+        assert wait_for(lambda: not matcher.service.shed, timeout=window_s + 10)
+        assert time.monotonic() - again_at < 2 * window_s + 2.0  # and heard again after two
+        assert any("muted 2 windows in a row" in e.detail for e in site.data.audit.entries()
+                   if e.device == "door-b" and e.action == "alarm.message_flood")
     finally:
         door_b.close()
         matcher.stop()
