@@ -141,7 +141,8 @@ class _Bucket:
 
 @dataclass
 class _Window:
-    """One device's refusals since its first one, for ``Limits.window_s``."""
+    """One device's refusals since its first one, for ``length`` seconds (``Limits.window_s``, or
+    ``Limits.mute_s`` of its mutes in a row once muted)."""
 
     started: float
     length: float  # ``Limits.window_s``; longer once a device muted again in a row is muted
