@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from appliance.bench import host
 from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
 from appliance.bench.probes import DIMENSION, PACK, Timing
@@ -179,6 +180,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
     from appliance.site import Site
 
     say = progress or (lambda message: None)
+    reference_before = host.reference_cpu_ms()  # the host's speed, before anything of the run starts
     mix = Mix(dict(shares or DEFAULT_SHARES), gallery_size)
     names = [f"door-{i:03d}" for i in range(devices)]
     per_door = rate_per_s / devices / mix.request_share  # passes per door: requests and catch-ups
@@ -202,6 +204,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             time.sleep(max(0.0, start_at - time.time()))
             say(f"{devices} doors at {rate_per_s:g} requests/s for {seconds:g} s ...")
             load_before, cpu_before, broker_before = os.getloadavg(), _self_cpu_s(), _proc_cpu_s(broker_pid)
+            ticks_before = host.cpu_times()
             clock = ThreadClock()
             clock.start()
             handled_before = matcher.requests.route.worker.handled
@@ -212,7 +215,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
             marks.cancel()
             handled_run = matcher.requests.route.worker.handled - handled_before
-            load_after = os.getloadavg()
+            load_after, ticks_after = os.getloadavg(), host.cpu_times()
             flooded = generator_result(attack, limit) if attack is not None else None
             deadline = time.monotonic() + DRAIN_S
             while matcher.queue_depth and time.monotonic() < deadline:
@@ -226,11 +229,14 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             site.broker.stop()
             store.close()
             data.close()
+    reference_after = host.reference_cpu_ms()
     return summarise(results, flooded, seconds, {
         "devices": devices, "rate_per_s": rate_per_s, "seconds": seconds, "processes": len(groups),
         "device_niceness": niceness,
         "gallery": gallery_size, "shares": mix.shares, "flood_rate_per_s": FLOOD_RATE_PER_S if flood else 0.0,
         "cpus": len(os.sched_getaffinity(0)), "load_average": [load_before[0], load_after[0]],
+        "host": {"reference_cpu_ms": [reference_before, reference_after],
+                 "steal_share": host.steal_share(ticks_before, ticks_after)},
         "cpu_s": {"matcher": matcher_cpu, "broker": broker_cpu, "doors": sum(r["cpu_s"] for r in results),
                   "flooder": flooded["cpu_s"] if flooded else 0.0},
         "matcher_threads_cpu_s": threads, "handled": handled,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.bench.host import REFERENCE_REPEATS
 from appliance.bench.load import TARGET_P95_MS
 from appliance.bench.report_files import write_report_files
 from appliance.bench.profile_matcher import STAGE_NOTES, STAGES
@@ -32,6 +33,18 @@ def _outside_flood(result: dict) -> list[str]:
             "its replays and its budget's worth of fresh requests)."]
 
 
+def _host(result: dict) -> str:
+    """The host's speed around the run (``bench.host``): what to compare runs of other days by."""
+    probe = result.get("host")
+    if not probe:
+        return ""
+    before, after = probe["reference_cpu_ms"]
+    steal = probe.get("steal_share")
+    stolen = "" if steal is None else f"; the hypervisor kept {steal:.1%} of the CPUs' time for others during the run"
+    return (f"The host's speed: a fixed reference workload took {_f(before, 1)} ms of CPU before the run and "
+            f"{_f(after, 1)} ms after it (median of {REFERENCE_REPEATS}; lower is faster){stolen}.")
+
+
 def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
     cpu, latency = result["cpu_s"], result["latency_ms"]
     handled = max(1, result["handled"])
@@ -40,8 +53,9 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         f"{machine.get('date', '')} - {machine.get('cpu', '?')}, {result['cpus']} CPUs; load average "
         f"{result['load_average'][0]:.1f} at the start, {result['load_average'][1]:.1f} at the end. "
         "Broker (Mosquitto, mutual TLS, ACLs), one matcher replica and the door processes share these CPUs "
-        "with whatever else runs on the machine: the matcher's CPU time per request is the figure that does "
-        "not depend on the neighbours.", "",
+        "with whatever else runs on the machine: the matcher's CPU time per request depends on the neighbours "
+        "far less than wall time does, but still does (a CPU second does less work while other machines share "
+        f"the caches). {_host(result)}", "",
         f"{result['devices']} provisioned doors in {result['processes']} processes asking {result['rate_per_s']:,.0f} "
         f"match requests/s in all for {result['seconds']:g} s, gallery of {result['gallery']:,} templates; mix "
         + ", ".join(f"{kind} {share:.0%}" for kind, share in result["shares"].items())

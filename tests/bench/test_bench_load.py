@@ -32,6 +32,7 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
     assert 0 < quiet["handled"] < result["handled"] and quiet["per_core"] == result["targets"]["per_core"]["measured"]
     assert "Outside the flood third" in text
+    assert all(ms > 0 for ms in result["host"]["reference_cpu_ms"]) and "fixed reference workload took" in text
     gather = MatcherConfig().request_gather_ms  # the replica is wired as ``appliance matcher`` wires it
     assert result["queue"]["gather_ms"] == gather and f"waits up to {gather:.0f} ms for company" in text
     assert json.loads(written["json"].read_text())["result"]["answered"] == result["answered"]
