@@ -94,7 +94,8 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         watchdog = notify.Watchdog(status_file=_status_file(config, "matcher", name))
         while not stop.wait(1.0):
             watchdog.heartbeat(model_loaded=True, model=app.pack.label, broker=app.matcher.service.connected,
-                               queue=app.matcher.queue_depth, templates_quarantined=app.matcher.quarantined)
+                               queue=app.matcher.queue_depth, templates_quarantined=app.matcher.quarantined,
+                               muted=app.matcher.muted_devices)
         notify.stopping()
         app.stop()
         watchdog.stopped()

@@ -84,6 +84,11 @@ class Matcher:
         """Subjects whose template could not be read and are not served (for the heartbeat)."""
         return len(self.loaded.quarantined)
 
+    @property
+    def muted_devices(self) -> dict[str, int]:
+        """Devices muted for flooding now, with their mutes in a row (for the heartbeat)."""
+        return self.service.gate.muted_now()
+
     def start(self) -> "Matcher":
         self.service.start()
         if self.devices is not None:

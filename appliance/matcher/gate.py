@@ -211,6 +211,13 @@ class Gate:
             state = self._state.get(device)
             return state is not None and self._silenced(state.window, self.clock())
 
+    def muted_now(self) -> dict[str, int]:
+        """Every device muted now, with its mutes in a row (what ``appliance health`` warns of)."""
+        now = self.clock()
+        with self._lock:
+            windows = [(device, state.window) for device, state in self._state.items() if state.window is not None]
+        return {device: window.strikes for device, window in windows if self._silenced(window, now)}
+
     def _silenced(self, window: _Window | None, now: float) -> bool:
         """A window muted and not yet over: what the router drops and ``muted`` reports."""
         return window is not None and window.muted and not window.over(now)

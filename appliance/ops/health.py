@@ -28,6 +28,7 @@ BROKER_TIMEOUT_S = 3.0
 EARLIEST_SANE_TIME = 1_735_689_600
 STALE_FACTOR = 3  # a status record older than 3 heartbeat periods means a stalled loop
 DEFAULT_STATUS_PERIOD_S = 5.0
+MUTED_SHOWN = 5  # doors named in the flood check's detail; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
         level = (FAIL if record["camera_binding"] == "enforce" else WARN) if refused else OK
         checks.append(Check("camera", level, f"{service}: camera refused: {refused}" if refused else
                             f"{service}: the camera carries its binding ({record['camera_binding']})"))
+    if "muted" in record:  # the matcher: doors muted for flooding it (matcher.gate)
+        checks.append(check_muted(service, record["muted"]))
     if "cache_revision" in record:
         synced = float(record.get("cache_synced_at", 0))
         fresh = now - synced <= cache_max_age_s
@@ -98,6 +101,18 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
 
 
 # -- the site's data duties (the central host; ``appliance.cli.site_commands.site_checks``) --
+def check_muted(service: str, muted: dict[str, int]) -> Check:
+    """A warning while any door is muted for flooding: a broken or compromised door goes
+    unheard (its passes too) until it stops; the audit log holds its alarms."""
+    if not muted:
+        return Check("flood", OK, f"{service}: no door muted")
+    doors = sorted(muted)
+    shown = ", ".join(f"{door} ({muted[door]} in a row)" if muted[door] > 1 else door for door in doors[:MUTED_SHOWN])
+    more = f" and {len(doors) - MUTED_SHOWN} more" if len(doors) > MUTED_SHOWN else ""
+    return Check("flood", WARN, f"{service}: {len(doors)} door{'s' if len(doors) != 1 else ''} muted for flooding "
+                                f"(alarm.message_flood in the audit log): {shown}{more}")
+
+
 def check_matching_mode(configured: str, justified_by: str = "", justified_at: float = 0.0) -> Check:
     """Central matching sends templates off the doors: say whether the site justified it."""
     if configured == "local":

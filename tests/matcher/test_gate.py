@@ -122,12 +122,12 @@ def test_a_device_that_floods_again_at_once_is_muted_twice_as_long_each_time_up_
         muted_at = clock.now
         for _ in range(20):
             gate.refuse("door-b", topics.REQUEST, "malformed")
-        assert gate.muted("door-b")
+        assert gate.muted("door-b") and gate.muted_now() == {"door-b": len(lengths) + 1}
         while gate.muted("door-b"):
             clock.now += 1.0
         lengths.append(clock.now - muted_at)
         gate.flush()
-    assert lengths == [10.0, 20.0, 35.0, 35.0] and stats["alarm:message_flood"] == 4
+    assert lengths == [10.0, 20.0, 35.0, 35.0] and stats["alarm:message_flood"] == 4 and gate.muted_now() == {}
     alarms = [detail for _, action, detail in entries(node) if action == "alarm.message_flood"]
     assert alarms[0] == "10 messages rejected within 10 s: muted, the rest of the window is dropped unopened"
     again = "10 messages rejected within 10 s, muted {} windows in a row: muted for {} s, dropped unopened"

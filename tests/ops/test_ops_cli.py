@@ -13,7 +13,7 @@ import time
 import pytest
 
 from appliance.config import OpsConfig, load_config
-from appliance.ops.health import EXIT, FAIL, OK, overall, run_health
+from appliance.ops.health import EXIT, FAIL, OK, WARN, check_daemon, check_muted, overall, run_health
 from appliance.ops.logs import configure_logging
 from appliance.ops.notify import Watchdog, status_path
 from appliance.security.keys import FileKeyProvider, ensure_keys
@@ -81,6 +81,24 @@ def test_health_reports_for_monitoring(site, monkeypatch):
         dog.stopped()  # a clean stop is reported as such
         stopped = {c.name: c for c in run_health(config, "edge", tmp_path / "data")}
         assert stopped["watchdog"].status == FAIL and "stopped" in stopped["watchdog"].detail
+
+
+def test_health_warns_while_a_door_is_muted_for_flooding(tmp_path):
+    """The matcher's heartbeat carries the doors muted now (``Gate.muted_now``): a monitoring
+    system sees a flooding door without reading the audit log."""
+    status_file = tmp_path / "matcher-matcher-1.json"
+    Watchdog(environ={}, status_file=status_file).heartbeat(model_loaded=True, model="w600k-mbf@1.0.0",
+                                                            broker=True, muted={})
+    checks = {c.name: c for c in check_daemon("matcher matcher-1", status_file, 60.0)}
+    assert checks["flood"].status == OK and checks["flood"].detail == "matcher matcher-1: no door muted"
+    Watchdog(environ={}, status_file=status_file).heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", broker=True,
+                                                            muted={f"door-{n}": 1 for n in range(6)} | {"door-b": 3})
+    flood = {c.name: c for c in check_daemon("matcher matcher-1", status_file, 60.0)}["flood"]
+    assert flood.status == WARN and overall([flood]) == WARN
+    assert flood.detail == ("matcher matcher-1: 7 doors muted for flooding (alarm.message_flood in the audit log): "
+                            "door-0, door-1, door-2, door-3, door-4 and 2 more")
+    assert check_muted("m", {"door-b": 3}).detail.endswith("flooding (alarm.message_flood in the audit log): "
+                                                            "door-b (3 in a row)")
 
 
 def test_json_logs_are_masked_and_rotate(tmp_path):

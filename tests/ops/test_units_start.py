@@ -322,6 +322,7 @@ def test_units_start_ping_report_health_and_stop(site):
         for service in ("matcher", "edge"):
             if not wait_for(lambda service=service: _health(site, service)[0] == 0, 20):
                 pytest.fail(f"{service} health not green: {_health(site, service)}")
+        assert {c["name"]: c["status"] for c in _health(site, "matcher")[1]["checks"]}["flood"] == "ok"
 
         # the matcher stops: its health turns red with the reason, and the edge says so too
         assert matcher.stop() == 0, matcher.output()

@@ -153,6 +153,7 @@ def test_a_muted_device_is_shed_at_the_broker_until_its_mute_ends(site, pipeline
         junk(site, "door-b", 300)
         assert wait_for(lambda: matcher.service.shed == {"door-b"}, timeout=30)
         muted_at = time.monotonic()
+        assert matcher.muted_devices == {"door-b": 1}  # what the heartbeat tells ``appliance health``
         with pytest.raises(ApplianceError) as refused:
             door_b.request(probe(pipeline, "door-b", rng), PACK, timeout=0.5, attempts=1)
         assert refused.value.code == ErrorCode.REQUEST_TIMEOUT and time.monotonic() - muted_at < window_s
@@ -164,6 +165,7 @@ def test_a_muted_device_is_shed_at_the_broker_until_its_mute_ends(site, pipeline
         junk(site, "door-b", 300)  # within a window of the mute's end: the next one is 2 x window_s
         assert wait_for(lambda: matcher.service.shed == {"door-b"}, timeout=30)
         again_at = time.monotonic()
+        assert matcher.muted_devices == {"door-b": 2}
         time.sleep(window_s + 1.0)
         assert matcher.service.shed == {"door-b"}  # still shed past one window
         assert wait_for(lambda: not matcher.service.shed, timeout=window_s + 10)
