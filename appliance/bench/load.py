@@ -144,7 +144,7 @@ def _replica(site, gallery_size: int, per_door: float):
     """A full replica on the site's stores, with the synthetic gallery of ``gallery_size``."""
     from appliance.config import load_config
     from appliance.matcher.app import compose
-    from appliance.matcher.gate import Budget, Limits
+    from appliance.matcher.device_limits import Budget, Limits
     from appliance.matcher.site_checks import SiteChecks
     from appliance.matcher.liveness import second_liveness_judgement
     from appliance.matcher.loaded import LoadedGallery

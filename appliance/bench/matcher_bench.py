@@ -69,7 +69,7 @@ def throughput_benchmark(devices: int = 50, per_device: int = 20, gallery_size: 
     ``flood_load`` (steady doors with and without a flood) under ``load_test``."""
     from appliance.edge.link import MatcherLink
     from appliance.matcher.app import compose
-    from appliance.matcher.gate import Budget, Limits
+    from appliance.matcher.device_limits import Budget, Limits
     from appliance.matcher.loaded import LoadedGallery
     from appliance.matching import FailureTracker
     from appliance.site import Site

@@ -29,7 +29,8 @@ from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.credential_requests import CredentialRequestHandler
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.events import EventAuditor, EventRecorder
-from appliance.matcher.gate import Gate, Limits, any_mode
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import Gate, any_mode
 from appliance.matcher.site_checks import SiteChecks
 from appliance.matcher.loaded import LoadedGallery, load_gallery
 from appliance.matcher.replica import POLL_S, ReplicaFollower

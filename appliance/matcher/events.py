@@ -29,7 +29,8 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.gate import MALFORMED, Gate, Limits
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import MALFORMED, Gate
 from appliance.matcher.replica_io import Audit, Courier
 from appliance.matcher.service import Route
 from appliance.matcher.sync_store import EventRecord, SyncStore

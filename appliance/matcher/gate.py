@@ -8,8 +8,8 @@ device made 3,001 rows and the other doors waited 8.9 s. A message now meets, in
 1. **The router** (the MQTT network thread, before anything is queued or opened): the topic
    must be one its owner may publish on (``protocol.topics.may_publish``, the rules the
    broker ACL is made from) and a handler reads, the owner a device this replica knows; the
-   device must not be muted; its budget for that kind of message (a token bucket:
-   ``rate_per_s`` sustained, ``burst`` at once) must have a token. A refusal here costs a
+   device must not be muted; its budget for that kind of message (``matcher.device_limits``:
+   a token bucket, ``rate_per_s`` sustained, ``burst`` at once) must have a token. A refusal here costs a
    few look-ups, so a flood is dropped as fast as it arrives and its excess never reaches
    the queues of the workers other doors wait on. Over budget, a request is refused; an
    event, alarm or sync message is only throttled (its sender repeats it until it is
@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
-from appliance.config import MatcherConfig
+from appliance.matcher.device_limits import Limits, TokenBucket
 from appliance.matcher.replica_io import Audit
 from appliance.protocol import topics
 from appliance.protocol.inbound import Inbound, open_on_topic
@@ -56,16 +56,6 @@ from appliance.transport.mqtt import Incoming
 
 log = logging.getLogger(__name__)
 
-_DEFAULTS = MatcherConfig()  # the configured defaults are the one source of the request/reject numbers
-# Outbox drains: a door back online sends its backlog one outbox window (200 by default) at a
-# time; 1,000/s drains 100,000 events in under two minutes (unlimited it measured ~1,300/s).
-EVENTS_PER_S, EVENT_BURST = 1000.0, 2000
-# Alarms are rare (one per attack attempt or outage) and each is audited when recorded.
-ALARMS_PER_S, ALARM_BURST = 2.0, 50
-# Sync: a request and an acknowledgement per answer of up to 8 deltas (104 templates of 512-d);
-# a snapshot asks again at once, so this allows ~2,600 templates/s to one device (a fresh
-# device measured ~1,700/s unlimited) and a resend after a drop.
-SYNC_PER_S, SYNC_BURST = 50.0, 100
 FLUSH_EVERY_S = 1.0  # the ticker writes alarms and ended windows this often
 MAX_TRACKED = 10_000  # devices with state; beyond it idle ones are forgotten (full buckets again)
 MAX_TOPICS = len(topics.DEVICE_WRITES) * MAX_TRACKED  # topics whose routing is remembered
@@ -78,65 +68,6 @@ OVER_BUDGET, MUTED, TOPIC, NOT_ALLOWED, MALFORMED = "over_budget", "muted", "top
 # budget they are only held back (``throttled:<kind>``), never held against the device.
 INTERACTIVE = frozenset({topics.REQUEST})
 FLOOD_ALARM, REJECTED_RECORD = "alarm.message_flood", "message.rejected"
-MAX_DOUBLINGS = 32  # a bound on the exponent only: mute_max_s caps the length well before it
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A token bucket's shape: ``rate_per_s`` messages a second sustained, ``burst`` at once."""
-
-    rate_per_s: float
-    burst: int
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one device may send to one replica: a budget per kind of message, and how many
-    refusals in one window make it a flood."""
-
-    requests: Budget = Budget(_DEFAULTS.device_requests_per_s, _DEFAULTS.device_request_burst)
-    events: Budget = Budget(EVENTS_PER_S, EVENT_BURST)
-    alarms: Budget = Budget(ALARMS_PER_S, ALARM_BURST)
-    sync: Budget = Budget(SYNC_PER_S, SYNC_BURST)
-    rejects_per_window: int = _DEFAULTS.device_rejects_per_window
-    window_s: float = _DEFAULTS.reject_window_s
-    mute_max_s: float = _DEFAULTS.device_mute_max_s
-
-    @classmethod
-    def from_config(cls, matcher: MatcherConfig) -> Limits:
-        return cls(requests=Budget(matcher.device_requests_per_s, matcher.device_request_burst),
-                   rejects_per_window=matcher.device_rejects_per_window, window_s=matcher.reject_window_s,
-                   mute_max_s=matcher.device_mute_max_s)
-
-    def mute_s(self, strikes: int) -> float:
-        """How long the window of a device muted ``strikes`` times in a row lasts: one window,
-        doubled for every mute since, at most ``mute_max_s`` (and never less than one window)."""
-        return max(self.window_s, min(self.mute_max_s, self.window_s * 2.0 ** min(strikes - 1, MAX_DOUBLINGS)))
-
-    def budget(self, kind: str) -> Budget | None:
-        # asked for every message on the network thread: compared, not a dict built per call
-        if kind == topics.REQUEST:
-            return self.requests
-        if kind == topics.EVENT:
-            return self.events
-        if kind == topics.ALARM:
-            return self.alarms
-        return self.sync if kind == topics.SYNC_ACK else None
-
-
-class _Bucket:
-    __slots__ = ("tokens", "at")
-
-    def __init__(self, budget: Budget, now: float):
-        self.tokens, self.at = float(budget.burst), now
-
-    def take(self, budget: Budget, now: float, cost: int = 1) -> bool:
-        self.tokens = min(float(budget.burst), self.tokens + (now - self.at) * budget.rate_per_s)
-        self.at = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
 
 
 @dataclass
@@ -162,7 +93,7 @@ class _Window:
 
 @dataclass
 class _Device:
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
     window: _Window | None = None
     mute_ended: float | None = None  # when its last muted window was over
     strikes: int = 0  # that window's mutes in a row
@@ -258,7 +189,7 @@ class Gate:
             else:
                 bucket = state.buckets.get(kind)
                 if bucket is None:
-                    bucket = state.buckets[kind] = _Bucket(budget, now)
+                    bucket = state.buckets[kind] = TokenBucket(budget, now)
                 if bucket.take(budget, now, cost):
                     return True
                 if kind not in INTERACTIVE:  # flow control: the outbox or sync client sends it again

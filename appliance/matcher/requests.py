@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from appliance.access.rules import ANTI_PASSBACK
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.access_site import AccessMemo, SiteAccess
-from appliance.matcher.gate import MALFORMED, Gate, Limits, any_mode
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import MALFORMED, Gate, any_mode
 from appliance.matcher.loaded import LoadedGallery, SearchedBatch
 from appliance.matcher.replica_io import Audit, Courier, decision_detail
 from appliance.matcher.service import Route

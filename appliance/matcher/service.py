@@ -23,7 +23,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from appliance.matcher.gate import FLUSH_EVERY_S, Gate, Limits
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import FLUSH_EVERY_S, Gate
 from appliance.matcher.replica_io import Auditor, Courier
 from appliance.protocol import bundles, topics
 from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings

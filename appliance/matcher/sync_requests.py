@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 from appliance.matcher.deletions import DeletionConfirmations
 from appliance.matcher.eligibility import DEFAULT_GROUP
-from appliance.matcher.gate import MALFORMED, Gate, Limits, any_mode
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import MALFORMED, Gate, any_mode
 from appliance.matcher.replica import POLL_S, ReplicaFollower
 from appliance.matcher.replica_io import Auditor, Courier
 from appliance.matcher.revisions import SyncEngine

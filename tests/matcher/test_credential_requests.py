@@ -12,7 +12,8 @@ import pytest
 
 from appliance.config.mode_tables import DoorMode
 from appliance.matcher.credential_requests import CredentialRequestHandler
-from appliance.matcher.gate import Gate, Limits
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import Gate
 from appliance.matching.credentials import CredentialJudge, hash_pin
 from appliance.protocol import messages, topics
 from appliance.protocol.credential_messages import CredentialRequest

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.gate import Gate, Limits
+from appliance.matcher.device_limits import Limits
+from appliance.matcher.gate import Gate
 from appliance.matcher.loaded import LoadedGallery
 from appliance.matcher.replica_io import Auditor, Courier
 from appliance.matcher.requests import RequestHandler

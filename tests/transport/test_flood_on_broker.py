@@ -18,7 +18,7 @@ import pytest
 from appliance.edge.link import MatcherLink
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.app import compose
-from appliance.matcher.gate import Limits
+from appliance.matcher.device_limits import Limits
 from appliance.matcher.loaded import load_gallery
 from appliance.ops import provisioning
 from appliance.protocol import messages, topics

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.edge.link import MatcherLink
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.matcher.gate import Limits
+from appliance.matcher.device_limits import Limits
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType
 from appliance.transport.mqtt import MqttEndpoint
