@@ -33,8 +33,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one device may send to one replica: a budget per kind of message, and how many
-    refusals in one window make it a flood."""
+    """What one device may send to one replica: a budget per kind of message, how many refusals
+    in one window make it a flood, and how long a flood mutes it (``mute_s``)."""
 
     requests: Budget = Budget(_DEFAULTS.device_requests_per_s, _DEFAULTS.device_request_burst)
     events: Budget = Budget(EVENTS_PER_S, EVENT_BURST)

@@ -8,9 +8,9 @@ device made 3,001 rows and the other doors waited 8.9 s. A message now meets, in
 1. **The router** (the MQTT network thread, before anything is queued or opened): the topic
    must be one its owner may publish on (``protocol.topics.may_publish``, the rules the
    broker ACL is made from) and a handler reads, the owner a device this replica knows; the
-   device must not be muted; its budget for that kind of message (``matcher.device_limits``:
-   a token bucket, ``rate_per_s`` sustained, ``burst`` at once) must have a token. A refusal here costs a
-   few look-ups, so a flood is dropped as fast as it arrives and its excess never reaches
+   device must not be muted; its budget for that kind of message (a token bucket of
+   ``matcher.device_limits``: ``rate_per_s`` sustained, ``burst`` at once) must have a token. A
+   refusal here costs a few look-ups, so a flood is dropped as fast as it arrives and its excess never reaches
    the queues of the workers other doors wait on. Over budget, a request is refused; an
    event, alarm or sync message is only throttled (its sender repeats it until it is
    acknowledged: an outbox draining after an outage is flow-controlled, not punished).
@@ -83,8 +83,12 @@ class _Window:
     strikes: int = 0  # mutes in a row this one makes (1: the first)
     alarm_due: bool = False  # muted in this window; the next flush writes the alarm
 
+    @property
+    def ends(self) -> float:
+        return self.started + self.length
+
     def over(self, now: float) -> bool:
-        return now - self.started >= self.length
+        return now >= self.ends
 
     @property
     def total(self) -> int:
@@ -95,8 +99,7 @@ class _Window:
 class _Device:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     window: _Window | None = None
-    mute_ended: float | None = None  # when its last muted window was over
-    strikes: int = 0  # that window's mutes in a row
+    last_mute: _Window | None = None  # its last muted window, over: the next mute may be in a row
 
 
 def any_mode(device_allowed: Callable[[str, str], bool] | None) -> Callable[[str, str], bool] | None:
@@ -146,8 +149,8 @@ class Gate:
         """Every device muted now, with its mutes in a row (what ``appliance health`` warns of)."""
         now = self.clock()
         with self._lock:
-            windows = [(device, state.window) for device, state in self._state.items() if state.window is not None]
-        return {device: window.strikes for device, window in windows if self._silenced(window, now)}
+            return {device: state.window.strikes for device, state in self._state.items()
+                    if state.window is not None and self._silenced(state.window, now)}
 
     def _silenced(self, window: _Window | None, now: float) -> bool:
         """A window muted and not yet over: what the router drops and ``muted`` reports."""
@@ -287,7 +290,7 @@ class Gate:
         """``window`` is over (under the lock): a muted one is remembered for the next mute."""
         state.window = None
         if window.muted:  # told now, whether the ticker or a later refusal ended it
-            state.mute_ended, state.strikes = window.started + window.length, window.strikes
+            state.last_mute = window
             self._mutes_changed.append(device)
 
     def _note(self, device: str, state: _Device, kind: str, reason: str, now: float) -> None:
@@ -301,9 +304,9 @@ class Gate:
         window.reasons[reason] += 1
         window.kinds.add(kind)
         if not window.muted and window.total >= self.limits.rejects_per_window:
-            in_a_row = state.mute_ended is not None and now - state.mute_ended < self.limits.window_s
-            window.strikes = state.strikes + 1 if in_a_row else 1
-            window.length = max(window.length, self.limits.mute_s(window.strikes))
+            last = state.last_mute
+            window.strikes = last.strikes + 1 if last is not None and now - last.ends < self.limits.window_s else 1
+            window.length = self.limits.mute_s(window.strikes)
             window.muted = window.alarm_due = True
             self._mutes_changed.append(device)
             self.stats[f"alarm:{FLOOD_ALARM.split('.', 1)[1]}"] += 1

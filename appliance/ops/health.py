@@ -100,7 +100,6 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
     return checks
 
 
-# -- the site's data duties (the central host; ``appliance.cli.site_commands.site_checks``) --
 def check_muted(service: str, muted: dict[str, int]) -> Check:
     """A warning while any door is muted for flooding: a broken or compromised door goes
     unheard (its passes too) until it stops; the audit log holds its alarms."""
@@ -113,6 +112,7 @@ def check_muted(service: str, muted: dict[str, int]) -> Check:
                                 f"(alarm.message_flood in the audit log): {shown}{more}")
 
 
+# -- the site's data duties (the central host; ``appliance.cli.site_commands.site_checks``) --
 def check_matching_mode(configured: str, justified_by: str = "", justified_at: float = 0.0) -> Check:
     """Central matching sends templates off the doors: say whether the site justified it."""
     if configured == "local":
