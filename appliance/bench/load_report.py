@@ -41,7 +41,7 @@ def _host(result: dict) -> str:
     before, after = probe["reference_cpu_ms"]
     steal = probe.get("steal_share")
     stolen = "" if steal is None else f"; the hypervisor kept {steal:.1%} of the CPUs' time for others during the run"
-    return (f"The host's speed: a fixed reference workload took {_f(before, 1)} ms of CPU before the run and "
+    return (f" The host's speed: a fixed reference workload took {_f(before, 1)} ms of CPU before the run and "
             f"{_f(after, 1)} ms after it (median of {REFERENCE_REPEATS}; lower is faster){stolen}.")
 
 
@@ -55,7 +55,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "Broker (Mosquitto, mutual TLS, ACLs), one matcher replica and the door processes share these CPUs "
         "with whatever else runs on the machine: the matcher's CPU time per request depends on the neighbours "
         "far less than wall time does, but still does (a CPU second does less work while other machines share "
-        f"the caches). {_host(result)}", "",
+        "the caches)." + _host(result), "",
         f"{result['devices']} provisioned doors in {result['processes']} processes asking {result['rate_per_s']:,.0f} "
         f"match requests/s in all for {result['seconds']:g} s, gallery of {result['gallery']:,} templates; mix "
         + ", ".join(f"{kind} {share:.0%}" for kind, share in result["shares"].items())
@@ -69,7 +69,9 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         lines.append(f"| {target['target']} | {_f(target['measured'], 2)} | {'yes' if target['met'] else 'no'} |")
     lines += [
         "", "## Requests", "",
-        f"Answered **{result['answered']:,}** ({_f(result['requests_per_s'])} requests/s); unanswered "
+        f"Answered **{result['answered']:,}** ({_f(result['requests_per_s'])} requests/s over the "
+        f"{_f(result.get('span_s', result['seconds']))} s from the first request sent to the last answer: doors "
+        "short of CPU fall behind their schedule and catch up after the run's nominal end); unanswered "
         f"{result['unanswered']}; answers other than the kind of pass must get {result['wrong_answers']}. "
         f"Round trip at the door p50 **{_f(latency['p50'])} ms**, p95 **{_f(latency['p95'])} ms**, "
         f"p99 {_f(latency['p99'])} ms. Events of catch-ups sent {result['events_sent']:,}, acknowledged "

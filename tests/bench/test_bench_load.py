@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from appliance.bench import load, load_report
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER, Mix
 from appliance.cli.main import main
@@ -57,3 +59,14 @@ def test_the_plots_p95_axis_is_not_flattened_by_the_first_second():
     assert off_scale == [(0, 321.0)]  # marked at the top with its value
     top, off_scale = load_report.p95_scale(seconds, [40.0, 150.0, 95.0, 52.0])
     assert top == load_report.P95_AXIS_HEADROOM * 150.0 and off_scale == []  # a slow second later on is in scale
+
+
+def test_the_rate_is_over_the_time_the_doors_took_not_the_nominal_length():
+    """Doors short of CPU fall behind and make their late passes after the nominal end: the rate
+    counts those seconds too, and the timeline shows them."""
+    samples = [[1000.0 + second + 0.5, 20.0, 0, True] for second in range(70)]  # one a second for 70 s
+    span = load._span_s(samples, 60.0)
+    assert span == pytest.approx(69.02)
+    timeline = load._timeline(samples, 60.0)
+    assert len(timeline) == 70 and sum(row[1] for row in timeline) == len(samples)
+    assert load._span_s(samples[:10], 60.0) == 60.0  # never shorter than the run
