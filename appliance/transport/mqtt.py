@@ -26,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.transport.mqtt_loop import NetworkLoop
+from appliance.transport.mqtt_loop import NetworkDriver, NetworkLoop
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ SUBSCRIBE_QOS = 1  # the default: what a device's own subscriptions (decisions, 
 # the broker refuses packets over 64 KiB (broker.config.MAX_PACKET_BYTES): 500 shared device
 # topics are ~25 KiB, and under 57 KiB with 63-character device names (pki.IDENTITY's longest)
 FILTERS_PER_PACKET = 500
+
+
+# (client, name, reconnect minimum s, reconnect maximum s) -> the driver of its socket I/O
+NetworkFactory = Callable[[paho.Client, str, float, float], NetworkDriver]
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,13 @@ class Incoming:
 
 
 class MqttEndpoint:
+    """One MQTT 5 connection. ``network``: who does its socket I/O - by default a thread of its
+    own (``NetworkLoop``); a load generator simulating many devices in one process passes
+    ``SharedLoop.attach`` (``transport.mqtt_shared_loop``) to serve them all from one thread."""
+
     def __init__(self, settings: MqttSettings, on_message: Callable[[Incoming], None] | None = None,
-                 subscriptions: tuple[str, ...] = (), subscribe_qos: int = SUBSCRIBE_QOS):
+                 subscriptions: tuple[str, ...] = (), subscribe_qos: int = SUBSCRIBE_QOS,
+                 network: NetworkFactory = NetworkLoop):
         self.settings = settings
         # renewed on every reconnect; changed at run time by ``subscribe``/``unsubscribe``
         self._subscriptions: dict[str, None] = dict.fromkeys(subscriptions)
@@ -95,7 +104,7 @@ class MqttEndpoint:
         self._waiters_lock = threading.Lock()
         self._reusable = threading.local()  # QoS 0 properties, one object per thread and shape
         self._client = client
-        self._loop = NetworkLoop(client, settings.client_id, settings.reconnect_min_s, settings.reconnect_max_s)
+        self._loop = network(client, settings.client_id, settings.reconnect_min_s, settings.reconnect_max_s)
 
     # -- life cycle ------------------------------------------------------------------------
     def connect(self, timeout: float = CONNECT_TIMEOUT_S, wait: bool = True) -> None:

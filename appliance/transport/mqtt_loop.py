@@ -23,6 +23,7 @@ import select
 import socket
 import threading
 import time
+from typing import Protocol
 
 import paho.mqtt.client as paho
 
@@ -32,6 +33,17 @@ MISC_EVERY_S = 1.0  # keepalive is checked this often (paho: every pass, and eve
 READS_PER_PASS = 256  # packets read before what is queued for writing gets its turn
 STOP_TIMEOUT_S = 5.0  # how long ``stop`` lets the DISCONNECT go out before closing the socket
 WAKE_BYTES = 4096  # the wake socket is drained this much at a time (one byte per wake-up)
+
+
+class NetworkDriver(Protocol):
+    """What an endpoint asks of whoever does its connection's I/O (this thread, or a
+    ``mqtt_shared_loop.SharedLoop`` serving many connections from one)."""
+
+    def start(self, connect_now: bool = False) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def connected_again(self) -> None: ...
 
 
 class NetworkLoop:
