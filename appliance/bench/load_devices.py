@@ -14,9 +14,11 @@ from an outage sending its outbox: ``CATCH_UP_EVENTS`` events sealed ``OFFLINE_S
 signed by the door, which the matcher records once and acknowledges on the sync topic.
 
 The doors are a load generator, kept light because they share the machine's two cores with the
-matcher being measured: one scheduler thread per process seals and publishes every door's
-requests (QoS 1 without blocking on the PUBACK: the decision is what a door waits for), and
-each door's MQTT network thread opens its answers and times them on arrival. What goes over the
+matcher being measured: one thread per process does everything - it seals and publishes every
+door's requests (QoS 1 without blocking on the PUBACK: the decision is what a door waits for),
+and does every door's socket I/O (``transport.mqtt_shared_loop``), opening each answer and
+timing it as it is read. A network thread per door cost two thread switches per request and
+made the doors' CPU per request larger than the matcher's (issue 17). What goes over the
 wire is what a door sends (``edge.link.MatcherLink``): the same envelopes, topics, MQTT 5
 response topic and correlation data, signed liveness evidence and signed outbox events.
 
@@ -30,7 +32,6 @@ import heapq
 import json
 import random
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.bench.device_load import cpu_seconds, sleep_until
+from appliance.bench.device_load import cpu_seconds
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, KINDS, STRANGER, Mix
 from appliance.bench.probes import PACK
 from appliance.errors import ApplianceError
@@ -50,7 +51,8 @@ from appliance.protocol.inbound import open_on_topic
 from appliance.security import device_reports
 from appliance.security.envelope import MessageType, Opener, ReplayGuard, Sealer
 from appliance.site import Site
-from appliance.transport.mqtt import Incoming, MqttEndpoint
+from appliance.transport.mqtt import CONNECT_TIMEOUT_S, Incoming, MqttEndpoint
+from appliance.transport.mqtt_shared_loop import SharedLoop
 
 ANSWER_TIMEOUT_S = 5.0  # no retry: a lost answer is an error of the run, never hidden by one
 CATCH_UP_EVENTS = 20  # one outbox window's worth of events after a short outage
@@ -58,6 +60,10 @@ OFFLINE_S = 600.0  # how long ago the catch-up events were sealed (the door was 
 LIVE_SCORE, SPOOF_SCORE, LIVENESS_THRESHOLD = 0.93, 0.08, 0.5
 LIVENESS_LEVEL = "passive"
 CHECK_S = 0.05  # the scheduler looks for overdue answers at least this often
+# probes made per kind before the run, each pass drawing one at random: the doors' CPU during the
+# run goes to what a pass must do afresh (signed evidence, envelope, TLS), not to the noise of a
+# synthetic face (~70 us a probe, a tenth of a door's work); the matcher keeps nothing between requests
+PROBE_POOL = 256
 # the answer each kind of pass must get
 EXPECTED = {ENROLLED: (True, messages.Reason.MATCH), STRANGER: (False, messages.Reason.NO_MATCH),
             ATTACK: (False, messages.Reason.LIVENESS_FAILED)}
@@ -74,13 +80,12 @@ def _evidence(signer, live: bool) -> dict:
 
 @dataclass
 class Results:
-    """What the process reports, filled by the scheduler and the doors' network threads."""
+    """What the process reports, filled by its one thread (passes made, answers read)."""
 
     samples: list[list] = field(default_factory=list)  # [sent at (epoch s), round trip ms, kind index, as expected]
     unanswered: list[list] = field(default_factory=list)  # [sent at, kind index]
     reasons: dict[str, int] = field(default_factory=dict)
     events_sent: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 @dataclass(frozen=True)
@@ -94,41 +99,39 @@ class _Asked:
 class Door:
     """One simulated door: its identity, keys and TLS connection, and its one open pass."""
 
-    def __init__(self, site: Site, name: str, mix: Mix, seed: int, results: Results):
+    def __init__(self, site: Site, name: str, mix: Mix, probes: dict[str, list[str]], seed: int, results: Results,
+                 network: SharedLoop):
         keys = site.device_keys(name)
-        self.name, self.mix, self.results = name, mix, results
+        self.name, self.mix, self.probes, self.results = name, mix, probes, results
         self.matcher = site.directory.get(MATCHER_NODE)
         self.sealer = Sealer(keys)
         self.opener = Opener(keys, site.directory.matchers(), guard=ReplayGuard(not_before=time.time()))
         self.signer = Ed25519Signer(keys.signing.private_bytes_raw(), key_id=name)
         self.signing_key = keys.signing
         self.random = random.Random(seed)
-        self.numbers = np.random.default_rng(seed)  # the probes' noise and rows
         self.acks = 0
         self.request_topic = topics.device_topic(name, topics.REQUEST)
         self.event_topic = topics.device_topic(name, topics.EVENT)
         self.decision_topic = topics.device_topic(name, topics.DECISION)
         self.sync_topic = topics.device_topic(name, topics.SYNC)
         self._asked: _Asked | None = None
-        self._lock = threading.Lock()
         self.on_free: Callable[[], None] = lambda: None  # the open pass closed (the scheduler's)
         self.endpoint = MqttEndpoint(site.mqtt(name), on_message=self._on_message,
-                                     subscriptions=(self.decision_topic, self.sync_topic))
+                                     subscriptions=(self.decision_topic, self.sync_topic), network=network.attach)
 
     @property
     def busy(self) -> bool:
         return self._asked is not None
 
     def ask(self, kind: str) -> None:
-        """Seal and publish one request (scheduler thread); its answer is timed on arrival."""
+        """Seal and publish one request (written at once); its answer is timed as it is read."""
         began, sent_at = time.perf_counter(), time.time()
-        vector = self.mix.probe(kind, self.numbers)
+        probes = self.probes[kind]
         request = messages.MatchRequest(messages.new_id(), self.name, "identify",
-                                        messages.MatchRequest.pack_vector(vector), sent_at,
+                                        probes[self.random.randrange(len(probes))], sent_at,
                                         liveness=_evidence(self.signer, live=kind != ATTACK))
         sealed = self.sealer.seal(self.matcher, MessageType.PROBE, request.encode(), *PACK)
-        with self._lock:
-            self._asked = _Asked(request.request_id, kind, sent_at, began)
+        self._asked = _Asked(request.request_id, kind, sent_at, began)
         try:
             self.endpoint.publish(self.request_topic, sealed, response_topic=self.decision_topic,
                                   correlation=request.request_id.encode("ascii"), wait=False)
@@ -142,15 +145,13 @@ class Door:
             self._give_up()
 
     def _give_up(self) -> None:
-        with self._lock:
-            asked, self._asked = self._asked, None
+        asked, self._asked = self._asked, None
         if asked is not None:
-            with self.results.lock:
-                self.results.unanswered.append([asked.sent_at, KINDS.index(asked.kind)])
+            self.results.unanswered.append([asked.sent_at, KINDS.index(asked.kind)])
             self.on_free()
 
     def _on_message(self, incoming: Incoming) -> None:
-        """An answer (timed now) or an outbox acknowledgement, on the door's network thread."""
+        """An answer (timed now) or an outbox acknowledgement, read by the process's one thread."""
         arrived = time.perf_counter()
         if incoming.topic == self.sync_topic:
             self._acknowledged(incoming)
@@ -160,15 +161,13 @@ class Door:
             decision = messages.decode(inbound.payload, messages.Decision)
         except ApplianceError:  # never an answer: the pass stays open until it times out
             return
-        with self._lock:
-            asked = self._asked
-            if asked is None or asked.request_id != decision.request_id:
-                return  # late (already counted unanswered) or not ours
-            self._asked = None
+        asked = self._asked
+        if asked is None or asked.request_id != decision.request_id:
+            return  # late (already counted unanswered) or not ours
+        self._asked = None
         right = (decision.accepted, decision.reason) == EXPECTED[asked.kind]
-        with self.results.lock:
-            self.results.samples.append([asked.sent_at, (arrived - asked.began) * 1000, KINDS.index(asked.kind), right])
-            self.results.reasons[decision.reason] = self.results.reasons.get(decision.reason, 0) + 1
+        self.results.samples.append([asked.sent_at, (arrived - asked.began) * 1000, KINDS.index(asked.kind), right])
+        self.results.reasons[decision.reason] = self.results.reasons.get(decision.reason, 0) + 1
         self.on_free()
 
     def _acknowledged(self, incoming: Incoming) -> None:
@@ -193,24 +192,27 @@ class Door:
         return CATCH_UP_EVENTS
 
 
-def _schedule(doors: list[Door], rate: float, start_at: float, end_at: float, results: Results) -> None:
-    """Every door's passes at its pace, from one thread: a door is not in step with the others
-    (a random phase within its period), and a door whose pass is still open is put back only when
-    it closes (answered or overdue), at its next slot or at once if that has passed."""
+def probe_pool(mix: Mix, seed: int) -> dict[str, list[str]]:
+    """``PROBE_POOL`` packed probes for each kind of pass that asks (an attack shows an enrolled face)."""
+    numbers = np.random.default_rng(seed)
+    return {kind: [messages.MatchRequest.pack_vector(mix.probe(kind, numbers)) for _ in range(PROBE_POOL)]
+            for kind in (ENROLLED, STRANGER, ATTACK)}
+
+
+def _schedule(doors: list[Door], network: SharedLoop, rate: float, start_at: float, end_at: float,
+              results: Results) -> None:
+    """Every door's passes at its pace, on the thread that also does the doors' I/O: a door is not
+    in step with the others (a random phase within its period), and a door whose pass is still
+    open is put back only when it closes (answered or overdue), at its next slot or at once if
+    that has passed."""
     period = 1.0 / rate
     phases = [door.random.random() * period for door in doors]
     passes = [0] * len(doors)
     queue = [(start_at + phase, index) for index, phase in enumerate(phases)]
     heapq.heapify(queue)
     freed: deque[int] = deque()
-    wake = threading.Event()
-
-    def free(index: int) -> None:
-        freed.append(index)
-        wake.set()
-
     for index, door in enumerate(doors):
-        door.on_free = functools.partial(free, index)
+        door.on_free = functools.partial(freed.append, index)
     checked = time.perf_counter()
     while queue or any(door.busy for door in doors) or freed:
         while freed:
@@ -222,8 +224,7 @@ def _schedule(doors: list[Door], rate: float, start_at: float, end_at: float, re
                 door.overdue(checked)
         now = time.time()
         if not queue or queue[0][0] > now:
-            wake.wait(min(queue[0][0] - now, CHECK_S) if queue else CHECK_S)
-            wake.clear()
+            network.poll(min(queue[0][0] - now, CHECK_S) if queue else CHECK_S)
             continue
         at, index = heapq.heappop(queue)
         if at >= end_at:
@@ -233,8 +234,7 @@ def _schedule(doors: list[Door], rate: float, start_at: float, end_at: float, re
         kind = door.mix.pick(door.random)
         if kind == CATCH_UP:
             sent = door.catch_up()
-            with results.lock:
-                results.events_sent += sent
+            results.events_sent += sent
             heapq.heappush(queue, (start_at + phases[index] + passes[index] * period, index))
         else:
             door.ask(kind)
@@ -243,20 +243,24 @@ def _schedule(doors: list[Door], rate: float, start_at: float, end_at: float, re
 def run(spec: dict) -> dict:
     site = Site(Path(spec["folder"]), port=int(spec["port"]))
     mix = Mix.from_spec(spec["mix"])
-    results = Results()
-    doors = [Door(site, name, mix, spec["seed"] + index, results) for index, name in enumerate(spec["names"])]
+    results, network = Results(), SharedLoop()
+    probes = probe_pool(mix, spec["seed"])
+    doors = [Door(site, name, mix, probes, spec["seed"] + index, results, network)
+             for index, name in enumerate(spec["names"])]
     for door in doors:
-        door.endpoint.connect()
-    mix.probe(ENROLLED, np.random.default_rng(0))  # the gallery, made once before the doors start
+        door.endpoint.connect(wait=False)
+    if not network.run_until(lambda: all(door.endpoint.connected.is_set() for door in doors), CONNECT_TIMEOUT_S):
+        raise SystemExit(f"doors not connected within {CONNECT_TIMEOUT_S:g} s")
     start_at = spec["start_at"]
-    sleep_until(start_at)
+    network.run_until(lambda: time.time() >= start_at, max(0.0, start_at - time.time()) + 1.0)
     cpu_before = cpu_seconds()
-    _schedule(doors, float(spec["rate_per_door"]), start_at, start_at + spec["seconds"], results)
+    _schedule(doors, network, float(spec["rate_per_door"]), start_at, start_at + spec["seconds"], results)
     cpu = cpu_seconds() - cpu_before
-    time.sleep(spec.get("ack_grace_s", 1.0))  # the last acknowledgements are on their way
+    grace_ends = time.monotonic() + spec.get("ack_grace_s", 1.0)  # the last acknowledgements are on their way
+    network.run_until(lambda: time.monotonic() >= grace_ends, grace_ends - time.monotonic() + 1.0)
     acks = sum(door.acks for door in doors)
     for door in doors:
-        door.endpoint.close()
+        door.endpoint.close(announce_offline=False)
     return {"samples": results.samples, "unanswered": results.unanswered, "reasons": results.reasons,
             "events_sent": results.events_sent, "events_acknowledged": acks, "cpu_s": cpu}
 

@@ -8,8 +8,11 @@ import json
 
 import pytest
 
-from appliance.bench import load, load_report
-from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER, Mix
+import numpy as np
+
+from appliance.bench import load, load_devices, load_report
+from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER, THRESHOLD, Mix
+from appliance.protocol.fields import read_template
 from appliance.cli.main import main
 from appliance.config import MatcherConfig
 
@@ -45,6 +48,17 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
 def test_the_rate_counts_requests_and_catch_ups_come_on_top():
     assert Mix(SHARES, GALLERY).request_share == 0.9  # a door makes 1 / 0.9 passes per request asked
     assert Mix({CATCH_UP: 1.0}, GALLERY).request_share == 1.0  # nothing asks: the rate is the passes'
+
+
+def test_the_doors_probe_pool_gets_each_kind_its_answer_and_does_not_repeat_one_probe():
+    mix = Mix(SHARES, GALLERY)
+    pool = load_devices.probe_pool(mix, seed=7)
+    gallery = mix.gallery()
+    for kind, matched in ((ENROLLED, True), (ATTACK, True), (STRANGER, False)):
+        probes = np.stack([read_template(packed, "probe") for packed in pool[kind]])
+        assert len(set(pool[kind])) == load_devices.PROBE_POOL  # all different
+        best = (probes @ gallery.T).max(axis=1)
+        assert bool((best >= THRESHOLD).all()) is matched and bool((best < THRESHOLD).all()) is not matched
 
 
 def test_bench_load_refuses_a_run_of_no_length(capsys):
