@@ -32,7 +32,33 @@ log = logging.getLogger(__name__)
 MISC_EVERY_S = 1.0  # keepalive is checked this often (paho: every pass, and every 1 s when idle)
 READS_PER_PASS = 256  # packets read before what is queued for writing gets its turn
 STOP_TIMEOUT_S = 5.0  # how long ``stop`` lets the DISCONNECT go out before closing the socket
+MS_PER_S = 1000
 WAKE_BYTES = 4096  # the wake socket is drained this much at a time (one byte per wake-up)
+
+
+def wait_ready(readers: list, writers: list, timeout_s: float) -> tuple[set, set]:
+    """The sockets ready to read and to write within ``timeout_s``: ``select.select`` by
+    ``poll(2)``, because ``select()`` cannot watch a descriptor above 1023 (it raises, and a loop
+    around it spins without ever connecting) and a process holding many files and connections
+    gets such descriptors. A socket closed meanwhile is in neither set (its owner sees it gone)."""
+    masks: dict[int, int] = {}
+    owners: dict[int, object] = {}
+    for sockets, mask in ((readers, select.POLLIN), (writers, select.POLLOUT)):
+        for sock in sockets:
+            descriptor = sock.fileno()
+            if descriptor >= 0:
+                masks[descriptor] = masks.get(descriptor, 0) | mask
+                owners[descriptor] = sock
+    poller = select.poll()
+    for descriptor, mask in masks.items():
+        poller.register(descriptor, mask)
+    readable, writable = set(), set()
+    for descriptor, events in poller.poll(max(0.0, timeout_s) * MS_PER_S):
+        if events & (select.POLLIN | select.POLLERR | select.POLLHUP) and masks[descriptor] & select.POLLIN:
+            readable.add(owners[descriptor])  # an error or hang-up is read as such by paho
+        if events & select.POLLOUT:
+            writable.add(owners[descriptor])
+    return readable, writable
 
 
 class NetworkDriver(Protocol):
@@ -130,10 +156,7 @@ class NetworkLoop:
         client = self._client
         writing = [sock] if client.want_write() else []
         wait_s = 0.0 if sock.pending() else max(0.0, self._next_misc - time.monotonic())
-        try:
-            readable, _, _ = select.select([sock, self._wake_r], writing, [], wait_s)
-        except (OSError, ValueError):  # closed between socket() and select()
-            return
+        readable, _ = wait_ready([sock, self._wake_r], writing, wait_s)
         if self._wake_r in readable:
             self._drain_wake()
         if sock in readable or sock.pending():
@@ -151,7 +174,7 @@ class NetworkLoop:
         for _ in range(READS_PER_PASS):
             if self._client.loop_read() != paho.MQTT_ERR_SUCCESS or self._client.socket() is not sock:
                 return
-            if not sock.pending() and not select.select([sock], [], [], 0)[0]:
+            if not sock.pending() and not wait_ready([sock], [], 0.0)[0]:
                 return
 
     def _drain_wake(self) -> None:

@@ -16,13 +16,12 @@ packet only ``poll`` can read: connect with ``wait=False`` and ``run_until`` con
 from __future__ import annotations
 
 import logging
-import select
 import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
 
-from appliance.transport.mqtt_loop import MISC_EVERY_S, READS_PER_PASS
+from appliance.transport.mqtt_loop import MISC_EVERY_S, READS_PER_PASS, wait_ready
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +56,7 @@ class SharedLoop:
                 writers.append(sock)
             if sock.pending():  # decrypted bytes already in the SSL object: no waiting
                 wait_s = 0.0
-        try:
-            readable, writable, _ = select.select(readers, writers, [], max(0.0, wait_s))
-        except (OSError, ValueError):  # a socket closed between socket() and select()
-            return
+        readable, writable = wait_ready(readers, writers, wait_s)
         for sock in readers:
             if sock in readable or sock.pending():
                 owners[sock].read(sock)
@@ -130,7 +126,7 @@ class Connection:
         for _ in range(READS_PER_PASS):
             if self.client.loop_read() != paho.MQTT_ERR_SUCCESS or self.client.socket() is not sock:
                 return
-            if not sock.pending() and not select.select([sock], [], [], 0)[0]:
+            if not sock.pending() and not wait_ready([sock], [], 0.0)[0]:
                 return
 
     def reconnect_if_due(self, now: float) -> float:
@@ -146,3 +142,4 @@ class Connection:
         self._next_attempt = now + self._delay_s
         self._delay_s = min(self._delay_s * 2, self._max_s)
         return 0.0
+

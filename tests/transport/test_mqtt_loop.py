@@ -1,6 +1,7 @@
 """The endpoint's own network thread (``transport.mqtt_loop``) on a real broker: answers from
 several threads go out with their own properties, a PUBACK still carries its reason after QoS 0
-traffic, a close is a clean DISCONNECT (no will), and a close cuts a reconnect back-off short."""
+traffic, a socket above ``select()``'s descriptor limit still works, a close is a clean
+DISCONNECT (no will), and a close cuts a reconnect back-off short."""
 from __future__ import annotations
 
 import queue
@@ -81,6 +82,23 @@ def test_a_puback_after_qos0_traffic_still_carries_its_reason(broker):
     finally:
         door.close()
         matcher.close()
+
+
+def test_an_endpoint_on_a_descriptor_above_the_select_limit_connects_and_hears(broker, high_descriptors):
+    inbox: queue.Queue = queue.Queue()
+    decisions = topics.device_topic("door-a", topics.DECISION)
+    door = _endpoint(broker, "door-a", (decisions,), inbox)  # before the fix: no CONNACK ever read
+    try:
+        assert door._client.socket().fileno() >= high_descriptors
+        door.publish(topics.device_topic("door-a", topics.EVENT), b"waited for its PUBACK")
+        matcher = _endpoint(broker, "matcher-1")
+        try:
+            matcher.publish(decisions, b"heard", qos=1)
+        finally:
+            matcher.close()
+        assert [m.payload for m in _drain(inbox, 1)] == [b"heard"]
+    finally:
+        door.close()
 
 
 def test_close_is_a_clean_disconnect_so_the_will_does_not_fire(broker):

@@ -1,6 +1,6 @@
 """Many endpoints served from one thread (``transport.mqtt_shared_loop``) on a real broker: doors
-ask and hear answers with no thread of their own, keep their subscriptions over a broker
-restart, and close with a clean DISCONNECT (no will)."""
+ask and hear answers with no thread of their own, also on descriptors ``select()`` cannot watch,
+keep their subscriptions over a broker restart, and close with a clean DISCONNECT (no will)."""
 from __future__ import annotations
 
 import queue
@@ -70,6 +70,23 @@ def test_doors_on_one_thread_ask_and_hear_every_answer_in_order(broker):
     for name in DOORS:
         assert [m.payload for m in heard[name]] == [b"%s-%d" % (name.encode(), i) for i in range(PER_DOOR)]
         assert all(m.correlation == m.payload for m in heard[name])
+
+
+def test_connections_on_descriptors_above_the_select_limit_are_served(broker, high_descriptors):
+    matcher = _Answerer(broker)  # its own network thread, on a descriptor above the limit too
+    loop, heard = SharedLoop(), {}
+    try:
+        doors = _doors(broker, loop, heard)
+        try:
+            assert all(door._client.socket().fileno() >= high_descriptors for door in doors)
+            loop.run_until(lambda: False, QUIET_S)
+            _ask(loop, doors, heard, 10)
+        finally:
+            for door in doors:
+                door.close(announce_offline=False)
+    finally:
+        matcher.endpoint.close()
+    assert all(len(heard[name]) == 10 for name in DOORS)
 
 
 def test_a_broker_restart_is_survived_with_the_subscriptions_renewed(broker):
