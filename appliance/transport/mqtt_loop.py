@@ -61,6 +61,26 @@ def wait_ready(readers: list, writers: list, timeout_s: float) -> tuple[set, set
     return readable, writable
 
 
+def read_available(client: paho.Client, sock) -> None:
+    """Every packet already here: on after each as long as the SSL object holds decrypted
+    bytes or the socket has more (paho's ``loop_read`` takes one packet at QoS 0)."""
+    for _ in range(READS_PER_PASS):
+        if client.loop_read() != paho.MQTT_ERR_SUCCESS or client.socket() is not sock:
+            return
+        if not sock.pending() and not wait_ready([sock], [], 0.0)[0]:
+            return
+
+
+def attempt_connection(client: paho.Client, name: str) -> None:
+    """One (re)connection attempt; a failure is logged, and the caller's back-off grows."""
+    try:
+        client.reconnect()
+    except OSError as exc:  # refused, unreachable, TLS refused
+        log.debug("%s: connection attempt failed: %s", name, exc)
+    except Exception:  # noqa: BLE001 - keep retrying whatever paho raised
+        log.exception("%s: connection attempt failed", name)
+
+
 class NetworkDriver(Protocol):
     """What an endpoint asks of whoever does its connection's I/O (this thread, or a
     ``mqtt_shared_loop.SharedLoop`` serving many connections from one)."""
@@ -160,22 +180,13 @@ class NetworkLoop:
         if self._wake_r in readable:
             self._drain_wake()
         if sock in readable or sock.pending():
-            self._read(sock)
+            read_available(client, sock)
         if client.want_write() and client.socket() is sock:
             client.loop_write()
         now = time.monotonic()
         if now >= self._next_misc and client.socket() is sock:
             self._next_misc = now + MISC_EVERY_S
             client.loop_misc()
-
-    def _read(self, sock) -> None:
-        """Every packet already here: on after each as long as the SSL object holds decrypted
-        bytes or the socket has more (paho's ``loop_read`` takes one packet at QoS 0)."""
-        for _ in range(READS_PER_PASS):
-            if self._client.loop_read() != paho.MQTT_ERR_SUCCESS or self._client.socket() is not sock:
-                return
-            if not sock.pending() and not wait_ready([sock], [], 0.0)[0]:
-                return
 
     def _drain_wake(self) -> None:
         try:
@@ -192,10 +203,5 @@ class NetworkLoop:
             self._delay_s = min(self._delay_s * 2, self._max_s)
         else:
             self._delay_s = self._min_s
-        try:
-            self._client.reconnect()
-        except OSError as exc:  # refused, unreachable, TLS refused: the back-off grows
-            log.debug("%s: connection attempt failed: %s", self.name, exc)
-        except Exception:  # noqa: BLE001 - keep retrying whatever paho raised
-            log.exception("%s: connection attempt failed", self.name)
+        attempt_connection(self._client, self.name)
         self._next_misc = 0.0

@@ -15,15 +15,12 @@ packet only ``poll`` can read: connect with ``wait=False`` and ``run_until`` con
 """
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
 
-from appliance.transport.mqtt_loop import MISC_EVERY_S, READS_PER_PASS, wait_ready
-
-log = logging.getLogger(__name__)
+from appliance.transport.mqtt_loop import MISC_EVERY_S, attempt_connection, read_available, wait_ready
 
 POLL_SLICE_S = 0.05  # ``run_until`` looks at its condition at least this often
 
@@ -59,7 +56,7 @@ class SharedLoop:
         readable, writable = wait_ready(readers, writers, wait_s)
         for sock in readers:
             if sock in readable or sock.pending():
-                owners[sock].read(sock)
+                read_available(owners[sock].client, sock)
         for sock in writable:
             member = owners[sock]
             if member.client.socket() is sock and member.client.want_write():
@@ -121,24 +118,11 @@ class Connection:
         """A CONNACK: the next loss starts the back-off from its minimum."""
         self._delay_s = self._min_s
 
-    def read(self, sock) -> None:
-        """Every packet already here (paho's ``loop_read`` takes one at a time)."""
-        for _ in range(READS_PER_PASS):
-            if self.client.loop_read() != paho.MQTT_ERR_SUCCESS or self.client.socket() is not sock:
-                return
-            if not sock.pending() and not wait_ready([sock], [], 0.0)[0]:
-                return
-
     def reconnect_if_due(self, now: float) -> float:
         """One connection attempt when its back-off has passed; the seconds until the next one."""
         if now < self._next_attempt:
             return self._next_attempt - now
-        try:
-            self.client.reconnect()
-        except OSError as exc:  # refused, unreachable, TLS refused: the back-off grows
-            log.debug("%s: connection attempt failed: %s", self.name, exc)
-        except Exception:  # noqa: BLE001 - keep retrying whatever paho raised
-            log.exception("%s: connection attempt failed", self.name)
+        attempt_connection(self.client, self.name)
         self._next_attempt = now + self._delay_s
         self._delay_s = min(self._delay_s * 2, self._max_s)
         return 0.0
