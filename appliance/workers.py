@@ -37,6 +37,39 @@ JOIN_TIMEOUT_S = 5.0
 GATHER_MIN_EXPECTED = 2.0  # items expected within the window before it is worth waiting for them
 RATE_SMOOTHING = 0.2  # weight of the newest batch in the arrival rate (a moving average over ~5)
 MIN_ELAPSED_S = 1e-6  # two batches taken within the clock's resolution
+SOJOURN_BUCKETS = 10_000  # 1 ms each: 10 s and more share the last
+MS_PER_S = 1000
+
+
+class Sojourns:
+    """How long items spent from ``put`` to the end of their handling, counted in 1 ms buckets up
+    to ``buckets`` ms (the last holds the rest): constant memory however long the process runs,
+    and percentiles to the millisecond, so a replica's own share of a door's round trip can be
+    told from the broker's and the network's (``bench load``)."""
+
+    def __init__(self, buckets: int = SOJOURN_BUCKETS):
+        self.counts = [0] * buckets
+
+    def record(self, seconds: float) -> None:
+        self.counts[min(max(0, int(seconds * MS_PER_S)), len(self.counts) - 1)] += 1
+
+    def since(self, earlier: list[int]) -> Sojourns:
+        """What was counted after ``earlier`` (a copy of ``counts``) was taken."""
+        later = Sojourns(len(self.counts))
+        later.counts = [now - then for now, then in zip(self.counts, earlier)]
+        return later
+
+    def percentile_ms(self, q: float) -> float:
+        """The upper edge of the bucket holding the ``q``-th percentile; NaN when nothing was counted."""
+        total = sum(self.counts)
+        if not total:
+            return float("nan")
+        rank, seen = q / 100 * total, 0
+        for bucket, count in enumerate(self.counts):
+            seen += count
+            if count and seen >= rank:
+                return float(bucket + 1)
+        return float(len(self.counts))
 
 
 class StoppableThread:
@@ -84,6 +117,7 @@ class QueueWorker(Generic[Item]):
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # capacity figures (read by ``bench load``): items, seconds queued, seconds of work, batches
         self.handled, self.waited_s, self.busy_s, self.batches = 0, 0.0, 0.0, 0
+        self.sojourns = Sojourns()  # each item from ``put`` to the end of its batch's handling
         self.thread_id: int | None = None  # the worker thread's ident, once running (per-thread CPU)
 
     def start(self) -> QueueWorker[Item]:
@@ -166,8 +200,11 @@ class QueueWorker(Generic[Item]):
             except Exception:  # noqa: BLE001 - a bug for one item must not stop the worker
                 self.stats["internal_error"] += 1
                 log.exception("%s: failed on %d item(s)", self.name, len(items))
-            self.busy_s += time.monotonic() - start
+            done = time.monotonic()
+            self.busy_s += done - start
             self.waited_s += sum(start - queued for queued, _ in taken)
+            for queued, _ in taken:
+                self.sojourns.record(done - queued)
             self.handled += len(items)
             self.batches += 1
 

@@ -1,12 +1,13 @@
 """The queue worker: items in order, batches of what is already waiting, the capacity counts."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 import pytest
 
-from appliance.workers import QueueWorker
+from appliance.workers import QueueWorker, Sojourns
 from polling import wait_for
 
 
@@ -90,3 +91,29 @@ def test_a_gather_window_needs_batches_and_a_sane_length():
         QueueWorker("w", print, 10, handle_batch=print, max_batch=8, gather_s=-0.1)
     with pytest.raises(ValueError):
         QueueWorker("w", print, 10, gather_s=0.01)
+
+
+def test_sojourns_give_percentiles_to_the_millisecond_and_a_window_of_a_run():
+    sojourns = Sojourns(buckets=100)
+    assert math.isnan(sojourns.percentile_ms(95))  # nothing counted yet
+    for ms in range(1, 101):  # 0.5 ms, 1.5 ms ... 99.5 ms: one in each bucket
+        sojourns.record((ms - 0.5) / 1000)
+    assert sojourns.percentile_ms(50) == 50.0 and sojourns.percentile_ms(95) == 95.0
+    before = list(sojourns.counts)
+    for _ in range(10):
+        sojourns.record(30.0)  # beyond the last bucket: counted in it
+    sojourns.record(-1.0)  # a clock step back: the first bucket, never an error
+    window = sojourns.since(before)
+    assert sum(window.counts) == 11 and window.percentile_ms(50) == 100.0 and window.percentile_ms(1) == 1.0
+
+
+def test_a_worker_counts_each_items_time_from_put_to_the_end_of_its_batch():
+    worker = QueueWorker("sojourns", lambda item: time.sleep(0.02), limit=10).start()
+    try:
+        for item in range(3):
+            worker.put(item)
+        assert wait_for(lambda: worker.handled == 3)
+    finally:
+        worker.stop()
+    assert sum(worker.sojourns.counts) == 3
+    assert worker.sojourns.percentile_ms(100) >= 60  # the third waited for the two before it

@@ -208,6 +208,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             clock = ThreadClock()
             clock.start()
             handled_before = matcher.requests.route.worker.handled
+            sojourns_before = list(matcher.requests.route.worker.sojourns.counts)
             flood_third = (start_at + seconds / 3, start_at + 2 * seconds / 3 + FLOOD_TAIL_S)
             marks = _Marks(matcher.requests.route.worker, flood_third if flood else ())
             results = [generator_result(process, limit) for process in doors]
@@ -224,6 +225,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             worker = matcher.requests.route.worker
             handled = worker.handled - handled_before
             audit_stats = dict(data.audit.writer_stats)
+            in_replica = worker.sojourns.since(sojourns_before)
         finally:
             matcher.stop()
             site.broker.stop()
@@ -243,7 +245,8 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         "outside_flood": _outside(matcher_cpu, handled_run, marks) if flood else None,
         "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
                   "handled_total": worker.handled, "max_batch": worker.max_batch,
-                  "gather_ms": worker.gather_s * 1000},
+                  "gather_ms": worker.gather_s * 1000,
+                  "in_replica_ms": {f"p{q}": in_replica.percentile_ms(q) for q in PERCENTILES}},
         "stages_cpu_us": timer.per_request_us(handled, threads.get("request worker", 0.0)),
         "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,
     })

@@ -40,6 +40,8 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     assert all(ms > 0 for ms in result["host"]["reference_cpu_ms"]) and "fixed reference workload took" in text
     gather = MatcherConfig().request_gather_ms  # the replica is wired as ``appliance matcher`` wires it
     assert result["queue"]["gather_ms"] == gather and f"waits up to {gather:.0f} ms for company" in text
+    inside = result["queue"]["in_replica_ms"]  # the replica's share of the round trip, beside the door's
+    assert 1 <= inside["p50"] <= inside["p95"] <= inside["p99"] and "in the replica (1 ms buckets)" in text
     assert json.loads(written["json"].read_text())["result"]["answered"] == result["answered"]
     if "plot" in written:
         assert written["plot"].read_bytes()[:4] == b"\x89PNG"
