@@ -47,17 +47,15 @@ class Sojourns:
     and percentiles to the millisecond, so a replica's own share of a door's round trip can be
     told from the broker's and the network's (``bench load``)."""
 
-    def __init__(self, buckets: int = SOJOURN_BUCKETS):
-        self.counts = [0] * buckets
+    def __init__(self, buckets: int = SOJOURN_BUCKETS, counts: list[int] | None = None):
+        self.counts = counts if counts is not None else [0] * buckets
 
     def record(self, seconds: float) -> None:
         self.counts[min(max(0, int(seconds * MS_PER_S)), len(self.counts) - 1)] += 1
 
     def since(self, earlier: list[int]) -> Sojourns:
         """What was counted after ``earlier`` (a copy of ``counts``) was taken."""
-        later = Sojourns(len(self.counts))
-        later.counts = [now - then for now, then in zip(self.counts, earlier)]
-        return later
+        return Sojourns(counts=[now - then for now, then in zip(self.counts, earlier)])
 
     def percentile_ms(self, q: float) -> float:
         """The upper edge of the bucket holding the ``q``-th percentile; NaN when nothing was counted."""

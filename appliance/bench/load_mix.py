@@ -59,9 +59,9 @@ class Mix:
         return rng.choices(kinds, [self.shares[kind] for kind in kinds])[0]
 
     def probe(self, kind: str, rng: np.random.Generator) -> np.ndarray:
-        """A unit probe for a pass of ``kind`` (an attack shows an enrolled person's face). One
-        generator per door for the run: seeding a new one per probe cost ~30 µs of the doors' CPU,
-        which shares the two cores with the matcher being measured."""
+        """A unit probe for a pass of ``kind`` (an attack shows an enrolled person's face). The door
+        processes draw their passes from a pool made with one generator before the run
+        (``load_devices.probe_pool``): seeding one per probe cost ~30 µs of the doors' CPU."""
         noise = _unit(rng.standard_normal(self._dimension()))
         if kind == STRANGER:
             return noise
