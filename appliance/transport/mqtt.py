@@ -27,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.transport.mqtt_loop import NetworkDriver, NetworkLoop
+from appliance.transport.tls_read_ahead import client_context
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class MqttEndpoint:
         # publish made while someone waits (paho reports those too), hence the time check
         self._early: OrderedDict[int, tuple[int, float]] = OrderedDict()
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5)
-        client.tls_set(ca_certs=str(settings.ca_file), certfile=str(settings.cert_file), keyfile=str(settings.key_file))
+        client.tls_set_context(client_context(settings.ca_file, settings.cert_file, settings.key_file))
         if settings.will_topic:
             client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=True)
         client.on_connect = self._handle_connect
