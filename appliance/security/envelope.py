@@ -45,6 +45,7 @@ from appliance.security.envelope_session import (
 from appliance.security.keys import (
     KEY_BYTES, NODE_AGREEMENT, NODE_SIGNING, NODE_SM2_AGREEMENT, NODE_SM2_SIGNING, SM2_KEYS, KeyProvider, ensure_keys,
 )
+from appliance.security.nonces import NONCES
 from appliance.security.sm import Sm2PrivateKey, Sm2PublicKey
 from appliance.security.suites import Suite
 
@@ -192,7 +193,7 @@ class Sealer:
             self.counter += 1
             counter = self.counter
         suite = self.suite_for(recipient)
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        nonce = NONCES.take(NONCE_BYTES)  # OS randomness a page at a time (security.nonces)
         timestamp_ms = int((time.time() if now is None else now) * MS_PER_S)
         if suite is Suite.SM:
             assert self.keys.sm2 is not None and recipient.sm2 is not None  # suite_for checked both
