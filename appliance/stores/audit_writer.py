@@ -36,12 +36,13 @@ Record = TypeVar("Record")
 Result = TypeVar("Result")
 
 GROUP_MAX_ENTRIES = 256  # entries in one transaction (one head signature)
-# How long a record nobody waits for may wait for company. A group costs ~1.5 ms of CPU whatever
-# its size (two fsyncs, two signatures: the tail checkpoint and the head) against ~35 us per
-# entry: at 1,000 entries/s, 5 ms made groups of ~9 (~200 us per entry), 20 ms makes ~25
-# (~100 us). What a crash may lose is unchanged in kind - entries nobody waited for, the
-# last ~20 ms of them (a door's own pass takes longer): issue 17, docs/security.md.
-GROUP_LINGER_S = 0.02
+# How long a record nobody waits for may wait for company. A group costs ~2 ms of CPU whatever
+# its size (two fsyncs, two signatures: the tail checkpoint and the head) against ~15 us per
+# entry: at 1,000 entries/s the writer took 94-103 us per entry with 20 ms groups (~25), 50 us
+# with 50 ms (~53) and 34 us with 100 ms (~105). What a crash may lose is unchanged in kind -
+# entries nobody waited for, the last ~0.1 s of them (the matcher's per-decision entries; a
+# door's own pass takes longer than that): issue 17, docs/security.md.
+GROUP_LINGER_S = 0.1
 MAX_QUEUED = 10_000  # records queued before submitters wait for room
 
 
