@@ -45,9 +45,15 @@ def _host(result: dict) -> str:
             f"{_f(after, 1)} ms after it (median of {REFERENCE_REPEATS}; lower is faster){stolen}.")
 
 
+def _per(counts: list[int] | None, which: int, handled: int) -> str:
+    """One of a thread's (waited, pre-empted) switch counts per request; n/a if not counted."""
+    return _f(counts[which] / handled, 2) if counts else "n/a"
+
+
 def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
     cpu, latency = result["cpu_s"], result["latency_ms"]
     handled = max(1, result["handled"])
+    switches = result.get("matcher_threads_switches", {})  # absent from reports before this count
     lines = [
         "# Matcher load test (`appliance bench load`)", "",
         f"{machine.get('date', '')} - {machine.get('cpu', '?')}, {result['cpus']} CPUs; load average "
@@ -88,9 +94,11 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         f"({result['handled']:,} requests handled): **{_f(result['requests_per_matcher_core'], 0)} requests/s "
         "per matcher core** by that measure.", *_outside_flood(result), "",
         "## Where the matcher's time goes (profile of this run)", "",
-        "CPU per thread of the matcher process:", "",
-        "| thread | CPU s | per request µs |", "|---|---:|---:|",
-        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} |"
+        "CPU per thread of the matcher process, and its thread switches per request (waited: the "
+        "thread's own - a lock, the GIL, a socket; pre-empted: the CPUs were full):", "",
+        "| thread | CPU s | per request µs | switches waited | pre-empted |", "|---|---:|---:|---:|---:|",
+        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} | {_per(switches.get(name), 0, handled)} "
+          f"| {_per(switches.get(name), 1, handled)} |"
           for name, seconds in sorted(result["matcher_threads_cpu_s"].items(), key=lambda item: -item[1])],
         "", "Stages on the request worker (CPU µs per request; wrappers add a few µs each):", "",
         "| stage | µs | what it covers |", "|---|---:|---|",

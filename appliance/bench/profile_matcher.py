@@ -21,6 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 US_PER_S = 1e6
@@ -40,39 +41,61 @@ THREAD_ROLES = (("paho", "MQTT network thread (TLS, MQTT, router and gate)"),
                 ("-events", "event worker"),
                 ("audit-writer", "audit group commit (SQLCipher, hash chain, signed head)"))
 OTHER = "other threads (sync poll, gate flush, stores, the bench itself)"
+SWITCH_FIELDS = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")  # /proc/<pid>/task/<tid>/status
 
 
 class ThreadClock:
-    """CPU seconds per thread of this process between ``start`` and ``stop``."""
+    """CPU seconds and thread switches per thread of this process between ``start`` and ``stop``.
+
+    Switches are counted because they were a cost of their own: on this virtual machine a
+    quarter of the replica's CPU was the kernel switching threads (issue 17). "Waited" are the
+    thread's own (a lock, the GIL, a socket), "pre-empted" the scheduler's (the CPUs were full)."""
 
     def __init__(self) -> None:
-        self._start: dict[int, float] = {}
+        self._start: dict[int, tuple[float, int, int]] = {}
         self.seconds: dict[str, float] = {}
+        self.switches: dict[str, tuple[int, int]] = {}  # role -> (waited, pre-empted)
 
     @staticmethod
-    def _now() -> dict[int, tuple[str, float]]:
+    def _now() -> dict[int, tuple[str, float, int, int]]:
         out = {}
         for thread in threading.enumerate():
             if thread.ident is None:
                 continue
             try:
                 clock = time.pthread_getcpuclockid(thread.ident)
-                out[thread.ident] = (thread.name, time.clock_gettime(clock))
+                out[thread.ident] = (thread.name, time.clock_gettime(clock), *_switches(thread.native_id))
             except (OSError, ProcessLookupError):  # ended in between
                 continue
         return out
 
     def start(self) -> None:
-        self._start = {ident: cpu for ident, (_, cpu) in self._now().items()}
+        self._start = {ident: counts for ident, (_, *counts) in self._now().items()}
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per role (``THREAD_ROLES``); threads started during the run count whole."""
         by_role: dict[str, float] = defaultdict(float)
-        for ident, (name, cpu) in self._now().items():
+        switches: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for ident, (name, cpu, waited, preempted) in self._now().items():
             role = next((label for marker, label in THREAD_ROLES if marker in name), OTHER)
-            by_role[role] += cpu - self._start.get(ident, 0.0)
+            cpu_before, waited_before, preempted_before = self._start.get(ident, (0.0, 0, 0))
+            by_role[role] += cpu - cpu_before
+            switches[role][0] += waited - waited_before
+            switches[role][1] += preempted - preempted_before
         self.seconds = dict(by_role)
+        self.switches = {role: (counts[0], counts[1]) for role, counts in switches.items()}
         return self.seconds
+
+
+def _switches(native_id: int | None) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of one thread so far, from Linux's
+    ``/proc/self/task/<id>/status``; (0, 0) where that cannot be read."""
+    try:
+        text = Path(f"/proc/self/task/{native_id}/status").read_text()
+    except OSError:
+        return 0, 0
+    fields = dict(line.split(":", 1) for line in text.splitlines() if line.startswith(SWITCH_FIELDS))
+    return int(fields.get(SWITCH_FIELDS[0], 0)), int(fields.get(SWITCH_FIELDS[1], 0))
 
 
 class StageTimer:

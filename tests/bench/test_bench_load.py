@@ -29,11 +29,13 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     assert result["events_sent"] > 0 and result["events_acknowledged"] == result["events_sent"]  # recorded once
     assert result["handled"] >= result["answered"] and result["cpu_s"]["matcher"] > 0
     assert result["stages_cpu_us"]["search"] > 0 and result["stages_cpu_us"]["open"] > 0
+    worker_switches = result["matcher_threads_switches"]["request worker"]  # it waits for requests between batches
+    assert worker_switches[0] > 0 and worker_switches[1] >= 0
     flood = result["flood"]
     assert sum(flood["sent"].values()) > 0 and flood["alarms"] >= 1  # the flood was muted and on record
     written = load_report.write_report(result, tmp_path)
     text = written["markdown"].read_text()
-    assert "Where the matcher's time goes" in text and "flooding" in text
+    assert "Where the matcher's time goes" in text and "flooding" in text and "| switches waited |" in text
     quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
     assert 0 < quiet["handled"] < result["handled"] and quiet["per_core"] == result["targets"]["per_core"]["measured"]
     assert "Outside the flood third" in text
