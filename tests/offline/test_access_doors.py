@@ -79,9 +79,12 @@ def test_groups_and_schedules_hold_in_every_mode(site, matcher):
         finally:
             door_a.close()
             door_b.close()
-    actions = [(e.action, e.result, e.detail) for e in site.data.audit.entries()]
-    assert ("access.member.add", "ok", "group front") in actions
-    assert any(a == "decision.identify" and d.startswith("not_in_group; request ") for a, _, d in actions)
+    def audited() -> list[tuple[str, str, str]]:  # the matcher commits its decision entries in groups (0.1 s)
+        return [(e.action, e.result, e.detail) for e in site.data.audit.entries()]
+
+    assert wait_for(lambda: any(a == "decision.identify" and d.startswith("not_in_group; request ")
+                                for a, _, d in audited()))
+    assert ("access.member.add", "ok", "group front") in audited()
 
 
 def test_anti_passback_hard_refuses_a_second_entry_and_soft_records_it(site, matcher):
