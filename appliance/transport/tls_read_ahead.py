@@ -8,9 +8,10 @@ request worker at each of them - a thread switch per call, ~4 per request (issue
 from that buffer without leaving Python.
 
 ``ssl.SSLContext.sslsocket_class`` is the standard library's documented place for this; the
-socket stays an ``ssl.SSLSocket`` for paho and for ``select``/``poll``. ``pending`` counts the
-buffered bytes too, so a loop that asks it before waiting for the socket (``mqtt_loop``) never
-sleeps on bytes already read.
+socket stays an ``ssl.SSLSocket`` for paho and for ``select``/``poll``. ``recv_into`` reads
+through the same buffer (a reader using it must not skip bytes ``recv`` took), and ``pending``
+counts the buffered bytes too, so a loop that asks it before waiting for the socket
+(``mqtt_loop``) never sleeps on bytes already read.
 """
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ class ReadAheadSocket(ssl.SSLSocket):
         start = self._taken
         self._taken = min(start + buflen, len(self._ahead))
         return self._ahead[start:self._taken]
+
+    def recv_into(self, buffer: bytearray | memoryview, nbytes: int = 0, flags: int = 0) -> int:
+        """As ``recv``, into ``buffer``."""
+        view = memoryview(buffer).cast("B")
+        data = self.recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data)
 
     def pending(self) -> int:
         return len(self._ahead) - self._taken + super().pending()

@@ -64,7 +64,9 @@ def test_a_packet_read_in_small_pieces_comes_from_one_record(pki):
         assert client.pending() == len(packet) + 1
         client.setblocking(False)  # from here nothing may come from the socket
         assert client.recv(1) + client.recv(1) == packet[1:3]
-        assert client.recv(len(packet) - 3) == packet[3:]
+        into = bytearray(100)
+        assert client.recv_into(into) == 100 and bytes(into) == packet[3:103]  # the same buffer, not past it
+        assert client.recv(len(packet) - 103) == packet[103:]
         assert client.pending() == 2
         assert client.recv(1024) == b"\xe0\x00"  # no more than is buffered, even when more is asked
         assert client.pending() == 0
