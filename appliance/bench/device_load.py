@@ -31,7 +31,6 @@ JUNK_BYTES = (1, 2000)
 STEADY_ATTEMPTS = 1  # a lost answer is counted as unanswered, never hidden by a retry
 STEADY_TIMEOUT_S = 5.0
 SEED = 11
-FLOOD_CONNECT_TIMEOUT_S = 10.0
 FLOOD_SLICE_S = 0.001  # the flooder's pacing step (it reads and keeps alive meanwhile)
 
 
@@ -150,7 +149,7 @@ def flood(argv: list[str]) -> dict:
     from appliance.bench.probes import PACK, probe, random_templates
     from appliance.protocol import topics
     from appliance.security.envelope import MessageType, Sealer
-    from appliance.transport.mqtt import MqttEndpoint
+    from appliance.transport.mqtt import CONNECT_TIMEOUT_S, MqttEndpoint
     from appliance.transport.mqtt_shared_loop import SharedLoop
 
     site, name = _site(argv[0], argv[1]), argv[2]
@@ -170,9 +169,9 @@ def flood(argv: list[str]) -> dict:
     network = SharedLoop()
     endpoint = MqttEndpoint(site.mqtt(name), network=network.attach)
     endpoint.connect(wait=False)
-    if not network.run_until(endpoint.connected.is_set, FLOOD_CONNECT_TIMEOUT_S):
-        raise SystemExit(f"{name} not connected within {FLOOD_CONNECT_TIMEOUT_S:g} s")
-    network.run_until(lambda: time.time() >= start_at, max(0.0, start_at - time.time()) + 1.0)
+    if not network.run_until(endpoint.connected.is_set, CONNECT_TIMEOUT_S):
+        raise SystemExit(f"{name} not connected within {CONNECT_TIMEOUT_S:g} s")
+    network.serve(start_at - time.time())
     begin = time.time()
     try:
         while (now := time.time()) < start_at + seconds:

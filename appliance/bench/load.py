@@ -242,7 +242,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         "cpu_s": {"matcher": matcher_cpu, "broker": broker_cpu, "doors": sum(r["cpu_s"] for r in results),
                   "flooder": flooded["cpu_s"] if flooded else 0.0},
         "matcher_threads_cpu_s": threads, "handled": handled,
-        "matcher_threads_switches": {role: list(counts) for role, counts in clock.switches.items()},
+        "matcher_threads_switches": clock.switches,
         "outside_flood": _outside(matcher_cpu, handled_run, marks) if flood else None,
         "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
                   "handled_total": worker.handled, "max_batch": worker.max_batch,

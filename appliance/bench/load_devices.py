@@ -276,15 +276,14 @@ def run(spec: dict) -> dict:
         raise SystemExit(f"doors not connected within {CONNECT_TIMEOUT_S:g} s")
     start_at = spec["start_at"]
     _warm_up(doors, network)
-    network.run_until(lambda: time.time() >= start_at, max(0.0, start_at - time.time()) + 1.0)
+    network.serve(start_at - time.time())
     cpu_before = cpu_seconds()
     results = Results()  # the warm-up passes are not the run's: each door's own results stay behind
     for door in doors:
         door.results = results
     _schedule(doors, network, float(spec["rate_per_door"]), start_at, start_at + spec["seconds"], results)
     cpu = cpu_seconds() - cpu_before
-    grace_ends = time.monotonic() + spec.get("ack_grace_s", 1.0)  # the last acknowledgements are on their way
-    network.run_until(lambda: time.monotonic() >= grace_ends, grace_ends - time.monotonic() + 1.0)
+    network.serve(spec.get("ack_grace_s", 1.0))  # the last acknowledgements are on their way
     acks = sum(door.acks for door in doors)
     for door in doors:
         door.endpoint.close(announce_offline=False)

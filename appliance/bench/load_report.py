@@ -2,6 +2,7 @@
 the flood), the raw JSON, and a plot of answered requests and p95 per second."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.bench.host import REFERENCE_REPEATS
@@ -45,9 +46,9 @@ def _host(result: dict) -> str:
             f"{_f(after, 1)} ms after it (median of {REFERENCE_REPEATS}; lower is faster){stolen}.")
 
 
-def _per(counts: list[int] | None, which: int, handled: int) -> str:
-    """One of a thread's (waited, pre-empted) switch counts per request; n/a if not counted."""
-    return _f(counts[which] / handled, 2) if counts else "n/a"
+def _switches(counts: Sequence[int] | None, handled: int) -> str:
+    """A thread's (waited, pre-empted) switches per request as two table cells; n/a if not counted."""
+    return " | ".join(_f(count / handled, 2) for count in counts) if counts else "n/a | n/a"
 
 
 def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
@@ -97,8 +98,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "CPU per thread of the matcher process, and its thread switches per request (waited: the "
         "thread's own - a lock, the GIL, a socket; pre-empted: the CPUs were full):", "",
         "| thread | CPU s | per request µs | switches waited | pre-empted |", "|---|---:|---:|---:|---:|",
-        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} | {_per(switches.get(name), 0, handled)} "
-          f"| {_per(switches.get(name), 1, handled)} |"
+        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} | {_switches(switches.get(name), handled)} |"
           for name, seconds in sorted(result["matcher_threads_cpu_s"].items(), key=lambda item: -item[1])],
         "", "Stages on the request worker (CPU µs per request; wrappers add a few µs each):", "",
         "| stage | µs | what it covers |", "|---|---:|---|",

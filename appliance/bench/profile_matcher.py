@@ -2,9 +2,10 @@
 
 Two views, both taken while ``bench load`` runs, in the matcher's own process:
 
-* ``ThreadClock``: CPU seconds of every thread of the process over the run (Linux per-thread
-  clocks), grouped by role: the MQTT network thread (TLS, MQTT framing, the gate's router),
-  the request worker, the event worker, the audit group-commit writer, the rest.
+* ``ThreadClock``: CPU seconds and thread switches of every thread of the process over the run
+  (Linux per-thread clocks and ``/proc``), grouped by role: the MQTT network thread (TLS, MQTT
+  framing, the gate's router), the request worker, the event worker, the audit group-commit
+  writer, the rest.
 * ``StageTimer``: CPU microseconds per request of each stage on the request worker - open the
   envelope (with the sender check), liveness re-judge, search (with the failure tracker),
   access rules, seal, publish, audit (queueing the entry; its commit is the writer's thread) -
@@ -52,38 +53,35 @@ class ThreadClock:
     thread's own (a lock, the GIL, a socket), "pre-empted" the scheduler's (the CPUs were full)."""
 
     def __init__(self) -> None:
-        self._start: dict[int, tuple[float, int, int]] = {}
+        self._start: dict[int, tuple[float, int, int]] = {}  # thread -> (CPU s, waited, pre-empted)
         self.seconds: dict[str, float] = {}
         self.switches: dict[str, tuple[int, int]] = {}  # role -> (waited, pre-empted)
 
     @staticmethod
-    def _now() -> dict[int, tuple[str, float, int, int]]:
+    def _now() -> dict[int, tuple[str, tuple[float, int, int]]]:
         out = {}
         for thread in threading.enumerate():
             if thread.ident is None:
                 continue
             try:
                 clock = time.pthread_getcpuclockid(thread.ident)
-                out[thread.ident] = (thread.name, time.clock_gettime(clock), *_switches(thread.native_id))
+                out[thread.ident] = (thread.name, (time.clock_gettime(clock), *_switches(thread.native_id)))
             except (OSError, ProcessLookupError):  # ended in between
                 continue
         return out
 
     def start(self) -> None:
-        self._start = {ident: counts for ident, (_, *counts) in self._now().items()}
+        self._start = {ident: counts for ident, (_, counts) in self._now().items()}
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per role (``THREAD_ROLES``); threads started during the run count whole."""
-        by_role: dict[str, float] = defaultdict(float)
-        switches: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for ident, (name, cpu, waited, preempted) in self._now().items():
+        totals: dict[str, tuple[float, ...]] = {}  # role -> (CPU s, waited, pre-empted)
+        for ident, (name, counts) in self._now().items():
             role = next((label for marker, label in THREAD_ROLES if marker in name), OTHER)
-            cpu_before, waited_before, preempted_before = self._start.get(ident, (0.0, 0, 0))
-            by_role[role] += cpu - cpu_before
-            switches[role][0] += waited - waited_before
-            switches[role][1] += preempted - preempted_before
-        self.seconds = dict(by_role)
-        self.switches = {role: (counts[0], counts[1]) for role, counts in switches.items()}
+            before, total = self._start.get(ident, (0.0, 0, 0)), totals.get(role, (0.0, 0, 0))
+            totals[role] = tuple(sum_ + now - then for sum_, now, then in zip(total, counts, before))
+        self.seconds = {role: cpu for role, (cpu, _, _) in totals.items()}
+        self.switches = {role: (waited, preempted) for role, (_, waited, preempted) in totals.items()}
         return self.seconds
 
 

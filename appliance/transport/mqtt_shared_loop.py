@@ -68,6 +68,11 @@ class SharedLoop:
                 if member.client.socket() is not None:
                     member.client.loop_misc()
 
+    def serve(self, seconds: float) -> None:
+        """``poll`` for ``seconds`` (none when not positive): waiting for a start time or for
+        the last answers, with every connection read and kept alive meanwhile."""
+        self.run_until(lambda: False, max(0.0, seconds))
+
     def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
         """``poll`` until ``done()`` holds (True) or ``timeout`` s have passed (False)."""
         deadline = time.monotonic() + timeout

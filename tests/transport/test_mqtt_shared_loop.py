@@ -127,3 +127,25 @@ def test_close_is_a_clean_disconnect_so_the_will_does_not_fire(broker):
         assert inbox.empty()  # a dropped connection would have published the will ("offline")
     finally:
         watcher.close()
+
+
+def test_serve_reads_what_arrives_for_its_seconds_and_not_longer(broker):
+    matcher = _Answerer(broker)
+    loop, heard = SharedLoop(), {}
+    doors = _doors(broker, loop, heard)
+    try:
+        loop.serve(QUIET_S)  # the SUBACKs are in
+        door = doors[0]
+        name = door.settings.client_id
+        door.publish(topics.device_topic(name, topics.REQUEST), b"one", wait=False,
+                     response_topic=topics.device_topic(name, topics.DECISION), correlation=b"one")
+        begin = time.monotonic()
+        loop.serve(QUIET_S)
+        assert time.monotonic() - begin >= QUIET_S and [m.payload for m in heard[name]] == [b"one"]
+        begin = time.monotonic()
+        loop.serve(-QUIET_S)  # a start time already past: no waiting
+        assert time.monotonic() - begin < QUIET_S
+    finally:
+        for door in doors:
+            door.close(announce_offline=False)
+        matcher.endpoint.close()
