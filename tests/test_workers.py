@@ -117,3 +117,49 @@ def test_a_worker_counts_each_items_time_from_put_to_the_end_of_its_batch():
         worker.stop()
     assert sum(worker.sojourns.counts) == 3
     assert worker.sojourns.percentile_ms(100) >= 60  # the third waited for the two before it
+
+
+def test_an_attached_worker_has_no_thread_and_runs_due_batches_on_the_callers():
+    batches, wakes = [], []
+    worker = QueueWorker("w", lambda item: batches.append([item]), 100, handle_batch=batches.append, max_batch=3)
+    worker.attach(lambda: wakes.append(1))
+    worker.start()  # no thread: the loop it is attached to runs it
+    assert worker.due() is None and worker.run_due() == 0
+    for item in range(5):
+        assert worker.put(item)
+    assert len(wakes) == 5  # each put cuts the loop's wait short
+    assert worker.due() <= time.monotonic()  # no gather window: due at once
+    assert worker.run_due() == 3 and worker.run_due() == 2 and worker.run_due() == 0
+    assert batches == [[0, 1, 2], [3, 4]] and worker.thread_id == threading.get_ident()
+    assert worker.handled == 5 and worker.batches == 2 and worker.busy_cpu_s >= 0 and worker.waited_s > 0
+    worker.stop()
+
+
+def test_an_attached_worker_waits_for_company_only_while_items_come_fast():
+    batches = []
+    worker = QueueWorker("w", lambda item: batches.append([item]), 100, handle_batch=batches.append, max_batch=64,
+                         gather_s=0.05)
+    worker.attach(lambda: None)
+    worker.put(0)
+    assert worker.run_due() == 1  # no arrival rate yet: a lone item is never held
+    for _ in range(5):  # a busy stream: the rate grows past two items per window
+        for item in range(20):
+            worker.put(item)
+        worker.run_due()
+        time.sleep(0.002)
+    while worker.due() is not None:  # what the busy stream left, taken as it falls due
+        worker.run_due()
+    worker.put(99)
+    due = worker.due()
+    assert due is not None and due > time.monotonic()  # held for company, up to the window
+    assert worker.run_due() == 0
+    assert wait_for(lambda: worker.run_due() == 1, timeout=1.0)  # and run once the window closes
+
+
+def test_a_worker_already_on_its_own_thread_cannot_be_attached():
+    worker = QueueWorker("w", lambda item: None, 10).start()
+    try:
+        with pytest.raises(RuntimeError, match="own thread"):
+            worker.attach(lambda: None)
+    finally:
+        worker.stop()
