@@ -26,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.transport.mqtt_loop import NetworkDriver, NetworkLoop
+from appliance.transport.mqtt_loop import InlineWork, NetworkDriver, NetworkLoop
 from appliance.transport.tls_read_ahead import client_context
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,12 @@ class Incoming:
 class MqttEndpoint:
     """One MQTT 5 connection. ``network``: who does its socket I/O - by default a thread of its
     own (``NetworkLoop``); a load generator simulating many devices in one process passes
-    ``SharedLoop.attach`` (``transport.mqtt_shared_loop``) to serve them all from one thread."""
+    ``SharedLoop.attach`` (``transport.mqtt_shared_loop``) to serve them all from one thread.
+    ``inline``: work its own network thread runs between reads and writes (``InlineWork``)."""
 
     def __init__(self, settings: MqttSettings, on_message: Callable[[Incoming], None] | None = None,
                  subscriptions: tuple[str, ...] = (), subscribe_qos: int = SUBSCRIBE_QOS,
-                 network: NetworkFactory = NetworkLoop):
+                 network: NetworkFactory = NetworkLoop, inline: InlineWork | None = None):
         self.settings = settings
         # renewed on every reconnect; changed at run time by ``subscribe``/``unsubscribe``
         self._subscriptions: dict[str, None] = dict.fromkeys(subscriptions)
@@ -106,6 +107,10 @@ class MqttEndpoint:
         self._reusable = threading.local()  # QoS 0 properties, one object per thread and shape
         self._client = client
         self._loop = network(client, settings.client_id, settings.reconnect_min_s, settings.reconnect_max_s)
+        if inline is not None:
+            if not isinstance(self._loop, NetworkLoop):
+                raise ValueError(f"{settings.client_id}: inline work needs the endpoint's own network thread")
+            self._loop.run_inline(inline)
 
     # -- life cycle ------------------------------------------------------------------------
     def connect(self, timeout: float = CONNECT_TIMEOUT_S, wait: bool = True) -> None:

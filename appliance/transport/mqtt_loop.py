@@ -14,7 +14,10 @@ must never be read and written by two threads at once - through paho's public ca
 * keepalive pings and the ping timeout are looked at every ``MISC_EVERY_S``;
 * a lost connection is retried with the settings' back-off (doubling from the minimum up to
   the maximum, back to the minimum after a CONNACK), as paho's own loop does;
-* ``stop`` disconnects on this thread, so a DISCONNECT never races a reconnect.
+* ``stop`` disconnects on this thread, so a DISCONNECT never races a reconnect;
+* work handed to it with ``run_inline`` (the matcher's request batches) runs here after each
+  pass's reads, so what it publishes goes out in the same pass, with no thread in between; the
+  wait for traffic ends when that work is due.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import paho.mqtt.client as paho
@@ -81,6 +85,20 @@ def attempt_connection(client: paho.Client, name: str) -> None:
         log.exception("%s: connection attempt failed", name)
 
 
+class InlineWork(Protocol):
+    """Work a network thread runs itself between its reads and its writes (an attached
+    ``workers.QueueWorker``). Nothing it does may wait for the network: this thread reads it."""
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        """Called once by the loop that runs it; ``wake`` cuts that loop's wait short."""
+
+    def due(self) -> float | None:
+        """When (monotonic) it wants to run next; None while it has nothing to do."""
+
+    def run_due(self) -> int:
+        """Run what is due (nothing if nothing is); never raises."""
+
+
 class NetworkDriver(Protocol):
     """What an endpoint asks of whoever does its connection's I/O (this thread, or a
     ``mqtt_shared_loop.SharedLoop`` serving many connections from one)."""
@@ -106,6 +124,7 @@ class NetworkLoop:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_misc = 0.0
+        self._inline: InlineWork | None = None
         client.on_socket_register_write = self._wake  # a publisher queues, this thread writes
 
     def start(self, connect_now: bool = False) -> None:
@@ -136,6 +155,13 @@ class NetworkLoop:
         """A CONNACK: the next loss starts the back-off from its minimum."""
         self._delay_s = self._min_s
 
+    def run_inline(self, work: InlineWork) -> None:
+        """Run ``work`` on this thread after every pass's reads (one piece of work per loop)."""
+        if self._inline is not None and self._inline is not work:
+            raise ValueError(f"{self.name}: the network thread already runs other inline work")
+        self._inline = work
+        work.attach(self._wake)
+
     @staticmethod
     def _wake_pair() -> tuple[socket.socket, socket.socket]:
         reader, writer = socket.socketpair()
@@ -144,6 +170,9 @@ class NetworkLoop:
         return reader, writer
 
     def _wake(self, *_: object) -> None:
+        thread = self._thread
+        if thread is not None and thread.ident == threading.get_ident():
+            return  # queued by this thread (inline work, a callback): this pass writes it
         try:
             self._wake_w.send(b"w")
         except (BlockingIOError, OSError):
@@ -175,12 +204,18 @@ class NetworkLoop:
     def _pass(self, sock) -> None:
         client = self._client
         writing = [sock] if client.want_write() else []
-        wait_s = 0.0 if sock.pending() else max(0.0, self._next_misc - time.monotonic())
+        wait_until = self._next_misc
+        due = self._inline.due() if self._inline is not None else None
+        if due is not None:
+            wait_until = min(wait_until, due)
+        wait_s = 0.0 if sock.pending() else max(0.0, wait_until - time.monotonic())
         readable, _ = wait_ready([sock, self._wake_r], writing, wait_s)
         if self._wake_r in readable:
             self._drain_wake()
         if sock in readable or sock.pending():
             read_available(client, sock)
+        if self._inline is not None:
+            self._inline.run_due()
         if client.want_write() and client.socket() is sock:
             client.loop_write()
         now = time.monotonic()

@@ -13,7 +13,10 @@ import pytest
 from appliance.broker.process import free_port
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import topics
-from appliance.transport.mqtt import MqttEndpoint, settings_for
+from appliance.transport.mqtt import Incoming, MqttEndpoint, settings_for
+from appliance.transport.mqtt_loop import MISC_EVERY_S
+from appliance.transport.mqtt_shared_loop import SharedLoop
+from appliance.workers import QueueWorker
 
 PER_THREAD = 200
 THREADS = 3
@@ -127,3 +130,51 @@ def test_close_cuts_a_reconnect_back_off_short(broker):
     door.close()
     assert time.monotonic() - started < CLOSE_WITHIN_S
     assert not door.connected.is_set()
+
+
+def test_inline_work_runs_on_the_network_thread_and_its_answers_go_out(broker):
+    """A request handled by work the network thread runs itself (the matcher's request batches):
+    answered from that thread with no hand-over, also when another thread queued it."""
+    inbox: queue.Queue = queue.Queue()
+    requests, decisions = (topics.device_topic("door-a", kind) for kind in (topics.REQUEST, topics.DECISION))
+    door = _endpoint(broker, "door-a", (decisions,), inbox)
+    ran_on: set[int] = set()
+    matcher: MqttEndpoint | None = None
+
+    def answer(batch: list) -> None:
+        ran_on.add(threading.get_ident())
+        for incoming in batch:
+            matcher.publish(decisions, incoming.payload, qos=0)
+
+    work = QueueWorker("inline", lambda incoming: answer([incoming]), 100, handle_batch=answer, max_batch=8)
+    matcher = MqttEndpoint(settings_for(broker.pki, "matcher-1", broker.host, broker.port), on_message=work.put,
+                           subscriptions=(topics.shared(requests),), inline=work)
+    matcher.connect()
+    try:
+        deadline = time.monotonic() + 20
+        while not _drain(inbox, 1, timeout=0.2):  # until its subscription is in place at the broker
+            assert time.monotonic() < deadline, "the inline work never answered"
+            door.publish(requests, b"-1", qos=0)
+        while _drain(inbox, 1, timeout=0.2):  # answers to the probes sent before it was
+            pass
+        handled_before = work.handled
+        for index in range(20):
+            door.publish(requests, b"%d" % index, qos=0)
+        got = _drain(inbox, 20)
+        started = time.monotonic()
+        work.put(Incoming(requests, b"from-another-thread", 0, False))  # wakes the loop: no wait for keepalive
+        late = _drain(inbox, 1)
+        waited = time.monotonic() - started
+    finally:
+        matcher.close()
+        door.close()
+    assert sorted(int(m.payload) for m in got) == list(range(20))
+    assert [m.payload for m in late] == [b"from-another-thread"] and waited < MISC_EVERY_S
+    assert len(ran_on) == 1 and threading.get_ident() not in ran_on and work.handled - handled_before == 21
+
+
+def test_inline_work_needs_the_endpoints_own_network_thread(broker):
+    shared = SharedLoop()
+    with pytest.raises(ValueError, match="own network thread"):
+        MqttEndpoint(settings_for(broker.pki, "door-a", broker.host, broker.port), network=shared.attach,
+                     inline=QueueWorker("inline", lambda item: None, 10))
