@@ -191,7 +191,7 @@ class MatcherConfig(Table):
         "time, up to this long (never less than reject_window_s): a broken or hostile device stays shed at the "
         "broker instead of raising an alarm every window, seconds"))] = 640.0
     request_gather_ms: Annotated[Float, Field(ge=0.0, le=MAX_GATHER_MS, description=(
-        "while requests arrive faster than two per window, the worker waits up to this long after the oldest "
+        "while requests arrive faster than two per window, the replica waits up to this long after the oldest "
         "waiting one so that more 1:N searches share one pass over the gallery: less CPU per request, at most "
         "this much more latency; a lone request is never held; 0: never wait, ms"))] = 15.0
 

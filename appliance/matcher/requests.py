@@ -13,7 +13,10 @@ retried request id gets the same sealed decision again without a second count. T
 takes every request already waiting (up to ``SEARCH_BATCH``) at once - under load after a short
 gather window (``[matcher] request_gather_ms``, ``workers.QueueWorker``) - : each is opened and
 decided as it would be alone, but their 1:N searches are one matrix product
-(``loaded.SearchedBatch``), and they are answered in arrival order. Anything
+(``loaded.SearchedBatch``), and they are answered in arrival order. The worker is ``inline``:
+the replica's MQTT network thread runs its batches between reads and writes (``service``), so
+an answer goes out in the pass that decided it (issue 17: ~15 % less CPU per request than
+handing each request to a thread of its own). Anything
 malformed, forged or replayed is counted and noted by the gate (one audit record per device
 and window), never fatal.
 """
@@ -91,7 +94,7 @@ class RequestHandler:
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self.route = Route((topics.REQUEST,), QueueWorker(f"{name}-worker", self.handle, QUEUE_LIMIT, stats,
                                                           handle_batch=self.handle_batch, max_batch=SEARCH_BATCH,
-                                                          gather_s=gather_s))
+                                                          gather_s=gather_s), inline=True)
 
     def handle(self, incoming: Incoming) -> None:
         self.handle_batch([incoming])

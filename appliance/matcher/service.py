@@ -6,7 +6,9 @@ replicas split the load. Each topic kind has one handler, composed by
 sync requests and acknowledgements with the replica's revision poll (``sync_requests``).
 Each handler offers a ``Route``: the kinds it reads and the worker that runs it; the router
 queues a message for that worker on the MQTT network thread, so the network loop never
-waits. At start the router makes its MQTT endpoint, subscribed to
+waits - except for one handler's worker that is ``inline`` (the match requests'): the network
+thread runs its batches itself between its reads and writes, so a request is read, decided and
+answered on one thread (``transport.mqtt_loop.InlineWork``). At start the router makes its MQTT endpoint, subscribed to
 the kinds its handlers read, attaches the courier (the way out) to it, starts the handlers
 and connects. Before a message is queued the replica's ``Gate`` (``matcher.gate``) looks at
 its topic: one its owner may not publish, or no handler reads, is ignored; a muted device's
@@ -41,6 +43,7 @@ class Route:
     kinds: tuple[str, ...]
     worker: QueueWorker[Incoming | None]
     ticker: Ticker | None = None
+    inline: bool = False  # served by a replica: its worker runs on the MQTT network thread (one route at most)
 
     def start(self) -> None:
         self.worker.start()
@@ -68,6 +71,10 @@ class MatcherService:
                 if kind in self._routes:
                     raise ValueError(f"two handlers read {kind!r}")
                 self._routes[kind] = route
+        inline = [route.worker for route in self.routes if route.inline]
+        if len(inline) > 1:
+            raise ValueError("only one handler's worker can run on the network thread")
+        self._inline = inline[0] if inline else None
         self._mqtt = mqtt
         self.endpoint: MqttEndpoint | None = None  # made at start: the routes are fixed by then
         self._started = False
@@ -148,7 +155,7 @@ class MatcherService:
         with self._shed_lock:
             self._shed.clear()  # a new endpoint holds every device's topics; the router still drops the muted
         self.endpoint = MqttEndpoint(self._mqtt, on_message=self.route, subscriptions=self.subscriptions,
-                                     subscribe_qos=self.subscribe_qos)
+                                     subscribe_qos=self.subscribe_qos, inline=self._inline)
         self.courier.attach(self.endpoint.publish)
         for route in self.routes:
             route.start()
