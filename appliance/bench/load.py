@@ -176,7 +176,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
              shares: dict[str, float] | None = None, progress=None, niceness: int = DEVICE_NICENESS) -> dict:
     """One run; returns everything the report shows (JSON-ready). ``rate_per_s`` counts match
     requests: the mix's catch-ups (outbox events, no request) come on top of it."""
-    from appliance.bench.profile_matcher import StageTimer, ThreadClock
+    from appliance.bench.profile_matcher import StageTimer, ThreadClock, split_inline
     from appliance.site import Site
 
     say = progress or (lambda message: None)
@@ -208,11 +208,15 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             clock = ThreadClock()
             clock.start()
             handled_before = matcher.requests.route.worker.handled
+            batches_cpu_before = matcher.requests.route.worker.busy_cpu_s
             sojourns_before = list(matcher.requests.route.worker.sojourns.counts)
             flood_third = (start_at + seconds / 3, start_at + 2 * seconds / 3 + FLOOD_TAIL_S)
             marks = _Marks(matcher.requests.route.worker, flood_third if flood else ())
             results = [generator_result(process, limit) for process in doors]
             threads = clock.stop()
+            batches_cpu = matcher.requests.route.worker.busy_cpu_s - batches_cpu_before
+            if matcher.requests.route.worker.inline:
+                threads = split_inline(threads, batches_cpu)
             matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
             marks.cancel()
             handled_run = matcher.requests.route.worker.handled - handled_before
@@ -248,7 +252,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
                   "handled_total": worker.handled, "max_batch": worker.max_batch,
                   "gather_ms": worker.gather_s * 1000,
                   "in_replica_ms": {f"p{q}": in_replica.percentile_ms(q) for q in PERCENTILES}},
-        "stages_cpu_us": timer.per_request_us(handled, threads.get("request worker", 0.0)),
+        "stages_cpu_us": timer.per_request_us(handled, batches_cpu),
         "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,
     })
 

@@ -96,11 +96,12 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "per matcher core** by that measure.", *_outside_flood(result), "",
         "## Where the matcher's time goes (profile of this run)", "",
         "CPU per thread of the matcher process, and its thread switches per request (waited: the "
-        "thread's own - a lock, the GIL, a socket; pre-empted: the CPUs were full):", "",
+        "thread's own - a lock, the GIL, a socket; pre-empted: the CPUs were full; the request batches' "
+        "are the network thread's, which runs them):", "",
         "| thread | CPU s | per request µs | switches waited | pre-empted |", "|---|---:|---:|---:|---:|",
         *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} | {_switches(switches.get(name), handled)} |"
           for name, seconds in sorted(result["matcher_threads_cpu_s"].items(), key=lambda item: -item[1])],
-        "", "Stages on the request worker (CPU µs per request; wrappers add a few µs each):", "",
+        "", "Stages of the request batches (CPU µs per request; wrappers add a few µs each):", "",
         "| stage | µs | what it covers |", "|---|---:|---|",
         *[f"| {stage} | {_f(result['stages_cpu_us'].get(stage), 0)} | {STAGE_NOTES[stage]} |"
           for stage in (*STAGES[:1], "decode", *STAGES[1:])],
@@ -109,7 +110,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
     batches = max(1, queue["batches"])
     lines += [
         "", f"Queueing (wall): a request waited {_f(queue['waited_s'] / max(1, queue['handled_total']) * 1000, 2)} ms "
-        f"on average for the worker, which worked {_f(queue['busy_s'] / batches * 1000, 2)} ms per batch of "
+        f"on average for its batch; a batch took {_f(queue['busy_s'] / batches * 1000, 2)} ms for "
         f"{_f(queue['handled_total'] / batches, 2)} requests on average (up to {queue['max_batch']} searched in one "
         f"matrix product; under load it waits up to {_f(queue.get('gather_ms', 0.0), 0)} ms for company, "
         "`[matcher] request_gather_ms`)." + _in_replica(queue, latency),
@@ -195,14 +196,14 @@ def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def _in_replica(queue: dict, latency: dict) -> str:
-    """The replica's share of the round trip (from the network thread's hand-over to the end of the
-    request's batch) beside the door's; older results have no such figure."""
+    """The replica's share of the round trip (from being read to the end of the request's batch)
+    beside the door's; older results have no such figure."""
     inside = queue.get("in_replica_ms")
     rest = (" The broker round trip and the doors' own work are the rest of the door's round trip "
             f"(median {_f(latency['p50'])} ms).")
     if not inside:
         return rest
-    return (f" From the network thread's hand-over to the end of its batch a request spent p50 "
+    return (f" From being read off the connection to the end of its batch a request spent p50 "
             f"{_f(inside['p50'])} ms, p95 {_f(inside['p95'])} ms, p99 {_f(inside['p99'])} ms in the replica "
             f"(1 ms buckets), against p50 {_f(latency['p50'])} / p95 {_f(latency['p95'])} ms at the door: the rest is "
             "the broker both ways, TLS, the replica's network thread and the door processes reading answers "

@@ -4,9 +4,10 @@ Two views, both taken while ``bench load`` runs, in the matcher's own process:
 
 * ``ThreadClock``: CPU seconds and thread switches of every thread of the process over the run
   (Linux per-thread clocks and ``/proc``), grouped by role: the MQTT network thread (TLS, MQTT
-  framing, the gate's router), the request worker, the event worker, the audit group-commit
-  writer, the rest.
-* ``StageTimer``: CPU microseconds per request of each stage on the request worker - open the
+  framing, the gate's router), the request batches it runs (``split_inline``), the event
+  worker, the audit group-commit writer, the rest.
+* ``StageTimer``: CPU microseconds per request of each stage of the request batches (run by the
+  MQTT network thread, ``matcher.requests``) - open the
   envelope (with the sender check), liveness re-judge, search (with the failure tracker),
   access rules, seal, publish, audit (queueing the entry; its commit is the writer's thread) -
   by wrapping those calls on one composed replica. What is left of the worker's time is message
@@ -37,7 +38,9 @@ STAGE_NOTES = {
     "publish": "handing the sealed answer to paho (QoS 0: a door that misses it asks again)",
     "audit": "queueing the decision's audit entry (the commit is the writer thread's)",
 }
-THREAD_ROLES = (("paho", "MQTT network thread (TLS, MQTT, router and gate)"),
+NETWORK_ROLE = "MQTT network thread (TLS, MQTT, router and gate)"
+REQUEST_BATCHES = "request batches (run by the MQTT network thread)"
+THREAD_ROLES = (("paho", NETWORK_ROLE),
                 ("-worker", "request worker"),
                 ("-events", "event worker"),
                 ("audit-writer", "audit group commit (SQLCipher, hash chain, signed head)"))
@@ -96,8 +99,18 @@ def _switches(native_id: int | None) -> tuple[int, int]:
     return int(fields.get(SWITCH_FIELDS[0], 0)), int(fields.get(SWITCH_FIELDS[1], 0))
 
 
+def split_inline(seconds: dict[str, float], batches_cpu_s: float) -> dict[str, float]:
+    """``seconds`` (per role) with the request batches the network thread ran itself (an inline
+    worker's ``busy_cpu_s`` over the run) as a row of their own, out of the network thread's."""
+    out = dict(seconds)
+    out[NETWORK_ROLE] = out.get(NETWORK_ROLE, 0.0) - batches_cpu_s
+    out[REQUEST_BATCHES] = batches_cpu_s
+    return out
+
+
 class StageTimer:
-    """CPU time per stage on the request worker thread of one composed replica (``Matcher``)."""
+    """CPU time per stage of the request batches of one composed replica (``Matcher``), on the
+    thread that runs them."""
 
     def __init__(self, matcher: Any):
         self.matcher = matcher
@@ -136,7 +149,7 @@ class StageTimer:
 
     def per_request_us(self, requests: int, worker_cpu_s: float) -> dict[str, float]:
         """Microseconds of CPU per request for each stage, and ``decode`` for the rest of the
-        worker's CPU (``worker_cpu_s``: the worker thread's CPU seconds over the run)."""
+        worker's CPU (``worker_cpu_s``: the CPU seconds of its batches over the run)."""
         if requests <= 0:
             return {}
         out = {stage: self.cpu_s.get(stage, 0.0) / requests * US_PER_S for stage in STAGES}

@@ -12,6 +12,7 @@ import numpy as np
 
 from appliance.bench import load, load_devices, load_report
 from appliance.bench.load_mix import ATTACK, CATCH_UP, ENROLLED, STRANGER, THRESHOLD, Mix
+from appliance.bench.profile_matcher import NETWORK_ROLE, REQUEST_BATCHES
 from appliance.protocol.fields import read_template
 from appliance.cli.main import main
 from appliance.config import MatcherConfig
@@ -29,8 +30,10 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     assert result["events_sent"] > 0 and result["events_acknowledged"] == result["events_sent"]  # recorded once
     assert result["handled"] >= result["answered"] and result["cpu_s"]["matcher"] > 0
     assert result["stages_cpu_us"]["search"] > 0 and result["stages_cpu_us"]["open"] > 0
-    worker_switches = result["matcher_threads_switches"]["request worker"]  # it waits for requests between batches
-    assert worker_switches[0] > 0 and worker_switches[1] >= 0
+    network_switches = result["matcher_threads_switches"][NETWORK_ROLE]  # it waits for traffic between passes
+    assert network_switches[0] > 0 and network_switches[1] >= 0
+    threads = result["matcher_threads_cpu_s"]  # the request batches the network thread ran, as a row of their own
+    assert threads[REQUEST_BATCHES] > 0 and threads[NETWORK_ROLE] > 0 and "request worker" not in threads
     flood = result["flood"]
     assert sum(flood["sent"].values()) > 0 and flood["alarms"] >= 1  # the flood was muted and on record
     written = load_report.write_report(result, tmp_path)

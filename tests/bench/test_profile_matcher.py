@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from appliance.bench.profile_matcher import OTHER, ThreadClock
+from appliance.bench.profile_matcher import NETWORK_ROLE, OTHER, REQUEST_BATCHES, ThreadClock, split_inline
 
 SWITCHES = 200
 
@@ -53,3 +53,10 @@ def test_a_thread_running_before_start_counts_only_what_came_after():
     before.join()
     assert seconds["event worker"] < 0.01 and seconds[OTHER] < 0.01
     assert clock.switches["event worker"] == (0, 0)
+
+
+def test_request_batches_the_network_thread_ran_are_a_row_of_their_own():
+    seconds = {NETWORK_ROLE: 3.0, "event worker": 0.5}
+    split = split_inline(seconds, 2.0)
+    assert split == {NETWORK_ROLE: 1.0, REQUEST_BATCHES: 2.0, "event worker": 0.5}
+    assert sum(split.values()) == sum(seconds.values()) and seconds[NETWORK_ROLE] == 3.0  # the input is kept
