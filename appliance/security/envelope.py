@@ -19,6 +19,7 @@ docs/security.md.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -104,7 +105,7 @@ class PeerKeys:
     sm2: Sm2Public | None = None
     suite: Suite = Suite.DEFAULT
 
-    @property
+    @functools.cached_property  # a hash of the key, asked by every seal to this node (the object is frozen)
     def key_id(self) -> bytes:
         return key_id(self.agreement)
 
