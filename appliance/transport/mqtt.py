@@ -139,7 +139,8 @@ class MqttEndpoint:
     def close(self, announce_offline: bool = True) -> None:
         if announce_offline and self.settings.will_topic and self.connected.is_set():
             try:
-                self.publish(self.settings.will_topic, self.settings.will_payload, retain=True, timeout=1.0)
+                self.publish(self.settings.will_topic, self.settings.will_payload, retain=True, timeout=1.0,
+                             wait=not self._loop.reads_here())
             except ApplianceError:
                 pass  # the will covers it
         self._loop.stop()
@@ -160,6 +161,9 @@ class MqttEndpoint:
                 raise ApplianceError(ErrorCode.BROKER_UNAVAILABLE,
                                      f"publish to {topic}: {paho.error_string(info.rc)}")
             return
+        if self._loop.reads_here():  # the PUBACK could only be read by this thread, once it stops waiting
+            raise RuntimeError(f"{self.settings.client_id}: a publish that waits for its PUBACK on the thread that "
+                               "reads the connection (a callback, inline work, a shared loop): use wait=False")
         self._count_waiter(1)
         try:
             self._publish_and_wait(topic, payload, qos, retain, properties, timeout)

@@ -109,6 +109,10 @@ class NetworkDriver(Protocol):
 
     def connected_again(self) -> None: ...
 
+    def reads_here(self) -> bool:
+        """Is the calling thread the one that reads this connection (so it must never wait for a reply)?"""
+        ...
+
 
 class NetworkLoop:
     """Runs ``client``'s network I/O on a thread named ``paho-mqtt-loop-<name>``."""
@@ -155,6 +159,10 @@ class NetworkLoop:
         """A CONNACK: the next loss starts the back-off from its minimum."""
         self._delay_s = self._min_s
 
+    def reads_here(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
+
     def run_inline(self, work: InlineWork) -> None:
         """Run ``work`` on this thread after every pass's reads (one piece of work per loop)."""
         if self._inline is not None and self._inline is not work:
@@ -170,8 +178,7 @@ class NetworkLoop:
         return reader, writer
 
     def _wake(self, *_: object) -> None:
-        thread = self._thread
-        if thread is not None and thread.ident == threading.get_ident():
+        if self.reads_here():
             return  # queued by this thread (inline work, a callback): this pass writes it
         try:
             self._wake_w.send(b"w")

@@ -123,6 +123,10 @@ class Connection:
         """A CONNACK: the next loss starts the back-off from its minimum."""
         self._delay_s = self._min_s
 
+    def reads_here(self) -> bool:
+        """Always: whichever thread publishes is the one that must ``poll`` (see the module)."""
+        return True
+
     def reconnect_if_due(self, now: float) -> float:
         """One connection attempt when its back-off has passed; the seconds until the next one."""
         if now < self._next_attempt:

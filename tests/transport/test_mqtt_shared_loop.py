@@ -7,6 +7,8 @@ import queue
 import threading
 import time
 
+import pytest
+
 from appliance.protocol import topics
 from appliance.transport.mqtt import Incoming, MqttEndpoint, settings_for
 from appliance.transport.mqtt_shared_loop import SharedLoop
@@ -149,3 +151,31 @@ def test_serve_reads_what_arrives_for_its_seconds_and_not_longer(broker):
         for door in doors:
             door.close(announce_offline=False)
         matcher.endpoint.close()
+
+
+def test_a_publish_that_would_wait_on_the_reading_thread_is_refused_and_close_still_says_offline(broker):
+    """Only ``poll`` reads a shared loop's PUBACKs, on the publisher's own thread: waiting for one
+    there would only time out, so it is refused at once; ``close`` announces "offline" without waiting."""
+    inbox: queue.Queue = queue.Queue()
+    topic = topics.device_topic("door-b", topics.AVAILABILITY)
+    watcher = MqttEndpoint(settings_for(broker.pki, "auditor-1", broker.host, broker.port), on_message=inbox.put,
+                           subscriptions=(topic,))
+    watcher.connect()
+    loop = SharedLoop()
+    door = MqttEndpoint(settings_for(broker.pki, "door-b", broker.host, broker.port, will_topic=topic),
+                        network=loop.attach)
+    try:
+        door.connect(wait=False)
+        assert loop.run_until(door.connected.is_set, WAIT_S)
+        with pytest.raises(RuntimeError, match="use wait=False"):
+            door.publish(topic, b"waits", qos=1)
+        loop.run_until(lambda: False, QUIET_S)
+        begin = time.monotonic()
+        door.close()
+        assert time.monotonic() - begin < 1.0  # no wait for a PUBACK nobody reads
+        heard = []  # a retained "online" of an earlier test's door-b may come first
+        while b"offline" not in heard:
+            heard.append(inbox.get(timeout=WAIT_S).payload)
+        assert heard[-2:] == [b"online", b"offline"]
+    finally:
+        watcher.close()
