@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from appliance import heap
 from appliance.bench import host
 from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
@@ -193,6 +194,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         matcher, data, store = _replica(site, gallery_size, per_door)
         try:
             matcher.start()
+            heap.settle()  # as ``appliance matcher`` does once started
             timer = StageTimer(matcher).install()
             broker_pid = _children("mosquitto")[0]
             start_at = time.time() + SETUP_S + 0.5 * processes
@@ -231,6 +233,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             audit_stats = dict(data.audit.writer_stats)
             in_replica = worker.sojourns.since(sojourns_before)
         finally:
+            heap.thaw()  # the caller's process goes on (a test's)
             matcher.stop()
             site.broker.stop()
             store.close()

@@ -11,7 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
-from appliance import paths
+from appliance import heap, paths
 from appliance.cli.common import config_from
 from appliance.config import LIVENESS_LEVELS, MATCHING_MODES, Config, check_service, with_overrides
 from appliance.ops import notify
@@ -89,6 +89,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
     name, subjects = app.name, len(app.matcher.loaded.gallery)
     try:
         app.start()
+        heap.settle()  # the gallery and the rest of start-up, out of the collector's full passes
         notify.ready(f"{subjects} subjects")
         print(f"{name}: ready, {subjects} enrolled subjects", flush=True)
         watchdog = notify.Watchdog(status_file=_status_file(config, "matcher", name))
