@@ -109,7 +109,9 @@ def test_a_broker_restart_is_survived_with_the_subscriptions_renewed(broker):
     assert all(len(heard[name]) == 5 for name in DOORS)
 
 
-def test_close_is_a_clean_disconnect_so_the_will_does_not_fire(broker):
+def _watched_door(broker) -> tuple[queue.Queue, MqttEndpoint, SharedLoop, MqttEndpoint]:
+    """door-b on a shared loop, connected, with a will on its availability topic, and an auditor
+    whose inbox hears that topic."""
     inbox: queue.Queue = queue.Queue()
     topic = topics.device_topic("door-b", topics.AVAILABILITY)
     watcher = MqttEndpoint(settings_for(broker.pki, "auditor-1", broker.host, broker.port), on_message=inbox.put,
@@ -118,9 +120,14 @@ def test_close_is_a_clean_disconnect_so_the_will_does_not_fire(broker):
     loop = SharedLoop()
     door = MqttEndpoint(settings_for(broker.pki, "door-b", broker.host, broker.port, will_topic=topic),
                         network=loop.attach)
+    door.connect(wait=False)
+    assert loop.run_until(door.connected.is_set, WAIT_S)
+    return inbox, watcher, loop, door
+
+
+def test_close_is_a_clean_disconnect_so_the_will_does_not_fire(broker):
+    inbox, watcher, loop, door = _watched_door(broker)
     try:
-        door.connect(wait=False)
-        assert loop.run_until(door.connected.is_set, WAIT_S)
         loop.run_until(lambda: False, QUIET_S)  # "online" goes out, written by the loop
         assert inbox.get(timeout=WAIT_S).payload == b"online"
         door.close(announce_offline=False)
@@ -156,19 +163,10 @@ def test_serve_reads_what_arrives_for_its_seconds_and_not_longer(broker):
 def test_a_publish_that_would_wait_on_the_reading_thread_is_refused_and_close_still_says_offline(broker):
     """Only ``poll`` reads a shared loop's PUBACKs, on the publisher's own thread: waiting for one
     there would only time out, so it is refused at once; ``close`` announces "offline" without waiting."""
-    inbox: queue.Queue = queue.Queue()
-    topic = topics.device_topic("door-b", topics.AVAILABILITY)
-    watcher = MqttEndpoint(settings_for(broker.pki, "auditor-1", broker.host, broker.port), on_message=inbox.put,
-                           subscriptions=(topic,))
-    watcher.connect()
-    loop = SharedLoop()
-    door = MqttEndpoint(settings_for(broker.pki, "door-b", broker.host, broker.port, will_topic=topic),
-                        network=loop.attach)
+    inbox, watcher, loop, door = _watched_door(broker)
     try:
-        door.connect(wait=False)
-        assert loop.run_until(door.connected.is_set, WAIT_S)
         with pytest.raises(RuntimeError, match="use wait=False"):
-            door.publish(topic, b"waits", qos=1)
+            door.publish(door.settings.will_topic, b"waits", qos=1)
         loop.run_until(lambda: False, QUIET_S)
         begin = time.monotonic()
         door.close()
