@@ -23,6 +23,15 @@ def _f(value, digits: int = 1) -> str:
     return "n/a" if value is None or value != value else f"{value:,.{digits}f}"
 
 
+def _stages_caption(sampled: dict | None) -> str:
+    """What the stage table measured: which batches were timed, and on how many requests."""
+    if not sampled:
+        return "Stages of the request batches (CPU µs per request):"
+    return (f"Stages of the request batches (CPU µs per request, timed in one batch in {sampled['every']} - "
+            f"{sampled['requests']:,} requests - as a thread's CPU clock costs a system call to read; "
+            "the wrappers add a few µs to those):")
+
+
 def _outside_flood(result: dict) -> list[str]:
     """The same figure over the two thirds without the flooder (the flood's own cost apart)."""
     quiet = result.get("outside_flood")
@@ -101,7 +110,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "| thread | CPU s | per request µs | switches waited | pre-empted |", "|---|---:|---:|---:|---:|",
         *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1e6, 0)} | {_switches(switches.get(name), handled)} |"
           for name, seconds in sorted(result["matcher_threads_cpu_s"].items(), key=lambda item: -item[1])],
-        "", "Stages of the request batches (CPU µs per request; wrappers add a few µs each):", "",
+        "", _stages_caption(result.get("stages_sampled")), "",
         "| stage | µs | what it covers |", "|---|---:|---|",
         *[f"| {stage} | {_f(result['stages_cpu_us'].get(stage), 0)} | {STAGE_NOTES[stage]} |"
           for stage in (*STAGES[:1], "decode", *STAGES[1:])],

@@ -23,7 +23,7 @@ SHARES = {ENROLLED: 0.5, STRANGER: 0.25, ATTACK: 0.15, CATCH_UP: 0.10}
 
 def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     result = load.run_load(devices=DOORS, rate_per_s=RATE_PER_S, seconds=SECONDS, processes=PROCESSES,
-                           gallery_size=GALLERY, shares=SHARES)
+                           gallery_size=GALLERY, shares=SHARES, stage_sample_every=1)  # a short run: every batch
     assert result["unanswered"] == 0 and result["wrong_answers"] == 0 and result["errors"] == 0, result["reasons"]
     assert set(result["per_kind"]) == {ENROLLED, STRANGER, ATTACK}  # each kind was asked and answered right
     assert result["reasons"]["liveness_failed"] == result["per_kind"][ATTACK]["answered"]
@@ -38,6 +38,8 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     assert sum(flood["sent"].values()) > 0 and flood["alarms"] >= 1  # the flood was muted and on record
     written = load_report.write_report(result, tmp_path)
     text = written["markdown"].read_text()
+    assert result["stages_sampled"] == {"every": 1, "requests": result["stages_sampled"]["requests"]}
+    assert result["stages_sampled"]["requests"] >= result["handled"] and "timed in one batch in 1 " in text
     assert "Where the matcher's time goes" in text and "flooding" in text and "| switches waited |" in text
     quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
     assert 0 < quiet["handled"] < result["handled"] and quiet["per_core"] == result["targets"]["per_core"]["measured"]
