@@ -27,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.transport.mqtt_loop import InlineWork, NetworkDriver, NetworkLoop
+from appliance.transport.publish_properties import PackedProperties, publish_properties
 from appliance.transport.tls_read_ahead import client_context
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,6 @@ class MqttEndpoint:
         client.on_message = self._handle_message
         self._waiters = 0  # callers waiting for a PUBACK: while there are any, on_publish is set
         self._waiters_lock = threading.Lock()
-        self._reusable = threading.local()  # QoS 0 properties, one object per thread and shape
         self._client = client
         self._loop = network(client, settings.client_id, settings.reconnect_min_s, settings.reconnect_max_s)
         if inline is not None:
@@ -154,7 +154,7 @@ class MqttEndpoint:
 
         ``wait=False`` hands a QoS 1 message to paho (which retransmits it until
         acknowledged) without blocking the caller on the broker's round trip."""
-        properties = self._properties(qos, response_topic, correlation)
+        properties = publish_properties(response_topic, correlation)
         if qos == 0 or not wait:
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
             if info.rc != paho.MQTT_ERR_SUCCESS:
@@ -170,8 +170,8 @@ class MqttEndpoint:
         finally:
             self._count_waiter(-1)
 
-    def _publish_and_wait(self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None,
-                          timeout: float) -> None:
+    def _publish_and_wait(self, topic: str, payload: bytes, qos: int, retain: bool,
+                          properties: PackedProperties | None, timeout: float) -> None:
         done, reason = threading.Event(), []
         # paho is not called under our lock: its network thread holds paho's own lock while it
         # calls _handle_publish (which takes ours), so holding ours around publish() deadlocks
@@ -236,28 +236,6 @@ class MqttEndpoint:
                 self._client.on_publish = self._handle_publish
             elif self._waiters == 0:
                 self._client.on_publish = None
-
-    def _properties(self, qos: int, response_topic: str | None, correlation: bytes | None) -> Properties | None:
-        """The request/response properties. At QoS 0 paho packs them inside ``publish`` and keeps
-        nothing, so each thread reuses one object per shape (making one costs more than packing
-        it: issue 17); a QoS 1 message keeps its own until acknowledged (paho resends it)."""
-        if not (response_topic or correlation):
-            return None
-        if qos == 0:
-            shapes: dict[tuple[bool, bool], Properties] | None = getattr(self._reusable, "shapes", None)
-            if shapes is None:
-                shapes = self._reusable.shapes = {}
-            shape = (bool(response_topic), bool(correlation))
-            properties = shapes.get(shape)
-            if properties is None:
-                properties = shapes[shape] = Properties(PacketTypes.PUBLISH)
-        else:
-            properties = Properties(PacketTypes.PUBLISH)
-        if response_topic:
-            properties.ResponseTopic = response_topic
-        if correlation:
-            properties.CorrelationData = correlation
-        return properties
 
     # -- paho callbacks (network thread) ---------------------------------------------------
     def _handle_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
