@@ -19,7 +19,7 @@ DIGEST = re.compile(r"^([0-9a-f]{64})?$")
 
 # Field types. Strict: a JSON value of another type is refused, never converted (an integer
 # is accepted, as a float, where a number is expected).
-# finite only: json.loads reads NaN and Infinity, which no field of the protocol means
+# finite only: the JSON reader takes NaN and Infinity, which no field of the protocol means
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Integer = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]

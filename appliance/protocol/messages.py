@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator, with_config
+from pydantic_core import from_json
 
 # pydantic reads a TypedDict from typing_extensions (its own dependency) below Python 3.12
 from typing_extensions import NotRequired, TypedDict
@@ -360,8 +361,10 @@ def decode(data: bytes, expect: type[Message] | None = None) -> Message:
     if len(data) > MAX_MESSAGE_BYTES:
         raise _reject(f"{len(data)} bytes is over the {MAX_MESSAGE_BYTES} limit")
     try:
-        body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # pydantic's own JSON reader: a request's body in ~2 us against ~7 for json.loads (issue
+        # 17); it also refuses invalid UTF-8, lone surrogates and nesting over 200 levels
+        body = from_json(data, cache_strings="keys")
+    except ValueError:
         raise _reject("not UTF-8 JSON") from None
     if not isinstance(body, dict):
         raise _reject("not a JSON object")

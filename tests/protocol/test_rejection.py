@@ -117,6 +117,11 @@ def test_a_bad_delta_names_the_entry(change, detail):
 
 @pytest.mark.parametrize("data, detail", [
     (b"\xff\xfe", "not UTF-8 JSON"),
+    (b'{"v": 1, "type": "sync_ack", "x": "\xff"}', "not UTF-8 JSON"),  # invalid UTF-8 inside a string
+    (b"\xef\xbb\xbf" + json.dumps(REQUEST).encode(), "not UTF-8 JSON"),  # a byte order mark
+    (json.dumps({**REQUEST, "claim": "\ud800"}).encode(), "not UTF-8 JSON"),  # a lone surrogate, escaped
+    (json.dumps(REQUEST).encode() + b" {}", "not UTF-8 JSON"),  # anything after the object
+    (b'{"v": 1, "type": "sync_ack", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not UTF-8 JSON"),  # nesting
     (b"[1, 2]", "not a JSON object"),
     (b'{"v": 2, "type": "sync_ack"}', "unknown protocol version"),
     (b'{"v": 1, "type": "hello"}', "unexpected message type"),
