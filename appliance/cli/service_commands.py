@@ -113,4 +113,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     site, _, _ = _site(args, config)
     stop = _stop_event()
     app = EdgeApp.build(config, site, status_file=_status_file(config, "edge", config.device.name))
+    # the models, stores and imports out of the collector's full passes: each one walked them all
+    # (~50 ms here, more on a Pi) while a person stood at the door (issue 17)
+    heap.settle()
     return app.serve(stop, args.passes)

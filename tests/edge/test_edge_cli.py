@@ -25,13 +25,17 @@ DEVICE = "door-a"
 SUBJECT = "subject02"  # a Yale face the grey calibration judges live
 RELAY_PIN, DOOR_SENSOR_PIN = 17, 27  # BCM pins of the [door_io] wiring under test
 # `appliance` with one change: the challenge's random source is seeded (argv[1]), so the test
-# knows what the door will ask; everything else is the command as a unit runs it
-SEEDED_CLI = ("import random, sys\n"
+# knows what the door will ask; everything else is the command as a unit runs it. At the end it
+# says how many objects the daemon took out of the garbage collector's reach (``heap.settle``)
+SEEDED_CLI = ("import gc, random, sys\n"
               "import appliance.edge.app as app\n"
               "seed = int(sys.argv.pop(1))\n"
               "app.challenge_random = lambda: random.Random(seed)\n"
               "from appliance.cli.main import main\n"
-              "sys.exit(main(sys.argv[1:]))\n")
+              "code = main(sys.argv[1:])\n"
+              "print(f'frozen objects: {gc.get_freeze_count()}', file=sys.stderr)\n"
+              "sys.exit(code)\n")
+SETTLED_OBJECTS = 50_000  # the start-up heap of a door with its models loaded: ~120,000 objects
 
 
 def blink_seed(config) -> int:
@@ -109,6 +113,9 @@ def test_edge_with_active_liveness_lets_a_blinking_face_in(tmp_path, config, pip
                                                                       ["UNAVAILABLE"], ["TIMEOUT"])]
         assert passed.split()[1:3] == ["ACCEPTED", "Y***"], result.stdout + result.stderr[-3000:]
         assert lines[-1] == f"{DEVICE}: stopped after 1 passes"
+        # the daemon settled its start-up heap once built (full collections no longer walk it)
+        frozen = [line for line in result.stderr.splitlines() if line.startswith("frozen objects: ")]
+        assert frozen and int(frozen[-1].split()[-1]) > SETTLED_OBJECTS, result.stderr[-3000:]
         # the door controller released the lock and its event went through the outbox to the door log
         def released():
             return [e for e in matcher.store.events(DEVICE) if e.kind == "door_released"]
