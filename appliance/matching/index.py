@@ -2,12 +2,22 @@
 
 An exact 1:N search reads every float32 template (2 GB per query at a million), so it is
 memory-bound. Above ``IndexSettings.exact_limit`` templates the gallery scans this index
-instead: one byte per dimension (a quarter of the bytes, per-dimension ranges trained on the
-gallery), decoded and scored by FAISS's SIMD kernels, and the best ``rerank`` rows go back to
+instead: one byte per dimension (a quarter of the bytes), decoded and scored by FAISS's SIMD
+kernels, and the best ``rerank`` rows go back to
 the gallery, which re-scores them exactly in float32. The returned score is therefore exact and
 every template is looked at (no clustering that can miss the nearest one), so only a
 quantisation error larger than the gap between the first and the ``rerank``-th candidate could
 change an answer. Why this and not IVF, HNSW or PQ: measured in docs/search.md.
+
+The codes are FAISS's signed 8-bit "direct" codes: every component times one scale for the whole
+index (``CODE_PEAK`` over the largest component at build; a later row's larger component is
+clipped), rounded. Decoding is then a plain integer-to-float conversion, where per-dimension
+trained ranges (``QT_8bit``) cost a multiply-add per component: on a host without AVX-512 a
+million-row scan took 84 ms that way against 37 ms (issue 17). The probe is made integers the
+same way, with a scale of its own (FAISS's SIMD kernel for these codes truncates the query's
+components to integers: a unit vector's would all be 0), so a score is an exact integer inner
+product; one scale per index and one per probe multiply all of a probe's scores by the same
+factor, so they rank the rows as the scaled vectors do.
 
 Rows of the index are the gallery's rows, kept in the same order: an add appends, a removal
 moves the last code into the freed row and zeroes the last code before the buffer shrinks,
@@ -33,8 +43,8 @@ RERANK = 64  # candidates re-scored exactly in float32
 RERANK_BOUNDS = (1, 4_096)
 SCAN_THREADS = 1  # ONNX Runtime threads of the exact path's int8 scan: the caller's own thread
 SCAN_THREADS_BOUNDS = (1, 64)
-TRAINING_SAMPLE = 100_000  # rows that set the per-dimension ranges (seeded sample of the gallery)
-TRAINING_SEED = 1234
+CODE_PEAK = 127  # the largest code magnitude: signed 8-bit codes, symmetric around 0
+ENCODE_BLOCK_ROWS = 65_536  # rows scaled at once when built (bounds the float32 temporary: 128 MB at 512)
 # fewest rows per range worth a thread: ~2 ms of scanning here (~25k rows/ms), against ~0.1 ms
 # to hand a range to a worker and merge; the default exact_limit (200k) always gives bigger ranges
 SHARD_MIN_ROWS = 50_000
@@ -63,6 +73,15 @@ class IndexSettings:
         _bounded("scan_threads", self.scan_threads, SCAN_THREADS_BOUNDS)
 
 
+def _finite_peak(vectors: np.ndarray) -> float:
+    """The largest finite component magnitude of ``vectors`` (0 for none), a block at a time."""
+    peak = 0.0
+    for row in range(0, len(vectors), ENCODE_BLOCK_ROWS):
+        block = np.abs(vectors[row:row + ENCODE_BLOCK_ROWS])
+        peak = max(peak, float(np.max(block, where=np.isfinite(block), initial=0.0)))
+    return peak
+
+
 class CandidateIndex:
     """FAISS ``IndexScalarQuantizer`` (8 bit, inner product) whose rows mirror the gallery's."""
 
@@ -72,13 +91,11 @@ class CandidateIndex:
         self._faiss = faiss
         self.settings = settings
         size, dimension = vectors.shape
-        index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        if size > TRAINING_SAMPLE:
-            picked = np.sort(np.random.default_rng(TRAINING_SEED).choice(size, TRAINING_SAMPLE, replace=False))
-            index.train(np.ascontiguousarray(vectors[picked]))
-        else:
-            index.train(np.ascontiguousarray(vectors))
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit_direct_signed,
+                                           faiss.METRIC_INNER_PRODUCT)
+        self.scale = CODE_PEAK / max(_finite_peak(vectors), np.finfo(np.float32).tiny)
+        for row in range(0, size, ENCODE_BLOCK_ROWS):
+            index.add(self._scaled(vectors[row:row + ENCODE_BLOCK_ROWS]))
         self._index = index
         self._pool: ThreadPoolExecutor | None = None  # the range scanners, made on first use
         self._pool_size = 0
@@ -97,9 +114,26 @@ class CandidateIndex:
         flat = self._faiss.rev_swig_ptr(index.codes.data(), index.ntotal * index.code_size)
         return flat.reshape(index.ntotal, index.code_size)
 
+    def _scaled(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` as the integers their codes hold (float32): scaled, rounded and clipped to
+        ``CODE_PEAK``; a non-finite component as 0, so FAISS only ever converts integers in range."""
+        scaled = np.multiply(vectors, np.float32(self.scale), dtype=np.float32)  # a new buffer, then in place
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, -CODE_PEAK, CODE_PEAK, out=scaled)  # an infinity becomes the peak; NaN stays NaN
+        return np.nan_to_num(scaled, copy=False, nan=0.0)
+
+    @staticmethod
+    def _probe_integers(probes: np.ndarray) -> np.ndarray:
+        """Each probe scaled to ``CODE_PEAK`` at its largest finite component and rounded (float32)."""
+        probes = np.asarray(probes, dtype=np.float32)
+        finite = np.isfinite(probes)
+        peak = np.max(np.abs(probes), axis=1, keepdims=True, where=finite, initial=0.0)
+        scaled = np.rint(np.where(finite, probes, 0.0) * (CODE_PEAK / np.maximum(peak, np.finfo(np.float32).tiny)))
+        return np.ascontiguousarray(scaled, dtype=np.float32)
+
     def put(self, row: int, vector: np.ndarray) -> None:
         """Set row ``row`` to ``vector``: replace an existing row, or append at the end."""
-        vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        vector = self._scaled(np.reshape(vector, (1, -1)))
         if row == len(self):
             self._index.add(vector)
         elif 0 <= row < len(self):
@@ -122,7 +156,7 @@ class CandidateIndex:
         As many threads as OpenMP allows the calling thread (``faiss.omp_set_num_threads``,
         threadpoolctl): a batch of at least that many probes goes to FAISS, which gives each
         thread its probes; fewer probes scan one range of rows per thread (module docstring)."""
-        probes = np.ascontiguousarray(probes, dtype=np.float32)
+        probes = self._probe_integers(probes)
         count = min(self.settings.rerank, len(self))
         ranges = min(self._faiss.omp_get_max_threads(), len(self) // SHARD_MIN_ROWS)
         if len(probes) >= ranges:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.matching.index import (EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, SCAN_THREADS_BOUNDS, SHARD_MIN_ROWS,
-                                     CandidateIndex, IndexSettings)
+from appliance.matching.index import (CODE_PEAK, EXACT_LIMIT_BOUNDS, RERANK_BOUNDS, SCAN_THREADS_BOUNDS,
+                                     SHARD_MIN_ROWS, CandidateIndex, IndexSettings)
 
 DIM = 32
 
@@ -37,6 +37,35 @@ def test_candidates_hold_the_nearest_rows_and_put_appends_or_replaces():
     assert index.candidates(fresh[:1])[0, 0] == 500 and index.candidates(fresh[1:])[0, 0] == 3
     with pytest.raises(IndexError):
         index.put(600, fresh[0])
+
+
+def test_codes_are_one_scale_for_the_index_and_probes_become_integers():
+    """FAISS's SIMD kernel for signed direct codes truncates the query to integers: a unit probe
+    scaled by the index itself still finds its row, with an exact integer score."""
+    vectors = units(400, 6)
+    index = CandidateIndex(vectors, IndexSettings(rerank=4))
+    codes = index._codes().astype(np.int16) - 128  # stored with an offset of 128
+    assert np.abs(codes).max() == CODE_PEAK  # the build's largest component takes the full range
+    np.testing.assert_array_equal(codes, np.rint(vectors * np.float32(index.scale)))
+    probes = vectors[:50] + 0.05 * units(50, 7)
+    rows = index.candidates(probes / np.linalg.norm(probes, axis=1, keepdims=True))
+    exact = np.argmax(probes @ vectors.T, axis=1)
+    assert all(best in found for best, found in zip(exact, rows))
+
+
+def test_a_later_row_beyond_the_build_range_is_clipped_and_non_finite_values_do_not_set_the_scale():
+    vectors = units(300, 8)
+    vectors[5] = np.nan  # a row the gallery could not use: no scale from it, codes 0
+    vectors[6, 0] = np.inf
+    index = CandidateIndex(vectors, IndexSettings(rerank=4))
+    assert np.isfinite(index.scale) and index.scale > CODE_PEAK
+    assert not (index._codes()[5].astype(np.int16) - 128).any()
+    spike = np.zeros(DIM, np.float32)
+    spike[3] = 1.0  # far beyond any component of the build: clipped to the peak
+    index.put(300, spike)
+    assert (index._codes()[300].astype(np.int16) - 128).tolist() == [0, 0, 0, CODE_PEAK] + [0] * (DIM - 4)
+    assert index.candidates(spike[None])[0, 0] == 300
+    assert index.candidates(vectors[10:11])[0, 0] == 10
 
 
 def test_removal_moves_the_last_code_in_and_scrubs_the_freed_one():
