@@ -15,9 +15,10 @@ clipped), rounded. Decoding is then a plain integer-to-float conversion, where p
 trained ranges (``QT_8bit``) cost a multiply-add per component: on a host without AVX-512 a
 million-row scan took 84 ms that way against 37 ms (issue 17). The probe is made integers the
 same way, with a scale of its own (FAISS's SIMD kernel for these codes truncates the query's
-components to integers: a unit vector's would all be 0), so a score is an exact integer inner
-product; one scale per index and one per probe multiply all of a probe's scores by the same
-factor, so they rank the rows as the scaled vectors do.
+components to integers: a unit vector's would all be 0), so a score is an integer inner product
+(exact in float32 up to 1,040 dimensions: 127 x 127 x 1,040 < 2^24); one scale per index and one
+per probe multiply all of a probe's scores by the same factor, so they rank the rows as the
+scaled vectors do.
 
 Rows of the index are the gallery's rows, kept in the same order: an add appends, a removal
 moves the last code into the freed row and zeroes the last code before the buffer shrinks,
