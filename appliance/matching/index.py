@@ -3,8 +3,8 @@
 An exact 1:N search reads every float32 template (2 GB per query at a million), so it is
 memory-bound. Above ``IndexSettings.exact_limit`` templates the gallery scans this index
 instead: one byte per dimension (a quarter of the bytes), decoded and scored by FAISS's SIMD
-kernels, and the best ``rerank`` rows go back to
-the gallery, which re-scores them exactly in float32. The returned score is therefore exact and
+kernels, and the best ``rerank`` rows go back to the gallery, which re-scores them exactly in
+float32. The returned score is therefore exact and
 every template is looked at (no clustering that can miss the nearest one), so only a
 quantisation error larger than the gap between the first and the ``rerank``-th candidate could
 change an answer. Why this and not IVF, HNSW or PQ: measured in docs/search.md.
@@ -74,13 +74,24 @@ class IndexSettings:
         _bounded("scan_threads", self.scan_threads, SCAN_THREADS_BOUNDS)
 
 
-def _finite_peak(vectors: np.ndarray) -> float:
-    """The largest finite component magnitude of ``vectors`` (0 for none), a block at a time."""
-    peak = 0.0
-    for row in range(0, len(vectors), ENCODE_BLOCK_ROWS):
-        block = np.abs(vectors[row:row + ENCODE_BLOCK_ROWS])
-        peak = max(peak, float(np.max(block, where=np.isfinite(block), initial=0.0)))
-    return peak
+SMALLEST_PEAK = float(np.finfo(np.float32).tiny)  # a zero vector's peak: its scale stays finite
+
+
+def _finite_peak(vectors: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """The largest finite component magnitude (at least ``SMALLEST_PEAK``): of all of ``vectors``,
+    or per row with ``axis=1`` (kept as a column)."""
+    magnitudes = np.abs(vectors)
+    peak = np.max(magnitudes, axis=axis, keepdims=axis is not None, where=np.isfinite(magnitudes), initial=0.0)
+    return np.maximum(peak, SMALLEST_PEAK)
+
+
+def _integers(vectors: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """``vectors`` times ``scale``, as the integers a code holds (float32, a new array): rounded,
+    clipped to ``CODE_PEAK``, a non-finite component 0, so FAISS only ever converts integers in range."""
+    scaled = np.multiply(vectors, scale, dtype=np.float32)
+    np.nan_to_num(scaled, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, -CODE_PEAK, CODE_PEAK, out=scaled)
 
 
 class CandidateIndex:
@@ -94,9 +105,11 @@ class CandidateIndex:
         size, dimension = vectors.shape
         index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit_direct_signed,
                                            faiss.METRIC_INNER_PRODUCT)
-        self.scale = CODE_PEAK / max(_finite_peak(vectors), np.finfo(np.float32).tiny)
-        for row in range(0, size, ENCODE_BLOCK_ROWS):
-            index.add(self._scaled(vectors[row:row + ENCODE_BLOCK_ROWS]))
+        blocks = range(0, size, ENCODE_BLOCK_ROWS)  # bounded temporaries at a million rows
+        peak = max((float(_finite_peak(vectors[row:row + ENCODE_BLOCK_ROWS])) for row in blocks), default=SMALLEST_PEAK)
+        self.scale = CODE_PEAK / peak
+        for row in blocks:
+            index.add(_integers(vectors[row:row + ENCODE_BLOCK_ROWS], self.scale))
         self._index = index
         self._pool: ThreadPoolExecutor | None = None  # the range scanners, made on first use
         self._pool_size = 0
@@ -115,26 +128,9 @@ class CandidateIndex:
         flat = self._faiss.rev_swig_ptr(index.codes.data(), index.ntotal * index.code_size)
         return flat.reshape(index.ntotal, index.code_size)
 
-    def _scaled(self, vectors: np.ndarray) -> np.ndarray:
-        """``vectors`` as the integers their codes hold (float32): scaled, rounded and clipped to
-        ``CODE_PEAK``; a non-finite component as 0, so FAISS only ever converts integers in range."""
-        scaled = np.multiply(vectors, np.float32(self.scale), dtype=np.float32)  # a new buffer, then in place
-        np.rint(scaled, out=scaled)
-        np.clip(scaled, -CODE_PEAK, CODE_PEAK, out=scaled)  # an infinity becomes the peak; NaN stays NaN
-        return np.nan_to_num(scaled, copy=False, nan=0.0)
-
-    @staticmethod
-    def _probe_integers(probes: np.ndarray) -> np.ndarray:
-        """Each probe scaled to ``CODE_PEAK`` at its largest finite component and rounded (float32)."""
-        probes = np.asarray(probes, dtype=np.float32)
-        finite = np.isfinite(probes)
-        peak = np.max(np.abs(probes), axis=1, keepdims=True, where=finite, initial=0.0)
-        scaled = np.rint(np.where(finite, probes, 0.0) * (CODE_PEAK / np.maximum(peak, np.finfo(np.float32).tiny)))
-        return np.ascontiguousarray(scaled, dtype=np.float32)
-
     def put(self, row: int, vector: np.ndarray) -> None:
         """Set row ``row`` to ``vector``: replace an existing row, or append at the end."""
-        vector = self._scaled(np.reshape(vector, (1, -1)))
+        vector = _integers(np.reshape(vector, (1, -1)), self.scale)
         if row == len(self):
             self._index.add(vector)
         elif 0 <= row < len(self):
@@ -157,7 +153,7 @@ class CandidateIndex:
         As many threads as OpenMP allows the calling thread (``faiss.omp_set_num_threads``,
         threadpoolctl): a batch of at least that many probes goes to FAISS, which gives each
         thread its probes; fewer probes scan one range of rows per thread (module docstring)."""
-        probes = self._probe_integers(probes)
+        probes = _integers(probes, CODE_PEAK / _finite_peak(probes, axis=1))  # each to its own full range
         count = min(self.settings.rerank, len(self))
         ranges = min(self._faiss.omp_get_max_threads(), len(self) // SHARD_MIN_ROWS)
         if len(probes) >= ranges:
