@@ -254,7 +254,8 @@ def run(evaluation: EvaluationSet, size: int, threads: tuple[int, ...] = THREAD_
     truth = np.array(evaluation.truth)
     return {"size": size, "machine": machine, "rows": rows, "threads": list(threads), "timed_probes": timed,
             "evaluation": _evaluation_summary(evaluation, vectors, exact_decisions, truth),
-            "settings": {"exact_limit": methods(size)[2].settings.exact_limit, "rerank": IndexSettings().rerank}}
+            "settings": {"exact_limit": methods(size)[2].settings.exact_limit, "rerank": IndexSettings().rerank,
+                         "default_exact_limit": IndexSettings().exact_limit}}
 
 
 def _evaluation_summary(evaluation: EvaluationSet, vectors: np.ndarray, exact: np.ndarray, truth: np.ndarray) -> dict:
