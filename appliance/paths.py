@@ -18,7 +18,8 @@ folders without editing code:
 * ``APPLIANCE_SHARED_DATA`` - datasets and third-party weights kept outside the repo;
 * ``APPLIANCE_MODEL_PATH`` - extra model-pack folders, ``os.pathsep``-separated;
 * ``APPLIANCE_CONVERTED_MODELS`` - model files derived or extracted at set-up (converted
-  ONNX files, files taken from registry wheels); always on the model search path.
+  ONNX files, files taken from registry wheels); always on the model search path;
+* ``APPLIANCE_CONVERTER_PYTHON`` - the python that converts model packs (its own venv).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ ETC_CONFIG = Path("/etc/appliance/appliance.toml")
 VAR_LIB = Path("/var/lib/appliance")
 VAR_CACHE = Path("/var/cache/appliance")
 INSTALLED_SHARED = Path("/usr/local/share/appliance")
+
+CONVERTER_PYTHON_ENV = "APPLIANCE_CONVERTER_PYTHON"
 
 # files that mark a source checkout (an installed package has none of them above it)
 _CHECKOUT_MARKERS = ("setup.cfg", "config/appliance.toml", "models")

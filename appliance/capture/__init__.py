@@ -1,5 +1,3 @@
-"""Frame sources (cameras, streams, files, image-folder replay) and image decoding."""
-from appliance.capture.images import decode_image, read_image
-from appliance.capture.sources import Frame, FrameSource, open_source
-
-__all__ = ["Frame", "FrameSource", "decode_image", "open_source", "read_image"]
+"""Frame sources (cameras, streams, files, image-folder replay: ``sources``) and image decoding
+(``images``, ``image_headers``). Nothing is imported here: a module that needs only the header
+parsers or the accepted file names does not load OpenCV."""

@@ -16,6 +16,8 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# the file names of the formats read here (what a folder of photos may hold)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 MAX_FRAMES_COUNTED = 1024  # enough to name the count of a multi-page file, bounded for loops
 # markers, fill bytes or chunks walked before the image data: real files have tens, and a file
 # of nothing else must not keep the parser busy for each of its bytes

@@ -5,7 +5,7 @@ allocates the whole image once it has the header, so a small file declaring a hu
 decompression bomb - must be refused from its header, with ``IMAGE_UNREADABLE`` "too large",
 not after gigabytes were taken. The budget: ``MAX_PIXELS`` pixels of at most
 ``MAX_BYTES_PER_PIXEL`` bytes (16-bit RGBA), one frame (a face image is a still), and one of
-the formats of ``IMAGE_SUFFIXES``. The decoded array is checked again, in case a decoder ever
+the formats of ``image_headers.IMAGE_SUFFIXES``. The decoded array is checked again, in case a decoder ever
 disagrees with the header.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 from appliance.capture.image_headers import HeaderUnreadable, ImageHeader, read_header
 from appliance.errors import ApplianceError, ErrorCode
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding
 MAX_BYTES_PER_PIXEL = 8  # four channels of 16 bits; float TIFF samples and more are refused
 MAX_FRAMES = 1

@@ -22,7 +22,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from appliance.capture.images import IMAGE_SUFFIXES, read_image
+from appliance.capture.image_headers import IMAGE_SUFFIXES
+from appliance.capture.images import read_image
 from appliance.errors import ApplianceError, ErrorCode
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from pathlib import Path
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.stores.protected import ProtectedData
 
 NOT_ENFORCED = ("WARNING: no access group is defined on this site: every enrolled person opens EVERY door at "
                 "any time. Create groups ('appliance access group create') to restrict doors; from then on a person "
@@ -87,6 +86,7 @@ def _admin(args: argparse.Namespace, change) -> int:
     """Run ``change(admin)`` as the acting principal and print what it returned."""
     from appliance.matcher.access_admin import AccessAdmin
     from appliance.matcher.site_policy import open_site_store
+    from appliance.stores.protected import ProtectedData
 
     with ProtectedData.from_config(config_from(args)) as data:
         principal = acting_principal(args, data)
@@ -103,6 +103,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from appliance.matcher.access_admin import rules_view
     from appliance.matcher.site_policy import open_site_store
     from appliance.security.roles import Permission, require
+    from appliance.stores.protected import ProtectedData
 
     config = config_from(args)
     with ProtectedData.from_config(config) as data:

@@ -24,10 +24,10 @@ from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.tokens import DEFAULT_TOKEN_TTL_DAYS
 from appliance.security.keys import ensure_keys
-from appliance.stores.protected import ProtectedData, key_provider
 
-if TYPE_CHECKING:  # the account store loads when a command runs, not for every 'appliance'
+if TYPE_CHECKING:  # the stores load when a command runs, not for every 'appliance'
     from appliance.ops.accounts import Accounts, NewAccount
+    from appliance.stores.protected import ProtectedData
 
 STDIN_NAME = "-"
 GLOBAL_OPTIONS = ("config", "debug", "token")
@@ -146,6 +146,7 @@ def _show_totp(new: NewAccount, args: argparse.Namespace) -> None:
 # -- commands -----------------------------------------------------------------------------
 def _opened(args: argparse.Namespace) -> tuple[ProtectedData, Accounts]:
     from appliance.ops.accounts import ACCOUNTS_DB, Accounts
+    from appliance.stores.protected import ProtectedData, key_provider
 
     config = config_from(args)
     data = ProtectedData.from_config(config)
@@ -155,6 +156,8 @@ def _opened(args: argparse.Namespace) -> tuple[ProtectedData, Accounts]:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from appliance.stores.protected import ProtectedData
+
     with ProtectedData.from_config(config_from(args)) as data:
         accounts = open_accounts(args, data)
         try:  # the stores are open before the password is read: a guess then costs only the check
@@ -184,6 +187,8 @@ def cmd_logout(args: argparse.Namespace) -> int:
     if not path.exists():
         print("no session")
         return 0
+    from appliance.stores.protected import ProtectedData
+
     token = read_secret_file(path)
     with ProtectedData.from_config(config_from(args)) as data:
         accounts = open_accounts(args, data)

@@ -25,9 +25,9 @@ from appliance.cli.common import config_from
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Principal
 
-if TYPE_CHECKING:  # the account store loads when a command authenticates, not for every 'appliance'
+if TYPE_CHECKING:  # the stores load when a command authenticates, not for every 'appliance'
     from appliance.ops.accounts import Accounts
-from appliance.stores.protected import ProtectedData, key_provider
+    from appliance.stores.protected import ProtectedData
 
 TOKEN_ENV = "APPLIANCE_TOKEN"
 TOKEN_FILE_ENV = "APPLIANCE_TOKEN_FILE"
@@ -108,6 +108,7 @@ def given_secret(args: argparse.Namespace) -> str:
 def open_accounts(args: argparse.Namespace, data: ProtectedData) -> Accounts:
     """The account store beside ``data``, with the configured session idle timeout."""
     from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, Accounts
+    from appliance.stores.protected import key_provider
 
     config = config_from(args)
     keys = key_provider(config.security, data.root)

@@ -5,18 +5,15 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance import paths
-from appliance.capture.images import read_image
 from appliance.cli.common import config_from, pipeline_from
 from appliance.config import SERVICES, check_service
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.packs import ModelPack, PackRegistry
-from appliance.packs.convert import CONVERTER_PYTHON_ENV, convert_pack, default_converter_python
-from appliance.packs.install import install_pack
-from appliance.packs.manifest import CONVERTED
-from appliance.pipeline import registry_for
-from appliance.vision.templates import similarity
+
+if TYPE_CHECKING:  # packs, images and models load in the commands that use them, not for every 'appliance'
+    from appliance.packs import ModelPack, PackRegistry
 
 NEGATIVE = 1  # exit status of a negative verdict
 
@@ -28,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.add_argument("--cache", default=str(paths.cache_dir() / "wheels"),
                         help="download cache (wheels, npm tarballs)")
     models.add_argument("--python", metavar="PATH",
-                        help=f"convert: the converter venv's python (default ${CONVERTER_PYTHON_ENV}, "
+                        help=f"convert: the converter venv's python (default ${paths.CONVERTER_PYTHON_ENV}, "
                              "else .cache/convert-venv, else this python)")
     models.add_argument("--threads", type=_positive_int, metavar="N", help="convert: exporter threads")
     models.add_argument("--out-dir", metavar="DIR",
@@ -90,6 +87,9 @@ def _calibration_crops(registry: PackRegistry, pack: ModelPack, args: argparse.N
 
 def _convert(registry: PackRegistry, selected: list[ModelPack], args: argparse.Namespace) -> int:
     """Convert each selected converted pack; the first failure is a one-line error (exit 3 or 7)."""
+    from appliance.packs.convert import convert_pack, default_converter_python
+    from appliance.packs.manifest import CONVERTED
+
     converted = [pack for pack in selected if pack.source.type == CONVERTED]
     if args.pack and not converted:
         raise ApplianceError(ErrorCode.PACK_INVALID, f"{args.pack} is not a converted pack")
@@ -113,6 +113,10 @@ def _verify(registry: PackRegistry, pack: ModelPack) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from appliance.packs.install import install_pack
+    from appliance.packs.manifest import CONVERTED
+    from appliance.pipeline import registry_for
+
     config = config_from(args)
     registry = registry_for(config)
     packs = registry.packs()
@@ -144,6 +148,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from appliance.capture.images import read_image
+
     pipeline = pipeline_from(args)
     try:
         image = read_image(args.image)
@@ -182,6 +188,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
+    from appliance.capture.images import read_image
+
     pipeline = pipeline_from(args)
     config = pipeline.config
     profile = config.quality_enrollment if args.profile == "enrollment" else config.quality_verification
@@ -217,6 +225,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from appliance.capture.images import read_image
+    from appliance.vision.templates import similarity
+
     pipeline = pipeline_from(args)
     try:
         templates = []
@@ -242,6 +253,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     if args.action == "init":
         return _init_config(Path(args.out) if args.out else Path(args.config) if args.config else paths.config_file())
+    from appliance.pipeline import registry_for
+
     config = config_from(args)
     services = args.service or (["edge"] if config.device.name else [])
     for service in services:

@@ -5,10 +5,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.config import Config, load_config
-from appliance.pipeline import FacePipeline
+
+if TYPE_CHECKING:  # the models' stack loads for the commands that use it, not for every 'appliance'
+    from appliance.pipeline import FacePipeline
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -22,6 +24,8 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def pipeline_from(args: argparse.Namespace, config: Config | None = None) -> FacePipeline:
+    from appliance.pipeline import FacePipeline
+
     config = config or config_from(args)
     return FacePipeline(config, embedder_pack=getattr(args, "pack", None))
 

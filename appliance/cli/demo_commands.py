@@ -18,14 +18,10 @@ import time
 from pathlib import Path
 
 from appliance import paths
-from appliance.broker.process import free_port
 from appliance.cli.common import config_from, pipeline_from
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.evaluation.datasets import scan_identities
 from appliance.security.masking import mask_name
 from appliance.security.roles import Principal, Role
-from appliance.site import Site
-from appliance.stores.protected import key_provider as data_keys
 
 DEFAULT_DATASET = "data/faces/celeba-dev"
 SPOOF_SAMPLES = "data/spoof/samples"
@@ -51,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _choose(
     dataset: Path, enrolled: int, unknown: int, seed: int
 ) -> tuple[dict[str, list[Path]], list[str], list[str]]:
+    from appliance.evaluation.datasets import scan_identities
+
     by_identity: dict[str, list[Path]] = {}
     for sample in scan_identities(dataset, min_per_identity=7):
         by_identity.setdefault(sample.identity, []).append(sample.path)
@@ -100,9 +98,12 @@ def _stop(process: subprocess.Popen | None) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.broker.process import free_port
     from appliance.matcher.enrollment_desk import ENROLLED, EnrollmentDesk, EnrollmentRequest
     from appliance.matcher.site_policy import justify, matching_decision
     from appliance.matcher.sync_store import open_sync_store
+    from appliance.site import Site
+    from appliance.stores.protected import key_provider as data_keys
 
     config = config_from(args)
     dataset = Path(args.dataset) if args.dataset else paths.shared_dir() / DEFAULT_DATASET

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from appliance.capture.images import IMAGE_SUFFIXES
+from appliance.capture.image_headers import IMAGE_SUFFIXES
 from appliance.cli.desk_session import EXIT_STATUS, open_desk, read_upload
 from appliance.enrollment import MAX_ENROLLMENT_CAPTURES
 from appliance.errors import ApplianceError, ErrorCode

@@ -9,11 +9,7 @@ from appliance import paths
 from appliance.cli import liveness_commands
 from appliance.cli.common import config_from, fmt_rate, model_info, pipeline_from, write_json
 from appliance.config import save_threshold
-from appliance.evaluation import identification, metrics, transaction, verification
-from appliance.evaluation.datasets import SPLITS, scan_identities
-from appliance.evaluation.plots import det_plot
-from appliance.evaluation.runner import extract_dataset
-from appliance.pipeline import FacePipeline
+from appliance.evaluation.datasets import SPLITS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _templates(args: argparse.Namespace):
+    from appliance.evaluation.datasets import scan_identities
+    from appliance.evaluation.runner import extract_dataset
+
     pipeline = pipeline_from(args)
     try:
         samples = scan_identities(args.dataset, split=args.split)
@@ -82,6 +81,9 @@ def _templates(args: argparse.Namespace):
 
 
 def cmd_eval_verification(args: argparse.Namespace) -> int:
+    from appliance.evaluation import verification
+    from appliance.evaluation.plots import det_plot
+
     pipeline, data = _templates(args)
     scores = verification.scores(data, args.seed)
     try:
@@ -107,6 +109,8 @@ def cmd_eval_verification(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_identification(args: argparse.Namespace) -> int:
+    from appliance.evaluation import identification
+
     pipeline, data = _templates(args)
     report = identification.evaluate(data, model_info(pipeline), args.gallery_fraction, args.gallery_images, args.seed)
     report["dataset"] = str(Path(args.dataset))
@@ -133,6 +137,8 @@ def cmd_eval_models(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from appliance.evaluation import metrics, verification
+
     config = config_from(args)
     pipeline, data = _templates(args)
     scores = verification.scores(data)
@@ -165,23 +171,27 @@ def register_transaction(kinds: argparse._SubParsersAction) -> None:
     tx.add_argument("--calibrate-on", choices=("a", "b"),
                     help="set the threshold at --target-far on this split (default: the configured threshold)")
     tx.add_argument("--target-far", type=float, default=1e-3, help="transaction FAR the calibrated threshold meets")
-    tx.add_argument("--burst", type=int, default=transaction.DOOR_BURST_FRAMES,
-                    help="frames per door attempt (best-of by quality)")
-    tx.add_argument("--attempts", type=int, default=transaction.DOOR_ATTEMPTS,
-                    help="door attempts per transaction (a try and retries)")
+    tx.add_argument("--burst", type=int, help="frames per door attempt, best-of by quality (default 3, as the door)")
+    tx.add_argument("--attempts", type=int,
+                    help="door attempts per transaction, a try and retries (default 2, as the door)")
     tx.add_argument("--enrollment-profile", choices=PRESET_NAMES,
                     help="named enrollment profile (default: the configured quality_enrollment)")
     tx.set_defaults(handler=cmd_eval_transaction)
 
 
 def cmd_eval_transaction(args: argparse.Namespace) -> int:
+    from appliance.evaluation import transaction
+    from appliance.pipeline import FacePipeline
+
     config = config_from(args)
+    burst = transaction.DOOR_BURST_FRAMES if args.burst is None else args.burst
+    attempts = transaction.DOOR_ATTEMPTS if args.attempts is None else args.attempts
     reports = []
     for pack in args.pack or [None]:
         pipeline = FacePipeline(config, embedder_pack=pack)
         try:
             report = transaction.evaluate(pipeline, args.dataset, model_info(pipeline), args.split, args.calibrate_on,
-                                          args.target_far, args.burst, args.attempts, args.enrollment_profile or "")
+                                          args.target_far, burst, attempts, args.enrollment_profile or "")
         finally:
             pipeline.close()
         reports.append(report)

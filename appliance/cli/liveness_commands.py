@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from appliance.cli.common import config_from, pipeline_from, write_json
 from appliance.config import LIVENESS_LEVELS
@@ -97,6 +96,8 @@ def _checker(args: argparse.Namespace, pipeline, calibration=None):
 
 
 def cmd_eval_pad(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from appliance.evaluation import pad
     from appliance.evaluation.plots import det_plot
 
@@ -297,7 +298,7 @@ def verdict_line(decision: LivenessDecision) -> str:
 
     reasons = [f"{r}: {NOT_JUDGED[r]}" if r in NOT_JUDGED else r for r in decision.reasons]
     detail = f" ({', '.join(reasons)})" if reasons else ""
-    if np.isnan(decision.score):  # liveness off, no face, a gate, an uncalibrated mode: no score to show
+    if math.isnan(decision.score):  # liveness off, no face, a gate, an uncalibrated mode: no score to show
         return f"{'live' if decision.live else 'not judged'}{detail}"
     verdict = "live" if decision.live else ("ATTACK" if decision.attack else "refused")
     return f"{verdict} score {decision.score:.3f} threshold {decision.threshold:.3f}{detail}"
@@ -306,6 +307,7 @@ def verdict_line(decision: LivenessDecision) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Median liveness milliseconds per frame: one judge() per burst, divided by the burst."""
     import cv2
+    import numpy as np
 
     from appliance.bench.frames import synthesize_frames
 

@@ -15,6 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance import paths
 from appliance.cli.auth import acting_principal
@@ -24,17 +25,15 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import keys as keynames
 from appliance.security.keys import ALL_KEYS, ensure_keys, generate_key
 from appliance.security.roles import Permission, Principal, require
-from appliance.stores.deletion import SubjectAlreadyDeleted, load_receipt
-from appliance.stores.protected import (
-    AUDIT_FILE, BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, RECEIPTS_DIR, ProtectedData, key_provider,
-)
+
+if TYPE_CHECKING:  # the stores load when a command runs, not for every 'appliance'
+    from appliance.stores.protected import ProtectedData
 
 NEGATIVE = 1  # exit status when a check finds problems
 EXPORT_FILE_MODE = 0o600  # a subject export holds personal data
-ROTATABLE = {
-    "biometric": BIOMETRIC_FILE, "identity": IDENTITY_FILE, "keyvault": KEYVAULT_FILE, "audit": AUDIT_FILE,
-    "template-wrap": None,
-}
+TEMPLATE_WRAP = "template-wrap"  # the key that wraps the templates' data keys (no store of its own)
+# a store's key by the store's name (its file's, ProtectedData.stores), and the template wrap key
+ROTATABLE = ("audit", "biometric", "identity", "keyvault", TEMPLATE_WRAP)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _open(args: argparse.Namespace) -> tuple[Config, Principal, ProtectedData]:
     """The configuration, the account running the command, and the protected data."""
+    from appliance.stores.protected import ProtectedData
+
     config = config_from(args)
     data = ProtectedData.from_config(config)
     try:
@@ -98,6 +99,8 @@ def _open(args: argparse.Namespace) -> tuple[Config, Principal, ProtectedData]:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from appliance.stores.protected import ProtectedData, key_provider
+
     config = config_from(args)
     provider = key_provider(config.security, paths.data_dir())
     if args.action == "init":
@@ -110,18 +113,19 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"{name:16} {state}")
         return 0
     if not args.name:
-        raise ApplianceError(ErrorCode.CONFIG_INVALID, f"keys rotate needs one of {', '.join(sorted(ROTATABLE))}")
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, f"keys rotate needs one of {', '.join(ROTATABLE)}")
     with ProtectedData.from_config(config) as data:
         principal = acting_principal(args, data)
         require(principal, Permission.ROTATE_KEYS)
-        if args.name == "template-wrap":
+        if args.name == TEMPLATE_WRAP:
             new_key = generate_key(keynames.TEMPLATE_WRAP)
             provider.stage(new_key)
             count = data.vault.rewrap(new_key)
             provider.commit(keynames.TEMPLATE_WRAP)
             detail = f"{count} data keys re-wrapped"
         else:
-            new_key = data.stores[ROTATABLE[args.name]].rekey(provider)
+            by_name = {Path(file).stem: store for file, store in data.stores.items()}  # biometric.db: biometric
+            new_key = by_name[args.name].rekey(provider)
             detail = "store re-encrypted"
         data.audit.append(principal, "keys.rotate", args.name, "ok", detail)
     print(f"rotated {args.name}: {detail}; new fingerprint {new_key.fingerprint}")
@@ -140,6 +144,8 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_subject(args: argparse.Namespace) -> int:
+    from appliance.stores.deletion import SubjectAlreadyDeleted
+
     _, principal, data = _open(args)
     with data:
         if args.action == "list":
@@ -168,6 +174,9 @@ def _print_first_receipt(data: ProtectedData, receipt_id: str) -> None:
     """Deleting again: stdout carries the first deletion's receipt (the proof a script keeps,
     as on the first run), stderr the E222 line, and the exit status is 27 - so a script can
     tell "deleted earlier" from "deleted now" (0) and from "no such subject" (22)."""
+    from appliance.stores.deletion import load_receipt
+    from appliance.stores.protected import RECEIPTS_DIR
+
     path = data.root / RECEIPTS_DIR / f"{receipt_id}.json"
     if receipt_id and path.exists():
         print(load_receipt(path).to_json())
@@ -179,6 +188,7 @@ def _export_subject(args: argparse.Namespace, principal: Principal, data: Protec
     from appliance.broker.pki import ProjectPKI
     from appliance.matcher.subject_access import export_subject, site_doors
     from appliance.matcher.sync_store import open_sync_store
+    from appliance.stores.protected import key_provider
 
     config = config_from(args)
     store = open_sync_store(data, key_provider(config.security, paths.data_dir()))
@@ -207,6 +217,7 @@ def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data:
     from appliance.matcher.deletions import DeletionConfirmations
     from appliance.matcher.sync_store import open_sync_store
     from appliance.security.roles import Permission, require
+    from appliance.stores.protected import key_provider
 
     require(principal, Permission.DELETE_SUBJECT)
     config = config_from(args)

@@ -10,12 +10,15 @@ import argparse
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance import heap, paths
 from appliance.cli.common import config_from
 from appliance.config import LIVENESS_LEVELS, MATCHING_MODES, Config, check_service, with_overrides
 from appliance.ops import notify
-from appliance.site import Site
+
+if TYPE_CHECKING:  # the site's PKI and broker settings load when a service starts
+    from appliance.site import Site
 
 
 
@@ -62,6 +65,8 @@ def _site_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _site(args: argparse.Namespace, config) -> tuple[Site, str, int]:
+    from appliance.site import Site
+
     folder = Path(args.site) if args.site else paths.data_dir()
     port = args.port or config.ops.broker_port
     host = args.host or config.ops.broker_host

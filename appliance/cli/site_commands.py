@@ -17,15 +17,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance import paths
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from
 from appliance.config import Config
 from appliance.errors import ApplianceError
-from appliance.ops.health import FAIL, OK, WARN, Check, check_filing, check_matching_mode, check_retention
 from appliance.security.roles import Permission, Principal, require
-from appliance.stores.protected import BIOMETRIC_FILE, ProtectedData
+
+if TYPE_CHECKING:  # the stores and health checks load when a duty runs, not for every 'appliance'
+    from appliance.ops.health import Check
+    from appliance.stores.protected import ProtectedData
 
 FILING_EXIT = {"ok": 0, "warn": 1, "file": 2}  # the health convention: warn 1, fail 2
 PKI_DIR = "pki"  # the site's PKI under the data folder: its device identities are the doors
@@ -56,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _warning_first(handler):
     """``handler`` after the access-group warning on stderr (when the central stores are here)."""
     def run(args: argparse.Namespace) -> int:
+        from appliance.ops.health import OK
+        from appliance.stores.protected import BIOMETRIC_FILE, ProtectedData
+
         root = paths.data_dir()
         if (root / BIOMETRIC_FILE).exists():
             try:
@@ -74,6 +80,7 @@ def access_check(data: ProtectedData, root: Path) -> Check:
     from appliance.broker.pki import ProjectPKI
     from appliance.matcher.site_policy import open_site_store
     from appliance.matcher.subject_access import site_doors
+    from appliance.ops.health import OK, WARN, Check
 
     doors = site_doors(ProjectPKI(root / PKI_DIR)) if (root / PKI_DIR).exists() else {}
     store = open_site_store(data)
@@ -88,6 +95,7 @@ def access_check(data: ProtectedData, root: Path) -> Check:
 
 def cmd_matching(args: argparse.Namespace) -> int:
     from appliance.matcher.site_policy import justify, matching_decision, open_site_store, revoke
+    from appliance.stores.protected import ProtectedData
 
     config = config_from(args)
     with ProtectedData.from_config(config) as data:
@@ -114,6 +122,7 @@ def cmd_matching(args: argparse.Namespace) -> int:
 
 def cmd_filing(args: argparse.Namespace) -> int:
     from appliance.ops.filing import filing_status
+    from appliance.stores.protected import ProtectedData
 
     with ProtectedData.from_config(config_from(args)) as data:
         require(acting_principal(args, data), Permission.READ_EVENTS)
@@ -139,7 +148,9 @@ def site_checks(config: Config, root: Path | None = None, now: float | None = No
     stores; one failed check when they are there but cannot be opened."""
     from appliance.matcher.site_policy import matching_decision, open_site_store
     from appliance.ops.filing import filing_status
+    from appliance.ops.health import FAIL, Check, check_filing, check_matching_mode, check_retention
     from appliance.ops.retention import retention_status
+    from appliance.stores.protected import BIOMETRIC_FILE, ProtectedData
 
     root = root or paths.data_dir()
     if not (root / BIOMETRIC_FILE).exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.capture.images import IMAGE_SUFFIXES
+from appliance.capture.image_headers import IMAGE_SUFFIXES
 from appliance.errors import ApplianceError, ErrorCode
 
 

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from appliance.capture.images import IMAGE_SUFFIXES, read_image
+from appliance.capture.image_headers import IMAGE_SUFFIXES
+from appliance.capture.images import read_image
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation import metrics
 from appliance.evaluation.synthetic_set import SYNTHETIC_MARKER

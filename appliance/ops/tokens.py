@@ -20,12 +20,14 @@ import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Principal, Role, scopes_named
-from appliance.stores.audit import AuditLog
-from appliance.stores.base import CipherStore
+
+if TYPE_CHECKING:  # only named in signatures: the CLI reads this module's limits without loading the stores
+    from appliance.stores.audit import AuditLog
+    from appliance.stores.base import CipherStore
 
 TOKEN_PREFIX = "apt_"
 TOKEN_ID_BYTES = 6  # 12 hex characters: unique enough to name a token, no use for guessing it

@@ -25,7 +25,6 @@ from appliance.packs import numeric_check
 from appliance.packs.manifest import CONVERTED, ModelPack, parse_pin
 from appliance.packs.registry import PackRegistry
 
-CONVERTER_PYTHON_ENV = "APPLIANCE_CONVERTER_PYTHON"
 CONVERT_VENV = "convert-venv"  # below paths.cache_dir(): made by scripts/bootstrap.sh
 CONVERT_TIMEOUT_S = 900  # a torch import and export on a slow 2-core board
 VERSIONS_TIMEOUT_S = 60
@@ -57,7 +56,7 @@ class Conversion:
 
 def default_converter_python() -> Path:
     """$APPLIANCE_CONVERTER_PYTHON, else the repo's throw-away convert venv, else this python."""
-    configured = os.environ.get(CONVERTER_PYTHON_ENV)
+    configured = os.environ.get(paths.CONVERTER_PYTHON_ENV)
     if configured:
         return Path(configured)
     venv_python = paths.cache_dir() / CONVERT_VENV / "bin" / "python"

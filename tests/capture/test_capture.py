@@ -7,7 +7,7 @@ import time
 import cv2
 import pytest
 
-from appliance.capture import open_source
+from appliance.capture.sources import open_source
 from appliance.capture.images import read_image
 from appliance.capture.sources import FolderReplaySource, OpenCVSource
 from appliance.errors import ApplianceError, ErrorCode
