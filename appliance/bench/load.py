@@ -250,6 +250,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
                  "steal_share": host.steal_share(ticks_before, ticks_after)},
         "cpu_s": {"matcher": matcher_cpu, "broker": broker_cpu, "doors": sum(r["cpu_s"] for r in results),
                   "flooder": flooded["cpu_s"] if flooded else 0.0},
+        "doors_frozen_objects": [r["frozen"] for r in results],
         "matcher_threads_cpu_s": threads, "handled": handled,
         "matcher_threads_switches": clock.switches,
         "outside_flood": _outside(matcher_cpu, handled_run, marks) if flood else None,
