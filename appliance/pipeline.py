@@ -12,8 +12,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from appliance import paths
-from appliance.config import Config, QualityProfile, threshold_for
+from appliance.config import Config, QualityProfile, registry_for, threshold_for
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.inference.embedder import create_embedder
 from appliance.inference.landmarker import MediaPipeLandmarker
@@ -50,10 +49,6 @@ class Extraction:
     @property
     def utility(self) -> float:
         return self.analysis.quality.measures["utility"]
-
-
-def registry_for(config: Config) -> PackRegistry:
-    return PackRegistry(paths.model_search_path(config.models.search_path))
 
 
 def _shift(face: Face, dx: float, dy: float) -> Face:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from appliance import paths
 from appliance.cli.common import config_from, pipeline_from
-from appliance.config import SERVICES, check_service
+from appliance.config import SERVICES, check_service, registry_for
 from appliance.errors import ApplianceError, ErrorCode
 
 if TYPE_CHECKING:  # packs, images and models load in the commands that use them, not for every 'appliance'
@@ -115,7 +115,6 @@ def _verify(registry: PackRegistry, pack: ModelPack) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     from appliance.packs.install import install_pack
     from appliance.packs.manifest import CONVERTED
-    from appliance.pipeline import registry_for
 
     config = config_from(args)
     registry = registry_for(config)
@@ -253,8 +252,6 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     if args.action == "init":
         return _init_config(Path(args.out) if args.out else Path(args.config) if args.config else paths.config_file())
-    from appliance.pipeline import registry_for
-
     config = config_from(args)
     services = args.service or (["edge"] if config.device.name else [])
     for service in services:

@@ -16,6 +16,7 @@ from appliance.config.loading import (
     apply_env_overrides,
     check_service,
     load_config,
+    registry_for,
     save_threshold,
     schema,
     threshold_for,
@@ -51,5 +52,5 @@ __all__ = [
     "MATCHING_MODES", "MIN_AUDIT_RETENTION_DAYS", "RELAY_PINS", "SERVICES", "Config", "ConsoleConfig", "DeviceConfig",
     "LivenessConfig", "MatcherConfig", "MatchingConfig", "ModelsConfig", "OfflineConfig", "OpsConfig",
     "QualityProfile", "RuntimeConfig", "SecurityConfig", "apply_env_overrides", "check_service", "load_config",
-    "save_threshold", "schema", "threshold_for", "validate", "with_overrides",
+    "registry_for", "save_threshold", "schema", "threshold_for", "validate", "with_overrides",
 ]

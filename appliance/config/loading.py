@@ -10,7 +10,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
@@ -24,6 +24,9 @@ from appliance import paths
 from appliance.config.quality_presets import expand_presets
 from appliance.config.tables import SERVICES, Config, Refused
 from appliance.errors import ApplianceError, ErrorCode
+
+if TYPE_CHECKING:
+    from appliance.packs.registry import PackRegistry
 
 
 def _bad(key: str, why: str) -> ApplianceError:
@@ -223,6 +226,15 @@ def load_config(path: Path | None = None) -> Config:
     return dataclasses.replace(_with_licence_default(_checked(data), data), source=path)
 
 
+def registry_for(config: Config) -> PackRegistry:
+    """The model packs this configuration can use: its ``[models] search_path`` first, then the
+    installation's folders (``paths.model_search_path``). Loads no model (and no OpenCV: the
+    matcher and the pack commands need only the manifests)."""
+    from appliance.packs.registry import PackRegistry
+
+    return PackRegistry(paths.model_search_path(config.models.search_path))
+
+
 def _with_licence_default(config: Config, data: dict[str, Any]) -> Config:
     """A site that declared its use and names no embedder gets the best pack that use allows
     (``appliance.packs.defaults``); an undeclared site keeps the table's default."""
@@ -230,10 +242,8 @@ def _with_licence_default(config: Config, data: dict[str, Any]) -> Config:
     if not config.site.use or (isinstance(models, dict) and "embedder" in models):
         return config
     from appliance.packs.defaults import default_embedder
-    from appliance.packs.registry import PackRegistry
 
-    registry = PackRegistry(paths.model_search_path(config.models.search_path))
-    chosen = default_embedder(registry.packs().values(), config.site.use)
+    chosen = default_embedder(registry_for(config).packs().values(), config.site.use)
     return dataclasses.replace(config, models=dataclasses.replace(config.models, embedder=chosen.id))
 
 

@@ -19,7 +19,8 @@ from appliance.evaluation.datasets import scan_identities
 from appliance.evaluation.runner import DatasetTemplates, extract_dataset
 from appliance.inference.embedder import create_embedder
 from appliance.packs import ModelPack
-from appliance.pipeline import FacePipeline, registry_for
+from appliance.config import registry_for
+from appliance.pipeline import FacePipeline
 
 TIMING_FACES = 16  # aligned crops of split b timed per thread count
 TIMING_ROUNDS = 5  # the median of these rounds is reported

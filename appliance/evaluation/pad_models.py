@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     from appliance.config import load_config
     from appliance.liveness.checker import LivenessChecker
     from appliance.liveness.human_antispoof import HumanModels
-    from appliance.pipeline import FacePipeline, registry_for
+    from appliance.config import registry_for
+    from appliance.pipeline import FacePipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calibrate-on", required=True, help="PAD set whose bona fide set each threshold")

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.config import Config, threshold_for
+from appliance.config import Config, registry_for, threshold_for
 from appliance.config.mode_tables import DoorModeConfig
 from appliance.matcher.deletions import DeletionConfirmations
 from appliance.matcher.device_follow import DeviceFollower
@@ -192,7 +192,6 @@ def build(config: Config, site) -> MatcherApp:
     from appliance.matcher.liveness import second_liveness_judgement
     from appliance.ops import provisioning
     from appliance.packs.defaults import check_site_use
-    from appliance.pipeline import registry_for
 
     name = config.matcher.name
     registry = registry_for(config)

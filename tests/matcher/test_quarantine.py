@@ -12,13 +12,12 @@ from collections import Counter
 
 import numpy as np
 
-from appliance.config import with_overrides
+from appliance.config import registry_for, with_overrides
 from appliance.matcher.app import build
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.loaded import LoadedGallery
 from appliance.matcher.replica import ReplicaFollower
 from appliance.matching import Gallery
-from appliance.pipeline import registry_for
 from appliance.protocol import messages, topics
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person
 from appliance.security.envelope import MessageType, Opener, ReplayGuard, Sealer

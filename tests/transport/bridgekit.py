@@ -59,7 +59,7 @@ def _serve(site_folder: str, name: str, host: str, port: str, threshold: str, st
     from appliance.matcher.app import compose
     from appliance.matcher.loaded import load_gallery
     from appliance.ops import provisioning
-    from appliance.pipeline import registry_for
+    from appliance.config import registry_for
     from appliance.security.roles import Principal, Role
     from appliance.site import Site
     from appliance.transport.mqtt import settings_for
