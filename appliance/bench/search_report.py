@@ -67,7 +67,7 @@ def markdown(results: dict, plot_name: str | None) -> str:
         "",
         f"Chosen index: an 8-bit scan of every template ({chosen.get('index_mb', 0):.0f} MB of codes here) with the "
         f"best {settings['rerank']} re-ranked exactly in float32; the gallery uses it from "
-        f"{settings.get('default_exact_limit', settings['exact_limit']):,} templates (`IndexSettings.exact_limit`), "
+        f"{settings['default_exact_limit']:,} templates (`IndexSettings.exact_limit`), "
         f"this benchmark from {settings['exact_limit']:,}, and searches exactly below that.",
         "Memory is the resident-set growth while building (the gallery keeps its float32 matrix for 1:1 and "
         "re-ranking, so the index adds its 8-bit codes on top).",

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from appliance.cli.auth import acting_principal
-from appliance.cli.common import config_from
+from appliance.cli.common import config_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
 
 NOT_ENFORCED = ("WARNING: no access group is defined on this site: every enrolled person opens EVERY door at "
@@ -86,9 +86,8 @@ def _admin(args: argparse.Namespace, change) -> int:
     """Run ``change(admin)`` as the acting principal and print what it returned."""
     from appliance.matcher.access_admin import AccessAdmin
     from appliance.matcher.site_policy import open_site_store
-    from appliance.stores.protected import ProtectedData
 
-    with ProtectedData.from_config(config_from(args)) as data:
+    with protected_data(config_from(args)) as data:
         principal = acting_principal(args, data)
         store = open_site_store(data)
         try:
@@ -103,10 +102,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from appliance.matcher.access_admin import rules_view
     from appliance.matcher.site_policy import open_site_store
     from appliance.security.roles import Permission, require
-    from appliance.stores.protected import ProtectedData
 
     config = config_from(args)
-    with ProtectedData.from_config(config) as data:
+    with protected_data(config) as data:
         require(acting_principal(args, data), Permission.READ_EVENTS)
         store = open_site_store(data)
         try:

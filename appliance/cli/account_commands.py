@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from appliance.cli.auth import (
     CLI_DEVICE, acting_principal, open_accounts, read_secret_file, session_file, write_secret_file,
 )
-from appliance.cli.common import config_from
+from appliance.cli.common import config_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.tokens import DEFAULT_TOKEN_TTL_DAYS
 from appliance.security.keys import ensure_keys
@@ -146,19 +146,17 @@ def _show_totp(new: NewAccount, args: argparse.Namespace) -> None:
 # -- commands -----------------------------------------------------------------------------
 def _opened(args: argparse.Namespace) -> tuple[ProtectedData, Accounts]:
     from appliance.ops.accounts import ACCOUNTS_DB, Accounts
-    from appliance.stores.protected import ProtectedData, key_provider
+    from appliance.stores.protected import key_provider
 
     config = config_from(args)
-    data = ProtectedData.from_config(config)
+    data = protected_data(config)
     ensure_keys(key_provider(config.security, data.root), (ACCOUNTS_DB,))
     return data, Accounts.open(data.root, key_provider(config.security, data.root), data.audit,
                                config.ops.session_idle_s)
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from appliance.stores.protected import ProtectedData
-
-    with ProtectedData.from_config(config_from(args)) as data:
+    with protected_data(config_from(args)) as data:
         accounts = open_accounts(args, data)
         try:  # the stores are open before the password is read: a guess then costs only the check
             password = _password(args.password_file, f"password for {args.account}: ")
@@ -187,10 +185,9 @@ def cmd_logout(args: argparse.Namespace) -> int:
     if not path.exists():
         print("no session")
         return 0
-    from appliance.stores.protected import ProtectedData
 
     token = read_secret_file(path)
-    with ProtectedData.from_config(config_from(args)) as data:
+    with protected_data(config_from(args)) as data:
         accounts = open_accounts(args, data)
         try:
             accounts.logout(token)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.config import Config, load_config
 
-if TYPE_CHECKING:  # the models' stack loads for the commands that use it, not for every 'appliance'
+if TYPE_CHECKING:  # the models' stack and the stores load for the commands that use them, not for every 'appliance'
     from appliance.pipeline import FacePipeline
+    from appliance.stores.protected import ProtectedData
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -21,6 +22,13 @@ def config_from(args: argparse.Namespace) -> Config:
         loaded = load_config(Path(args.config) if args.config else None)
         args.loaded_config = loaded
     return loaded
+
+
+def protected_data(config: Config, root: Path | None = None) -> ProtectedData:
+    """The site's protected data (stores, keys, audit log) in ``root`` (default: the data folder)."""
+    from appliance.stores.protected import ProtectedData
+
+    return ProtectedData.from_config(config, root)
 
 
 def pipeline_from(args: argparse.Namespace, config: Config | None = None) -> FacePipeline:

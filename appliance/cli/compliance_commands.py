@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.cli.common import config_from
+from appliance.cli.common import config_from, protected_data
 
 NEGATIVE = 1  # some requirement is not met or needs a document
 
@@ -37,10 +37,9 @@ def cmd_compliance(args: argparse.Namespace) -> int:
     from appliance.compliance import records
     from appliance.compliance.report import write_report
     from appliance.compliance.requirements import NEEDS_DOCUMENT, NOT_MET
-    from appliance.stores.protected import ProtectedData
 
     config = config_from(args)
-    data = ProtectedData.from_config(config)
+    data = protected_data(config)
     with data:
         principal = acting_principal(args, data)
         folders = records.evidence_folders(data.root, [Path(p) for p in args.evidence])

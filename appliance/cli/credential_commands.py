@@ -97,11 +97,10 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def _session(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
     """The protected data of the configured site and the acting principal (ENROLL checked)."""
     from appliance.cli.auth import acting_principal
-    from appliance.cli.common import config_from
+    from appliance.cli.common import config_from, protected_data
     from appliance.security.roles import Permission, require
-    from appliance.stores.protected import ProtectedData
 
-    with ProtectedData.from_config(config_from(args)) as data:
+    with protected_data(config_from(args)) as data:
         principal = acting_principal(args, data)
         require(principal, Permission.ENROLL)
         yield data, principal

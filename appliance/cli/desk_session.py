@@ -9,12 +9,12 @@ from pathlib import Path
 
 from appliance.capture.images import MAX_FILE_BYTES
 from appliance.cli.auth import acting_principal
-from appliance.cli.common import config_from, pipeline_from
+from appliance.cli.common import config_from, pipeline_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.enrollment_desk import DUPLICATE, ENROLLED, FAILED_TO_ENROL, EnrollmentDesk
 from appliance.matcher.sync_store import open_sync_store
 from appliance.security.roles import Principal
-from appliance.stores.protected import ProtectedData, key_provider
+from appliance.stores.protected import key_provider
 
 EXIT_STATUS = {ENROLLED: 0, FAILED_TO_ENROL: ErrorCode.ENROLL_FAILED.exit_status,
                DUPLICATE: ErrorCode.DUPLICATE_ENROLLMENT.exit_status}
@@ -24,7 +24,7 @@ EXIT_STATUS = {ENROLLED: 0, FAILED_TO_ENROL: ErrorCode.ENROLL_FAILED.exit_status
 def open_desk(args: argparse.Namespace) -> Iterator[tuple[EnrollmentDesk, Principal]]:
     """The desk on the data folder's stores, and the account acting (checked before any model loads)."""
     config = config_from(args)
-    with ProtectedData.from_config(config) as data:
+    with protected_data(config) as data:
         principal = acting_principal(args, data)
         sync = open_sync_store(data, key_provider(config.security, data.root))
         pipeline = pipeline_from(args, config)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from appliance import paths
-from appliance.cli.common import config_from
+from appliance.cli.common import config_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.broker_unit import BROKER_UNIT
 
@@ -189,10 +189,9 @@ def _change_device(args: argparse.Namespace, pki) -> int:
     from appliance.ops.broker_unit import BrokerRestart
     from appliance.ops.bundle import DIRECTORY_FILE
     from appliance.security.roles import Permission, require
-    from appliance.stores.protected import ProtectedData
 
     config = config_from(args)
-    with ProtectedData.from_config(config) as data:
+    with protected_data(config) as data:
         principal = acting_principal(args, data)
         try:
             require(principal, Permission.MANAGE_DEVICES)

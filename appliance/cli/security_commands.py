@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from appliance import paths
 from appliance.cli.auth import acting_principal
-from appliance.cli.common import config_from, write_json
+from appliance.cli.common import config_from, protected_data, write_json
 from appliance.config import Config
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import keys as keynames
@@ -87,10 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _open(args: argparse.Namespace) -> tuple[Config, Principal, ProtectedData]:
     """The configuration, the account running the command, and the protected data."""
-    from appliance.stores.protected import ProtectedData
-
     config = config_from(args)
-    data = ProtectedData.from_config(config)
+    data = protected_data(config)
     try:
         return config, acting_principal(args, data), data
     except BaseException:
@@ -99,7 +97,7 @@ def _open(args: argparse.Namespace) -> tuple[Config, Principal, ProtectedData]:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from appliance.stores.protected import ProtectedData, key_provider
+    from appliance.stores.protected import key_provider
 
     config = config_from(args)
     provider = key_provider(config.security, paths.data_dir())
@@ -114,7 +112,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ApplianceError(ErrorCode.CONFIG_INVALID, f"keys rotate needs one of {', '.join(ROTATABLE)}")
-    with ProtectedData.from_config(config) as data:
+    with protected_data(config) as data:
         principal = acting_principal(args, data)
         require(principal, Permission.ROTATE_KEYS)
         if args.name == TEMPLATE_WRAP:

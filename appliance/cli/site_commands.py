@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from appliance import paths
 from appliance.cli.auth import acting_principal
-from appliance.cli.common import config_from
+from appliance.cli.common import config_from, protected_data
 from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.security.roles import Permission, Principal, require
@@ -60,12 +60,12 @@ def _warning_first(handler):
     """``handler`` after the access-group warning on stderr (when the central stores are here)."""
     def run(args: argparse.Namespace) -> int:
         from appliance.ops.health import OK
-        from appliance.stores.protected import BIOMETRIC_FILE, ProtectedData
+        from appliance.stores.protected import BIOMETRIC_FILE
 
         root = paths.data_dir()
         if (root / BIOMETRIC_FILE).exists():
             try:
-                with ProtectedData.from_config(config_from(args), root) as data:
+                with protected_data(config_from(args), root) as data:
                     check = access_check(data, root)
                 if check.status != OK:
                     print(f"warning: {check.detail}", file=sys.stderr)
@@ -95,10 +95,9 @@ def access_check(data: ProtectedData, root: Path) -> Check:
 
 def cmd_matching(args: argparse.Namespace) -> int:
     from appliance.matcher.site_policy import justify, matching_decision, open_site_store, revoke
-    from appliance.stores.protected import ProtectedData
 
     config = config_from(args)
-    with ProtectedData.from_config(config) as data:
+    with protected_data(config) as data:
         principal = acting_principal(args, data)
         store = open_site_store(data)
         try:
@@ -122,9 +121,8 @@ def cmd_matching(args: argparse.Namespace) -> int:
 
 def cmd_filing(args: argparse.Namespace) -> int:
     from appliance.ops.filing import filing_status
-    from appliance.stores.protected import ProtectedData
 
-    with ProtectedData.from_config(config_from(args)) as data:
+    with protected_data(config_from(args)) as data:
         require(acting_principal(args, data), Permission.READ_EVENTS)
         status = filing_status(data)
     print(json.dumps({**status.as_dict(), "detail": status.detail}, ensure_ascii=False))
@@ -150,14 +148,14 @@ def site_checks(config: Config, root: Path | None = None, now: float | None = No
     from appliance.ops.filing import filing_status
     from appliance.ops.health import FAIL, Check, check_filing, check_matching_mode, check_retention
     from appliance.ops.retention import retention_status
-    from appliance.stores.protected import BIOMETRIC_FILE, ProtectedData
+    from appliance.stores.protected import BIOMETRIC_FILE
 
     root = root or paths.data_dir()
     if not (root / BIOMETRIC_FILE).exists():
         return []
     now = time.time() if now is None else now
     try:
-        with ProtectedData.from_config(config, root) as data:
+        with protected_data(config, root) as data:
             store = open_site_store(data)
             try:
                 decision = matching_decision(store)
