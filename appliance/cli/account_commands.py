@@ -36,7 +36,7 @@ GLOBAL_OPTIONS = ("config", "debug", "token")
 def register(sub: argparse._SubParsersAction) -> None:
     login = sub.add_parser("login", help="open a session for this OS user (password + TOTP); commands then act as "
                                          "that account until 'appliance logout' or the idle timeout")
-    login.add_argument("--account", required=True)
+    login.add_argument("--account", required=True, help="the account to log in as")
     login.add_argument("--password-file", help="read the password from this file ('-': stdin); default: prompt")
     login.add_argument("--totp", help="the current code of the account's authenticator; default: prompt")
     login.set_defaults(handler=cmd_login)
@@ -49,21 +49,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     boot = admin_sub.add_parser("bootstrap", help="create the first security administrator (refused once any "
                                                   "account exists)")
     _account_options(boot)
-    boot.add_argument("--account", required=True)
+    boot.add_argument("--account", required=True, help="name of the new security administrator's account")
     add = admin_sub.add_parser("add", help="create an account with a role")
-    add.add_argument("name")
+    add.add_argument("name", help="the new account's name")
     add.add_argument("--role", required=True,
                      help="system_administrator | security_administrator | auditor | operator")
     _account_options(add)
     for name, helptext in (("unlock", "clear a lockout"),
                            ("disable", "disable an account: its sessions end, its tokens stop working"),
                            ("enable", "enable it again")):
-        admin_sub.add_parser(name, help=helptext).add_argument("name")
+        admin_sub.add_parser(name, help=helptext).add_argument("name", help="the account's name")
     admin_sub.add_parser("list", help="list accounts")
     token = admin_sub.add_parser("token", help="API tokens: create (shown once), list, revoke")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="a token for an account, narrowed to scopes, expiring")
-    create.add_argument("--account", required=True)
+    create.add_argument("--account", required=True, help="the account the token acts as")
     create.add_argument("--scope", action="append", required=True,
                         help="people:read, people:write, identify, events:read, devices, audit, keys, maintenance "
                              "(repeat or comma-separate)")
@@ -72,9 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--json", action="store_true", help="print {token, token_id, expires_at} (the token too)")
     create.add_argument("--out", help="write the token to this new 0600 file instead of printing it")
     listing = token_sub.add_parser("list", help="tokens (never the tokens themselves)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true",
+                         help="print them as JSON (id, account, scopes, label, created, expiry, revoked, last use)")
     revoke = token_sub.add_parser("revoke", help="revoke a token by its id")
-    revoke.add_argument("token_id")
+    revoke.add_argument("token_id", help="the token's id, as 'admin token list' shows it")
     admin.set_defaults(handler=cmd_admin)
     _share_globals(admin, [*admin_sub.choices.values(), *token_sub.choices.values()])
 

@@ -53,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     matcher = bench_group(sub)(
         "matcher", help="1:N search per gallery size vs FAISS, matcher requests/s on the broker, door latency"
     )
-    matcher.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    sizes = [1_000, 10_000, 100_000, 1_000_000]
+    matcher.add_argument("--sizes", type=int, nargs="+", default=sizes,
+                         help="gallery sizes of random templates, each searched 1:N by ours and FAISS "
+                              f"(default {' '.join(map(str, sizes))})")
     matcher.add_argument("--devices", type=int, default=50, help="simulated devices on the broker")
     matcher.add_argument("--requests", type=int, default=20, help="requests per device")
     matcher.add_argument("--passes", type=int, default=20, help="door passes for the latency figure")

@@ -20,7 +20,10 @@ NEGATIVE = 1  # exit status of a negative verdict
 
 def register(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="list, install, verify or convert model packs")
-    models.add_argument("action", nargs="?", choices=("list", "install", "verify", "convert"), default="list")
+    models.add_argument("action", nargs="?", choices=("list", "install", "verify", "convert"), default="list",
+                        help="list: the packs, versions and licences; install: fetch what is missing, verify all; "
+                             "verify: check the installed files (sha256, numerical check); convert: build the "
+                             "converted packs (default %(default)s)")
     models.add_argument("--pack", metavar="ID", help="only this pack")
     models.add_argument("--cache", default=str(paths.cache_dir() / "wheels"),
                         help="download cache (wheels, npm tarballs)")
@@ -37,19 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.set_defaults(handler=cmd_models)
 
     detect = sub.add_parser("detect", help="find faces and landmarks in an image")
-    detect.add_argument("image")
-    detect.add_argument("--json", action="store_true")
+    detect.add_argument("image", help="image file")
+    detect.add_argument("--json", action="store_true",
+                        help="print each face (box, five points, inter-eye pixels, pose) as JSON")
     detect.set_defaults(handler=cmd_detect)
 
     quality = sub.add_parser("quality", help="judge face image quality (exit 1 when rejected)")
-    quality.add_argument("image")
-    quality.add_argument("--profile", choices=("enrollment", "verification"), default="enrollment")
-    quality.add_argument("--json", action="store_true")
+    quality.add_argument("image", help="image file")
+    quality.add_argument("--profile", choices=("enrollment", "verification"), default="enrollment",
+                         help="the configuration's quality profile to judge by, [quality_enrollment] or "
+                              "[quality_verification] (default %(default)s)")
+    quality.add_argument("--json", action="store_true", help="print the verdict, score, issues and measures as JSON")
     quality.set_defaults(handler=cmd_quality)
 
     compare = sub.add_parser("compare", help="same person? (exit 0 yes, 1 no)")
-    compare.add_argument("image1")
-    compare.add_argument("image2")
+    compare.add_argument("image1", help="first image file")
+    compare.add_argument("image2", help="second image file")
     compare.add_argument("--pack", help="embedding pack (default from the configuration)")
     compare.set_defaults(handler=cmd_compare)
 

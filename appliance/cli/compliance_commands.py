@@ -19,7 +19,8 @@ NEGATIVE = 1  # some requirement is not met or needs a document
 def register(sub: argparse._SubParsersAction) -> None:
     compliance = sub.add_parser("compliance", help="the auditor's self-check report (HTML, PDF, JSON), masked; "
                                                    "exit 1 when a requirement is not met")
-    compliance.add_argument("action", choices=("report",))
+    compliance.add_argument("action", choices=("report",),
+                            help="report: write the report into --out and print its summary")
     compliance.add_argument("--out", required=True, help="folder for report.html, report.pdf and report.json")
     compliance.add_argument("--evidence", action="append", default=[], metavar="DIR",
                             help="another folder with evaluation, PAD and benchmark reports and tests/junit.xml "

@@ -21,7 +21,9 @@ from appliance.ops import notify
 def register(sub: argparse._SubParsersAction) -> None:
     console = sub.add_parser("console", help="serve the web console and REST API (HTTPS); 'certificate' issues "
                                              "its TLS certificate from the project CA")
-    console.add_argument("action", nargs="?", choices=("serve", "certificate"), default="serve")
+    console.add_argument("action", nargs="?", choices=("serve", "certificate"), default="serve",
+                         help="serve: the web console and REST API over HTTPS; certificate: issue the console's "
+                              "TLS certificate from the project CA (default %(default)s)")
     console.add_argument("--bind", help="address to listen on (default: console.bind)")
     console.add_argument("--port", type=int, help="TCP port (default: console.port)")
     console.add_argument("--tls-cert", help="server certificate, PEM (default: console.tls_cert or "

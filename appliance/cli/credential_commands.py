@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     put.add_argument("subject", metavar="SUBJECT", help="the person's subject id")
     put.add_argument("--card", default="", metavar="N", help="card number (letters and digits)")
     put.add_argument("--pin-file", type=Path, metavar="F", help="file holding the PIN (4-12 digits; chmod 600)")
-    put.add_argument("--json", action="store_true")
+    put.add_argument("--json", action="store_true", help="print {subject, result, changed} as JSON")
     put.set_defaults(handler=cmd_set)
     clear = actions.add_parser("clear", help="take a person's card and/or PIN away (default: both)")
-    clear.add_argument("subject", metavar="SUBJECT")
+    clear.add_argument("subject", metavar="SUBJECT", help="the person's subject id")
     clear.add_argument("--card", action="store_true", help="clear the card only")
     clear.add_argument("--pin", action="store_true", help="clear the PIN only")
-    clear.add_argument("--json", action="store_true")
+    clear.add_argument("--json", action="store_true", help="print {subject, result, changed} as JSON")
     clear.set_defaults(handler=cmd_clear)
 
 

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--enroll", type=int, default=5, help="people to enroll")
     demo.add_argument("--unknown", type=int, default=2, help="strangers who must be refused")
     demo.add_argument("--site", help="keep the site in this folder (default: a temporary folder)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7,
+                      help="seed choosing who is enrolled and who is a stranger (default %(default)s)")
     demo.set_defaults(handler=cmd_demo)
 
 

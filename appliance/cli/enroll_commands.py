@@ -38,14 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     enroll.add_argument("--consent-ref", help="reference of the signed consent form or its record (required)")
     enroll.add_argument("--group", action="append", default=[], metavar="G",
                         help="door group whose devices may hold the template (repeatable; none: all)")
-    enroll.add_argument("--age-band", choices=[a.value for a in AgeBand], default=AgeBand.ADULT.value)
+    enroll.add_argument("--age-band", choices=[a.value for a in AgeBand], default=AgeBand.ADULT.value,
+                        help="the person's age band; under_14 needs the --guardian's consent (default %(default)s)")
     enroll.add_argument("--alternative", choices=[a.value for a in Alternative], default=Alternative.CARD.value,
                         help="the non-face way through the door recorded for the person")
     enroll.add_argument("--card-no", "--card", default="", help="the person's card number")
     enroll.add_argument("--refuse-face", action="store_true",
                         help="the person refuses face recognition: record the refusal and their --card, no photos "
                              "(they pass by card/PIN; docs/door-modes.md)")
-    enroll.add_argument("--staff-no", default="")
+    enroll.add_argument("--staff-no", default="", help="the person's staff number (optional; listed masked)")
     enroll.add_argument("--guardian", default="", help="the guardian who consented (required under 14)")
     enroll.add_argument("--local-matching", action="store_true",
                         help="the person also consented to matching on door devices")
@@ -58,17 +59,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     enroll.add_argument("--manifest", metavar="CSV", help="--folder: the manifest (default DIR/manifest.csv)")
     enroll.add_argument("--report", metavar="CSV",
                         help="--folder: where the outcome of each person goes (default DIR/enroll-report.csv)")
-    enroll.add_argument("--json", action="store_true")
+    enroll.add_argument("--json", action="store_true",
+                        help="print the outcome as JSON (--folder: the counts and each person's outcome)")
     enroll.set_defaults(handler=cmd_enroll)
 
     identify = sub.add_parser("identify", help="who is in this photo? (1:N; exit 0 match, 1 no match)")
-    identify.add_argument("image")
-    identify.add_argument("--json", action="store_true")
+    identify.add_argument("image", help="photo of the person (image file)")
+    identify.add_argument("--json", action="store_true",
+                          help="print {decision, subject_id, name} as JSON, the name masked (score with --debug)")
     identify.set_defaults(handler=cmd_identify)
 
     shown = sub.add_parser("notice", help="print the consent notice shown before enrollment")
-    shown.add_argument("--language", choices=NOTICE_LANGUAGES, default=NOTICE_LANGUAGES[0])
-    shown.add_argument("--json", action="store_true")
+    shown.add_argument("--language", choices=NOTICE_LANGUAGES, default=NOTICE_LANGUAGES[0],
+                       help="language of the notice (default %(default)s)")
+    shown.add_argument("--json", action="store_true", help="print {version, language, text} as JSON")
     shown.set_defaults(handler=cmd_notice)
 
 

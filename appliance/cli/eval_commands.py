@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     occ.add_argument("--out", required=True, help="report folder: occlusion.json, occlusion.md, images.json")
     occ.add_argument("--per-identity", type=int, default=2, help="photos drawn on per identity")
     occ.add_argument("--identities", type=int, help="at most this many identities per split (a quick look)")
-    occ.add_argument("--seed", type=int, default=0)
-    occ.add_argument("--profile", choices=("verification", "enrollment"), default="verification")
+    occ.add_argument("--seed", type=int, default=0,
+                     help="seed of the photos chosen and the occluders drawn (default %(default)s)")
+    occ.add_argument("--profile", choices=("verification", "enrollment"), default="verification",
+                     help="the configuration's quality profile that judges the images (default %(default)s)")
     occ.add_argument("--images", help="also write the generated set here (<split>/<occluder>/<identity>/)")
     occ.set_defaults(handler=cmd_eval_occlusion)
 
@@ -38,12 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=cmd_eval_verification)
 
     ident = kinds.add_parser("identification", help="1:N: FNIR at FPIR, rank-1")
-    ident.add_argument("dataset")
-    ident.add_argument("--out")
-    ident.add_argument("--pack")
-    ident.add_argument("--gallery-fraction", type=float, default=0.7)
-    ident.add_argument("--gallery-images", type=int, default=1)
-    ident.add_argument("--seed", type=int, default=0)
+    ident.add_argument("dataset", help="folder with one sub-folder of images per identity")
+    ident.add_argument("--out", help="JSON report (default: print)")
+    ident.add_argument("--pack", help="embedding pack (default from the configuration)")
+    ident.add_argument("--gallery-fraction", type=float, default=0.7,
+                       help="fraction (0-1) of identities enrolled in the gallery; the others make the non-mated "
+                            "searches (default %(default)s)")
+    ident.add_argument("--gallery-images", type=int, default=1,
+                       help="images per enrolled identity averaged into its gallery template; its other images "
+                            "are the mated searches (default %(default)s)")
+    ident.add_argument("--seed", type=int, default=0,
+                       help="seed choosing the identities enrolled in the gallery (default %(default)s)")
     ident.add_argument("--split", choices=SPLITS, default="all",
                         help="identities of even (a) or odd (b) index only: calibrate on one, report on the other")
     ident.set_defaults(handler=cmd_eval_identification)
@@ -59,9 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.set_defaults(handler=cmd_eval_models)
 
     cal = sub.add_parser("calibrate", help="set the decision threshold at a target FMR")
-    cal.add_argument("dataset")
-    cal.add_argument("--target-fmr", type=float, default=1e-3)
-    cal.add_argument("--pack")
+    cal.add_argument("dataset", help="folder with one sub-folder of images per identity")
+    cal.add_argument("--target-fmr", type=float, default=1e-3,
+                     help="false match rate on the dataset's impostor pairs the threshold is set at, a fraction "
+                          "(default %(default)s)")
+    cal.add_argument("--pack", help="embedding pack whose threshold is written to the configuration file "
+                                    "(default from the configuration)")
     cal.add_argument("--split", choices=SPLITS, default="all",
                         help="identities of even (a) or odd (b) index only: calibrate on one, report on the other")
     cal.set_defaults(handler=cmd_calibrate)

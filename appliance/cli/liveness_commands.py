@@ -27,11 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("source", help="face dataset: one folder of images per identity")
     synth.add_argument("--out", required=True, help="output folder (outside the repo)")
     synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index")
-    synth.add_argument("--per-species", type=int, default=400)
+    synth.add_argument("--per-species", type=int, default=400,
+                       help="source images drawn per attack species, at most (default %(default)s)")
     synth.add_argument("--species", nargs="+", default=None,
                        help="print screen replay (default), the unseen species photo, mask, and the wide species")
     synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0,
+                       help="seed of the images drawn and the attacks made of them (default %(default)s)")
     synth.set_defaults(handler=cmd_synth)
 
     calibrate = actions.add_parser("calibrate", help="fit the cue fusion and set the threshold at a target APCER")
@@ -60,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     check = actions.add_parser("check", help="judge images or frame folders (exit 0 all live, 1 otherwise)")
     check.add_argument("items", nargs="+", help="images, short videos or folders of frames (one presentation each)")
     check.add_argument("--level", choices=LIVENESS_LEVELS, help="override the configured policy level")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true",
+                       help="print each item's decision as JSON (live, attack, score, threshold, reasons, cues)")
     check.set_defaults(handler=cmd_check)
     _register_bench(actions)
 
@@ -69,7 +72,8 @@ def _register_bench(actions: argparse._SubParsersAction) -> None:
     bench = actions.add_parser("bench", help="liveness cost per frame on the benchmark's 640x480 frames")
     bench.add_argument("--frames", type=int, default=60, help="benchmark frames (bursts are built from them)")
     bench.add_argument("--burst", type=int, default=5, help="frames per presentation")
-    bench.add_argument("--level", choices=LIVENESS_LEVELS[1:3], default="passive+motion")
+    bench.add_argument("--level", choices=LIVENESS_LEVELS[1:3], default="passive+motion",
+                       help="policy level measured (default %(default)s)")
     bench.set_defaults(handler=cmd_bench)
 
 

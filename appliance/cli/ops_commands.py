@@ -26,16 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 "identity for enrollment captures at a door; bridge NAME --devices D1,D2: a site "
                                 "broker's certificate on the central broker, carrying those doors; camera-bind "
                                 "[NAME] [--source S]: bind the door to its camera (docs/camera-binding.md)")
-    provision.add_argument("name", nargs="?")
+    provision.add_argument("name", nargs="?",
+                           help="the identity's name (device, matcher, console, bridge, export, rotate, revoke); "
+                                "camera-bind: the door (default [device] name); import: the bundle FILE")
     provision.add_argument("--source", help="camera-bind: the camera (default [device] source)")
     provision.add_argument("--bundle", help="device/export: also write the device's bundle to this new file")
     provision.add_argument("--pki", help="PKI folder (default <data>/pki)")
-    provision.add_argument("--group", default="default")
+    provision.add_argument("--group", default="default",
+                           help="device: the door group it belongs to; people enrolled with --group hold "
+                                "templates only on their groups' doors (default '%(default)s')")
     provision.add_argument("--modes", default="verify", help="allowed matching modes, comma-separated")
     provision.add_argument("--host", action="append", help="broker certificate host names/addresses")
     provision.add_argument("--out", help="broker-config: output folder")
-    provision.add_argument("--port", type=int, default=8883)
-    provision.add_argument("--bind", default="127.0.0.1")
+    provision.add_argument("--port", type=int, default=8883,
+                           help="broker-config: the broker's MQTT-over-TLS listener port (default %(default)s)")
+    provision.add_argument("--bind", default="127.0.0.1",
+                           help="broker-config: the address the broker listens on (default %(default)s)")
     provision.add_argument("--run-as", help="broker-config: the broker's user (default: the caller)")
     provision.add_argument("--copy-tls", action="store_true",
                            help="broker-config: copy CA, certificate, key and CRL into --out (owned by --run-as)")
@@ -46,19 +52,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     provision.set_defaults(handler=cmd_provision)
 
     backup = sub.add_parser("backup", help="encrypted, verified backup of every store")
-    backup.add_argument("destination", nargs="?")
+    backup.add_argument("destination", nargs="?",
+                        help="folder for the backup (default: one named by the UTC time in ops.backup_dir, "
+                             "else <data>/backups)")
     backup.set_defaults(handler=cmd_backup)
     restore = sub.add_parser("restore", help="restore a verified backup (later deletions are kept)")
-    restore.add_argument("source")
+    restore.add_argument("source", help="folder of a backup written by 'appliance backup'")
     restore.set_defaults(handler=cmd_restore)
 
     health = sub.add_parser("health", help="health checks for monitoring (exit 0 ok, 1 warn, 2 fail)")
-    health.add_argument("--service", choices=("edge", "matcher"), default="edge")
+    health.add_argument("--service", choices=("edge", "matcher"), default="edge",
+                        help="edge: a door's daemon; matcher: the matcher and the site's data duties "
+                             "(default %(default)s)")
     health.add_argument("--name", help="the service's name (default: device.name or matcher.name)")
     health.set_defaults(handler=cmd_health)
 
     update = sub.add_parser("update", help="install a signed model pack; self-test; roll back on failure")
-    update.add_argument("package")
+    update.add_argument("package", help="update package: a tar of RELEASE.json, RELEASE.sig and payload/, signed "
+                                        "by a trusted publisher key")
     update.set_defaults(handler=cmd_update)
 
     maintenance = sub.add_parser("maintenance", help="retention pruning and backup (the nightly timer)")

@@ -38,20 +38,26 @@ ROTATABLE = ("audit", "biometric", "identity", "keyvault", TEMPLATE_WRAP)
 
 def register(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="create or rotate the store and node keys (never printed)")
-    keys.add_argument("action", choices=("init", "list", "rotate"))
+    keys.add_argument("action", choices=("init", "list", "rotate"),
+                      help="init: create the missing keys; list: each key's fingerprint, or MISSING; rotate NAME: "
+                           "a new key, its store re-encrypted (template-wrap: the data keys re-wrapped)")
     keys.add_argument("name", nargs="?", choices=sorted(ROTATABLE), help="what to rotate")
     keys.set_defaults(handler=cmd_keys)
 
     # backups are 'appliance backup' / 'appliance restore' (signed, verified, deletions kept)
     store = sub.add_parser("store", help="check the encrypted stores (integrity, cipher check)")
-    store.add_argument("action", choices=("check",))
+    store.add_argument("action", choices=("check",),
+                       help="check: integrity and cipher check of every store (exit 1 on a problem)")
     store.set_defaults(handler=cmd_store)
 
     subject = sub.add_parser("subject", help="list people (masked), delete a subject, record withdrawal, "
                                              "deletions not yet confirmed by every device (exit 1 if any), "
                                              "export what is held about a person (access request, signed receipt)")
-    subject.add_argument("action", choices=("list", "delete", "withdraw", "unconfirmed", "export"))
-    subject.add_argument("subject_id", nargs="?")
+    subject.add_argument("action", choices=("list", "delete", "withdraw", "unconfirmed", "export"),
+                         help="list: every person, masked; delete ID: erase them, print the receipt; withdraw ID: "
+                              "record the consent withdrawal, then erase them; unconfirmed: deletions a device has "
+                              "not confirmed; export ID: what is held about them")
+    subject.add_argument("subject_id", nargs="?", help="the person's subject id (delete, withdraw, export)")
     subject.add_argument("--out", help="export: write the export and its receipt here (mode 0600; default: print)")
     subject.add_argument("--unmasked", action="store_true",
                          help="export: names and numbers unmasked (security administrator only; audited)")
@@ -60,12 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     retention = sub.add_parser("retention", help="run: apply every retention limit (templates, door events, audit "
                                                  "log, deletion receipts), recorded in the audit log; status: the "
                                                  "limits, the last run and the oldest records")
-    retention.add_argument("action", choices=("run", "status"))
+    retention.add_argument("action", choices=("run", "status"),
+                           help="run: apply every limit, recorded in the audit log; status: the limits, the last "
+                                "run and the oldest records")
     retention.set_defaults(handler=cmd_retention)
 
     audit = sub.add_parser("audit", help="verify, export (masked) or checkpoint the operation log; reanchor its "
                                          "signed head after a loss or an upgrade (on record)")
-    audit.add_argument("action", choices=("verify", "export", "checkpoint", "reanchor"))
+    audit.add_argument("action", choices=("verify", "export", "checkpoint", "reanchor"),
+                       help="verify: the chain, the signed checkpoints and head, the doors' signatures; export: the "
+                            "entries, masked, as JSON; checkpoint: sign one now; reanchor: sign a new head after "
+                            "a loss or an upgrade")
     audit.add_argument("--since", help="export entries from this date (YYYY-MM-DD, UTC)")
     audit.add_argument("--out", help="export file (default: print)")
     audit.add_argument("--stopped", action="store_true",
@@ -80,8 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     envelope.add_argument("--messages", type=int, default=None, help="messages per run (default 400; 40 with sm)")
     envelope.add_argument("--suite", choices=("default", "sm"), default="default",
                           help="sm: the SM suite measured beside the default suite in the same run")
-    envelope.add_argument("--repeats", type=int, default=5)
-    envelope.add_argument("--cipher", choices=("aes-gcm", "chacha20"), default="aes-gcm")
+    envelope.add_argument("--repeats", type=int, default=5,
+                          help="runs, interleaved with the peer's; the report gives their median (default %(default)s)")
+    envelope.add_argument("--cipher", choices=("aes-gcm", "chacha20"), default="aes-gcm",
+                          help="the envelope's AEAD: AES-256-GCM or ChaCha20-Poly1305; not used with --suite sm "
+                               "(default %(default)s)")
     envelope.set_defaults(handler=cmd_envelope)
 
 

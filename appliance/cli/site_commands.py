@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     duties = site.add_subparsers(dest="duty", required=True, metavar="DUTY")
     matching = duties.add_parser("matching", help="central matching needs a recorded justification (who, when, "
                                                   "why); without one the doors decide locally")
-    matching.add_argument("action", choices=("show", "justify", "revoke"))
+    matching.add_argument("action", choices=("show", "justify", "revoke"),
+                          help="show: the recorded decision; justify: record why central matching is needed "
+                               "(--reason, --basis); revoke: withdraw it, the doors decide locally")
     matching.add_argument("--mode", choices=("central",), default="central",
                           help="the mode justified (central: templates are searched by the matcher)")
     matching.add_argument("--reason", default="", help="why central matching is necessary on this site")
