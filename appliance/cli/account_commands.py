@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--scope", action="append", required=True,
                         help="people:read, people:write, identify, events:read, devices, audit, keys, maintenance "
                              "(repeat or comma-separate)")
-    create.add_argument("--days", type=float, default=DEFAULT_TOKEN_TTL_DAYS, help="lifetime in days")
+    create.add_argument("--days", type=float, default=DEFAULT_TOKEN_TTL_DAYS, help="lifetime in days "
+                                                                                   "(default %(default)s)")
     create.add_argument("--label", default="", help="what the token is for")
     create.add_argument("--json", action="store_true", help="print {token, token_id, expires_at} (the token too)")
     create.add_argument("--out", help="write the token to this new 0600 file instead of printing it")

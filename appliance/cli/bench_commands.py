@@ -45,9 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--threads", type=int, nargs="+",
                           help="thread counts to measure, each pinned to as many CPUs (default 1 2)")
     pipeline.add_argument("--warmup", type=int, help="untimed frames before measuring (default 10)")
-    pipeline.add_argument("--seed", type=int, default=0, help="seed of the synthetic frame layout")
+    pipeline.add_argument("--seed", type=int, default=0, help="seed of the synthetic frame layout "
+                                                              "(default %(default)s)")
     pipeline.add_argument("--no-peer", action="store_true", help="skip the face_recognition peer")
-    pipeline.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (pipeline.md/.png/.json)")
+    pipeline.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (pipeline.md/.png/.json) "
+                                                                  "(default %(default)s)")
     pipeline.set_defaults(handler=cmd_bench_pipeline)
 
     matcher = bench_group(sub)(
@@ -57,19 +59,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     matcher.add_argument("--sizes", type=int, nargs="+", default=sizes,
                          help="gallery sizes of random templates, each searched 1:N by ours and FAISS "
                               f"(default {' '.join(map(str, sizes))})")
-    matcher.add_argument("--devices", type=int, default=50, help="simulated devices on the broker")
-    matcher.add_argument("--requests", type=int, default=20, help="requests per device")
-    matcher.add_argument("--passes", type=int, default=20, help="door passes for the latency figure")
-    matcher.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (matcher.md/.png/.json)")
+    matcher.add_argument("--devices", type=int, default=50, help="simulated devices on the broker "
+                                                                 "(default %(default)s)")
+    matcher.add_argument("--requests", type=int, default=20, help="requests per device (default %(default)s)")
+    matcher.add_argument("--passes", type=int, default=20, help="door passes for the latency figure "
+                                                                "(default %(default)s)")
+    matcher.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (matcher.md/.png/.json) "
+                                                                 "(default %(default)s)")
     matcher.set_defaults(handler=cmd_bench_matcher)
 
     sync = bench_group(sub)(
         "sync", help="enrollment sync to a fresh device, catch-up, offline outbox survival and drain"
     )
-    sync.add_argument("--enrollments", type=int, default=10_000, help="templates synced to a fresh device")
-    sync.add_argument("--changes", type=int, default=1_000, help="changes made while the device is offline")
-    sync.add_argument("--events", type=int, default=50_000, help="events queued offline, then drained")
-    sync.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (sync.md/.json)")
+    sync.add_argument("--enrollments", type=int, default=10_000, help="templates synced to a fresh device "
+                                                                      "(default %(default)s)")
+    sync.add_argument("--changes", type=int, default=1_000, help="changes made while the device is offline "
+                                                                 "(default %(default)s)")
+    sync.add_argument("--events", type=int, default=50_000, help="events queued offline, then drained "
+                                                                 "(default %(default)s)")
+    sync.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (sync.md/.json) (default %(default)s)")
     sync.set_defaults(handler=cmd_bench_sync)
 
     search = bench_group(sub)(
@@ -81,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--timed", type=int,
                         help="single-probe searches timed per method and thread count (default 200)")
     search.add_argument("--threads", type=int, nargs="+", help="thread counts to measure (default 1 2)")
-    search.add_argument("--out", default=str(paths.reports_dir() / "bench-search"), help="report folder (search.*)")
+    search.add_argument("--out", default=str(paths.reports_dir() / "bench-search"), help="report folder (search.*) "
+                                                                                         "(default %(default)s)")
     search.set_defaults(handler=cmd_bench_search)
 
     load = bench_group(sub)(
@@ -96,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="niceness of the simulated devices' processes (default 5: the matcher and broker first)")
     load.add_argument("--gallery", type=int, help="synthetic gallery size (default 10000)")
     load.add_argument("--no-flood", action="store_true", help="without the flooding device")
-    load.add_argument("--out", default=str(paths.reports_dir() / "bench-load"), help="report folder (load.*)")
+    load.add_argument("--out", default=str(paths.reports_dir() / "bench-load"), help="report folder (load.*) "
+                                                                                     "(default %(default)s)")
     load.set_defaults(handler=cmd_bench_load)
 
 

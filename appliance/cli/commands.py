@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "converted packs (default %(default)s)")
     models.add_argument("--pack", metavar="ID", help="only this pack")
     models.add_argument("--cache", default=str(paths.cache_dir() / "wheels"),
-                        help="download cache (wheels, npm tarballs)")
+                        help="download cache (wheels, npm tarballs) (default %(default)s)")
     models.add_argument("--python", metavar="PATH",
                         help=f"convert: the converter venv's python (default ${paths.CONVERTER_PYTHON_ENV}, "
                              "else .cache/convert-venv, else this python)")

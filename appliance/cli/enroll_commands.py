@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     enroll.add_argument("--age-band", choices=[a.value for a in AgeBand], default=AgeBand.ADULT.value,
                         help="the person's age band; under_14 needs the --guardian's consent (default %(default)s)")
     enroll.add_argument("--alternative", choices=[a.value for a in Alternative], default=Alternative.CARD.value,
-                        help="the non-face way through the door recorded for the person")
+                        help="the non-face way through the door recorded for the person (default %(default)s)")
     enroll.add_argument("--card-no", "--card", default="", help="the person's card number")
     enroll.add_argument("--refuse-face", action="store_true",
                         help="the person refuses face recognition: record the refusal and their --card, no photos "

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     occ = kinds.add_parser("occlusion", help="SYNTHETIC masks, sunglasses, eye bars, hands: occlusion detection rates")
     occ.add_argument("dataset", help="folder with one sub-folder of images per identity (occluders are drawn on them)")
     occ.add_argument("--out", required=True, help="report folder: occlusion.json, occlusion.md, images.json")
-    occ.add_argument("--per-identity", type=int, default=2, help="photos drawn on per identity")
+    occ.add_argument("--per-identity", type=int, default=2, help="photos drawn on per identity (default %(default)s)")
     occ.add_argument("--identities", type=int, help="at most this many identities per split (a quick look)")
     occ.add_argument("--seed", type=int, default=0,
                      help="seed of the photos chosen and the occluders drawn (default %(default)s)")
@@ -34,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--out", help="JSON report (default: print)")
     ver.add_argument("--plot", help="DET plot PNG")
     ver.add_argument("--pack", help="embedding pack (default from the configuration)")
-    ver.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets")
+    ver.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets "
+                                                         "(default %(default)s)")
     ver.add_argument("--split", choices=SPLITS, default="all",
-                        help="identities of even (a) or odd (b) index only: calibrate on one, report on the other")
+                        help="identities of even (a) or odd (b) index only: calibrate on one, report on the other "
+                             "(default %(default)s)")
     ver.set_defaults(handler=cmd_eval_verification)
 
     ident = kinds.add_parser("identification", help="1:N: FNIR at FPIR, rank-1")
@@ -52,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ident.add_argument("--seed", type=int, default=0,
                        help="seed choosing the identities enrolled in the gallery (default %(default)s)")
     ident.add_argument("--split", choices=SPLITS, default="all",
-                        help="identities of even (a) or odd (b) index only: calibrate on one, report on the other")
+                        help="identities of even (a) or odd (b) index only: calibrate on one, report on the other "
+                             "(default %(default)s)")
     ident.set_defaults(handler=cmd_eval_identification)
 
     register_transaction(kinds)
@@ -62,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.add_argument("dataset", help="folder with one sub-folder of images per identity")
     models.add_argument("--packs", required=True, help="comma-separated embedding pack ids")
     models.add_argument("--out", required=True, help="folder for models.json and models.md")
-    models.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets")
+    models.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets "
+                                                            "(default %(default)s)")
     models.set_defaults(handler=cmd_eval_models)
 
     cal = sub.add_parser("calibrate", help="set the decision threshold at a target FMR")
@@ -73,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--pack", help="embedding pack whose threshold is written to the configuration file "
                                     "(default from the configuration)")
     cal.add_argument("--split", choices=SPLITS, default="all",
-                        help="identities of even (a) or odd (b) index only: calibrate on one, report on the other")
+                        help="identities of even (a) or odd (b) index only: calibrate on one, report on the other "
+                             "(default %(default)s)")
     cal.set_defaults(handler=cmd_calibrate)
 
 
@@ -177,10 +182,11 @@ def register_transaction(kinds: argparse._SubParsersAction) -> None:
     tx.add_argument("--pack", action="append", help="embedding pack (repeat for several; default from the "
                                                     "configuration)")
     tx.add_argument("--out", help="folder for one JSON report per pack, transaction-<pack>.json (default: print)")
-    tx.add_argument("--split", choices=SPLITS, default="all", help="identities reported on")
+    tx.add_argument("--split", choices=SPLITS, default="all", help="identities reported on (default %(default)s)")
     tx.add_argument("--calibrate-on", choices=("a", "b"),
                     help="set the threshold at --target-far on this split (default: the configured threshold)")
-    tx.add_argument("--target-far", type=float, default=1e-3, help="transaction FAR the calibrated threshold meets")
+    tx.add_argument("--target-far", type=float, default=1e-3, help="transaction FAR the calibrated threshold meets "
+                                                                   "(default %(default)s)")
     tx.add_argument("--burst", type=int, help="frames per door attempt, best-of by quality (default 3, as the door)")
     tx.add_argument("--attempts", type=int,
                     help="door attempts per transaction, a try and retries (default 2, as the door)")

@@ -26,37 +26,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth = actions.add_parser("synth", help="write a SYNTHETIC attack set (bona_fide/ + attack/<species>/)")
     synth.add_argument("source", help="face dataset: one folder of images per identity")
     synth.add_argument("--out", required=True, help="output folder (outside the repo)")
-    synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index")
+    synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index "
+                                                                      "(default %(default)s)")
     synth.add_argument("--per-species", type=int, default=400,
                        help="source images drawn per attack species, at most (default %(default)s)")
     synth.add_argument("--species", nargs="+", default=None,
                        help="print screen replay (default), the unseen species photo, mask, and the wide species")
-    synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion)")
+    synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion) "
+                                                             "(default 0: one image per attack)")
     synth.add_argument("--seed", type=int, default=0,
                        help="seed of the images drawn and the attacks made of them (default %(default)s)")
     synth.set_defaults(handler=cmd_synth)
 
     calibrate = actions.add_parser("calibrate", help="fit the cue fusion and set the threshold at a target APCER")
     calibrate.add_argument("dataset", help="bona_fide/ + attack/<species>/ captured with THIS camera")
-    calibrate.add_argument("--target-apcer", type=float, default=0.05, help="worst-species APCER at the threshold")
+    calibrate.add_argument("--target-apcer", type=float, default=0.05, help="worst-species APCER at the threshold "
+                                                                            "(default %(default)s)")
     calibrate.add_argument("--target-bpcer", type=float,
                            help="set the threshold at this bona fide rejection instead (out of fold; issue 15)")
     calibrate.add_argument("--out", help="calibration file (default: liveness.calibration of the configuration)")
     calibrate.add_argument("--model-bpcer", type=float, default=0.005,
-                           help="bona fide rejection allowed to the model's own veto (sets its floor)")
+                           help="bona fide rejection allowed to the model's own veto, which sets its floor "
+                                "(default %(default)s)")
     calibrate.add_argument("--modes", nargs="+", choices=("colour", "grey"), default=["colour"],
                            help="fit the colour fusion, the greyscale path (grey copies, its own cues and "
-                                "gates: appliance.evaluation.pad_grey), or both; a mode not fitted is kept")
+                                "gates: appliance.evaluation.pad_grey), or both; a mode not fitted is kept "
+                                "(default colour)")
     calibrate.add_argument("--keep-fusion", action="store_true", help="only move the threshold, keep the weights")
     calibrate.set_defaults(handler=cmd_calibrate)
 
     collect = actions.add_parser("collect", help="capture bona fide or attack presentations from the camera")
-    collect.add_argument("--source", default="0", help="picamera2, a camera index, URL, video or frame folder")
+    collect.add_argument("--source", default="0", help="picamera2, a camera index, URL, video or frame folder "
+                                                       "(default %(default)s)")
     collect.add_argument("--out", required=True, help="dataset folder (bona_fide/ + attack/<species>/)")
     collect.add_argument("--label", required=True, help="bona_fide, or attack/<species> (e.g. attack/print)")
-    collect.add_argument("--count", type=int, default=20, help="presentations to record")
-    collect.add_argument("--frames", type=int, default=5, help="frames per presentation (a burst folder)")
-    collect.add_argument("--pause", type=float, default=2.0, help="seconds between presentations")
+    collect.add_argument("--count", type=int, default=20, help="presentations to record (default %(default)s)")
+    collect.add_argument("--frames", type=int, default=5, help="frames per presentation (a burst folder) "
+                                                               "(default %(default)s)")
+    collect.add_argument("--pause", type=float, default=2.0, help="seconds between presentations (default %(default)s)")
     collect.set_defaults(handler=cmd_collect)
 
     check = actions.add_parser("check", help="judge images or frame folders (exit 0 all live, 1 otherwise)")
@@ -70,8 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_bench(actions: argparse._SubParsersAction) -> None:
     bench = actions.add_parser("bench", help="liveness cost per frame on the benchmark's 640x480 frames")
-    bench.add_argument("--frames", type=int, default=60, help="benchmark frames (bursts are built from them)")
-    bench.add_argument("--burst", type=int, default=5, help="frames per presentation")
+    bench.add_argument("--frames", type=int, default=60, help="benchmark frames (bursts are built from them) "
+                                                              "(default %(default)s)")
+    bench.add_argument("--burst", type=int, default=5, help="frames per presentation (default %(default)s)")
     bench.add_argument("--level", choices=LIVENESS_LEVELS[1:3], default="passive+motion",
                        help="policy level measured (default %(default)s)")
     bench.set_defaults(handler=cmd_bench)

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     provision.add_argument("--group", default="default",
                            help="device: the door group it belongs to; people enrolled with --group hold "
                                 "templates only on their groups' doors (default '%(default)s')")
-    provision.add_argument("--modes", default="verify", help="allowed matching modes, comma-separated")
+    provision.add_argument("--modes", default="verify", help="allowed matching modes, comma-separated "
+                                                             "(default %(default)s)")
     provision.add_argument("--host", action="append", help="broker certificate host names/addresses")
     provision.add_argument("--out", help="broker-config: output folder")
     provision.add_argument("--port", type=int, default=8883,

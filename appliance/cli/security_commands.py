@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     envelope = bench_group(sub)("envelope", help="envelope seal/open throughput beside AES-GCM and the crypto floor")
     envelope.add_argument("--out", default=None, help="default: reports/bench/envelope.md (envelope-sm.md)")
-    envelope.add_argument("--payload", type=int, default=2048, help="payload bytes")
+    envelope.add_argument("--payload", type=int, default=2048, help="payload bytes (default %(default)s)")
     envelope.add_argument("--messages", type=int, default=None, help="messages per run (default 400; 40 with sm)")
     envelope.add_argument("--suite", choices=("default", "sm"), default="default",
                           help="sm: the SM suite measured beside the default suite in the same run")

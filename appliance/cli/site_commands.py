@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="show: the recorded decision; justify: record why central matching is needed "
                                "(--reason, --basis); revoke: withdraw it, the doors decide locally")
     matching.add_argument("--mode", choices=("central",), default="central",
-                          help="the mode justified (central: templates are searched by the matcher)")
+                          help="the mode justified (central: templates are searched by the matcher) "
+                               "(default %(default)s)")
     matching.add_argument("--reason", default="", help="why central matching is necessary on this site")
     matching.add_argument("--basis", default="",
                           help="the law or regulation article, or the separate-consent form, it rests on")
