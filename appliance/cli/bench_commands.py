@@ -161,16 +161,32 @@ def cmd_bench_sync(args: argparse.Namespace) -> int:
     return 0 if results["lost"] == 0 and results["catch_up_ok"] else 1
 
 
+def _all_positive(options: dict[str, int | float | None]) -> bool:
+    """False, after saying which on stderr, when an option given (not None) is zero or negative."""
+    for name, value in options.items():
+        if value is not None and value <= 0:
+            print(f"error: --{name} must be positive", file=sys.stderr)
+            return False
+    return True
+
+
 def cmd_bench_search(args: argparse.Namespace) -> int:
     from appliance.bench import search_bench, search_report
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    if not _all_positive({"size": args.size, "timed": args.timed, "threads": min(args.threads or [1])}):
+        return 2
     dataset = args.dataset or str(paths.shared_dir() / "data" / "faces" / "celeba-dev")
     progress(f"templates of {dataset} ...")
     evaluation = search_bench.evaluation_set(dataset, args.config)
-    results = search_bench.run(evaluation, search_bench.DEFAULT_SIZE if args.size is None else args.size,
+    size = search_bench.DEFAULT_SIZE if args.size is None else args.size
+    if size < len(evaluation.gallery_ids):  # the gallery holds every real enrolled template, then distractors
+        print(f"error: --size {size} is below the {len(evaluation.gallery_ids)} real templates enrolled from "
+              f"{dataset}", file=sys.stderr)
+        return 2
+    results = search_bench.run(evaluation, size,
                                tuple(args.threads or search_bench.THREAD_COUNTS),
                                search_bench.TIMED_PROBES if args.timed is None else args.timed, progress)
     files = search_report.write_report(results, Path(args.out))
@@ -186,10 +202,8 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 
     chosen = {"devices": args.devices, "rate_per_s": args.rate, "seconds": args.seconds,
               "processes": args.processes, "gallery_size": args.gallery}
-    for name, value in chosen.items():
-        if value is not None and value <= 0:
-            print(f"error: --{name.split('_')[0]} must be positive", file=sys.stderr)
-            return 2
+    if not _all_positive({name.split("_")[0]: value for name, value in chosen.items()}):
+        return 2
     if args.device_niceness is not None:
         chosen["niceness"] = args.device_niceness
     result = load.run_load(**{k: v for k, v in chosen.items() if v is not None}, flood=not args.no_flood,

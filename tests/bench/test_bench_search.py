@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from appliance.bench import search_bench, search_report
+from appliance.cli.main import main
 from appliance.evaluation.datasets import Sample
 from appliance.evaluation.runner import DatasetTemplates
 from appliance.paths import REPO_ROOT as REPO
@@ -64,6 +65,22 @@ def test_the_benchmark_compares_every_method_with_exact_search(tmp_path):
         assert files["plot"].read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError):
         search_bench.run(evaluation, 10)
+
+
+@pytest.mark.parametrize("option", [["--size", "0"], ["--timed", "-1"], ["--threads", "1", "0"]])
+def test_the_command_refuses_a_count_that_is_not_positive(option, capsys):
+    assert main(["bench", "search", *option]) == 2
+    assert f"{option[0]} must be positive" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_gallery_smaller_than_the_real_templates(monkeypatch, tmp_path, capsys):
+    """Said as a usage error before anything is timed (it was an internal error from ``run``)."""
+    evaluation = search_bench.split_evaluation(clustered_dataset(), threshold=0.5, pack="synthetic")
+    monkeypatch.setattr(search_bench, "evaluation_set", lambda dataset, config: evaluation)
+    assert main(["bench", "search", "--size", "10", "--dataset", str(tmp_path), "--out", str(tmp_path)]) == 2
+    real = len(evaluation.gallery_ids)
+    assert f"--size 10 is below the {real} real templates enrolled from {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "search.md").exists()
 
 
 def test_the_command_runs_on_real_templates(tmp_path, faces):
