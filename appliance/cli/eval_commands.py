@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
+import sys
 from pathlib import Path
 
 from appliance import paths
 from appliance.cli import liveness_commands
 from appliance.cli.common import config_from, fmt_rate, model_info, pipeline_from, write_json
 from appliance.config import save_threshold
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.evaluation.datasets import SPLITS
 
 
@@ -154,9 +157,16 @@ def cmd_eval_models(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from appliance.evaluation import metrics, verification
 
+    if not 0 < args.target_fmr < 1:
+        print(f"error: --target-fmr {args.target_fmr:g} is not a rate between 0 and 1", file=sys.stderr)
+        return 2
     config = config_from(args)
     pipeline, data = _templates(args)
     scores = verification.scores(data)
+    if not metrics.estimable(len(scores.impostor), args.target_fmr):  # nothing is written then
+        raise ApplianceError(ErrorCode.DATASET_INVALID, f"{len(scores.impostor)} impostor pairs are too few to "
+                             f"calibrate at FMR {args.target_fmr:g}: at least {math.ceil(1 / args.target_fmr):,} "
+                             "are needed (more identities with usable images, or a higher --target-fmr)")
     threshold = metrics.threshold_at_fmr(scores.impostor, args.target_fmr)
     point = metrics.operating_point(scores.genuine, scores.impostor, threshold)
     path = config.source or paths.config_file()

@@ -47,7 +47,7 @@ def evaluate(
     non_mated_top = (data.vectors[np.array(non_mated, dtype=int)] @ gallery.T).max(axis=1)
     fnir_at, threshold_at, counts = {}, {}, {}
     for key, target in FPIR_TARGETS.items():
-        if len(non_mated_top) * target < 1:
+        if not metrics.estimable(len(non_mated_top), target):
             fnir_at[key] = threshold_at[key] = None
             continue
         threshold = metrics.threshold_at_fmr(non_mated_top, target)

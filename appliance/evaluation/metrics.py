@@ -25,8 +25,17 @@ def wilson_interval(errors: int, trials: int, z: float = Z95) -> tuple[float, fl
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def estimable(comparisons: int, target: float) -> bool:
+    """Whether ``comparisons`` impostor comparisons can set a threshold at the rate ``target``: at
+    least one false match must be allowed. With fewer the threshold sits above every impostor
+    score, a rate of 0 in ``comparisons`` that says nothing about ``target``."""
+    return comparisons * target >= 1
+
+
 def threshold_at_fmr(impostor: np.ndarray, target: float) -> float:
     """The lowest threshold whose false-match rate does not exceed ``target``."""
+    if not len(impostor):
+        raise ValueError("no impostor scores to set a threshold from")
     ordered = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
     allowed = int(math.floor(target * len(ordered)))
     if allowed >= len(ordered):

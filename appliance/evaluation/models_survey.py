@@ -47,7 +47,7 @@ def calibrated_rates(calibration: verification.VerificationScores,
     the report split (its FMR there is measured, not assumed)."""
     rates: dict[str, dict | None] = {}
     for key, target in metrics.FMR_TARGETS.items():
-        if len(calibration.impostor) * target < 1 or len(report.impostor) * target < 1:
+        if not all(metrics.estimable(len(scores.impostor), target) for scores in (calibration, report)):
             rates[key] = None  # too few impostor pairs to set or check this point
             continue
         threshold = metrics.threshold_at_fmr(calibration.impostor, target)
@@ -233,7 +233,7 @@ def template_protocol(data: DatasetTemplates, images: int, gate: bool) -> verifi
 
 
 def _own_fnmr(result: verification.VerificationScores, target: float) -> float | None:
-    if len(result.impostor) * target < 1:
+    if not metrics.estimable(len(result.impostor), target):
         return None
     threshold = metrics.threshold_at_fmr(result.impostor, target)
     return metrics.operating_point(result.genuine, result.impostor, threshold).fnmr

@@ -228,7 +228,7 @@ def report(people: list[Identity], result: TransactionScores, threshold: float, 
 def calibrated_threshold(result: TransactionScores, target_far: float) -> float:
     """The lowest threshold whose 1:1 transaction FAR does not exceed ``target_far``."""
     finite = result.impostor_claims[np.isfinite(result.impostor_claims)]
-    if len(result.impostor_claims) * target_far < 1 or not len(finite):
+    if not metrics.estimable(len(result.impostor_claims), target_far) or not len(finite):
         raise ApplianceError(ErrorCode.DATASET_INVALID, f"{len(result.impostor_claims)} impostor transactions "
                                                         f"are too few to calibrate at FAR {target_far:g}")
     padded = np.concatenate([finite, np.full(len(result.impostor_claims) - len(finite), -1.0)])

@@ -45,7 +45,7 @@ def report(data: DatasetTemplates, result: VerificationScores, model: dict, conf
     eer, eer_threshold = metrics.equal_error_rate(genuine, impostor)
     fnmr_at, threshold_at, details = {}, {}, {}
     for key, target in metrics.FMR_TARGETS.items():
-        if len(impostor) * target < 1:
+        if not metrics.estimable(len(impostor), target):
             fnmr_at[key] = threshold_at[key] = None  # too few impostor pairs to estimate
             continue
         threshold = metrics.threshold_at_fmr(impostor, target)

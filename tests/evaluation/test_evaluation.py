@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from appliance.errors import ErrorCode
 from appliance.evaluation.verification import CONTRACT_KEYS
 
 FMR_KEYS = {"1e-2", "1e-3", "1e-4"}
 COMMAND_TIMEOUT_S = 900
 ATT_ORL, CELEBA, IDENTIFICATION, CALIBRATION = "att-orl", "celeba-dev", "identification", "calibration"
+TOO_FEW = "calibration-too-few"  # 2 identities x 3 images: 9 impostor pairs, 1,000 needed at FMR 1e-3
 # which test reads which command: only the commands of the selected tests are started
 NEEDED_BY = {"test_att_orl_verification": (ATT_ORL,), "test_celeba_dev_verification": (CELEBA,),
-             "test_identification_and_calibration": (IDENTIFICATION, CALIBRATION)}
+             "test_identification_and_calibration": (IDENTIFICATION, CALIBRATION),
+             "test_calibration_refuses_too_few_impostor_pairs": (TOO_FEW,)}
 
 
 class Started:
@@ -33,10 +36,10 @@ class Started:
             self.process = subprocess.Popen([sys.executable, "-m", "appliance", *args], stdout=out, stderr=err,
                                             text=True, env=dict(os.environ))
 
-    def result(self) -> subprocess.CompletedProcess:
+    def result(self, expect: int = 0) -> subprocess.CompletedProcess:
         self.process.wait(timeout=COMMAND_TIMEOUT_S)
         stdout, stderr = self.stdout.read_text(), self.stderr.read_text()
-        assert self.process.returncode == 0, stderr[-2000:]
+        assert self.process.returncode == expect, stderr[-2000:]
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, stderr)
 
     def stop(self) -> None:
@@ -55,8 +58,13 @@ def started(request, tmp_path_factory, faces) -> dict:
     selected = {item.originalname for item in request.session.items if getattr(item, "module", None) is request.module}
     wanted = {command for test in selected for command in NEEDED_BY.get(test, ())}
     folders = {command: tmp_path_factory.mktemp(command) for command in wanted}
-    if CALIBRATION in wanted:
-        (folders[CALIBRATION] / "site.toml").write_text("# site\n[matching.thresholds]\n")
+    for command in {CALIBRATION, TOO_FEW} & wanted:
+        (folders[command] / "site.toml").write_text("# site\n[matching.thresholds]\n")
+    if TOO_FEW in wanted:
+        for identity in sorted(p for p in (faces / "att-orl").iterdir() if p.is_dir())[:2]:
+            (folders[TOO_FEW] / "faces" / identity.name).mkdir(parents=True)
+            for image in sorted(identity.glob("*.pgm"))[:3]:
+                (folders[TOO_FEW] / "faces" / identity.name / image.name).symlink_to(image)
     commands = {
         ATT_ORL: lambda: _verification(folders[ATT_ORL], faces / "att-orl"),
         CELEBA: lambda: _verification(folders[CELEBA], faces / "celeba-dev"),
@@ -64,6 +72,8 @@ def started(request, tmp_path_factory, faces) -> dict:
                                  str(folders[IDENTIFICATION] / "ident.json")),
         CALIBRATION: lambda: ("--config", str(folders[CALIBRATION] / "site.toml"), "calibrate",
                               str(faces / "att-orl"), "--split", "a"),
+        TOO_FEW: lambda: ("--config", str(folders[TOO_FEW] / "site.toml"), "calibrate",
+                          str(folders[TOO_FEW] / "faces")),
     }
     running = {}
     try:
@@ -122,3 +132,11 @@ def test_identification_and_calibration(started):
     config = folder / "site.toml"
     assert "written to" in result.stdout
     assert "w600k-mbf = 0." in config.read_text() and "split a" in config.read_text()
+
+
+def test_calibration_refuses_too_few_impostor_pairs(started):
+    """A threshold from 9 impostor pairs would be 'FMR 0 in 9', not FMR 1e-3: nothing is written."""
+    process, folder = started[TOO_FEW]
+    result = process.result(expect=ErrorCode.DATASET_INVALID.exit_status)
+    assert "9 impostor pairs are too few to calibrate at FMR 0.001: at least 1,000 are needed" in result.stderr
+    assert (folder / "site.toml").read_text() == "# site\n[matching.thresholds]\n"

@@ -91,3 +91,11 @@ def test_threshold_at_fmr_and_eer():
     assert eer == pytest.approx(0.0013, abs=0.001)  # Phi(-3) for these two normals
     low, high = metrics.wilson_interval(5, 1000)
     assert low < 0.005 < high and high - low < 0.01
+
+
+def test_a_rate_is_only_set_where_one_error_is_allowed():
+    # below 1 / target comparisons the threshold would sit above every impostor: "0 in n", not the target
+    assert metrics.estimable(1_000, 1e-3) and not metrics.estimable(999, 1e-3)
+    assert not metrics.estimable(0, 0.5)
+    with pytest.raises(ValueError, match="no impostor scores"):
+        metrics.threshold_at_fmr(np.array([]), 1e-3)
