@@ -1,10 +1,11 @@
 """The files every benchmark report writes: markdown, JSON and, with the plots extra, a PNG."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from appliance import json_text
 
 
 def write_report_files(out_dir: Path, name: str, payload: Any, markdown: Callable[[str | None], str],
@@ -16,7 +17,7 @@ def write_report_files(out_dir: Path, name: str, payload: Any, markdown: Callabl
     plotted = plot(figure)
     files = {"markdown": out_dir / f"{name}.md", "json": out_dir / f"{name}.json"}
     files["markdown"].write_text(markdown(figure.name if plotted else None))
-    files["json"].write_text(json.dumps(payload, indent=2, default=default))
+    files["json"].write_text(json_text.dumps(payload, indent=2, default=default))
     if plotted:
         files["plot"] = figure
     return files

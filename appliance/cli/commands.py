@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance import paths
+from appliance import json_text, paths
 from appliance.cli.common import config_from, pipeline_from
 from appliance.config import SERVICES, check_service, registry_for
 from appliance.errors import ApplianceError, ErrorCode
@@ -176,7 +175,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"image": args.image, "faces": faces}, indent=2))
+        print(json_text.dumps({"image": args.image, "faces": faces}, indent=2))
     else:
         for face in faces:
             x, y, w, h = face["box"]
@@ -205,7 +204,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     report = analysis.quality
     if args.json:
         print(
-            json.dumps(
+            json_text.dumps(
                 {
                     "image": args.image,
                     "profile": args.profile,

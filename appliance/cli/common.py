@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance import json_text
 from appliance.config import Config, load_config
 
 if TYPE_CHECKING:  # the models' stack and the stores load for the commands that use them, not for every 'appliance'
@@ -44,7 +44,7 @@ def model_info(pipeline: FacePipeline) -> dict[str, Any]:
 
 
 def write_json(data: Any, out: str | None) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=float)
+    text = json_text.dumps(data, indent=2, ensure_ascii=False, default=float)
     if out:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance import json_text
 from appliance.cli.common import config_from, pipeline_from, write_json
 from appliance.config import LIVENESS_LEVELS
 from appliance.errors import ApplianceError, ErrorCode
@@ -277,7 +278,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import json
 
     from appliance.evaluation import pad
 
@@ -296,7 +296,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         pipeline.close()
     if args.json:
-        print(json.dumps([{"item": n, **d.summary()} for n, d in results], indent=2, default=float))
+        print(json_text.dumps([{"item": n, **d.summary()} for n, d in results], indent=2, default=float))
     else:
         for name, decision in results:
             print(f"{name}: {verdict_line(decision)}")

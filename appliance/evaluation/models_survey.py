@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance import json_text
 from appliance.config import Config
 from appliance.evaluation import metrics, verification
 from appliance.evaluation.datasets import scan_identities
@@ -148,7 +149,6 @@ def survey(config: Config, dataset: Path, pack_ids: list[str], seed: int = 0) ->
 
 def write_report(result: dict, out: Path) -> list[Path]:
     """models.json (every figure) and models.md (the tables of docs/models.md) in ``out``."""
-    import json
 
     out.mkdir(parents=True, exist_ok=True)
     text = ["# Embedding packs on " + Path(result["dataset"]).name, "", result["protocol"] + ".", "",
@@ -156,7 +156,7 @@ def write_report(result: dict, out: Path) -> list[Path]:
     for pack_id, rows in result["template_ablation"].items():
         text += ["", f"## {pack_id}: enrollment templates and gating (split b)", "", ablation_table(rows)]
     files = [out / "models.json", out / "models.md"]
-    files[0].write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    files[0].write_text(json_text.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     files[1].write_text("\n".join(text), encoding="utf-8")
     return files
 

@@ -12,7 +12,6 @@ pipeline, one image per presentation, no fusion and no image cues.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance import json_text
 from appliance.evaluation import metrics
 from appliance.evaluation.pad import BONA_FIDE, PadItem, load_frames, scan
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result["command"] = " ".join(["python -m appliance.evaluation.pad_models", *(argv or sys.argv[1:])])
-    (out / "pad-models.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    (out / "pad-models.json").write_text(json_text.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     (out / "pad-models.md").write_text(markdown(result, samples), encoding="utf-8")
     print(markdown(result, samples))
     return 0

@@ -20,10 +20,12 @@ FMR_KEYS = {"1e-2", "1e-3", "1e-4"}
 COMMAND_TIMEOUT_S = 900
 ATT_ORL, CELEBA, IDENTIFICATION, CALIBRATION = "att-orl", "celeba-dev", "identification", "calibration"
 TOO_FEW = "calibration-too-few"  # 2 identities x 3 images: 9 impostor pairs, 1,000 needed at FMR 1e-3
+ONE_IDENTITY = "one-identity"  # 3 images of one person: no impostor pair, so no EER
 # which test reads which command: only the commands of the selected tests are started
 NEEDED_BY = {"test_att_orl_verification": (ATT_ORL,), "test_celeba_dev_verification": (CELEBA,),
              "test_identification_and_calibration": (IDENTIFICATION, CALIBRATION),
-             "test_calibration_refuses_too_few_impostor_pairs": (TOO_FEW,)}
+             "test_calibration_refuses_too_few_impostor_pairs": (TOO_FEW,),
+             "test_a_rate_nothing_estimates_is_null_in_strict_json": (ONE_IDENTITY,)}
 
 
 class Started:
@@ -60,11 +62,12 @@ def started(request, tmp_path_factory, faces) -> dict:
     folders = {command: tmp_path_factory.mktemp(command) for command in wanted}
     for command in {CALIBRATION, TOO_FEW} & wanted:
         (folders[command] / "site.toml").write_text("# site\n[matching.thresholds]\n")
-    if TOO_FEW in wanted:
-        for identity in sorted(p for p in (faces / "att-orl").iterdir() if p.is_dir())[:2]:
-            (folders[TOO_FEW] / "faces" / identity.name).mkdir(parents=True)
-            for image in sorted(identity.glob("*.pgm"))[:3]:
-                (folders[TOO_FEW] / "faces" / identity.name / image.name).symlink_to(image)
+    for command, identities in ((TOO_FEW, 2), (ONE_IDENTITY, 1)):
+        if command in wanted:
+            for identity in sorted(p for p in (faces / "att-orl").iterdir() if p.is_dir())[:identities]:
+                (folders[command] / "faces" / identity.name).mkdir(parents=True)
+                for image in sorted(identity.glob("*.pgm"))[:3]:
+                    (folders[command] / "faces" / identity.name / image.name).symlink_to(image)
     commands = {
         ATT_ORL: lambda: _verification(folders[ATT_ORL], faces / "att-orl"),
         CELEBA: lambda: _verification(folders[CELEBA], faces / "celeba-dev"),
@@ -74,6 +77,7 @@ def started(request, tmp_path_factory, faces) -> dict:
                               str(faces / "att-orl"), "--split", "a"),
         TOO_FEW: lambda: ("--config", str(folders[TOO_FEW] / "site.toml"), "calibrate",
                           str(folders[TOO_FEW] / "faces")),
+        ONE_IDENTITY: lambda: ("eval", "verification", str(folders[ONE_IDENTITY] / "faces")),
     }
     running = {}
     try:
@@ -140,3 +144,17 @@ def test_calibration_refuses_too_few_impostor_pairs(started):
     result = process.result(expect=ErrorCode.DATASET_INVALID.exit_status)
     assert "9 impostor pairs are too few to calibrate at FMR 0.001: at least 1,000 are needed" in result.stderr
     assert (folder / "site.toml").read_text() == "# site\n[matching.thresholds]\n"
+
+
+def test_a_rate_nothing_estimates_is_null_in_strict_json(started):
+    """No impostor pair: the EER and the FMR's interval are null; the bare NaN json.dumps writes
+    by default is not JSON (jq and browsers refuse the whole report)."""
+    process, _ = started[ONE_IDENTITY]
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the report")
+
+    report = json.loads(process.result().stdout, parse_constant=refuse)
+    assert report["impostor_pairs"] == 0 and report["genuine_pairs"] == 3
+    assert report["eer"] is None and report["fnmr_at_fmr"]["1e-3"] is None
+    assert report["at_configured_threshold"]["fmr_ci95"] == [None, None]
