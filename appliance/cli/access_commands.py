@@ -16,6 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from appliance.cli.arg_types import non_negative_float
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
@@ -67,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     area.add_argument("name", help="the area's name (letters, digits, '.', '_', '-')")
     area.add_argument("--mode", choices=("hard", "soft", "off"), default=None,
                       help="hard: refuse a second entry; soft: let it through, on record (default: [access])")
-    area.add_argument("--reset-s", type=float, default=None, help="presence forgotten after, seconds (0: never)")
+    area.add_argument("--reset-s", type=non_negative_float, default=None,
+                      help="presence forgotten after, seconds (0: never)")
     area.add_argument("--entry", nargs="*", default=[], help="entry doors")
     area.add_argument("--exit", nargs="*", default=[], help="exit doors")
     area.set_defaults(handler=cmd_area)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.cli.arg_types import positive_float
 from appliance.cli.auth import (
     CLI_DEVICE, acting_principal, open_accounts, read_secret_file, session_file, write_secret_file,
 )
@@ -67,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--scope", action="append", required=True,
                         help="people:read, people:write, identify, events:read, devices, audit, keys, maintenance "
                              "(repeat or comma-separate)")
-    create.add_argument("--days", type=float, default=DEFAULT_TOKEN_TTL_DAYS, help="lifetime in days "
-                                                                                   "(default %(default)s)")
+    create.add_argument("--days", type=positive_float, default=DEFAULT_TOKEN_TTL_DAYS, help="lifetime in days "
+                                                                                            "(default %(default)s)")
     create.add_argument("--label", default="", help="what the token is for")
     create.add_argument("--json", action="store_true", help="print {token, token_id, expires_at} (the token too)")
     create.add_argument("--out", help="write the token to this new 0600 file instead of printing it")

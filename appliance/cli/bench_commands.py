@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance import paths
+from appliance.cli.arg_types import non_negative_int, positive_float, positive_int
 
 DEFAULT_OUT = paths.reports_dir() / "bench"
 GLOBAL_OPTIONS = ("config", "debug")  # accepted after the benchmark's name too
@@ -41,12 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     pipeline = bench_group(sub)(
         "pipeline", help="per-stage latency, frames/s and peak RSS, side by side with face_recognition (dlib)"
     )
-    pipeline.add_argument("--frames", type=int, help="measured 640x480 frames (default 240)")
-    pipeline.add_argument("--threads", type=int, nargs="+",
+    pipeline.add_argument("--frames", type=positive_int, help="measured 640x480 frames (default 240)")
+    pipeline.add_argument("--threads", type=positive_int, nargs="+",
                           help="thread counts to measure, each pinned to as many CPUs (default 1 2)")
-    pipeline.add_argument("--warmup", type=int, help="untimed frames before measuring (default 10)")
-    pipeline.add_argument("--seed", type=int, default=0, help="seed of the synthetic frame layout "
-                                                              "(default %(default)s)")
+    pipeline.add_argument("--warmup", type=non_negative_int, help="untimed frames before measuring (default 10)")
+    pipeline.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic frame layout "
+                                                                           "(default %(default)s)")
     pipeline.add_argument("--no-peer", action="store_true", help="skip the face_recognition peer")
     pipeline.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (pipeline.md/.png/.json) "
                                                                   "(default %(default)s)")
@@ -56,14 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "matcher", help="1:N search per gallery size vs FAISS, matcher requests/s on the broker, door latency"
     )
     sizes = [1_000, 10_000, 100_000, 1_000_000]
-    matcher.add_argument("--sizes", type=int, nargs="+", default=sizes,
+    matcher.add_argument("--sizes", type=positive_int, nargs="+", default=sizes,
                          help="gallery sizes of random templates, each searched 1:N by ours and FAISS "
                               f"(default {' '.join(map(str, sizes))})")
-    matcher.add_argument("--devices", type=int, default=50, help="simulated devices on the broker "
-                                                                 "(default %(default)s)")
-    matcher.add_argument("--requests", type=int, default=20, help="requests per device (default %(default)s)")
-    matcher.add_argument("--passes", type=int, default=20, help="door passes for the latency figure "
-                                                                "(default %(default)s)")
+    matcher.add_argument("--devices", type=positive_int, default=50, help="simulated devices on the broker "
+                                                                          "(default %(default)s)")
+    matcher.add_argument("--requests", type=positive_int, default=20, help="requests per device (default %(default)s)")
+    matcher.add_argument("--passes", type=positive_int, default=20, help="door passes for the latency figure "
+                                                                         "(default %(default)s)")
     matcher.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (matcher.md/.png/.json) "
                                                                  "(default %(default)s)")
     matcher.set_defaults(handler=cmd_bench_matcher)
@@ -71,24 +72,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     sync = bench_group(sub)(
         "sync", help="enrollment sync to a fresh device, catch-up, offline outbox survival and drain"
     )
-    sync.add_argument("--enrollments", type=int, default=10_000, help="templates synced to a fresh device "
-                                                                      "(default %(default)s)")
-    sync.add_argument("--changes", type=int, default=1_000, help="changes made while the device is offline "
-                                                                 "(default %(default)s)")
-    sync.add_argument("--events", type=int, default=50_000, help="events queued offline, then drained "
-                                                                 "(default %(default)s)")
+    sync.add_argument("--enrollments", type=positive_int, default=10_000, help="templates synced to a fresh device "
+                                                                               "(default %(default)s)")
+    sync.add_argument("--changes", type=positive_int, default=1_000, help="changes made while the device is offline "
+                                                                          "(default %(default)s)")
+    sync.add_argument("--events", type=positive_int, default=50_000, help="events queued offline, then drained "
+                                                                          "(default %(default)s)")
     sync.add_argument("--out", default=str(DEFAULT_OUT), help="report folder (sync.md/.json) (default %(default)s)")
     sync.set_defaults(handler=cmd_bench_sync)
 
     search = bench_group(sub)(
         "search", help="1:N search at scale: exact float32, FAISS flat and the gallery index, recall and decisions"
     )
-    search.add_argument("--size", type=int,
+    search.add_argument("--size", type=positive_int,
                         help="gallery size, celeba-dev padded with distractors (default 1000000)")
     search.add_argument("--dataset", help="labelled face folder (default: the shared celeba-dev)")
-    search.add_argument("--timed", type=int,
+    search.add_argument("--timed", type=positive_int,
                         help="single-probe searches timed per method and thread count (default 200)")
-    search.add_argument("--threads", type=int, nargs="+", help="thread counts to measure (default 1 2)")
+    search.add_argument("--threads", type=positive_int, nargs="+", help="thread counts to measure (default 1 2)")
     search.add_argument("--out", default=str(paths.reports_dir() / "bench-search"), help="report folder (search.*) "
                                                                                          "(default %(default)s)")
     search.set_defaults(handler=cmd_bench_search)
@@ -97,13 +98,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "load", help="doors in their own processes against one matcher on the real broker: requests/s, "
                      "p50/p95/p99, errors, CPU per request, profile, one device flooding"
     )
-    load.add_argument("--devices", type=int, help="provisioned simulated doors (default 100)")
-    load.add_argument("--rate", type=float, help="match requests per second from all doors together (default 1050)")
-    load.add_argument("--seconds", type=float, help="length of the run (default 60)")
-    load.add_argument("--processes", type=int, help="door processes (default 2)")
+    load.add_argument("--devices", type=positive_int, help="provisioned simulated doors (default 100)")
+    load.add_argument("--rate", type=positive_float,
+                      help="match requests per second from all doors together (default 1050)")
+    load.add_argument("--seconds", type=positive_float, help="length of the run (default 60)")
+    load.add_argument("--processes", type=positive_int, help="door processes (default 2)")
     load.add_argument("--device-niceness", type=int, choices=range(0, 20), metavar="0-19",
                       help="niceness of the simulated devices' processes (default 5: the matcher and broker first)")
-    load.add_argument("--gallery", type=int, help="synthetic gallery size (default 10000)")
+    load.add_argument("--gallery", type=positive_int, help="synthetic gallery size (default 10000)")
     load.add_argument("--no-flood", action="store_true", help="without the flooding device")
     load.add_argument("--out", default=str(paths.reports_dir() / "bench-load"), help="report folder (load.*) "
                                                                                      "(default %(default)s)")
@@ -161,23 +163,12 @@ def cmd_bench_sync(args: argparse.Namespace) -> int:
     return 0 if results["lost"] == 0 and results["catch_up_ok"] else 1
 
 
-def _all_positive(options: dict[str, int | float | None]) -> bool:
-    """False, after saying which on stderr, when an option given (not None) is zero or negative."""
-    for name, value in options.items():
-        if value is not None and value <= 0:
-            print(f"error: --{name} must be positive", file=sys.stderr)
-            return False
-    return True
-
-
 def cmd_bench_search(args: argparse.Namespace) -> int:
     from appliance.bench import search_bench, search_report
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if not _all_positive({"size": args.size, "timed": args.timed, "threads": min(args.threads or [1])}):
-        return 2
     dataset = args.dataset or str(paths.shared_dir() / "data" / "faces" / "celeba-dev")
     progress(f"templates of {dataset} ...")
     evaluation = search_bench.evaluation_set(dataset, args.config)
@@ -202,8 +193,6 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 
     chosen = {"devices": args.devices, "rate_per_s": args.rate, "seconds": args.seconds,
               "processes": args.processes, "gallery_size": args.gallery}
-    if not _all_positive({name.split("_")[0]: value for name, value in chosen.items()}):
-        return 2
     if args.device_niceness is not None:
         chosen["niceness"] = args.device_niceness
     result = load.run_load(**{k: v for k, v in chosen.items() if v is not None}, flood=not args.no_flood,

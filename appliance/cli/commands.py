@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance import json_text, paths
+from appliance.cli.arg_types import positive_int
 from appliance.cli.common import config_from, pipeline_from
 from appliance.config import SERVICES, check_service, registry_for
 from appliance.errors import ApplianceError, ErrorCode
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.add_argument("--python", metavar="PATH",
                         help=f"convert: the converter venv's python (default ${paths.CONVERTER_PYTHON_ENV}, "
                              "else .cache/convert-venv, else this python)")
-    models.add_argument("--threads", type=_positive_int, metavar="N", help="convert: exporter threads")
+    models.add_argument("--threads", type=positive_int, metavar="N", help="convert: exporter threads")
     models.add_argument("--out-dir", metavar="DIR",
                         help="convert: write below DIR instead of the converted-model folder")
     models.add_argument("--sources-only", action="store_true",
@@ -66,13 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="also check what this service needs (repeatable; default: edge when device.name is set)")
     config.add_argument("--out", help="init: where to write (default: the configuration path in use)")
     config.set_defaults(handler=cmd_config)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def _calibration_crops(registry: PackRegistry, pack: ModelPack, args: argparse.Namespace, folder: Path) -> Path:

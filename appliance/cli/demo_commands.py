@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from appliance import paths
+from appliance.cli.arg_types import non_negative_int, positive_int
 from appliance.cli.common import config_from, pipeline_from
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.masking import mask_name
@@ -37,10 +38,11 @@ DEMO_CENTRAL_REASON = "demo site on one machine: the matcher and the door share 
 def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="the whole appliance end to end: broker, matcher, edge, enrolled people")
     demo.add_argument("--dataset", help=f"identity folders (default: $APPLIANCE_SHARED_DATA/{DEFAULT_DATASET})")
-    demo.add_argument("--enroll", type=int, default=5, help="people to enroll (default %(default)s)")
-    demo.add_argument("--unknown", type=int, default=2, help="strangers who must be refused (default %(default)s)")
+    demo.add_argument("--enroll", type=positive_int, default=5, help="people to enroll (default %(default)s)")
+    demo.add_argument("--unknown", type=non_negative_int, default=2,
+                      help="strangers who must be refused (default %(default)s)")
     demo.add_argument("--site", help="keep the site in this folder (default: a temporary folder)")
-    demo.add_argument("--seed", type=int, default=7,
+    demo.add_argument("--seed", type=non_negative_int, default=7,
                       help="seed choosing who is enrolled and who is a stranger (default %(default)s)")
     demo.set_defaults(handler=cmd_demo)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import sys
 from pathlib import Path
 
 from appliance import paths
 from appliance.cli import liveness_commands
+from appliance.cli.arg_types import fraction, non_negative_int, positive_int, rate
 from appliance.cli.common import config_from, fmt_rate, model_info, pipeline_from, write_json
 from appliance.config import save_threshold
 from appliance.errors import ApplianceError, ErrorCode
@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     occ = kinds.add_parser("occlusion", help="SYNTHETIC masks, sunglasses, eye bars, hands: occlusion detection rates")
     occ.add_argument("dataset", help="folder with one sub-folder of images per identity (occluders are drawn on them)")
     occ.add_argument("--out", required=True, help="report folder: occlusion.json, occlusion.md, images.json")
-    occ.add_argument("--per-identity", type=int, default=2, help="photos drawn on per identity (default %(default)s)")
-    occ.add_argument("--identities", type=int, help="at most this many identities per split (a quick look)")
-    occ.add_argument("--seed", type=int, default=0,
+    occ.add_argument("--per-identity", type=positive_int, default=2,
+                     help="photos drawn on per identity (default %(default)s)")
+    occ.add_argument("--identities", type=positive_int, help="at most this many identities per split (a quick look)")
+    occ.add_argument("--seed", type=non_negative_int, default=0,
                      help="seed of the photos chosen and the occluders drawn (default %(default)s)")
     occ.add_argument("--profile", choices=("verification", "enrollment"), default="verification",
                      help="the configuration's quality profile that judges the images (default %(default)s)")
@@ -37,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--out", help="JSON report (default: print)")
     ver.add_argument("--plot", help="DET plot PNG")
     ver.add_argument("--pack", help="embedding pack (default from the configuration)")
-    ver.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets "
-                                                         "(default %(default)s)")
+    ver.add_argument("--seed", type=non_negative_int, default=0, help="seed for impostor sampling on large sets "
+                                                                      "(default %(default)s)")
     ver.add_argument("--split", choices=SPLITS, default="all",
                         help="identities of even (a) or odd (b) index only: calibrate on one, report on the other "
                              "(default %(default)s)")
@@ -48,13 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ident.add_argument("dataset", help="folder with one sub-folder of images per identity")
     ident.add_argument("--out", help="JSON report (default: print)")
     ident.add_argument("--pack", help="embedding pack (default from the configuration)")
-    ident.add_argument("--gallery-fraction", type=float, default=0.7,
+    ident.add_argument("--gallery-fraction", type=fraction, default=0.7,
                        help="fraction (0-1) of identities enrolled in the gallery; the others make the non-mated "
                             "searches (default %(default)s)")
-    ident.add_argument("--gallery-images", type=int, default=1,
+    ident.add_argument("--gallery-images", type=positive_int, default=1,
                        help="images per enrolled identity averaged into its gallery template; its other images "
                             "are the mated searches (default %(default)s)")
-    ident.add_argument("--seed", type=int, default=0,
+    ident.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed choosing the identities enrolled in the gallery (default %(default)s)")
     ident.add_argument("--split", choices=SPLITS, default="all",
                         help="identities of even (a) or odd (b) index only: calibrate on one, report on the other "
@@ -68,13 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.add_argument("dataset", help="folder with one sub-folder of images per identity")
     models.add_argument("--packs", required=True, help="comma-separated embedding pack ids")
     models.add_argument("--out", required=True, help="folder for models.json and models.md")
-    models.add_argument("--seed", type=int, default=0, help="seed for impostor sampling on large sets "
-                                                            "(default %(default)s)")
+    models.add_argument("--seed", type=non_negative_int, default=0, help="seed for impostor sampling on large sets "
+                                                                         "(default %(default)s)")
     models.set_defaults(handler=cmd_eval_models)
 
     cal = sub.add_parser("calibrate", help="set the decision threshold at a target FMR")
     cal.add_argument("dataset", help="folder with one sub-folder of images per identity")
-    cal.add_argument("--target-fmr", type=float, default=1e-3,
+    cal.add_argument("--target-fmr", type=rate, default=1e-3,
                      help="false match rate on the dataset's impostor pairs the threshold is set at, a fraction "
                           "(default %(default)s)")
     cal.add_argument("--pack", help="embedding pack whose threshold is written to the configuration file "
@@ -157,9 +158,6 @@ def cmd_eval_models(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from appliance.evaluation import metrics, verification
 
-    if not 0 < args.target_fmr < 1:
-        print(f"error: --target-fmr {args.target_fmr:g} is not a rate between 0 and 1", file=sys.stderr)
-        return 2
     config = config_from(args)
     pipeline, data = _templates(args)
     scores = verification.scores(data)
@@ -195,10 +193,11 @@ def register_transaction(kinds: argparse._SubParsersAction) -> None:
     tx.add_argument("--split", choices=SPLITS, default="all", help="identities reported on (default %(default)s)")
     tx.add_argument("--calibrate-on", choices=("a", "b"),
                     help="set the threshold at --target-far on this split (default: the configured threshold)")
-    tx.add_argument("--target-far", type=float, default=1e-3, help="transaction FAR the calibrated threshold meets "
-                                                                   "(default %(default)s)")
-    tx.add_argument("--burst", type=int, help="frames per door attempt, best-of by quality (default 3, as the door)")
-    tx.add_argument("--attempts", type=int,
+    tx.add_argument("--target-far", type=rate, default=1e-3, help="transaction FAR the calibrated threshold meets "
+                                                                  "(default %(default)s)")
+    tx.add_argument("--burst", type=positive_int,
+                    help="frames per door attempt, best-of by quality (default 3, as the door)")
+    tx.add_argument("--attempts", type=positive_int,
                     help="door attempts per transaction, a try and retries (default 2, as the door)")
     tx.add_argument("--enrollment-profile", choices=PRESET_NAMES,
                     help="named enrollment profile (default: the configured quality_enrollment)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance import json_text
+from appliance.cli.arg_types import non_negative_float, non_negative_int, positive_int, rate, rate_or_zero
 from appliance.cli.common import config_from, pipeline_from, write_json
 from appliance.config import LIVENESS_LEVELS
 from appliance.errors import ApplianceError, ErrorCode
@@ -29,25 +30,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True, help="output folder (outside the repo)")
     synth.add_argument("--split", choices=SPLITS, default="all", help="identities of even (a) / odd (b) index "
                                                                       "(default %(default)s)")
-    synth.add_argument("--per-species", type=int, default=400,
+    synth.add_argument("--per-species", type=positive_int, default=400,
                        help="source images drawn per attack species, at most (default %(default)s)")
     synth.add_argument("--species", nargs="+", default=None,
                        help="print screen replay (default), the unseen species photo, mask, and the wide species")
-    synth.add_argument("--frames", type=int, default=0, help="write bursts of N frames (flat-plane motion) "
-                                                             "(default 0: one image per attack)")
-    synth.add_argument("--seed", type=int, default=0,
+    synth.add_argument("--frames", type=non_negative_int, default=0,
+                       help="write bursts of N frames (flat-plane motion) (default 0: one image per attack)")
+    synth.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of the images drawn and the attacks made of them (default %(default)s)")
     synth.set_defaults(handler=cmd_synth)
 
     calibrate = actions.add_parser("calibrate", help="fit the cue fusion and set the threshold at a target APCER")
     calibrate.add_argument("dataset", help="bona_fide/ + attack/<species>/ captured with THIS camera")
-    calibrate.add_argument("--target-apcer", type=float, default=0.05, help="worst-species APCER at the threshold "
-                                                                            "(default %(default)s)")
-    calibrate.add_argument("--target-bpcer", type=float,
+    calibrate.add_argument("--target-apcer", type=rate, default=0.05, help="worst-species APCER at the threshold "
+                                                                           "(default %(default)s)")
+    calibrate.add_argument("--target-bpcer", type=rate,
                            help="set the threshold at this bona fide rejection instead (out of fold; issue 15)")
     calibrate.add_argument("--out", help="calibration file (default: liveness.calibration of the configuration)")
-    calibrate.add_argument("--model-bpcer", type=float, default=0.005,
-                           help="bona fide rejection allowed to the model's own veto, which sets its floor "
+    calibrate.add_argument("--model-bpcer", type=rate_or_zero, default=0.005,
+                           help="bona fide rejection allowed to the model's own veto, which sets its floor; 0: "
+                                "the floor rejects no bona fide presentation of the calibration set "
                                 "(default %(default)s)")
     calibrate.add_argument("--modes", nargs="+", choices=("colour", "grey"), default=["colour"],
                            help="fit the colour fusion, the greyscale path (grey copies, its own cues and "
@@ -61,10 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                        "(default %(default)s)")
     collect.add_argument("--out", required=True, help="dataset folder (bona_fide/ + attack/<species>/)")
     collect.add_argument("--label", required=True, help="bona_fide, or attack/<species> (e.g. attack/print)")
-    collect.add_argument("--count", type=int, default=20, help="presentations to record (default %(default)s)")
-    collect.add_argument("--frames", type=int, default=5, help="frames per presentation (a burst folder) "
-                                                               "(default %(default)s)")
-    collect.add_argument("--pause", type=float, default=2.0, help="seconds between presentations (default %(default)s)")
+    collect.add_argument("--count", type=positive_int, default=20, help="presentations to record (default %(default)s)")
+    collect.add_argument("--frames", type=positive_int, default=5, help="frames per presentation (a burst folder) "
+                                                                        "(default %(default)s)")
+    collect.add_argument("--pause", type=non_negative_float, default=2.0,
+                         help="seconds between presentations (default %(default)s)")
     collect.set_defaults(handler=cmd_collect)
 
     check = actions.add_parser("check", help="judge images or frame folders (exit 0 all live, 1 otherwise)")
@@ -78,9 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_bench(actions: argparse._SubParsersAction) -> None:
     bench = actions.add_parser("bench", help="liveness cost per frame on the benchmark's 640x480 frames")
-    bench.add_argument("--frames", type=int, default=60, help="benchmark frames (bursts are built from them) "
-                                                              "(default %(default)s)")
-    bench.add_argument("--burst", type=int, default=5, help="frames per presentation (default %(default)s)")
+    bench.add_argument("--frames", type=positive_int, default=60, help="benchmark frames (bursts are built from them) "
+                                                                       "(default %(default)s)")
+    bench.add_argument("--burst", type=positive_int, default=5, help="frames per presentation (default %(default)s)")
     bench.add_argument("--level", choices=LIVENESS_LEVELS[1:3], default="passive+motion",
                        help="policy level measured (default %(default)s)")
     bench.set_defaults(handler=cmd_bench)

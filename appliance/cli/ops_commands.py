@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from appliance import paths
+from appliance.cli import arg_types
 from appliance.cli.common import config_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.broker_unit import BROKER_UNIT
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                              "(default %(default)s)")
     provision.add_argument("--host", action="append", help="broker certificate host names/addresses")
     provision.add_argument("--out", help="broker-config: output folder")
-    provision.add_argument("--port", type=int, default=8883,
+    provision.add_argument("--port", type=arg_types.port, default=8883,
                            help="broker-config: the broker's MQTT-over-TLS listener port (default %(default)s)")
     provision.add_argument("--bind", default="127.0.0.1",
                            help="broker-config: the address the broker listens on (default %(default)s)")

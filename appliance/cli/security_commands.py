@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance import paths
+from appliance.cli.arg_types import non_negative_int, positive_int
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from, protected_data, write_json
 from appliance.config import Config
@@ -87,11 +88,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     envelope = bench_group(sub)("envelope", help="envelope seal/open throughput beside AES-GCM and the crypto floor")
     envelope.add_argument("--out", default=None, help="default: reports/bench/envelope.md (envelope-sm.md)")
-    envelope.add_argument("--payload", type=int, default=2048, help="payload bytes (default %(default)s)")
-    envelope.add_argument("--messages", type=int, default=None, help="messages per run (default 400; 40 with sm)")
+    envelope.add_argument("--payload", type=non_negative_int, default=2048, help="payload bytes (default %(default)s)")
+    envelope.add_argument("--messages", type=positive_int, default=None,
+                          help="messages per run (default 400; 40 with sm)")
     envelope.add_argument("--suite", choices=("default", "sm"), default="default",
                           help="sm: the SM suite measured beside the default suite in the same run")
-    envelope.add_argument("--repeats", type=int, default=5,
+    envelope.add_argument("--repeats", type=positive_int, default=5,
                           help="runs, interleaved with the peer's; the report gives their median (default %(default)s)")
     envelope.add_argument("--cipher", choices=("aes-gcm", "chacha20"), default="aes-gcm",
                           help="the envelope's AEAD: AES-256-GCM or ChaCha20-Poly1305; not used with --suite sm "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance import heap, paths
+from appliance.cli import arg_types
 from appliance.cli.common import config_from
 from appliance.config import LIVENESS_LEVELS, MATCHING_MODES, Config, check_service, with_overrides
 from appliance.ops import notify
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     edge.add_argument("--source", help="picamera2, a camera index, a URL, a video file or an image folder "
                       "(default: device.source)")
     edge.add_argument("--fps", type=float, help="replay rate for files and folders (default: device.fps)")
-    edge.add_argument("--passes", type=int, help="stop after this many passes")
+    edge.add_argument("--passes", type=arg_types.positive_int, help="stop after this many passes")
     edge.add_argument("--liveness", help=f"override liveness.level ({', '.join(LIVENESS_LEVELS)})")
     edge.add_argument("--cool-down", type=float,
                       help="seconds to ignore frames after a pass (default: device.cool_down_s)")
@@ -61,7 +62,7 @@ def _site_options(parser: argparse.ArgumentParser) -> None:
         "--site", help="site folder: pki/, nodes/, central/, directory.json (default: $APPLIANCE_DATA_DIR)"
     )
     parser.add_argument("--host", help="broker host (default: ops.broker_host)")
-    parser.add_argument("--port", type=int, help="broker port (default: ops.broker_port)")
+    parser.add_argument("--port", type=arg_types.port, help="broker port (default: ops.broker_port)")
 
 
 def _site(args: argparse.Namespace, config) -> tuple[Site, str, int]:
