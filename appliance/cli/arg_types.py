@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
 def _integer(text: str) -> int:
@@ -31,65 +35,31 @@ def _number(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """A count, a size: a whole number, 1 or more."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number (1 or more)")
-    return value
+def _bounded(name: str, parse: Callable[[str], Number], allowed: Callable[[Number], bool],
+             range_words: str) -> Callable[[str], Number]:
+    """A ``type=`` callable: ``parse`` the text, refuse a value ``allowed`` rejects as not ``range_words``."""
+    def kind(text: str) -> Number:
+        value = parse(text)
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {range_words}")
+        return value
+
+    kind.__name__ = kind.__qualname__ = name  # argparse and test ids name the type by it
+    return kind
 
 
-def non_negative_int(text: str) -> int:
-    """A seed, a number of warm-up frames: a whole number, 0 or more."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number of 0 or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A rate, a length of time: a finite number above 0."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A pause, a time-out where 0 means none: a finite number, 0 or more."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of 0 or more")
-    return value
-
-
-def rate(text: str) -> float:
-    """A target error rate (FMR, FAR, APCER, BPCER): a fraction strictly between 0 and 1."""
-    value = _number(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a rate strictly between 0 and 1 (e.g. 0.001)")
-    return value
-
-
-def rate_or_zero(text: str) -> float:
-    """A rate that may be 0 (a floor that rejects none of the calibration set): 0 or more, below 1."""
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a rate of 0 or more and below 1")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share of a whole: above 0, at most 1."""
-    value = _number(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction above 0 and at most 1")
-    return value
-
-
-def port(text: str) -> int:
-    """A TCP port: 1 to 65535."""
-    value = _integer(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number (1 to 65535)")
-    return value
+# a count, a size
+positive_int = _bounded("positive_int", _integer, lambda v: v >= 1, "a positive whole number (1 or more)")
+# a seed, a number of warm-up frames
+non_negative_int = _bounded("non_negative_int", _integer, lambda v: v >= 0, "a whole number of 0 or more")
+# a rate per second, a length of time
+positive_float = _bounded("positive_float", _number, lambda v: v > 0, "a number above 0")
+# a pause, a time-out where 0 means none
+non_negative_float = _bounded("non_negative_float", _number, lambda v: v >= 0, "a number of 0 or more")
+# a target error rate (FMR, FAR, APCER, BPCER)
+rate = _bounded("rate", _number, lambda v: 0 < v < 1, "a rate strictly between 0 and 1 (e.g. 0.001)")
+# a rate that may be 0 (a floor that rejects none of the calibration set)
+rate_or_zero = _bounded("rate_or_zero", _number, lambda v: 0 <= v < 1, "a rate of 0 or more and below 1")
+# a share of a whole
+fraction = _bounded("fraction", _number, lambda v: 0 < v <= 1, "a fraction above 0 and at most 1")
+port = _bounded("port", _integer, lambda v: 1 <= v <= 65535, "a port number (1 to 65535)")
