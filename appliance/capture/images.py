@@ -42,7 +42,8 @@ def check_header(data: bytes, name: str = "image") -> ImageHeader:
     if header.pixels > MAX_PIXELS or header.bytes_per_pixel > MAX_BYTES_PER_PIXEL:
         raise ApplianceError(ErrorCode.IMAGE_UNREADABLE,
                              f"{name}: {header.format} of {header.width}x{header.height} at {header.bytes_per_pixel} "
-                             f"bytes per pixel is too large (at most {MAX_PIXELS} pixels of {MAX_BYTES_PER_PIXEL})")
+                             f"bytes per pixel is too large (at most {MAX_PIXELS:,} pixels and "
+                             f"{MAX_BYTES_PER_PIXEL} bytes per pixel)")
     return header
 
 
