@@ -218,8 +218,12 @@ def load_config(path: Path | None = None) -> Config:
     path = path or paths.config_file()
     if not path.exists():
         raise ApplianceError(ErrorCode.FILE_NOT_FOUND, f"configuration file {path}")
+    if path.is_dir():
+        raise _bad(str(path), "a folder, not a configuration file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _bad(str(path), f"not UTF-8 text (byte {exc.start}), so not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _bad(str(path), f"not valid TOML ({exc})") from None
     data = expand_presets(apply_env_overrides(data))

@@ -122,6 +122,19 @@ def test_the_refusal_names_the_key_and_why(tmp_path: Path, text: str, message: s
     assert message in refused(tmp_path, text)
 
 
+@pytest.mark.parametrize("write, message", [
+    (lambda path: path.write_bytes(b"\x99[device]\n"), "not UTF-8 text (byte 0), so not a TOML file"),
+    (lambda path: path.write_text("[device\n"), "not valid TOML"),
+    (lambda path: path.mkdir(), "a folder, not a configuration file"),
+])
+def test_a_file_that_is_no_toml_text_is_refused_as_a_configuration(tmp_path: Path, write, message: str):
+    path = tmp_path / "appliance.toml"
+    write(path)
+    with pytest.raises(ApplianceError) as refused_file:
+        load_config(path)
+    assert refused_file.value.code is ErrorCode.CONFIG_INVALID and message in str(refused_file.value)
+
+
 def test_active_liveness_is_accepted(tmp_path: Path):
     assert load_config(write(tmp_path, "[liveness]\nlevel = 'active'\n")).liveness.level == "active"
 
