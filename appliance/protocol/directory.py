@@ -106,7 +106,9 @@ class NodeDirectory:
         try:
             return self.peers[node_id]
         except KeyError:
-            raise ApplianceError(ErrorCode.PKI_ERROR, f"no public keys for node {node_id!r}") from None
+            raise ApplianceError(ErrorCode.PKI_ERROR, f"no public keys for node {node_id!r} in {self.path}: a node is "
+                                 "known once provisioned ('appliance provision matcher|device NAME' on the site, "
+                                 "'appliance provision import FILE' on a door)") from None
 
     def devices(self) -> list[PeerKeys]:
         return [p for name, p in self.peers.items() if self.roles.get(name) == DEVICE]
