@@ -45,7 +45,6 @@ COVARIANCE_JITTER = 1e-6  # keeps the Cholesky factor defined for a rank-deficie
 SHRINKAGE = 0.5
 TARGET_MEDIAN_MS, TARGET_RECALL = 50.0, 0.999
 PACK = ("search-bench", "1")
-FLOAT32_BYTES = 4
 EXACT, FLAT, CHOSEN = "exact numpy float32", "FAISS IndexFlatIP", "gallery index (8-bit scan + exact re-rank)"
 
 
@@ -144,7 +143,7 @@ class GalleryMethod:
 
     def describe(self) -> dict:
         gallery = self.gallery
-        held = len(gallery) * gallery.dimension * FLOAT32_BYTES + gallery.index_bytes + gallery.scan_bytes
+        held = gallery.matrix_bytes + gallery.index_bytes + gallery.scan_bytes
         return {"indexed": gallery.indexed, "index_mb": gallery.index_bytes / 2**20, "held_bytes": held}
 
     def close(self) -> None:

@@ -9,6 +9,9 @@ from appliance.bench.search_bench import CHOSEN, TARGET_MEDIAN_MS, TARGET_RECALL
 REPORT_NAME = "search"
 FIGURE_SIZE, FIGURE_DPI = (7, 4), 110
 BAR_WIDTH = 0.38
+# the target line is drawn only when the slowest bar reaches this share of it: a line far above
+# flattens every bar to the axis (a small gallery searches in a fraction of a millisecond)
+TARGET_IN_SCALE = 0.1
 
 
 def _chosen(results: dict) -> dict:
@@ -105,13 +108,19 @@ def _plot(results: dict, path: Path) -> bool:
         return False
     figure, axis = plt.subplots(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
     names = [row["method"] for row in results["rows"]]
+    slowest = max(row[f"{count}T"]["median_ms"] for row in results["rows"] for count in results["threads"])
     for offset, count in enumerate(results["threads"]):
         medians = [row[f"{count}T"]["median_ms"] for row in results["rows"]]
         axis.bar([i + offset * BAR_WIDTH for i in range(len(names))], medians, BAR_WIDTH, label=f"{count} thread(s)")
-    axis.axhline(TARGET_MEDIAN_MS, color="grey", linestyle="--", label=f"target {TARGET_MEDIAN_MS:.0f} ms")
-    axis.set_xticks([i + BAR_WIDTH / 2 for i in range(len(names))], [n.replace(" (", "\n(") for n in names])
+    title = f"1:N search, {results['size']:,} templates"
+    if slowest >= TARGET_IN_SCALE * TARGET_MEDIAN_MS:
+        axis.axhline(TARGET_MEDIAN_MS, color="grey", linestyle="--", label=f"target {TARGET_MEDIAN_MS:.0f} ms")
+    else:
+        title += f" (target {TARGET_MEDIAN_MS:.0f} ms, far above the bars)"
+    middle = (len(results["threads"]) - 1) * BAR_WIDTH / 2  # under the middle of each method's bars
+    axis.set_xticks([i + middle for i in range(len(names))], [n.replace(" (", "\n(") for n in names])
     axis.set_ylabel("median ms per 1:N search")
-    axis.set_title(f"1:N search, {results['size']:,} templates")
+    axis.set_title(title)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 from pathlib import Path
 
 from appliance import paths
@@ -162,9 +161,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     pipeline, data = _templates(args)
     scores = verification.scores(data)
     if not metrics.estimable(len(scores.impostor), args.target_fmr):  # nothing is written then
+        needed = metrics.comparisons_needed(args.target_fmr)
         raise ApplianceError(ErrorCode.DATASET_INVALID, f"{len(scores.impostor)} impostor pairs are too few to "
-                             f"calibrate at FMR {args.target_fmr:g}: at least {math.ceil(1 / args.target_fmr):,} "
-                             "are needed (more identities with usable images, or a higher --target-fmr)")
+                             f"calibrate at FMR {args.target_fmr:g}: at least {needed:,} are needed (more "
+                             "identities with usable images, or a higher --target-fmr)")
     threshold = metrics.threshold_at_fmr(scores.impostor, args.target_fmr)
     point = metrics.operating_point(scores.genuine, scores.impostor, threshold)
     path = config.source or paths.config_file()

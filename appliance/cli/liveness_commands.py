@@ -281,7 +281,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-
     from appliance.evaluation import pad
 
     pipeline = pipeline_from(args)

@@ -26,10 +26,10 @@ def scan_identities(root: str | Path, min_per_identity: int = 1, split: str = "a
     if split not in SPLITS:
         raise ApplianceError(ErrorCode.DATASET_INVALID, f"split {split!r} is not one of {SPLITS}")
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ApplianceError(ErrorCode.DATASET_INVALID, f"{root} is a file, not a dataset folder (one sub-folder "
-                                                        "of images per identity)")
     if not root.is_dir():
+        if root.exists():
+            raise ApplianceError(ErrorCode.DATASET_INVALID, f"{root} is a file, not a dataset folder (one "
+                                                            "sub-folder of images per identity)")
         raise ApplianceError(ErrorCode.FILE_NOT_FOUND, f"dataset folder {root}")
     samples = []
     folders = sorted(p for p in root.iterdir() if p.is_dir())

@@ -25,11 +25,16 @@ def wilson_interval(errors: int, trials: int, z: float = Z95) -> tuple[float, fl
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def comparisons_needed(target: float) -> int:
+    """The fewest impostor comparisons that can set a threshold at the rate ``target``: at least
+    one false match must be allowed. With fewer the threshold sits above every impostor score, a
+    rate of 0 in n that says nothing about ``target``."""
+    return math.ceil(1 / target)
+
+
 def estimable(comparisons: int, target: float) -> bool:
-    """Whether ``comparisons`` impostor comparisons can set a threshold at the rate ``target``: at
-    least one false match must be allowed. With fewer the threshold sits above every impostor
-    score, a rate of 0 in ``comparisons`` that says nothing about ``target``."""
-    return comparisons * target >= 1
+    """Whether ``comparisons`` impostor comparisons can set a threshold at ``target`` (``comparisons_needed``)."""
+    return comparisons >= comparisons_needed(target)
 
 
 def threshold_at_fmr(impostor: np.ndarray, target: float) -> float:

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from appliance import json_text
-from appliance.config import Config
+from appliance.config import Config, registry_for
 from appliance.evaluation import metrics, verification
 from appliance.evaluation.datasets import scan_identities
 from appliance.evaluation.runner import DatasetTemplates, extract_dataset
 from appliance.inference.embedder import create_embedder
 from appliance.packs import ModelPack
-from appliance.config import registry_for
 from appliance.pipeline import FacePipeline
 
 TIMING_FACES = 16  # aligned crops of split b timed per thread count
@@ -149,7 +148,6 @@ def survey(config: Config, dataset: Path, pack_ids: list[str], seed: int = 0) ->
 
 def write_report(result: dict, out: Path) -> list[Path]:
     """models.json (every figure) and models.md (the tables of docs/models.md) in ``out``."""
-
     out.mkdir(parents=True, exist_ok=True)
     text = ["# Embedding packs on " + Path(result["dataset"]).name, "", result["protocol"] + ".", "",
             markdown_table(result)]

@@ -113,10 +113,9 @@ def markdown(result: dict, samples: dict[str, dict[str, float]] | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from appliance.config import load_config
+    from appliance.config import load_config, registry_for
     from appliance.liveness.checker import LivenessChecker
     from appliance.liveness.human_antispoof import HumanModels
-    from appliance.config import registry_for
     from appliance.pipeline import FacePipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

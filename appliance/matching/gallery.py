@@ -66,6 +66,11 @@ class Gallery:
         return self._index is not None
 
     @property
+    def matrix_bytes(self) -> int:
+        """Bytes of the float32 rows in use (not the spare capacity the matrix grows into)."""
+        return self._matrix[: len(self._ids)].nbytes
+
+    @property
     def index_bytes(self) -> int:
         """Bytes the candidate index holds beside the float32 matrix (0 while searches are exact)."""
         return 0 if self._index is None else self._index.nbytes

@@ -6,7 +6,8 @@ import argparse
 import pytest
 
 from appliance.cli import arg_types
-from appliance.cli.main import build_parser, main
+from appliance.cli.main import main
+from parserkit import arguments
 
 # type, values accepted (the edges), values refused just outside, words of the range in the message
 CASES = [
@@ -76,19 +77,11 @@ BOUNDED_ELSEWHERE = {
 }
 
 
-def _bare_numeric_options(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _bare_numeric_options(sub, (*path, name))
-        elif action.type in (int, float):
-            yield " ".join(path), (action.option_strings or [action.dest])[-1]
-
-
 def test_no_numeric_option_takes_a_bare_int_or_float():
     """A bare int/float lets a negative count or a fraction of 1.5 run into the code: each
     numeric option takes one of ``appliance.cli.arg_types`` (or is in the list above, with why)."""
-    found = set(_bare_numeric_options(build_parser()))
+    found = {(command, (action.option_strings or [action.dest])[-1]) for command, action in arguments()
+             if action.type in (int, float)}
     assert found - BOUNDED_ELSEWHERE == set()
     assert BOUNDED_ELSEWHERE - found == set()  # the list is kept to what still needs it
 
