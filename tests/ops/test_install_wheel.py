@@ -8,6 +8,7 @@ that scripts/bootstrap.sh made) and verified numerically by the installed packag
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -88,3 +89,8 @@ def test_installed_package_installs_converts_and_verifies_models(installed):
     assert (model_files / "w600k-mbf" / "w600k_mbf.onnx").is_file()
     assert (model_files / "minifasnet-silentface" / "minifasnet_v2_v1se.onnx").is_file()
     assert "numerical check: max abs error" in verified.stdout
+    # the int8 embedder, quantised here by the installed package (its only fresh conversion in the suite)
+    int8 = model_files / "w600k-mbf-int8" / "w600k_mbf_int8_w7.onnx"
+    provenance = json.loads(int8.with_name(int8.name + ".provenance.json").read_text())
+    assert provenance["calibration"]["split"] == "a" and provenance["calibration"]["crops"] > 0
+    assert provenance["check"]["min_cosine"] >= provenance["check"]["min_cosine_bound"]
