@@ -90,6 +90,9 @@ class OpsConfig(Table):
         "a device cache older than this is reported stale, seconds"))] = 3600.0
     session_idle_s: Annotated[Float, Field(gt=0, description=(
         "administrator sessions end after this much inactivity, seconds"))] = 600.0
+    wipe_confirm_s: Annotated[Float, Field(ge=1, le=300, description=(
+        "revoking a door waits this long for it to confirm that it destroyed its cache key; a door that is off or "
+        "unreachable does not hold the revocation up (the audit entry says 'wipe not confirmed'), seconds"))] = 10.0
     log_format: Annotated[Literal[_LOG_FORMAT_OR_EMPTY], Field(description=(
         "'json' (one object a line, for journald/collectors) or 'text'; empty: JSON for the services and for "
         "commands writing to log_file, text for commands on stderr"))] = ""

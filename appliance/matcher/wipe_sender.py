@@ -11,7 +11,8 @@ refuse it and the sender says so instead of sending.
 
 A confirmation counts only when it opens (signed by that door, fresh, not replayed), arrived
 on that door's own ``wipe-done`` topic and answers the order sent. The sender waits at most
-``timeout_s``; a door that is offline or does not answer does not hold up the revocation:
+``timeout_s`` (``[ops] wipe_confirm_s``, 10 s by default: a door stops its pass and deletes two
+files in well under that); a door that is offline or does not answer does not hold up the revocation:
 ``confirmed`` stays False, ``detail`` says why, and the caller records "wipe not confirmed"
 in the audit entry of the revocation (the door, when it comes back, can no longer connect or
 sync; its cache stays encrypted under a key only that door holds).
@@ -36,7 +37,6 @@ from appliance.transport.mqtt import Incoming, MqttEndpoint, MqttSettings, setti
 
 log = logging.getLogger(__name__)
 
-CONFIRM_TIMEOUT_S = 10.0  # a door stops its pass and deletes two files in well under this
 MATCHER_ROLE = "matcher"
 NOT_SENT, UNCONFIRMED, CONFIRMED = "wipe not sent", "wipe not confirmed", "wipe confirmed"
 
@@ -46,7 +46,7 @@ class WipeSender:
     ``detail`` say how it went (for the audit entry), as ``BrokerRestart`` does for the restart."""
 
     def __init__(self, pki, directory_file: Path, central: NodeKeys, identity: str, host: str, port: int,
-                 requested_by: str, replay_window_s: float = 120.0, timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
+                 requested_by: str, replay_window_s: float, timeout_s: float) -> None:
         self.pki, self.directory_file, self.central = pki, Path(directory_file), central
         self.identity, self.host, self.port = identity, host, port
         self.requested_by, self.replay_window_s, self.timeout_s = requested_by, replay_window_s, timeout_s
@@ -124,10 +124,11 @@ class WipeSender:
         self._done.set()
 
 
-def for_host(pki, directory_file: Path, central: NodeKeys, config: Config, requested_by: str,
-             timeout_s: float = CONFIRM_TIMEOUT_S) -> WipeSender:
+def for_host(pki, directory_file: Path, central: NodeKeys, config: Config, requested_by: str) -> WipeSender:
     """The sender of this central host (the CLI's and the console's): the node directory
     ``directory_file``, the matcher identity ``[matcher] name``, the broker at ``[ops]
-    broker_host``/``broker_port``, the envelope time window of ``[security]``."""
+    broker_host``/``broker_port``, the envelope time window of ``[security]``, the wait of ``[ops]
+    wipe_confirm_s``."""
     return WipeSender(pki, directory_file, central, config.matcher.name, config.ops.broker_host,
-                      config.ops.broker_port, requested_by, config.security.replay_window_s, timeout_s)
+                      config.ops.broker_port, requested_by, config.security.replay_window_s,
+                      config.ops.wipe_confirm_s)

@@ -27,6 +27,7 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
     ("APPLIANCE__OPS__NO_SUCH_KEY", "1", "ops.no_such_key: unknown key; allowed:"),
     ("APPLIANCE__OPS", "1", "APPLIANCE__OPS: use APPLIANCE__<SECTION>__<KEY>"),
     ("APPLIANCE__OPS__BROKER_PORT", "0", "ops.broker_port: must be between 1 and 65535, got 0"),
+    ("APPLIANCE__OPS__WIPE_CONFIRM_S", "0.5", "ops.wipe_confirm_s: must be between 1 and 300, got 0.5"),
     ("APPLIANCE__RUNTIME__THREADS", "2.5", "runtime.threads: expected an integer, got 2.5"),
     ("APPLIANCE__DEVICE__RELAY_PIN", "99", "device.relay_pin: must be between 0 and 40, got 99"),
     ("APPLIANCE__DEVICE__RELAY_PIN", "none", "device.relay_pin: expected an integer, got 'none'"),
