@@ -55,6 +55,7 @@ class ErrorCode(Enum):
     PERMISSION_DENIED = (250, 25, "permission denied")
     AUDIT_TAMPERED = (260, 26, "audit log verification failed")
     AUDIT_FORBIDDEN_DATA = (261, 26, "audit entries may not carry biometric data or scores")
+    AUDIT_UNWRITABLE = (262, 26, "audit log cannot be written now (a full disk or an I/O error)")
     # 500-599: operations (accounts, backups, updates, health, provisioning)
     LOGIN_FAILED = (500, 30, "login failed")
     ACCOUNT_LOCKED = (501, 30, "account locked")

@@ -232,7 +232,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             data.audit.flush()
             worker = matcher.requests.route.worker
             handled = worker.handled - handled_before
-            audit_stats = dict(data.audit.writer_stats)
+            audit_stats = dict(data.audit.writer.stats)
             in_replica = worker.sojourns.since(sojourns_before)
         finally:
             heap.thaw()  # the caller's process goes on (a test's)

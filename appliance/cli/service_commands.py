@@ -102,7 +102,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         while not stop.wait(1.0):
             watchdog.heartbeat(model_loaded=True, model=app.pack.label, broker=app.matcher.service.connected,
                                queue=app.matcher.queue_depth, templates_quarantined=app.matcher.quarantined,
-                               muted=app.matcher.muted_devices)
+                               muted=app.matcher.muted_devices, audit=app.data.audit.writer.state())
         notify.stopping()
         app.stop()
         watchdog.stopped()

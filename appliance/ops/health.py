@@ -92,12 +92,28 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
                             f"{service}: the camera carries its binding ({record['camera_binding']})"))
     if "muted" in record:  # the matcher: doors muted for flooding it (matcher.gate)
         checks.append(check_muted(service, record["muted"]))
+    if "audit" in record:  # the matcher: its audit log's group commit (stores.audit_writer)
+        checks.append(check_audit(service, record["audit"], now))
     if "cache_revision" in record:
         synced = float(record.get("cache_synced_at", 0))
         fresh = now - synced <= cache_max_age_s
         checks.append(Check("cache", OK if fresh else WARN,
                             f"revision {record['cache_revision']}, synced {now - synced:.0f} s ago"))
     return checks
+
+
+def check_audit(service: str, state: dict, now: float | None = None) -> Check:
+    """A failure while the audit log cannot be written (a full disk): its entries wait in the
+    daemon's memory, and once that queue is full the matcher stops answering (doors decide
+    from their caches) - until room is made. A restart meanwhile would lose the queue."""
+    queued = int(state.get("queued", 0))
+    since = float(state.get("failing_since", 0.0))
+    if not since:
+        return Check("audit", OK, f"{service}: audit log written ({queued} entries queued)")
+    age = (time.time() if now is None else now) - since
+    failed = f"{state.get('failures', 0)} failed commits: {state.get('error', '')}"
+    return Check("audit", FAIL, f"{service}: audit log not written for {age:.0f} s ({failed}); {queued} entries wait "
+                                "in memory: free disk space (a restart before that loses them)")
 
 
 def check_muted(service: str, muted: dict[str, int]) -> Check:

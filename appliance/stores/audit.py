@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -125,8 +124,9 @@ class AuditLog(CipherStore):
         self._writer.flush()
 
     @property
-    def writer_stats(self) -> Counter[str]:
-        return self._writer.stats
+    def writer(self) -> GroupCommit[dict, AuditEntry]:
+        """The group commit behind ``append``: its stats, queue, and a commit failure in progress."""
+        return self._writer
 
     def _commit(self, records: list[dict], prune: Prune | None = None, force: bool = False) -> list[AuditEntry]:
         """One transaction for a group (entries, the signed tail checkpoint, a signed prune record),

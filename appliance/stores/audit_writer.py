@@ -14,6 +14,16 @@ acknowledged. ``flush`` and ``close`` write everything queued. The queue is boun
 ``max_queued`` a submitter waits for room (back-pressure) rather than an entry being dropped -
 the audit log never loses an entry silently.
 
+A failed commit (a full disk, an I/O error) loses nothing either: a caller that waits gets the
+error (and, while commits keep failing, ``AUDIT_UNWRITABLE`` at once, without queueing), and
+the records nobody waited for go back to the head of the queue, in order, and are
+tried again after ``RETRY_FIRST_S``, doubling to ``RETRY_MAX_S`` while the failure lasts (a
+commit re-chains them from what the database holds, so a retry is safe). Meanwhile the queue
+fills and back-pressure holds the matcher's request path: doors stop getting answers and decide
+from their caches, which queue their events on their own disks. ``failure`` says what failed
+and since when, for the heartbeat. Only a writer closed while it still fails counts its
+records lost (``lost_unacknowledged``): the process is ending and cannot keep them.
+
 When nothing arrives for ``idle_every_s`` the thread calls ``idle`` (the audit log re-signs
 its head, so a running site's head stays fresh). ``workers.QueueWorker`` hands items over one
 at a time and drops what does not fit; a batch needs the whole queue and no drops, so this
@@ -26,8 +36,10 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.workers import StoppableThread
 
 log = logging.getLogger(__name__)
@@ -44,10 +56,22 @@ GROUP_MAX_ENTRIES = 256  # entries in one transaction (one head signature)
 # door's own pass takes longer than that): issue 17, docs/security.md.
 GROUP_LINGER_S = 0.1
 MAX_QUEUED = 10_000  # records queued before submitters wait for room
+RETRY_FIRST_S = 0.5  # after a failed commit, its records nobody waited for are tried again this soon,
+RETRY_MAX_S = 10.0  # doubling up to this while the failure lasts (a full disk: until room is made)
+MAX_DOUBLINGS = 32  # of the pause: past RETRY_MAX_S long before, and a float however long the failure lasts
 
 
 class WriterClosed(RuntimeError):
     """Appending to an audit log after ``close``."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """Commits failing now: the last error, how many in a row, since when (epoch seconds)."""
+
+    error: str
+    attempts: int
+    since: float
 
 
 class _Ticket(Generic[Record, Result]):
@@ -79,6 +103,8 @@ class GroupCommit(Generic[Record, Result]):
         self._busy = False
         self._closed = False
         self._last_write = time.monotonic()
+        self._retry_at = 0.0  # monotonic: records kept from a failed commit are not tried before this
+        self._failure: WriteFailure | None = None  # the failure in progress (None: the last commit worked)
         self._thread = StoppableThread(name, self._run)
         self.stats: Counter[str] = Counter()
 
@@ -90,6 +116,8 @@ class GroupCommit(Generic[Record, Result]):
         """Queue ``make()`` (called under the queue's lock, so records are made in queue order:
         timestamps follow sequence numbers). With ``wait``, the committed result."""
         with self._cond:
+            if wait:
+                self._refuse_while_failing()
             while len(self._queue) >= self.max_queued and not self._closed:
                 self.stats["backpressure_waits"] += 1
                 self._cond.wait()
@@ -114,6 +142,7 @@ class GroupCommit(Generic[Record, Result]):
         """Queue every ``make()`` together (in order, nothing queued between them) and return
         their committed results; raises the first error of any batch that held one of them."""
         with self._cond:
+            self._refuse_while_failing()
             while self.max_queued - len(self._queue) < min(len(makes), self.max_queued) and not self._closed:
                 self.stats["backpressure_waits"] += 1
                 self._cond.wait()
@@ -130,13 +159,28 @@ class GroupCommit(Generic[Record, Result]):
                 raise ticket.error
         return [ticket.result for ticket in tickets]  # type: ignore[misc]
 
+    def _refuse_while_failing(self) -> None:
+        """A caller that waits for its commit is told at once while commits fail (under
+        ``_cond``): its record would only queue behind the ones kept for the retry."""
+        failure = self._failure
+        if failure is not None:
+            self.stats["refused_while_failing"] += 1
+            raise ApplianceError(ErrorCode.AUDIT_UNWRITABLE, f"{self.name}: {failure.attempts} commits failed since "
+                                 f"{time.strftime('%H:%M:%S', time.localtime(failure.since))} ({failure.error}); "
+                                 f"{len(self._queue)} entries wait in memory for the retry")
+
     def flush(self) -> None:
-        """Return when everything queued before this call is written (or failed)."""
+        """Return when everything queued before this call is written, or at once while commits
+        fail, or when one tried meanwhile fails: the records stay queued for the retry, and a
+        full disk must not hang a reader of the log."""
         with self._cond:
+            if self._failure is not None:
+                return
+            failed = self.stats["failed_batches"]
             self._hurry += 1
             self._cond.notify_all()
             try:
-                while self._queue or self._busy:
+                while (self._queue or self._busy) and self.stats["failed_batches"] == failed:
                     self._cond.wait()
             finally:
                 self._hurry -= 1
@@ -156,6 +200,18 @@ class GroupCommit(Generic[Record, Result]):
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def failure(self) -> WriteFailure | None:
+        """The commit failure in progress, None while commits work."""
+        return self._failure
+
+    def state(self) -> dict[str, object]:
+        """For a daemon's heartbeat (``ops.health.check_audit``): records waiting, and the
+        commit failure in progress (``failing_since`` 0: none)."""
+        failure = self._failure
+        return {"queued": len(self._queue), "failing_since": failure.since if failure else 0.0,
+                "failures": failure.attempts if failure else 0, "error": failure.error if failure else ""}
+
     # -- the writer thread ------------------------------------------------------------
     def _run(self, stop: threading.Event) -> None:
         while True:
@@ -167,8 +223,11 @@ class GroupCommit(Generic[Record, Result]):
                     self._write(batch)
                 else:
                     self._idle()
-            except Exception:  # a failed idle tick (a full disk, a locked file) must not stop the writer
+                    self._recovered()
+            except Exception as exc:  # a failed idle tick (a full disk, a locked file) must not stop the writer
                 log.exception("%s: idle work failed", self.name)
+                with self._cond:
+                    self._note_failure(exc)
             finally:
                 with self._cond:
                     self._busy = False
@@ -182,14 +241,17 @@ class GroupCommit(Generic[Record, Result]):
                 now = time.monotonic()
                 if self._queue:
                     lingered = now - self._queue[0].queued_at
-                    if (self._waiting or self._hurry or self._closed or stop.is_set()
-                            or len(self._queue) >= self.max_batch or lingered >= self.linger_s):
+                    full = len(self._queue) >= self.max_batch or lingered >= self.linger_s
+                    # a caller waiting, a flush or the end: now; a full or lingered batch, or a
+                    # flush while commits fail: not before the retry time
+                    if (self._waiting or (self._hurry and self._failure is None) or self._closed or stop.is_set()
+                            or (full and now >= self._retry_at)):
                         batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
                         self._waiting -= sum(t.wanted for t in batch)
                         self._busy = True
                         self._cond.notify_all()  # room for submitters held back
                         return batch
-                    self._cond.wait(self.linger_s - lingered)
+                    self._cond.wait((self._retry_at - now) if full else (self.linger_s - lingered))
                 elif self._closed or stop.is_set():
                     return None
                 elif now - self._last_write >= self.idle_every_s:
@@ -201,19 +263,56 @@ class GroupCommit(Generic[Record, Result]):
     def _write(self, batch: list[_Ticket[Record, Result]]) -> None:
         try:
             results = self._commit([t.record for t in batch])
-        except BaseException as exc:  # every waiter learns it; records nobody waited for are counted lost
-            self.stats["failed_batches"] += 1
-            self.stats["lost_unacknowledged"] += sum(not t.wanted for t in batch)
-            log.error("%s: a batch of %d audit entries failed: %s", self.name, len(batch), exc)
-            for ticket in batch:
-                ticket.error = exc
+        except BaseException as exc:  # every waiter learns it; records nobody waited for are kept
+            self._failed(batch, exc)
         else:
             for ticket, result in zip(batch, results):
                 ticket.result = result
             self.stats["batches"] += 1
             self.stats["entries"] += len(batch)
             self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+            self._recovered()
         finally:
             for ticket in batch:
                 if ticket.done is not None:
                     ticket.done.set()
+
+    def _failed(self, batch: list[_Ticket[Record, Result]], exc: BaseException) -> None:
+        """Waiters get ``exc``; the rest go back to the head of the queue for a retry after a
+        growing pause - or, when the writer is ending, are counted lost."""
+        kept = [ticket for ticket in batch if not ticket.wanted]
+        for ticket in batch:
+            if ticket.wanted:
+                ticket.error = exc
+        with self._cond:
+            self.stats["failed_batches"] += 1
+            attempts = self._note_failure(exc).attempts
+            pause = min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** min(attempts - 1, MAX_DOUBLINGS))
+            ending = self._closed or self._thread.stop_event.is_set()
+            if kept and not ending:
+                self._queue.extendleft(reversed(kept))
+                self._retry_at = time.monotonic() + pause
+                self.stats["retried_entries"] += len(kept)
+            else:
+                self.stats["lost_unacknowledged"] += len(kept)
+        if kept and ending:
+            log.error("%s: %d audit entries lost: the writer is closing and the commit failed: %s",
+                      self.name, len(kept), exc)
+        elif attempts & (attempts - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure in a row: not every retry
+            log.error("%s: a batch of %d audit entries failed (%d in a row): %s; %d kept, tried again in %g s",
+                      self.name, len(batch), attempts, exc, len(kept), pause)
+
+    def _note_failure(self, exc: BaseException) -> WriteFailure:
+        """Record a failed commit (under ``_cond``): the first sets ``since``, the next count up."""
+        previous = self._failure
+        self._failure = WriteFailure(str(exc) or type(exc).__name__, 1 if previous is None else previous.attempts + 1,
+                                     time.time() if previous is None else previous.since)
+        return self._failure
+
+    def _recovered(self) -> None:
+        """A commit worked: the failure in progress, if any, is over."""
+        with self._cond:
+            failure, self._failure, self._retry_at = self._failure, None, 0.0
+        if failure is not None:
+            log.warning("%s: writing again after %d failed commits since %s", self.name, failure.attempts,
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(failure.since)))

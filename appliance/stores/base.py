@@ -87,7 +87,12 @@ class CipherStore:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:  # a full disk at COMMIT may leave the transaction open: the next one must not join it
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params)

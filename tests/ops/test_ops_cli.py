@@ -101,6 +101,23 @@ def test_health_warns_while_a_door_is_muted_for_flooding(tmp_path):
                                                             "door-b (3 in a row)")
 
 
+def test_health_fails_while_the_matcher_cannot_write_its_audit_log(tmp_path):
+    """The heartbeat carries the audit writer's state (``GroupCommit.state``): a full disk is a
+    failure a monitoring system sees before the queue fills and the doors go offline."""
+    status_file = tmp_path / "matcher-matcher-1.json"
+    failing = {"queued": 1200, "failing_since": time.time() - 30, "failures": 4, "error": "database or disk is full"}
+    Watchdog(environ={}, status_file=status_file).heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", broker=True,
+                                                            audit=failing)
+    audit = {c.name: c for c in check_daemon("matcher matcher-1", status_file, 60.0)}["audit"]
+    assert audit.status == FAIL and overall([audit]) == FAIL
+    assert "audit log not written for 30 s (4 failed commits: database or disk is full)" in audit.detail
+    assert "1200 entries wait in memory: free disk space" in audit.detail
+    Watchdog(environ={}, status_file=status_file).heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", broker=True,
+                                                            audit={**failing, "failing_since": 0.0, "queued": 3})
+    audit = {c.name: c for c in check_daemon("matcher matcher-1", status_file, 60.0)}["audit"]
+    assert audit.status == OK and audit.detail == "matcher matcher-1: audit log written (3 entries queued)"
+
+
 def test_json_logs_are_masked_and_rotate(tmp_path):
     log_file = tmp_path / "logs" / "appliance.log"
     handler = configure_logging(OpsConfig(log_file=str(log_file), log_max_bytes=2000, log_backups=2))

@@ -189,7 +189,7 @@ def test_concurrent_appenders_are_batched_and_every_acknowledged_entry_is_durabl
         thread.start()
     for thread in threads:
         thread.join()
-    stats = dict(audit.writer_stats)
+    stats = dict(audit.writer.stats)
     other = AuditLog.open_with(tmp_path / "audit.db", keys, "node-1")  # another connection, as another process
     stored = {(e.seq, e.hash) for e in other.entries()}
     assert {(e.seq, e.hash) for e in acknowledged} == stored and len(stored) == THREADS * PER_THREAD
@@ -203,7 +203,7 @@ def test_fire_and_forget_appends_are_grouped_and_written_on_close(tmp_path, keys
     for i in range(FIRE_AND_FORGET):
         assert audit.append(principals[Role.OPERATOR], "message.request", f"d-{i}", "rejected", wait=False) is None
     audit.close()
-    assert audit.writer_stats["batches"] <= FIRE_AND_FORGET // 4
+    assert audit.writer.stats["batches"] <= FIRE_AND_FORGET // 4
     reopened = AuditLog.open_with(tmp_path / "audit.db", keys, "node-1")
     assert len(reopened.entries()) == FIRE_AND_FORGET and reopened.verify(principals[Role.AUDITOR]).ok
     reopened.close()

@@ -1,0 +1,142 @@
+"""Group commit when commits fail: nothing nobody waited for is dropped while the process runs.
+
+``commit`` here is a function standing in for the database only in that it can be told to fail
+the way a full disk makes SQLite fail; the real store on a real full file system is
+``test_full_disk.py``."""
+from __future__ import annotations
+
+import errno
+import threading
+import time
+
+import pytest
+
+from appliance.stores import audit_writer
+from appliance.stores.audit_writer import GroupCommit, WriteFailure
+from polling import wait_for
+
+RECORDS = 50
+IDLE_S = 3600.0  # no idle ticks in these tests
+LINGER_S = 0.01
+TIMEOUT_S = 10.0
+
+
+class Disk:
+    """Keeps what commits wrote; while ``full``, a commit writes nothing and raises."""
+
+    def __init__(self):
+        self.full = False
+        self.written: list[int] = []
+        self.attempts = 0
+        self._lock = threading.Lock()
+
+    def commit(self, records: list[int]) -> list[int]:
+        with self._lock:
+            self.attempts += 1
+            if self.full:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written.extend(records)
+            return records
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(audit_writer, "RETRY_FIRST_S", 0.05)
+    monkeypatch.setattr(audit_writer, "RETRY_MAX_S", 0.2)
+
+
+def writer(disk: Disk, **options) -> GroupCommit[int, int]:
+    return GroupCommit("test-writer", disk.commit, lambda: None, IDLE_S, linger_s=LINGER_S, **options).start()
+
+
+def test_records_nobody_waited_for_survive_a_full_disk_in_order_and_once(quick_retries):
+    disk = Disk()
+    group = writer(disk, max_batch=8)
+    disk.full = True
+    for n in range(RECORDS):
+        group.submit(lambda n=n: n, wait=False)
+    assert wait_for(lambda: group.failure is not None and group.failure.attempts >= 3, TIMEOUT_S)
+    failure = group.failure
+    assert "No space left on device" in failure.error and failure.since <= time.time()
+    assert disk.written == [] and group.depth == RECORDS  # every record still queued, none dropped
+    state = group.state()  # what the matcher's heartbeat carries
+    assert state["queued"] == RECORDS and state["failing_since"] == failure.since and state["failures"] >= 3
+    disk.full = False
+    assert wait_for(lambda: disk.written == list(range(RECORDS)), TIMEOUT_S), disk.written
+    assert group.failure is None and group.state() == {"queued": 0, "failing_since": 0.0, "failures": 0, "error": ""}
+    group.close()
+    assert group.stats["lost_unacknowledged"] == 0 and group.stats["failed_batches"] >= 3
+    assert group.stats["entries"] == RECORDS  # the head batch was tried again, then the rest in turn
+
+
+def test_a_waiting_caller_gets_the_error_and_the_others_are_kept(quick_retries):
+    disk = Disk()
+    group = writer(disk)
+    disk.full = True
+    group.submit(lambda: 1, wait=False)
+    with pytest.raises(OSError, match="No space left"):
+        group.submit(lambda: 2, wait=True)  # this caller knows: it may tell its user
+    disk.full = False
+    assert wait_for(lambda: disk.written == [1], TIMEOUT_S)  # at the next retry
+    group.close()
+
+
+def test_retries_back_off_while_the_failure_lasts(quick_retries):
+    disk = Disk()
+    group = writer(disk)
+    disk.full = True
+    group.submit(lambda: 1, wait=False)
+    time.sleep(1.0)  # pauses 0.05, 0.1, 0.2, 0.2 ...: about 7 tries, not one per linger (100)
+    assert 3 <= disk.attempts <= 9, disk.attempts
+    disk.full = False
+    assert wait_for(lambda: disk.written == [1], TIMEOUT_S)
+    group.close()
+
+
+def test_flush_returns_while_the_disk_is_full(quick_retries):
+    disk = Disk()
+    group = writer(disk)
+    disk.full = True
+    group.submit(lambda: 1, wait=False)
+    flushed = threading.Thread(target=group.flush, daemon=True)
+    flushed.start()
+    flushed.join(TIMEOUT_S)
+    assert not flushed.is_alive()  # a reader of the log (the console) must not hang on a full disk
+    assert disk.written == [] and group.failure is not None
+    disk.full = False
+    group.close()
+    assert disk.written == [1]
+
+
+def test_closing_while_still_failing_counts_what_it_could_not_keep(quick_retries):
+    disk = Disk()
+    group = writer(disk)
+    disk.full = True
+    for n in range(5):
+        group.submit(lambda n=n: n, wait=False)
+    closed = threading.Thread(target=group.close, daemon=True)
+    closed.start()
+    closed.join(TIMEOUT_S)
+    assert not closed.is_alive() and disk.written == []
+    assert group.stats["lost_unacknowledged"] == 5
+
+
+def test_a_full_queue_holds_submitters_back_instead_of_dropping(quick_retries):
+    disk = Disk()
+    group = writer(disk, max_batch=4, max_queued=8)
+    disk.full = True
+    for n in range(8):
+        group.submit(lambda n=n: n, wait=False)
+    held = threading.Thread(target=group.submit, args=(lambda: 8, False), daemon=True)
+    held.start()
+    time.sleep(0.5)
+    assert held.is_alive() and group.stats["backpressure_waits"] >= 1  # waits for room, drops nothing
+    disk.full = False
+    held.join(TIMEOUT_S)
+    group.close()
+    assert disk.written == list(range(9))
+
+
+def test_the_failure_is_a_plain_record():
+    failure = WriteFailure("database or disk is full", 3, 1_800_000_000.0)
+    assert (failure.error, failure.attempts, failure.since) == ("database or disk is full", 3, 1_800_000_000.0)

@@ -1,0 +1,100 @@
+"""A full disk under the audit log: entries wait in memory, nothing is lost, the chain verifies.
+
+The log lives on a real, small tmpfs filled to the last byte (mounting one needs root, as CI
+runs; elsewhere the tests are skipped with that reason). SQLite meets the full disk in its own
+write path ("database or disk is full"), exactly as on a door's or matcher's SD card."""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ApplianceError, ErrorCode
+from appliance.ops.health import FAIL, OK, Check, check_daemon
+from appliance.ops.notify import Watchdog
+from appliance.security.roles import Principal, Role
+from appliance.stores import audit_writer
+from appliance.stores.audit import AuditLog
+from polling import wait_for
+
+DISK_BYTES = 8 * 1024 * 1024
+FILL_CHUNK = 64 * 1024
+BEFORE, DURING = 5, 300  # entries written before the disk fills, appended while it is full
+TIMEOUT_S = 30.0
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0700", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"this machine does not let root mount a tmpfs: {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """A file that takes every free byte of ``folder``'s file system."""
+    filler = folder / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * FILL_CHUNK)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def audit_check(audit: AuditLog, folder: Path) -> Check:
+    """The audit check of a matcher heartbeat carrying ``audit``'s writer state."""
+    status_file = folder / "matcher-matcher-1.json"
+    Watchdog(environ={}, status_file=status_file).heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", broker=True,
+                                                            audit=audit.writer.state())
+    return {check.name: check for check in check_daemon("matcher matcher-1", status_file, 60.0)}["audit"]
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(audit_writer, "RETRY_FIRST_S", 0.1)
+    monkeypatch.setattr(audit_writer, "RETRY_MAX_S", 0.5)
+
+
+def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(small_disk, keys, principals, quick_retries,
+                                                                     tmp_path):
+    audit = AuditLog.open_with(small_disk / "audit.db", keys, "matcher-1")
+    door = Principal("matcher-1", Role.OPERATOR, device="door-a")  # as the replica records a decision
+    try:
+        for n in range(BEFORE):
+            audit.append(door, "decision.verify", f"s-{n}", "pass")
+        filler = fill(small_disk)
+        for n in range(DURING):  # the matcher's hot path: it does not wait for the disk
+            audit.append(door, "decision.identify", f"s-{BEFORE + n}", "pass", wait=False)
+        assert wait_for(lambda: audit.writer.failure is not None, TIMEOUT_S)
+        assert "full" in audit.writer.failure.error, audit.writer.failure
+        with pytest.raises(ApplianceError) as refused:  # a caller that waits is told at once
+            audit.append(principals[Role.OPERATOR], "subject.delete", "s-x", "ok")
+        assert refused.value.code is ErrorCode.AUDIT_UNWRITABLE and "full" in refused.value.detail
+        failing = audit_check(audit, tmp_path)  # what `appliance health` shows from the heartbeat
+        assert failing.status == FAIL and "audit log not written" in failing.detail and "full" in failing.detail
+        filler.unlink()  # the administrator made room
+        assert wait_for(lambda: audit.writer.failure is None and audit.writer.depth == 0, TIMEOUT_S)
+        assert audit_check(audit, tmp_path).status == OK
+        stats = dict(audit.writer.stats)
+    finally:
+        audit.close()
+    assert stats.get("lost_unacknowledged", 0) == 0 and stats["failed_batches"] >= 1
+    reopened = AuditLog.open_with(small_disk / "audit.db", keys, "matcher-1")
+    try:
+        objects = [entry.object for entry in reopened.entries() if entry.action.startswith("decision.")]
+        assert objects == [f"s-{n}" for n in range(BEFORE + DURING)]  # every one, once, in order
+        assert reopened.verify(principals[Role.AUDITOR]).ok
+    finally:
+        reopened.close()
