@@ -43,6 +43,7 @@ class ErrorCode(Enum):
     STORE_UNREADABLE = (210, 21, "store cannot be opened: wrong key or not a SQLCipher store")
     STORE_CORRUPT = (211, 21, "store integrity check failed")
     STORE_SCHEMA = (212, 21, "store schema newer than this software")
+    STORE_UNWRITABLE = (213, 21, "store cannot be written now (a full disk or an I/O error)")
     SUBJECT_NOT_FOUND = (220, 22, "subject not found")
     TEMPLATE_SHREDDED = (221, 22, "template unreadable: its data key was destroyed")
     # its own exit status: a deletion script must tell "done earlier" from "no such subject"
@@ -55,7 +56,6 @@ class ErrorCode(Enum):
     PERMISSION_DENIED = (250, 25, "permission denied")
     AUDIT_TAMPERED = (260, 26, "audit log verification failed")
     AUDIT_FORBIDDEN_DATA = (261, 26, "audit entries may not carry biometric data or scores")
-    AUDIT_UNWRITABLE = (262, 26, "audit log cannot be written now (a full disk or an I/O error)")
     # 500-599: operations (accounts, backups, updates, health, provisioning)
     LOGIN_FAILED = (500, 30, "login failed")
     ACCOUNT_LOCKED = (501, 30, "account locked")

@@ -15,7 +15,7 @@ acknowledged. ``flush`` and ``close`` write everything queued. The queue is boun
 the audit log never loses an entry silently.
 
 A failed commit (a full disk, an I/O error) loses nothing either: a caller that waits gets the
-error (and, while commits keep failing, ``AUDIT_UNWRITABLE`` at once, without queueing), and
+error (and, while commits keep failing, ``STORE_UNWRITABLE`` at once, without queueing), and
 the records nobody waited for go back to the head of the queue, in order, and are
 tried again after ``RETRY_FIRST_S``, doubling to ``RETRY_MAX_S`` while the failure lasts (a
 commit re-chains them from what the database holds, so a retry is safe). Meanwhile the queue
@@ -165,7 +165,7 @@ class GroupCommit(Generic[Record, Result]):
         failure = self._failure
         if failure is not None:
             self.stats["refused_while_failing"] += 1
-            raise ApplianceError(ErrorCode.AUDIT_UNWRITABLE, f"{self.name}: {failure.attempts} commits failed since "
+            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.name}: {failure.attempts} commits failed since "
                                  f"{time.strftime('%H:%M:%S', time.localtime(failure.since))} ({failure.error}); "
                                  f"{len(self._queue)} entries wait in memory for the retry")
 

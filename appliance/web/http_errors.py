@@ -38,7 +38,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEPENDENCY_MISSING: 503,
     ErrorCode.STORE_UNREADABLE: 503,
     ErrorCode.STORE_CORRUPT: 503,
-    ErrorCode.AUDIT_UNWRITABLE: 503,  # a full disk: the action is not done; try again once there is room
+    ErrorCode.STORE_UNWRITABLE: 503,  # a full disk: the action is not done; try again once there is room
 }
 INTERNAL = 500
 

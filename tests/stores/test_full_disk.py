@@ -1,6 +1,8 @@
-"""A full disk under the audit log: entries wait in memory, nothing is lost, the chain verifies.
+"""A full disk under the stores: the matcher's audit entries wait in memory and none is lost;
+a door's outbox refuses an event whole (the door then says "unavailable" instead of letting
+someone through unrecorded) and takes events again once there is room.
 
-The log lives on a real, small tmpfs filled to the last byte (mounting one needs root, as CI
+The stores live on a real, small tmpfs filled to the last byte (mounting one needs root, as CI
 runs; elsewhere the tests are skipped with that reason). SQLite meets the full disk in its own
 write path ("database or disk is full"), exactly as on a door's or matcher's SD card."""
 from __future__ import annotations
@@ -17,13 +19,18 @@ from appliance.ops.health import FAIL, OK, Check, check_daemon
 from appliance.ops.notify import Watchdog
 from appliance.security.roles import Principal, Role
 from appliance.stores import audit_writer
+from appliance.edge.offline import OUTBOX_FILE
+from appliance.security.keys import OUTBOX_DB, ensure_keys
 from appliance.stores.audit import AuditLog
+from appliance.stores.device import Outbox
 from polling import wait_for
 
 DISK_BYTES = 8 * 1024 * 1024
 FILL_CHUNK = 64 * 1024
 BEFORE, DURING = 5, 300  # entries written before the disk fills, appended while it is full
 TIMEOUT_S = 30.0
+MAX_EVENTS = 100_000
+EVENTS_TO_FILL = 1000  # of 24 KiB: more than the 8 MiB disk holds
 
 
 @pytest.fixture
@@ -81,7 +88,7 @@ def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(small_disk,
         assert "full" in audit.writer.failure.error, audit.writer.failure
         with pytest.raises(ApplianceError) as refused:  # a caller that waits is told at once
             audit.append(principals[Role.OPERATOR], "subject.delete", "s-x", "ok")
-        assert refused.value.code is ErrorCode.AUDIT_UNWRITABLE and "full" in refused.value.detail
+        assert refused.value.code is ErrorCode.STORE_UNWRITABLE and "full" in refused.value.detail
         failing = audit_check(audit, tmp_path)  # what `appliance health` shows from the heartbeat
         assert failing.status == FAIL and "audit log not written" in failing.detail and "full" in failing.detail
         filler.unlink()  # the administrator made room
@@ -98,3 +105,26 @@ def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(small_disk,
         assert reopened.verify(principals[Role.AUDITOR]).ok
     finally:
         reopened.close()
+
+
+def test_a_door_outbox_refuses_an_event_whole_on_a_full_disk_then_takes_the_next(small_disk, keys):
+    """``OutboxPump.submit`` commits each event before the door acts on its decision: refused
+    with STORE_UNWRITABLE, a local grant becomes "unavailable" at the door (``door_pass``,
+    ``credential_pass`` turn an ApplianceError into that), never a pass the centre never hears of."""
+    ensure_keys(keys, (OUTBOX_DB,))
+    outbox = Outbox.open(small_disk / OUTBOX_FILE, keys)
+    try:
+        outbox.put("event", "e-0", b"sealed-0" * 64, MAX_EVENTS)
+        filler = fill(small_disk)
+        with pytest.raises(ApplianceError) as refused:
+            for n in range(1, EVENTS_TO_FILL):  # the first pages may still fit
+                outbox.put("event", f"e-{n}", b"sealed" * 4096, MAX_EVENTS)
+        assert refused.value.code is ErrorCode.STORE_UNWRITABLE
+        assert OUTBOX_FILE in refused.value.detail and "full" in refused.value.detail
+        stored = outbox.depth()
+        assert [ref for _, _, ref, _ in outbox.next_after(0, EVENTS_TO_FILL)] == [f"e-{n}" for n in range(stored)]
+        filler.unlink()
+        outbox.put("event", "after", b"sealed-after", MAX_EVENTS)  # the same connection writes again
+        assert outbox.depth() == stored + 1
+    finally:
+        outbox.close()
