@@ -17,6 +17,7 @@ from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.hardware import READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, LogActuator
 from appliance.edge.offline import CACHE_FILE, OUTBOX_FILE, device_folder, open_door
 from appliance.protocol import messages
+from diskkit import fill, small_disk
 from offkit import (PACK, enroll_person, enroll_real_person, make_site, offline_config, probe_of, request,
                     start_matcher, wait_for)
 
@@ -181,3 +182,33 @@ def test_the_door_says_it_cannot_decide_and_recovers(site, pipeline, faces, tmp_
         if matcher is not None:
             matcher.stop()
             matcher.store.close()
+
+
+def test_a_door_whose_disk_is_full_lets_nobody_through_unrecorded(site, pipeline, faces, tmp_path, broker_back):
+    """A local pass is acted on only once its event is committed to the outbox. With the door's
+    disk full (a real tmpfs, filled) the outbox refuses it (E213), so the person sees
+    "unavailable" and the door stays locked; once there is room the same face is let in."""
+    image = usable_image(pipeline, faces / "celeba-dev" / "id07203")
+    enroll_real_person(site, pipeline, image, "Li Si")
+    matcher = start_matcher(site, threshold=pipeline.threshold)
+    display, actuator = ConsoleDisplay(), LogActuator()
+    try:
+        with small_disk(device_folder(site, "door-a")) as folder:
+            door = open_door(site, "door-a", offline_config(mode="local"), pipeline.threshold)
+            try:
+                assert door.sync.wait_current(10) and door.cache.count() > 0
+                daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, door.decider,
+                                    actuator=actuator, display=display, emit=door.emit)
+                filler = fill(folder)
+                (refused,) = daemon.run(frames_of(tmp_path / "full", image).frames())
+                assert (refused.outcome, refused.reason) == ("unavailable", messages.Reason.UNAVAILABLE)
+                assert display.lines[-1] == UNAVAILABLE_TEXT and actuator.openings == 0
+                filler.unlink()  # room made
+                passes = daemon.run(frames_of(tmp_path / "room", image).frames())
+                assert passes[-1].outcome == "accepted" and actuator.openings == 1
+                assert door.outbox.depth() + door.pump.acked >= 1  # this time the pass is on record
+            finally:
+                door.close()
+    finally:
+        matcher.stop()
+        matcher.store.close()

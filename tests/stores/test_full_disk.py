@@ -7,9 +7,6 @@ runs; elsewhere the tests are skipped with that reason). SQLite meets the full d
 write path ("database or disk is full"), exactly as on a door's or matcher's SD card."""
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,10 +20,9 @@ from appliance.edge.offline import OUTBOX_FILE
 from appliance.security.keys import OUTBOX_DB, ensure_keys
 from appliance.stores.audit import AuditLog
 from appliance.stores.device import Outbox
+from diskkit import fill, small_disk
 from polling import wait_for
 
-DISK_BYTES = 8 * 1024 * 1024
-FILL_CHUNK = 64 * 1024
 BEFORE, DURING = 5, 300  # entries written before the disk fills, appended while it is full
 TIMEOUT_S = 30.0
 MAX_EVENTS = 100_000
@@ -34,30 +30,9 @@ EVENTS_TO_FILL = 1000  # of 24 KiB: more than the 8 MiB disk holds
 
 
 @pytest.fixture
-def small_disk(tmp_path) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0700", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"this machine does not let root mount a tmpfs: {mounted.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", "--lazy", str(folder)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """A file that takes every free byte of ``folder``'s file system."""
-    filler = folder / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * FILL_CHUNK)
-                out.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+def disk(tmp_path) -> Path:
+    with small_disk(tmp_path / "disk") as folder:
+        yield folder
 
 
 def audit_check(audit: AuditLog, folder: Path) -> Check:
@@ -74,14 +49,14 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(audit_writer, "RETRY_MAX_S", 0.5)
 
 
-def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(small_disk, keys, principals, quick_retries,
+def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(disk, keys, principals, quick_retries,
                                                                      tmp_path):
-    audit = AuditLog.open_with(small_disk / "audit.db", keys, "matcher-1")
+    audit = AuditLog.open_with(disk / "audit.db", keys, "matcher-1")
     door = Principal("matcher-1", Role.OPERATOR, device="door-a")  # as the replica records a decision
     try:
         for n in range(BEFORE):
             audit.append(door, "decision.verify", f"s-{n}", "pass")
-        filler = fill(small_disk)
+        filler = fill(disk)
         for n in range(DURING):  # the matcher's hot path: it does not wait for the disk
             audit.append(door, "decision.identify", f"s-{BEFORE + n}", "pass", wait=False)
         assert wait_for(lambda: audit.writer.failure is not None, TIMEOUT_S)
@@ -98,7 +73,7 @@ def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(small_disk,
     finally:
         audit.close()
     assert stats.get("lost_unacknowledged", 0) == 0 and stats["failed_batches"] >= 1
-    reopened = AuditLog.open_with(small_disk / "audit.db", keys, "matcher-1")
+    reopened = AuditLog.open_with(disk / "audit.db", keys, "matcher-1")
     try:
         objects = [entry.object for entry in reopened.entries() if entry.action.startswith("decision.")]
         assert objects == [f"s-{n}" for n in range(BEFORE + DURING)]  # every one, once, in order
@@ -107,15 +82,15 @@ def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(small_disk,
         reopened.close()
 
 
-def test_a_door_outbox_refuses_an_event_whole_on_a_full_disk_then_takes_the_next(small_disk, keys):
+def test_a_door_outbox_refuses_an_event_whole_on_a_full_disk_then_takes_the_next(disk, keys):
     """``OutboxPump.submit`` commits each event before the door acts on its decision: refused
     with STORE_UNWRITABLE, a local grant becomes "unavailable" at the door (``door_pass``,
     ``credential_pass`` turn an ApplianceError into that), never a pass the centre never hears of."""
     ensure_keys(keys, (OUTBOX_DB,))
-    outbox = Outbox.open(small_disk / OUTBOX_FILE, keys)
+    outbox = Outbox.open(disk / OUTBOX_FILE, keys)
     try:
         outbox.put("event", "e-0", b"sealed-0" * 64, MAX_EVENTS)
-        filler = fill(small_disk)
+        filler = fill(disk)
         with pytest.raises(ApplianceError) as refused:
             for n in range(1, EVENTS_TO_FILL):  # the first pages may still fit
                 outbox.put("event", f"e-{n}", b"sealed" * 4096, MAX_EVENTS)
