@@ -286,6 +286,15 @@ class GroupCommit(Generic[Record, Result]):
                 ticket.error = exc
         with self._cond:
             self.stats["failed_batches"] += 1
+            # callers still queued behind this batch are told now too, as new ones are refused:
+            # waiting for them would only retry the head of the queue without pause
+            behind = [ticket for ticket in self._queue if ticket.wanted]
+            if behind:
+                self._queue = deque(ticket for ticket in self._queue if not ticket.wanted)
+                self._waiting -= len(behind)
+                for ticket in behind:
+                    ticket.error = exc
+                    ticket.done.set()  # type: ignore[union-attr]  # made waiting
             attempts = self._note_failure(exc).attempts
             pause = min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** min(attempts - 1, MAX_DOUBLINGS))
             ending = self._closed or self._thread.stop_event.is_set()

@@ -81,6 +81,32 @@ def test_a_waiting_caller_gets_the_error_and_the_others_are_kept(quick_retries):
     group.close()
 
 
+def test_a_caller_queued_behind_a_failing_batch_is_told_and_the_retries_keep_their_pace(quick_retries):
+    disk = Disk()
+    group = writer(disk, max_batch=4)
+    disk.full = True
+    for n in range(20):
+        group.submit(lambda n=n: n, wait=False)
+    told: list[BaseException] = []
+
+    def wait_for_commit() -> None:  # queued behind four failing batches' worth of records
+        try:
+            group.submit(lambda: 99, wait=True)
+        except OSError as exc:
+            told.append(exc)
+
+    caller = threading.Thread(target=wait_for_commit, daemon=True)
+    caller.start()
+    caller.join(TIMEOUT_S)
+    assert not caller.is_alive() and "No space left" in str(told[0])
+    attempts = disk.attempts
+    time.sleep(0.3)
+    assert disk.attempts - attempts <= 5  # at the retry pace (0.05, 0.1, 0.2 s), not in a busy loop
+    disk.full = False
+    assert wait_for(lambda: disk.written == list(range(20)), TIMEOUT_S)
+    group.close()
+
+
 def test_retries_back_off_while_the_failure_lasts(quick_retries):
     disk = Disk()
     group = writer(disk)
