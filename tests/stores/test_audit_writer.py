@@ -28,9 +28,12 @@ class Disk:
         self.full = False
         self.written: list[int] = []
         self.attempts = 0
+        self.gate = threading.Event()  # cleared: a commit waits (the disk is slow) until it is set
+        self.gate.set()
         self._lock = threading.Lock()
 
     def commit(self, records: list[int]) -> list[int]:
+        self.gate.wait()
         with self._lock:
             self.attempts += 1
             if self.full:
@@ -84,7 +87,7 @@ def test_a_waiting_caller_gets_the_error_and_the_others_are_kept(quick_retries):
 def test_a_caller_queued_behind_a_failing_batch_is_told_and_the_retries_keep_their_pace(quick_retries):
     disk = Disk()
     group = writer(disk, max_batch=4)
-    disk.full = True
+    disk.full, disk.gate = True, threading.Event()  # the first commit hangs until the caller is queued
     for n in range(20):
         group.submit(lambda n=n: n, wait=False)
     told: list[BaseException] = []
@@ -97,6 +100,8 @@ def test_a_caller_queued_behind_a_failing_batch_is_told_and_the_retries_keep_the
 
     caller = threading.Thread(target=wait_for_commit, daemon=True)
     caller.start()
+    assert wait_for(lambda: group.depth == 20 - 4 + 1, TIMEOUT_S)  # one batch in the commit, the caller queued
+    disk.gate.set()
     caller.join(TIMEOUT_S)
     assert not caller.is_alive() and "No space left" in str(told[0])
     attempts = disk.attempts
