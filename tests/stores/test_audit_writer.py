@@ -48,6 +48,13 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(audit_writer, "RETRY_MAX_S", 0.2)
 
 
+def room_made(disk: Disk, group: GroupCommit[int, int], expected: list[int]) -> None:
+    """The disk has room again: ``expected`` is written (by the retry), then the writer closes."""
+    disk.full = False
+    assert wait_for(lambda: disk.written == expected, TIMEOUT_S), disk.written
+    group.close()
+
+
 def writer(disk: Disk, **options) -> GroupCommit[int, int]:
     return GroupCommit("test-writer", disk.commit, lambda: None, IDLE_S, linger_s=LINGER_S, **options).start()
 
@@ -79,9 +86,7 @@ def test_a_waiting_caller_gets_the_error_and_the_others_are_kept(quick_retries):
     group.submit(lambda: 1, wait=False)
     with pytest.raises(OSError, match="No space left"):
         group.submit(lambda: 2, wait=True)  # this caller knows: it may tell its user
-    disk.full = False
-    assert wait_for(lambda: disk.written == [1], TIMEOUT_S)  # at the next retry
-    group.close()
+    room_made(disk, group, [1])  # at the next retry
 
 
 def test_a_caller_queued_behind_a_failing_batch_is_told_and_the_retries_keep_their_pace(quick_retries):
@@ -107,9 +112,7 @@ def test_a_caller_queued_behind_a_failing_batch_is_told_and_the_retries_keep_the
     attempts = disk.attempts
     time.sleep(0.3)
     assert disk.attempts - attempts <= 5  # at the retry pace (0.05, 0.1, 0.2 s), not in a busy loop
-    disk.full = False
-    assert wait_for(lambda: disk.written == list(range(20)), TIMEOUT_S)
-    group.close()
+    room_made(disk, group, list(range(20)))
 
 
 def test_retries_back_off_while_the_failure_lasts(quick_retries):
@@ -119,9 +122,7 @@ def test_retries_back_off_while_the_failure_lasts(quick_retries):
     group.submit(lambda: 1, wait=False)
     time.sleep(1.0)  # pauses 0.05, 0.1, 0.2, 0.2 ...: about 7 tries, not one per linger (100)
     assert 3 <= disk.attempts <= 9, disk.attempts
-    disk.full = False
-    assert wait_for(lambda: disk.written == [1], TIMEOUT_S)
-    group.close()
+    room_made(disk, group, [1])
 
 
 def test_flush_returns_while_the_disk_is_full(quick_retries):
