@@ -11,12 +11,15 @@ which is exactly the failure systemd's ``WatchdogSec=`` is there to catch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
 
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 WATCHDOG_USEC_ENV = "WATCHDOG_USEC"
@@ -92,6 +95,7 @@ class Watchdog:
     clock: Any = time.monotonic
     interval_s: float | None = None
     pings: int = 0
+    record_failing: bool = False  # the last status record could not be written (a full disk)
     _last_ping: float | None = None
 
     def __post_init__(self) -> None:
@@ -113,8 +117,7 @@ class Watchdog:
         if self._last_ping is not None and now - self._last_ping < period:
             return False
         self._last_ping = now
-        if self.status_file is not None:
-            write_status(self.status_file, {**health, "state": RUNNING, "watchdog_s": self.interval_s})
+        self._record({**health, "state": RUNNING, "watchdog_s": self.interval_s})
         if self.enabled and notify("WATCHDOG=1", environ=self.environ):
             self.pings += 1
             return True
@@ -122,8 +125,24 @@ class Watchdog:
 
     def stopped(self) -> None:
         """A clean stop leaves a record saying so, so health reports "stopped", not "hung"."""
-        if self.status_file is not None:
-            write_status(self.status_file, {"state": STOPPED, "watchdog_s": self.interval_s})
+        self._record({"state": STOPPED, "watchdog_s": self.interval_s})
+
+    def _record(self, health: Mapping[str, Any]) -> None:
+        """Write the status record; a full disk must not stop the daemon (the matcher would lose
+        the audit entries it holds for the retry): the loop goes on pinging, the record goes
+        stale (``appliance health`` says so, and its disk check says why) until there is room."""
+        if self.status_file is None:
+            return
+        try:
+            write_status(self.status_file, health)
+        except OSError as exc:
+            if not self.record_failing:
+                log.warning("status record %s not written (%s); written again once it can be", self.status_file, exc)
+            self.record_failing = True
+        else:
+            if self.record_failing:
+                log.warning("status record %s written again", self.status_file)
+            self.record_failing = False
 
 
 def status_path(status_dir: str, data_dir: Path, service: str, name: str) -> Path:
@@ -139,8 +158,12 @@ def write_status(path: Path, health: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"pid": os.getpid(), "time": time.time(), **health}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(record, sort_keys=True, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a half-written record takes room a full disk does not have
+        raise
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import pytest
 
 from appliance.ops import notify
 from appliance.ops.notify import Watchdog, read_status
+from diskkit import fill, small_disk
 
 WATCHDOG_USEC = 200_000  # 0.2 s: the loop must ping every 0.1 s
 
@@ -148,3 +149,19 @@ def test_a_child_process_pings_then_stops_when_stalled(fake_socket):
     stop_at = fake_socket.messages[-1][0]
     assert len(pings) >= 4
     assert stop_at - pings[-1] > 0.6  # silent while stalled
+
+
+def test_a_full_disk_does_not_stop_the_heartbeat(fake_socket, tmp_path):
+    """The status record cannot be written on a full disk (a real tmpfs, filled): the loop goes on
+    pinging systemd (a restart would lose what a daemon holds in memory, such as the matcher's
+    audit entries waiting for room), leaves no half-written file, and writes again once it can."""
+    env = {"NOTIFY_SOCKET": fake_socket.name, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+    with small_disk(tmp_path / "run") as folder:
+        filler = fill(folder)
+        dog = Watchdog(environ=env, status_file=folder / "matcher-matcher-1.json")
+        assert dog.heartbeat(model_loaded=True) is True  # pinged, though nothing could be written
+        assert dog.record_failing and sorted(p.name for p in folder.iterdir()) == ["filler"]
+        filler.unlink()
+        time.sleep(WATCHDOG_USEC / 1e6)  # the next ping is due
+        assert dog.heartbeat(model_loaded=True) is True and not dog.record_failing
+        assert read_status(folder / "matcher-matcher-1.json")["model_loaded"] is True
