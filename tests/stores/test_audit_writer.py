@@ -12,7 +12,7 @@ import time
 import pytest
 
 from appliance.stores import audit_writer
-from appliance.stores.audit_writer import GroupCommit, WriteFailure
+from appliance.stores.audit_writer import GroupCommit
 from polling import wait_for
 
 RECORDS = 50
@@ -168,7 +168,3 @@ def test_a_full_queue_holds_submitters_back_instead_of_dropping(quick_retries):
     group.close()
     assert disk.written == list(range(9))
 
-
-def test_the_failure_is_a_plain_record():
-    failure = WriteFailure("database or disk is full", 3, 1_800_000_000.0)
-    assert (failure.error, failure.attempts, failure.since) == ("database or disk is full", 3, 1_800_000_000.0)
