@@ -17,11 +17,12 @@ FILL_CHUNK = 64 * 1024
 
 @contextmanager
 def small_disk(folder: Path, size: int = DISK_BYTES) -> Iterator[Path]:
-    """``folder`` on its own tmpfs of ``size`` bytes, its files (if any) copied onto it; skips
-    the test where root may not mount one. At the end the tmpfs goes (with what was written on
-    it) and ``folder`` is as it was before (close the stores on it first)."""
+    """``folder`` on its own tmpfs of ``size`` bytes, its files (if any) copied onto it. At the
+    end the tmpfs goes (with what was written on it) and ``folder`` is as it was before (close
+    the stores on it first). Mounting needs root: CI runs as root, so there a machine that
+    cannot mount fails the test (``unavailable``); a developer's non-root run skips it, saying why."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
+        unavailable("mounting a small tmpfs needs root (CI runs the suite as root)")
     kept = folder.with_name(folder.name + ".before-tmpfs")
     folder.mkdir(parents=True, exist_ok=True)
     folder.rename(kept)
@@ -31,7 +32,7 @@ def small_disk(folder: Path, size: int = DISK_BYTES) -> Iterator[Path]:
     if mounted.returncode != 0:
         folder.rmdir()
         kept.rename(folder)
-        pytest.skip(f"this machine does not let root mount a tmpfs: {mounted.stderr.strip()}")
+        unavailable(f"this machine does not let root mount a tmpfs: {mounted.stderr.strip()}")
     try:
         shutil.copytree(kept, folder, dirs_exist_ok=True)
         yield folder
@@ -39,6 +40,14 @@ def small_disk(folder: Path, size: int = DISK_BYTES) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(folder)], check=False)
         folder.rmdir()
         kept.rename(folder)
+
+
+def unavailable(reason: str) -> None:
+    """No tmpfs here: a failure in CI (``CI=true``: the full-disk tests must run there), a
+    skip with ``reason`` elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the full-disk tests cannot run: {reason}")
+    pytest.skip(reason)
 
 
 def fill(folder: Path) -> Path:

@@ -165,9 +165,10 @@ class GroupCommit(Generic[Record, Result]):
         failure = self._failure
         if failure is not None:
             self.stats["refused_while_failing"] += 1
-            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.name}: {failure.attempts} commits failed since "
-                                 f"{time.strftime('%H:%M:%S', time.localtime(failure.since))} ({failure.error}); "
-                                 f"{len(self._queue)} entries wait in memory for the retry")
+            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.name}: failing since "
+                                 f"{time.strftime('%H:%M:%S', time.localtime(failure.since))}, {failure.attempts} "
+                                 f"failed commits ({failure.error}); {len(self._queue)} entries wait in memory for "
+                                 "the retry")
 
     def flush(self) -> None:
         """Return when everything queued before this call is written, or at once while commits
@@ -314,7 +315,8 @@ class GroupCommit(Generic[Record, Result]):
     def _note_failure(self, exc: BaseException) -> WriteFailure:
         """Record a failed commit (under ``_cond``): the first sets ``since``, the next count up."""
         previous = self._failure
-        self._failure = WriteFailure(str(exc) or type(exc).__name__, 1 if previous is None else previous.attempts + 1,
+        error = exc.detail if isinstance(exc, ApplianceError) else str(exc) or type(exc).__name__  # no code twice
+        self._failure = WriteFailure(error, 1 if previous is None else previous.attempts + 1,
                                      time.time() if previous is None else previous.since)
         return self._failure
 

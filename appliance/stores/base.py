@@ -19,7 +19,6 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.keys import KeyProvider, SecretKey
 
 BUSY_TIMEOUT_S = 10.0
-UNWRITABLE = ("database or disk is full", "disk I/O error")  # SQLITE_FULL, SQLITE_IOERR: not "locked"
 BACKUP_SUFFIX = ".bak.tmp"
 STORE_FILE_MODE = 0o600
 
@@ -85,23 +84,15 @@ class CipherStore:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException as exc:
-            self.conn.execute("ROLLBACK")
-            self._raise_if_unwritable(exc)
-            raise
-        try:
             self.conn.execute("COMMIT")
-        except BaseException as exc:  # a full disk at COMMIT may leave it open: the next one must not join it
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk); a COMMIT that failed may leave the
+            # transaction open, and the next one must not join it
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            self._raise_if_unwritable(exc)
+            if isinstance(exc, sqlcipher.OperationalError) and _unwritable(exc):
+                raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.path.name}: {exc}") from exc
             raise
-
-    def _raise_if_unwritable(self, exc: BaseException) -> None:
-        """SQLite's full disk or I/O error as ``STORE_UNWRITABLE`` (the transaction rolled back,
-        nothing half-written): a door turns it into "unavailable", the audit writer retries."""
-        if isinstance(exc, sqlcipher.OperationalError) and any(text in str(exc) for text in UNWRITABLE):
-            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.path.name}: {exc}") from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params)
@@ -227,3 +218,10 @@ def _connect(path: Path, key: SecretKey) -> Any:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")
     return conn
+
+
+def _unwritable(exc: sqlcipher.OperationalError) -> bool:
+    """A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR and its extended codes), as
+    ``STORE_UNWRITABLE``: a door turns it into "unavailable", the audit writer retries. A
+    locked database is not one of them."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlcipher.SQLITE_FULL, sqlcipher.SQLITE_IOERR)

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from appliance.stores import audit_writer
 from appliance.stores.audit_writer import GroupCommit
 from polling import wait_for
 
@@ -40,12 +39,6 @@ class Disk:
                 raise OSError(errno.ENOSPC, "No space left on device")
             self.written.extend(records)
             return records
-
-
-@pytest.fixture
-def quick_retries(monkeypatch):
-    monkeypatch.setattr(audit_writer, "RETRY_FIRST_S", 0.05)
-    monkeypatch.setattr(audit_writer, "RETRY_MAX_S", 0.2)
 
 
 def room_made(disk: Disk, group: GroupCommit[int, int], expected: list[int]) -> None:

@@ -15,7 +15,6 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.health import FAIL, OK, Check, check_daemon
 from appliance.ops.notify import Watchdog
 from appliance.security.roles import Principal, Role
-from appliance.stores import audit_writer
 from appliance.edge.offline import OUTBOX_FILE
 from appliance.security.keys import OUTBOX_DB, ensure_keys
 from appliance.stores.audit import AuditLog
@@ -41,12 +40,6 @@ def audit_check(audit: AuditLog, folder: Path) -> Check:
     Watchdog(environ={}, status_file=status_file).heartbeat(model_loaded=True, model="w600k-mbf@1.0.0", broker=True,
                                                             audit=audit.writer.state())
     return {check.name: check for check in check_daemon("matcher matcher-1", status_file, 60.0)}["audit"]
-
-
-@pytest.fixture
-def quick_retries(monkeypatch):
-    monkeypatch.setattr(audit_writer, "RETRY_FIRST_S", 0.1)
-    monkeypatch.setattr(audit_writer, "RETRY_MAX_S", 0.5)
 
 
 def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(disk, keys, principals, quick_retries,
