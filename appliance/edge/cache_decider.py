@@ -27,13 +27,18 @@ Then, in every mode, the matcher is asked; when it does not answer either, the a
 the connection returns). A cache that is usable and lacks the person still says ``no_match``:
 that is a true answer. ``status`` (``matcher_reachable``, ``decision_available``) is what the
 door reports in its heartbeat.
+
+A local pass's anti-passback entry commits only after its event is in the outbox
+(``recorded_pass``): an outbox that refuses the event (E213, a full disk) leaves no entry behind,
+so a person the door did not let in is not "inside" at their next pass.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -42,7 +47,7 @@ import numpy as np
 from appliance.access.passback import PassbackTracker
 from appliance.access.rules import AccessPolicy, DoorRules, Subject, Validity
 from appliance.config import OfflineConfig
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.matching import FailureTracker, Gallery, MatchEngine, Verdict
 from appliance.protocol import messages, topics
 from appliance.stores.device import DeviceCache
@@ -56,6 +61,25 @@ STALE = "stale"  # not confirmed current for longer than offline.max_cache_age_s
 ALARM_KIND = "decision_unavailable"
 PASSBACK_ALARM = "passback_violation"  # soft anti-passback let a second entry through
 LOCAL = "local"  # the mode in force without the site's justification for central matching
+
+
+@contextmanager
+def recorded_pass(cache: DeviceCache) -> Iterator[None]:
+    """One local pass, decided and put on record in the block: the anti-passback entry ``admit``
+    writes joins a cache transaction that commits only after the block has committed the pass's
+    event to the outbox. An outbox that refuses the event (E213, a full disk) rolls the entry back
+    with it: the door does not act on the pass, so the person must not count as inside. An
+    entry that cannot be committed after its event was is lost, logged: the pass stands, and its
+    event is the record of it."""
+    event_committed = False
+    try:
+        with cache.passing():
+            yield
+            event_committed = True
+    except ApplianceError as error:
+        if not event_committed or error.code is not ErrorCode.STORE_UNWRITABLE:
+            raise
+        log.error("a local pass is on record, its anti-passback entry is not: %s", error)
 
 
 def effective_mode(configured: str, central_allowed: bool) -> str:
@@ -89,7 +113,7 @@ class CacheDecider:
         self._view: tuple | None = None  # (generation, pack, engine, names)
         self._policy: tuple[int, AccessPolicy] | None = None  # (cache generation, the door's policy)
         self.passback = PassbackTracker(cache)  # this door's own passes, kept in its cache (docs/access.md)
-        self._lock = threading.Lock()
+        self._lock = cache.lock  # one lock for the views and the cache: a pass holds it across admit and its event
 
     # -- the Decider protocol -------------------------------------------------------------
     @property
@@ -172,20 +196,21 @@ class CacheDecider:
             return None
         current = self.sync.current.is_set()
         engine, names = self._engine(pack, len(request.vector()))
-        verdict = self.admit(request.device_id,
-                              engine.decide(request.device_id, Template(request.vector(), *pack), request.claim,
-                                            time.time()), request.request_id)
-        decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason,
-                                     names.get(verdict.subject_id, "") if verdict.accepted else "",
-                                     round(verdict.retry_after_s, 1), verdict.subject_id if verdict.accepted else "")
+        matched = engine.decide(request.device_id, Template(request.vector(), *pack), request.claim, time.time())
+        with recorded_pass(self.cache):
+            verdict = self.admit(request.device_id, matched, request.request_id)
+            decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason,
+                                         names.get(verdict.subject_id, "") if verdict.accepted else "",
+                                         round(verdict.retry_after_s, 1),
+                                         verdict.subject_id if verdict.accepted else "")
+            if self.pump is not None:  # the matcher learns of every local decision, exactly once
+                details = {"accepted": verdict.accepted, "reason": verdict.reason, "subject": verdict.subject_id,
+                           "mode": self.mode, "revision": self.cache.revision, "current": current,
+                           "request_id": request.request_id}
+                self.pump.submit(topics.EVENT, messages.Event(messages.new_id(), request.device_id,
+                                                              "local_decision", time.time(), details))
         self.stats["local"] += 1
         self.last_source = "local"
-        if self.pump is not None:  # the matcher learns of every local decision, exactly once
-            details = {"accepted": verdict.accepted, "reason": verdict.reason, "subject": verdict.subject_id,
-                       "mode": self.mode, "revision": self.cache.revision, "current": current,
-                       "request_id": request.request_id}
-            self.pump.submit(topics.EVENT, messages.Event(messages.new_id(), request.device_id, "local_decision",
-                                                          time.time(), details))
         return decision
 
     def admit(self, door: str, verdict: Verdict, pass_id: str = "") -> Verdict:

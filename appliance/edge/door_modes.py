@@ -27,6 +27,7 @@ from datetime import datetime
 
 from appliance.access.schedule import Holidays, Schedule, WeeklySchedule
 from appliance.config.mode_tables import DoorMode, DoorModeConfig
+from appliance.edge.cache_decider import recorded_pass
 from appliance.errors import ApplianceError
 from appliance.matching import Verdict
 from appliance.matching.credentials import (
@@ -134,13 +135,15 @@ class CredentialDecider:
             return decision
         found = self.cache.claim_holder(claim)
         holder = Holder(found[0], found[2], found[3]) if found else None
-        verdict = self.judge.judge(request.device_id, mode, credential, holder, now)
-        verdict = self.admit(request.device_id, verdict, request.request_id)
-        display = found[1] if found and verdict.accepted else ""
-        decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason, display,
-                                     round(verdict.retry_after_s, 1), verdict.subject_id if verdict.accepted else "")
+        judged = self.judge.judge(request.device_id, mode, credential, holder, now)
+        with recorded_pass(self.cache):  # its anti-passback entry only with its event (a full disk: neither)
+            verdict = self.admit(request.device_id, judged, request.request_id)
+            display = found[1] if found and verdict.accepted else ""
+            decision = messages.Decision(request.request_id, verdict.accepted, verdict.reason, display,
+                                         round(verdict.retry_after_s, 1),
+                                         verdict.subject_id if verdict.accepted else "")
+            self._event(request, decision, mode)
         self.stats["local"] += 1
-        self._event(request, decision, mode)
         return decision
 
     def _event(self, request: CredentialRequest, decision: messages.Decision, mode: DoorMode) -> None:

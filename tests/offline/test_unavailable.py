@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from appliance.access.schedule import WEEKDAYS
 from appliance.capture.images import read_image
 from appliance.capture.sources import FolderReplaySource
 from appliance.edge.cache_decider import ALARM_KIND, NEVER_SYNCED, STALE
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
 from appliance.edge.hardware import READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, LogActuator
 from appliance.edge.offline import CACHE_FILE, OUTBOX_FILE, device_folder, open_door
+from appliance.matcher.access_admin import AccessAdmin
 from appliance.protocol import messages
 from diskkit import fill, small_disk
-from offkit import (PACK, enroll_person, enroll_real_person, make_site, offline_config, probe_of, request,
+from offkit import (ADMIN, PACK, enroll_person, enroll_real_person, make_site, offline_config, probe_of, request,
                     start_matcher, wait_for)
 
 RECONNECT_S = 40  # paho's reconnect back-off (up to 30 s) after the broker comes back
@@ -184,31 +188,88 @@ def test_the_door_says_it_cannot_decide_and_recovers(site, pipeline, faces, tmp_
             matcher.store.close()
 
 
-def test_a_door_whose_disk_is_full_lets_nobody_through_unrecorded(site, pipeline, faces, tmp_path, broker_back):
-    """A local pass is acted on only once its event is committed to the outbox. With the door's
-    disk full (a real tmpfs, filled) the outbox refuses it (E213), so the person sees
-    "unavailable" and the door stays locked; once there is room the same face is let in."""
-    image = usable_image(pipeline, faces / "celeba-dev" / "id07203")
-    enroll_real_person(site, pipeline, image, "Li Si")
+@contextmanager
+def hard_passback_door(site, pipeline, faces, identity: str, name: str) -> Iterator[tuple]:
+    """(door, subject, image): ``name`` enrolled from a real image of ``identity``, let in at
+    door-a, the entry of an area with hard anti-passback; door-a decides locally, its folder on a
+    small tmpfs of its own."""
+    image = usable_image(pipeline, faces / "celeba-dev" / identity)
+    subject = enroll_real_person(site, pipeline, image, name)
     matcher = start_matcher(site, threshold=pipeline.threshold)
-    display, actuator = ConsoleDisplay(), LogActuator()
+    access = AccessAdmin(site.data, matcher.store, ADMIN)
+    access.put_group("lobby-users", {day: ["00:00-24:00"] for day in WEEKDAYS})
+    access.grant_doors("lobby-users", ["door-a", "door-c"])
+    access.set_member("lobby-users", subject)
+    access.set_area("lobby", "hard", 3600, entries=["door-a"], exits=["door-c"])
     try:
         with small_disk(device_folder(site, "door-a")) as folder:
             door = open_door(site, "door-a", offline_config(mode="local"), pipeline.threshold)
             try:
                 assert door.sync.wait_current(10) and door.cache.count() > 0
-                daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, door.decider,
-                                    actuator=actuator, display=display, emit=door.emit)
-                filler = fill(folder)
-                (refused,) = daemon.run(frames_of(tmp_path / "full", image).frames())
-                assert (refused.outcome, refused.reason) == ("unavailable", messages.Reason.UNAVAILABLE)
-                assert display.lines[-1] == UNAVAILABLE_TEXT and actuator.openings == 0
-                filler.unlink()  # room made
-                passes = daemon.run(frames_of(tmp_path / "room", image).frames())
-                assert passes[-1].outcome == "accepted" and actuator.openings == 1
-                assert door.outbox.depth() + door.pump.acked >= 1  # this time the pass is on record
+                assert door.cache.rules()["area"]["mode"] == "hard"
+                door.folder = folder
+                yield door, subject, image
             finally:
                 door.close()
     finally:
+        access.set_area("lobby", "off", 0, entries=["door-a"], exits=["door-c"])
+        access.delete_group("lobby-users")
         matcher.stop()
         matcher.store.close()
+
+
+def fill_with_room_only_in(door, fits, refused) -> Path:
+    """Fill the door's disk as a disk fills on a door in service: the next write of the store
+    ``fits`` goes into the WAL it has (written to before, now checkpointed: SQLite reuses it from its
+    start), the next write of the store ``refused`` needs new room (its WAL truncated). Returns the
+    filler: delete it to make room."""
+    with fits.lock:
+        fits.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    refused.checkpoint()
+    return fill(door.folder)
+
+
+def test_a_door_whose_disk_is_full_lets_nobody_through_unrecorded(site, pipeline, faces, tmp_path, broker_back):
+    """A local pass is acted on only once its event is committed to the outbox. With the door's
+    disk full (a real tmpfs, filled) the outbox refuses it (E213), so the person sees
+    "unavailable" and the door stays locked; once there is room the same face is let in. The
+    refused pass must not have put the person inside (hard anti-passback), or they would now be
+    refused as a second entry: its anti-passback entry is rolled back with the event."""
+    display, actuator = ConsoleDisplay(), LogActuator()
+    with hard_passback_door(site, pipeline, faces, "id07203", "Li Si") as (door, subject, image):
+        daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, door.decider,
+                            actuator=actuator, display=display, emit=door.emit)
+        door.cache.set_presence("elsewhere", "someone", False, time.time())  # the cache's WAL in use
+        filler = fill_with_room_only_in(door, fits=door.cache, refused=door.outbox)
+        (refused,) = daemon.run(frames_of(tmp_path / "full", image).frames())
+        assert (refused.outcome, refused.reason) == ("unavailable", messages.Reason.UNAVAILABLE)
+        assert display.lines[-1] == UNAVAILABLE_TEXT and actuator.openings == 0
+        assert door.cache.presence("lobby", subject) is None
+        filler.unlink()  # room made
+        passes = daemon.run(frames_of(tmp_path / "room", image).frames())
+        assert passes[-1].outcome == "accepted" and actuator.openings == 1
+        assert door.outbox.depth() + door.pump.acked >= 1  # this time the pass is on record
+        assert door.cache.presence("lobby", subject)[0]  # and the person is inside
+
+
+def test_a_pass_on_record_stands_when_only_its_passback_entry_cannot_be_written(site, pipeline, faces, tmp_path,
+                                                                                broker_back, caplog):
+    """The other order on a full disk: the outbox takes the pass's event, then the cache cannot
+    commit its anti-passback entry. The event is the record of the pass, so the door lets the
+    person in and says in its log that the entry is missing."""
+    display, actuator = ConsoleDisplay(), LogActuator()
+    with hard_passback_door(site, pipeline, faces, "id07204", "Zhao Liu") as (door, subject, image):
+        daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, door.decider,
+                            actuator=actuator, display=display, emit=door.emit)
+        stranger = usable_image(pipeline, faces / "celeba-dev" / "id07206")  # never enrolled
+        (no_match,) = daemon.run(frames_of(tmp_path / "stranger", stranger).frames())
+        assert no_match.reason == messages.Reason.NO_MATCH  # its event: the outbox's WAL in use
+        assert wait_for(lambda: door.outbox.depth() == 0, 10)
+        queued = door.pump.acked
+        filler = fill_with_room_only_in(door, fits=door.outbox, refused=door.cache)
+        passed = daemon.run(frames_of(tmp_path / "full", image).frames())[-1]  # run: every pass so far
+        assert passed.outcome == "accepted" and actuator.openings == 1
+        assert door.outbox.depth() + door.pump.acked == queued + 2  # on record: the decision and the pass events
+        assert door.cache.presence("lobby", subject) is None
+        assert "its anti-passback entry is not" in caplog.text
+        filler.unlink()
