@@ -1,7 +1,9 @@
 """Deciding at the door with or without the matcher: the matching modes.
 
 * ``central``: ask the matcher; when it does not answer within ``answer_timeout_ms`` (or
-  the broker is down) decide from the device cache.
+  the broker is down) decide from the device cache. Once a request went unanswered the
+  matcher is silent (``MatcherLink.matcher_silent``) and a usable cache decides at once, with
+  no wait, until the matcher answers the sync client's next ask.
 * ``local``: decide on the device; the matcher receives the decision as an event.
 * ``local-first``: decide on the device; when the cache does not accept, ask the matcher
   (it may know a newer enrollment) within the same timeout.
@@ -144,6 +146,9 @@ class CacheDecider:
 
     def _central(self, request: messages.MatchRequest, pack: tuple[str, str]) -> messages.Decision | None:
         if not self.link.online:
+            return None
+        if self.link.matcher_silent and not self.cache_problem():  # known silent: the cache, at once
+            self.stats["matcher_silent"] += 1
             return None
         try:
             decision = self.link.request(request, pack, timeout=self.offline.answer_timeout_ms / 1000, attempts=1)

@@ -71,7 +71,8 @@ class DoorModeSchedule:
 
 class CredentialDecider:
     """Decides card and PIN passes for one door: the matcher when it answers within
-    ``answer_timeout_s``, else the device cache. ``link`` is the door's ``MatcherLink``
+    ``answer_timeout_s``, else the device cache (at once while the link holds the matcher
+    silent and the cache was synced: ``MatcherLink.matcher_silent``). ``link`` is the door's ``MatcherLink``
     (None: no matcher, e.g. a stand-alone door), ``pump`` its outbox pump (events), ``admit``
     the door's access check of a local match (the face passes' own, so that groups, schedules
     and anti-passback count card passes too; None: the cache's eligibility only)."""
@@ -111,6 +112,9 @@ class CredentialDecider:
 
     def _central(self, request: CredentialRequest) -> messages.Decision | None:
         if self.link is None or not self.link.online:
+            return None
+        if self.link.matcher_silent and self.cache.confirmed_at:  # known silent: the cache, with no wait
+            self.stats["matcher_silent"] += 1
             return None
         try:
             decision = self.link.request(request, NO_PACK, timeout=self.answer_timeout_s, attempts=1,

@@ -8,7 +8,8 @@ request id is sent again (the matcher answers retries idempotently).
 
 The link also keeps what the door knows of the matcher's presence: a connected broker is not
 a matcher. ``matcher_reachable`` holds once a matcher has answered on this connection (a
-decision here, a sync answer through ``heard``) and no request has gone unanswered since.
+decision here, a sync answer through ``heard``) and no request has gone unanswered since;
+``matcher_silent`` from a request left unanswered until a matcher answers again.
 """
 from __future__ import annotations
 
@@ -74,6 +75,14 @@ class MatcherLink:
     def matcher_reachable(self) -> bool:
         """Connected, a matcher answered on this connection, and none has failed to since."""
         return self.online and self._heard_on == self.connections and self._heard_at >= self._silent_at
+
+    @property
+    def matcher_silent(self) -> bool:
+        """A request went unanswered in its time and no matcher has answered since. A door that
+        can decide from its cache then does so at once instead of making each person wait the
+        answer timeout again; the sync client asks the matcher every few seconds meanwhile, and
+        its first answer ends this."""
+        return self._silent_at > self._heard_at
 
     def heard(self) -> None:
         """A matcher answered (a signed message that opened): it is there."""

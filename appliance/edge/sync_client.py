@@ -11,7 +11,9 @@ answer carries the site's claim key: the first one (or a new one) empties the ca
 is then synced again with claims keyed by it (``DeviceCache.adopt_claim_key``).
 Outbox acknowledgements arrive on the same topic and go to the pump. Each message that opens
 tells the link a matcher is there; a request left unanswered for ``REQUEST_TIMEOUT_S`` tells
-it the matcher is not (``MatcherLink.matcher_reachable``).
+it the matcher is not (``MatcherLink.matcher_reachable``). While the link holds the matcher
+silent (a door's request went unanswered) the client asks every ``REQUEST_TIMEOUT_S``, so the
+door learns the matcher is back from the first answer without a person waiting for it.
 """
 from __future__ import annotations
 
@@ -117,6 +119,8 @@ class SyncClient:
             self.request()
         elif self._awaiting and time.monotonic() - self._asked_at > REQUEST_TIMEOUT_S:
             self.link.silent()  # the matcher did not answer: the door must not count on it
+            self.request()
+        elif not self._awaiting and self.link.matcher_silent:  # asked again: its answer says it is back
             self.request()
         elif time.monotonic() >= self._next_digest and self.current.is_set():
             self._next_digest = time.monotonic() + self.digest_every_s

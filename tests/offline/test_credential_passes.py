@@ -70,12 +70,17 @@ def test_card_or_pin_mode_centrally_then_offline(site):
         assert (offline.accepted, cards.last_source) == (True, "local")
         assert offline.subject == list(site.people)[1]
         assert door.outbox.depth() == queued + 1  # the local decision waits in the outbox for the matcher
+        start = time.monotonic()  # the matcher is known silent now: the next cards wait for nothing
         assert cards.decide(Credential(CARD, "X-9999"), "door-a").reason == messages.Reason.UNKNOWN_CLAIM
         pin = cards.decide(Credential(PIN, "C-0001", "2468"), "door-a")  # the cache checks PINs too: none set
         assert (pin.accepted, pin.reason) == (False, messages.Reason.NO_MATCH)
+        assert time.monotonic() - start < ANSWER_S and cards.stats["matcher_silent"] == 2
 
         matcher = start_matcher(site)  # back: the outbox drains, the matcher records the local decisions
         assert wait_for(lambda: door.outbox.depth() == 0, 40)
+        assert wait_for(lambda: not door.link.matcher_silent, 20)  # the sync client's ask was answered
+        again = cards.decide(Credential(CARD, "C-0001"), "door-a")
+        assert (again.accepted, cards.last_source) == (True, "central")
     finally:
         door.close()
         if matcher is not None:
