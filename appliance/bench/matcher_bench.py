@@ -47,7 +47,7 @@ def search_benchmark(sizes: tuple[int, ...] = GALLERY_SIZES, queries: int = QUER
             gallery.best(Template(vector, *PACK))
             ours.samples_ms.append((time.perf_counter() - start) * 1000)
         row = {"gallery": size, "ours_median_ms": ours.median, "ours_p95_ms": ours.p95,
-               "memory_mb": vectors.nbytes / 2**20}
+               "memory_mib": vectors.nbytes / 2**20}
         if faiss is not None:
             index = faiss.IndexFlatIP(DIMENSION)
             index.add(vectors)
@@ -205,14 +205,14 @@ def write_report(search: list[dict], throughput: dict, door: dict, out_dir: Path
         f"load average at start {info.get('load_average_start')}. Shared and noisy: "
         "medians and ratios of implementations measured side by side in the same run.", "",
         "## 1:N exact search, one probe, 512-d float32", "",
-        "| gallery | ours median ms | ours p95 ms | FAISS IndexFlatIP median ms | p95 ms | ours / FAISS | matrix MB |",
+        "| gallery | ours median ms | ours p95 ms | FAISS IndexFlatIP median ms | p95 ms | ours / FAISS | matrix MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in search:
         ratio = row["ours_median_ms"] / row["faiss_median_ms"] if row.get("faiss_median_ms") else float("nan")
         lines.append(f"| {row['gallery']:,} | {row['ours_median_ms']:.2f} | {row['ours_p95_ms']:.2f} | "
                      f"{row.get('faiss_median_ms', float('nan')):.2f} | {row.get('faiss_p95_ms', float('nan')):.2f} | "
-                     f"{ratio:.2f} | {row['memory_mb']:.0f} |")
+                     f"{ratio:.2f} | {row['memory_mib']:.0f} |")
     one, many = throughput["one_device"], throughput["many_devices"]
     lines += [
         "", f"## Matcher requests on the real broker (TLS, envelopes, gallery of {throughput['gallery']:,})", "",

@@ -144,7 +144,7 @@ class GalleryMethod:
     def describe(self) -> dict:
         gallery = self.gallery
         held = gallery.matrix_bytes + gallery.index_bytes + gallery.scan_bytes
-        return {"indexed": gallery.indexed, "index_mb": gallery.index_bytes / 2**20, "held_bytes": held}
+        return {"indexed": gallery.indexed, "index_mib": gallery.index_bytes / 2**20, "held_bytes": held}
 
     def close(self) -> None:
         del self.gallery
@@ -199,10 +199,10 @@ def measure(method: Method, ids: list[str], vectors: np.ndarray, evaluation: Eva
     rss_before, start = _rss_bytes(), time.perf_counter()
     method.build(ids, vectors)
     build_s, grown = time.perf_counter() - start, _rss_bytes() - rss_before
-    row: dict = {"method": method.name, "build_s": build_s, "rss_growth_mb": grown / 2**20, **method.describe()}
+    row: dict = {"method": method.name, "build_s": build_s, "rss_growth_mib": grown / 2**20, **method.describe()}
     # what the method's arrays hold, per million: exact at any size (the resident-set growth also
     # holds the library's and the allocator's fixed costs, which dominate a small gallery)
-    row["held_mb_per_million"] = row["held_bytes"] / 2**20 * 1_000_000 / len(ids)
+    row["held_mib_per_million"] = row["held_bytes"] / 2**20 * 1_000_000 / len(ids)
     timed_probes = evaluation.probes[timed_rows(len(evaluation.probes), timed)]
     for count in threads:
         with _limit_threads(count):

@@ -37,7 +37,7 @@ def thread_ratio(results: dict) -> float:
 def markdown(results: dict, plot_name: str | None) -> str:
     machine, evaluation, settings = results["machine"], results["evaluation"], results["settings"]
     threads = results["threads"]
-    header = ["method", "build s", "held MB / 1M", "RSS growth MB"]
+    header = ["method", "build s", "held MiB / 1M", "RSS growth MiB"]
     for count in threads:
         header += [f"{count}T median ms", f"{count}T p95 ms"]
     header += ["recall@1 vs exact", "decisions changed", "max score error"]
@@ -59,8 +59,8 @@ def markdown(results: dict, plot_name: str | None) -> str:
         "|" + "---|" * len(header),
     ]
     for row in results["rows"]:
-        cells = [row["method"], f"{row['build_s']:.1f}", f"{row['held_mb_per_million']:,.0f}",
-                 f"{row['rss_growth_mb']:,.0f}"]
+        cells = [row["method"], f"{row['build_s']:.1f}", f"{row['held_mib_per_million']:,.0f}",
+                 f"{row['rss_growth_mib']:,.0f}"]
         for count in threads:
             cells += [f"{row[f'{count}T']['median_ms']:.2f}", f"{row[f'{count}T']['p95_ms']:.2f}"]
         cells += [f"{100 * row['recall_at_1']:.2f} %", str(row["decisions_changed"]), f"{row['max_score_error']:.1e}"]
@@ -69,11 +69,11 @@ def markdown(results: dict, plot_name: str | None) -> str:
     impostor = evaluation["impostor_scores"]
     lines += [
         "",
-        f"Chosen index: an 8-bit scan of every template ({chosen.get('index_mb', 0):.0f} MB of codes here) with the "
+        f"Chosen index: an 8-bit scan of every template ({chosen.get('index_mib', 0):.0f} MiB of codes here) with the "
         f"best {settings['rerank']} re-ranked exactly in float32; the gallery uses it from "
         f"{settings['default_exact_limit']:,} templates (`IndexSettings.exact_limit`), "
         f"this benchmark from {settings['exact_limit']:,}, and searches exactly below that.",
-        "Held MB / 1M: the bytes of the method's own arrays per million templates (the gallery keeps its float32 "
+        "Held MiB / 1M: the bytes of the method's own arrays per million templates (the gallery keeps its float32 "
         "matrix for 1:1 and re-ranking, so the index adds its 8-bit codes on top). RSS growth: the process's "
         f"resident set grown while building at this size ({results['size']:,}), which also holds the libraries' and "
         "the allocator's fixed costs: scaled to a million it would mislead below a few hundred thousand templates.",

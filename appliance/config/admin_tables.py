@@ -85,7 +85,7 @@ class OpsConfig(Table):
     broker_host: Annotated[Str, Field(description="the MQTT broker's host name")] = "localhost"
     broker_port: Annotated[Int, Field(ge=1, le=65535, description="the MQTT broker's TLS port")] = 8883
     status_dir: Annotated[Str, Field(description="the daemons' status records; empty: <data>/run")] = ""
-    disk_min_free_mb: Annotated[Int, Field(ge=1, description="health fails below this much free disk, MB")] = 500
+    disk_min_free_mb: Annotated[Int, Field(ge=1, description="health fails below this much free disk, MiB")] = 500
     cache_max_age_s: Annotated[Float, Field(gt=0, description=(
         "a device cache older than this is reported stale, seconds"))] = 3600.0
     session_idle_s: Annotated[Float, Field(gt=0, description=(
@@ -131,8 +131,8 @@ class ConsoleConfig(Table):
     tls_key: Annotated[Str, Field(description=(
         "its private key (PEM); empty: <data>/pki/console.key"))] = ""
     max_upload_mb: Annotated[Float, Field(gt=0, le=1024, description=(
-        "largest request body, MB; a bigger one is refused (413) before it is read"))] = 32.0
-    max_image_mb: Annotated[Float, Field(gt=0, le=256, description="largest single uploaded image, MB")] = 8.0
+        "largest request body, MiB; a bigger one is refused (413) before it is read"))] = 32.0
+    max_image_mb: Annotated[Float, Field(gt=0, le=256, description="largest single uploaded image, MiB")] = 8.0
     max_images: Annotated[Int, Field(ge=1, le=100, description="most images in one enrollment")] = 10
     requests_per_s: Annotated[Float, Field(gt=0, le=10_000, description=(
         "API requests one client address, and one account, may make per second, sustained (429 beyond)"))] = 10.0

@@ -52,7 +52,7 @@ def check_disk(folder: Path, min_free_mb: int) -> Check:
     folder.mkdir(parents=True, exist_ok=True)
     free_mb = shutil.disk_usage(folder).free // (1024 * 1024)
     status = OK if free_mb >= min_free_mb else (WARN if free_mb >= min_free_mb // 2 else FAIL)
-    return Check("disk", status, f"{free_mb} MB free in {folder} (minimum {min_free_mb})")
+    return Check("disk", status, f"{free_mb} MiB free in {folder} (minimum {min_free_mb})")
 
 
 def check_clock(now: float | None = None) -> Check:

@@ -14,7 +14,7 @@ LATENCY_FACTOR = 3.0  # the doors' median during the flood, at most this times t
 def test_matcher_benchmark_writes_its_report(tmp_path):
     search = matcher_bench.search_benchmark((1_000, 5_000), queries=3)
     assert [row["gallery"] for row in search] == [1_000, 5_000]
-    assert all(row["ours_median_ms"] > 0 and row["memory_mb"] > 0 for row in search)
+    assert all(row["ours_median_ms"] > 0 and row["memory_mib"] > 0 for row in search)
     throughput = matcher_bench.throughput_benchmark(devices=2, per_device=2, gallery_size=500, with_load_test=False)
     assert throughput["many_devices"]["requests"] == 4
     assert throughput["matcher_stats"]["rejected"] == 6  # 2 sequential + 4 parallel, all searched

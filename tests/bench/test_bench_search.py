@@ -53,13 +53,13 @@ def test_the_benchmark_compares_every_method_with_exact_search(tmp_path):
     assert results["evaluation"]["mated_accepted_correctly"] > 0
     # memory per million from the arrays held, whatever the size: float32 rows, the index's codes on top
     float32_per_million = 1_000_000 * DIM * 4 / 2**20
-    assert rows[search_bench.EXACT]["held_mb_per_million"] == pytest.approx(float32_per_million)
-    assert rows[search_bench.FLAT]["held_mb_per_million"] == pytest.approx(float32_per_million)
-    assert float32_per_million < chosen["held_mb_per_million"] < 1.5 * float32_per_million
+    assert rows[search_bench.EXACT]["held_mib_per_million"] == pytest.approx(float32_per_million)
+    assert rows[search_bench.FLAT]["held_mib_per_million"] == pytest.approx(float32_per_million)
+    assert float32_per_million < chosen["held_mib_per_million"] < 1.5 * float32_per_million
     files = search_report.write_report(results, tmp_path)
     text = files["markdown"].read_text()
     assert "| exact numpy float32 |" in text and "recall@1 vs exact" in text
-    assert "held MB / 1M" in text and "RSS growth MB" in text
+    assert "held MiB / 1M" in text and "RSS growth MiB" in text
     assert json.loads(files["json"].read_text())["size"] == SIZE
     if "plot" in files:
         assert files["plot"].read_bytes()[:4] == b"\x89PNG"
