@@ -70,6 +70,16 @@ class PassbackTracker:
     def record(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str = "") -> None:
         self.book.set_presence(area, subject_id, inside, at, pass_id)
 
+    def merge(self, area: str, subject_id: str, inside: bool, at: float, pass_id: str) -> bool:
+        """Take a pass decided elsewhere (a door deciding alone) into the book if it is newer
+        than what the book holds for the person in ``area``; whether it was taken."""
+        with self.book.passing():
+            held = self.book.presence(area, subject_id)
+            if held is not None and held[1] >= at:
+                return False
+            self.record(area, subject_id, inside, at, pass_id)
+        return True
+
     def pass_through(self, area: str, subject_id: str, entering: bool, now: float, reset_s: float, pass_id: str,
                      refuse_second_entry: bool) -> bool:
         """Whether this pass is a second entry (``inside``), and record it unless it is one that

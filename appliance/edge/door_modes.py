@@ -35,6 +35,7 @@ from appliance.matching.credentials import (
 )
 from appliance.protocol import messages, topics
 from appliance.protocol.credential_messages import CredentialRequest
+from appliance.stores import audit_devices
 from appliance.stores.device import DeviceCache
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CARD", "PIN", "Credential", "CredentialDecider", "DoorMode", "DoorModeSchedule", "accepts_credential",
            "allowed_for", "needs_face", "offers_face"]
 
-EVENT_KIND = "credential_decision"
+EVENT_KIND = audit_devices.CREDENTIAL_DECISION  # entered in the centre's audit chain as the door's decision
 NO_PACK = ("", "")  # a credential request carries no template: no model pack
 
 

@@ -9,7 +9,8 @@ groups and validity) is remembered while the store's ``access_generation`` is un
 (``current``), instead of three to six queries per decision (issue 17). Any commit to the file
 by another connection (a replica, the admin's process) or an access-rule write through this
 one empties the memo before the next read, so no decision uses rules older than the last
-commit before it (or its batch) began. Presence (anti-passback) is never remembered."""
+commit before it (or its batch) began. Presence (anti-passback) is never remembered; a pass a
+door granted alone reaches the shared presence book with its event (``merge_door_pass``)."""
 from __future__ import annotations
 
 import time
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from appliance.access.passback import PassbackTracker
-from appliance.access.rules import AccessPolicy, AccessVerdict, DoorRules, Subject
+from appliance.access.rules import ENTRY, OFF, AccessPolicy, AccessVerdict, DoorRules, Subject
 from appliance.matcher.sync_store import EventRecord, SyncStore
 from appliance.protocol import messages, topics
 
@@ -91,6 +92,17 @@ class SiteAccess:
         subject = self.subject(subject_id, memo) if rules.enforced else Subject(subject_id)
         return AccessPolicy({door: rules}, self.tracker).decide(subject, door, datetime.fromtimestamp(at, timezone.utc),
                                                                 pass_id)
+
+    def merge_door_pass(self, subject_id: str, door: str, at: float, pass_id: str) -> bool:
+        """A pass ``door`` granted from its cache at ``at`` (while it decided alone), taken into
+        the shared presence book if it is newer than what the book holds for the person in the
+        door's area; whether it was. Without it, a person who left by a door deciding alone would
+        still be inside for every replica after the outage (hard anti-passback would refuse their
+        next entry), and one who came in would be outside (a second entry let through)."""
+        area = self.door_rules(door).area
+        if area is None or area.mode == OFF:
+            return False
+        return self.tracker.merge(area.area, subject_id, area.direction == ENTRY, at, pass_id)
 
     def record_violation(self, subject_id: str, door: str, at: float) -> None:
         """A soft passback violation the matcher let through, as an alarm in the door log."""

@@ -144,7 +144,7 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
     devices = devices or (lambda: [peer.node_id for peer in directory.devices()])
     follower = ReplicaFollower(name, data, sync_store, profiles, loaded, courier, keys, devices, stats, principal,
                                audit)
-    events = EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate, data.audit)
+    events = EventRecorder(name, keys, directory, sync_store, courier, audit, stats, gate, data.audit, access)
     sync = SyncHandler(name, keys, directory, engine, confirmations, follower, courier, stats, group_of,
                        device_allowed, poll_s, replay_window_s, gate,
                        central_allowed=lambda: central_allowed(sync_store))

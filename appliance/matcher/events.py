@@ -15,6 +15,10 @@ claimed but never wrote (it died in between) is taken over after ``AUDIT_LEASE_S
 ``EventAuditor`` (a matcher without one: benchmarks, transport tests): each event or alarm
 is opened like a request, counted and written to the audit log.
 
+A pass a door's cache granted (a face or a card let in while the door decided alone) also goes
+into the site's shared anti-passback presence book if it is newer than what the book holds
+(``SiteAccess.merge_door_pass``): after an outage the replicas know who went in and out.
+
 A door's outbox sends its backlog in bundles (``protocol.bundles``): both take each envelope
 of a bundle as if it had come alone.
 
@@ -29,6 +33,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import MALFORMED, Gate
 from appliance.matcher.replica_io import Audit, Courier
@@ -113,9 +118,11 @@ def _decode(inbound: Inbound, kind: str) -> messages.Event | messages.Alarm:
 
 class EventRecorder:
     def __init__(self, name: str, keys: NodeKeys, directory: NodeDirectory, store: SyncStore, courier: Courier,
-                 audit: Audit, stats: Counter[str], gate: Gate | None = None, audit_log: AuditLog | None = None):
+                 audit: Audit, stats: Counter[str], gate: Gate | None = None, audit_log: AuditLog | None = None,
+                 access: SiteAccess | None = None):
         self.name, self.store, self.courier, self.audit, self.stats = name, store, courier, audit, stats
         self.audit_log = audit_log  # door decisions enter its chain (None: benchmarks, no central data)
+        self.access = access  # passes doors granted alone enter its presence book (None: no access rules)
         self.gate = gate or Gate(name, Limits(), audit, stats)
         self.opener = Opener(keys, directory.devices(), window_s=OUTBOX_WINDOW_DAYS * 86400, guard=_NoCounterGuard())
         self._batch: list[EventRecord] = []
@@ -150,6 +157,7 @@ class EventRecorder:
         if self.audit_log is not None:
             self._enter_decisions([e for e in new if self._owes_audit(e)])
             self._enter_decisions(self.store.claim_owed_audits(now, AUDIT_LEASE_S, EVENT_BATCH))
+        self._merge_door_passes(new)
         for event in batch:
             if event.type == topics.ALARM:
                 self.audit(event.device_id, f"alarm.{event.kind}", "-", "received")
@@ -162,6 +170,22 @@ class EventRecorder:
                     self.courier.sync(device, messages.OutboxAck(ids[start:start + ACKS_PER_MESSAGE]))
                 except Exception as exc:  # the device resends; recorded once anyway
                     log.warning("%s: ack to %s not sent: %s", self.name, device, exc)
+
+    def _merge_door_passes(self, events: list[EventRecord]) -> None:
+        """The passes doors granted from their caches, into the shared presence book (newer
+        wins: ``SiteAccess.merge_door_pass``). The events are recorded whatever happens here."""
+        if self.access is None:
+            return
+        for event in events:
+            granted = audit_devices.door_pass(event.kind, event.details) if event.type == topics.EVENT else None
+            if granted is None:
+                continue
+            try:
+                if self.access.merge_door_pass(granted[0], event.device_id, event.at, granted[1]):
+                    self.stats["door_passes_merged"] += 1
+            except Exception:  # noqa: BLE001 - presence is best effort; the event itself is on record
+                self.stats["door_passes_not_merged"] += 1
+                log.exception("%s: a pass at %s not taken into the presence book", self.name, event.device_id)
 
     def _owes_audit(self, event: EventRecord) -> bool:
         return (self.audit_log is not None and event.type == topics.EVENT

@@ -1,14 +1,16 @@
 """Door decisions in the audit chain: the entry a device's decision becomes at the centre.
 
-A door decides on its own when it matches from its cache (``local_decision`` events) or
-refuses without matching (a ``pass`` event ``decided_by: door``: liveness failed, or no
-decision could be had). Those decisions were kept only as events; here each becomes one entry
-of the tamper-evident log when it reaches the centre. The entry keeps the decision's own time
+A door decides on its own when it matches a face or a card from its cache
+(``local_decision`` and ``credential_decision`` events) or refuses without matching (a
+``pass`` event ``decided_by: door``: liveness failed, or no decision could be had). Those
+decisions were kept only as events; here each becomes one entry of the tamper-evident log when
+it reaches the centre. The entry keeps the decision's own time
 (``origin_at``, apart from the entry's time of writing) and the event exactly as the device
 signed it (``evidence``: canonical JSON of the document and the device's Ed25519 signature,
 ``security.device_reports``), so the chain proves what the device said and when - the hash
 covers both. A decision the matcher took is already in the log (``decision.*``), and the pass
-event of a cache decision repeats its ``local_decision``: neither is entered twice.
+event of a cache decision repeats its ``local_decision`` (or ``credential_decision``): neither
+is entered twice.
 
 Entries never hold scores or biometric data: evidence whose details look like either is
 left out (the entry says so) rather than written.
@@ -27,10 +29,12 @@ from appliance.security import device_reports, signing
 from appliance.security.roles import Principal, Role
 from appliance.stores.audit_chain import AuditEntry, entry_fields, forbidden
 
-LOCAL_DECISION = "local_decision"  # the cache's decision (edge.cache_decider)
+LOCAL_DECISION = "local_decision"  # the cache's decision on a face (edge.cache_decider)
+CREDENTIAL_DECISION = "credential_decision"  # the cache's decision on a card or PIN (edge.door_modes)
 PASS = "pass"  # the door's pass record (edge.door_pass); audited when the door itself refused
 DOOR = "door"  # a pass's ``decided_by`` when no matcher and no cache decided it
-ACTION_PREFIX = "door."  # an entry's action: door.local_decision, door.pass
+ACTION_PREFIX = "door."  # an entry's action: door.local_decision, door.credential_decision, door.pass
+CACHE_DECISIONS = (LOCAL_DECISION, CREDENTIAL_DECISION)
 NOBODY = "-"
 UNSIGNED, INVALID, REFUSED = "device signature missing", "device signature invalid", "evidence refused"
 PSEUDONYM = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")  # a subject id as the protocol allows it; else nobody
@@ -39,7 +43,18 @@ MAX_DECIMALS = 2  # a number with more decimals in a door event's details may be
 
 def is_door_decision(kind: str, details: dict[str, Any]) -> bool:
     """Whether an event (not an alarm) of ``kind`` is a decision the door took itself."""
-    return kind == LOCAL_DECISION or (kind == PASS and details.get("decided_by") == DOOR)
+    return kind in CACHE_DECISIONS or (kind == PASS and details.get("decided_by") == DOOR)
+
+
+def door_pass(kind: str, details: dict[str, Any]) -> tuple[str, str] | None:
+    """(subject, pass id) of a pass a door's cache granted (a face or a card let in while the door
+    decided alone), from its event's ``kind`` and ``details``; None for anything else."""
+    subject, pass_id = details.get("subject"), details.get("request_id", "")
+    if kind not in CACHE_DECISIONS or details.get("accepted") is not True:
+        return None
+    if not (isinstance(subject, str) and PSEUDONYM.match(subject) and isinstance(pass_id, str)):
+        return None
+    return subject, pass_id
 
 
 def outcome_of(details: dict[str, Any]) -> str:

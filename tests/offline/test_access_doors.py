@@ -124,6 +124,31 @@ def test_anti_passback_hard_refuses_a_second_entry_and_soft_records_it(site, mat
     matcher.admin.set_area("hall", "off", 0, entries=["door-a"], exits=["door-c"])
 
 
+def test_a_pass_a_door_granted_alone_reaches_the_matchers_presence_book(site, matcher):
+    """Dave comes in through door-a (the matcher decides: inside), leaves through door-c, which
+    decides alone (an outage, or local mode), and comes back to door-a. door-c's local decision
+    reaches the matcher as an event and moves him outside in the shared book, so hard
+    anti-passback lets him in; before, he stayed inside for every replica and was refused."""
+    matcher.admin.set_area("hall", "hard", 3600, entries=["door-a"], exits=["door-c"])
+    door_a = open_door(site, "door-a", offline_config(mode="central"), threshold=0.4)
+    door_c = open_door(site, "door-c", offline_config(mode="local"), threshold=0.4)
+    merged = matcher.stats["door_passes_merged"]
+    try:
+        assert door_a.sync.wait_current(10) and door_c.sync.wait_current(10)
+        assert ask(site, door_a, site.dave).accepted and door_a.decider.last_source == "central"
+        assert ask(site, door_c, site.dave).accepted and door_c.decider.last_source == "local"
+        assert wait_for(lambda: matcher.stats["door_passes_merged"] == merged + 1, 10)
+        inside, _, _ = matcher.store.presence("hall", site.dave)
+        assert not inside
+        again = ask(site, door_a, site.dave)
+        assert again.accepted and door_a.decider.last_source == "central"
+        assert ask(site, door_a, site.dave).reason == "anti_passback"  # inside again: the rule still holds
+    finally:
+        door_a.close()
+        door_c.close()
+        matcher.admin.set_area("hall", "off", 0, entries=["door-a"], exits=["door-c"])
+
+
 def test_a_revoked_membership_and_a_new_schedule_reach_the_door_and_hold_offline(site, matcher):
     door_a = open_door(site, "door-a", offline_config(mode="central"), threshold=0.4)
     door_b = open_door(site, "door-b", offline_config(mode="local"), threshold=0.4)

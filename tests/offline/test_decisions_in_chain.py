@@ -1,6 +1,6 @@
-"""Door decisions taken while the door was cut off reach the tamper-evident audit log when it
-reconnects: on a real broker, with real stores, the real door pieces and the real
-``appliance audit verify`` run with an auditor's token. Each decision is entered once, with
+"""Door decisions taken while the door was cut off, faces and cards alike, reach the
+tamper-evident audit log when it reconnects: on a real broker, with real stores, the real door
+pieces and the real ``appliance audit verify`` run with an auditor's token. Each decision is entered once, with
 the time the door decided and the door's own signature; tampering with one fails the check."""
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import time
 import pytest
 
 from appliance.config import load_config
+from appliance.config.mode_tables import DoorMode
+from appliance.edge.door_modes import CARD, Credential, CredentialDecider, DoorModeSchedule
 from appliance.edge.offline import open_door
 from appliance.errors import ErrorCode
 from appliance.protocol.directory import MATCHER_NODE
@@ -62,22 +64,29 @@ def test_offline_decisions_are_in_the_chain_after_sync_and_verify_passes_until_o
             assert decision.accepted and decision.subject == subject
         stranger = door.decider.request(request("door-a", unit(site.rng)), PACK)
         assert not stranger.accepted and stranger.subject == ""
-        assert door.outbox.depth() == 3 and door_decisions(site, "door-a") == []
+        card_holder = list(site.people)[2]  # a card at the same door, decided from the cache too
+        cards = CredentialDecider(door.link, door.cache, DoorModeSchedule(DoorMode.CARD_OR_PIN), pin_attempts=3,
+                                  pin_lockout_s=300.0, answer_timeout_s=1.0, pump=door.pump)
+        card = cards.decide(Credential(CARD, "C-0002"), "door-a")
+        assert (card.accepted, card.subject, cards.last_source) == (True, card_holder, "local")
+        assert door.outbox.depth() == 4 and door_decisions(site, "door-a") == []
         decided = (before, time.time())
 
         site.broker.start()
         matcher = start_matcher(site)
         assert wait_for(lambda: door.outbox.depth() == 0, RECONNECT_S), dict(matcher.stats)
-        assert wait_for(lambda: len(door_decisions(site, "door-a")) == 3)
+        assert wait_for(lambda: len(door_decisions(site, "door-a")) == 4)
         entries = door_decisions(site, "door-a")
-        assert sorted(e.object for e in entries) == sorted(["-", *(s for s, _ in people)])
-        assert sorted(e.result for e in entries) == ["accepted", "accepted", "rejected"]
+        assert sorted(e.object for e in entries) == sorted(["-", card_holder, *(s for s, _ in people)])
+        assert sorted(e.result for e in entries) == ["accepted", "accepted", "accepted", "rejected"]
         device_key = site.directory.get("door-a").signing
         for entry in entries:
             assert decided[0] <= entry.origin_at <= decided[1] < entry.time  # the door's time, kept apart
             assert audit_devices.evidence_problem(entry, lambda device: device_key) == ""
-            assert json.loads(entry.evidence)["event"]["kind"] == "local_decision"
-        assert matcher.stats["decisions_signed"] == 3 and matcher.stats["decisions_unsigned"] == 0
+        kinds = sorted(json.loads(e.evidence)["event"]["kind"] for e in entries)
+        assert kinds == ["credential_decision", "local_decision", "local_decision", "local_decision"]
+        assert "C-0002" not in "".join(e.evidence + e.detail for e in entries)  # never the card number
+        assert matcher.stats["decisions_signed"] == 4 and matcher.stats["decisions_unsigned"] == 0
     finally:
         door.close()
         if matcher is not None:
@@ -86,7 +95,7 @@ def test_offline_decisions_are_in_the_chain_after_sync_and_verify_passes_until_o
     token = make_token(site.folder, Role.AUDITOR, config=load_config())
     verified = audit_cli(site, token, "verify")
     assert verified.returncode == 0, verified.stderr
-    assert "audit log ok" in verified.stdout and "3 door decisions signed by their doors" in verified.stdout
+    assert "audit log ok" in verified.stdout and "4 door decisions signed by their doors" in verified.stdout
 
     # someone with the database key moves one decision an hour earlier
     target = entries[0].seq

@@ -108,10 +108,24 @@ def test_details_that_look_like_a_score_are_left_out(log, principals, device_key
 
 def test_only_the_doors_own_decisions_are_door_decisions():
     assert audit_devices.is_door_decision("local_decision", {"accepted": True})
+    assert audit_devices.is_door_decision("credential_decision", {"accepted": True, "credential": "card"})
     assert audit_devices.is_door_decision("pass", {"outcome": "unavailable", "decided_by": "door"})
     assert not audit_devices.is_door_decision("pass", {"outcome": "accepted", "decided_by": "matcher"})
     assert not audit_devices.is_door_decision("pass", {"outcome": "accepted", "decided_by": "cache"})
+    assert not audit_devices.is_door_decision("pass", {"outcome": "accepted", "decided_by": "local"})  # a card's
     assert not audit_devices.is_door_decision("tailgating", {"faces_in_view": 2})
+
+
+def test_a_door_pass_is_a_grant_its_cache_decided_for_a_named_person():
+    granted = {"accepted": True, "subject": "s-0123abcd", "request_id": "r-1"}
+    assert audit_devices.door_pass("local_decision", granted) == ("s-0123abcd", "r-1")
+    assert audit_devices.door_pass("credential_decision", granted) == ("s-0123abcd", "r-1")
+    assert audit_devices.door_pass("local_decision", {**granted, "accepted": False}) is None
+    assert audit_devices.door_pass("local_decision", {**granted, "accepted": "yes"}) is None  # not a bool
+    assert audit_devices.door_pass("local_decision", {**granted, "subject": ""}) is None
+    assert audit_devices.door_pass("local_decision", {**granted, "subject": "x" * 65}) is None
+    assert audit_devices.door_pass("local_decision", {**granted, "request_id": 7}) is None
+    assert audit_devices.door_pass("pass", {**granted, "decided_by": "door"}) is None  # not the cache's grant
 
 
 def test_signature_problems_name_a_decision_the_door_did_not_sign_and_count_the_rest(log, device_key):
