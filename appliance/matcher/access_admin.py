@@ -22,6 +22,7 @@ from appliance.security.roles import Permission, Principal, require
 from appliance.stores.protected import ProtectedData
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # groups, doors, areas: plain names
+CREDENTIAL_PAGE = 1000  # credential stamps read per query when everyone is restamped
 ALWAYS_OPEN = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 
@@ -46,7 +47,7 @@ class AccessAdmin:
 
     def _restamp(self, subjects: list[str], was_enforced: bool) -> None:
         if was_enforced != self.store.access_enforced():  # everyone's doors changed at once
-            subjects = sorted({row.subject_id for row in self.data.biometric.rows()})
+            subjects = self._everyone()
         if subjects:
             self.data.biometric.restamp(subjects)
             for subject in subjects:  # a person with no template: their cached card entry (eligibility)
@@ -54,6 +55,16 @@ class AccessAdmin:
                     restamp_credentials(self.data, self.principal, subject)
         else:
             self._tell_doors()
+
+    def _everyone(self) -> list[str]:
+        """Every person a door cache may hold: the template holders and the people with no
+        template whose card or PIN doors know (their credential stamp)."""
+        subjects = {row.subject_id for row in self.data.biometric.rows()}
+        after = ""
+        while page := self.data.identity.credential_page(after, CREDENTIAL_PAGE):
+            subjects.update(subject for subject, _ in page)
+            after = page[-1][0]
+        return sorted(subjects)
 
     def _tell_doors(self) -> None:
         self.data.biometric.advance_revision(self.data.biometric.revision + 1)

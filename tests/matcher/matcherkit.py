@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from appliance.config import SecurityConfig
-from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE
+from appliance.matcher.eligibility import LOCAL_MATCH_SCOPE, restamp_credentials
 from appliance.matcher.replica_io import Courier
 from appliance.matcher.sync_store import SyncStore
+from appliance.matching.credentials import hash_pin
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import DEVICE, MATCHER, MATCHER_NODE, NodeDirectory
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.envelope import MessageType, NodeKeys, Opener, PeerKeys, ReplayGuard, Sealer
 from appliance.security.roles import Principal, Role
+from appliance.stores.identity import FACE_REFUSED_SCOPE
 from appliance.stores.protected import ProtectedData
 from appliance.transport.mqtt import Incoming
 from appliance.vision.templates import Template, normalise
@@ -130,3 +132,13 @@ def make_node(folder: Path, keys, pack: tuple[str, str] = ("pack", "1"), dimensi
 
 def stats() -> Counter[str]:
     return Counter()
+
+
+def refusing(node, name: str, card: str, pin: str) -> str:
+    """A person who refused face recognition: a card and a PIN, no template (the desk's way)."""
+    subject = new_subject_id()
+    node.data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD_AND_PIN, card_no=card))
+    node.data.record_consent(OPERATOR, ConsentRecord(subject, FACE_REFUSED_SCOPE, "v1", 0.0, name))
+    node.data.identity.set_pin_hash(OPERATOR, subject, hash_pin(pin))
+    restamp_credentials(node.data, OPERATOR, subject)
+    return subject

@@ -13,7 +13,7 @@ from appliance.matcher.eligibility import Profiles
 from appliance.matcher.revisions import SyncEngine
 from appliance.protocol import messages
 from appliance.security.roles import Principal, Role
-from matcherkit import ADMIN, OPERATOR
+from matcherkit import ADMIN, OPERATOR, refusing
 
 SYNC = Principal("matcher-1", Role.OPERATOR)
 
@@ -70,6 +70,27 @@ def test_changes_restamp_the_people_concerned_and_doors_follow(node):
     assert view["enforced"] and view["groups"][0]["doors"] == ["door-a"] and view["groups"][0]["members"] == 0
     assert admin.delete_group("staff") == [] and not node.store.access_enforced()
     assert held(engine, "door-b")[0] == {alice, bob}  # back to everyone everywhere
+
+
+def test_the_first_and_the_last_group_restamp_people_without_a_template_too(node):
+    """Rules starting or ending change every door's cache at once: the people who refused face
+    recognition (a card, no template) are restamped with the template holders, so a door drops
+    them when they open no door and takes them back when the rules go (before, they stayed as
+    they were until their next card change: refused offline where the site let everyone in)."""
+    alice, _ = node.enroll("Alice Wong")
+    carla = refusing(node, "Carla Card", "R-77", "864209")
+    engine = engine_of(node)
+    assert held(engine, "door-a")[0] == {alice, carla}
+    admin = AccessAdmin(node.data, node.store, ADMIN)
+    before = node.data.biometric.revision
+    admin.put_group("staff", {"mon": ["08:00-18:00"]})  # the first group: nobody is in one
+    assert node.data.identity.credential_revision(carla) > before
+    changes = engine.changes(messages.new_id(), before, "default", node.data.biometric.revision, "door-a")
+    assert {t["s"] for d in changes for t in d.tombstones} == {alice, carla}
+    before = node.data.biometric.revision
+    assert admin.delete_group("staff") == []  # the last group: everyone everywhere again
+    changes = engine.changes(messages.new_id(), before, "default", node.data.biometric.revision, "door-a")
+    assert {u["s"] for d in changes for u in d.upserts} == {alice, carla}
 
 
 def test_only_administrators_change_rules_and_bad_input_is_refused(node):

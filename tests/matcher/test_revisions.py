@@ -19,7 +19,7 @@ from appliance.protocol.sync_entries import UpsertEntry
 from appliance.security.roles import Principal, Role
 from appliance.stores.claims import claim_hash, site_claim_key
 from appliance.stores.device import DeviceCache
-from matcherkit import ADMIN, OPERATOR, make_node
+from matcherkit import ADMIN, OPERATOR, make_node, refusing
 
 DIM = 2048  # the largest template a message may carry: 3 per delta, so paging shows with few people
 PER = 3
@@ -185,19 +185,6 @@ def test_a_device_cache_follows_the_stream_through_its_sync_client(node, tmp_pat
         assert node.store.confirmations(receipt.tombstone_revision).keys() == {"door-a"}
     finally:
         cache.close()
-
-
-def refusing(node, name: str, card: str, pin: str) -> str:
-    """A person who refused face recognition: a card and a PIN, no template (the desk's way)."""
-    from appliance.security.consent import AgeBand, Alternative, ConsentRecord, Person, new_subject_id
-    from appliance.stores.identity import FACE_REFUSED_SCOPE
-
-    subject = new_subject_id()
-    node.data.register_person(OPERATOR, Person(subject, name, AgeBand.ADULT, Alternative.CARD_AND_PIN, card_no=card))
-    node.data.record_consent(OPERATOR, ConsentRecord(subject, FACE_REFUSED_SCOPE, "v1", 0.0, name))
-    node.data.identity.set_pin_hash(OPERATOR, subject, hash_pin(pin))
-    restamp_credentials(node.data, OPERATOR, subject)
-    return subject
 
 
 def test_cards_pins_and_face_refusing_people_reach_a_cache_and_a_pin_change_is_a_revision(node, tmp_path, keys):
