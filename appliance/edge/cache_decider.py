@@ -192,8 +192,8 @@ class CacheDecider:
     # -- local decisions ------------------------------------------------------------------
     def _local(self, request: messages.MatchRequest, pack: tuple[str, str]) -> messages.Decision | None:
         """The cache's decision, or None when the cache cannot decide (``cache_problem``)."""
-        if self.link.online and not self.sync.current.is_set():
-            self.sync.wait_current(self.offline.sync_wait_ms / 1000)
+        if self.link.online and not self.sync.current.is_set() and not self.link.matcher_silent:
+            self.sync.wait_current(self.offline.sync_wait_ms / 1000)  # a silent matcher confirms nothing
         problem = self.cache_problem()
         if problem:
             self.stats["stale_refused" if problem == STALE else "never_synced_refused"] += 1

@@ -73,8 +73,8 @@ class DoorModeSchedule:
 class CredentialDecider:
     """Decides card and PIN passes for one door: the matcher when it answers within
     ``answer_timeout_s``, else the device cache (at once while the link holds the matcher
-    silent and the cache was synced: ``MatcherLink.matcher_silent``). ``link`` is the door's ``MatcherLink``
-    (None: no matcher, e.g. a stand-alone door), ``pump`` its outbox pump (events), ``admit``
+    silent and the cache was synced: ``MatcherLink.matcher_silent``). ``link`` is the door's
+    ``MatcherLink`` (None: no matcher, e.g. a stand-alone door), ``pump`` its outbox pump (events), ``admit``
     the door's access check of a local match (the face passes' own, so that groups, schedules
     and anti-passback count card passes too; None: the cache's eligibility only)."""
 

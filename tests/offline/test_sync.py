@@ -191,6 +191,10 @@ def test_central_mode_falls_back_to_the_cache_within_the_timeout(site):
         assert door.link.matcher_silent and door.decider.stats["matcher_silent"] == 2
         stranger = np.random.default_rng(99).normal(size=512).astype(np.float32)
         assert not door.decider.request(request("door-a", stranger / np.linalg.norm(stranger)), PACK).accepted
+        door.sync.current.clear()  # as after a reconnection: nothing to wait for from a silent matcher
+        start = time.monotonic()
+        assert door.decider.request(request("door-a", probe_of(vector, site.rng)), PACK).accepted
+        assert time.monotonic() - start < 0.15 and door.decider.last_source == "local"
         # the sync client keeps asking: the matcher's first answer makes it the decider again
         service.store.close()
         service = start_matcher(site)
