@@ -16,6 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from appliance import json_text
 from appliance.cli.arg_types import non_negative_float
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from, protected_data
@@ -100,7 +101,7 @@ def _admin(args: argparse.Namespace, change) -> int:
             result = change(AccessAdmin(data, store, principal))
         finally:
             store.close()
-    print(json.dumps({"ok": True, "result": result}, ensure_ascii=False))
+    print(json_text.dumps({"ok": True, "result": result}, ensure_ascii=False))
     return 0
 
 
@@ -119,7 +120,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             store.close()
     if not view["enforced"]:
         print(NOT_ENFORCED, file=sys.stderr)
-    print(json.dumps(view, ensure_ascii=False))
+    print(json_text.dumps(view, ensure_ascii=False))
     return 0
 
 

@@ -11,12 +11,12 @@ import argparse
 import dataclasses
 import datetime as dt
 import getpass
-import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance import json_text
 from appliance.cli.arg_types import positive_float
 from appliance.cli.auth import (
     CLI_DEVICE, acting_principal, open_accounts, read_secret_file, session_file, write_secret_file,
@@ -133,7 +133,7 @@ def _check_secret_destination(args: argparse.Namespace) -> None:
 def _show_totp(new: NewAccount, args: argparse.Namespace) -> None:
     """The TOTP secret goes to a terminal, a new 0600 file or (asked for) JSON; never to a log."""
     if args.json:
-        print(json.dumps({"account": new.account.name, "role": new.account.role.value,
+        print(json_text.dumps({"account": new.account.name, "role": new.account.role.value,
                           "totp_secret": new.totp_secret, "totp_uri": new.provisioning_uri()}))
         return
     if args.secret_out:
@@ -241,7 +241,7 @@ def _token_command(args: argparse.Namespace, accounts: Accounts, principal) -> i
         new = accounts.create_token(principal, args.account, scopes, args.days, args.label)
         expires = _when(new.expires_at)
         if args.json:
-            print(json.dumps({"token": new.token, "token_id": new.token_id, "expires_at": new.expires_at}))
+            print(json_text.dumps({"token": new.token, "token_id": new.token_id, "expires_at": new.expires_at}))
         elif args.out:
             write_secret_file(Path(args.out), new.token)
             print(f"token {new.token_id} for {args.account} written to {args.out}; expires {expires}")
@@ -250,7 +250,7 @@ def _token_command(args: argparse.Namespace, accounts: Accounts, principal) -> i
     elif args.token_command == "list":
         tokens = accounts.tokens(principal)
         if args.json:
-            print(json.dumps([dataclasses.asdict(t) for t in tokens]))
+            print(json_text.dumps([dataclasses.asdict(t) for t in tokens]))
         for t in [] if args.json else tokens:
             state = "revoked" if t.revoked else "expired" if t.expires_at <= time.time() else "active"
             print(f"{t.token_id}\t{t.account}\t{','.join(t.scopes)}\t{state}\texpires {_when(t.expires_at)}"

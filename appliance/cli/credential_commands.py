@@ -10,7 +10,6 @@ caches get the new card hash on their next sync (docs/door-modes.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import stat
 import sys
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from appliance import json_text
 from appliance.errors import ApplianceError, ErrorCode
 
 MAX_PIN_FILE_BYTES = 64
@@ -117,6 +117,6 @@ def _record(data, principal, subject: str, changed: list[str], result: str) -> N
 
 def _print(args: argparse.Namespace, subject: str, result: str, changed: list[str]) -> None:
     if args.json:
-        sys.stdout.write(json.dumps({"subject": subject, "result": result, "changed": changed}) + "\n")
+        sys.stdout.write(json_text.dumps({"subject": subject, "result": result, "changed": changed}) + "\n")
     else:
         print(f"{subject}: {' and '.join(changed)} {result}")

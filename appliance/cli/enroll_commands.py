@@ -16,12 +16,12 @@ line on stderr with the reason and what to do (in the JSON: ``warnings``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from appliance import json_text
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.consent import NOTICE_LANGUAGES, AgeBand, Alternative, notice
 
@@ -117,7 +117,7 @@ def _register_without_face(args: argparse.Namespace) -> int:
     with open_desk(args) as (desk, principal):
         subject_id = desk.register_without_face(principal, request)
     if args.json:
-        sys.stdout.write(json.dumps({"status": "registered", "subject_id": subject_id, "face": "refused"}) + "\n")
+        sys.stdout.write(json_text.dumps({"status": "registered", "subject_id": subject_id, "face": "refused"}) + "\n")
     else:
         print(f"registered {subject_id} without a face (refused); passes by card/PIN")
     return 0
@@ -127,7 +127,7 @@ def print_outcome(outcome: EnrollmentOutcome, as_json: bool) -> None:
     from appliance.matcher.enrollment_desk import DUPLICATE, ENROLLED
 
     if as_json:
-        sys.stdout.write(json.dumps(outcome.as_dict(), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text.dumps(outcome.as_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
         print(outcome.message)
         for rejection in outcome.rejected:
@@ -149,7 +149,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     with open_desk(args) as (desk, principal):
         outcome = desk.identify(principal, probe, debug=args.debug)
     if args.json:
-        sys.stdout.write(json.dumps(outcome.as_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text.dumps(outcome.as_dict(), ensure_ascii=False) + "\n")
     else:
         found = f"match: {outcome.name} ({outcome.subject_id})" if outcome.decision == MATCH else "no match"
         print(found + (f"; score {outcome.score:.4f}" if outcome.score is not None else ""))
@@ -159,7 +159,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 def cmd_notice(args: argparse.Namespace) -> int:
     shown = notice(args.language)
     if args.json:
-        sys.stdout.write(json.dumps({"version": shown.version, "language": shown.language, "text": shown.text},
+        sys.stdout.write(json_text.dumps({"version": shown.version, "language": shown.language, "text": shown.text},
                                     ensure_ascii=False) + "\n")
     else:
         print(f"[{shown.version}, {shown.language}]\n{shown.text}", end="")

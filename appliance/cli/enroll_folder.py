@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from appliance import json_text
 from appliance.capture.image_headers import IMAGE_SUFFIXES
 from appliance.cli.desk_session import EXIT_STATUS, open_desk, read_upload
 from appliance.enrollment import MAX_ENROLLMENT_CAPTURES
@@ -129,7 +129,7 @@ def import_folder(args: argparse.Namespace) -> int:
     statuses = [str(r["status"]) for r in results]
     summary = {s: statuses.count(s) for s in (ENROLLED, FAILED_TO_ENROL, DUPLICATE, ERROR)}
     if args.json:
-        sys.stdout.write(json.dumps({"report": str(report_path), "counts": summary, "people": results},
+        sys.stdout.write(json_text.dumps({"report": str(report_path), "counts": summary, "people": results},
                                     ensure_ascii=False, indent=2) + "\n")
     else:
         counts = ", ".join(f"{n} {s}" for s, n in summary.items())

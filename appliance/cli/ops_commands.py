@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import time
 from pathlib import Path
 
-from appliance import paths
+from appliance import json_text, paths
 from appliance.cli import arg_types
 from appliance.cli.common import config_from, protected_data
 from appliance.errors import ApplianceError, ErrorCode
@@ -278,7 +277,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
         backups = sorted(p for p in folder.iterdir() if (p / MANIFEST).exists())
         for old in backups[:-config.ops.backup_keep]:
             shutil.rmtree(old)
-        print(json.dumps({**retention, "backups_kept": min(len(backups), config.ops.backup_keep)}))
+        print(json_text.dumps({**retention, "backups_kept": min(len(backups), config.ops.backup_keep)}))
         return 0
     finally:
         store.close()
@@ -295,7 +294,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if args.service == "matcher":  # the central host: the site's data duties too
         checks += site_checks(config)
     result = report(checks)
-    print(json.dumps(result, indent=2))
+    print(json_text.dumps(result, indent=2))
     return EXIT[result["status"]]
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance import paths
+from appliance import json_text, paths
 from appliance.cli.arg_types import non_negative_int, positive_int
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from, protected_data, write_json
@@ -164,7 +163,7 @@ def cmd_subject(args: argparse.Namespace) -> int:
     with data:
         if args.action == "list":
             for person in data.people(principal):
-                print(json.dumps(person, ensure_ascii=False))
+                print(json_text.dumps(person, ensure_ascii=False))
             return 0
         if args.action == "unconfirmed":
             return _unconfirmed_deletions(args, principal, data)
@@ -211,7 +210,7 @@ def _export_subject(args: argparse.Namespace, principal: Principal, data: Protec
                                 site_doors(ProjectPKI(paths.data_dir() / "pki")), unmasked=args.unmasked)
     finally:
         store.close()
-    text = json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    text = json_text.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
     if not args.out:
         print(text, end="")
         return 0
@@ -243,7 +242,7 @@ def _unconfirmed_deletions(args: argparse.Namespace, principal: Principal, data:
     finally:
         store.close()
     for entry in pending:
-        print(json.dumps(entry))
+        print(json_text.dumps(entry))
     print(f"{len(pending)} deletion(s) not confirmed by every one of {len(devices)} device(s)")
     return 1 if pending else 0
 
@@ -258,7 +257,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     config, principal, data = _open(args)
     with data:
         if args.action == "run":
-            print(json.dumps(apply_site_retention(data, principal)))
+            print(json_text.dumps(apply_site_retention(data, principal)))
             return 0
         require(principal, Permission.VERIFY_AUDIT)
         store = open_site_store(data)
@@ -266,7 +265,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
             status = retention_status(data, store, store)
         finally:
             store.close()
-    print(json.dumps(status.as_dict(), indent=2))
+    print(json_text.dumps(status.as_dict(), indent=2))
     return 0
 
 

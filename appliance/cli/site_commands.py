@@ -13,13 +13,12 @@ import.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance import paths
+from appliance import json_text, paths
 from appliance.cli.auth import acting_principal
 from appliance.cli.common import config_from, protected_data
 from appliance.config import Config
@@ -108,7 +107,7 @@ def cmd_matching(args: argparse.Namespace) -> int:
                 decision = justify(data, store, principal, args.reason, args.basis)
             elif args.action == "revoke":
                 before = revoke(data, store, principal)
-                print(json.dumps({"revoked": before.as_dict() if before else None,
+                print(json_text.dumps({"revoked": before.as_dict() if before else None,
                                   "effect": "doors decide locally; no template leaves them"}, ensure_ascii=False))
                 return 0
             else:
@@ -116,7 +115,7 @@ def cmd_matching(args: argparse.Namespace) -> int:
                 decision = matching_decision(store)
         finally:
             store.close()
-    print(json.dumps({"configured_mode": config.offline.mode,
+    print(json_text.dumps({"configured_mode": config.offline.mode,
                       "decision": decision.as_dict() if decision else None,
                       "effective": config.offline.mode if decision else "local"}, ensure_ascii=False))
     return 0
@@ -128,7 +127,7 @@ def cmd_filing(args: argparse.Namespace) -> int:
     with protected_data(config_from(args)) as data:
         require(acting_principal(args, data), Permission.READ_EVENTS)
         status = filing_status(data)
-    print(json.dumps({**status.as_dict(), "detail": status.detail}, ensure_ascii=False))
+    print(json_text.dumps({**status.as_dict(), "detail": status.detail}, ensure_ascii=False))
     return FILING_EXIT[status.level]
 
 
@@ -139,7 +138,7 @@ def cmd_use(args: argparse.Namespace) -> int:
 
     config = config_from(args)
     status = licence_status(config.site.use, config.models.embedder, config.models.search_path)
-    print(json.dumps(status, ensure_ascii=False))
+    print(json_text.dumps(status, ensure_ascii=False))
     return {"ok": 0, "undeclared": 1}.get(status["status"], ErrorCode.LICENCE_REFUSED.exit_status)
 
 
