@@ -16,14 +16,18 @@ from appliance.access.schedule import WEEKDAYS
 from appliance.capture.images import read_image
 from appliance.capture.sources import FolderReplaySource
 from appliance.edge.cache_decider import ALARM_KIND, NEVER_SYNCED, STALE
+from appliance.config.mode_tables import DoorMode
 from appliance.edge.daemon import EdgeDaemon, EdgeSettings
+from appliance.edge.door_modes import CARD, Credential, CredentialDecider, DoorModeSchedule
 from appliance.edge.hardware import READY_TEXT, UNAVAILABLE_TEXT, ConsoleDisplay, LogActuator
 from appliance.edge.offline import CACHE_FILE, OUTBOX_FILE, device_folder, open_door
 from appliance.matcher.access_admin import AccessAdmin
+from appliance.matcher.eligibility import restamp_credentials
+from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages
 from diskkit import fill, small_disk
-from offkit import (ADMIN, PACK, enroll_person, enroll_real_person, make_site, offline_config, probe_of, request,
-                    start_matcher, wait_for)
+from offkit import (ADMIN, OPERATOR, PACK, enroll_person, enroll_real_person, make_site, offline_config, probe_of,
+                    request, start_matcher, wait_for)
 
 RECONNECT_S = 40  # paho's reconnect back-off (up to 30 s) after the broker comes back
 FRAMES_PER_IMAGE = 3  # one burst per pass
@@ -189,12 +193,15 @@ def test_the_door_says_it_cannot_decide_and_recovers(site, pipeline, faces, tmp_
 
 
 @contextmanager
-def hard_passback_door(site, pipeline, faces, identity: str, name: str) -> Iterator[tuple]:
-    """(door, subject, image): ``name`` enrolled from a real image of ``identity``, let in at
-    door-a, the entry of an area with hard anti-passback; door-a decides locally, its folder on a
-    small tmpfs of its own."""
+def hard_passback_door(site, pipeline, faces, identity: str, name: str, card: str = "") -> Iterator[tuple]:
+    """(door, subject, image): ``name`` enrolled from a real image of ``identity`` (with ``card``,
+    if given), let in at door-a, the entry of an area with hard anti-passback; door-a decides
+    locally, its folder on a small tmpfs of its own."""
     image = usable_image(pipeline, faces / "celeba-dev" / identity)
     subject = enroll_real_person(site, pipeline, image, name)
+    if card:
+        site.data.identity.set_card(OPERATOR, subject, card)
+        restamp_credentials(site.data, OPERATOR, subject)  # the doors learn the card's claim
     matcher = start_matcher(site, threshold=pipeline.threshold)
     access = AccessAdmin(site.data, matcher.store, ADMIN)
     access.put_group("lobby-users", {day: ["00:00-24:00"] for day in WEEKDAYS})
@@ -273,3 +280,24 @@ def test_a_pass_on_record_stands_when_only_its_passback_entry_cannot_be_written(
         assert door.cache.presence("lobby", subject) is None
         assert "its anti-passback entry is not" in caplog.text
         filler.unlink()
+
+
+def test_a_card_pass_refused_on_a_full_disk_puts_nobody_inside(site, pipeline, faces):
+    """The card pass's side of ``recorded_pass``: the outbox refuses the pass's event, so the door
+    gets no decision (the reader's pass ends "unavailable") and the anti-passback entry is rolled
+    back; with room, the same card opens and the person is inside."""
+    with hard_passback_door(site, pipeline, faces, "id07211", "Sun Qi", card="K-0711") as (door, subject, _):
+        # no matcher link: the cache decides every card (its events still go through the door's pump)
+        cards = CredentialDecider(None, door.cache, DoorModeSchedule(DoorMode.CARD_OR_PIN), pin_attempts=3,
+                                  pin_lockout_s=60.0, answer_timeout_s=1.0, pump=door.pump, admit=door.decider.admit)
+        door.cache.set_presence("elsewhere", "someone", False, time.time())  # the cache's WAL in use
+        filler = fill_with_room_only_in(door, fits=door.cache, refused=door.outbox)
+        with pytest.raises(ApplianceError) as refused:
+            cards.decide(Credential(CARD, "K-0711"), "door-a")
+        assert refused.value.code is ErrorCode.STORE_UNWRITABLE
+        assert door.cache.presence("lobby", subject) is None
+        filler.unlink()
+        opened = cards.decide(Credential(CARD, "K-0711"), "door-a")
+        assert (opened.accepted, opened.subject, cards.last_source) == (True, subject, "local")
+        assert door.cache.presence("lobby", subject)[0]
+
