@@ -115,7 +115,6 @@ class CacheDecider:
         self._view: tuple | None = None  # (generation, pack, engine, names)
         self._policy: tuple[int, AccessPolicy] | None = None  # (cache generation, the door's policy)
         self.passback = PassbackTracker(cache)  # this door's own passes, kept in its cache (docs/access.md)
-        self._lock = cache.lock  # one lock for the views and the cache: a pass holds it across admit and its event
 
     # -- the Decider protocol -------------------------------------------------------------
     @property
@@ -223,7 +222,7 @@ class CacheDecider:
         (``pass_id``: the request's id, ``access.passback``)."""
         if not verdict.accepted:
             return verdict
-        with self._lock:
+        with self.cache.lock:  # the views' lock is the cache's: a pass holds it across admit and its event
             generation = self.cache.generation
             if self._policy is None or self._policy[0] != generation:
                 rules = DoorRules.from_wire(door, self.cache.rules())
@@ -266,7 +265,7 @@ class CacheDecider:
                     device_id, details["cache"])
 
     def _engine(self, pack: tuple[str, str], dimension: int) -> tuple[MatchEngine, dict[str, str]]:
-        with self._lock:
+        with self.cache.lock:
             generation = self.cache.generation
             if self._view is None or self._view[0] != generation or self._view[1] != pack:
                 ids, vectors, claims, names = self.cache.local_view(*pack)

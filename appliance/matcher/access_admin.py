@@ -22,7 +22,6 @@ from appliance.security.roles import Permission, Principal, require
 from appliance.stores.protected import ProtectedData
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # groups, doors, areas: plain names
-CREDENTIAL_PAGE = 1000  # credential stamps read per query when everyone is restamped
 ALWAYS_OPEN = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 
@@ -60,10 +59,7 @@ class AccessAdmin:
         """Every person a door cache may hold: the template holders and the people with no
         template whose card or PIN doors know (their credential stamp)."""
         subjects = {row.subject_id for row in self.data.biometric.rows()}
-        after = ""
-        while page := self.data.identity.credential_page(after, CREDENTIAL_PAGE):
-            subjects.update(subject for subject, _ in page)
-            after = page[-1][0]
+        subjects.update(subject for subject, _ in self.data.identity.credential_stamps())
         return sorted(subjects)
 
     def _tell_doors(self) -> None:

@@ -93,13 +93,15 @@ class SiteAccess:
         return AccessPolicy({door: rules}, self.tracker).decide(subject, door, datetime.fromtimestamp(at, timezone.utc),
                                                                 pass_id)
 
-    def merge_door_pass(self, subject_id: str, door: str, at: float, pass_id: str) -> bool:
+    def merge_door_pass(self, subject_id: str, door: str, at: float, pass_id: str,
+                        memo: AccessMemo | None = None) -> bool:
         """A pass ``door`` granted from its cache at ``at`` (while it decided alone), taken into
         the shared presence book if it is newer than what the book holds for the person in the
         door's area; whether it was. Without it, a person who left by a door deciding alone would
         still be inside for every replica after the outage (hard anti-passback would refuse their
-        next entry), and one who came in would be outside (a second entry let through)."""
-        area = self.door_rules(door).area
+        next entry), and one who came in would be outside (a second entry let through). ``memo``:
+        the rules as ``current`` read them for a batch of events; None: read them now."""
+        area = self.door_rules(door, memo).area
         if area is None or area.mode == OFF:
             return False
         return self.tracker.merge(area.area, subject_id, area.direction == ENTRY, at, pass_id)

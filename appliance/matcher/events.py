@@ -176,12 +176,14 @@ class EventRecorder:
         wins: ``SiteAccess.merge_door_pass``). The events are recorded whatever happens here."""
         if self.access is None:
             return
+        memo = None  # the rules read once for the batch, at its first door pass
         for event in events:
             granted = audit_devices.door_pass(event.kind, event.details) if event.type == topics.EVENT else None
             if granted is None:
                 continue
             try:
-                if self.access.merge_door_pass(granted[0], event.device_id, event.at, granted[1]):
+                memo = memo or self.access.current()
+                if self.access.merge_door_pass(granted[0], event.device_id, event.at, granted[1], memo):
                     self.stats["door_passes_merged"] += 1
             except Exception:  # noqa: BLE001 - presence is best effort; the event itself is on record
                 self.stats["door_passes_not_merged"] += 1

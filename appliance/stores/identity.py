@@ -6,6 +6,7 @@ template it holds. Each call that reads or writes personal data takes the acting
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from appliance.errors import ApplianceError, ErrorCode
@@ -22,6 +23,7 @@ _LIKE_ESCAPE = "\\"
 # a person who refused face recognition: recorded like a consent (who, when, on which form) and
 # always offered the card/PIN alternative; withdrawing the record ends the refusal
 FACE_REFUSED_SCOPE = "face-refused"
+CREDENTIAL_PAGE = 1000  # credential stamps read per query by ``credential_stamps``
 
 
 class IdentityRegistry(CipherStore):
@@ -171,6 +173,13 @@ class IdentityRegistry(CipherStore):
         return [(r[0], int(r[1])) for r in self.execute(
             "SELECT subject_id, revision FROM credential_revisions WHERE subject_id > ? ORDER BY subject_id LIMIT ?",
             (after_subject, limit))]
+
+    def credential_stamps(self, page: int = CREDENTIAL_PAGE) -> Iterator[tuple[str, int]]:
+        """Every credential stamp (subject, revision), in subject order, read ``page`` at a time."""
+        after = ""
+        while stamps := self.credential_page(after, page):
+            yield from stamps
+            after = stamps[-1][0]
 
     def card_holder(self, principal: Principal, card_no: str) -> tuple[str, str, bool] | None:
         """(subject id, PIN hash or "", refused face recognition) of the card's person, or None."""

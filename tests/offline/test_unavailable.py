@@ -194,7 +194,7 @@ def test_the_door_says_it_cannot_decide_and_recovers(site, pipeline, faces, tmp_
 
 @contextmanager
 def hard_passback_door(site, pipeline, faces, identity: str, name: str, card: str = "") -> Iterator[tuple]:
-    """(door, subject, image): ``name`` enrolled from a real image of ``identity`` (with ``card``,
+    """(door, its folder, subject, image): ``name`` enrolled from a real image of ``identity`` (with ``card``,
     if given), let in at door-a, the entry of an area with hard anti-passback; door-a decides
     locally, its folder on a small tmpfs of its own."""
     image = usable_image(pipeline, faces / "celeba-dev" / identity)
@@ -214,8 +214,7 @@ def hard_passback_door(site, pipeline, faces, identity: str, name: str, card: st
             try:
                 assert door.sync.wait_current(10) and door.cache.count() > 0
                 assert door.cache.rules()["area"]["mode"] == "hard"
-                door.folder = folder
-                yield door, subject, image
+                yield door, folder, subject, image
             finally:
                 door.close()
     finally:
@@ -225,15 +224,15 @@ def hard_passback_door(site, pipeline, faces, identity: str, name: str, card: st
         matcher.store.close()
 
 
-def fill_with_room_only_in(door, fits, refused) -> Path:
-    """Fill the door's disk as a disk fills on a door in service: the next write of the store
+def fill_with_room_only_in(folder: Path, fits, refused) -> Path:
+    """Fill the door's disk (``folder``'s file system) as a disk fills on a door in service: the next write of the store
     ``fits`` goes into the WAL it has (written to before, now checkpointed: SQLite reuses it from its
     start), the next write of the store ``refused`` needs new room (its WAL truncated). Returns the
     filler: delete it to make room."""
     with fits.lock:
         fits.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     refused.checkpoint()
-    return fill(door.folder)
+    return fill(folder)
 
 
 def test_a_door_whose_disk_is_full_lets_nobody_through_unrecorded(site, pipeline, faces, tmp_path, broker_back):
@@ -243,11 +242,11 @@ def test_a_door_whose_disk_is_full_lets_nobody_through_unrecorded(site, pipeline
     refused pass must not have put the person inside (hard anti-passback), or they would now be
     refused as a second entry: its anti-passback entry is rolled back with the event."""
     display, actuator = ConsoleDisplay(), LogActuator()
-    with hard_passback_door(site, pipeline, faces, "id07203", "Li Si") as (door, subject, image):
+    with hard_passback_door(site, pipeline, faces, "id07203", "Li Si") as (door, folder, subject, image):
         daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, door.decider,
                             actuator=actuator, display=display, emit=door.emit)
         door.cache.set_presence("elsewhere", "someone", False, time.time())  # the cache's WAL in use
-        filler = fill_with_room_only_in(door, fits=door.cache, refused=door.outbox)
+        filler = fill_with_room_only_in(folder, fits=door.cache, refused=door.outbox)
         (refused,) = daemon.run(frames_of(tmp_path / "full", image).frames())
         assert (refused.outcome, refused.reason) == ("unavailable", messages.Reason.UNAVAILABLE)
         assert display.lines[-1] == UNAVAILABLE_TEXT and actuator.openings == 0
@@ -265,7 +264,7 @@ def test_a_pass_on_record_stands_when_only_its_passback_entry_cannot_be_written(
     commit its anti-passback entry. The event is the record of the pass, so the door lets the
     person in and says in its log that the entry is missing."""
     display, actuator = ConsoleDisplay(), LogActuator()
-    with hard_passback_door(site, pipeline, faces, "id07204", "Zhao Liu") as (door, subject, image):
+    with hard_passback_door(site, pipeline, faces, "id07204", "Zhao Liu") as (door, folder, subject, image):
         daemon = EdgeDaemon(EdgeSettings("door-a", cool_down_s=0.0), pipeline, door.decider,
                             actuator=actuator, display=display, emit=door.emit)
         stranger = usable_image(pipeline, faces / "celeba-dev" / "id07206")  # never enrolled
@@ -273,7 +272,7 @@ def test_a_pass_on_record_stands_when_only_its_passback_entry_cannot_be_written(
         assert no_match.reason == messages.Reason.NO_MATCH  # its event: the outbox's WAL in use
         assert wait_for(lambda: door.outbox.depth() == 0, 10)
         queued = door.pump.acked
-        filler = fill_with_room_only_in(door, fits=door.outbox, refused=door.cache)
+        filler = fill_with_room_only_in(folder, fits=door.outbox, refused=door.cache)
         passed = daemon.run(frames_of(tmp_path / "full", image).frames())[-1]  # run: every pass so far
         assert passed.outcome == "accepted" and actuator.openings == 1
         assert door.outbox.depth() + door.pump.acked == queued + 2  # on record: the decision and the pass events
@@ -286,12 +285,12 @@ def test_a_card_pass_refused_on_a_full_disk_puts_nobody_inside(site, pipeline, f
     """The card pass's side of ``recorded_pass``: the outbox refuses the pass's event, so the door
     gets no decision (the reader's pass ends "unavailable") and the anti-passback entry is rolled
     back; with room, the same card opens and the person is inside."""
-    with hard_passback_door(site, pipeline, faces, "id07211", "Sun Qi", card="K-0711") as (door, subject, _):
+    with hard_passback_door(site, pipeline, faces, "id07211", "Sun Qi", card="K-0711") as (door, folder, subject, _):
         # no matcher link: the cache decides every card (its events still go through the door's pump)
         cards = CredentialDecider(None, door.cache, DoorModeSchedule(DoorMode.CARD_OR_PIN), pin_attempts=3,
                                   pin_lockout_s=60.0, answer_timeout_s=1.0, pump=door.pump, admit=door.decider.admit)
         door.cache.set_presence("elsewhere", "someone", False, time.time())  # the cache's WAL in use
-        filler = fill_with_room_only_in(door, fits=door.cache, refused=door.outbox)
+        filler = fill_with_room_only_in(folder, fits=door.cache, refused=door.outbox)
         with pytest.raises(ApplianceError) as refused:
             cards.decide(Credential(CARD, "K-0711"), "door-a")
         assert refused.value.code is ErrorCode.STORE_UNWRITABLE
