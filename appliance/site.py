@@ -4,7 +4,9 @@ keys and the public-key directory, and the central protected stores.
 Layout under ``folder`` (a host's data folder): ``pki/`` (CA, certificates), ``broker/``
 (rendered Mosquitto config, data), ``nodes/<device>/`` (each device's envelope keys, cache
 and outbox), the matcher's SQLCipher stores with their ``keys/``, and ``directory.json``
-(public keys of every node, and the envelope suite each one seals with).
+(public keys of every node, and the envelope suite each one seals with). ``central`` puts the
+matcher's stores and their keys in a folder of their own instead (a volume of their own, as on
+a central server; the full-disk tests fill only it).
 Production puts the same pieces on different machines; ``docs/deployment.md`` says how.
 """
 from __future__ import annotations
@@ -24,13 +26,15 @@ from appliance.transport.mqtt import MqttSettings, settings_for
 
 
 class Site:
-    def __init__(self, folder: str | Path, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(self, folder: str | Path, port: int | None = None, host: str = "127.0.0.1",
+                 central: str | Path | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.broker = ManagedBroker(self.folder, port=port, host=host)
-        # the central stores and their keys sit at the top of the folder, where the admin
-        # commands (ProtectedData.from_config on the data folder) find them too
-        self.central = self.folder
+        # by default the central stores and their keys sit at the top of the folder, where the
+        # admin commands (ProtectedData.from_config on the data folder) find them too
+        self.central = Path(central) if central is not None else self.folder
+        self.central.mkdir(parents=True, exist_ok=True)
 
     @property
     def directory(self) -> NodeDirectory:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.gate import MALFORMED, Gate
-from appliance.matcher.replica_io import Audit, Courier, decision_detail
+from appliance.matcher.replica_io import LEFT_UNANSWERED, Audit, Courier, StoreTrouble, decision_detail
 from appliance.matcher.service import Route
 from appliance.matching import Verdict
 from appliance.matching.credentials import Credential, CredentialJudge, Holder
@@ -53,6 +53,7 @@ class CredentialRequestHandler:
         self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
                              guard=ReplayGuard(not_before=time.time()))
         self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self.store_trouble = StoreTrouble(name, stats)
         self.route = Route((topics.CREDENTIAL,),
                            QueueWorker(f"{name}-credentials", self.handle, QUEUE_LIMIT, stats))
 
@@ -63,6 +64,9 @@ class CredentialRequestHandler:
         try:
             self._answer(inbound, incoming)
         except ApplianceError as exc:
+            if StoreTrouble.caused(exc):  # the presence book not writable: the door's cache decides
+                self.store_trouble.note(inbound.device, inbound.kind, exc, LEFT_UNANSWERED)
+                return
             log.debug("%s: malformed credential request from %s: %s", self.name, inbound.device, exc.code.name)
             self.gate.refuse(inbound.device, inbound.kind, MALFORMED)
 

@@ -36,7 +36,7 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import MALFORMED, Gate
-from appliance.matcher.replica_io import Audit, Courier
+from appliance.matcher.replica_io import Audit, Courier, StoreTrouble
 from appliance.matcher.service import Route
 from appliance.matcher.sync_store import EventRecord, SyncStore
 from appliance.protocol import bundles, messages, topics
@@ -126,6 +126,7 @@ class EventRecorder:
         self.gate = gate or Gate(name, Limits(), audit, stats)
         self.opener = Opener(keys, directory.devices(), window_s=OUTBOX_WINDOW_DAYS * 86400, guard=_NoCounterGuard())
         self._batch: list[EventRecord] = []
+        self.store_trouble = StoreTrouble(name, stats)
         self._last_at = 0.0  # monotonic time of the last event taken
         self.worker: QueueWorker[Incoming | None] = QueueWorker(f"{name}-events", self._take, QUEUE_LIMIT, stats)
         self.route = Route(KINDS, self.worker,
@@ -142,9 +143,13 @@ class EventRecorder:
             batch, self._batch = self._batch, []
             try:
                 self.flush(batch)
-            except Exception:  # not acknowledged: the devices send again
-                self.stats["internal_error"] += 1
-                log.exception("%s: event batch not recorded", self.name)
+            except Exception as exc:  # not acknowledged: the devices send again
+                if StoreTrouble.caused(exc):  # a full disk: no traceback, counted per event
+                    self.store_trouble.note(batch[-1].device_id, topics.EVENT, exc,
+                                            "not acknowledged: the doors send them again", len(batch))
+                else:
+                    self.stats["internal_error"] += 1
+                    log.exception("%s: event batch not recorded", self.name)
 
     def flush(self, batch: list[EventRecord]) -> None:
         """Record ``batch`` exactly once, enter the door's own decisions in the audit chain,

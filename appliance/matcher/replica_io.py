@@ -6,10 +6,13 @@ is ``matcher.gate``: budgets, the sender check, opening on the topic).
   sender named. The service attaches it to its MQTT endpoint when it starts.
 * ``Auditor``: this replica's entries in the central audit log, one at a time;
   ``decision_detail`` is what a decision's entry says.
+* ``StoreTrouble``: what a handler does when this replica's own store cannot be written.
 """
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable
 
 from appliance.errors import ApplianceError, ErrorCode
@@ -74,3 +77,39 @@ class Auditor:
         principal = Principal(self.name, Role.OPERATOR, device=device)
         # group-committed off the request path: the writer thread makes it durable
         self.log.append(principal, action, obj, result, detail, wait=False)
+
+
+STORE_TROUBLE_LOG_EVERY_S = 60.0  # while a store stays unwritable, one log line per handler this often
+LEFT_UNANSWERED = "left unanswered: the doors decide from their caches meanwhile"
+
+
+class StoreTrouble:
+    """This replica's own store refused a write (E213 STORE_UNWRITABLE: a full disk, an I/O
+    error) while a handler dealt with a door's message. That is no fault of the door, so nothing
+    is noted against it: ``Gate.refuse`` would count it as malformed and in the end mute a busy
+    door as a flooder. The message goes unanswered (a request: the door decides from its cache,
+    its pass queued on its own disk and taken in once there is room) or unacknowledged (events:
+    the door sends them again). Counted per kind (``unwritable:<kind>``); logged at once, then
+    once per ``STORE_TROUBLE_LOG_EVERY_S`` while it lasts."""
+
+    def __init__(self, name: str, stats: Counter[str], clock: Callable[[], float] = time.monotonic):
+        self.name, self.stats, self.clock = name, stats, clock
+        self._logged_at: float | None = None
+        self._since_logged = 0
+
+    @staticmethod
+    def caused(exc: BaseException) -> bool:
+        """Is ``exc`` a store that cannot be written (rather than something the door sent)?"""
+        return isinstance(exc, ApplianceError) and exc.code is ErrorCode.STORE_UNWRITABLE
+
+    def note(self, device: str, kind: str, exc: ApplianceError, outcome: str, count: int = 1) -> None:
+        """``count`` messages of ``kind`` from ``device`` not dealt with in full because of
+        ``exc``; ``outcome``: what became of them, for the log."""
+        self.stats[f"unwritable:{kind}"] += count
+        self._since_logged += count
+        now = self.clock()
+        if self._logged_at is not None and now - self._logged_at < STORE_TROUBLE_LOG_EVERY_S:
+            return
+        log.warning("%s: %d message(s) not recorded (the last a %s message from %s, %s): %s; free disk space",
+                    self.name, self._since_logged, kind, device, outcome, exc)
+        self._logged_at, self._since_logged = now, 0

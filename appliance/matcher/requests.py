@@ -34,7 +34,7 @@ from appliance.matcher.access_site import AccessMemo, SiteAccess
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import MALFORMED, Gate, any_mode
 from appliance.matcher.loaded import LoadedGallery, SearchedBatch
-from appliance.matcher.replica_io import Audit, Courier, decision_detail
+from appliance.matcher.replica_io import LEFT_UNANSWERED, Audit, Courier, StoreTrouble, decision_detail
 from appliance.matcher.service import Route
 from appliance.matching import MatchEngine, Verdict
 from appliance.protocol import messages, topics
@@ -90,6 +90,7 @@ class RequestHandler:
         # provisioning policy: is this device (still) allowed this matching mode?
         self.device_allowed = device_allowed or (lambda device, mode: True)
         self.gate = gate or Gate(name, Limits(), audit, stats, any_mode(device_allowed))
+        self.store_trouble = StoreTrouble(name, stats)  # the presence book not writable: no answer, no strike
         self.access: SiteAccess | None = None  # the site's access rules (set by matcher.app.compose)
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self.route = Route((topics.REQUEST,), QueueWorker(f"{name}-worker", self.handle, QUEUE_LIMIT, stats,
@@ -140,7 +141,10 @@ class RequestHandler:
             try:
                 self._answer(item, rules)
             except ApplianceError as exc:
-                self._malformed(item.inbound, exc)
+                if StoreTrouble.caused(exc):
+                    self.store_trouble.note(item.inbound.device, item.inbound.kind, exc, LEFT_UNANSWERED)
+                else:
+                    self._malformed(item.inbound, exc)
 
     def _malformed(self, inbound: Inbound, exc: ApplianceError) -> None:
         log.debug("%s: malformed %s from %s: %s", self.name, inbound.kind, inbound.device, exc)

@@ -21,9 +21,10 @@ from appliance.matcher.eligibility import DEFAULT_GROUP
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import MALFORMED, Gate, any_mode
 from appliance.matcher.replica import POLL_S, ReplicaFollower
-from appliance.matcher.replica_io import Auditor, Courier
+from appliance.matcher.replica_io import Auditor, Courier, StoreTrouble
 from appliance.matcher.revisions import SyncEngine
 from appliance.matcher.service import Route
+from appliance.errors import ApplianceError
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import NodeDirectory
 from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard
@@ -52,6 +53,7 @@ class SyncHandler:
         self.gate = gate or Gate(name, Limits(), Auditor(name), stats, any_mode(device_allowed))
         self.opener = Opener(keys, directory.devices(), window_s=replay_window_s,
                              guard=ReplayGuard(not_before=time.time()))
+        self.store_trouble = StoreTrouble(name, stats)
         worker: QueueWorker[Incoming | None] = QueueWorker(f"{name}-sync", self._take, QUEUE_LIMIT, stats)
         self.route = Route((topics.SYNC_ACK,), worker, Ticker(f"{name}-sync-poll", poll_s, lambda: worker.put(_FOLLOW)))
 
@@ -75,13 +77,26 @@ class SyncHandler:
             self.gate.refuse(device, inbound.kind, MALFORMED)
             return
         if isinstance(message, messages.SyncAck):
-            self.confirmations.acknowledge(device, message.revision)
+            self._acknowledge(device, message.revision, inbound.kind)
             self.stats["sync_acks"] += 1
             return
         if not message.snapshot_id:
-            self.confirmations.acknowledge(device, message.revision)  # what it holds, committed
+            self._acknowledge(device, message.revision, inbound.kind)  # what it holds, committed
         deltas, why = self.engine.answer(message, self.group_of(device))
         self.stats[f"sync:{why}"] += 1
         central = self.central_allowed()
         for delta in deltas:
             self.courier.sync(device, dataclasses.replace(delta, central=central))
+
+    def _acknowledge(self, device: str, revision: int, kind: str) -> None:
+        """Record that ``device`` holds ``revision``. The answer does not depend on it: with the
+        store unwritable (a full disk) the door is answered all the same - unanswered, it would
+        take the matcher for gone and its cache would go stale - and its deletion confirmations
+        wait for its next request, which says the revision again."""
+        try:
+            self.confirmations.acknowledge(device, revision)
+        except ApplianceError as exc:
+            if not StoreTrouble.caused(exc):
+                raise
+            self.store_trouble.note(device, kind, exc, outcome="answered all the same; the door's next request "
+                                    "acknowledges again")

@@ -64,8 +64,9 @@ def enroll_real_person(site, pipeline, image: Path, name: str) -> str:
     return subject
 
 
-def make_site(folder: Path, config, people: int = 8, seed: int = 0):
-    site = Site(folder)
+def make_site(folder: Path, config, people: int = 8, seed: int = 0, central: Path | None = None):
+    """A site in ``folder`` (its central stores in ``central`` if given) with ``people`` enrolled."""
+    site = Site(folder, central=central)
     site.provision(DEVICES, matchers=("matcher-1", "matcher-2"), integrations=("erp",))
     data = site.protected_data(config)
     rng = np.random.default_rng(seed)
