@@ -8,6 +8,10 @@ ask for the changes) and third parties (``enrollment_event`` on
 ``appliance/v1/enrollment/events``: a keyed-hash pseudonym and the masked name, signed with
 the node key - never a template, a card number or the internal subject id).
 
+A claim the sync store cannot write (a full disk) leaves the replica's revision where it was:
+the gallery serves the changes at once, and the next poll claims and announces them once there
+is room - nothing an integration subscribes to is skipped.
+
 A new template that cannot be read is quarantined (``LoadedGallery.quarantine``: left out,
 one alarm) and the replica moves on: one bad row must not hold back every later revision.
 """
@@ -23,7 +27,8 @@ from collections.abc import Callable
 
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.loaded import LoadedGallery
-from appliance.matcher.replica_io import Audit, Auditor, Courier
+from appliance.errors import ApplianceError
+from appliance.matcher.replica_io import Audit, Auditor, Courier, StoreTrouble
 from appliance.matcher.sync_store import SyncStore
 from appliance.protocol import messages, topics
 from appliance.security import signing
@@ -48,6 +53,7 @@ class ReplicaFollower:
         self.principal = principal
         self.audit = audit or Auditor(name, data.audit)  # the replica's shared one: one writer at a time
         self.revision = data.biometric.revision  # the gallery was loaded at (at least) this revision
+        self._claims_failing = False  # the store refused the last claim (a full disk): logged once
         self._ref_key = hashlib.sha256(keys.signing.private_bytes_raw() + _PSEUDONYM_KEY).digest()
 
     def follow(self) -> int:
@@ -66,10 +72,23 @@ class ReplicaFollower:
                 self.stats["templates_quarantined"] += 1
         for tomb in tombs:
             self.loaded.remove(tomb.subject_id)
+        try:
+            claimed = self.store.claim_announcements([r.revision for r in ups] + [t.revision for t in tombs] or [head],
+                                                     self.name)
+        except ApplianceError as exc:
+            if not StoreTrouble.caused(exc):
+                raise
+            # the gallery has the changes (applying them again is harmless); the revision stays
+            # behind, so the next poll claims again and, once there is room, the announcement goes out
+            if not self._claims_failing:
+                log.warning("%s: revisions up to %d served but not announced yet: %s; free disk space", self.name,
+                            head, exc)
+            self._claims_failing = True
+            self.stats["unwritable:announcement"] += 1
+            return len(ups) + len(tombs)
+        self._claims_failing = False
         self.revision = head
         self.stats["revisions_followed"] += len(ups) + len(tombs)
-        claimed = self.store.claim_announcements([r.revision for r in ups] + [t.revision for t in tombs] or [head],
-                                                 self.name)
         if claimed:
             self._announce([r for r in ups if r.revision in claimed], [t for t in tombs if t.revision in claimed],
                            head)
