@@ -88,13 +88,13 @@ class CredentialRequestHandler:
                                      display if verdict.accepted else "", round(verdict.retry_after_s, 1),
                                      verdict.subject_id if verdict.accepted else "")
         sealed = self.courier.seal(device, MessageType.DECISION, decision)
+        self.audit(device, f"decision.{request.kind}", verdict.subject_id or "-",
+                   "pass" if verdict.accepted else "fail",
+                   decision_detail(verdict.reason, request.request_id, request.mode), block=False)  # on record first
         self._recent[request.request_id] = sealed
         while len(self._recent) > RECENT_DECISIONS:
             self._recent.popitem(last=False)
         self.stats["credential_accepted" if verdict.accepted else "credential_rejected"] += 1
-        self.audit(device, f"decision.{request.kind}", verdict.subject_id or "-",
-                   "pass" if verdict.accepted else "fail",
-                   decision_detail(verdict.reason, request.request_id, request.mode))
         return sealed
 
     def decide(self, device: str, request: CredentialRequest, now: float) -> tuple[Verdict, str]:

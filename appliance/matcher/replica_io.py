@@ -71,12 +71,15 @@ class Auditor:
         self.name = name
         self.log = log_store
 
-    def __call__(self, device: str, action: str, obj: str, result: str, detail: str = "") -> None:
+    def __call__(self, device: str, action: str, obj: str, result: str, detail: str = "", *,
+                 block: bool = True) -> None:
+        """Queue the entry; without ``block`` a full queue raises ``STORE_UNWRITABLE`` rather
+        than holding the caller (the request path: ``StoreTrouble``)."""
         if self.log is None:
             return
         principal = Principal(self.name, Role.OPERATOR, device=device)
         # group-committed off the request path: the writer thread makes it durable
-        self.log.append(principal, action, obj, result, detail, wait=False)
+        self.log.append(principal, action, obj, result, detail, wait=False, block=block)
 
 
 STORE_TROUBLE_LOG_EVERY_S = 60.0  # while a store stays unwritable, one log line per handler this often

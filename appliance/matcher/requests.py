@@ -165,12 +165,15 @@ class RequestHandler:
                                      subject=verdict.subject_id if verdict.accepted else "")
         sealed = self.courier.seal(device, MessageType.DECISION, decision,
                                    (item.inbound.header.pack_id, item.inbound.header.pack_version))
+        # on record before it is given (or remembered for a retry): a queue of entries the disk
+        # cannot take refuses it here, and the door decides from its cache (``StoreTrouble``)
+        self.audit(device, f"decision.{request.mode}", verdict.subject_id or "-",
+                   "pass" if verdict.accepted else "fail", decision_detail(verdict.reason, request.request_id),
+                   block=False)
         self._recent[request.request_id] = sealed
         while len(self._recent) > RECENT_DECISIONS:
             self._recent.popitem(last=False)
         self.stats["accepted" if verdict.accepted else "rejected"] += 1
-        self.audit(device, f"decision.{request.mode}", verdict.subject_id or "-",
-                   "pass" if verdict.accepted else "fail", decision_detail(verdict.reason, request.request_id))
         self._reply(device, incoming, sealed)
 
     def template(self, request: messages.MatchRequest) -> Template | None:
@@ -214,7 +217,7 @@ class RequestHandler:
         access = self.access.decide(verdict.subject_id, device, now, rules, pass_id)
         if access.passback_violation:  # soft anti-passback: let through, but on record (audit, door log)
             self.stats["passback_violations"] += 1
-            self.audit(device, "access.passback_violation", verdict.subject_id, "fail", ANTI_PASSBACK)
+            self.audit(device, "access.passback_violation", verdict.subject_id, "fail", ANTI_PASSBACK, block=False)
             self.access.record_violation(verdict.subject_id, device, now)
         if access.granted:
             return verdict

@@ -36,7 +36,7 @@ from appliance.stores.audit_chain import (
     entry_hash, signed_rows, stamped, walk_chain,
 )
 from appliance.stores.audit_head import AuditHead, Evidence, Span
-from appliance.stores.audit_writer import GROUP_LINGER_S, GROUP_MAX_ENTRIES, GroupCommit
+from appliance.stores.audit_writer import GROUP_LINGER_S, GROUP_MAX_ENTRIES, MAX_QUEUED, GroupCommit
 from appliance.stores.base import CipherStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ class AuditLog(CipherStore):
 
     def __init__(self, path: Path, key: SecretKey, signing_key: SecretKey, node_id: str,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, *, head_max_age_s: float = DEFAULT_HEAD_MAX_AGE_S,
-                 group_max_entries: int = GROUP_MAX_ENTRIES, group_linger_s: float = GROUP_LINGER_S) -> None:
+                 group_max_entries: int = GROUP_MAX_ENTRIES, group_linger_s: float = GROUP_LINGER_S,
+                 group_max_queued: int = MAX_QUEUED) -> None:
         self._created = False
         super().__init__(path, key)
         self._signer = Ed25519PrivateKey.from_private_bytes(signing_key.material)
@@ -82,7 +83,7 @@ class AuditLog(CipherStore):
             self._sign_genesis()
         self._writer: GroupCommit[dict, AuditEntry] = GroupCommit(
             f"audit-writer-{node_id}", self._commit, self._refresh, head_max_age_s / HEAD_REFRESHES_PER_MAX_AGE,
-            max_batch=group_max_entries, linger_s=group_linger_s).start()
+            max_batch=group_max_entries, linger_s=group_linger_s, max_queued=group_max_queued).start()
 
     @classmethod
     def open_with(cls, path: Path, keys: KeyProvider, node_id: str,
@@ -103,15 +104,17 @@ class AuditLog(CipherStore):
 
     # -- writing ------------------------------------------------------------------------
     def append(self, principal: Principal, action: str, obj: str, result: str, detail: str = "", *,
-               wait: bool = True) -> AuditEntry | None:
+               wait: bool = True, block: bool = True) -> AuditEntry | None:
         """Append one entry. Any principal's actions are logged; none may choose the content
         of someone else's entry. Scores and biometric data are refused outright.
 
         With ``wait`` (the default) it returns once the entry is committed and vouched for by
         the node's signature. ``wait=False`` is for hot paths (the matcher): it returns at once
-        (None) and the entry is written with its group within ``group_linger_s``."""
+        (None) and the entry is written with its group within ``group_linger_s``. Without
+        ``block``, a full queue (commits failing: a full disk) raises ``STORE_UNWRITABLE`` at once
+        instead of waiting for room."""
         fields = entry_fields(principal, action, obj, result, detail)
-        return self._writer.submit(lambda: stamped(fields), wait)
+        return self._writer.submit(lambda: stamped(fields), wait, block)
 
     def append_records(self, records: list[dict]) -> list[AuditEntry]:
         """Entries made and checked by the caller (``audit_devices.decision_record``: a door's

@@ -11,16 +11,16 @@ Durability is the caller's choice: ``submit(..., wait=True)`` returns only after
 holding its record is committed and its head signed (and raises what the commit raised);
 ``wait=False`` returns at once, and a killed process loses at most what was queued and not yet
 acknowledged. ``flush`` and ``close`` write everything queued. The queue is bounded: past
-``max_queued`` a submitter waits for room (back-pressure) rather than an entry being dropped -
-the audit log never loses an entry silently.
+``max_queued`` a submitter waits for room (back-pressure) or, if it must not wait (``block``
+off), is refused - an entry is never dropped: the audit log never loses an entry silently.
 
 A failed commit (a full disk, an I/O error) loses nothing either: a caller that waits gets the
 error (and, while commits keep failing, ``STORE_UNWRITABLE`` at once, without queueing), and
 the records nobody waited for go back to the head of the queue, in order, and are
 tried again after ``RETRY_FIRST_S``, doubling to ``RETRY_MAX_S`` while the failure lasts (a
 commit re-chains them from what the database holds, so a retry is safe). Meanwhile the queue
-fills and back-pressure holds the matcher's request path: doors stop getting answers and decide
-from their caches, which queue their events on their own disks. ``failure`` says what failed
+fills; then the matcher's request path, which does not block, is refused: doors stop getting
+answers and decide from their caches, which queue their events on their own disks. ``failure`` says what failed
 and since when, for the heartbeat. Only a writer closed while it still fails counts its
 records lost (``lost_unacknowledged``): the process is ending and cannot keep them.
 
@@ -112,12 +112,19 @@ class GroupCommit(Generic[Record, Result]):
         self._thread.start()
         return self
 
-    def submit(self, make: Callable[[], Record], wait: bool) -> Result | None:
+    def submit(self, make: Callable[[], Record], wait: bool, block: bool = True) -> Result | None:
         """Queue ``make()`` (called under the queue's lock, so records are made in queue order:
-        timestamps follow sequence numbers). With ``wait``, the committed result."""
+        timestamps follow sequence numbers). With ``wait``, the committed result. A full queue
+        makes the caller wait for room; without ``block`` it raises ``STORE_UNWRITABLE`` instead
+        (a thread that must keep running - the matcher's MQTT network thread - does not act
+        on what it cannot record)."""
         with self._cond:
             if wait:
                 self._refuse_while_failing()
+            if not block and len(self._queue) >= self.max_queued and not self._closed:
+                self.stats["refused_queue_full"] += 1
+                raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.name}: {len(self._queue)} entries already "
+                                     "wait to be written" + (f" ({self._failure.error})" if self._failure else ""))
             while len(self._queue) >= self.max_queued and not self._closed:
                 self.stats["backpressure_waits"] += 1
                 self._cond.wait()

@@ -56,7 +56,7 @@ class FakeLog:
     def __init__(self):
         self.entries: list[tuple] = []
 
-    def append(self, principal, action, obj, result, detail="", wait=True):
+    def append(self, principal, action, obj, result, detail="", wait=True, block=True):
         """Same signature as ``AuditLog.append``; every entry is "written" at once."""
         self.entries.append((principal.actor, principal.device, action, obj, result, detail))
 

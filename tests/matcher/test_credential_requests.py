@@ -14,6 +14,7 @@ from appliance.config.mode_tables import DoorMode
 from appliance.matcher.credential_requests import CredentialRequestHandler
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import Gate
+from appliance.matcher.replica_io import Auditor
 from appliance.matching.credentials import CredentialJudge, hash_pin
 from appliance.protocol import messages, topics
 from appliance.protocol.credential_messages import CredentialRequest
@@ -32,9 +33,7 @@ def handler(node):
     stats: Counter[str] = Counter()
     gate = Gate("matcher-1", Limits(), lambda *entry: audit.append(MATCHER, *entry[1:]), stats)
     made = CredentialRequestHandler("matcher-1", node.keys, node.directory, node.data.identity, MATCHER,
-                                    node.courier(), lambda device, *rest: audit.append(
-                                        Principal("matcher-1", Role.OPERATOR, device=device), *rest),
-                                    stats, gate, CredentialJudge(3, 60.0))
+                                    node.courier(), Auditor("matcher-1", audit), stats, gate, CredentialJudge(3, 60.0))
     made.audit_log = audit
     return made
 

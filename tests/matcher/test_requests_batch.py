@@ -4,6 +4,7 @@ in arrival order; a retry in the same batch gets the first answer; a replay or a
 request in the batch is refused without holding back the others."""
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 import numpy as np
@@ -19,8 +20,13 @@ from appliance.matcher.sync_store import SyncStore
 from appliance.matching import Gallery
 from appliance.protocol import messages, topics
 from appliance.security.envelope import MessageType
+from appliance.security.roles import Principal, Role
+from appliance.stores import audit_writer
+from appliance.stores.audit import AuditLog
 from appliance.vision.templates import Template
+from diskkit import fill, small_disk
 from matcherkit import FakeLog, make_node
+from polling import wait_for
 
 PEOPLE = 20
 
@@ -144,3 +150,50 @@ def test_a_retry_reaching_the_other_replica_is_the_same_pass_not_a_second_entry(
         assert answers(node, "door-a")[-1].accepted  # out by door-b, in again: a new entry is granted
     finally:
         other_store.close()
+
+
+def test_a_decision_the_full_audit_queue_cannot_take_is_not_given_and_nothing_waits(tmp_path, keys, monkeypatch):
+    """The matcher's network thread runs the request batches: with the audit log's queue full
+    (its disk full, commits failing) a decision must neither hold that thread (the broker would
+    drop the replica, and with it every door's sync and events) nor go out unrecorded. It is not
+    given and is no strike against the door, which decides from its cache; once there is room
+    the door's retry is decided and recorded."""
+    monkeypatch.setattr(audit_writer, "RETRY_FIRST_S", 2.0)  # the queue stays full while the batch runs
+    with small_disk(tmp_path / "disk") as disk:
+        node = make_node(disk, keys)
+        log = AuditLog.open_with(disk / "decisions.db", keys, "matcher-1", group_max_entries=4, group_max_queued=8)
+        try:
+            gallery = Gallery(*node.pack, node.dimension)
+            vectors = {f"s{i}": node.vector() for i in range(4)}
+            for subject, vector in vectors.items():
+                gallery.upsert(subject, Template(vector, *node.pack))
+            stats: Counter[str] = Counter()
+            handler = RequestHandler("matcher-1", node.keys, node.directory, LoadedGallery(gallery, {}, {}), 0.5,
+                                     node.courier(), Auditor("matcher-1", log), stats)
+            log.checkpoint()
+            filler = fill(disk)
+            for n in range(8):  # what the disk could not take: the queue is full
+                log.append(Principal("matcher-1", Role.OPERATOR, device="door-b"), "decision.identify", f"s-{n}",
+                           "pass", wait=False)
+            assert wait_for(lambda: log.writer.failure is not None and log.writer.depth == 8, 10.0)
+            asked = [ask("door-a", vector) for vector in vectors.values()]
+            batch = threading.Thread(target=handler.handle_batch, daemon=True,
+                                     args=([node.sealed_by("door-a", r, MessageType.PROBE, node.pack) for r in asked],))
+            batch.start()
+            batch.join(10.0)
+            assert not batch.is_alive(), "the request path waited for room in the audit queue"
+            assert answers(node, "door-a") == [] and stats["accepted"] == 0
+            assert stats[f"unwritable:{topics.REQUEST}"] == 4 and stats["rejected:malformed"] == 0
+
+            filler.unlink()  # room made: the entries are written, the door's retries decided
+            assert wait_for(lambda: log.writer.depth == 0 and log.writer.failure is None, 20.0), log.writer.state()
+            handler.handle_batch([node.sealed_by("door-a", r, MessageType.PROBE, node.pack) for r in asked])
+            assert [(a.request_id, a.accepted) for a in answers(node, "door-a")] == [(r.request_id, True)
+                                                                                    for r in asked]
+            log.flush()
+            decided = [e for e in log.entries() if e.device == "door-a" and e.action == "decision.identify"]
+            assert len(decided) == 4 and stats["accepted"] == 4
+        finally:
+            log.close()
+            node.store.close()
+            node.data.close()
