@@ -133,6 +133,8 @@ def compose(name: str, mqtt: MqttSettings, keys: NodeKeys, directory: NodeDirect
         service = MatcherService(name, mqtt, [*routes, events.route], courier, stats, gate)
         return Matcher(service, loaded, requests,
                        devices=DeviceFollower(name, directory, [requests.opener, events.opener], gate, service, stats))
+    # its decisions' entries wait in memory while the disk is full: room kept for them at a stop
+    data.audit.reserve.ensure()
     principal = Principal(name, Role.OPERATOR, device=name)
     gallery = loaded.gallery
     access = SiteAccess(sync_store, site_tz)  # site_tz: config [access] timezone (docs/access.md)

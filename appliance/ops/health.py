@@ -105,7 +105,8 @@ def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: f
 def check_audit(service: str, state: dict, now: float | None = None) -> Check:
     """A failure while the audit log cannot be written (a full disk): its entries wait in the
     daemon's memory, and once that queue is full the matcher stops answering (doors decide
-    from their caches) - until room is made. A restart meanwhile would lose the queue."""
+    from their caches) - until room is made. A stop meanwhile deletes the room the log kept
+    (``stores.reserve``) to write them; what does not fit there is lost."""
     queued = int(state.get("queued", 0))
     since = float(state.get("failing_since", 0.0))
     if not since:
@@ -113,7 +114,7 @@ def check_audit(service: str, state: dict, now: float | None = None) -> Check:
     age = (time.time() if now is None else now) - since
     failed = f"{state.get('failures', 0)} failed commits: {state.get('error', '')}"
     return Check("audit", FAIL, f"{service}: audit log not written for {age:.0f} s ({failed}); {queued} entries wait "
-                                "in memory: free disk space (a restart before that loses them)")
+                                "in memory: free disk space (a stop writes only what fits in the room the log keeps)")
 
 
 def check_muted(service: str, muted: dict[str, int]) -> Check:

@@ -20,9 +20,10 @@ the records nobody waited for go back to the head of the queue, in order, and ar
 tried again after ``RETRY_FIRST_S``, doubling to ``RETRY_MAX_S`` while the failure lasts (a
 commit re-chains them from what the database holds, so a retry is safe). Meanwhile the queue
 fills; then the matcher's request path, which does not block, is refused: doors stop getting
-answers and decide from their caches, which queue their events on their own disks. ``failure`` says what failed
-and since when, for the heartbeat. Only a writer closed while it still fails counts its
-records lost (``lost_unacknowledged``): the process is ending and cannot keep them.
+answers and decide from their caches, which queue their events on their own disks. ``failure``
+says what failed and since when, for the heartbeat. Only a writer closed while it still fails counts its
+records lost (``lost_unacknowledged``): the process is ending and cannot keep them - unless its
+``last_resort`` (the audit log's ``stores.reserve``, deleted) makes room for one more try.
 
 When nothing arrives for ``idle_every_s`` the thread calls ``idle`` (the audit log re-signs
 its head, so a running site's head stays fresh). ``workers.QueueWorker`` hands items over one
@@ -89,7 +90,7 @@ class _Ticket(Generic[Record, Result]):
 class GroupCommit(Generic[Record, Result]):
     def __init__(self, name: str, commit: Callable[[list[Record]], list[Result]], idle: Callable[[], object],
                  idle_every_s: float, *, max_batch: int = GROUP_MAX_ENTRIES, linger_s: float = GROUP_LINGER_S,
-                 max_queued: int = MAX_QUEUED):
+                 max_queued: int = MAX_QUEUED, last_resort: Callable[[], bool] | None = None):
         if max_batch < 1 or max_queued < max_batch or linger_s < 0 or idle_every_s <= 0:
             raise ValueError(f"{name}: batch {max_batch}, queue {max_queued}, linger {linger_s}, idle {idle_every_s}")
         self.name = name
@@ -105,6 +106,8 @@ class GroupCommit(Generic[Record, Result]):
         self._last_write = time.monotonic()
         self._retry_at = 0.0  # monotonic: records kept from a failed commit are not tried before this
         self._failure: WriteFailure | None = None  # the failure in progress (None: the last commit worked)
+        # closing while commits fail: called once; True when it made room (``stores.reserve``)
+        self._last_resort = last_resort
         self._thread = StoppableThread(name, self._run)
         self.stats: Counter[str] = Counter()
 
@@ -292,6 +295,7 @@ class GroupCommit(Generic[Record, Result]):
         for ticket in batch:
             if ticket.wanted:
                 ticket.error = exc
+        rescued = bool(kept) and self._ending() and self._make_room(exc)
         with self._cond:
             self.stats["failed_batches"] += 1
             # callers still queued behind this batch are told now too, as new ones are refused:
@@ -305,7 +309,7 @@ class GroupCommit(Generic[Record, Result]):
                     ticket.done.set()  # type: ignore[union-attr]  # made waiting
             attempts = self._note_failure(exc).attempts
             pause = min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** min(attempts - 1, MAX_DOUBLINGS))
-            ending = self._closed or self._thread.stop_event.is_set()
+            ending = self._ending() and not rescued
             if kept and not ending:
                 self._queue.extendleft(reversed(kept))
                 self._retry_at = time.monotonic() + pause
@@ -318,6 +322,25 @@ class GroupCommit(Generic[Record, Result]):
         elif attempts & (attempts - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure in a row: not every retry
             log.error("%s: a batch of %d audit entries failed (%d in a row): %s; %d kept, tried again in %g s",
                       self.name, len(batch), attempts, exc, len(kept), pause)
+
+    def _ending(self) -> bool:
+        return self._closed or self._thread.stop_event.is_set()
+
+    def _make_room(self, exc: BaseException) -> bool:
+        """Closing while commits fail: the last resort, tried once (True: it made room, so the
+        entries waiting are tried again rather than lost)."""
+        last_resort, self._last_resort = self._last_resort, None
+        if last_resort is None:
+            return False
+        try:
+            made = last_resort()
+        except Exception:  # noqa: BLE001 - the entries are then counted lost, as without one
+            log.exception("%s: the last resort failed", self.name)
+            return False
+        if made:
+            log.warning("%s: closing while commits fail (%s): room made, the entries waiting are tried again",
+                        self.name, exc)
+        return made
 
     def _note_failure(self, exc: BaseException) -> WriteFailure:
         """Record a failed commit (under ``_cond``): the first sets ``since``, the next count up."""

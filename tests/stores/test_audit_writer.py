@@ -161,3 +161,34 @@ def test_a_full_queue_holds_submitters_back_instead_of_dropping(quick_retries):
     group.close()
     assert disk.written == list(range(9))
 
+
+
+def test_closing_while_failing_tries_once_more_when_the_last_resort_makes_room(quick_retries):
+    disk = Disk()
+    calls = []
+
+    def last_resort() -> bool:  # as deleting the reserve does
+        calls.append(1)
+        disk.full = False
+        return True
+
+    group = writer(disk, max_batch=2, last_resort=last_resort)
+    disk.full = True
+    for n in range(5):
+        group.submit(lambda n=n: n, wait=False)
+    assert wait_for(lambda: group.failure is not None, TIMEOUT_S)
+    group.close()
+    assert disk.written == [0, 1, 2, 3, 4] and calls == [1]
+    assert group.stats["lost_unacknowledged"] == 0
+
+
+def test_a_last_resort_that_makes_no_room_is_tried_once_and_the_rest_counted_lost(quick_retries):
+    disk = Disk()
+    calls = []
+    group = writer(disk, max_batch=2, last_resort=lambda: calls.append(1) is not None)  # no room made
+    disk.full = True
+    for n in range(5):
+        group.submit(lambda n=n: n, wait=False)
+    assert wait_for(lambda: group.failure is not None, TIMEOUT_S)
+    group.close()
+    assert disk.written == [] and calls == [1] and group.stats["lost_unacknowledged"] == 5

@@ -1,4 +1,5 @@
-"""A full disk under the stores: the matcher's audit entries wait in memory and none is lost;
+"""A full disk under the stores: the matcher's audit entries wait in memory and none is lost,
+even when it is stopped before room is made (the audit log's reserve);
 a door's outbox refuses an event whole (the door then says "unavailable" instead of letting
 someone through unrecorded) and takes events again once there is room.
 
@@ -26,6 +27,7 @@ BEFORE, DURING = 5, 300  # entries written before the disk fills, appended while
 TIMEOUT_S = 30.0
 MAX_EVENTS = 100_000
 EVENTS_TO_FILL = 1000  # of 24 KiB: more than the 8 MiB disk holds
+RESERVE_BYTES = 1024 * 1024  # the audit log's room for a stop on the full disk (8 MiB disk)
 
 
 @pytest.fixture
@@ -71,6 +73,35 @@ def test_matcher_entries_wait_out_a_full_disk_and_the_chain_verifies(disk, keys,
         objects = [entry.object for entry in reopened.entries() if entry.action.startswith("decision.")]
         assert objects == [f"s-{n}" for n in range(BEFORE + DURING)]  # every one, once, in order
         assert reopened.verify(principals[Role.AUDITOR]).ok
+    finally:
+        reopened.close()
+
+
+def test_a_matcher_stopped_on_the_full_disk_writes_its_waiting_entries_into_the_reserves_room(
+        disk, keys, principals, quick_retries):
+    """Stopped before room was made, the matcher would lose the entries waiting in memory; the
+    room its audit log kept (``stores.reserve``) is deleted for them instead, and made again at
+    the next start once there is room."""
+    audit = AuditLog.open_with(disk / "audit.db", keys, "matcher-1", reserve_bytes=RESERVE_BYTES)
+    door = Principal("matcher-1", Role.OPERATOR, device="door-a")
+    try:
+        assert audit.reserve.ensure()  # as the matcher makes it (``matcher.app.compose``)
+        for n in range(BEFORE):
+            audit.append(door, "decision.verify", f"s-{n}", "pass")
+        filler = fill(disk)
+        for n in range(DURING):
+            audit.append(door, "decision.identify", f"s-{BEFORE + n}", "pass", wait=False)
+        assert wait_for(lambda: audit.writer.failure is not None, TIMEOUT_S)
+    finally:
+        audit.close()  # stopped while the disk is full
+    assert audit.writer.stats.get("lost_unacknowledged", 0) == 0 and not audit.reserve.path.exists()
+    filler.unlink()
+    reopened = AuditLog.open_with(disk / "audit.db", keys, "matcher-1", reserve_bytes=RESERVE_BYTES)
+    try:
+        objects = [entry.object for entry in reopened.entries() if entry.action.startswith("decision.")]
+        assert objects == [f"s-{n}" for n in range(BEFORE + DURING)]  # every one, once, in order
+        assert reopened.verify(principals[Role.AUDITOR]).ok
+        assert reopened.reserve.ensure()  # room kept again
     finally:
         reopened.close()
 
