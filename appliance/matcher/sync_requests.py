@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from appliance.errors import ApplianceError
 from appliance.matcher.deletions import DeletionConfirmations
 from appliance.matcher.eligibility import DEFAULT_GROUP
 from appliance.matcher.device_limits import Limits
@@ -24,7 +25,6 @@ from appliance.matcher.replica import POLL_S, ReplicaFollower
 from appliance.matcher.replica_io import Auditor, Courier, StoreTrouble
 from appliance.matcher.revisions import SyncEngine
 from appliance.matcher.service import Route
-from appliance.errors import ApplianceError
 from appliance.protocol import messages, topics
 from appliance.protocol.directory import NodeDirectory
 from appliance.security.envelope import MessageType, NodeKeys, Opener, ReplayGuard

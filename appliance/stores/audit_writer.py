@@ -171,9 +171,11 @@ class GroupCommit(Generic[Record, Result]):
 
     def _refuse_while_failing(self) -> None:
         """A caller that waits for its commit is told at once while commits fail (under
-        ``_cond``): its record would only queue behind the ones kept for the retry."""
+        ``_cond``): its record would only queue behind the ones kept for the retry. With none
+        kept, the first caller after the retry pause is let through: its commit is the retry
+        (else, after room is made, every caller would be refused until the next idle tick)."""
         failure = self._failure
-        if failure is not None:
+        if failure is not None and (self._queue or time.monotonic() < self._retry_at):
             self.stats["refused_while_failing"] += 1
             raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.name}: failing since "
                                  f"{time.strftime('%H:%M:%S', time.localtime(failure.since))}, {failure.attempts} "
@@ -310,9 +312,9 @@ class GroupCommit(Generic[Record, Result]):
             attempts = self._note_failure(exc).attempts
             pause = min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** min(attempts - 1, MAX_DOUBLINGS))
             ending = self._ending() and not rescued
+            self._retry_at = time.monotonic() + pause  # the kept records' retry, or the next waiting caller's try
             if kept and not ending:
                 self._queue.extendleft(reversed(kept))
-                self._retry_at = time.monotonic() + pause
                 self.stats["retried_entries"] += len(kept)
             else:
                 self.stats["lost_unacknowledged"] += len(kept)

@@ -2,7 +2,8 @@
 
 The body is ``{"error": {"code": 505, "name": "AUTH_REQUIRED", "title": ..., "detail": ...}}``
 with the same stable code the command line prints (``E505``); the detail is masked, so a
-refusal never carries personal data. 401 answers say how to authenticate (``WWW-Authenticate``).
+refusal never carries personal data. 401 answers say how to authenticate (``WWW-Authenticate``),
+a 503 that passes once the site recovers when to try again (``Retry-After``).
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.STORE_UNWRITABLE: 503,  # a full disk: the action is not done; try again once there is room
 }
 INTERNAL = 500
+# 503s that pass once the site recovers, with when to try again (``Retry-After``, seconds): a client
+# that honours it backs off instead of hammering a full disk or a restarting broker
+RETRY_AFTER_S: dict[ErrorCode, int] = {
+    ErrorCode.STORE_UNWRITABLE: 60,  # until an administrator makes room
+    ErrorCode.BROKER_UNAVAILABLE: 5,  # a broker restart or a reconnection
+}
 
 
 def status_of(code: ErrorCode) -> int:
@@ -56,6 +63,8 @@ def error_response(exc: ApplianceError, headers: dict[str, str] | None = None) -
     extra = dict(headers or {})
     if status == 401:
         extra.setdefault("WWW-Authenticate", 'Bearer realm="appliance"')
+    if exc.code in RETRY_AFTER_S:
+        extra.setdefault("Retry-After", str(RETRY_AFTER_S[exc.code]))
     return JSONResponse(error_body(exc.code, exc.detail), status_code=status, headers=extra)
 
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from appliance.errors import ApplianceError
 from appliance.stores.audit_writer import GroupCommit
 from polling import wait_for
 
@@ -192,3 +193,35 @@ def test_a_last_resort_that_makes_no_room_is_tried_once_and_the_rest_counted_los
     assert wait_for(lambda: group.failure is not None, TIMEOUT_S)
     group.close()
     assert disk.written == [] and calls == [1] and group.stats["lost_unacknowledged"] == 5
+
+
+def test_with_nothing_kept_the_first_caller_after_the_pause_is_the_retry(quick_retries):
+    """Only callers that wait failed (the console's entries): nothing is kept for a retry, so
+    the next such caller, after the pause, is let through to try - once room is made it
+    succeeds and the failure is over, instead of every caller being refused until the idle tick."""
+    disk = Disk()
+    group = writer(disk)
+    disk.full = True
+    with pytest.raises(OSError, match="No space left"):
+        group.submit(lambda: 1, wait=True)
+    disk.full = False  # room made
+    with pytest.raises(ApplianceError, match="failing since"):
+        group.submit(lambda: 2, wait=True)  # within the pause: refused at once, no try
+    assert disk.attempts == 1
+    time.sleep(0.1)  # the first pause (0.05 s) is over
+    assert group.submit(lambda: 3, wait=True) == 3 and group.failure is None
+    assert group.submit(lambda: 4, wait=True) == 4
+    group.close()
+    assert disk.written == [3, 4]
+
+
+def test_while_the_disk_stays_full_callers_try_at_the_pace_of_the_pauses(quick_retries):
+    disk = Disk()
+    group = writer(disk)
+    disk.full = True
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # a caller in a tight loop (a script retrying at once)
+        with pytest.raises((OSError, ApplianceError)):
+            group.submit(lambda: 1, wait=True)
+    assert 3 <= disk.attempts <= 9, disk.attempts  # pauses 0.05, 0.1, 0.2, 0.2 ...: not one try per call
+    group.close()
