@@ -53,11 +53,10 @@ def unavailable(reason: str) -> None:
 def fill(folder: Path) -> Path:
     """A file that takes every free byte of ``folder``'s file system; delete it to make room."""
     filler = folder / "filler"
-    with filler.open("wb") as out:
+    with filler.open("wb", buffering=0) as out:  # unbuffered: nothing left over for close to write
         try:
             while True:
                 out.write(b"\0" * FILL_CHUNK)
-                out.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
     return filler

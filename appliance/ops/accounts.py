@@ -42,7 +42,7 @@ from appliance.ops.tokens import TOKEN_PREFIX, TOKENS_MIGRATION, ApiTokens, NewT
 from appliance.security.keys import KeyProvider
 from appliance.security.roles import Principal, Role, role_named
 from appliance.stores.audit import AuditLog
-from appliance.stores.base import CipherStore
+from appliance.stores.base import CipherStore, skipped_if_unwritable
 
 ACCOUNTS_DB = "accounts-db"  # key name; one key per store, like the others
 ACCOUNTS_FILE = "accounts.db"
@@ -281,9 +281,11 @@ class Accounts:
         name, role, device, last_seen, disabled = row
         principal = Principal(name, Role(role), device)
         if disabled or now - last_seen > self.idle_timeout_s:
-            self.logout(token, reason="idle timeout" if not disabled else "account disabled")
+            with skipped_if_unwritable():  # ended all the same; a full disk keeps the row until the next look
+                self.logout(token, reason="idle timeout" if not disabled else "account disabled")
             raise ApplianceError(ErrorCode.SESSION_EXPIRED, "session ended after inactivity; log in again")
-        with self._writing():
+        # on a full disk the session stays valid, its idle timer not refreshed (it ends no later)
+        with skipped_if_unwritable(), self._writing():
             self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash(token)))
         return principal
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.roles import Principal, Role, scopes_named
+from appliance.stores.base import skipped_if_unwritable
 
 if TYPE_CHECKING:  # only named in signatures: the CLI reads this module's limits without loading the stores
     from appliance.stores.audit import AuditLog
@@ -161,7 +162,7 @@ class ApiTokens:
             self._audit(principal, "token.use", account, "refused", f"token {token_id}: {why}")
             raise ApplianceError(ErrorCode.TOKEN_INVALID, f"API token {token_id}: {why}")
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION_S:
-            with self._lock, self.store.transaction():
+            with skipped_if_unwritable(), self._lock, self.store.transaction():  # a full disk: used, not noted
                 self.store.execute("UPDATE tokens SET last_used = ? WHERE token_id = ?", (now, token_id))
         return principal
 

@@ -29,7 +29,7 @@ from appliance.security.masking import mask_text
 from appliance.security.roles import Permission, Principal
 from appliance.web.auth import CONSOLE_DEVICE, SESSION_COOKIE, services_of
 from appliance.web.console_i18n import N_, VALUE_LABELS, page_language, say, templates
-from appliance.web.http_errors import status_of
+from appliance.web.http_errors import UNAUTHENTICATED, status_of
 from appliance.web.services import Services
 
 CSRF_COOKIE = "appliance_csrf"
@@ -107,7 +107,9 @@ def session_principal(request: Request) -> Principal:
     try:
         with services.stores():
             principal = services.accounts.authenticate(token, CONSOLE_DEVICE)
-    except ApplianceError:
+    except ApplianceError as exc:
+        if exc.code not in UNAUTHENTICATED:
+            raise  # a store that cannot be read: the problem page says so, the session is not ended
         raise HTTPException(SEE_OTHER, "log in again", headers={"Location": LOGIN_PATH + "?ended=1"}) from None
     if principal.scopes is not None:  # an API token in the cookie: the console wants a login
         raise HTTPException(SEE_OTHER, "log in", headers={"Location": LOGIN_PATH})
@@ -158,10 +160,20 @@ def refusal(request: Request, text: str, status_code: int) -> Response:
     return render(request, "problem.html", getattr(request.state, "principal", None), status_code, problem=text)
 
 
+# what the person at the console can do about an error that is not theirs, after its detail
+ADVICE = {
+    ErrorCode.STORE_UNWRITABLE: N_("Nothing was saved: free disk space on the server (or ask its administrator to), "
+                                   "then try again."),
+}
+
+
 def problem_text(request: Request, exc: ApplianceError) -> str:
     """The error's title in the page's language and its (masked) detail: the console's own
-    details are translated where raised (``say``); a library's detail stays as it was written."""
-    return say(request, "%(title)s: %(detail)s", title=say(request, exc.code.title), detail=mask_text(exc.detail))
+    details are translated where raised (``say``); a library's detail stays as it was written.
+    Then what to do, where the console knows (``ADVICE``)."""
+    text = say(request, "%(title)s: %(detail)s", title=say(request, exc.code.title), detail=mask_text(exc.detail))
+    advice = ADVICE.get(exc.code)
+    return say(request, "%(problem)s. %(advice)s", problem=text, advice=say(request, advice)) if advice else text
 
 
 def _same(*values: str) -> bool:

@@ -16,6 +16,8 @@ from appliance.ops.passwords import (
 )
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person
 from appliance.security.roles import Role
+from appliance.ops.accounts import Accounts, AccountStore
+from diskkit import fill, small_disk
 
 STRONG = "Correct-Horse-42-battery"
 
@@ -209,6 +211,29 @@ def test_idle_sessions_expire(accounts, clock):
     assert expired.value.code is ErrorCode.SESSION_EXPIRED
     with pytest.raises(ApplianceError):
         accounts.principal(session.token)  # ended for good
+
+
+def test_a_full_disk_keeps_a_live_session_without_renewing_it(tmp_path, keys, data, clock):
+    """Renewing the idle timer is a write: on a full disk the session stays valid (the console
+    must not log everyone out, losing their forms) and ends no later than the last renewal
+    written says."""
+    with small_disk(tmp_path / "disk") as disk:
+        store = AccountStore.open(disk / "accounts.db", keys)
+        manager = Accounts(store, data.audit, idle_timeout_s=600, clock=clock)
+        try:
+            secret = manager.bootstrap("sec-admin", STRONG).totp_secret
+            session = _login(manager, clock, "sec-admin", secret)
+            store.checkpoint()  # its next write needs new room
+            filler = fill(disk)
+            clock.now += 500
+            assert manager.principal(session.token).actor == "sec-admin"  # still logged in
+            clock.now += 200  # 700 s after the last renewal written
+            with pytest.raises(ApplianceError) as expired:
+                manager.principal(session.token)
+            assert expired.value.code is ErrorCode.SESSION_EXPIRED
+            filler.unlink()
+        finally:
+            manager.close()
 
 
 def _person(data, operator):
