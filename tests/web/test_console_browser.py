@@ -28,8 +28,8 @@ from appliance.security.masking import mask_name
 from appliance.security.roles import Role
 from appliance.web.console_doors import DOORS_REFRESH_S
 from authkit import login_session
+from browserkit import log_in, shot
 
-REPORTS = Path(__file__).resolve().parents[2] / "reports" / "console"
 PERSON = "Zhang San"
 OTHER_NAME = "Li Si"
 PERSON_FOLDER = "celeba-dev/id07201"
@@ -86,21 +86,6 @@ def new_page(chromium, console_site, visited, browser_errors):
         return page
 
     return open_page
-
-
-def log_in(page, account: tuple[str, str, str]) -> None:
-    name, password, secret = account
-    page.goto("/login")
-    page.fill("input[name=account]", name)
-    page.fill("input[name=password]", password)
-    page.fill("input[name=code]", totp.totp(secret))
-    page.click("button[type=submit]")
-    page.wait_for_selector("#role-badge")
-
-
-def shot(page, name: str) -> None:
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(REPORTS / f"{name}.png"), full_page=True)
 
 
 def nav_labels(page) -> list[str]:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from apikit import api_config, bearer, provision_devices, running, tokens_for
-from appliance.ops import totp
 from appliance.security.roles import Role
 from appliance.web.app import create_app
 from authkit import login_session
+from browserkit import log_in, shot
 from diskkit import fill, small_disk
 
 DISK_BYTES = 48 * 1024 * 1024
@@ -22,7 +22,6 @@ NAME = "Ouyang Mingzhu"
 CONSENT = {"consent_ref": "form-2026-0099"}
 PERSON = "id07206"
 RECOVERY_S = 10.0
-REPORTS = Path(__file__).resolve().parents[2] / "reports" / "console"
 PAGE_TIMEOUT_MS = 60_000  # the first enrollment loads the face models in the console
 
 
@@ -75,19 +74,14 @@ def test_the_console_says_the_disk_is_full_above_the_filled_in_form_then_enrolls
     with small_disk(tmp_path / "data", DISK_BYTES) as root:
         config = api_config()
         pki = provision_devices(root)
-        name, password, secret = login_session(root, Role.OPERATOR, config)
+        account = login_session(root, Role.OPERATOR, config)
         photos = [str(f) for f in sorted((faces / "celeba-dev" / PERSON).glob("*.jpg"))[:3]]
         with console_kit.serving(create_app(config, root), root, pki) as url, \
                 console_kit.launched_chromium(console_kit.spki_pin(pki.ca_cert.read_bytes())) as browser:
             context = browser.new_context(base_url=url, locale="en-US", viewport={"width": 1280, "height": 900})
             context.set_default_timeout(PAGE_TIMEOUT_MS)
             page = context.new_page()
-            page.goto("/login")
-            page.fill("input[name=account]", name)
-            page.fill("input[name=password]", password)
-            page.fill("input[name=code]", totp.totp(secret))
-            page.click("button[type=submit]")
-            page.wait_for_selector("#role-badge")
+            log_in(page, account)
 
             def fill_in() -> None:
                 page.goto("/enroll?lang=en")
@@ -110,8 +104,7 @@ def test_the_console_says_the_disk_is_full_above_the_filled_in_form_then_enrolls
                                     "then try again."), problem
             assert page.input_value("input[name=name]") == NAME  # nothing to type again
             assert page.input_value("input[name=consent_ref]") == CONSENT["consent_ref"]
-            REPORTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(REPORTS / "enroll-full-disk.png"), full_page=True)
+            shot(page, "enroll-full-disk")
 
             filler.unlink()  # room made: after the audit writer's pause the same form goes through
             time.sleep(1.0)
