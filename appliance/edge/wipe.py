@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance.durable_file import write_durably
 from appliance.edge.cache_decider import DoorStatus
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.protocol import messages, topics
@@ -73,21 +73,8 @@ def refuse_if_wiped(folder: Path, stores: Sequence[tuple[Path, KeyProvider, str]
 
 
 def _write_marker(folder: Path, record: dict[str, Any]) -> None:
-    """The marker, durably: written to a temporary file, synced, renamed, folder synced."""
-    path = folder / WIPED_MARKER
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(record, sort_keys=True).encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """The marker, durably (``durable_file``: a power cut leaves none or all of it)."""
+    write_durably(folder / WIPED_MARKER, json.dumps(record, sort_keys=True).encode("utf-8"))
 
 
 class DoorWipe:
@@ -139,6 +126,11 @@ class DoorWipe:
             try:
                 _write_marker(self.folder, {"wipe_id": order.wipe_id, "sender": sender,
                                             "requested_by": order.requested_by, "at": time.time()})
+            except Exception:  # noqa: BLE001 - a full disk must not stop a wipe: destroying needs no room
+                self.stats["marker_not_written"] += 1
+                log.exception("%s: wipe order %s: the marker was not written (a restart is not refused by it); "
+                              "destroying the cache all the same", self.device_id, order.wipe_id)
+            try:
                 self.halt()
                 for store in self.stores:
                     removed += store.destroy(self.provider)

@@ -37,7 +37,7 @@ from appliance.stores.audit_chain import (
 )
 from appliance.stores.audit_head import AuditHead, Evidence, Span
 from appliance.stores.audit_writer import GROUP_LINGER_S, GROUP_MAX_ENTRIES, MAX_QUEUED, GroupCommit
-from appliance.stores.reserve import DiskReserve, reserve_path
+from appliance.stores.reserve import AUDIT_RESERVE_BYTES, DiskReserve, reserve_path
 from appliance.stores.base import CipherStore
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,6 @@ DEFAULT_CHECKPOINT_EVERY = 100
 DEFAULT_HEAD_MAX_AGE_S = SecurityConfig().audit_head_max_age_s
 HEAD_REFRESHES_PER_MAX_AGE = 3  # an idle writer re-signs its head this many times within the allowed age
 MAX_DETAIL_CHARS = 200
-# room kept beside the log (``stores.reserve``) for the entries a stop on a full disk would lose: a
-# full queue (``audit_writer.MAX_QUEUED``, 10,000 decisions) took 2.8 MiB, 3.6 MiB at its peak with the WAL
-RESERVE_BYTES = 16 * 1024 * 1024
 _INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SIGNED_ROWS = {table: f"SELECT seq, hash, time, node, signature FROM {table}"
                 for table in ("checkpoints", "prunes", "tail")}
@@ -68,7 +65,7 @@ class AuditLog(CipherStore):
     def __init__(self, path: Path, key: SecretKey, signing_key: SecretKey, node_id: str,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, *, head_max_age_s: float = DEFAULT_HEAD_MAX_AGE_S,
                  group_max_entries: int = GROUP_MAX_ENTRIES, group_linger_s: float = GROUP_LINGER_S,
-                 group_max_queued: int = MAX_QUEUED, reserve_bytes: int = RESERVE_BYTES) -> None:
+                 group_max_queued: int = MAX_QUEUED, reserve_bytes: int = AUDIT_RESERVE_BYTES) -> None:
         self._created = False
         super().__init__(path, key)
         self._signer = Ed25519PrivateKey.from_private_bytes(signing_key.material)
@@ -85,8 +82,7 @@ class AuditLog(CipherStore):
         self._own_head: tuple[bytes, AuditHead] | None = None
         if self._created:
             self._sign_genesis()
-        # room for the entries a stop on a full disk would otherwise lose (``stores.reserve``): made
-        # by the process that queues entries nobody waits for (the matcher: ``matcher.app.compose``)
+        # room for what a stop on a full disk would lose (made by the matcher: ``matcher.app.compose``)
         self.reserve = DiskReserve(reserve_path(self.path), reserve_bytes)
         self._writer: GroupCommit[dict, AuditEntry] = GroupCommit(
             f"audit-writer-{node_id}", self._commit, self._refresh, head_max_age_s / HEAD_REFRESHES_PER_MAX_AGE,
@@ -118,9 +114,8 @@ class AuditLog(CipherStore):
 
         With ``wait`` (the default) it returns once the entry is committed and vouched for by
         the node's signature. ``wait=False`` is for hot paths (the matcher): it returns at once
-        (None) and the entry is written with its group within ``group_linger_s``. Without
-        ``block``, a full queue (commits failing: a full disk) raises ``STORE_UNWRITABLE`` at once
-        instead of waiting for room."""
+        (None) and the entry is written with its group within ``group_linger_s``; without ``block``
+        a full queue (a full disk) raises ``STORE_UNWRITABLE`` at once instead of waiting for room."""
         fields = entry_fields(principal, action, obj, result, detail)
         return self._writer.submit(lambda: stamped(fields), wait, block)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import signing
 from appliance.security.roles import Principal
@@ -179,7 +180,8 @@ def erase_subject(principal: Principal, subject_id: str, reason: str, identity: 
         actor=principal.actor, items=tuple(items), tombstone_revision=revision)
     receipt = receipt.signed(signer)
     receipts_dir.mkdir(parents=True, exist_ok=True)
-    (receipts_dir / f"{receipt.receipt_id}.json").write_text(receipt.to_json() + "\n", encoding="utf-8")
+    # whole or not at all: a receipt cut by a power loss would be unreadable proof
+    write_durably(receipts_dir / f"{receipt.receipt_id}.json", (receipt.to_json() + "\n").encode("utf-8"), 0o644)
     return receipt
 
 

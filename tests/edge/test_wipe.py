@@ -21,6 +21,7 @@ from appliance.site import Site
 from appliance.stores.device import CacheEntry, DeviceCache
 from appliance.transport.mqtt import Incoming
 from appliance.vision.templates import Template
+from diskkit import fill, small_disk
 from offkit import PACK, offline_config, probe_of, request, unit, wait_for
 
 DOOR, OTHER = "door-a", "door-b"
@@ -106,6 +107,29 @@ def test_a_forged_or_misdirected_order_is_refused_and_changes_nothing(site, forg
         assert door.decider.request(request(DOOR, probe_of(vector, rng)), PACK).accepted
     finally:
         door.close()
+
+
+def test_a_door_whose_disk_is_full_is_wiped_all_the_same(site):
+    """A stolen door may have a full disk: its marker cannot be written then, but destroying the
+    keys and the stores needs no room, and the door stops deciding at once."""
+    with small_disk(device_folder(site, DOOR)) as folder:
+        door = open_door(site, DOOR, offline_config(mode="local"), threshold=0.4, connect=False)
+        provider = FileKeyProvider(folder)
+        try:
+            rng = np.random.default_rng(6)
+            vector = _fill(door, rng)[0]
+            filler = fill(folder)
+            door.wipe.on_message(_order(site, DOOR))
+            assert wait_for(lambda: door.wipe.last_done is not None)
+            assert door.wipe.stats["marker_not_written"] == 1 and not (folder / WIPED_MARKER).exists()
+            assert door.wipe.last_done.key_destroyed and door.wipe.stats.get("wipe_failed", 0) == 0
+            assert not provider.exists(CACHE_DB) and not provider.exists(OUTBOX_DB)
+            assert not [p.name for p in folder.iterdir() if p.name.startswith((CACHE_FILE, OUTBOX_FILE))]
+            decision = door.decider.request(request(DOOR, probe_of(vector, rng)), PACK)
+            assert not decision.accepted and decision.reason == messages.Reason.UNAVAILABLE
+            filler.unlink()
+        finally:
+            door.close()
 
 
 def test_a_wipe_cut_by_a_power_loss_is_finished_at_the_next_start_which_then_refuses(site):
