@@ -43,6 +43,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.digests import sha256_file
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, Accounts, AccountStore
 from appliance.security import signing
@@ -144,8 +145,11 @@ def create_backup(data: ProtectedData, principal: Principal, destination: Path, 
             raise ApplianceError(ErrorCode.BACKUP_INVALID, f"{path}: {problems[0]}")
         files[path.name] = BackupFile(sha256_file(path), path.stat().st_size, key.name, key.fingerprint)
     manifest = BackupManifest(data.node.node_id, taken_at, revision, files, FORMAT, deletions)
-    (destination / MANIFEST).write_text(json.dumps(manifest.document(), indent=2, sort_keys=True) + "\n")
-    (destination / SIGNATURE).write_text(manifest.sign(data.node.signing) + "\n")
+    # the signature first, the manifest last and each whole (``durable_file``): a folder with a
+    # manifest is a finished backup, and one cut by a full disk or a power loss can be taken again
+    write_durably(destination / SIGNATURE, (manifest.sign(data.node.signing) + "\n").encode("ascii"), 0o644)
+    write_durably(destination / MANIFEST,
+                  (json.dumps(manifest.document(), indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o644)
     data.audit.append(principal, "backup.create", str(destination.name), "ok",
                       f"{len(files)} stores, verified, revision {revision}, {len(deletions)} deletions listed")
     return manifest

@@ -141,12 +141,18 @@ class CipherStore:
         destination.parent.mkdir(parents=True, exist_ok=True)
         tmp = destination.with_name(destination.name + BACKUP_SUFFIX)
         tmp.unlink(missing_ok=True)
-        target = _connect(tmp, self._key)
         try:
-            self.conn.backup(target)
-            target.execute("PRAGMA journal_mode = DELETE").fetchall()
-        finally:
-            target.close()
+            target = _connect(tmp, self._key)
+            try:
+                self.conn.backup(target)
+                target.execute("PRAGMA journal_mode = DELETE").fetchall()
+            finally:
+                target.close()
+        except sqlcipher.OperationalError as exc:  # a full backup medium: E213, no copy left half made
+            tmp.unlink(missing_ok=True)
+            if _unwritable(exc):
+                raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{destination.name}: {exc}") from exc
+            raise
         os.replace(tmp, destination)
         return destination
 

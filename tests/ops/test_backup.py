@@ -19,6 +19,7 @@ from appliance.security.roles import Principal, Role
 from appliance.stores.audit import SECONDS_PER_DAY
 from appliance.stores.protected import BIOMETRIC_FILE, IDENTITY_FILE, RECEIPTS_DIR, ProtectedData
 from appliance.vision.templates import Template
+from diskkit import fill, small_disk
 
 OPERATOR = Principal("op-1", Role.OPERATOR)
 SYSADMIN = Principal("sys-1", Role.SYSTEM_ADMIN)
@@ -68,6 +69,20 @@ def test_backup_delete_restore_keeps_the_subject_deleted(filled, keys, tmp_path)
     assert data.audit.verify(AUDITOR).ok
     actions = [(e.action, e.object, e.result) for e in data.audit.entries()]
     assert ("backup.restore", "bk", "ok") in actions and ("subject.delete", "s-alice", "ok") in actions
+
+
+def test_a_backup_onto_a_full_disk_is_e213_and_can_be_taken_again_there(filled, keys, tmp_path):
+    """A backup medium that fills up: refused with E213 (no bare OSError), nothing in the folder
+    claims to be a backup, and once there is room the same folder takes the backup."""
+    with small_disk(tmp_path / "medium", 1024 * 1024) as medium:
+        filler = fill(medium)
+        with pytest.raises(ApplianceError) as refused:
+            create_backup(filled, SYSADMIN, medium / "bk", keys)
+        assert refused.value.code is ErrorCode.STORE_UNWRITABLE, refused.value
+        assert not (medium / "bk" / MANIFEST).exists()
+        filler.unlink()
+        manifest = create_backup(filled, SYSADMIN, medium / "bk", keys)
+        assert verify_backup(medium / "bk", keys, filled.node.signing.public_key()) == manifest
 
 
 def test_receipts_keep_the_deletion_when_the_live_stores_are_lost(filled, keys, tmp_path):
