@@ -21,9 +21,10 @@ tried again after ``RETRY_FIRST_S``, doubling to ``RETRY_MAX_S`` while the failu
 commit re-chains them from what the database holds, so a retry is safe). Meanwhile the queue
 fills; then the matcher's request path, which does not block, is refused: doors stop getting
 answers and decide from their caches, which queue their events on their own disks. ``failure``
-says what failed and since when, for the heartbeat. Only a writer closed while it still fails counts its
-records lost (``lost_unacknowledged``): the process is ending and cannot keep them - unless its
-``last_resort`` (the audit log's ``stores.reserve``, deleted) makes room for one more try.
+says what failed and since when, for the heartbeat. Only a writer closed while it still fails
+counts its records lost (``lost_unacknowledged``): the process is ending and cannot keep them -
+unless its ``last_resort`` (the audit log's ``stores.reserve``, deleted) makes room for one more
+try.
 
 When nothing arrives for ``idle_every_s`` the thread calls ``idle`` (the audit log re-signs
 its head, so a running site's head stays fresh). ``workers.QueueWorker`` hands items over one
