@@ -6,6 +6,8 @@ the code's exit status. Codes never change meaning once released.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -103,3 +105,15 @@ class ApplianceError(Exception):
 
     def __str__(self) -> str:
         return f"E{self.code.number} {self.code.title}: {self.detail}"
+
+
+@contextmanager
+def skipped_if_unwritable() -> Iterator[None]:
+    """Bookkeeping its caller can go on without (when a session was last active, when a token
+    was last used): skipped while its store cannot be written (E213 STORE_UNWRITABLE: a full
+    disk) - a full disk must not log everyone out of the console. Any other error is raised."""
+    try:
+        yield
+    except ApplianceError as exc:
+        if exc.code is not ErrorCode.STORE_UNWRITABLE:
+            raise

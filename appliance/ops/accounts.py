@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, skipped_if_unwritable
 from appliance.ops import totp
 from appliance.ops.passwords import DUMMY_HASH, check_password, hash_password, needs_rehash, password_problems
 from appliance.ops.tokens import TOKEN_PREFIX, TOKENS_MIGRATION, ApiTokens, NewToken, TokenInfo, token_hash
 from appliance.security.keys import KeyProvider
 from appliance.security.roles import Principal, Role, role_named
 from appliance.stores.audit import AuditLog
-from appliance.stores.base import CipherStore, skipped_if_unwritable
+from appliance.stores.base import CipherStore
 
 ACCOUNTS_DB = "accounts-db"  # key name; one key per store, like the others
 ACCOUNTS_FILE = "accounts.db"

@@ -22,9 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, skipped_if_unwritable
 from appliance.security.roles import Principal, Role, scopes_named
-from appliance.stores.base import skipped_if_unwritable
 
 if TYPE_CHECKING:  # only named in signatures: the CLI reads this module's limits without loading the stores
     from appliance.stores.audit import AuditLog

@@ -23,18 +23,6 @@ BACKUP_SUFFIX = ".bak.tmp"
 STORE_FILE_MODE = 0o600
 
 
-@contextmanager
-def skipped_if_unwritable() -> Iterator[None]:
-    """Bookkeeping its caller can go on without (when a session was last active, when a token
-    was last used): skipped while its store cannot be written (E213 STORE_UNWRITABLE: a full
-    disk) - a full disk must not log everyone out of the console. Any other error is raised."""
-    try:
-        yield
-    except ApplianceError as exc:
-        if exc.code is not ErrorCode.STORE_UNWRITABLE:
-            raise
-
-
 class CipherStore:
     """An open SQLCipher database with a versioned schema.
 
