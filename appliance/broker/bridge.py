@@ -24,6 +24,7 @@ from appliance.config.bridge_tables import (
     DEFAULT_KEEPALIVE_S, DEFAULT_PORT, DEFAULT_RESTART_BASE_S, DEFAULT_RESTART_CAP_S, MAX_KEEPALIVE_S, MAX_RESTART_S,
     MIN_KEEPALIVE_S, MIN_RESTART_S, BridgeConfig,
 )
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 from appliance.protocol import topics
@@ -99,10 +100,8 @@ def provision_bridge(pki: ProjectPKI, name: str, devices: tuple[str, ...]) -> Id
     identity = pki.issue_client(name, BRIDGE_ROLE)
     bridges = dict(read_json(pki.folder / BRIDGES_FILE, {}))
     bridges[name] = sorted(set(devices))
-    target = pki.folder / BRIDGES_FILE
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(sorted(bridges.items())), indent=2))
-    tmp.replace(target)
+    write_durably(pki.folder / BRIDGES_FILE, json.dumps(dict(sorted(bridges.items())), indent=2).encode("utf-8"),
+                  0o644)
     return identity
 
 

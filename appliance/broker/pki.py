@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 
@@ -55,11 +56,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    tmp.replace(path)
+    write_durably(path, data, 0o600)
 
 
 def _serial(path: Path) -> int:
@@ -67,9 +64,9 @@ def _serial(path: Path) -> int:
 
 
 def _write_pem(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    """Certificates, the CRL, the registry and the revocation list: whole, and kept across a
+    power cut once written (a revocation must not come undone)."""
+    write_durably(path, data, 0o644)
 
 
 class ProjectPKI:

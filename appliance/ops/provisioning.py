@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Callable
 
 from appliance.broker.pki import Identity, ProjectPKI
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 from appliance.protocol import topics
@@ -54,11 +54,8 @@ def _policies(pki: ProjectPKI) -> dict[str, DevicePolicy]:
 
 
 def _save(pki: ProjectPKI, policies: dict[str, DevicePolicy]) -> None:
-    path = pki.folder / POLICY_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({n: {"group": p.group, "modes": list(p.modes)} for n, p in sorted(policies.items())},
-                              indent=2))
-    os.replace(tmp, path)
+    body = {n: {"group": p.group, "modes": list(p.modes)} for n, p in sorted(policies.items())}
+    write_durably(pki.folder / POLICY_FILE, json.dumps(body, indent=2).encode("utf-8"), 0o644)
 
 
 def policy(pki: ProjectPKI, name: str) -> DevicePolicy | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.envelope import NodeKeys, PeerKeys, Sm2Public
 from appliance.security.sm import Sm2PublicKey
@@ -98,9 +99,7 @@ class NodeDirectory:
 
     def save(self) -> None:
         body = {name: _entry(self.roles.get(name, DEVICE), p) for name, p in sorted(self.peers.items())}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(body, indent=2))
-        tmp.replace(self.path)
+        write_durably(self.path, json.dumps(body, indent=2).encode("utf-8"), 0o644)
 
     def get(self, node_id: str) -> PeerKeys:
         try:
