@@ -107,6 +107,12 @@ class ApplianceError(Exception):
         return f"E{self.code.number} {self.code.title}: {self.detail}"
 
 
+def is_unwritable(exc: BaseException) -> bool:
+    """Is ``exc`` a store or file that cannot be written now (E213: a full disk, an I/O error),
+    rather than something wrong with what was asked?"""
+    return isinstance(exc, ApplianceError) and exc.code is ErrorCode.STORE_UNWRITABLE
+
+
 @contextmanager
 def skipped_if_unwritable() -> Iterator[None]:
     """Bookkeeping its caller can go on without (when a session was last active, when a token
@@ -115,5 +121,5 @@ def skipped_if_unwritable() -> Iterator[None]:
     try:
         yield
     except ApplianceError as exc:
-        if exc.code is not ErrorCode.STORE_UNWRITABLE:
+        if not is_unwritable(exc):
             raise

@@ -17,7 +17,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, is_unwritable
 from appliance.matcher.gate import MALFORMED, Gate
 from appliance.matcher.replica_io import LEFT_UNANSWERED, Audit, Courier, StoreTrouble, decision_detail
 from appliance.matcher.service import Route
@@ -64,7 +64,7 @@ class CredentialRequestHandler:
         try:
             self._answer(inbound, incoming)
         except ApplianceError as exc:
-            if StoreTrouble.caused(exc):  # the presence book not writable: the door's cache decides
+            if is_unwritable(exc):  # the presence book not writable: the door's cache decides
                 self.store_trouble.note(inbound.device, inbound.kind, exc, LEFT_UNANSWERED)
                 return
             log.debug("%s: malformed credential request from %s: %s", self.name, inbound.device, exc.code.name)

@@ -32,7 +32,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import replace
 
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, is_unwritable
 from appliance.matcher.access_site import SiteAccess
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import MALFORMED, Gate
@@ -144,7 +144,7 @@ class EventRecorder:
             try:
                 self.flush(batch)
             except Exception as exc:  # not acknowledged: the devices send again
-                if StoreTrouble.caused(exc):  # a full disk: no traceback, counted per event
+                if is_unwritable(exc):  # a full disk: no traceback, counted per event
                     self.store_trouble.note(batch[-1].device_id, topics.EVENT, exc,
                                             "not acknowledged: the doors send them again", len(batch))
                 else:

@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 from appliance.matcher.eligibility import Profiles
 from appliance.matcher.loaded import LoadedGallery
-from appliance.errors import ApplianceError
-from appliance.matcher.replica_io import Audit, Auditor, Courier, StoreTrouble
+from appliance.errors import ApplianceError, is_unwritable
+from appliance.matcher.replica_io import Audit, Auditor, Courier
 from appliance.matcher.sync_store import SyncStore
 from appliance.protocol import messages, topics
 from appliance.security import signing
@@ -76,7 +76,7 @@ class ReplicaFollower:
             claimed = self.store.claim_announcements([r.revision for r in ups] + [t.revision for t in tombs] or [head],
                                                      self.name)
         except ApplianceError as exc:
-            if not StoreTrouble.caused(exc):
+            if not is_unwritable(exc):
                 raise
             # the gallery has the changes (applying them again is harmless); the revision stays
             # behind, so the next poll claims again and, once there is room, the announcement goes out

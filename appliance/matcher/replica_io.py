@@ -100,11 +100,6 @@ class StoreTrouble:
         self._logged_at: float | None = None
         self._since_logged = 0
 
-    @staticmethod
-    def caused(exc: BaseException) -> bool:
-        """Is ``exc`` a store that cannot be written (rather than something the door sent)?"""
-        return isinstance(exc, ApplianceError) and exc.code is ErrorCode.STORE_UNWRITABLE
-
     def note(self, device: str, kind: str, exc: ApplianceError, outcome: str, count: int = 1) -> None:
         """``count`` messages of ``kind`` from ``device`` not dealt with in full because of
         ``exc``; ``outcome``: what became of them, for the log."""

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.access.rules import ANTI_PASSBACK
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, is_unwritable
 from appliance.matcher.access_site import AccessMemo, SiteAccess
 from appliance.matcher.device_limits import Limits
 from appliance.matcher.gate import MALFORMED, Gate, any_mode
@@ -90,7 +90,8 @@ class RequestHandler:
         # provisioning policy: is this device (still) allowed this matching mode?
         self.device_allowed = device_allowed or (lambda device, mode: True)
         self.gate = gate or Gate(name, Limits(), audit, stats, any_mode(device_allowed))
-        self.store_trouble = StoreTrouble(name, stats)  # the presence book not writable: no answer, no strike
+        # the presence book or the audit queue cannot take the pass: no answer, no strike against the door
+        self.store_trouble = StoreTrouble(name, stats)
         self.access: SiteAccess | None = None  # the site's access rules (set by matcher.app.compose)
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self.route = Route((topics.REQUEST,), QueueWorker(f"{name}-worker", self.handle, QUEUE_LIMIT, stats,
@@ -141,7 +142,7 @@ class RequestHandler:
             try:
                 self._answer(item, rules)
             except ApplianceError as exc:
-                if StoreTrouble.caused(exc):
+                if is_unwritable(exc):
                     self.store_trouble.note(item.inbound.device, item.inbound.kind, exc, LEFT_UNANSWERED)
                 else:
                     self._malformed(item.inbound, exc)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import replace
 
 from appliance.access.rules import DoorRules
@@ -75,11 +76,11 @@ class SyncEngine:
     def expected_digest(self, group: str, door: str = "") -> str:
         """The digest of what the device ``door`` of ``group`` at the head should hold."""
         rows = [(r.subject_id, r.revision, True) for r in self.data.biometric.rows(pack=self.pack)]
-        rows += self._credential_only(list(self.data.identity.credential_stamps()))
+        rows += self._credential_only(self.data.identity.credential_stamps())
         return cache_digest([(s, self.pack_id, self.pack_version, r) for s, r, face in rows
                              if self.profiles.get(s, r).allows(group, door, face)])
 
-    def _credential_only(self, stamps: list[tuple[str, int]]) -> list[tuple[str, int, bool]]:
+    def _credential_only(self, stamps: Iterable[tuple[str, int]]) -> list[tuple[str, int, bool]]:
         """The credential stamps of people with no template of this pack: (subject, revision, False)."""
         return [(s, r, False) for s, r in stamps if not self.data.biometric.rows(s, pack=self.pack)]
 

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, is_unwritable
 from appliance.matcher.deletions import DeletionConfirmations
 from appliance.matcher.eligibility import DEFAULT_GROUP
 from appliance.matcher.device_limits import Limits
@@ -96,7 +96,7 @@ class SyncHandler:
         try:
             self.confirmations.acknowledge(device, revision)
         except ApplianceError as exc:
-            if not StoreTrouble.caused(exc):
+            if not is_unwritable(exc):
                 raise
             self.store_trouble.note(device, kind, exc, outcome="answered all the same; the door's next request "
                                     "acknowledges again")

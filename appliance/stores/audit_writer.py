@@ -298,7 +298,7 @@ class GroupCommit(Generic[Record, Result]):
         for ticket in batch:
             if ticket.wanted:
                 ticket.error = exc
-        rescued = bool(kept) and self._ending() and self._make_room(exc)
+        rescued = bool(kept) and self._ending() and self._make_room()
         with self._cond:
             self.stats["failed_batches"] += 1
             # callers still queued behind this batch are told now too, as new ones are refused:
@@ -329,21 +329,17 @@ class GroupCommit(Generic[Record, Result]):
     def _ending(self) -> bool:
         return self._closed or self._thread.stop_event.is_set()
 
-    def _make_room(self, exc: BaseException) -> bool:
+    def _make_room(self) -> bool:
         """Closing while commits fail: the last resort, tried once (True: it made room, so the
-        entries waiting are tried again rather than lost)."""
+        entries waiting are tried again rather than lost; the last resort logs what it did)."""
         last_resort, self._last_resort = self._last_resort, None
         if last_resort is None:
             return False
         try:
-            made = last_resort()
+            return last_resort()
         except Exception:  # noqa: BLE001 - the entries are then counted lost, as without one
             log.exception("%s: the last resort failed", self.name)
             return False
-        if made:
-            log.warning("%s: closing while commits fail (%s): room made, the entries waiting are tried again",
-                        self.name, exc)
-        return made
 
     def _note_failure(self, exc: BaseException) -> WriteFailure:
         """Record a failed commit (under ``_cond``): the first sets ``since``, the next count up."""

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, is_unwritable
 from appliance.matcher.replica_io import LEFT_UNANSWERED, STORE_TROUBLE_LOG_EVERY_S, StoreTrouble
 
 FULL = ApplianceError(ErrorCode.STORE_UNWRITABLE, "sync.db: database or disk is full")
 
 
 def test_only_an_unwritable_store_is_store_trouble():
-    assert StoreTrouble.caused(FULL)
-    assert not StoreTrouble.caused(ApplianceError(ErrorCode.MESSAGE_REJECTED, "bad field"))
-    assert not StoreTrouble.caused(ValueError("no"))
+    assert is_unwritable(FULL)
+    assert not is_unwritable(ApplianceError(ErrorCode.MESSAGE_REJECTED, "bad field"))
+    assert not is_unwritable(ValueError("no"))
 
 
 def test_counted_each_time_logged_once_a_minute_with_the_count_since(caplog):
