@@ -25,6 +25,7 @@ def write_durably(path: str | Path, data: bytes, mode: int = 0o600) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
+            os.fchmod(fd, mode)  # whatever the umask, or a stale temporary file's own mode
             view = memoryview(data)
             while view:  # a short write is not a failure: the rest follows
                 view = view[os.write(fd, view):]
@@ -32,13 +33,23 @@ def write_durably(path: str | Path, data: bytes, mode: int = 0o600) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        folder = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        sync_folder(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in UNWRITABLE:
-            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{target.name}: {exc.strerror}") from exc
-        raise
+        raise unwritable(exc, target.name) from exc
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Make the names in ``folder`` (a file renamed or created there) survive a power cut."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def unwritable(exc: OSError, what: str) -> Exception:
+    """``STORE_UNWRITABLE`` for a disk that cannot take the write, else ``exc`` itself: raise the result."""
+    if exc.errno in UNWRITABLE:
+        return ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{what}: {exc.strerror}")
+    return exc

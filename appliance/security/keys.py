@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from appliance.durable_file import sync_folder, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 
 KEY_BYTES = 32
@@ -144,16 +145,7 @@ class FileKeyProvider:
     def _write_new(self, path: Path, key: SecretKey) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, KEY_DIR_MODE)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
-        try:
-            os.fchmod(fd, KEY_FILE_MODE)
-            os.write(fd, key.material.hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(self.directory)
+        write_durably(path, key.material.hex().encode("ascii") + b"\n", KEY_FILE_MODE)
 
     def put(self, key: SecretKey) -> None:
         path = self._path(key.name)
@@ -170,7 +162,7 @@ class FileKeyProvider:
 
     def commit(self, name: str) -> None:
         os.replace(self._path(name, STAGED_SUFFIX), self._path(name))
-        _fsync_dir(self.directory)
+        sync_folder(self.directory)
 
     def destroy(self, name: str) -> None:
         """Overwrite the key file (and a staged one) with random bytes, sync, unlink: the
@@ -188,7 +180,7 @@ class FileKeyProvider:
                 os.close(fd)
             path.unlink()
         if self.directory.exists():
-            _fsync_dir(self.directory)
+            sync_folder(self.directory)
 
 
 class EnvKeyProvider:
@@ -239,11 +231,3 @@ def ensure_keys(provider: KeyProvider, names: tuple[str, ...] = ALL_KEYS) -> lis
             provider.put(generate_key(name))
             created.append(name)
     return created
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
