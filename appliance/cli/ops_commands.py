@@ -69,8 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     health.set_defaults(handler=cmd_health)
 
     update = sub.add_parser("update", help="install a signed model pack; self-test; roll back on failure")
-    update.add_argument("package", help="update package: a tar of RELEASE.json, RELEASE.sig and payload/, signed "
-                                        "by a trusted publisher key")
+    update.add_argument("package", nargs="?", help="update package: a tar of RELEASE.json, RELEASE.sig and "
+                                                   "payload/, signed by a trusted publisher key")
+    update.add_argument("--resume", action="store_true",
+                        help="instead: finish updates cut short (power cut, killed): self-test, confirm or roll "
+                             "back (the edge daemon does this itself when it starts)")
     update.set_defaults(handler=cmd_update)
 
     maintenance = sub.add_parser("maintenance", help="retention pruning and backup (the nightly timer)")
@@ -299,13 +302,22 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from appliance.ops.selftest import default_images, embedding_selftest
+    from appliance.ops.selftest import default_images, embedding_selftest, finish_interrupted_updates, updates_root
     from appliance.ops.updates import apply_update, load_publisher_keys
 
     config = config_from(args)
-    root = Path(config.ops.models_root) if config.ops.models_root else paths.data_dir() / "packs"
+    if args.resume == bool(args.package):
+        raise ApplianceError(ErrorCode.CONFIG_INVALID, "give either a PACKAGE or --resume")
+    if args.resume:
+        outcomes = finish_interrupted_updates(config)
+        for label, failure in outcomes:
+            print(f"{label}: self-test passed, active" if failure is None else str(failure))
+        if not outcomes:
+            print("no update to resume")
+        failures = [failure for _, failure in outcomes if failure is not None]
+        return failures[0].code.exit_status if failures else 0  # each failure printed above
     images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
-    release = apply_update(Path(args.package), root, load_publisher_keys(Path(config.ops.publisher_keys_dir)),
-                           embedding_selftest(config, images))
+    release = apply_update(Path(args.package), updates_root(config),
+                           load_publisher_keys(Path(config.ops.publisher_keys_dir)), embedding_selftest(config, images))
     print(f"{release.label} installed, self-test passed, active")
     return 0

@@ -114,10 +114,12 @@ def cmd_matcher(args: argparse.Namespace) -> int:
 
 def cmd_edge(args: argparse.Namespace) -> int:
     from appliance.edge.app import EdgeApp
+    from appliance.ops.selftest import finish_interrupted_updates
 
     config = service_config(args, "edge")
     site, _, _ = _site(args, config)
     stop = _stop_event()
+    finish_interrupted_updates(config)  # before the models load: an update cut short is self-tested first
     app = EdgeApp.build(config, site, status_file=_status_file(config, "edge", config.device.name))
     # the models, stores and imports out of the collector's full passes: each one walked them all
     # (~50 ms here, more on a Pi) while a person stood at the door (issue 17)

@@ -8,6 +8,7 @@ is part of the test: a file the runtime refuses fails here, not at the first doo
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ import numpy as np
 from appliance import paths
 from appliance.config import Config
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.updates import ACTIVE
+from appliance.ops.updates import ACTIVE, run_selftest, settle_all
+
+log = logging.getLogger(__name__)
 
 SELFTEST_DATASET = ("data", "faces", "celeba-dev")  # below the shared folder, by default
 UNIT_TOLERANCE = 1e-3
@@ -63,5 +66,44 @@ def embedding_selftest(config: Config, images: tuple[Path, Path, Path]):
                 raise ApplianceError(ErrorCode.SELFTEST_FAILED, "the same person and another are not told apart")
         finally:
             pipeline.close()
+
+    return check
+
+
+def updates_root(config: Config) -> Path:
+    """Where signed packs are installed side by side (``[ops] models_root``)."""
+    return Path(config.ops.models_root) if config.ops.models_root else paths.data_dir() / "packs"
+
+
+def finish_interrupted_updates(config: Config) -> list[tuple[str, ApplianceError | None]]:
+    """Self-test every pack whose update was cut short, before a service loads its models:
+    confirmed if it passes, rolled back if not (the images are looked for only then). Each
+    pack tested with its failure (None: confirmed); a failure is logged, not raised - the
+    service starts on the version that is active again."""
+    pending = settle_all(updates_root(config))
+    if not pending:
+        return []
+    try:
+        images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
+        check = embedding_selftest(config, images)
+    except ApplianceError as missing:  # no images: a version that cannot be tested is not kept
+        check = _failing(missing)
+    outcomes: list[tuple[str, ApplianceError | None]] = []
+    for slots in pending:
+        label = f"{slots.id}@{slots.state().active}"
+        try:
+            run_selftest(slots, check)
+        except ApplianceError as exc:
+            log.error("an interrupted update is rolled back: %s", exc)
+            outcomes.append((label, exc))
+        else:
+            log.warning("%s: an interrupted update is confirmed (its self-test passed)", label)
+            outcomes.append((label, None))
+    return outcomes
+
+
+def _failing(error: ApplianceError):
+    def check(root: Path, pack_id: str) -> None:
+        raise error
 
     return check

@@ -20,12 +20,13 @@ import os
 import shutil
 import tarfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from appliance.durable_file import sync_folder, unwritable, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import signing
 
@@ -38,6 +39,9 @@ ACTIVE = "active"
 STATE = "state.json"
 PUBLIC_KEY_SUFFIX = ".pub"
 _DOMAIN = b"appliance/release/v1|"
+PARTIAL_SUFFIX = ".partial"  # a version folder being written; removed after a failure, or by the next attempt
+STATE_MODE = 0o644
+PAYLOAD_MODE = 0o644  # model files are read by the service user, never secret
 MAX_MEMBER_BYTES = 2 * 1024 ** 3  # a model pack is tens of MB; refuse absurd members early
 
 
@@ -149,6 +153,7 @@ class SlotState:
     active: str | None = None
     previous: str | None = None
     failed: list[str] = field(default_factory=list)
+    trial: bool = False  # active, but its self-test has not passed yet (an update cut short leaves this)
 
 
 class Slots:
@@ -169,38 +174,62 @@ class Slots:
         return SlotState(**json.loads(path.read_text())) if path.exists() else SlotState()
 
     def _save(self, state: SlotState) -> None:
-        tmp = self.folder / f".{STATE}.tmp"
-        tmp.write_text(json.dumps(asdict(state), indent=2))
-        os.replace(tmp, self.folder / STATE)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_durably(self.folder / STATE, json.dumps(asdict(state), indent=2).encode("utf-8"), STATE_MODE)
 
     def install(self, release: Release, payload: dict[str, bytes]) -> Path:
+        """Write the version's files beside the others: every file synced before the folder
+        takes its name, so after a power cut a version folder is complete or absent. A disk
+        that cannot take it is ``STORE_UNWRITABLE``, and nothing of it stays to take room."""
         target = self.version_dir(release.version)
         if target.exists():
             raise _reject(f"{release.label} is installed already")
-        staging = self.folder / f".{release.version}.partial"
+        staging = self.folder / f".{release.version}{PARTIAL_SUFFIX}"
         shutil.rmtree(staging, ignore_errors=True)
-        for name, data in payload.items():
-            path = staging / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        os.replace(staging, target)  # a version folder exists only complete
+        try:
+            for name, data in payload.items():
+                path = staging / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_durably(path, data, PAYLOAD_MODE)
+            os.replace(staging, target)  # a version folder exists only complete
+            sync_folder(self.folder)
+        except OSError as exc:
+            raise unwritable(exc, release.label) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # after a failure: the disk needs the room back
         return target
+
+    def pointed(self) -> str | None:
+        """The version the active link names (what a model load finds), or None."""
+        try:
+            return Path(os.readlink(self.link)).name
+        except OSError:
+            return None
 
     def _point(self, version: str | None) -> None:
         self.link.parent.mkdir(parents=True, exist_ok=True)
         if version is None:
             self.link.unlink(missing_ok=True)
-            return
-        tmp = self.link.with_name(f".{self.id}.link.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(self.version_dir(version), self.link.parent), tmp)
-        os.replace(tmp, self.link)  # rename over the old link: never a moment without one
+        else:
+            tmp = self.link.with_name(f".{self.id}.link.tmp")
+            tmp.unlink(missing_ok=True)
+            os.symlink(os.path.relpath(self.version_dir(version), self.link.parent), tmp)
+            os.replace(tmp, self.link)  # rename over the old link: never a moment without one
+        sync_folder(self.link.parent)
 
     def activate(self, version: str) -> SlotState:
+        """Make ``version`` active on trial. The state is written before the link: it is the
+        intent, and ``settle`` makes the link follow it after a cut between the two."""
         state = self.state()
         if state.active != version:
-            state = SlotState(active=version, previous=state.active, failed=state.failed)
+            state = SlotState(active=version, previous=state.active, failed=state.failed, trial=True)
+        self._save(state)
         self._point(version)
+        return state
+
+    def confirm(self) -> SlotState:
+        """The active version passed its self-test: no longer on trial."""
+        state = replace(self.state(), trial=False)
         self._save(state)
         return state
 
@@ -209,9 +238,17 @@ class Slots:
         state = self.state()
         failed = [*state.failed, state.active] if state.active else state.failed
         restored = SlotState(active=state.previous, previous=None, failed=failed)
-        self._point(restored.active)
         self._save(restored)
+        self._point(restored.active)
         return restored
+
+    def settle(self) -> bool:
+        """Point the link where the state says (it differs only after a cut between the two
+        writes); whether the active version still needs its self-test."""
+        state = self.state()
+        if self.pointed() != state.active:
+            self._point(state.active)
+        return state.trial
 
 
 SelfTest = Callable[[Path, str], None]  # (models root, pack id) -> raises on failure
@@ -230,7 +267,9 @@ def apply_update(package: Path, root: Path, trusted: list[Ed25519PublicKey], sel
 
 
 def run_selftest(slots: Slots, selftest: SelfTest) -> None:
-    """The start-up check: on failure the previous version becomes active again."""
+    """The self-test of the active version: passed, it is confirmed; failed, the previous
+    version becomes active again."""
+    slots.settle()
     state = slots.state()
     if state.active is None:
         return
@@ -241,6 +280,17 @@ def run_selftest(slots: Slots, selftest: SelfTest) -> None:
         back = restored.active or "no version"
         raise ApplianceError(ErrorCode.SELFTEST_FAILED,
                              f"{slots.id}@{state.active}: {exc}; active again: {back}") from None
+    if state.trial:
+        slots.confirm()
+
+
+def settle_all(root: Path) -> list[Slots]:
+    """Every pack under ``root`` settled (its link where its state says); the ones whose active
+    version is still on trial - an update cut short by a power cut or a killed
+    ``appliance update`` - and needs its self-test."""
+    root = Path(root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != ACTIVE) if root.is_dir() else []
+    return [slots for slots in (Slots(root, f.name) for f in folders if (f / STATE).is_file()) if slots.settle()]
 
 
 def _check_pack_manifest(release: Release, payload: dict[str, bytes]) -> None:

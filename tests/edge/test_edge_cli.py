@@ -20,8 +20,10 @@ from polling import wait_for
 
 from appliance.edge.challenge_runner import ChallengeSettings
 from appliance.liveness.challenge import Action, draw_steps
+from appliance.ops.updates import Release, Slots, SlotState
 
 DEVICE = "door-a"
+UPDATED_PACK = "tiny"  # a pack whose update was cut short before the daemon started
 SUBJECT = "subject02"  # a Yale face the grey calibration judges live
 RELAY_PIN, DOOR_SENSOR_PIN = 17, 27  # BCM pins of the [door_io] wiring under test
 # `appliance` with one change: the challenge's random source is seeded (argv[1]), so the test
@@ -89,6 +91,10 @@ def test_edge_with_active_liveness_lets_a_blinking_face_in(tmp_path, config, pip
         camera.mkdir()
         for index, scene in enumerate(["normal"] * 4 + ["sleepy"]):
             shutil.copy(yale / SUBJECT / f"{scene}.png", camera / f"{index:03d}.png")
+        # an update of a pack cut short (state on trial): the daemon self-tests it before its models load
+        updated = Slots(tmp_path / "data" / "packs", UPDATED_PACK)
+        updated.install(Release("model-pack", UPDATED_PACK, "2.0.0"), {"model.bin": b"\0" * 16})
+        updated.activate("2.0.0")
         command = [sys.executable, "-c", SEEDED_CLI, str(blink_seed(config)), "edge", "--site", str(site.folder),
                    "--port", str(site.broker.port), "--host", "127.0.0.1", "--device", DEVICE, "--source", str(camera),
                    "--fps", "5", "--passes", "1", "--liveness", "active", "--cool-down", "0"]
@@ -107,6 +113,9 @@ def test_edge_with_active_liveness_lets_a_blinking_face_in(tmp_path, config, pip
         # the page followed the pass, in the shipped default language (zh_CN)
         assert {"state": "challenge", "message": "请眨眼"} in screens, screens
         assert {"state": "accepted", "message": "欢迎您,Y*** S******"} in screens, screens
+        # not a pack that works: rolled back, and the door started on what it had
+        assert updated.state() == SlotState(active=None, previous=None, failed=["2.0.0"]), result.stderr[-3000:]
+        assert "an interrupted update is rolled back" in result.stderr
         lines = result.stdout.splitlines()
         assert lines[0].startswith(f"{DEVICE}: ready (liveness active"), lines
         (passed,) = [line for line in lines if line.split()[1:2] in (["ACCEPTED"], ["REJECTED"], ["ATTACK"],

@@ -3,7 +3,11 @@ pack that fails its start-up self-test (real model load, real faces) is rolled b
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -13,9 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.selftest import default_images, embedding_selftest
-from appliance.ops.updates import ACTIVE, Slots, apply_update, build_package, run_selftest, verify_package
+from appliance.ops.updates import (ACTIVE, Slots, SlotState, apply_update, build_package, run_selftest, settle_all,
+                                   verify_package)
 from appliance.packs.registry import PackRegistry
 from appliance.digests import sha256_file
+from diskkit import fill, small_disk
+from polling import wait_for
 
 PACK = "w600k-mbf"
 PUBLISHER = Ed25519PrivateKey.generate()
@@ -146,3 +153,97 @@ def test_startup_selftest_rolls_back_a_version_that_broke_on_disk(tmp_path, conf
     assert failed.value.code is ErrorCode.SELFTEST_FAILED
     assert slots.state().active == "1.0.1"
     run_selftest(slots, embedding_selftest(config, default_images()))  # the previous one passes
+
+
+# -- an update cut short ------------------------------------------------------------------
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "appliance", *args]
+
+
+def _cli_env(tmp_path: Path, root: Path) -> dict[str, str]:
+    """The command's environment: packs under ``root``, the test's publisher trusted."""
+    keys = tmp_path / "publishers"
+    keys.mkdir(exist_ok=True)
+    (keys / "publisher.pub").write_text(PUBLISHER.public_key().public_bytes_raw().hex())
+    return {**os.environ, "APPLIANCE__OPS__MODELS_ROOT": str(root), "APPLIANCE__OPS__PUBLISHER_KEYS_DIR": str(keys),
+            "APPLIANCE_DATA_DIR": str(tmp_path / "data")}
+
+
+def _pointed(root: Path) -> Path:
+    return (root / ACTIVE / PACK).resolve()
+
+
+def test_an_update_killed_during_its_self_test_is_finished_by_resume(tmp_path, shared):
+    """``appliance update`` killed (a power cut) while the new version is on trial: the next
+    start (``--resume``, which the edge daemon runs itself) self-tests it and confirms it."""
+    root, env = tmp_path / "models", _cli_env(tmp_path, tmp_path / "models")
+    slots = Slots(root, PACK)
+    first = tmp_path / "1.0.1.pack"
+    build_package(_pack_folder(tmp_path, "1.0.1"), first, PUBLISHER, "model-pack", PACK, "1.0.1")
+    apply_update(first, root, TRUSTED, lambda r, p: None)
+    killed = None
+    for version in ("1.0.2", "1.0.3", "1.0.4"):  # the kill must land inside the self-test: a busy host may miss it
+        package = tmp_path / f"{version}.pack"
+        build_package(_pack_folder(tmp_path, version), package, PUBLISHER, "model-pack", PACK, version)
+        update = subprocess.Popen(_cli("update", str(package)), env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda process=update: process.poll() is not None or slots.state().trial, timeout=120.0)
+        update.kill()
+        stderr = update.communicate()[1]
+        if update.returncode == -signal.SIGKILL and slots.state().trial:
+            killed = version
+            break
+        assert update.returncode == 0, stderr[-2000:]  # finished before the kill: try again
+    assert killed, "no kill landed inside the self-test"
+    assert slots.state().active == killed and _pointed(root) == root / PACK / killed
+    resumed = subprocess.run(_cli("update", "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.splitlines() == [f"{PACK}@{killed}: self-test passed, active"]
+    state = slots.state()
+    assert state.active == killed and not state.trial and state.previous
+    again = subprocess.run(_cli("update", "--resume"), env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.strip() == "no update to resume"
+
+
+def test_a_broken_version_left_on_trial_is_rolled_back_at_the_next_start(tmp_path, shared):
+    """Cut short between the state and the link (the state is written first): the link is set
+    where the state says, the version is self-tested, and - broken - rolled back."""
+    root, env = tmp_path / "models", _cli_env(tmp_path, tmp_path / "models")
+    slots = Slots(root, PACK)
+    good = tmp_path / "1.0.1.pack"
+    build_package(_pack_folder(tmp_path, "1.0.1"), good, PUBLISHER, "model-pack", PACK, "1.0.1")
+    apply_update(good, root, TRUSTED, lambda r, p: None)
+    broken = tmp_path / "1.0.2.pack"
+    build_package(_pack_folder(tmp_path, "1.0.2", b"\x08\x01" + bytes(range(256)) * 64), broken, PUBLISHER,
+                  "model-pack", PACK, "1.0.2")
+    slots.install(*verify_package(broken, TRUSTED))
+    slots.activate("1.0.2")
+    os.symlink(os.path.relpath(root / PACK / "1.0.1", root / ACTIVE), root / ACTIVE / "cut")
+    os.replace(root / ACTIVE / "cut", root / ACTIVE / PACK)  # the power went before the link switched
+    assert [s.id for s in settle_all(root)] == [PACK] and _pointed(root) == root / PACK / "1.0.2"
+    resumed = subprocess.run(_cli("update", "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == ErrorCode.SELFTEST_FAILED.exit_status, resumed.stdout + resumed.stderr[-2000:]
+    assert "active again: 1.0.1" in resumed.stdout
+    state = slots.state()
+    assert (state.active, state.trial, state.failed) == ("1.0.1", False, ["1.0.2"])
+    assert _pointed(root) == root / PACK / "1.0.1" and settle_all(root) == []
+
+
+def test_a_full_disk_refuses_the_install_and_leaves_nothing(tmp_path):
+    """E213 for a version the disk cannot take: no half-written folder takes the room, the
+    active version stays, and the same package installs once there is room."""
+    package = tmp_path / "tiny.pack"
+    build_package(_small(tmp_path), package, PUBLISHER, "model-pack", "tiny", "2.0.0")
+    root = tmp_path / "models"
+    with small_disk(root, 1024 * 1024) as disk:
+        filler = fill(disk)
+        with pytest.raises(ApplianceError) as refused:
+            apply_update(package, disk, TRUSTED, lambda r, p: None)
+        assert refused.value.code is ErrorCode.STORE_UNWRITABLE
+        assert sorted(p.name for p in disk.iterdir()) in (["filler"], ["filler", "tiny"])
+        assert not list(disk.rglob("*.partial")) and not list(disk.rglob("*.tmp"))
+        assert Slots(disk, "tiny").state().active is None
+        filler.unlink()
+        apply_update(package, disk, TRUSTED, lambda r, p: None)
+        assert Slots(disk, "tiny").state() == SlotState(active="2.0.0", previous=None, failed=[], trial=False)
+        assert (disk / ACTIVE / "tiny" / "model.bin").read_bytes() == b"\x00" * 1000
