@@ -10,6 +10,7 @@ sensor do not carry the pattern. A folder or file source has no identity: it is 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 
 SYSFS_VIDEO = Path("/sys/class/video4linux")
@@ -33,6 +35,7 @@ THRESHOLD_MARGIN = 0.5  # the threshold: this share of the weakest held-out fram
 NULL_SIGMAS = 8.0  # ...but never below this many standard deviations of an unrelated frame's (1 / side)
 BINDING_FILE = "camera-binding.json"
 FINGERPRINT_FILE = "camera-fingerprint.npy"
+BINDING_FILE_MODE = 0o644  # as before: written by the installer, read by the edge service's user
 
 
 @dataclass(frozen=True)
@@ -169,11 +172,13 @@ class CameraBinding:
         """``camera-binding.json`` (identity, threshold, the fingerprint's sha256) beside the
         fingerprint array (``.npy``, no pickle) in ``nodes/<device>/``."""
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / FINGERPRINT_FILE, self.fingerprint, allow_pickle=False)
+        array = io.BytesIO()
+        np.save(array, self.fingerprint, allow_pickle=False)
+        write_durably(folder / FINGERPRINT_FILE, array.getvalue(), BINDING_FILE_MODE)  # first: the record names it
         record = {"identity": asdict(self.identity), "threshold": self.threshold,
                   "fingerprint_sha256": hashlib.sha256(self.fingerprint.tobytes()).hexdigest()}
         path = folder / BINDING_FILE
-        path.write_text(json.dumps(record, indent=2))
+        write_durably(path, json.dumps(record, indent=2).encode("utf-8"), BINDING_FILE_MODE)
         return path
 
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import stat
 import sys
 import types
 import typing
@@ -21,6 +22,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from appliance import paths
+from appliance.durable_file import write_durably
 from appliance.config.quality_presets import expand_presets
 from appliance.config.tables import SERVICES, Config, Refused
 from appliance.errors import ApplianceError, ErrorCode
@@ -184,6 +186,7 @@ def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
 
 
 ENV_OVERRIDE_PREFIX = "APPLIANCE__"
+CONFIG_FILE_MODE = 0o644  # a new configuration file: no secrets in it (keys and passwords live elsewhere)
 
 
 def apply_env_overrides(data: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -274,6 +277,5 @@ def save_threshold(path: Path, pack_id: str, threshold: float, note: str) -> Non
     item = tomlkit.item(round(float(threshold), 6))
     item.comment(note)
     thresholds[pack_id] = item
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
-    tmp.replace(path)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else CONFIG_FILE_MODE  # its owner's choice stays
+    write_durably(path, tomlkit.dumps(document).encode("utf-8"), mode)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from appliance import paths
 from appliance.digests import sha256_file
+from appliance.durable_file import write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs import numeric_check
 from appliance.packs.manifest import CONVERTED, ModelPack, parse_pin
@@ -145,12 +146,6 @@ def _report(stdout: str, pack: ModelPack) -> dict:
     return report
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads: int | None = None,
                  out_dir: Path | None = None, calibration: Path | None = None) -> Conversion:
     """Convert, check and install ``pack``'s file below ``out_dir`` (default: the converted-model folder).
@@ -187,7 +182,7 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
     finally:
         tmp.unlink(missing_ok=True)
     provenance = target.with_name(target.name + PROVENANCE_SUFFIX)
-    _write_json_atomically(provenance, {
+    _write_json_durably(provenance, {
         "pack": pack.label,
         "converter": pack.source.converter,
         "converter_requires": list(pack.source.converter_requires),
@@ -205,3 +200,7 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return Conversion(target, provenance, digest, int(report.get("threads") or 0), result)
+
+
+def _write_json_durably(path: Path, data: dict) -> None:
+    write_durably(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), MODEL_FILE_MODE)

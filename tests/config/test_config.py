@@ -3,6 +3,7 @@ they apply and a description; calibration keeps comments."""
 from __future__ import annotations
 
 import dataclasses
+import stat
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from appliance.config import (
     with_overrides,
 )
 from appliance.errors import ApplianceError, ErrorCode
+from diskkit import fill, small_disk
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -228,3 +230,20 @@ def test_save_threshold_keeps_comments_and_is_used(tmp_path: Path):
     assert threshold_for(config, "other", 0.25) == 0.25
     with pytest.raises(ApplianceError):
         threshold_for(config, "other", None)
+
+
+def test_save_threshold_keeps_the_mode_and_a_full_disk_changes_nothing(tmp_path: Path):
+    """The owner's mode stays (a config file may be 0640 root:appliance); a disk that cannot
+    take the new file is E213 and the old file is whole, with no temporary file beside it."""
+    folder = tmp_path / "etc"
+    with small_disk(folder, 256 * 1024):
+        path = write(folder, "[runtime]\nthreads = 1\n")
+        path.chmod(0o640)
+        save_threshold(path, "w600k-mbf", 0.31, "calibrated here")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        before = path.read_bytes()
+        filler = fill(folder)
+        with pytest.raises(ApplianceError) as refused:
+            save_threshold(path, "w600k-mbf", 0.29, "calibrated again")
+        assert refused.value.code is ErrorCode.STORE_UNWRITABLE
+        assert path.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == [path.name, filler.name]
