@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.errors import ApplianceError, ErrorCode
@@ -22,21 +24,35 @@ def write_durably(path: str | Path, data: bytes, mode: int = 0o600) -> None:
     """``path`` holds ``data`` - completely, or (on any failure) as it was before."""
     target = Path(path)
     tmp = target.with_name(target.name + TMP_SUFFIX)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with disk_errors(target.name):
         try:
-            os.fchmod(fd, mode)  # whatever the umask, or a stale temporary file's own mode
-            view = memoryview(data)
-            while view:  # a short write is not a failure: the rest follows
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        sync_folder(target.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise unwritable(exc, target.name) from exc
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                os.fchmod(fd, mode)  # whatever the umask, or a stale temporary file's own mode
+                view = memoryview(data)
+                while view:  # a short write is not a failure: the rest follows
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+            sync_folder(target.parent)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def replace_durably(finished: str | Path, target: str | Path) -> None:
+    """Rename the written and closed file ``finished`` over ``target`` (same folder), so that a
+    power cut leaves the old file or the new one whole: its bytes are synced before the rename,
+    the folder after it."""
+    descriptor = os.open(finished, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(finished, target)
+    sync_folder(Path(target).parent)
 
 
 def sync_folder(folder: str | Path) -> None:
@@ -48,8 +64,20 @@ def sync_folder(folder: str | Path) -> None:
         os.close(descriptor)
 
 
-def unwritable(exc: OSError, what: str) -> Exception:
-    """``STORE_UNWRITABLE`` for a disk that cannot take the write, else ``exc`` itself: raise the result."""
+def unwritable(exc: OSError, what: str) -> ApplianceError | None:
+    """``STORE_UNWRITABLE`` when ``exc`` says the disk cannot take the write, else None."""
     if exc.errno in UNWRITABLE:
         return ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{what}: {exc.strerror}")
-    return exc
+    return None
+
+
+@contextmanager
+def disk_errors(what: str) -> Iterator[None]:
+    """A disk that cannot take what the block writes is ``STORE_UNWRITABLE`` (about ``what``)."""
+    try:
+        yield
+    except OSError as exc:
+        error = unwritable(exc, what)
+        if error is None:
+            raise
+        raise error from exc

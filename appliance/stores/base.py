@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from sqlcipher3 import dbapi2 as sqlcipher
 
+from appliance.durable_file import replace_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.keys import KeyProvider, SecretKey
 
@@ -141,7 +142,7 @@ class CipherStore:
             if _unwritable(exc):
                 raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{destination.name}: {exc}") from exc
             raise
-        os.replace(tmp, destination)
+        replace_durably(tmp, destination)
         return destination
 
     def restore(self, source: Path) -> None:
