@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                security_commands, service_commands, site_commands)
     from appliance.cli import credential_commands
     from appliance.cli import access_commands
+    from appliance.cli import publish_commands
 
     parser = argparse.ArgumentParser(prog="appliance", description="Face-recognition access appliance")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     site_commands.register(sub)
     access_commands.register(sub)
     compliance_commands.register(sub)
+    publish_commands.register(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Signed model-pack and application updates: verify, install side by side, self-test, roll back.
+"""Signed model-pack updates: verify, install side by side, self-test, roll back (the
+publisher's side is ``ops.publishing``).
 
 A package is an uncompressed tar (model files do not compress) holding ``RELEASE.json`` (kind,
 id, version, SHA-256 of every payload file), ``RELEASE.sig`` (Ed25519 over the release
@@ -14,17 +15,15 @@ self-test (load the model, run it on real faces) decides, and a failure switches
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import tarfile
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.durable_file import disk_errors, sync_folder, write_durably
 from appliance.errors import ApplianceError, ErrorCode
@@ -34,11 +33,12 @@ RELEASE = "RELEASE.json"
 SIGNATURE = "RELEASE.sig"
 PAYLOAD = "payload"
 FORMAT = 1
-KINDS = ("model-pack", "app")
+MODEL_PACK = "model-pack"
+KINDS = (MODEL_PACK, "app")  # the release format's kinds: "app" is verified, never installed (apply_update)
 ACTIVE = "active"
 STATE = "state.json"
 PUBLIC_KEY_SUFFIX = ".pub"
-_DOMAIN = b"appliance/release/v1|"
+RELEASE_DOMAIN = b"appliance/release/v1|"
 PARTIAL_SUFFIX = ".partial"  # a version folder being written; removed after a failure, or by the next attempt
 STATE_MODE = 0o644
 PAYLOAD_MODE = 0o644  # model files are read by the service user, never secret
@@ -69,30 +69,6 @@ def _reject(why: str) -> ApplianceError:
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-# -- publishing ---------------------------------------------------------------------------
-def build_package(source: Path, out: Path, signer: Ed25519PrivateKey, kind: str, pack_id: str,
-                  version: str) -> Release:
-    """Sign every file below ``source`` into a package (the publisher's side)."""
-    if kind not in KINDS:
-        raise _reject(f"kind {kind!r} is not one of {KINDS}")
-    source = Path(source)
-    files = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file()}
-    release = Release(kind, pack_id, version, {name: _sha256_bytes(p.read_bytes()) for name, p in files.items()},
-                      time.time())
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    document = release.document()
-    signature = signing.sign(signer, _DOMAIN, document).hex().encode()
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in ((RELEASE, document), (SIGNATURE, signature)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, path in files.items():
-            tar.add(path, arcname=f"{PAYLOAD}/{name}", recursive=False)
-    return release
 
 
 def load_publisher_keys(folder: Path) -> list[Ed25519PublicKey]:
@@ -128,7 +104,7 @@ def verify_package(package: Path, trusted: list[Ed25519PublicKey]) -> tuple[Rele
         signature = bytes.fromhex(members.pop(SIGNATURE).decode("ascii").strip())
     except ValueError:
         raise _reject(f"{package}: signature malformed") from None
-    if not any(signing.verify(key, _DOMAIN, document, signature) for key in trusted):
+    if not any(signing.verify(key, RELEASE_DOMAIN, document, signature) for key in trusted):
         raise _reject(f"{package}: signature invalid or by an untrusted publisher")
     try:
         release = Release(**json.loads(document))
@@ -256,8 +232,10 @@ SelfTest = Callable[[Path, str], None]  # (models root, pack id) -> raises on fa
 def apply_update(package: Path, root: Path, trusted: list[Ed25519PublicKey], selftest: SelfTest) -> Release:
     """Verify, install beside the current version, activate, self-test; roll back on failure."""
     release, payload = verify_package(package, trusted)
-    if release.kind == "model-pack":
-        _check_pack_manifest(release, payload)
+    if release.kind != MODEL_PACK:  # the application itself is a .deb (scripts/build-deb.sh), updated by apt
+        raise _reject(f"{release.label}: a {release.kind!r} package is not installed here; the application "
+                      "ships as a .deb package (docs/operations.md)")
+    _check_pack_manifest(release, payload)
     slots = Slots(root, release.id)
     slots.install(release, payload)
     slots.activate(release.version)

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.selftest import default_images, embedding_selftest
-from appliance.ops.updates import (ACTIVE, Slots, SlotState, apply_update, build_package, run_selftest, settle_all,
-                                   verify_package)
+from appliance.ops.publishing import build_package
+from appliance.ops.updates import ACTIVE, Slots, SlotState, apply_update, run_selftest, settle_all, verify_package
 from appliance.packs.registry import PackRegistry
 from appliance.digests import sha256_file
 from diskkit import fill, small_disk

@@ -115,7 +115,8 @@ def _old_package(path, release_document: bytes, signature_hex: str, payload: dic
 def test_release_format_is_kept(tmp_path):
     import hashlib
 
-    from appliance.ops.updates import Release, build_package, verify_package
+    from appliance.ops.publishing import build_package
+    from appliance.ops.updates import Release, verify_package
 
     payload = {"model.bin": b"\x00weights\xff" * 10}
     release = Release("app", "appliance", "2.1.0", {n: hashlib.sha256(d).hexdigest() for n, d in payload.items()},
