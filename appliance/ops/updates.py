@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -28,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from appliance.durable_file import disk_errors, sync_folder, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import signing
+
+log = logging.getLogger(__name__)
 
 RELEASE = "RELEASE.json"
 SIGNATURE = "RELEASE.sig"
@@ -146,8 +149,18 @@ class Slots:
         return self.folder / version
 
     def state(self) -> SlotState:
+        """What ``state.json`` says; a damaged one (a power cut under a release that wrote it
+        without fsync leaves it empty) is rebuilt from the link, on trial: tested again."""
         path = self.folder / STATE
-        return SlotState(**json.loads(path.read_text())) if path.exists() else SlotState()
+        if not path.exists():
+            return SlotState()
+        try:
+            return SlotState(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            pointed = self.pointed()
+            log.warning("%s: %s is damaged; taking the active link (%s) for the state, to be self-tested",
+                        self.id, path, pointed or "none")
+            return SlotState(active=pointed, trial=pointed is not None)
 
     def _save(self, state: SlotState) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -247,3 +247,19 @@ def test_a_full_disk_refuses_the_install_and_leaves_nothing(tmp_path):
         apply_update(package, disk, TRUSTED, lambda r, p: None)
         assert Slots(disk, "tiny").state() == SlotState(active="2.0.0", previous=None, failed=[], trial=False)
         assert (disk / ACTIVE / "tiny" / "model.bin").read_bytes() == b"\x00" * 1000
+
+
+def test_a_damaged_state_is_rebuilt_from_the_link_and_tested_again(tmp_path):
+    """An empty state.json (what a power cut could leave under a release that wrote it without
+    fsync) stops nothing: the active link says which version, and it is self-tested again."""
+    package = tmp_path / "tiny.pack"
+    build_package(_small(tmp_path), package, PUBLISHER, "model-pack", "tiny", "2.0.0")
+    root = tmp_path / "models"
+    apply_update(package, root, TRUSTED, lambda r, p: None)
+    slots = Slots(root, "tiny")
+    (root / "tiny" / "state.json").write_bytes(b"")
+    assert slots.state() == SlotState(active="2.0.0", trial=True)
+    assert [s.id for s in settle_all(root)] == ["tiny"]
+    run_selftest(slots, lambda r, p: None)
+    assert slots.state() == SlotState(active="2.0.0", trial=False)
+    assert settle_all(root) == []
