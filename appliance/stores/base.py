@@ -92,7 +92,7 @@ class CipherStore:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             if isinstance(exc, sqlcipher.OperationalError) and _unwritable(exc):
-                raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{self.path.name}: {exc}") from exc
+                raise _refusal(self.path, exc) from exc
             raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -107,7 +107,12 @@ class CipherStore:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it (after deletions: no old pages left)."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlcipher.OperationalError as exc:
+            if _unwritable(exc):
+                raise _refusal(self.path, exc) from exc
+            raise
 
     # -- integrity, backup, restore, rekey ---------------------------------------------
     def integrity_problems(self) -> list[str]:
@@ -140,7 +145,7 @@ class CipherStore:
         except sqlcipher.OperationalError as exc:  # a full backup medium: E213, no copy left half made
             tmp.unlink(missing_ok=True)
             if _unwritable(exc):
-                raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{destination.name}: {exc}") from exc
+                raise _refusal(destination, exc) from exc
             raise
         replace_durably(tmp, destination)
         return destination
@@ -225,6 +230,10 @@ def _connect(path: Path, key: SecretKey) -> Any:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")
     return conn
+
+
+def _refusal(path: Path, exc: sqlcipher.OperationalError) -> ApplianceError:
+    return ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{path.name}: {exc}")
 
 
 def _unwritable(exc: sqlcipher.OperationalError) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.durable_file import write_durably
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, is_unwritable
 from appliance.security import signing
 from appliance.security.roles import Principal
 from appliance.stores.biometric import BiometricStore
@@ -164,16 +164,32 @@ def erase_subject(principal: Principal, subject_id: str, reason: str, identity: 
                   receipts_dir: Path) -> DeletionReceipt:
     """Erase a subject everywhere this node holds it; ``identity`` None keeps the person
     record (template expiry by retention). The caller has checked why deletion is allowed,
-    and that there is something to erase (``check_erasable``)."""
+    and that there is something to erase (``check_erasable``).
+
+    The stores are separate files, so a disk that fills between two of them leaves part done.
+    The order makes that part the safe one: the templates and their tombstone first (doors stop
+    admitting the face at their next sync), the data key next, the person record last, so what
+    is left is a record an operator still sees and deletes again - never a face that opens
+    doors behind a person who is no longer listed. Such a failure is E213 saying what is done."""
     receipt_id = secrets.token_hex(RECEIPT_ID_BYTES)  # the tombstone names it
-    items = []
-    if identity is not None:
-        items.append(DeletedItem("identity", "person record and consent records",
-                                 identity.delete_person(principal, subject_id)))
-        identity.checkpoint()
-    removed, revision = biometric.delete_subject(principal, subject_id, receipt_id)
-    items.append(DeletedItem("biometric", "templates", removed))
-    items.append(DeletedItem("keyvault", "per-subject data key", vault.destroy(subject_id)))
+    done: list[str] = []
+    persons = 0
+    try:
+        removed, revision = biometric.delete_subject(principal, subject_id, receipt_id)
+        done.append("templates (tombstoned)")
+        keys = vault.destroy(subject_id)
+        done.append("data key")
+        if identity is not None:
+            persons = identity.delete_person(principal, subject_id)
+            identity.checkpoint()
+    except ApplianceError as exc:
+        if done and is_unwritable(exc):
+            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"the erasure of {subject_id} is not complete: "
+                                 f"{' and '.join(done)} erased, not the rest; delete it again once there is room "
+                                 f"({exc.detail})") from exc
+        raise
+    items = [DeletedItem("identity", "person record and consent records", persons)] if identity is not None else []
+    items += [DeletedItem("biometric", "templates", removed), DeletedItem("keyvault", "per-subject data key", keys)]
     receipt = DeletionReceipt(
         receipt_id=receipt_id, subject_id=subject_id, reason=reason,
         deleted_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), node=node,

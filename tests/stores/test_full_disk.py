@@ -8,18 +8,25 @@ runs; elsewhere the tests are skipped with that reason). SQLite meets the full d
 write path ("database or disk is full"), exactly as on a door's or matcher's SD card."""
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from appliance.config import SecurityConfig
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.health import FAIL, OK, Check, check_daemon
 from appliance.ops.notify import Watchdog
+from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.roles import Principal, Role
 from appliance.edge.offline import OUTBOX_FILE
 from appliance.security.keys import OUTBOX_DB, ensure_keys
 from appliance.stores.audit import AuditLog
 from appliance.stores.device import Outbox
+from appliance.stores.protected import BIOMETRIC_FILE, IDENTITY_FILE, KEYVAULT_FILE, ProtectedData
+from appliance.vision.templates import Template, normalise
 from diskkit import fill, small_disk
 from polling import wait_for
 
@@ -127,3 +134,46 @@ def test_a_door_outbox_refuses_an_event_whole_on_a_full_disk_then_takes_the_next
         assert outbox.depth() == stored + 1
     finally:
         outbox.close()
+
+
+@pytest.mark.parametrize("store", [BIOMETRIC_FILE, KEYVAULT_FILE, IDENTITY_FILE])
+def test_an_erasure_cut_by_a_full_disk_never_leaves_a_face_behind_an_unlisted_person(tmp_path, keys, principals,
+                                                                                      store):
+    """One store on a disk of its own that fills (the others have room). Whichever it is, the
+    erasure stops with E213 and what it leaves is safe: the templates and their tombstone go
+    first (the face no longer opens a door) and the person record last, so a person who is no
+    longer listed never has a face left; E213 says what is done; deleting again finishes it."""
+    node = tmp_path / "node"
+    data = ProtectedData(node, keys, SecurityConfig())
+    operator, security_admin = principals[Role.OPERATOR], principals[Role.SECURITY_ADMIN]
+    subject = new_subject_id()
+    data.register_person(operator, Person(subject, "张三", AgeBand.ADULT, Alternative.CARD))
+    data.record_consent(operator, ConsentRecord(subject, ENROLL_SCOPE, "v3", time.time(), "张三"))
+    data.enroll(operator, subject, Template(normalise(np.random.default_rng(1).normal(size=512)), "w600k-mbf", "1.0"),
+                np.array([0.9], np.float32))
+    data.close()
+    with small_disk(tmp_path / "store-disk") as disk:  # SQLite follows the link: its WAL is there too
+        shutil.move(node / store, disk / store)
+        (node / store).symlink_to(disk / store)
+        data = ProtectedData(node, keys, SecurityConfig())
+        try:
+            filler = fill(disk)
+            with pytest.raises(ApplianceError) as cut:
+                data.delete_subject(security_admin, subject)
+            assert cut.value.code is ErrorCode.STORE_UNWRITABLE
+            face_left = bool(data.biometric.rows(subject))
+            listed = data.identity.person(security_admin, subject).subject_id == subject  # raises if not listed
+            assert listed and face_left == (store == BIOMETRIC_FILE)
+            if store == IDENTITY_FILE:
+                assert not data.vault.has_key(subject) and data.biometric.tombstone(subject) is not None
+                assert (f"the erasure of {subject} is not complete: templates (tombstoned) and data key erased"
+                        in cut.value.detail)
+            filler.unlink()
+            receipt = data.delete_subject(security_admin, subject)  # again, once there is room
+            with pytest.raises(ApplianceError) as gone:
+                data.identity.person(security_admin, subject)
+            assert gone.value.code is ErrorCode.SUBJECT_NOT_FOUND
+            assert data.biometric.rows(subject) == [] and not data.vault.has_key(subject)
+            assert data.biometric.tombstone(subject).receipt_id == receipt.receipt_id
+        finally:
+            data.close()
