@@ -15,6 +15,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from appliance.durable_file import write_durably
 from appliance.broker.pki import ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
 
@@ -76,12 +77,9 @@ def import_device(bundle_path: Path, data_dir: Path) -> str:
             target.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             source = bundle.extractfile(info)
             assert source is not None  # a regular file, checked above
-            tmp = target.with_name(f".{target.name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, BUNDLE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(source.read())
-            os.chmod(tmp, info.mode & PUBLIC_FILE_MODE)  # keys stay 0600, certificates at most 0644
-            tmp.replace(target)
+            # whole or not at all (a door unplugged right after its set-up keeps its keys); keys
+            # stay 0600, certificates at most 0644
+            write_durably(target, source.read(), info.mode & PUBLIC_FILE_MODE)
     return device
 
 

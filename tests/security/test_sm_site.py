@@ -3,6 +3,7 @@ the matcher follows its configuration, and a door's bundle carries its SM2 keys 
 from __future__ import annotations
 
 import dataclasses
+import stat
 
 from appliance.ops.bundle import export_device, import_device
 from appliance.security.envelope import MessageType, Opener, Sealer
@@ -29,6 +30,9 @@ def test_provisioning_both_suites_and_shipping_sm2_keys_in_the_bundle(tmp_path, 
         assert {f"nodes/door-new/{NODE_SM2_SIGNING}.key", f"nodes/door-new/{NODE_SM2_AGREEMENT}.key"} <= set(members)
         door_host = Site(tmp_path / "door-host")
         assert import_device(bundle, door_host.folder) == "door-new"
+        modes = {name: stat.S_IMODE((door_host.folder / name).stat().st_mode) for name in members}
+        assert {mode for name, mode in modes.items() if name.endswith(".key")} == {0o600}, modes
+        assert all(mode & 0o022 == 0 for mode in modes.values()) and not list(door_host.folder.rglob("*.tmp"))
         door_keys = door_host.device_keys("door-new")  # the suite its provisioning recorded
         assert door_keys.suite is Suite.SM and door_keys.public() == site.directory.get("door-new")
 
