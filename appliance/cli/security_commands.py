@@ -33,14 +33,16 @@ NEGATIVE = 1  # exit status when a check finds problems
 EXPORT_FILE_MODE = 0o600  # a subject export holds personal data
 TEMPLATE_WRAP = "template-wrap"  # the key that wraps the templates' data keys (no store of its own)
 # a store's key by the store's name (its file's, ProtectedData.stores), and the template wrap key
-ROTATABLE = ("audit", "biometric", "identity", "keyvault", TEMPLATE_WRAP)
+CLAIM = "claim"  # the site's claim key, in the key vault (stores.claims)
+ROTATABLE = ("audit", "biometric", "identity", "keyvault", TEMPLATE_WRAP, CLAIM)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="create or rotate the store and node keys (never printed)")
     keys.add_argument("action", choices=("init", "list", "rotate"),
                       help="init: create the missing keys; list: each key's fingerprint, or MISSING; rotate NAME: "
-                           "a new key, its store re-encrypted (template-wrap: the data keys re-wrapped)")
+                           "a new key, its store re-encrypted (template-wrap: the data keys re-wrapped; claim: the "
+                           "site's card claim key, each door then syncs its cache again)")
     keys.add_argument("name", nargs="?", choices=sorted(ROTATABLE), help="what to rotate")
     keys.set_defaults(handler=cmd_keys)
 
@@ -135,13 +137,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
             provider.stage(new_key)
             count = data.vault.rewrap(new_key)
             provider.commit(keynames.TEMPLATE_WRAP)
-            detail = f"{count} data keys re-wrapped"
+            detail, fingerprint = f"{count} data keys re-wrapped", new_key.fingerprint
+        elif args.name == CLAIM:
+            from appliance.stores.claims import rotate_site_claim_key
+
+            fingerprint = rotate_site_claim_key(data.vault, data.biometric)
+            detail = "each door is told now, empties its cache and syncs it again"
         else:
             by_name = {Path(file).stem: store for file, store in data.stores.items()}  # biometric.db: biometric
-            new_key = by_name[args.name].rekey(provider)
+            fingerprint = by_name[args.name].rekey(provider).fingerprint
             detail = "store re-encrypted"
         data.audit.append(principal, "keys.rotate", args.name, "ok", detail)
-    print(f"rotated {args.name}: {detail}; new fingerprint {new_key.fingerprint}")
+    print(f"rotated {args.name}: {detail}; new fingerprint {fingerprint}")
     return 0
 
 

@@ -61,7 +61,9 @@ class SyncEngine:
 
     @property
     def claim_key(self) -> bytes:
-        """The site's claim key (the key vault's; read once)."""
+        """The site's claim key (the key vault's), as of the answer being built: ``answer`` reads
+        it afresh, so a rotation (``appliance keys rotate claim``) reaches the doors without a
+        restart."""
         if self._claim_key is None:
             self._claim_key = site_claim_key(self.data.vault)
         return self._claim_key
@@ -92,6 +94,7 @@ class SyncEngine:
     def answer(self, request: messages.SyncRequest, group: str) -> tuple[list[messages.Delta], str]:
         """The deltas that answer a device's request, and why (for stats)."""
         with self._lock:
+            self._claim_key = None  # one vault read per answer; every claim in it keyed alike
             deltas, why = self._answer(request, group)
             rules, key = self._rules(request.device_id).to_wire(), self.claim_key.hex()
             return [replace(d, access={**d.access, "rules": rules} if rules else d.access, claim_key=key)

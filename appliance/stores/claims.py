@@ -39,6 +39,18 @@ def site_claim_key(vault) -> bytes:
         return vault.data_key(SITE_CLAIM_SLOT)
 
 
+def rotate_site_claim_key(vault, biometric) -> str:
+    """Replace the site's claim key (after a stolen door: claims keyed by the new one cannot be
+    tested against card numbers with the stolen key); the new key's fingerprint. One empty
+    revision of ``biometric`` tells every door now: the replicas announce the new head, each
+    door asks, its answer carries the new key (replicas read it afresh for every answer), and
+    the door empties its cache and syncs it again from revision 0 (``DeviceCache.adopt_claim_key``)."""
+    vault.destroy(SITE_CLAIM_SLOT)
+    fingerprint = SecretKey(CLAIM_KEY, site_claim_key(vault)).fingerprint
+    biometric.advance_revision(biometric.revision + 1)
+    return fingerprint
+
+
 def held_claim_key(keys: KeyProvider | None) -> bytes | None:
     """The door's copy of the site's claim key; None before a sync answer brought it."""
     if keys is None or not keys.exists(CLAIM_KEY):

@@ -12,13 +12,13 @@ import time
 import pytest
 
 from appliance.config.mode_tables import DoorMode
-from appliance.edge.door_modes import PIN, Credential, CredentialDecider, DoorModeSchedule
+from appliance.edge.door_modes import CARD, PIN, Credential, CredentialDecider, DoorModeSchedule
 from appliance.edge.offline import open_door
 from appliance.matcher.eligibility import restamp_credentials
 from appliance.matching.credentials import hash_pin
 from appliance.protocol import messages
 from appliance.security.consent import AgeBand, Alternative, ConsentRecord, Person, new_subject_id
-from appliance.stores.claims import claim_hash, site_claim_key
+from appliance.stores.claims import claim_hash, rotate_site_claim_key, site_claim_key
 from appliance.stores.identity import FACE_REFUSED_SCOPE
 from offkit import OPERATOR, PACK, make_site, offline_config, start_matcher, wait_for
 
@@ -92,6 +92,40 @@ def test_offline_card_and_pin_then_a_cleared_pin(site):
         assert (cleared.accepted, cleared.reason, fresh.last_source) == (False, messages.Reason.NO_MATCH, "local")
         gone = fresh.decide(Credential(PIN, "R-0001", "864209"), "door-a")
         assert (gone.accepted, gone.reason) == (False, messages.Reason.NO_MATCH)
+    finally:
+        door.close()
+        if matcher is not None:
+            matcher.stop()
+            matcher.store.close()
+
+
+def test_a_rotated_claim_key_reaches_the_door_without_a_restart_and_cards_still_open(site):
+    """After a stolen door: ``appliance keys rotate claim`` (here its function, on the site's
+    stores while the replica runs). The door is told at once, adopts the new key, empties its
+    cache and syncs it again; its claims are keyed by the new key only, and a card still opens
+    with the matcher stopped."""
+    matcher = start_matcher(site)
+    door = open_door(site, "door-a", offline_config(mode="local", answer_timeout_ms=int(ANSWER_S * 1000)),
+                     threshold=0.4)
+    try:
+        assert synced(door, site)
+        old = site_claim_key(site.data.vault)
+        rotate_site_claim_key(site.data.vault, site.data.biometric)
+        new = site_claim_key(site.data.vault)
+        assert new != old
+        assert wait_for(lambda: door.sync.stats["claim_key_resyncs"] == 1, 30), dict(door.sync.stats)
+        assert synced(door, site)
+        held = repr(door.cache.execute("SELECT * FROM cached").fetchall())
+        assert claim_hash("C-0000", new) in held and claim_hash("C-0000", old) not in held
+        assert door.cache.digest() == matcher.revisions.expected_digest("default", "door-a")
+
+        matcher.stop()
+        matcher.store.close()
+        matcher = None
+        cards = CredentialDecider(door.link, door.cache, DoorModeSchedule(DoorMode.FACE_OR_CARD), pin_attempts=LIMIT,
+                                  pin_lockout_s=300.0, answer_timeout_s=ANSWER_S, pump=door.pump)
+        card = cards.decide(Credential(CARD, "C-0000"), "door-a")
+        assert (card.accepted, card.subject, cards.last_source) == (True, site.holder, "local")
     finally:
         door.close()
         if matcher is not None:

@@ -15,6 +15,7 @@ from appliance.config import load_config
 from appliance.errors import ErrorCode
 from appliance.security.consent import ENROLL_SCOPE, AgeBand, Alternative, ConsentRecord, Person, new_subject_id
 from appliance.security.roles import Principal, Role
+from appliance.stores.claims import site_claim_key
 from appliance.stores.protected import RECEIPTS_DIR, ProtectedData
 from appliance.vision.templates import Template
 from authkit import make_token
@@ -91,11 +92,18 @@ def test_without_a_session_or_token_nothing_is_done_whatever_the_os_user(node, m
 def test_key_rotation_is_for_the_security_administrator(node, capsys):
     assert main([*node(Role.SYSTEM_ADMIN), "keys", "rotate", "identity"]) == ErrorCode.PERMISSION_DENIED.exit_status
     security = node(Role.SECURITY_ADMIN)
-    for name in ROTATABLE:  # every store by its name, and the template wrap key
+    with ProtectedData.from_config(load_config(Path(security[1]))) as data:
+        claim_key = site_claim_key(data.vault)
+    for name in ROTATABLE:  # every store by its name, the template wrap key and the site's claim key
         assert main([*security, "keys", "rotate", name]) == 0, name
     assert main([*node(Role.SYSTEM_ADMIN), "store", "check"]) == 0
     output = capsys.readouterr().out
     assert "rotated identity" in output and "identity.db" in output
+    assert "rotated claim: each door is told now, empties its cache and syncs it again" in output
+    with ProtectedData.from_config(load_config(Path(security[1]))) as data:
+        assert site_claim_key(data.vault) != claim_key
+        rotations = [e.object for e in data.audit.entries() if e.action == "keys.rotate"]
+    assert sorted(rotations) == sorted(ROTATABLE)
 
 
 def test_subject_delete_unknown_twice_and_withdraw_through_the_cli(node, capsys, tmp_path):
