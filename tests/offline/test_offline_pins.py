@@ -47,24 +47,38 @@ def synced(door, site) -> bool:
     return wait_for(lambda: door.cache.revision == site.data.biometric.revision and door.sync.current.is_set(), 30)
 
 
+def held(door) -> str:
+    """Everything the door's cache holds, as text to search."""
+    return repr(door.cache.execute("SELECT * FROM cached").fetchall())
+
+
+def decider(door, mode: DoorMode) -> CredentialDecider:
+    """The door's card and PIN decider in ``mode`` (the matcher stopped: the cache decides)."""
+    return CredentialDecider(door.link, door.cache, DoorModeSchedule(mode), pin_attempts=LIMIT,
+                             pin_lockout_s=300.0, answer_timeout_s=ANSWER_S, pump=door.pump)
+
+
+def stopped(matcher) -> None:
+    """Stop the replica and close its stores; None, for the variable that held it."""
+    matcher.stop()
+    matcher.store.close()
+
+
 def test_offline_card_and_pin_then_a_cleared_pin(site):
     matcher = start_matcher(site)
     door = open_door(site, "door-a", offline_config(mode="local", answer_timeout_ms=int(ANSWER_S * 1000)),
                      threshold=0.4)
     try:
         assert synced(door, site)
-        held = repr(door.cache.execute("SELECT * FROM cached").fetchall())
+        holds = held(door)
         unkeyed = hashlib.sha256(b"appliance/claim/v1|C-0000").hexdigest()
-        assert "C-0000" not in held and unkeyed not in held
-        assert claim_hash("C-0000", site_claim_key(site.data.vault)) in held
+        assert "C-0000" not in holds and unkeyed not in holds
+        assert claim_hash("C-0000", site_claim_key(site.data.vault)) in holds
         assert site.refuser in door.cache.subject_ids() and site.refuser not in door.cache.local_view(*PACK)[0]
         assert door.cache.digest() == matcher.revisions.expected_digest("default", "door-a")
 
-        matcher.stop()
-        matcher.store.close()
-        matcher = None
-        keypad = CredentialDecider(door.link, door.cache, DoorModeSchedule(DoorMode.CARD_OR_PIN), pin_attempts=LIMIT,
-                                   pin_lockout_s=300.0, answer_timeout_s=ANSWER_S, pump=door.pump)
+        matcher = stopped(matcher)
+        keypad = decider(door, DoorMode.CARD_OR_PIN)
         right = keypad.decide(Credential(PIN, "C-0000", "2468"), "door-a")
         assert (right.accepted, right.subject, keypad.last_source) == (True, site.holder, "local")
         for _ in range(LIMIT):
@@ -72,8 +86,7 @@ def test_offline_card_and_pin_then_a_cleared_pin(site):
             assert (wrong.accepted, wrong.reason) == (False, messages.Reason.NO_MATCH)
         locked = keypad.decide(Credential(PIN, "C-0000", "2468"), "door-a")
         assert (locked.accepted, locked.reason) == (False, messages.Reason.LOCKED_OUT)
-        face_door = CredentialDecider(door.link, door.cache, DoorModeSchedule(DoorMode.FACE), pin_attempts=LIMIT,
-                                      pin_lockout_s=300.0, answer_timeout_s=ANSWER_S, pump=door.pump)
+        face_door = decider(door, DoorMode.FACE)
         refuser = face_door.decide(Credential(PIN, "R-0001", "864209"), "door-a")
         assert (refuser.accepted, refuser.subject, face_door.last_source) == (True, site.refuser, "local")
 
@@ -83,11 +96,8 @@ def test_offline_card_and_pin_then_a_cleared_pin(site):
         site.data.identity.set_pin_hash(OPERATOR, site.refuser, "")  # and theirs: no template, a stamp
         restamp_credentials(site.data, OPERATOR, site.refuser)
         assert synced(door, site)
-        matcher.stop()
-        matcher.store.close()
-        matcher = None
-        fresh = CredentialDecider(door.link, door.cache, DoorModeSchedule(DoorMode.CARD_OR_PIN), pin_attempts=LIMIT,
-                                  pin_lockout_s=300.0, answer_timeout_s=ANSWER_S, pump=door.pump)
+        matcher = stopped(matcher)
+        fresh = decider(door, DoorMode.CARD_OR_PIN)
         cleared = fresh.decide(Credential(PIN, "C-0000", "2468"), "door-a")
         assert (cleared.accepted, cleared.reason, fresh.last_source) == (False, messages.Reason.NO_MATCH, "local")
         gone = fresh.decide(Credential(PIN, "R-0001", "864209"), "door-a")
@@ -95,8 +105,7 @@ def test_offline_card_and_pin_then_a_cleared_pin(site):
     finally:
         door.close()
         if matcher is not None:
-            matcher.stop()
-            matcher.store.close()
+            stopped(matcher)
 
 
 def test_a_rotated_claim_key_reaches_the_door_without_a_restart_and_cards_still_open(site):
@@ -115,19 +124,14 @@ def test_a_rotated_claim_key_reaches_the_door_without_a_restart_and_cards_still_
         assert new != old
         assert wait_for(lambda: door.sync.stats["claim_key_resyncs"] == 1, 30), dict(door.sync.stats)
         assert synced(door, site)
-        held = repr(door.cache.execute("SELECT * FROM cached").fetchall())
-        assert claim_hash("C-0000", new) in held and claim_hash("C-0000", old) not in held
+        assert claim_hash("C-0000", new) in held(door) and claim_hash("C-0000", old) not in held(door)
         assert door.cache.digest() == matcher.revisions.expected_digest("default", "door-a")
 
-        matcher.stop()
-        matcher.store.close()
-        matcher = None
-        cards = CredentialDecider(door.link, door.cache, DoorModeSchedule(DoorMode.FACE_OR_CARD), pin_attempts=LIMIT,
-                                  pin_lockout_s=300.0, answer_timeout_s=ANSWER_S, pump=door.pump)
+        matcher = stopped(matcher)
+        cards = decider(door, DoorMode.FACE_OR_CARD)
         card = cards.decide(Credential(CARD, "C-0000"), "door-a")
         assert (card.accepted, card.subject, cards.last_source) == (True, site.holder, "local")
     finally:
         door.close()
         if matcher is not None:
-            matcher.stop()
-            matcher.store.close()
+            stopped(matcher)
