@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    from appliance.ops.selftest import finish_interrupted_updates
     from appliance.web import serving
 
     data_root = paths.data_dir()
@@ -52,6 +53,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     config = with_overrides(config_from(args), console={"bind": args.bind, "port": args.port,
                                                         "tls_cert": args.tls_cert, "tls_key": args.tls_key})
     tls = None if args.insecure_http else serving.check_tls(serving.default_tls(config, data_root))
+    finish_interrupted_updates(config)  # enrollment photos are embedded here: no pack left on trial
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

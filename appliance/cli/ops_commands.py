@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "payload/, signed by a trusted publisher key")
     update.add_argument("--resume", action="store_true",
                         help="instead: finish updates cut short (power cut, killed): self-test, confirm or roll "
-                             "back (the edge daemon does this itself when it starts)")
+                             "back (the edge daemon and the console do this themselves when they start)")
     update.set_defaults(handler=cmd_update)
 
     maintenance = sub.add_parser("maintenance", help="retention pruning and backup (the nightly timer)")
