@@ -1,6 +1,7 @@
 """What ships: the real ``appliance console`` command serving HTTPS with a certificate from
 the project CA (a client verifies it against ca.crt), stopping cleanly on SIGTERM, with an
-access log that never holds a query string; and its systemd unit, checked by systemd."""
+access log that never holds a query string, after finishing an update cut short; and its systemd
+unit, checked by systemd."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ import pytest
 from apikit import bearer
 from appliance import paths
 from appliance.broker.pki import ProjectPKI
+from appliance.ops.updates import Release, Slots, SlotState
 from appliance.security.roles import Role
 from authkit import make_token
 from polling import wait_for
@@ -28,6 +30,7 @@ STOP_TIMEOUT_S = 30.0
 SECRET_QUERY = "Ouyang-Mingzhu"
 UNIT = "appliance-console.service"
 CONFIG_INVALID_EXIT = 2
+UPDATED_PACK = "tiny"  # not a working pack: its interrupted update is rolled back
 
 
 def free_port() -> int:
@@ -58,6 +61,10 @@ def test_the_console_command_serves_https_verified_against_the_project_ca(site, 
     issued = subprocess.run([str(APPLIANCE), "console", "certificate", "--host", "127.0.0.1", "--host", "localhost"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert issued.returncode == 0, issued.stderr
+    # an update of a pack cut short on this host (state on trial): self-tested before the console serves
+    updated = Slots(root / "packs", UPDATED_PACK)
+    updated.install(Release("model-pack", UPDATED_PACK, "2.0.0"), {"model.bin": b"\0" * 16})
+    updated.activate("2.0.0")
     logs = tmp_path / "console.log"
     with logs.open("w") as log:
         server = subprocess.Popen([str(APPLIANCE), "console"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -87,6 +94,8 @@ def test_the_console_command_serves_https_verified_against_the_project_ca(site, 
             server.wait()
     text = logs.read_text()
     assert "console: ready on https://127.0.0.1" in text and "console: stopped" in text
+    assert updated.state() == SlotState(active=None, failed=["2.0.0"])
+    assert "an interrupted update is rolled back" in text
     assert "/api/events" in text and SECRET_QUERY not in text  # the access log drops query strings
 
 
