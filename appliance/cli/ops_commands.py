@@ -302,8 +302,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from appliance.ops.selftest import default_images, embedding_selftest, finish_interrupted_updates, updates_root
-    from appliance.ops.updates import apply_update, load_publisher_keys
+    from appliance.ops.selftest import default_images, embedding_selftest, finish_interrupted_updates
+    from appliance.ops.updates import apply_update, load_publisher_keys, updates_root
 
     config = config_from(args)
     if args.resume == bool(args.package):

@@ -19,6 +19,7 @@ from appliance.ops.filing import WARN as FILING_WARN
 from appliance.ops.filing import FilingStatus
 from appliance.ops.notify import STOPPED, read_status, status_path
 from appliance.ops.retention import RETENTION_OVERDUE_S, RetentionStatus
+from appliance.ops.updates import on_trial, updates_root
 from appliance.stores.audit import SECONDS_PER_DAY
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -165,6 +166,16 @@ def check_retention(status: RetentionStatus, now: float | None = None) -> Check:
     return Check("retention", OK, ago)
 
 
+def check_updates(root: Path) -> Check:
+    """An update cut short leaves a pack on trial: the running service still uses the version
+    it loaded, and finishes the update (self-test, confirm or roll back) at its next start."""
+    pending = on_trial(root)
+    if pending:
+        return Check("updates", WARN, f"on trial (an update cut short): {', '.join(pending)}; restart the service "
+                                      "or run 'appliance update --resume' to self-test, confirm or roll back")
+    return Check("updates", OK, "no update on trial")
+
+
 def service_name(config: Config, service: str) -> str:
     """The instance name a service runs under, from the same keys the service reads."""
     return config.device.name if service == "edge" else config.matcher.name
@@ -174,7 +185,7 @@ def run_health(config: Config, service: str, data_dir: Path, now: float | None =
                name: str | None = None) -> list[Check]:
     ops = config.ops
     checks = [check_broker(ops.broker_host, ops.broker_port), check_disk(data_dir, ops.disk_min_free_mb),
-              check_clock(now)]
+              check_clock(now), check_updates(updates_root(config))]
     name = name or service_name(config, service)
     if not name:
         return checks + [Check("config", FAIL, f"{service}: no name configured (device.name); give --name")]

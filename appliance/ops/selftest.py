@@ -16,7 +16,7 @@ import numpy as np
 from appliance import paths
 from appliance.config import Config
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.updates import ACTIVE, run_selftest, settle_all
+from appliance.ops.updates import ACTIVE, run_selftest, settle_all, updates_root
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,6 @@ def embedding_selftest(config: Config, images: tuple[Path, Path, Path]):
             pipeline.close()
 
     return check
-
-
-def updates_root(config: Config) -> Path:
-    """Where signed packs are installed side by side (``[ops] models_root``)."""
-    return Path(config.ops.models_root) if config.ops.models_root else paths.data_dir() / "packs"
 
 
 def finish_interrupted_updates(config: Config) -> list[tuple[str, ApplianceError | None]]:

@@ -22,13 +22,17 @@ import shutil
 import tarfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance import paths
 from appliance.durable_file import disk_errors, sync_folder, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import signing
+
+if TYPE_CHECKING:
+    from appliance.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -274,13 +278,34 @@ def run_selftest(slots: Slots, selftest: SelfTest) -> None:
         slots.confirm()
 
 
+def updates_root(config: Config) -> Path:
+    """Where signed packs are installed side by side (``[ops] models_root``)."""
+    return Path(config.ops.models_root) if config.ops.models_root else paths.data_dir() / "packs"
+
+
+def on_trial(root: Path) -> list[str]:
+    """The packs under ``root`` whose active version has not passed its self-test, or whose
+    link and state disagree (an update cut short), as ``id@version``; nothing is changed."""
+    found = []
+    for slots in installed(root):
+        state = slots.state()
+        if state.trial or slots.pointed() != state.active:
+            found.append(f"{slots.id}@{state.active or 'none'}")
+    return found
+
+
 def settle_all(root: Path) -> list[Slots]:
     """Every pack under ``root`` settled (its link where its state says); the ones whose active
     version is still on trial - an update cut short by a power cut or a killed
     ``appliance update`` - and needs its self-test."""
+    return [slots for slots in installed(root) if slots.settle()]
+
+
+def installed(root: Path) -> list[Slots]:
+    """Every pack an update installed under ``root`` (it has a state)."""
     root = Path(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != ACTIVE) if root.is_dir() else []
-    return [slots for slots in (Slots(root, f.name) for f in folders if (f / STATE).is_file()) if slots.settle()]
+    return [Slots(root, folder.name) for folder in folders if (folder / STATE).is_file()]
 
 
 def _check_pack_manifest(release: Release, payload: dict[str, bytes]) -> None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.selftest import default_images, embedding_selftest
+from appliance.ops.health import OK, WARN, check_updates
 from appliance.ops.publishing import build_package
 from appliance.ops.updates import ACTIVE, Slots, SlotState, apply_update, run_selftest, settle_all, verify_package
 from appliance.packs.registry import PackRegistry
@@ -220,6 +221,8 @@ def test_a_broken_version_left_on_trial_is_rolled_back_at_the_next_start(tmp_pat
     slots.activate("1.0.2")
     os.symlink(os.path.relpath(root / PACK / "1.0.1", root / ACTIVE), root / ACTIVE / "cut")
     os.replace(root / ACTIVE / "cut", root / ACTIVE / PACK)  # the power went before the link switched
+    warned = check_updates(root)  # what `appliance health` says meanwhile (read only: the link stays cut)
+    assert warned.status == WARN and f"{PACK}@1.0.2" in warned.detail and _pointed(root) == root / PACK / "1.0.1"
     assert [s.id for s in settle_all(root)] == [PACK] and _pointed(root) == root / PACK / "1.0.2"
     resumed = subprocess.run(_cli("update", "--resume"), env=env, capture_output=True, text=True)
     assert resumed.returncode == ErrorCode.SELFTEST_FAILED.exit_status, resumed.stdout + resumed.stderr[-2000:]
@@ -227,6 +230,7 @@ def test_a_broken_version_left_on_trial_is_rolled_back_at_the_next_start(tmp_pat
     state = slots.state()
     assert (state.active, state.trial, state.failed) == ("1.0.1", False, ["1.0.2"])
     assert _pointed(root) == root / PACK / "1.0.1" and settle_all(root) == []
+    assert check_updates(root).status == OK
 
 
 def test_a_full_disk_refuses_the_install_and_leaves_nothing(tmp_path):
