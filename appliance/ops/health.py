@@ -19,7 +19,7 @@ from appliance.ops.filing import WARN as FILING_WARN
 from appliance.ops.filing import FilingStatus
 from appliance.ops.notify import STOPPED, read_status, status_path
 from appliance.ops.retention import RETENTION_OVERDUE_S, RetentionStatus
-from appliance.ops.updates import on_trial, updates_root
+from appliance.ops.updates import active_version, on_trial, updates_root
 from appliance.stores.audit import SECONDS_PER_DAY
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -166,14 +166,20 @@ def check_retention(status: RetentionStatus, now: float | None = None) -> Check:
     return Check("retention", OK, ago)
 
 
-def check_updates(root: Path) -> Check:
-    """An update cut short leaves a pack on trial: the running service still uses the version
-    it loaded, and finishes the update (self-test, confirm or roll back) at its next start."""
+def check_updates(root: Path, loaded: str = "") -> Check:
+    """Updates the running service has not taken up: a pack on trial (an update cut short:
+    the service finishes it at its next start), or ``loaded`` (the ``id@version`` its status
+    record names) older than the version an update made active since it started."""
     pending = on_trial(root)
     if pending:
         return Check("updates", WARN, f"on trial (an update cut short): {', '.join(pending)}; restart the service "
                                       "or run 'appliance update --resume' to self-test, confirm or roll back")
-    return Check("updates", OK, "no update on trial")
+    pack_id, _, version = loaded.partition("@")
+    active = active_version(root, pack_id) if pack_id else None
+    if active and active != version:
+        return Check("updates", WARN, f"the service runs {loaded} but {pack_id}@{active} is active: restart it to "
+                                      "load the update")
+    return Check("updates", OK, "no update waiting")
 
 
 def service_name(config: Config, service: str) -> str:
@@ -185,12 +191,16 @@ def run_health(config: Config, service: str, data_dir: Path, now: float | None =
                name: str | None = None) -> list[Check]:
     ops = config.ops
     checks = [check_broker(ops.broker_host, ops.broker_port), check_disk(data_dir, ops.disk_min_free_mb),
-              check_clock(now), check_updates(updates_root(config))]
+              check_clock(now)]
     name = name or service_name(config, service)
     if not name:
         return checks + [Check("config", FAIL, f"{service}: no name configured (device.name); give --name")]
     label = f"{service} {name}"
-    checks += check_daemon(label, status_path(ops.status_dir, data_dir, service, name), ops.cache_max_age_s, now)
+    status_file = status_path(ops.status_dir, data_dir, service, name)
+    checks += check_daemon(label, status_file, ops.cache_max_age_s, now)
+    record = read_status(status_file) or {}
+    loaded = str(record.get("model", "")) if record.get("model_loaded") else ""
+    checks.append(check_updates(updates_root(config), loaded))
     return checks
 
 

@@ -294,6 +294,13 @@ def on_trial(root: Path) -> list[str]:
     return found
 
 
+def active_version(root: Path, pack_id: str) -> str | None:
+    """The version an update made active for ``pack_id`` under ``root``; None when no update
+    installed that pack (its version is then the one on the search path)."""
+    slots = Slots(root, pack_id)
+    return slots.state().active if (slots.folder / STATE).is_file() else None
+
+
 def settle_all(root: Path) -> list[Slots]:
     """Every pack under ``root`` settled (its link where its state says); the ones whose active
     version is still on trial - an update cut short by a power cut or a killed

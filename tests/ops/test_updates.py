@@ -204,6 +204,11 @@ def test_an_update_killed_during_its_self_test_is_finished_by_resume(tmp_path, s
     assert state.active == killed and not state.trial and state.previous
     again = subprocess.run(_cli("update", "--resume"), env=env, capture_output=True, text=True)
     assert again.returncode == 0 and again.stdout.strip() == "no update to resume"
+    # `appliance health` for a service started before the update: it still runs what it loaded
+    stale = check_updates(root, loaded=f"{PACK}@1.0.1")
+    assert stale.status == WARN and f"{PACK}@{killed} is active: restart it" in stale.detail
+    assert check_updates(root, loaded=f"{PACK}@{killed}").status == OK
+    assert check_updates(root, loaded="other-pack@1.0.0").status == OK  # not one an update installed
 
 
 def test_a_broken_version_left_on_trial_is_rolled_back_at_the_next_start(tmp_path, shared):
