@@ -10,7 +10,8 @@ TLS, envelope and MQTT work does not share the matcher's interpreter (and GIL).
     python -m appliance.bench.device_load flood SITE PORT NAME RATE SECONDS START
         one provisioned device floods its own request topic at RATE messages a second from
         START for SECONDS: random junk, replays of one genuine envelope and fresh, validly
-        sealed requests; what it sent, and when it began and ended
+        sealed requests, through its own hand-made MQTT client (``bench.raw_mqtt``); what it
+        sent, and when it began and ended
 
 Each prints one JSON object on stdout.
 """
@@ -31,7 +32,7 @@ JUNK_BYTES = (1, 2000)
 STEADY_ATTEMPTS = 1  # a lost answer is counted as unanswered, never hidden by a retry
 STEADY_TIMEOUT_S = 5.0
 SEED = 11
-FLOOD_SLICE_S = 0.001  # the flooder's pacing step (it reads and keeps alive meanwhile)
+FLOOD_SLICE_S = 0.001  # the flooder's pacing step (it reads and pings meanwhile)
 
 
 def _site(folder: str, port: str):
@@ -142,15 +143,13 @@ def steady(argv: list[str]) -> dict:
 
 
 def flood(argv: list[str]) -> dict:
-    """Paced in slices of a millisecond: ``rate`` messages a second, as one door's client can.
-    Its I/O is on this one thread (``SharedLoop``, as the bench's doors): on a site the flooder is
-    another machine, so what it costs the shared CPUs should be its messages, not a thread
-    switch per publish."""
+    """Paced in slices of a millisecond: ``rate`` messages a second, each slice's in one write
+    of hand-made PUBLISH packets (``bench.raw_mqtt``: an attacker's client, whose CPU is on
+    another machine on a site, costs the shared CPUs as little as it can)."""
     from appliance.bench.probes import PACK, probe, random_templates
+    from appliance.bench.raw_mqtt import RawPublisher
     from appliance.protocol import topics
     from appliance.security.envelope import MessageType, Sealer
-    from appliance.transport.mqtt import CONNECT_TIMEOUT_S, MqttEndpoint
-    from appliance.transport.mqtt_shared_loop import SharedLoop
 
     site, name = _site(argv[0], argv[1]), argv[2]
     rate, seconds, start_at = float(argv[3]), float(argv[4]), float(argv[5])
@@ -162,31 +161,28 @@ def flood(argv: list[str]) -> dict:
         vector = vectors[random.randrange(len(vectors))]
         return sealer.seal(matcher, MessageType.PROBE, probe(name, vector).encode(), *PACK)
 
-    genuine = fresh()
     topic = topics.device_topic(name, topics.REQUEST)
+    replay = RawPublisher.publish_packet(topic, fresh())  # one genuine envelope, sent again and again
     kinds, weights = zip(*FLOOD_MIX)
     sent = {kind: 0 for kind in kinds}
-    network = SharedLoop()
-    endpoint = MqttEndpoint(site.mqtt(name), network=network.attach)
-    endpoint.connect(wait=False)
-    if not network.run_until(endpoint.connected.is_set, CONNECT_TIMEOUT_S):
-        raise SystemExit(f"{name} not connected within {CONNECT_TIMEOUT_S:g} s")
-    network.serve(start_at - time.time())
+    publisher = RawPublisher(site.mqtt(name))
+    publisher.idle_until(start_at)
     begin = time.time()
     try:
         while (now := time.time()) < start_at + seconds:
             due = int((now - begin) * rate) - sum(sent.values())
             if due <= 0:
-                network.poll(FLOOD_SLICE_S)  # reads what the matcher answers, keeps the connection alive
+                publisher.idle(FLOOD_SLICE_S)  # reads what the broker sends, keeps the connection alive
                 continue
+            packets = []
             for kind in random.choices(kinds, weights, k=due):
-                payload = (os.urandom(random.randint(*JUNK_BYTES)) if kind == JUNK else
-                           genuine if kind == REPLAY else fresh())
-                endpoint.publish(topic, payload, qos=0)
+                packets.append(replay if kind == REPLAY else RawPublisher.publish_packet(
+                    topic, os.urandom(random.randint(*JUNK_BYTES)) if kind == JUNK else fresh()))
                 sent[kind] += 1
+            publisher.send(packets)
     finally:
         end = time.time()
-        endpoint.close(announce_offline=False)
+        publisher.close()
     return {"sent": sent, "began": begin, "ended": end, "cpu_s": cpu_seconds()}
 
 

@@ -32,6 +32,7 @@ from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
 from appliance.bench.probes import DIMENSION, PACK, Timing
 from appliance.bench.profile_matcher import SAMPLE_EVERY, StageTimer, ThreadClock, split_inline
+from appliance.workers import Sojourns
 
 DEVICES, SECONDS, GALLERY = 100, 60.0, 10_000
 # match requests offered per second: 5 % above the issue's 1,000, because a run offered exactly the
@@ -90,17 +91,18 @@ def _self_cpu_s() -> float:
 
 
 class _Marks:
-    """The matcher process's CPU seconds and the worker's handled count at given epoch times
-    (the flood's start and end), read on timer threads while the main thread waits for the doors."""
+    """The matcher process's CPU seconds, the worker's handled count and its sojourn counts at
+    given epoch times (the flood's start and end), read on timer threads while the main thread
+    waits for the doors."""
 
     def __init__(self, worker, times: tuple[float, ...]):
-        self.readings: list[tuple[float, int]] = []
+        self.readings: list[tuple[float, int, list[int]]] = []
         self._timers = [threading.Timer(max(0.0, at - time.time()), self._read, (worker,)) for at in times]
         for timer in self._timers:
             timer.start()
 
     def _read(self, worker) -> None:
-        self.readings.append((_self_cpu_s(), worker.handled))
+        self.readings.append((_self_cpu_s(), worker.handled, list(worker.sojourns.counts)))
 
     def cancel(self) -> None:
         for timer in self._timers:
@@ -111,11 +113,23 @@ def _outside(cpu_s: float, handled: int, marks: _Marks) -> dict | None:
     """CPU per request over the run less the flood's third (None when a reading is missing)."""
     if len(marks.readings) != 2:
         return None
-    (cpu_start, handled_start), (cpu_end, handled_end) = sorted(marks.readings)
+    (cpu_start, handled_start, _), (cpu_end, handled_end, _) = sorted(marks.readings)
     cpu, requests = cpu_s - (cpu_end - cpu_start), handled - (handled_end - handled_start)
     if cpu <= 0 or requests <= 0:
         return None
     return {"cpu_s": cpu, "handled": requests, "ms_per_request": cpu / requests * 1000, "per_core": requests / cpu}
+
+
+def _in_replica_by_flood(run: Sojourns, marks: _Marks) -> dict | None:
+    """The replica's own p95 (read off the connection to the end of its batch) during the flood
+    third and over the rest of the run: tells the replica's share of the doors' change from the
+    broker's and the machine's (None when a reading is missing)."""
+    if len(marks.readings) != 2:
+        return None
+    (_, _, at_start), (_, _, at_end) = sorted(marks.readings)
+    during = Sojourns(counts=at_end).since(at_start)
+    rest = Sojourns(counts=[total - flood for total, flood in zip(run.counts, during.counts)])
+    return {"during_p95_ms": during.percentile_ms(95), "rest_p95_ms": rest.percentile_ms(95)}
 
 
 def _split(names: list[str], parts: int) -> list[list[str]]:
@@ -257,7 +271,8 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
                   "handled_total": worker.handled, "max_batch": worker.max_batch,
                   "gather_ms": worker.gather_s * 1000,
-                  "in_replica_ms": {f"p{q}": in_replica.percentile_ms(q) for q in PERCENTILES}},
+                  "in_replica_ms": {f"p{q}": in_replica.percentile_ms(q) for q in PERCENTILES},
+                  "in_replica_by_flood": _in_replica_by_flood(in_replica, marks) if flood else None},
         "stages_cpu_us": timer.per_request_us(handled, batches_cpu),
         "stages_sampled": {"every": timer.every, "requests": timer.sampled_requests},
         "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,

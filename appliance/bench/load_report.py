@@ -139,7 +139,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
             + ", ".join(f"{k} {v:,}" for k, v in sorted(flood["refused"].items())) + ". "
             f"The doors' p95 was {_f(flood['p95_alone_ms'])} ms before and after it and "
             f"{_f(flood['p95_during_ms'])} ms during it: **{_f(flood['p95_ratio'], 2)}x**. The flooder's own "
-            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs.",
+            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs." + _replica_share(result),
         ]
     if plot_name:
         lines += ["", f"![answered requests and p95 per second]({plot_name})"]
@@ -202,6 +202,15 @@ def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
     machine = machine_info()
     return write_report_files(out_dir, REPORT_NAME, {"result": result, "machine": machine},
                               lambda plot_name: markdown(result, machine, plot_name), lambda path: _plot(result, path))
+
+
+def _replica_share(result: dict) -> str:
+    """The replica's own p95 during the flood and outside it (its part of the doors' change)."""
+    inside = result.get("queue", {}).get("in_replica_by_flood")
+    if not inside:
+        return ""
+    return (f" Inside the replica (read off the connection to the end of its batch) the p95 was "
+            f"{_f(inside['during_p95_ms'])} ms during the flood and {_f(inside['rest_p95_ms'])} ms outside it.")
 
 
 def _in_replica(queue: dict, latency: dict) -> str:
