@@ -16,7 +16,7 @@ import numpy as np
 from appliance import paths
 from appliance.config import Config
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.updates import ACTIVE, run_selftest, settle_all, updates_root
+from appliance.ops.updates import ACTIVE, SelfTest, installed, run_selftest, updates_root
 
 log = logging.getLogger(__name__)
 
@@ -74,27 +74,35 @@ def finish_interrupted_updates(config: Config) -> list[tuple[str, ApplianceError
     """Self-test every pack whose update was cut short, before a service loads its models:
     confirmed if it passes, rolled back if not (the images are looked for only then). Each
     pack tested with its failure (None: confirmed); a failure is logged, not raised - the
-    service starts on the version that is active again."""
-    pending = settle_all(updates_root(config))
-    if not pending:
-        return []
+    service starts on the version that is active again. A pack an update is installing or
+    testing right now is waited for (``Slots.locked``), and then has nothing left to finish."""
+    check = None
+    outcomes: list[tuple[str, ApplianceError | None]] = []
+    for pack in installed(updates_root(config)):
+        with pack.locked() as slots:
+            if not slots.settle():
+                continue
+            check = check or _selftest(config)
+            label = f"{slots.id}@{slots.state().active}"
+            try:
+                run_selftest(slots, check)
+            except ApplianceError as exc:
+                log.error("an interrupted update is rolled back: %s", exc)
+                outcomes.append((label, exc))
+            else:
+                log.warning("%s: an interrupted update is confirmed (its self-test passed)", label)
+                outcomes.append((label, None))
+    return outcomes
+
+
+def _selftest(config: Config) -> SelfTest:
+    """The embedding self-test on the configured images; without them, one that fails (a version
+    that cannot be tested is not kept)."""
     try:
         images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
-        check = embedding_selftest(config, images)
-    except ApplianceError as missing:  # no images: a version that cannot be tested is not kept
-        check = _failing(missing)
-    outcomes: list[tuple[str, ApplianceError | None]] = []
-    for slots in pending:
-        label = f"{slots.id}@{slots.state().active}"
-        try:
-            run_selftest(slots, check)
-        except ApplianceError as exc:
-            log.error("an interrupted update is rolled back: %s", exc)
-            outcomes.append((label, exc))
-        else:
-            log.warning("%s: an interrupted update is confirmed (its self-test passed)", label)
-            outcomes.append((label, None))
-    return outcomes
+        return embedding_selftest(config, images)
+    except ApplianceError as missing:
+        return _failing(missing)
 
 
 def _failing(error: ApplianceError):

@@ -14,12 +14,15 @@ self-test (load the model, run it on real faces) decides, and a failure switches
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
@@ -48,6 +51,7 @@ PUBLIC_KEY_SUFFIX = ".pub"
 RELEASE_DOMAIN = b"appliance/release/v1|"
 PARTIAL_SUFFIX = ".partial"  # a version folder being written; removed after a failure, or by the next attempt
 STATE_MODE = 0o644
+LOCK_FILE, LOCK_MODE = ".lock", 0o600  # held while a version is installed, switched or self-tested
 PAYLOAD_MODE = 0o644  # model files are read by the service user, never secret
 MAX_MEMBER_BYTES = 2 * 1024 ** 3  # a model pack is tens of MB; refuse absurd members early
 
@@ -191,6 +195,19 @@ class Slots:
             shutil.rmtree(staging, ignore_errors=True)  # after a failure: the disk needs the room back
         return target
 
+    @contextmanager
+    def locked(self) -> Iterator[Slots]:
+        """Exclusive use of this pack's versions, state and link (``fcntl.flock``, released when
+        the holder exits, however it ends): an update and a service finishing an interrupted one
+        at its start never self-test, confirm or roll back the same version at once."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield self
+        finally:
+            os.close(descriptor)
+
     def pointed(self) -> str | None:
         """The version the active link names (what a model load finds), or None."""
         try:
@@ -253,10 +270,10 @@ def apply_update(package: Path, root: Path, trusted: list[Ed25519PublicKey], sel
         raise _reject(f"{release.label}: a {release.kind!r} package is not installed here; the application "
                       "ships as a .deb package (docs/operations.md)")
     _check_pack_manifest(release, payload)
-    slots = Slots(root, release.id)
-    slots.install(release, payload)
-    slots.activate(release.version)
-    run_selftest(slots, selftest)
+    with Slots(root, release.id).locked() as slots:
+        slots.install(release, payload)
+        slots.activate(release.version)
+        run_selftest(slots, selftest)
     return release
 
 
@@ -299,13 +316,6 @@ def active_version(root: Path, pack_id: str) -> str | None:
     installed that pack (its version is then the one on the search path)."""
     slots = Slots(root, pack_id)
     return slots.state().active if (slots.folder / STATE).is_file() else None
-
-
-def settle_all(root: Path) -> list[Slots]:
-    """Every pack under ``root`` settled (its link where its state says); the ones whose active
-    version is still on trial - an update cut short by a power cut or a killed
-    ``appliance update`` - and needs its self-test."""
-    return [slots for slots in installed(root) if slots.settle()]
 
 
 def installed(root: Path) -> list[Slots]:

@@ -19,7 +19,7 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.selftest import default_images, embedding_selftest
 from appliance.ops.health import OK, WARN, check_updates
 from appliance.ops.publishing import build_package
-from appliance.ops.updates import ACTIVE, Slots, SlotState, apply_update, run_selftest, settle_all, verify_package
+from appliance.ops.updates import ACTIVE, Slots, SlotState, apply_update, on_trial, run_selftest, verify_package
 from appliance.packs.registry import PackRegistry
 from appliance.digests import sha256_file
 from diskkit import fill, small_disk
@@ -228,13 +228,13 @@ def test_a_broken_version_left_on_trial_is_rolled_back_at_the_next_start(tmp_pat
     os.replace(root / ACTIVE / "cut", root / ACTIVE / PACK)  # the power went before the link switched
     warned = check_updates(root)  # what `appliance health` says meanwhile (read only: the link stays cut)
     assert warned.status == WARN and f"{PACK}@1.0.2" in warned.detail and _pointed(root) == root / PACK / "1.0.1"
-    assert [s.id for s in settle_all(root)] == [PACK] and _pointed(root) == root / PACK / "1.0.2"
+    assert slots.settle() and _pointed(root) == root / PACK / "1.0.2"  # still on trial, the link set right
     resumed = subprocess.run(_cli("update", "--resume"), env=env, capture_output=True, text=True)
     assert resumed.returncode == ErrorCode.SELFTEST_FAILED.exit_status, resumed.stdout + resumed.stderr[-2000:]
     assert "active again: 1.0.1" in resumed.stdout
     state = slots.state()
     assert (state.active, state.trial, state.failed) == ("1.0.1", False, ["1.0.2"])
-    assert _pointed(root) == root / PACK / "1.0.1" and settle_all(root) == []
+    assert _pointed(root) == root / PACK / "1.0.1" and on_trial(root) == []
     assert check_updates(root).status == OK
 
 
@@ -268,7 +268,27 @@ def test_a_damaged_state_is_rebuilt_from_the_link_and_tested_again(tmp_path):
     slots = Slots(root, "tiny")
     (root / "tiny" / "state.json").write_bytes(b"")
     assert slots.state() == SlotState(active="2.0.0", trial=True)
-    assert [s.id for s in settle_all(root)] == ["tiny"]
+    assert on_trial(root) == ["tiny@2.0.0"]
     run_selftest(slots, lambda r, p: None)
     assert slots.state() == SlotState(active="2.0.0", trial=False)
-    assert settle_all(root) == []
+    assert on_trial(root) == []
+
+
+def test_a_service_starting_during_an_update_waits_for_it_and_finds_nothing_to_finish(tmp_path, shared):
+    """A door restarted by systemd while ``appliance update`` self-tests the new version: the
+    start (here ``--resume``, what it runs) waits for the update's lock instead of testing,
+    confirming or rolling back the same version at once, and then has nothing to do."""
+    root, env = tmp_path / "models", _cli_env(tmp_path, tmp_path / "models")
+    package = tmp_path / "1.0.1.pack"
+    build_package(_pack_folder(tmp_path, "1.0.1"), package, PUBLISHER, "model-pack", PACK, "1.0.1")
+    with Slots(root, PACK).locked() as slots:  # what apply_update holds from install to confirm
+        slots.install(*verify_package(package, TRUSTED))
+        slots.activate("1.0.1")
+        start = subprocess.Popen(_cli("update", "--resume"), env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        assert not wait_for(lambda: start.poll() is not None, timeout=5.0)  # blocked on the lock
+        assert slots.state().trial
+        run_selftest(slots, lambda r, p: None)  # the update's own self-test passes
+    out, err = start.communicate(timeout=120)
+    assert start.returncode == 0 and out.strip() == "no update to resume", out + err[-2000:]
+    assert slots.state() == SlotState(active="1.0.1", trial=False)
