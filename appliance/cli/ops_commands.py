@@ -302,7 +302,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from appliance.ops.selftest import default_images, embedding_selftest, finish_interrupted_updates
+    from appliance.ops.selftest import default_images, pack_selftest, finish_interrupted_updates
     from appliance.ops.updates import apply_update, load_publisher_keys, updates_root
 
     config = config_from(args)
@@ -318,6 +318,6 @@ def cmd_update(args: argparse.Namespace) -> int:
         return failures[0].code.exit_status if failures else 0  # each failure printed above
     images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
     release = apply_update(Path(args.package), updates_root(config),
-                           load_publisher_keys(Path(config.ops.publisher_keys_dir)), embedding_selftest(config, images))
+                           load_publisher_keys(Path(config.ops.publisher_keys_dir)), pack_selftest(config, images))
     print(f"{release.label} installed, self-test passed, active")
     return 0

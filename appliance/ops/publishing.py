@@ -93,8 +93,9 @@ def build_package(source: Path, out: Path, signer: Ed25519PrivateKey, kind: str,
 
 def build_pack_package(folder: Path, out: Path, signer: Ed25519PrivateKey) -> tuple[Release, ModelPack]:
     """Sign the pack in ``folder`` (id and version from its manifest) into ``out``. Refused: a
-    manifest the registry would refuse, a missing model file, or one whose sha256 differs
-    from the manifest's (a device would install it and fail to load it)."""
+    manifest the registry would refuse, a kind the device's self-test cannot check, a missing
+    model file, or one whose sha256 differs from the manifest's (a device would install it and
+    fail to load it, or roll it back)."""
     from appliance.packs.manifest import load_manifest
 
     folder = Path(folder)
@@ -104,6 +105,11 @@ def build_pack_package(folder: Path, out: Path, signer: Ed25519PrivateKey) -> tu
         pack = load_manifest(folder / MANIFEST)
     except ApplianceError as exc:
         raise _invalid(f"{folder}: {exc}") from None
+    from appliance.ops.selftest import UPDATABLE_KINDS
+
+    if pack.kind not in UPDATABLE_KINDS:
+        raise _invalid(f"{pack.label}: a {pack.kind} pack cannot be self-tested on a device, so 'appliance update' "
+                       f"would roll it back; packs of kind {', '.join(UPDATABLE_KINDS)} are updated this way")
     model = folder / pack.file_name
     if not model.is_file():
         raise _invalid(f"{pack.label}: the model file {pack.file_name} is not in {folder}")

@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from appliance import paths
-from appliance.config import Config
+from appliance.config import Config, with_overrides
 from appliance.errors import ApplianceError, ErrorCode
+from appliance.packs.manifest import DETECTION, EMBEDDING, LANDMARKS, ModelPack
 from appliance.ops.updates import ACTIVE, SelfTest, installed, run_selftest, updates_root
 
 log = logging.getLogger(__name__)
 
+UPDATABLE_KINDS = (EMBEDDING, LANDMARKS, DETECTION)  # the kinds the self-test puts in the pipeline
+YUNET = "yunet"  # the detector setting that runs the fallback detector pack (config.tables.ALLOWED_DETECTORS)
 SELFTEST_DATASET = ("data", "faces", "celeba-dev")  # below the shared folder, by default
 UNIT_TOLERANCE = 1e-3
 
@@ -36,8 +39,10 @@ def default_images(folder: Path | None = None) -> tuple[Path, Path, Path]:
     return first[0], first[1], second[0]
 
 
-def embedding_selftest(config: Config, images: tuple[Path, Path, Path]):
-    """A :data:`~appliance.ops.updates.SelfTest` for embedding packs under ``root/active``."""
+def pack_selftest(config: Config, images: tuple[Path, Path, Path]) -> SelfTest:
+    """A :data:`~appliance.ops.updates.SelfTest` for the packs under ``root/active``: the whole
+    pipeline with the updated pack in its place (an embedder, a landmarker or a face detector)
+    must find the faces and tell the two people apart. A liveness pack has no such test here."""
 
     def check(root: Path, pack_id: str) -> None:
         from appliance.capture.images import read_image
@@ -46,7 +51,8 @@ def embedding_selftest(config: Config, images: tuple[Path, Path, Path]):
         from appliance.vision.templates import similarity
 
         registry = PackRegistry([Path(root) / ACTIVE, *paths.model_search_path(config.models.search_path)])
-        pipeline = FacePipeline(config, registry, embedder_pack=pack_id)
+        pipeline_config, embedder = _with_pack(config, registry.get(pack_id))
+        pipeline = FacePipeline(pipeline_config, registry, embedder_pack=embedder)
         try:
             pipeline.load()
             analyses = [pipeline.analyze(read_image(p)) for p in images]
@@ -68,6 +74,18 @@ def embedding_selftest(config: Config, images: tuple[Path, Path, Path]):
             pipeline.close()
 
     return check
+
+
+def _with_pack(config: Config, pack: ModelPack) -> tuple[Config, str | None]:
+    """The configuration and embedder that put ``pack`` in the pipeline."""
+    if pack.kind == EMBEDDING:
+        return config, pack.id
+    if pack.kind == LANDMARKS:
+        return with_overrides(config, models={"landmarker": pack.id}), None
+    if pack.kind == DETECTION:
+        return with_overrides(config, models={"detector": YUNET, "fallback_detector": pack.id}), None
+    raise ApplianceError(ErrorCode.SELFTEST_FAILED, f"{pack.label}: a {pack.kind} pack has no self-test on a "
+                                                    "device; it is installed with the application, not updated")
 
 
 def finish_interrupted_updates(config: Config) -> list[tuple[str, ApplianceError | None]]:
@@ -100,7 +118,7 @@ def _selftest(config: Config) -> SelfTest:
     that cannot be tested is not kept)."""
     try:
         images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
-        return embedding_selftest(config, images)
+        return pack_selftest(config, images)
     except ApplianceError as missing:
         return _failing(missing)
 

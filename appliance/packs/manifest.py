@@ -36,7 +36,8 @@ from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs.archive import ArchiveSource, load_archive
 
 MANIFEST_NAME = "manifest.toml"
-KINDS = ("landmarks", "detection", "embedding", "liveness")
+LANDMARKS, DETECTION, EMBEDDING, LIVENESS = "landmarks", "detection", "embedding", "liveness"
+KINDS = (LANDMARKS, DETECTION, EMBEDDING, LIVENESS)
 SOURCE_TYPES = ("pypi", "search-path", "converted")
 RUNTIMES = ("mediapipe-tasks", "opencv-dnn", "onnxruntime", "dlib", "litert")
 CONVERTED = "converted"

@@ -78,6 +78,10 @@ def test_a_folder_a_device_could_not_load_is_not_signed(tmp_path):
     (folder / "manifest.toml").unlink()
     bare = appliance("publish", "pack", str(folder), "--key", str(key), "--out", str(tmp_path / "p.pack"))
     assert bare.returncode == ErrorCode.UPDATE_REJECTED.exit_status and "no manifest.toml" in bare.stderr
+    liveness = tmp_path / "liveness"
+    shutil.copytree(paths.resource("models") / "human-antispoof", liveness)
+    refused = appliance("publish", "pack", str(liveness), "--key", str(key), "--out", str(tmp_path / "l.pack"))
+    assert refused.returncode == ErrorCode.UPDATE_REJECTED.exit_status and "cannot be self-tested" in refused.stderr
     key.write_text("feed")
     with pytest.raises(ApplianceError, match="not 64 hex digits"):
         load_publisher_key(key)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance import paths
 from appliance.errors import ApplianceError, ErrorCode
-from appliance.ops.selftest import default_images, embedding_selftest
+from appliance.ops.selftest import default_images, pack_selftest
 from appliance.ops.health import OK, WARN, check_updates
 from appliance.ops.publishing import build_package
 from appliance.ops.updates import ACTIVE, Slots, SlotState, apply_update, on_trial, run_selftest, verify_package
@@ -26,25 +26,28 @@ from diskkit import fill, small_disk
 from polling import wait_for
 
 PACK = "w600k-mbf"
+DETECTOR = "yunet-2026may"
+LIVENESS_PACK = "minifasnet-silentface"
 PUBLISHER = Ed25519PrivateKey.generate()
 TRUSTED = [PUBLISHER.public_key()]
 
 
-def _pack_folder(tmp: Path, version: str, model_bytes: bytes | None = None) -> Path:
-    """The repo's w600k-mbf pack re-versioned (the model file itself, or other bytes)."""
+def _pack_folder(tmp: Path, version: str, model_bytes: bytes | None = None, pack_id: str = PACK) -> Path:
+    """A shipped pack re-versioned (the model file itself, or other bytes)."""
     registry = PackRegistry(paths.model_search_path())
-    pack = registry.get(PACK)
+    pack = registry.get(pack_id)
     installed = registry.model_file(pack)  # wherever 'appliance models install' put it
-    folder = tmp / f"src-{version}"
+    folder = tmp / f"src-{pack_id}-{version}"
     folder.mkdir()
-    model = folder / "w600k_mbf.onnx"
+    model = folder / pack.file_name
     if model_bytes is None:
         shutil.copy(installed, model)
     else:
         model.write_bytes(model_bytes)
     manifest = (pack.directory / "manifest.toml").read_text()
-    manifest = manifest.replace('version = "1.0.0"', f'version = "{version}"', 1)
-    manifest = manifest.replace(pack.sha256, sha256_file(model))
+    manifest = manifest.replace(f'version = "{pack.version}"', f'version = "{version}"', 1)
+    if pack.sha256:  # a converted pack has a numerical check instead
+        manifest = manifest.replace(pack.sha256, sha256_file(model))
     (folder / "manifest.toml").write_text(manifest)
     return folder
 
@@ -118,7 +121,7 @@ def test_tampered_package_is_refused(tmp_path, tamper):
 
 def test_good_pack_activates_and_failing_pack_is_rolled_back(tmp_path, config, shared):
     root = tmp_path / "models"
-    selftest = embedding_selftest(config, default_images())
+    selftest = pack_selftest(config, default_images())
     good = tmp_path / "good.pack"
     build_package(_pack_folder(tmp_path, "1.0.1"), good, PUBLISHER, "model-pack", PACK, "1.0.1")
     apply_update(good, root, TRUSTED, selftest)
@@ -150,10 +153,10 @@ def test_startup_selftest_rolls_back_a_version_that_broke_on_disk(tmp_path, conf
     model = root / PACK / "1.0.2" / "w600k_mbf.onnx"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # SD card damage
     with pytest.raises(ApplianceError) as failed:
-        run_selftest(slots, embedding_selftest(config, default_images()))
+        run_selftest(slots, pack_selftest(config, default_images()))
     assert failed.value.code is ErrorCode.SELFTEST_FAILED
     assert slots.state().active == "1.0.1"
-    run_selftest(slots, embedding_selftest(config, default_images()))  # the previous one passes
+    run_selftest(slots, pack_selftest(config, default_images()))  # the previous one passes
 
 
 # -- an update cut short ------------------------------------------------------------------
@@ -292,3 +295,21 @@ def test_a_service_starting_during_an_update_waits_for_it_and_finds_nothing_to_f
     out, err = start.communicate(timeout=120)
     assert start.returncode == 0 and out.strip() == "no update to resume", out + err[-2000:]
     assert slots.state() == SlotState(active="1.0.1", trial=False)
+
+
+def test_a_detector_update_is_self_tested_in_the_pipeline_and_a_liveness_one_is_not_kept(tmp_path, config, shared):
+    """The self-test puts the updated pack in its place: a face detector must find the faces the
+    embedder then tells apart. A liveness pack has no such test on a device: rolled back, saying so."""
+    root, selftest = tmp_path / "models", pack_selftest(config, default_images())
+    detector = tmp_path / "yunet.pack"
+    build_package(_pack_folder(tmp_path, "2026.6", pack_id=DETECTOR), detector, PUBLISHER, "model-pack", DETECTOR,
+                  "2026.6")
+    apply_update(detector, root, TRUSTED, selftest)
+    assert Slots(root, DETECTOR).state() == SlotState(active="2026.6", trial=False)
+    liveness = tmp_path / "liveness.pack"
+    build_package(_pack_folder(tmp_path, "1.0.1", pack_id=LIVENESS_PACK), liveness, PUBLISHER, "model-pack",
+                  LIVENESS_PACK, "1.0.1")
+    with pytest.raises(ApplianceError) as refused:
+        apply_update(liveness, root, TRUSTED, selftest)
+    assert refused.value.code is ErrorCode.SELFTEST_FAILED and "has no self-test on a device" in refused.value.detail
+    assert Slots(root, LIVENESS_PACK).state().active is None
