@@ -16,11 +16,13 @@ from pathlib import Path
 from appliance.errors import ApplianceError, ErrorCode
 
 TMP_SUFFIX = ".tmp"
+OWNER_ONLY = 0o600  # the default: keys, markers, anything only its owner reads
+SHARED = 0o644  # read by another account (a service's user), never a secret: certificates, models, state
 # what a disk that cannot take more says: the same refusal as a store's "database or disk is full"
 UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
-def write_durably(path: str | Path, data: bytes, mode: int = 0o600) -> None:
+def write_durably(path: str | Path, data: bytes, mode: int = OWNER_ONLY) -> None:
     """``path`` holds ``data`` - completely, or (on any failure) as it was before."""
     target = Path(path)
     tmp = target.with_name(target.name + TMP_SUFFIX)

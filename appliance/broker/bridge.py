@@ -24,7 +24,7 @@ from appliance.config.bridge_tables import (
     DEFAULT_KEEPALIVE_S, DEFAULT_PORT, DEFAULT_RESTART_BASE_S, DEFAULT_RESTART_CAP_S, MAX_KEEPALIVE_S, MAX_RESTART_S,
     MIN_KEEPALIVE_S, MIN_RESTART_S, BridgeConfig,
 )
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 from appliance.protocol import topics
@@ -101,7 +101,7 @@ def provision_bridge(pki: ProjectPKI, name: str, devices: tuple[str, ...]) -> Id
     bridges = dict(read_json(pki.folder / BRIDGES_FILE, {}))
     bridges[name] = sorted(set(devices))
     write_durably(pki.folder / BRIDGES_FILE, json.dumps(dict(sorted(bridges.items())), indent=2).encode("utf-8"),
-                  0o644)
+                  SHARED)
     return identity
 
 

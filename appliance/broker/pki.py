@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 
@@ -56,7 +56,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    write_durably(path, data, 0o600)
+    write_durably(path, data)
 
 
 def _serial(path: Path) -> int:
@@ -66,7 +66,7 @@ def _serial(path: Path) -> int:
 def _write_pem(path: Path, data: bytes) -> None:
     """Certificates, the CRL, the registry and the revocation list: whole, and kept across a
     power cut once written (a revocation must not come undone)."""
-    write_durably(path, data, 0o644)
+    write_durably(path, data, SHARED)
 
 
 class ProjectPKI:

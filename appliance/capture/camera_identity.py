@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 
 SYSFS_VIDEO = Path("/sys/class/video4linux")
@@ -35,7 +35,6 @@ THRESHOLD_MARGIN = 0.5  # the threshold: this share of the weakest held-out fram
 NULL_SIGMAS = 8.0  # ...but never below this many standard deviations of an unrelated frame's (1 / side)
 BINDING_FILE = "camera-binding.json"
 FINGERPRINT_FILE = "camera-fingerprint.npy"
-BINDING_FILE_MODE = 0o644  # as before: written by the installer, read by the edge service's user
 
 
 @dataclass(frozen=True)
@@ -174,11 +173,11 @@ class CameraBinding:
         folder.mkdir(parents=True, exist_ok=True)
         array = io.BytesIO()
         np.save(array, self.fingerprint, allow_pickle=False)
-        write_durably(folder / FINGERPRINT_FILE, array.getvalue(), BINDING_FILE_MODE)  # first: the record names it
+        write_durably(folder / FINGERPRINT_FILE, array.getvalue(), SHARED)  # first: the record names it
         record = {"identity": asdict(self.identity), "threshold": self.threshold,
                   "fingerprint_sha256": hashlib.sha256(self.fingerprint.tobytes()).hexdigest()}
         path = folder / BINDING_FILE
-        write_durably(path, json.dumps(record, indent=2).encode("utf-8"), BINDING_FILE_MODE)
+        write_durably(path, json.dumps(record, indent=2).encode("utf-8"), SHARED)
         return path
 
     @classmethod

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from appliance import json_text, paths
 from appliance.cli.arg_types import positive_int
 from appliance.cli.common import config_from, pipeline_from
-from appliance.config import CONFIG_FILE_MODE, SERVICES, check_service, registry_for
-from appliance.durable_file import write_durably
+from appliance.config import SERVICES, check_service, registry_for
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 
 if TYPE_CHECKING:  # packs, images and models load in the commands that use them, not for every 'appliance'
@@ -272,6 +272,6 @@ def _init_config(target: Path) -> int:
     if target.exists():
         raise ApplianceError(ErrorCode.CONFIG_INVALID, f"{target} exists; not overwritten")
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_durably(target, source.read_bytes(), CONFIG_FILE_MODE)
+    write_durably(target, source.read_bytes(), SHARED)  # no secrets in it: keys live elsewhere
     print(f"{target}: written from {source}")
     return 0

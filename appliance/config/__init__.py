@@ -12,7 +12,6 @@ expected). The dataclasses stay plain: building one in code (or ``dataclasses.re
 checks nothing. ``schema()`` is the described JSON schema of the whole file.
 """
 from appliance.config.loading import (
-    CONFIG_FILE_MODE,
     ENV_OVERRIDE_PREFIX,
     apply_env_overrides,
     check_service,
@@ -49,8 +48,7 @@ from appliance.config.tables import (
 )
 
 __all__ = [
-    "ALLOWED_DETECTORS", "CONFIG_FILE_MODE", "ENV_OVERRIDE_PREFIX", "IDENTITY_RULE", "LIVENESS_LEVELS", "LOG_FORMATS",
-    "LOG_LEVELS",
+    "ALLOWED_DETECTORS", "ENV_OVERRIDE_PREFIX", "IDENTITY_RULE", "LIVENESS_LEVELS", "LOG_FORMATS", "LOG_LEVELS",
     "MATCHING_MODES", "MIN_AUDIT_RETENTION_DAYS", "RELAY_PINS", "SERVICES", "Config", "ConsoleConfig", "DeviceConfig",
     "LivenessConfig", "MatcherConfig", "MatchingConfig", "ModelsConfig", "OfflineConfig", "OpsConfig",
     "QualityProfile", "RuntimeConfig", "SecurityConfig", "apply_env_overrides", "check_service", "load_config",

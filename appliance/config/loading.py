@@ -22,7 +22,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from appliance import paths
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.config.quality_presets import expand_presets
 from appliance.config.tables import SERVICES, Config, Refused
 from appliance.errors import ApplianceError, ErrorCode
@@ -186,7 +186,6 @@ def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
 
 
 ENV_OVERRIDE_PREFIX = "APPLIANCE__"
-CONFIG_FILE_MODE = 0o644  # a new configuration file: no secrets in it (keys and passwords live elsewhere)
 
 
 def apply_env_overrides(data: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -277,5 +276,5 @@ def save_threshold(path: Path, pack_id: str, threshold: float, note: str) -> Non
     item = tomlkit.item(round(float(threshold), 6))
     item.comment(note)
     thresholds[pack_id] = item
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else CONFIG_FILE_MODE  # its owner's choice stays
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else SHARED  # its owner's choice stays
     write_durably(path, tomlkit.dumps(document).encode("utf-8"), mode)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.liveness import grey_path
 from appliance.liveness.image_cues import FINE_NAMES, TEXTURE_NAMES, ImageCues
@@ -31,7 +31,6 @@ IMAGE_FEATURES = (tuple(name for name in ImageCues.__dataclass_fields__ if name 
 FEATURES = MODEL_FEATURES + IMAGE_FEATURES
 PROBABILITY_FLOOR = 1e-4
 FORMAT = 1
-CALIBRATION_FILE_MODE = 0o644  # read by the edge service's user
 
 
 def _logit(p: float) -> float:
@@ -92,7 +91,7 @@ class Calibration:
     def save(self, path: Path) -> None:
         data = {"format": FORMAT, **asdict(self)}
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_durably(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"), CALIBRATION_FILE_MODE)
+        write_durably(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"), SHARED)
 
     @classmethod
     def load(cls, path: Path) -> Calibration:

@@ -43,7 +43,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.digests import sha256_file
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.accounts import ACCOUNTS_DB, ACCOUNTS_FILE, Accounts, AccountStore
 from appliance.security import signing
@@ -147,9 +147,9 @@ def create_backup(data: ProtectedData, principal: Principal, destination: Path, 
     manifest = BackupManifest(data.node.node_id, taken_at, revision, files, FORMAT, deletions)
     # the signature first, the manifest last and each whole (``durable_file``): a folder with a
     # manifest is a finished backup, and one cut by a full disk or a power loss can be taken again
-    write_durably(destination / SIGNATURE, (manifest.sign(data.node.signing) + "\n").encode("ascii"), 0o644)
+    write_durably(destination / SIGNATURE, (manifest.sign(data.node.signing) + "\n").encode("ascii"), SHARED)
     write_durably(destination / MANIFEST,
-                  (json.dumps(manifest.document(), indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o644)
+                  (json.dumps(manifest.document(), indent=2, sort_keys=True) + "\n").encode("utf-8"), SHARED)
     data.audit.append(principal, "backup.create", str(destination.name), "ok",
                       f"{len(files)} stores, verified, revision {revision}, {len(deletions)} deletions listed")
     return manifest

@@ -15,12 +15,11 @@ import os
 import tarfile
 from pathlib import Path
 
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.broker.pki import ProjectPKI
 from appliance.errors import ApplianceError, ErrorCode
 
 BUNDLE_MODE = 0o600
-PUBLIC_FILE_MODE = 0o644
 FOLDER_MODE = 0o700
 DIRECTORY_FILE = "directory.json"
 MAX_MEMBER_BYTES = 1024 * 1024  # certificates and keys are a few KB; anything larger is not a bundle
@@ -79,7 +78,7 @@ def import_device(bundle_path: Path, data_dir: Path) -> str:
             assert source is not None  # a regular file, checked above
             # whole or not at all (a door unplugged right after its set-up keeps its keys); keys
             # stay 0600, certificates at most 0644
-            write_durably(target, source.read(), info.mode & PUBLIC_FILE_MODE)
+            write_durably(target, source.read(), info.mode & SHARED)
     return device
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from appliance.broker.pki import Identity, ProjectPKI
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.filecache import read_json
 from appliance.protocol import topics
@@ -55,7 +55,7 @@ def _policies(pki: ProjectPKI) -> dict[str, DevicePolicy]:
 
 def _save(pki: ProjectPKI, policies: dict[str, DevicePolicy]) -> None:
     body = {n: {"group": p.group, "modes": list(p.modes)} for n, p in sorted(policies.items())}
-    write_durably(pki.folder / POLICY_FILE, json.dumps(body, indent=2).encode("utf-8"), 0o644)
+    write_durably(pki.folder / POLICY_FILE, json.dumps(body, indent=2).encode("utf-8"), SHARED)
 
 
 def policy(pki: ProjectPKI, name: str) -> DevicePolicy | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.digests import sha256_file
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.ops.updates import (KINDS, MODEL_PACK, PAYLOAD, PUBLIC_KEY_SUFFIX, RELEASE, RELEASE_DOMAIN, SIGNATURE,
                                    Release)
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from appliance.packs.manifest import ModelPack
 
 PRIVATE_KEY_SUFFIX = ".key"
-PRIVATE_KEY_MODE = 0o600
-PUBLIC_KEY_MODE = 0o644
 MANIFEST = "manifest.toml"
 KEY_HEX_DIGITS = 64  # a raw Ed25519 key, either half, in hex
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -50,8 +48,8 @@ def new_publisher_key(folder: Path, name: str) -> tuple[Path, Path]:
         raise _invalid(f"{private} or {public} exists; not overwritten")
     folder.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    write_durably(private, key.private_bytes_raw().hex().encode("ascii") + b"\n", PRIVATE_KEY_MODE)
-    write_durably(public, key.public_key().public_bytes_raw().hex().encode("ascii") + b"\n", PUBLIC_KEY_MODE)
+    write_durably(private, key.private_bytes_raw().hex().encode("ascii") + b"\n")  # owner only
+    write_durably(public, key.public_key().public_bytes_raw().hex().encode("ascii") + b"\n", SHARED)
     return private, public
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance import paths
-from appliance.durable_file import disk_errors, sync_folder, write_durably
+from appliance.durable_file import SHARED, disk_errors, sync_folder, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security import signing
 
@@ -50,9 +50,7 @@ STATE = "state.json"
 PUBLIC_KEY_SUFFIX = ".pub"
 RELEASE_DOMAIN = b"appliance/release/v1|"
 PARTIAL_SUFFIX = ".partial"  # a version folder being written; removed after a failure, or by the next attempt
-STATE_MODE = 0o644
 LOCK_FILE, LOCK_MODE = ".lock", 0o600  # held while a version is installed, switched or self-tested
-PAYLOAD_MODE = 0o644  # model files are read by the service user, never secret
 MAX_MEMBER_BYTES = 2 * 1024 ** 3  # a model pack is tens of MB; refuse absurd members early
 
 
@@ -172,7 +170,7 @@ class Slots:
 
     def _save(self, state: SlotState) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_durably(self.folder / STATE, json.dumps(asdict(state), indent=2).encode("utf-8"), STATE_MODE)
+        write_durably(self.folder / STATE, json.dumps(asdict(state), indent=2).encode("utf-8"), SHARED)
 
     def install(self, release: Release, payload: dict[str, bytes]) -> Path:
         """Write the version's files beside the others: every file synced before the folder
@@ -188,7 +186,7 @@ class Slots:
                 for name, data in payload.items():
                     path = staging / name
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    write_durably(path, data, PAYLOAD_MODE)
+                    write_durably(path, data, SHARED)
                 os.replace(staging, target)  # a version folder exists only complete
                 sync_folder(self.folder)
         finally:

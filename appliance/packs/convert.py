@@ -20,7 +20,7 @@ from pathlib import Path
 
 from appliance import paths
 from appliance.digests import sha256_file
-from appliance.durable_file import replace_durably, write_durably
+from appliance.durable_file import SHARED, replace_durably, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.packs import numeric_check
 from appliance.packs.manifest import CONVERTED, ModelPack, parse_pin
@@ -203,4 +203,4 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
 
 
 def _write_json_durably(path: Path, data: dict) -> None:
-    write_durably(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), MODEL_FILE_MODE)
+    write_durably(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), SHARED)

@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from appliance.durable_file import write_durably
+from appliance.durable_file import SHARED, write_durably
 from appliance.errors import ApplianceError, ErrorCode
 from appliance.security.envelope import NodeKeys, PeerKeys, Sm2Public
 from appliance.security.sm import Sm2PublicKey
@@ -99,7 +99,7 @@ class NodeDirectory:
 
     def save(self) -> None:
         body = {name: _entry(self.roles.get(name, DEVICE), p) for name, p in sorted(self.peers.items())}
-        write_durably(self.path, json.dumps(body, indent=2).encode("utf-8"), 0o644)
+        write_durably(self.path, json.dumps(body, indent=2).encode("utf-8"), SHARED)
 
     def get(self, node_id: str) -> PeerKeys:
         try:
