@@ -302,7 +302,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from appliance.ops.selftest import default_images, pack_selftest, finish_interrupted_updates
+    from appliance.ops.selftest import configured_images, finish_interrupted_updates, pack_selftest
     from appliance.ops.updates import apply_update, load_publisher_keys, updates_root
 
     config = config_from(args)
@@ -316,8 +316,8 @@ def cmd_update(args: argparse.Namespace) -> int:
             print("no update to resume")
         failures = [failure for _, failure in outcomes if failure is not None]
         return failures[0].code.exit_status if failures else 0  # each failure printed above
-    images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
-    release = apply_update(Path(args.package), updates_root(config),
-                           load_publisher_keys(Path(config.ops.publisher_keys_dir)), pack_selftest(config, images))
+    trusted = load_publisher_keys(Path(config.ops.publisher_keys_dir))
+    release = apply_update(Path(args.package), updates_root(config), trusted,
+                           pack_selftest(config, configured_images(config)))
     print(f"{release.label} installed, self-test passed, active")
     return 0

@@ -94,6 +94,7 @@ def build_pack_package(folder: Path, out: Path, signer: Ed25519PrivateKey) -> tu
     manifest the registry would refuse, a kind the device's self-test cannot check, a missing
     model file, or one whose sha256 differs from the manifest's (a device would install it and
     fail to load it, or roll it back)."""
+    from appliance.ops.selftest import UPDATABLE_KINDS
     from appliance.packs.manifest import load_manifest
 
     folder = Path(folder)
@@ -103,8 +104,6 @@ def build_pack_package(folder: Path, out: Path, signer: Ed25519PrivateKey) -> tu
         pack = load_manifest(folder / MANIFEST)
     except ApplianceError as exc:
         raise _invalid(f"{folder}: {exc}") from None
-    from appliance.ops.selftest import UPDATABLE_KINDS
-
     if pack.kind not in UPDATABLE_KINDS:
         raise _invalid(f"{pack.label}: a {pack.kind} pack cannot be self-tested on a device, so 'appliance update' "
                        f"would roll it back; packs of kind {', '.join(UPDATABLE_KINDS)} are updated this way")

@@ -39,6 +39,11 @@ def default_images(folder: Path | None = None) -> tuple[Path, Path, Path]:
     return first[0], first[1], second[0]
 
 
+def configured_images(config: Config) -> tuple[Path, Path, Path]:
+    """The self-test's photos: from ``[ops] selftest_images``, else the shared data set."""
+    return default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
+
+
 def pack_selftest(config: Config, images: tuple[Path, Path, Path]) -> SelfTest:
     """A :data:`~appliance.ops.updates.SelfTest` for the packs under ``root/active``: the whole
     pipeline with the updated pack in its place (an embedder, a landmarker or a face detector)
@@ -114,11 +119,10 @@ def finish_interrupted_updates(config: Config) -> list[tuple[str, ApplianceError
 
 
 def _selftest(config: Config) -> SelfTest:
-    """The embedding self-test on the configured images; without them, one that fails (a version
-    that cannot be tested is not kept)."""
+    """``pack_selftest`` on the configured photos; without them, one that fails (a version that
+    cannot be tested is not kept)."""
     try:
-        images = default_images(Path(config.ops.selftest_images) if config.ops.selftest_images else None)
-        return pack_selftest(config, images)
+        return pack_selftest(config, configured_images(config))
     except ApplianceError as missing:
         return _failing(missing)
 
