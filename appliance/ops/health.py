@@ -64,8 +64,13 @@ def check_clock(now: float | None = None) -> Check:
 
 
 def check_daemon(service: str, status_file: Path, cache_max_age_s: float, now: float | None = None) -> list[Check]:
+    return _daemon_checks(service, status_file, read_status(status_file), cache_max_age_s, now)
+
+
+def _daemon_checks(service: str, status_file: Path, record: dict | None, cache_max_age_s: float,
+                   now: float | None) -> list[Check]:
+    """What the service's status record (read from ``status_file``, None: none there) says."""
     now = time.time() if now is None else now
-    record = read_status(status_file)
     if record is None:
         return [Check("watchdog", FAIL, f"{service}: no status record at {status_file} (not running?)")]
     age = now - float(record.get("time", 0))
@@ -197,9 +202,9 @@ def run_health(config: Config, service: str, data_dir: Path, now: float | None =
         return checks + [Check("config", FAIL, f"{service}: no name configured (device.name); give --name")]
     label = f"{service} {name}"
     status_file = status_path(ops.status_dir, data_dir, service, name)
-    checks += check_daemon(label, status_file, ops.cache_max_age_s, now)
-    record = read_status(status_file) or {}
-    loaded = str(record.get("model", "")) if record.get("model_loaded") else ""
+    record = read_status(status_file)
+    checks += _daemon_checks(label, status_file, record, ops.cache_max_age_s, now)
+    loaded = str(record.get("model", "")) if record and record.get("model_loaded") else ""
     checks.append(check_updates(updates_root(config), loaded))
     return checks
 
