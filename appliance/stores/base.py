@@ -83,17 +83,16 @@ class CipherStore:
             yield self.conn
             return
         self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite may have rolled back already (a full disk); a COMMIT that failed may leave the
-            # transaction open, and the next one must not join it
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlcipher.OperationalError) and _unwritable(exc):
-                raise _refusal(self.path, exc) from exc
-            raise
+        with full_disk_refused(self.path):
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (a full disk); a COMMIT that failed may leave the
+                # transaction open, and the next one must not join it
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params)
@@ -107,12 +106,8 @@ class CipherStore:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it (after deletions: no old pages left)."""
-        try:
+        with full_disk_refused(self.path):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlcipher.OperationalError as exc:
-            if _unwritable(exc):
-                raise _refusal(self.path, exc) from exc
-            raise
 
     # -- integrity, backup, restore, rekey ---------------------------------------------
     def integrity_problems(self) -> list[str]:
@@ -135,18 +130,17 @@ class CipherStore:
         destination.parent.mkdir(parents=True, exist_ok=True)
         tmp = destination.with_name(destination.name + BACKUP_SUFFIX)
         tmp.unlink(missing_ok=True)
-        try:
-            target = _connect(tmp, self._key)
+        with full_disk_refused(destination):  # a full backup medium: E213, no copy left half made
             try:
-                self.conn.backup(target)
-                target.execute("PRAGMA journal_mode = DELETE").fetchall()
-            finally:
-                target.close()
-        except sqlcipher.OperationalError as exc:  # a full backup medium: E213, no copy left half made
-            tmp.unlink(missing_ok=True)
-            if _unwritable(exc):
-                raise _refusal(destination, exc) from exc
-            raise
+                target = _connect(tmp, self._key)
+                try:
+                    self.conn.backup(target)
+                    target.execute("PRAGMA journal_mode = DELETE").fetchall()
+                finally:
+                    target.close()
+            except sqlcipher.OperationalError:
+                tmp.unlink(missing_ok=True)
+                raise
         replace_durably(tmp, destination)
         return destination
 
@@ -232,8 +226,16 @@ def _connect(path: Path, key: SecretKey) -> Any:
     return conn
 
 
-def _refusal(path: Path, exc: sqlcipher.OperationalError) -> ApplianceError:
-    return ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{path.name}: {exc}")
+@contextmanager
+def full_disk_refused(path: Path) -> Iterator[None]:
+    """SQLite's own "database or disk is full" (or an I/O error) about ``path`` in the block is
+    ``STORE_UNWRITABLE``, as ``durable_file.disk_errors`` makes a file's ENOSPC."""
+    try:
+        yield
+    except sqlcipher.OperationalError as exc:
+        if _unwritable(exc):
+            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"{path.name}: {exc}") from exc
+        raise
 
 
 def _unwritable(exc: sqlcipher.OperationalError) -> bool:
