@@ -107,6 +107,14 @@ class ApplianceError(Exception):
         return f"E{self.code.number} {self.code.title}: {self.detail}"
 
 
+@dataclass
+class PartlyDone(ApplianceError):
+    """An error raised after part of the work was done (``done``, in words): what a person is
+    told to do is then "do it again to finish it", not "nothing was saved"."""
+
+    done: tuple[str, ...] = ()
+
+
 def is_unwritable(exc: BaseException) -> bool:
     """Is ``exc`` a store or file that cannot be written now (E213: a full disk, an I/O error),
     rather than something wrong with what was asked?"""

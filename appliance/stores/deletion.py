@@ -21,8 +21,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from appliance.durable_file import write_durably
-from appliance.errors import ApplianceError, ErrorCode, is_unwritable
+from appliance.durable_file import SHARED, write_durably
+from appliance.errors import ApplianceError, ErrorCode, PartlyDone, is_unwritable
 from appliance.security import signing
 from appliance.security.roles import Principal
 from appliance.stores.biometric import BiometricStore
@@ -184,9 +184,9 @@ def erase_subject(principal: Principal, subject_id: str, reason: str, identity: 
             identity.checkpoint()
     except ApplianceError as exc:
         if done and is_unwritable(exc):
-            raise ApplianceError(ErrorCode.STORE_UNWRITABLE, f"the erasure of {subject_id} is not complete: "
-                                 f"{' and '.join(done)} erased, not the rest; delete it again once there is room "
-                                 f"({exc.detail})") from exc
+            raise PartlyDone(ErrorCode.STORE_UNWRITABLE, f"the erasure of {subject_id} is not complete: "
+                             f"{' and '.join(done)} erased, not the rest; delete it again once there is room "
+                             f"({exc.detail})", tuple(done)) from exc
         raise
     items = [DeletedItem("identity", "person record and consent records", persons)] if identity is not None else []
     items += [DeletedItem("biometric", "templates", removed), DeletedItem("keyvault", "per-subject data key", keys)]
@@ -197,7 +197,7 @@ def erase_subject(principal: Principal, subject_id: str, reason: str, identity: 
     receipt = receipt.signed(signer)
     receipts_dir.mkdir(parents=True, exist_ok=True)
     # whole or not at all: a receipt cut by a power loss would be unreadable proof
-    write_durably(receipts_dir / f"{receipt.receipt_id}.json", (receipt.to_json() + "\n").encode("utf-8"), 0o644)
+    write_durably(receipts_dir / f"{receipt.receipt_id}.json", (receipt.to_json() + "\n").encode("utf-8"), SHARED)
     return receipt
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
 
-from appliance.errors import ApplianceError, ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, PartlyDone
 from appliance.ops.accounts import ACCOUNT_ADMIN_ROLES
 from appliance.security.masking import mask_text
 from appliance.security.roles import Permission, Principal
@@ -160,10 +160,15 @@ def refusal(request: Request, text: str, status_code: int) -> Response:
     return render(request, "problem.html", getattr(request.state, "principal", None), status_code, problem=text)
 
 
-# what the person at the console can do about an error that is not theirs, after its detail
+# what the person at the console can do about an error that is not theirs, after its detail;
+# ``PARTLY_DONE_ADVICE`` when the error says part of the work was done (``errors.PartlyDone``)
 ADVICE = {
     ErrorCode.STORE_UNWRITABLE: N_("Nothing was saved: free disk space on the server (or ask its administrator to), "
                                    "then try again."),
+}
+PARTLY_DONE_ADVICE = {
+    ErrorCode.STORE_UNWRITABLE: N_("Part of it was done, as said above: free disk space on the server (or ask its "
+                                   "administrator to), then do it again to finish it."),
 }
 
 
@@ -172,7 +177,7 @@ def problem_text(request: Request, exc: ApplianceError) -> str:
     details are translated where raised (``say``); a library's detail stays as it was written.
     Then what to do, where the console knows (``ADVICE``)."""
     text = say(request, "%(title)s: %(detail)s", title=say(request, exc.code.title), detail=mask_text(exc.detail))
-    advice = ADVICE.get(exc.code)
+    advice = (PARTLY_DONE_ADVICE if isinstance(exc, PartlyDone) else ADVICE).get(exc.code)
     return say(request, "%(problem)s. %(advice)s", problem=text, advice=say(request, advice)) if advice else text
 
 

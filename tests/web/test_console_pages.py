@@ -16,15 +16,17 @@ import time
 from pathlib import Path
 
 import pytest
+from starlette.requests import Request
 
 from apikit import api_config, running
-from appliance.errors import ErrorCode
+from appliance.errors import ApplianceError, ErrorCode, PartlyDone
 from appliance.matcher.enrollment_types import ENROLLED, FAILED_TO_ENROL, EnrollmentOutcome, Rejection
 from appliance.ops import totp
 from appliance.ops.accounts import LOGIN_REFUSED, MAX_FAILURES
 from appliance.security.roles import Role
 from appliance.web import api_capture, console_base, console_capture, models
 from appliance.web.auth import SESSION_COOKIE
+from appliance.web.console_i18n import LANG_COOKIE
 from appliance.web.http_errors import error_body
 from authkit import login_session
 
@@ -235,3 +237,18 @@ def test_the_enroll_page_warns_when_the_face_opens_no_door(console, faces):
     cells = re.findall(r'<td class="usable usable-(\w+)"', people)
     assert sorted(cells) == ["doors", "nowhere"]
     assert "door caches: lobby" in people and "no local-matching consent" in people
+
+
+@pytest.mark.parametrize("language, nothing, partly", [
+    ("en", "Nothing was saved: free disk space", "Part of it was done, as said above: free disk space"),
+    ("zh_CN", "未保存任何内容", "已完成其中一部分"),
+])
+def test_a_full_disk_says_nothing_was_saved_only_when_nothing_was(language, nothing, partly):
+    """The console's advice after E213: an erasure cut part way (``errors.PartlyDone``) did
+    change something, so it is told to do it again, not that nothing was saved."""
+    request = Request({"type": "http", "headers": [(b"cookie", f"{LANG_COOKIE}={language}".encode())]})
+    whole = console_base.problem_text(request, ApplianceError(ErrorCode.STORE_UNWRITABLE, "identity.db: full"))
+    part = console_base.problem_text(request, PartlyDone(ErrorCode.STORE_UNWRITABLE, "the erasure of s-1 is not "
+                                                         "complete", ("templates (tombstoned)",)))
+    assert nothing in whole and partly not in whole
+    assert partly in part and nothing not in part
