@@ -259,6 +259,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         "devices": devices, "rate_per_s": rate_per_s, "seconds": seconds, "processes": len(groups),
         "device_niceness": niceness,
         "gallery": gallery_size, "shares": mix.shares, "flood_rate_per_s": FLOOD_RATE_PER_S if flood else 0.0,
+        "middle_third": [start_at + seconds / 3, start_at + 2 * seconds / 3],  # the flood's, or where it would be
         "cpus": len(os.sched_getaffinity(0)), "load_average": [load_before[0], load_after[0]],
         "host": {"reference_cpu_ms": [reference_before, reference_after],
                  "steal_share": host.steal_share(ticks_before, ticks_after)},
@@ -310,19 +311,32 @@ def summarise(results: list[dict], flooded: dict | None, seconds: float, run: di
         "timeline": _timeline(samples, seconds),
         "first_sent": min((sample[0] for sample in samples), default=0.0),
     })
+    began, ended = (flooded["began"], flooded["ended"]) if flooded is not None else run.get("middle_third", (0, 0))
+    out["thirds"] = thirds(samples, began, ended + FLOOD_TAIL_S)
     if flooded is not None:
-        began, ended = flooded["began"], flooded["ended"] + FLOOD_TAIL_S
-        during = Timing([s[1] for s in samples if began <= s[0] <= ended])
-        alone = Timing([s[1] for s in samples if not began <= s[0] <= ended])
-        out["flood"] = {"sent": flooded["sent"], "began": began, "ended": flooded["ended"],
-                        "p95_alone_ms": alone.p95, "p95_during_ms": during.p95,
-                        "p95_ratio": during.p95 / alone.p95 if alone.samples_ms else float("nan"),
+        out["flood"] = {"sent": flooded["sent"], "began": began, "ended": ended,
+                        "p95_alone_ms": out["thirds"]["p95_rest_ms"], "p95_during_ms": out["thirds"]["p95_middle_ms"],
+                        "p95_ratio": out["thirds"]["middle_ratio"],
                         "alarms": run["stats"].get("alarm:message_flood", 0),
                         "shed": run["stats"].get("shed_devices", 0),
                         "refused": {k.split(":", 1)[1]: v for k, v in run["stats"].items()
                                     if k.startswith("rejected:")}}
     out["targets"] = targets(out)
     return out
+
+
+def thirds(samples: list[list], began: float, ended: float) -> dict[str, float]:
+    """The doors' p95 before, during and after the middle third (the flood's, or where it would
+    be); ``middle_ratio``: the middle's over the rest (a flood's effect; with no flood, the host's
+    own change over the run); ``control_ratio``: the larger of the two outer thirds' over the
+    smaller, how much two stretches with no flood in the same run differ (nan where one is empty)."""
+    def p95(keep) -> float:
+        return Timing([sample[1] for sample in samples if keep(sample[0])]).p95  # nan when none
+
+    before, middle, after = p95(lambda t: t < began), p95(lambda t: began <= t <= ended), p95(lambda t: t > ended)
+    rest = p95(lambda t: not began <= t <= ended)
+    return {"p95_before_ms": before, "p95_middle_ms": middle, "p95_after_ms": after, "p95_rest_ms": rest,
+            "middle_ratio": middle / rest, "control_ratio": max(before / after, after / before)}
 
 
 def _span_s(samples: list[list], seconds: float) -> float:

@@ -139,7 +139,17 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
             + ", ".join(f"{k} {v:,}" for k, v in sorted(flood["refused"].items())) + ". "
             f"The doors' p95 was {_f(flood['p95_alone_ms'])} ms before and after it and "
             f"{_f(flood['p95_during_ms'])} ms during it: **{_f(flood['p95_ratio'], 2)}x**. The flooder's own "
-            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs." + _replica_share(result),
+            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs." + _replica_share(result)
+            + _control(result),
+        ]
+    elif result.get("thirds"):
+        thirds = result["thirds"]
+        lines += [
+            "", "## The middle third with no flood (control)", "",
+            f"No device flooded. The doors' p95 in the middle third (where a flood runs) was "
+            f"{_f(thirds['p95_middle_ms'])} ms against {_f(thirds['p95_rest_ms'])} ms in the rest: "
+            f"**{_f(thirds['middle_ratio'], 2)}x**, the ratio a flood run reports as the flood's effect, here "
+            "the host's own change over the run." + _control(result),
         ]
     if plot_name:
         lines += ["", f"![answered requests and p95 per second]({plot_name})"]
@@ -211,6 +221,16 @@ def _replica_share(result: dict) -> str:
         return ""
     return (f" Inside the replica (read off the connection to the end of its batch) the p95 was "
             f"{_f(inside['during_p95_ms'])} ms during the flood and {_f(inside['rest_p95_ms'])} ms outside it.")
+
+
+def _control(result: dict) -> str:
+    """How much the two thirds with no flood differ in the same run: what the host alone moves."""
+    thirds = result.get("thirds")
+    if not thirds:
+        return ""
+    return (f" The two outer thirds, neither flooded, had p95 {_f(thirds['p95_before_ms'])} and "
+            f"{_f(thirds['p95_after_ms'])} ms: {_f(thirds['control_ratio'], 2)}x apart with nothing between them "
+            "but time on a shared machine.")
 
 
 def _in_replica(queue: dict, latency: dict) -> str:
