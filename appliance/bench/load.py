@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,9 +29,9 @@ from appliance import heap
 from appliance.bench import host
 from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
-from appliance.bench.probes import DIMENSION, PACK, Timing
+from appliance.bench.load_thirds import Marks, doors_by_third, in_replica_by_flood, outside, replica_by_third
+from appliance.bench.probes import DIMENSION, PACK
 from appliance.bench.profile_matcher import SAMPLE_EVERY, StageTimer, ThreadClock, split_inline
-from appliance.workers import Sojourns
 
 DEVICES, SECONDS, GALLERY = 100, 60.0, 10_000
 # match requests offered per second: 5 % above the issue's 1,000, because a run offered exactly the
@@ -88,48 +87,6 @@ def _children(name: str) -> list[int]:
 def _self_cpu_s() -> float:
     times = os.times()
     return times.user + times.system
-
-
-class _Marks:
-    """The matcher process's CPU seconds, the worker's handled count and its sojourn counts at
-    given epoch times (the flood's start and end), read on timer threads while the main thread
-    waits for the doors."""
-
-    def __init__(self, worker, times: tuple[float, ...]):
-        self.readings: list[tuple[float, int, list[int]]] = []
-        self._timers = [threading.Timer(max(0.0, at - time.time()), self._read, (worker,)) for at in times]
-        for timer in self._timers:
-            timer.start()
-
-    def _read(self, worker) -> None:
-        self.readings.append((_self_cpu_s(), worker.handled, list(worker.sojourns.counts)))
-
-    def cancel(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-
-
-def _outside(cpu_s: float, handled: int, marks: _Marks) -> dict | None:
-    """CPU per request over the run less the flood's third (None when a reading is missing)."""
-    if len(marks.readings) != 2:
-        return None
-    (cpu_start, handled_start, _), (cpu_end, handled_end, _) = sorted(marks.readings)
-    cpu, requests = cpu_s - (cpu_end - cpu_start), handled - (handled_end - handled_start)
-    if cpu <= 0 or requests <= 0:
-        return None
-    return {"cpu_s": cpu, "handled": requests, "ms_per_request": cpu / requests * 1000, "per_core": requests / cpu}
-
-
-def _in_replica_by_flood(run: Sojourns, marks: _Marks) -> dict | None:
-    """The replica's own p95 (read off the connection to the end of its batch) during the flood
-    third and over the rest of the run: tells the replica's share of the doors' change from the
-    broker's and the machine's (None when a reading is missing)."""
-    if len(marks.readings) != 2:
-        return None
-    (_, _, at_start), (_, _, at_end) = sorted(marks.readings)
-    during = Sojourns(counts=at_end).since(at_start)
-    rest = Sojourns(counts=[total - flood for total, flood in zip(run.counts, during.counts)])
-    return {"during_p95_ms": during.percentile_ms(95), "rest_p95_ms": rest.percentile_ms(95)}
 
 
 def _split(names: list[str], parts: int) -> list[list[str]]:
@@ -229,13 +186,14 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             batches_cpu_before = matcher.requests.route.worker.busy_cpu_s
             sojourns_before = list(matcher.requests.route.worker.sojourns.counts)
             flood_third = (start_at + seconds / 3, start_at + 2 * seconds / 3 + FLOOD_TAIL_S)
-            marks = _Marks(matcher.requests.route.worker, flood_third if flood else ())
+            marks = Marks(matcher.requests.route.worker, flood_third, _self_cpu_s)  # flood or not
             results = [generator_result(process, limit) for process in doors]
             threads = clock.stop()
             batches_cpu = matcher.requests.route.worker.busy_cpu_s - batches_cpu_before
             if matcher.requests.route.worker.inline:
                 threads = split_inline(threads, batches_cpu)
             matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
+            by_third = replica_by_third((cpu_before, handled_before, sojourns_before), marks, marks.now())
             marks.cancel()
             handled_run = matcher.requests.route.worker.handled - handled_before
             load_after, ticks_after = os.getloadavg(), host.cpu_times()
@@ -267,13 +225,13 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
                   "flooder": flooded["cpu_s"] if flooded else 0.0},
         "doors_frozen_objects": [r["frozen"] for r in results],
         "matcher_threads_cpu_s": threads, "handled": handled,
-        "matcher_threads_switches": clock.switches,
-        "outside_flood": _outside(matcher_cpu, handled_run, marks) if flood else None,
+        "matcher_threads_switches": clock.switches, "replica_by_third": by_third,
+        "outside_flood": outside(matcher_cpu, handled_run, marks) if flood else None,
         "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
                   "handled_total": worker.handled, "max_batch": worker.max_batch,
                   "gather_ms": worker.gather_s * 1000,
                   "in_replica_ms": {f"p{q}": in_replica.percentile_ms(q) for q in PERCENTILES},
-                  "in_replica_by_flood": _in_replica_by_flood(in_replica, marks) if flood else None},
+                  "in_replica_by_flood": in_replica_by_flood(in_replica, marks) if flood else None},
         "stages_cpu_us": timer.per_request_us(handled, batches_cpu),
         "stages_sampled": {"every": timer.every, "requests": timer.sampled_requests},
         "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,
@@ -312,7 +270,7 @@ def summarise(results: list[dict], flooded: dict | None, seconds: float, run: di
         "first_sent": min((sample[0] for sample in samples), default=0.0),
     })
     began, ended = (flooded["began"], flooded["ended"]) if flooded is not None else run.get("middle_third", (0, 0))
-    out["thirds"] = thirds(samples, began, ended + FLOOD_TAIL_S)
+    out["thirds"] = doors_by_third(samples, began, ended + FLOOD_TAIL_S)
     if flooded is not None:
         out["flood"] = {"sent": flooded["sent"], "began": began, "ended": ended,
                         "p95_alone_ms": out["thirds"]["p95_rest_ms"], "p95_during_ms": out["thirds"]["p95_middle_ms"],
@@ -323,20 +281,6 @@ def summarise(results: list[dict], flooded: dict | None, seconds: float, run: di
                                     if k.startswith("rejected:")}}
     out["targets"] = targets(out)
     return out
-
-
-def thirds(samples: list[list], began: float, ended: float) -> dict[str, float]:
-    """The doors' p95 before, during and after the middle third (the flood's, or where it would
-    be); ``middle_ratio``: the middle's over the rest (a flood's effect; with no flood, the host's
-    own change over the run); ``control_ratio``: the larger of the two outer thirds' over the
-    smaller, how much two stretches with no flood in the same run differ (nan where one is empty)."""
-    def p95(keep) -> float:
-        return Timing([sample[1] for sample in samples if keep(sample[0])]).p95  # nan when none
-
-    before, middle, after = p95(lambda t: t < began), p95(lambda t: began <= t <= ended), p95(lambda t: t > ended)
-    rest = p95(lambda t: not began <= t <= ended)
-    return {"p95_before_ms": before, "p95_middle_ms": middle, "p95_after_ms": after, "p95_rest_ms": rest,
-            "middle_ratio": middle / rest, "control_ratio": max(before / after, after / before)}
 
 
 def _span_s(samples: list[list], seconds: float) -> float:

@@ -230,7 +230,18 @@ def _control(result: dict) -> str:
         return ""
     return (f" The two outer thirds, neither flooded, had p95 {_f(thirds['p95_before_ms'])} and "
             f"{_f(thirds['p95_after_ms'])} ms: {_f(thirds['control_ratio'], 2)}x apart with nothing between them "
-            "but time on a shared machine.")
+            "but time on a shared machine." + _replica_by_third(result))
+
+
+def _replica_by_third(result: dict) -> str:
+    """The replica's CPU per request and own p95 in each third: a flood's cost to it, or a
+    replica growing slower as it runs."""
+    third = result.get("replica_by_third")
+    if not third:
+        return ""
+    cpu = " / ".join(_f(ms, 3) for ms in third["ms_per_request"])
+    p95 = " / ".join(_f(ms, 0) for ms in third["in_replica_p95_ms"])
+    return f" The replica, third by third: {cpu} ms of CPU per request, its own p95 {p95} ms."
 
 
 def _in_replica(queue: dict, latency: dict) -> str:

@@ -5,7 +5,6 @@ is shared): every request must be answered with the answer its kind of pass must
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
@@ -46,6 +45,10 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     thirds = result["thirds"]  # the flood's ratio, and beside it how much two unflooded thirds differ
     assert flood["p95_ratio"] == thirds["middle_ratio"] and thirds["control_ratio"] >= 1.0
     assert "neither flooded" in text
+    by_third = result["replica_by_third"]  # read at the thirds' boundaries: they add up to the run
+    outer = result["outside_flood"]["handled"]  # the run's requests less the middle third's
+    assert by_third["handled"][0] + by_third["handled"][2] == outer and sum(by_third["handled"]) <= result["handled"]
+    assert all(ms > 0 for ms in by_third["ms_per_request"]) and "third by third" in text
     unflooded = {key: value for key, value in result.items() if key != "flood"}  # the report of a --no-flood run
     assert "## The middle third with no flood (control)" in load_report.markdown(unflooded, {}, None)
     quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
@@ -103,12 +106,3 @@ def test_the_rate_is_over_the_time_the_doors_took_not_the_nominal_length():
     assert len(timeline) == 70 and sum(row[1] for row in timeline) == len(samples)
     assert load._span_s(samples[:10], 60.0) == 60.0  # never shorter than the run
 
-
-def test_the_flood_ratio_is_read_beside_the_spread_of_the_two_thirds_without_it():
-    """Samples (sent, ms): 10 ms before the middle third, 30 in it, 20 after."""
-    samples = [[t, 10.0 if t < 10 else 30.0 if t < 20 else 20.0] for t in range(30)]
-    thirds = load.thirds(samples, 10, 19.5)
-    assert (thirds["p95_before_ms"], thirds["p95_middle_ms"], thirds["p95_after_ms"]) == (10.0, 30.0, 20.0)
-    assert thirds["p95_rest_ms"] == 20.0 and thirds["middle_ratio"] == 1.5
-    assert thirds["control_ratio"] == 2.0  # the larger outer third over the smaller, either way round
-    assert math.isnan(load.thirds(samples[:15], 10, 19.5)["control_ratio"])  # no third after: no spread to give
