@@ -30,6 +30,9 @@ EARLIEST_SANE_TIME = 1_735_689_600
 STALE_FACTOR = 3  # a status record older than 3 heartbeat periods means a stalled loop
 DEFAULT_STATUS_PERIOD_S = 5.0
 MUTED_SHOWN = 5  # doors named in the flood check's detail; the rest are counted
+# mutes in a row from which a door is said to keep flooding: let back twice (after 10 and 20 s), it flooded again
+# each time; the broker still receives all it sends (Mosquitto has no per-client limit)
+KEEPS_FLOODING = 3
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,12 @@ def check_muted(service: str, muted: dict[str, int]) -> Check:
     doors = sorted(muted)
     shown = ", ".join(f"{door} ({muted[door]} in a row)" if muted[door] > 1 else door for door in doors[:MUTED_SHOWN])
     more = f" and {len(doors) - MUTED_SHOWN} more" if len(doors) > MUTED_SHOWN else ""
+    persistent = [door for door in doors if muted[door] >= KEEPS_FLOODING]
+    who = f"{persistent[0]} and others keep" if len(persistent) > 1 else f"{persistent[0]} keeps" if persistent else ""
+    advice = (f"; {who} flooding, which the broker still receives: check the door, or revoke it "
+              f"(appliance provision revoke {persistent[0]})") if persistent else ""
     return Check("flood", WARN, f"{service}: {len(doors)} door{'s' if len(doors) != 1 else ''} muted for flooding "
-                                f"(alarm.message_flood in the audit log): {shown}{more}")
+                                f"(alarm.message_flood in the audit log): {shown}{more}{advice}")
 
 
 # -- the site's data duties (the central host; ``appliance.cli.site_commands.site_checks``) --

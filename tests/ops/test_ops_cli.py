@@ -95,10 +95,14 @@ def test_health_warns_while_a_door_is_muted_for_flooding(tmp_path):
                                                             muted={f"door-{n}": 1 for n in range(6)} | {"door-b": 3})
     flood = {c.name: c for c in check_daemon("matcher matcher-1", status_file, 60.0)}["flood"]
     assert flood.status == WARN and overall([flood]) == WARN
-    assert flood.detail == ("matcher matcher-1: 7 doors muted for flooding (alarm.message_flood in the audit log): "
-                            "door-0, door-1, door-2, door-3, door-4 and 2 more")
-    assert check_muted("m", {"door-b": 3}).detail.endswith("flooding (alarm.message_flood in the audit log): "
-                                                            "door-b (3 in a row)")
+    assert flood.detail.startswith("matcher matcher-1: 7 doors muted for flooding (alarm.message_flood in the audit "
+                                   "log): door-0, door-1, door-2, door-3, door-4 and 2 more; door-b keeps flooding")
+    assert check_muted("m", {"door-b": 2}).detail.endswith("flooding (alarm.message_flood in the audit log): "
+                                                            "door-b (2 in a row)")
+    assert check_muted("m", {"door-b": 3}).detail.endswith(  # what to do about a door that keeps at it
+        "door-b (3 in a row); door-b keeps flooding, which the broker still receives: check the door, or revoke it "
+        "(appliance provision revoke door-b)")
+    assert "door-b and others keep flooding" in check_muted("m", {"door-b": 3, "door-c": 4}).detail
 
 
 def test_health_fails_while_the_matcher_cannot_write_its_audit_log(tmp_path):
