@@ -85,6 +85,10 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
     ]
     for target in result["targets"].values():
         lines.append(f"| {target['target']} | {_f(target['measured'], 2)} | {'yes' if target['met'] else 'no'} |")
+    if "flood" in result["targets"] and result.get("thirds"):
+        lines += ["", f"Read the flood's ratio beside this run's control: the two thirds without it were "
+                      f"{_f(result['thirds']['control_ratio'], 2)}x apart (below, \"One device flooding during "
+                      "the middle third\")."]
     lines += [
         "", "## Requests", "",
         f"Answered **{result['answered']:,}** ({_f(result['requests_per_s'])} requests/s over the "

@@ -44,7 +44,7 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     assert "Where the matcher's time goes" in text and "flooding" in text and "| switches waited |" in text
     thirds = result["thirds"]  # the flood's ratio, and beside it how much two unflooded thirds differ
     assert flood["p95_ratio"] == thirds["middle_ratio"] and thirds["control_ratio"] >= 1.0
-    assert "neither flooded" in text
+    assert "neither flooded" in text and "Read the flood's ratio beside this run's control" in text
     by_third = result["replica_by_third"]  # read at the thirds' boundaries: they add up to the run
     outer = result["outside_flood"]["handled"]  # the run's requests less the middle third's
     assert by_third["handled"][0] + by_third["handled"][2] == outer and sum(by_third["handled"]) <= result["handled"]
