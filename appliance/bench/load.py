@@ -29,7 +29,7 @@ from appliance import heap
 from appliance.bench import host
 from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, THRESHOLD, Mix
-from appliance.bench.load_thirds import Marks, doors_by_third, in_replica_by_flood, outside, replica_by_third
+from appliance.bench.load_thirds import Marks, cut, doors_by_third, in_replica_by_flood, outside, replica_by_third
 from appliance.bench.probes import DIMENSION, PACK
 from appliance.bench.profile_matcher import SAMPLE_EVERY, StageTimer, ThreadClock, split_inline
 
@@ -185,17 +185,16 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             handled_before = matcher.requests.route.worker.handled
             batches_cpu_before = matcher.requests.route.worker.busy_cpu_s
             sojourns_before = list(matcher.requests.route.worker.sojourns.counts)
-            flood_third = (start_at + seconds / 3, start_at + 2 * seconds / 3 + FLOOD_TAIL_S)
-            marks = Marks(matcher.requests.route.worker, flood_third, _self_cpu_s)  # flood or not
+            middle = (start_at + seconds / 3, start_at + 2 * seconds / 3)  # the flood's third, or where it would be
+            marks = Marks(matcher.requests.route.worker, (middle[0], middle[1] + FLOOD_TAIL_S), _self_cpu_s)
             results = [generator_result(process, limit) for process in doors]
             threads = clock.stop()
             batches_cpu = matcher.requests.route.worker.busy_cpu_s - batches_cpu_before
             if matcher.requests.route.worker.inline:
                 threads = split_inline(threads, batches_cpu)
             matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
-            by_third = replica_by_third((cpu_before, handled_before, sojourns_before), marks, marks.now())
+            thirds = cut((cpu_before, handled_before, sojourns_before), marks, marks.now())
             marks.cancel()
-            handled_run = matcher.requests.route.worker.handled - handled_before
             load_after, ticks_after = os.getloadavg(), host.cpu_times()
             flooded = generator_result(attack, limit) if attack is not None else None
             deadline = time.monotonic() + DRAIN_S
@@ -217,7 +216,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
         "devices": devices, "rate_per_s": rate_per_s, "seconds": seconds, "processes": len(groups),
         "device_niceness": niceness,
         "gallery": gallery_size, "shares": mix.shares, "flood_rate_per_s": FLOOD_RATE_PER_S if flood else 0.0,
-        "middle_third": [start_at + seconds / 3, start_at + 2 * seconds / 3],  # the flood's, or where it would be
+        "middle_third": list(middle),
         "cpus": len(os.sched_getaffinity(0)), "load_average": [load_before[0], load_after[0]],
         "host": {"reference_cpu_ms": [reference_before, reference_after],
                  "steal_share": host.steal_share(ticks_before, ticks_after)},
@@ -225,13 +224,13 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
                   "flooder": flooded["cpu_s"] if flooded else 0.0},
         "doors_frozen_objects": [r["frozen"] for r in results],
         "matcher_threads_cpu_s": threads, "handled": handled,
-        "matcher_threads_switches": clock.switches, "replica_by_third": by_third,
-        "outside_flood": outside(matcher_cpu, handled_run, marks) if flood else None,
+        "matcher_threads_switches": clock.switches, "replica_by_third": replica_by_third(thirds) if thirds else None,
+        "outside_flood": outside(thirds) if flood and thirds else None,
         "queue": {"batches": worker.batches, "waited_s": worker.waited_s, "busy_s": worker.busy_s,
                   "handled_total": worker.handled, "max_batch": worker.max_batch,
                   "gather_ms": worker.gather_s * 1000,
                   "in_replica_ms": {f"p{q}": in_replica.percentile_ms(q) for q in PERCENTILES},
-                  "in_replica_by_flood": in_replica_by_flood(in_replica, marks) if flood else None},
+                  "in_replica_by_flood": in_replica_by_flood(in_replica, thirds) if flood and thirds else None},
         "stages_cpu_us": timer.per_request_us(handled, batches_cpu),
         "stages_sampled": {"every": timer.every, "requests": timer.sampled_requests},
         "stats": {key: value for key, value in matcher.stats.items() if value}, "audit_writer": audit_stats,
@@ -269,7 +268,7 @@ def summarise(results: list[dict], flooded: dict | None, seconds: float, run: di
         "timeline": _timeline(samples, seconds),
         "first_sent": min((sample[0] for sample in samples), default=0.0),
     })
-    began, ended = (flooded["began"], flooded["ended"]) if flooded is not None else run.get("middle_third", (0, 0))
+    began, ended = (flooded["began"], flooded["ended"]) if flooded is not None else run["middle_third"]
     out["thirds"] = doors_by_third(samples, began, ended + FLOOD_TAIL_S)
     if flooded is not None:
         out["flood"] = {"sent": flooded["sent"], "began": began, "ended": ended,

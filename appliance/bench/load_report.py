@@ -143,8 +143,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
             + ", ".join(f"{k} {v:,}" for k, v in sorted(flood["refused"].items())) + ". "
             f"The doors' p95 was {_f(flood['p95_alone_ms'])} ms before and after it and "
             f"{_f(flood['p95_during_ms'])} ms during it: **{_f(flood['p95_ratio'], 2)}x**. The flooder's own "
-            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs." + _replica_share(result)
-            + _control(result),
+            f"process used {_f(result['cpu_s']['flooder'], 1)} CPU s of the same CPUs.", *_by_third(result),
         ]
     elif result.get("thirds"):
         thirds = result["thirds"]
@@ -153,7 +152,7 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
             f"No device flooded. The doors' p95 in the middle third (where a flood runs) was "
             f"{_f(thirds['p95_middle_ms'])} ms against {_f(thirds['p95_rest_ms'])} ms in the rest: "
             f"**{_f(thirds['middle_ratio'], 2)}x**, the ratio a flood run reports as the flood's effect, here "
-            "the host's own change over the run." + _control(result),
+            "the host's own change over the run.", *_by_third(result),
         ]
     if plot_name:
         lines += ["", f"![answered requests and p95 per second]({plot_name})"]
@@ -218,34 +217,21 @@ def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
                               lambda plot_name: markdown(result, machine, plot_name), lambda path: _plot(result, path))
 
 
-def _replica_share(result: dict) -> str:
-    """The replica's own p95 during the flood and outside it (its part of the doors' change)."""
-    inside = result.get("queue", {}).get("in_replica_by_flood")
-    if not inside:
-        return ""
-    return (f" Inside the replica (read off the connection to the end of its batch) the p95 was "
-            f"{_f(inside['during_p95_ms'])} ms during the flood and {_f(inside['rest_p95_ms'])} ms outside it.")
-
-
-def _control(result: dict) -> str:
-    """How much the two thirds with no flood differ in the same run: what the host alone moves."""
-    thirds = result.get("thirds")
-    if not thirds:
-        return ""
-    return (f" The two outer thirds, neither flooded, had p95 {_f(thirds['p95_before_ms'])} and "
-            f"{_f(thirds['p95_after_ms'])} ms: {_f(thirds['control_ratio'], 2)}x apart with nothing between them "
-            "but time on a shared machine." + _replica_by_third(result))
-
-
-def _replica_by_third(result: dict) -> str:
-    """The replica's CPU per request and own p95 in each third: a flood's cost to it, or a
-    replica growing slower as it runs."""
-    third = result.get("replica_by_third")
-    if not third:
-        return ""
-    cpu = " / ".join(_f(ms, 3) for ms in third["ms_per_request"])
-    p95 = " / ".join(_f(ms, 0) for ms in third["in_replica_p95_ms"])
-    return f" The replica, third by third: {cpu} ms of CPU per request, its own p95 {p95} ms."
+def _by_third(result: dict) -> list[str]:
+    """The run third by third: the doors' p95, the replica's own p95 and its CPU per request (a
+    flood's cost to it, or a replica growing slower as it runs), then how far apart the two outer
+    thirds are - the control a middle-third ratio is read against."""
+    doors, replica = result["thirds"], result.get("replica_by_third")
+    middle = "the flood's" if result.get("flood") else "middle (no flood)"
+    lines = ["", "The run third by third (the outer two neither flooded; the replica's own p95 from being read "
+             "off the connection to the end of its batch):", "",
+             "| third | doors' p95 ms | replica's own p95 ms | replica's CPU ms per request |", "|---|---:|---:|---:|"]
+    for index, (name, key) in enumerate((("before", "p95_before_ms"), (middle, "p95_middle_ms"),
+                                         ("after", "p95_after_ms"))):
+        own, cpu = (replica["in_replica_p95_ms"][index], replica["ms_per_request"][index]) if replica else (None, None)
+        lines.append(f"| {name} | {_f(doors[key])} | {_f(own, 0)} | {_f(cpu, 3)} |")
+    return lines + ["", f"The two outer thirds were {_f(doors['control_ratio'], 2)}x apart, with nothing between "
+                        "them but time on a shared machine: read the middle third's ratio against that."]
 
 
 def _in_replica(queue: dict, latency: dict) -> str:

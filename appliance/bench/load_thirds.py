@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from appliance.bench.probes import Timing
 from appliance.workers import Sojourns
@@ -54,39 +55,43 @@ def doors_by_third(samples: list[list], began: float, ended: float) -> dict[str,
             "middle_ratio": middle / rest, "control_ratio": max(before / after, after / before)}
 
 
-def replica_by_third(start: Reading, marks: Marks, end: Reading) -> dict[str, list[float]] | None:
-    """The replica's CPU ms per request, requests handled and own p95 in each third (None when a
+@dataclass(frozen=True)
+class Third:
+    """What the replica did between two readings."""
+
+    cpu_s: float
+    handled: int
+    sojourns: Sojourns  # its own time per request (read off the connection to the end of its batch)
+
+
+def cut(start: Reading, marks: Marks, end: Reading) -> list[Third] | None:
+    """The run cut at the marks into the thirds before, during and after the middle (None when a
     reading is missing)."""
     if len(marks.readings) != 2:
         return None
     points = [start, *sorted(marks.readings), end]
-    out: dict[str, list[float]] = {"ms_per_request": [], "handled": [], "in_replica_p95_ms": []}
-    for (cpu_a, handled_a, counts_a), (cpu_b, handled_b, counts_b) in zip(points, points[1:]):
-        handled = handled_b - handled_a
-        out["handled"].append(handled)
-        out["ms_per_request"].append((cpu_b - cpu_a) / handled * 1000 if handled > 0 else float("nan"))
-        out["in_replica_p95_ms"].append(Sojourns(counts=counts_b).since(counts_a).percentile_ms(95))
-    return out
+    return [Third(cpu_b - cpu_a, handled_b - handled_a, Sojourns(counts=counts_b).since(counts_a))
+            for (cpu_a, handled_a, counts_a), (cpu_b, handled_b, counts_b) in zip(points, points[1:])]
 
 
-def outside(cpu_s: float, handled: int, marks: Marks) -> dict | None:
-    """CPU per request over the run less the flood's third (None when a reading is missing)."""
-    if len(marks.readings) != 2:
-        return None
-    (cpu_start, handled_start, _), (cpu_end, handled_end, _) = sorted(marks.readings)
-    cpu, requests = cpu_s - (cpu_end - cpu_start), handled - (handled_end - handled_start)
+def replica_by_third(thirds: list[Third]) -> dict[str, list[float]]:
+    """The replica's CPU ms per request, requests handled and own p95 in each third."""
+    return {"ms_per_request": [t.cpu_s / t.handled * 1000 if t.handled > 0 else float("nan") for t in thirds],
+            "handled": [t.handled for t in thirds],
+            "in_replica_p95_ms": [t.sojourns.percentile_ms(95) for t in thirds]}
+
+
+def outside(thirds: list[Third]) -> dict | None:
+    """CPU per request over the two outer thirds: the run less the flood's (None when empty)."""
+    cpu, requests = thirds[0].cpu_s + thirds[2].cpu_s, thirds[0].handled + thirds[2].handled
     if cpu <= 0 or requests <= 0:
         return None
     return {"cpu_s": cpu, "handled": requests, "ms_per_request": cpu / requests * 1000, "per_core": requests / cpu}
 
 
-def in_replica_by_flood(run: Sojourns, marks: Marks) -> dict | None:
-    """The replica's own p95 (read off the connection to the end of its batch) during the flood
-    third and over the rest of the run: tells the replica's share of the doors' change from the
-    broker's and the machine's (None when a reading is missing)."""
-    if len(marks.readings) != 2:
-        return None
-    (_, _, at_start), (_, _, at_end) = sorted(marks.readings)
-    during = Sojourns(counts=at_end).since(at_start)
+def in_replica_by_flood(run: Sojourns, thirds: list[Third]) -> dict:
+    """The replica's own p95 during the flood third and over the rest of the run (its drain
+    included): tells the replica's share of the doors' change from the broker's and the machine's."""
+    during = thirds[1].sojourns
     rest = Sojourns(counts=[total - flood for total, flood in zip(run.counts, during.counts)])
     return {"during_p95_ms": during.percentile_ms(95), "rest_p95_ms": rest.percentile_ms(95)}

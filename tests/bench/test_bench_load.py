@@ -105,4 +105,3 @@ def test_the_rate_is_over_the_time_the_doors_took_not_the_nominal_length():
     timeline = load._timeline(samples, 60.0)
     assert len(timeline) == 70 and sum(row[1] for row in timeline) == len(samples)
     assert load._span_s(samples[:10], 60.0) == 60.0  # never shorter than the run
-

@@ -34,9 +34,9 @@ def test_the_replica_is_read_in_each_third_from_readings_at_the_boundaries():
         cpu[0] += ms_per_request
         marks.readings.append(marks.now())
     end = marks.readings.pop()
-    third = load_thirds.replica_by_third(start, marks, end)
+    third = load_thirds.replica_by_third(load_thirds.cut(start, marks, end))
     assert third["handled"] == [1000, 1000, 1000]
     assert [round(ms, 6) for ms in third["ms_per_request"]] == [0.5, 0.6, 0.8]
     assert third["in_replica_p95_ms"] == [11, 21, 41]  # the upper edges of the 1 ms buckets
     marks.readings.pop()
-    assert load_thirds.replica_by_third(start, marks, end) is None  # a reading missing: no thirds
+    assert load_thirds.cut(start, marks, end) is None  # a reading missing: no thirds
