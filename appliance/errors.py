@@ -107,12 +107,9 @@ class ApplianceError(Exception):
         return f"E{self.code.number} {self.code.title}: {self.detail}"
 
 
-@dataclass
 class PartlyDone(ApplianceError):
-    """An error raised after part of the work was done (``done``, in words): what a person is
-    told to do is then "do it again to finish it", not "nothing was saved"."""
-
-    done: tuple[str, ...] = ()
+    """An error raised after part of the work was done (its detail says which part): what a
+    person is told to do is then "do it again to finish it", not "nothing was saved"."""
 
 
 def is_unwritable(exc: BaseException) -> bool:

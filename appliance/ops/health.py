@@ -135,9 +135,11 @@ def check_muted(service: str, muted: dict[str, int]) -> Check:
     shown = ", ".join(f"{door} ({muted[door]} in a row)" if muted[door] > 1 else door for door in doors[:MUTED_SHOWN])
     more = f" and {len(doors) - MUTED_SHOWN} more" if len(doors) > MUTED_SHOWN else ""
     persistent = [door for door in doors if muted[door] >= KEEPS_FLOODING]
-    who = f"{persistent[0]} and others keep" if len(persistent) > 1 else f"{persistent[0]} keeps" if persistent else ""
-    advice = (f"; {who} flooding, which the broker still receives: check the door, or revoke it "
-              f"(appliance provision revoke {persistent[0]})") if persistent else ""
+    advice = ""
+    if persistent:
+        who = f"{persistent[0]} and others keep" if len(persistent) > 1 else f"{persistent[0]} keeps"
+        advice = (f"; {who} flooding, which the broker still receives: check the door, or revoke it "
+                  f"(appliance provision revoke {persistent[0]})")
     return Check("flood", WARN, f"{service}: {len(doors)} door{'s' if len(doors) != 1 else ''} muted for flooding "
                                 f"(alarm.message_flood in the audit log): {shown}{more}{advice}")
 

@@ -70,12 +70,20 @@ def load_publisher_key(path: Path) -> Ed25519PrivateKey:
 def build_package(source: Path, out: Path, signer: Ed25519PrivateKey, kind: str, pack_id: str,
                   version: str) -> Release:
     """Sign every file below ``source`` into a package."""
+    release, files = _release(Path(source), kind, pack_id, version)
+    _write_package(release, files, Path(out), signer)
+    return release
+
+
+def _release(source: Path, kind: str, pack_id: str, version: str) -> tuple[Release, dict[str, Path]]:
+    """The release document of every file below ``source`` (each hashed once), and the files."""
     if kind not in KINDS:
         raise _invalid(f"kind {kind!r} is not one of {KINDS}")
-    source = Path(source)
     files = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file()}
-    release = Release(kind, pack_id, version, {name: sha256_file(p) for name, p in files.items()}, time.time())
-    out = Path(out)
+    return Release(kind, pack_id, version, {name: sha256_file(p) for name, p in files.items()}, time.time()), files
+
+
+def _write_package(release: Release, files: dict[str, Path], out: Path, signer: Ed25519PrivateKey) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     document = release.document()
     signature = signing.sign(signer, RELEASE_DOMAIN, document).hex().encode()
@@ -86,7 +94,6 @@ def build_package(source: Path, out: Path, signer: Ed25519PrivateKey, kind: str,
             tar.addfile(info, io.BytesIO(data))
         for name, path in files.items():
             tar.add(path, arcname=f"{PAYLOAD}/{name}", recursive=False)
-    return release
 
 
 def build_pack_package(folder: Path, out: Path, signer: Ed25519PrivateKey) -> tuple[Release, ModelPack]:
@@ -107,9 +114,10 @@ def build_pack_package(folder: Path, out: Path, signer: Ed25519PrivateKey) -> tu
     if pack.kind not in UPDATABLE_KINDS:
         raise _invalid(f"{pack.label}: a {pack.kind} pack cannot be self-tested on a device, so 'appliance update' "
                        f"would roll it back; packs of kind {', '.join(UPDATABLE_KINDS)} are updated this way")
-    model = folder / pack.file_name
-    if not model.is_file():
+    if not (folder / pack.file_name).is_file():
         raise _invalid(f"{pack.label}: the model file {pack.file_name} is not in {folder}")
-    if pack.sha256 and sha256_file(model) != pack.sha256:
+    release, files = _release(folder, MODEL_PACK, pack.id, pack.version)
+    if pack.sha256 and release.files[pack.file_name] != pack.sha256:
         raise _invalid(f"{pack.label}: {pack.file_name} differs from the manifest's sha256")
-    return build_package(folder, out, signer, MODEL_PACK, pack.id, pack.version), pack
+    _write_package(release, files, Path(out), signer)
+    return release, pack

@@ -32,7 +32,6 @@ VERSIONS_TIMEOUT_S = 60
 PROVENANCE_SUFFIX = ".provenance.json"
 LOCAL_VERSION = "+"  # PEP 440 local label: torch 2.13.0+cpu satisfies the pin torch==2.13.0
 ERROR_TAIL_LINES = 3
-MODEL_FILE_MODE = 0o644  # model files hold no secret; the service account must read them (mkstemp gives 0600)
 # run by the converter python, isolated: the installed versions of the named distributions
 VERSIONS_SNIPPET = (
     "import json, sys\n"
@@ -177,7 +176,7 @@ def convert_pack(registry: PackRegistry, pack: ModelPack, python: Path, threads:
             raise ApplianceError(ErrorCode.PACK_CHECKSUM, f"{pack.label}: the conversion fails the numerical "
                                                           f"check: {result.detail}; {result.summary(pack.check)}")
         digest = sha256_file(tmp)
-        tmp.chmod(MODEL_FILE_MODE)
+        tmp.chmod(SHARED)  # the service account reads it; mkstemp gives 0600
         replace_durably(tmp, target)  # same folder: one rename, after the bytes are synced
     finally:
         tmp.unlink(missing_ok=True)

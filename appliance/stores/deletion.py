@@ -186,7 +186,7 @@ def erase_subject(principal: Principal, subject_id: str, reason: str, identity: 
         if done and is_unwritable(exc):
             raise PartlyDone(ErrorCode.STORE_UNWRITABLE, f"the erasure of {subject_id} is not complete: "
                              f"{' and '.join(done)} erased, not the rest; delete it again once there is room "
-                             f"({exc.detail})", tuple(done)) from exc
+                             f"({exc.detail})") from exc
         raise
     items = [DeletedItem("identity", "person record and consent records", persons)] if identity is not None else []
     items += [DeletedItem("biometric", "templates", removed), DeletedItem("keyvault", "per-subject data key", keys)]

@@ -249,6 +249,6 @@ def test_a_full_disk_says_nothing_was_saved_only_when_nothing_was(language, noth
     request = Request({"type": "http", "headers": [(b"cookie", f"{LANG_COOKIE}={language}".encode())]})
     whole = console_base.problem_text(request, ApplianceError(ErrorCode.STORE_UNWRITABLE, "identity.db: full"))
     part = console_base.problem_text(request, PartlyDone(ErrorCode.STORE_UNWRITABLE, "the erasure of s-1 is not "
-                                                         "complete", ("templates (tombstoned)",)))
+                                                         "complete: templates (tombstoned) erased"))
     assert nothing in whole and partly not in whole
     assert partly in part and nothing not in part
