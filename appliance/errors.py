@@ -71,6 +71,8 @@ class ErrorCode(Enum):
     UPDATE_REJECTED = (520, 32, "update refused: signature or contents invalid")
     SELFTEST_FAILED = (521, 32, "start-up self-test failed; rolled back")
     HEALTH_FAILED = (530, 33, "health check failed")
+    # one process per service identity on a host (appliance.ops.service_lock)
+    SERVICE_RUNNING = (531, 35, "service already running on this host under that name")
     # 600-699: offline operation and enrollment sync (600/601 are no longer raised at the door:
     # a cache that cannot decide ends as the decision reason "unavailable", docs/offline.md)
     CACHE_UNAVAILABLE = (600, 40, "no usable device cache for a local decision")

@@ -9,7 +9,8 @@
 #                                 a wheelhouse of every dependency pinned by constraints.txt, for
 #                                 THIS machine's Python ABI and architecture; postinst installs
 #                                 them offline into the venv /opt/appliance/venv
-#   /lib/systemd/system/          the units of systemd/, rewritten for /opt/appliance/venv
+#   /lib/systemd/system/          the units of systemd/, rewritten for /opt/appliance/venv,
+#                                 and appliance-matcher@.service made from the matcher's unit
 #   /etc/appliance/appliance.toml the shipped default configuration (a conffile)
 #   /usr/bin/appliance            the administrator's wrapper with the units' environment
 #   /opt/appliance/docs/          the documentation the units' Documentation= names
@@ -102,6 +103,7 @@ chmod 0644 "$STAGE$PREFIX"/wheels/*.whl
 for unit in "$WORK"/src/systemd/appliance-*.service "$WORK"/src/systemd/appliance-*.timer; do
   render_unit "$unit" "$VENV" "$PREFIX" > "$STAGE/lib/systemd/system/$(basename "$unit")"
 done
+replica_unit < "$STAGE/lib/systemd/system/appliance-matcher.service" > "$STAGE/lib/systemd/system/appliance-matcher@.service"
 wrapper_text "$VENV" "the $PACKAGE package" > "$STAGE/usr/bin/appliance"
 chmod 0755 "$STAGE/usr/bin/appliance"
 install -m 0644 "$WORK"/src/docs/*.md "$STAGE$PREFIX/docs/"

@@ -12,14 +12,23 @@
 #   --no-activate  only write files: no users, no daemon-reload, no enable
 #   --role R       edge | matcher | broker | console | kiosk: enable and start that service
 #                  (repeatable); the maintenance timer is enabled with the matcher
+#   --replica NAME enable and start a further matcher replica on this host,
+#                  appliance-matcher@NAME (repeatable; provision it first:
+#                  appliance provision matcher NAME)
 set -euo pipefail
 
-# Shared with scripts/build-deb.sh, which sources this file for these two definitions only
+# Shared with scripts/build-deb.sh, which sources this file for these definitions only
 # (the Debian package ships the same units and the same wrapper, for /opt/appliance/venv).
 # The units in systemd/ name /opt/appliance/.venv/bin/appliance and /opt/appliance/...:
 # the venv is rewritten first, then the prefix.
 render_unit() {  # render_unit UNIT_FILE VENV PREFIX: the unit's text on stdout
   sed -e "s#/opt/appliance/.venv#$2#g" -e "s#/opt/appliance#$3#g" "$1"
+}
+# appliance-matcher@NAME.service, a further matcher replica on the same host (one per core:
+# docs/deployment.md, "Matchers and sizing"), is the matcher's own unit with the replica's
+# name from the instance: made from it, so the two cannot drift apart
+replica_unit() {  # replica_unit < the rendered appliance-matcher.service: the template on stdout
+  sed -e 's#^Description=.*#& replica %i#' -e 's#^ExecStart=.* matcher .*#& --name %i#'
 }
 # the administrator's 'appliance': the units' configuration and data folder, then the
 # installed command, so a command typed on the host acts on the same site as the services
@@ -42,6 +51,7 @@ VENV=
 ROOT=/
 ACTIVATE=1
 ROLES=()
+REPLICAS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX="$2"; shift 2 ;;
@@ -49,6 +59,7 @@ while [ $# -gt 0 ]; do
     --root) ROOT="$2"; ACTIVATE=0; shift 2 ;;
     --no-activate) ACTIVATE=0; shift ;;
     --role) ROLES+=("$2"); shift 2 ;;
+    --replica) REPLICAS+=("$2"); shift 2 ;;
     *) echo "install-systemd: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -86,6 +97,9 @@ for unit in "$SRC"/systemd/appliance-*.service "$SRC"/systemd/appliance-*.timer;
   chmod 0644 "$UNIT_DIR/$(basename "$unit").tmp"
   mv "$UNIT_DIR/$(basename "$unit").tmp" "$UNIT_DIR/$(basename "$unit")"
 done
+replica_unit < "$UNIT_DIR/appliance-matcher.service" > "$UNIT_DIR/appliance-matcher@.service.tmp"
+chmod 0644 "$UNIT_DIR/appliance-matcher@.service.tmp"
+mv "$UNIT_DIR/appliance-matcher@.service.tmp" "$UNIT_DIR/appliance-matcher@.service"
 # the configuration is the integrator's: the shipped default (from the installed package)
 # is written once, never overwritten; set [device] name and source before starting the edge
 [ -f "$CONF_DIR/appliance.toml" ] || "$VENV/bin/appliance" config init --out "$CONF_DIR/appliance.toml" >/dev/null
@@ -119,6 +133,9 @@ if [ "$ACTIVATE" = 1 ]; then
       kiosk) systemctl enable --now appliance-kiosk.service ;;
       *) echo "install-systemd: unknown role $role" >&2; exit 2 ;;
     esac
+  done
+  for replica in "${REPLICAS[@]}"; do
+    systemctl enable --now "appliance-matcher@$replica.service"
   done
 fi
 echo "install-systemd: units in $UNIT_DIR (prefix $PREFIX)"

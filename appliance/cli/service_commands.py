@@ -16,7 +16,7 @@ from appliance import heap, paths
 from appliance.cli import arg_types
 from appliance.cli.common import config_from
 from appliance.config import LIVENESS_LEVELS, MATCHING_MODES, Config, check_service, with_overrides
-from appliance.ops import notify
+from appliance.ops import notify, service_lock
 
 if TYPE_CHECKING:  # the site's PKI and broker settings load when a service starts
     from appliance.site import Site
@@ -86,11 +86,18 @@ def _stop_event() -> threading.Event:
 
 
 def cmd_matcher(args: argparse.Namespace) -> int:
+    config = service_config(args, "matcher")
+    site, _, _ = _site(args, config)
+    stop = _stop_event()
+    status_file = _status_file(config, "matcher", config.matcher.name)
+    # before the gallery loads: a second process under this name is refused at once
+    with service_lock.hold(status_file, f"matcher replica {config.matcher.name}"):
+        return _serve_matcher(config, site, stop, status_file)
+
+
+def _serve_matcher(config: Config, site: Site, stop: threading.Event, status_file: Path) -> int:
     from appliance.matcher.app import build
 
-    config = service_config(args, "matcher")
-    site, host, port = _site(args, config)
-    stop = _stop_event()
     app = build(config, site)  # the configured pack and threshold; no models loaded
     name, subjects = app.name, len(app.matcher.loaded.gallery)
     try:
@@ -98,7 +105,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         heap.settle()  # the gallery and the rest of start-up, out of the collector's full passes
         notify.ready(f"{subjects} subjects")
         print(f"{name}: ready, {subjects} enrolled subjects", flush=True)
-        watchdog = notify.Watchdog(status_file=_status_file(config, "matcher", name))
+        watchdog = notify.Watchdog(status_file=status_file)
         while not stop.wait(1.0):
             watchdog.heartbeat(model_loaded=True, model=app.pack.label, broker=app.matcher.service.connected,
                                queue=app.matcher.queue_depth, templates_quarantined=app.matcher.quarantined,
@@ -119,9 +126,11 @@ def cmd_edge(args: argparse.Namespace) -> int:
     config = service_config(args, "edge")
     site, _, _ = _site(args, config)
     stop = _stop_event()
-    finish_interrupted_updates(config)  # before the models load: an update cut short is self-tested first
-    app = EdgeApp.build(config, site, status_file=_status_file(config, "edge", config.device.name))
-    # the models, stores and imports out of the collector's full passes: each one walked them all
-    # (~50 ms here, more on a Pi) while a person stood at the door (issue 17)
-    heap.settle()
-    return app.serve(stop, args.passes)
+    status_file = _status_file(config, "edge", config.device.name)
+    with service_lock.hold(status_file, f"edge daemon of {config.device.name}"):  # one per door on a host
+        finish_interrupted_updates(config)  # before the models load: an update cut short is self-tested first
+        app = EdgeApp.build(config, site, status_file=status_file)
+        # the models, stores and imports out of the collector's full passes: each one walked them all
+        # (~50 ms here, more on a Pi) while a person stood at the door (issue 17)
+        heap.settle()
+        return app.serve(stop, args.passes)

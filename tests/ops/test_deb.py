@@ -38,6 +38,10 @@ UNITS = ("appliance-edge.service", "appliance-matcher.service", "appliance-broke
 SERVICE_USERS = ("appliance", "appliance-broker", "appliance-kiosk")
 KIOSK_UNIT = "appliance-kiosk.service"
 KIOSK_LINK = Path("/etc/systemd/system/graphical.target.wants") / KIOSK_UNIT  # its [Install] WantedBy
+# further matcher replicas on one host: the template is made from the matcher's unit (scripts/install-systemd.sh)
+REPLICA_TEMPLATE = "appliance-matcher@.service"
+REPLICA_UNIT = "appliance-matcher@matcher-2.service"
+REPLICA_LINK = Path("/etc/systemd/system/multi-user.target.wants") / REPLICA_UNIT
 VENV = "/opt/appliance/venv"
 MODEL_SUFFIXES = (".onnx", ".task", ".tflite", ".dat", ".pth", ".pt", ".caffemodel", ".pb")
 KEY_SUFFIXES = (".pem", ".key", ".crt", ".p12", ".pfx", ".bundle", ".pub", ".sig")
@@ -136,7 +140,7 @@ def test_conffile_units_wrapper_and_copyright(deb, tree):
     members = _control_members(deb)
     assert members["conffiles"][1].decode().split() == ["/etc/appliance/appliance.toml"]
     contents = _contents(deb)
-    for unit in UNITS:
+    for unit in (*UNITS, REPLICA_TEMPLATE):
         assert f"/lib/systemd/system/{unit}" in contents
     for path in ("/etc/appliance/appliance.toml", "/usr/bin/appliance", "/usr/share/doc/face-appliance/copyright",
                  "/opt/appliance/docs/operations.md"):
@@ -156,6 +160,10 @@ def test_conffile_units_wrapper_and_copyright(deb, tree):
                 command = line.partition("=")[2].lstrip("+-@!:").split()[0]
                 assert command in (f"{VENV}/bin/appliance", f"{VENV}/bin/python", "/usr/sbin/mosquitto"), line
     assert f"ExecStart={VENV}/bin/appliance edge " in (tree / "lib/systemd/system/appliance-edge.service").read_text()
+    matcher = (tree / "lib/systemd/system/appliance-matcher.service").read_text()
+    assert (tree / "lib/systemd/system" / REPLICA_TEMPLATE).read_text() == matcher.replace(
+        "Description=Face appliance matcher\n", "Description=Face appliance matcher replica %i\n").replace(
+        "--config /etc/appliance/appliance.toml\n", "--config /etc/appliance/appliance.toml --name %i\n")
     wrapper = tree / "usr/bin/appliance"
     assert wrapper.stat().st_mode & 0o777 == 0o755
     text = wrapper.read_text()
@@ -199,7 +207,8 @@ def test_maintainer_scripts_stop_create_and_remove_what_the_package_ships(deb):
     prerm = members["prerm"][1].decode()
     stopped = re.search(r'^UNITS="([^"]+)"$', prerm, re.MULTILINE).group(1).split()
     shipped = [Path(p).name for p in _contents(deb) if p.startswith("/lib/systemd/system/appliance-")]
-    assert sorted(stopped) == sorted(shipped) == sorted(UNITS)
+    assert sorted(stopped) == sorted(UNITS) and sorted(shipped) == sorted((*UNITS, REPLICA_TEMPLATE))
+    assert re.search(r'^REPLICAS="([^"]+)"$', prerm, re.MULTILINE).group(1) == "appliance-matcher@*.service"
     postinst, postrm = members["postinst"][1].decode(), members["postrm"][1].decode()
     users = " ".join(SERVICE_USERS)
     assert f"for user in {users}; do" in postinst and f"for user in {users}; do" in postrm
@@ -297,7 +306,7 @@ def test_install_run_remove_and_purge(deb):
         assert stat.S_IMODE(data.st_mode) == 0o700 and pwd.getpwuid(data.st_uid).pw_name == "appliance"
         assert Path(VENV, "bin", "python").resolve().parent == Path("/usr/bin")  # Debian's python3
         if shutil.which("systemd-analyze"):
-            units = [f"/lib/systemd/system/{unit}" for unit in UNITS]
+            units = [f"/lib/systemd/system/{unit}" for unit in (*UNITS, REPLICA_TEMPLATE)]
             verified = _run(["systemd-analyze", "verify", *units])
             assert verified.returncode == 0, verified.stderr
 
@@ -313,6 +322,8 @@ def test_install_run_remove_and_purge(deb):
         if shutil.which("systemctl"):
             enabled = _run(["systemctl", "enable", KIOSK_UNIT])
             assert enabled.returncode == 0 and KIOSK_LINK.is_symlink(), enabled.stderr
+            enabled = _run(["systemctl", "enable", REPLICA_UNIT])  # a second replica on this host
+            assert enabled.returncode == 0 and REPLICA_LINK.is_symlink(), enabled.stderr
         # remove: the venv goes, the (edited) configuration, the data and the users stay
         config = Path("/etc/appliance/appliance.toml")
         config.write_text(config.read_text() + "# edited by the integrator\n")
@@ -320,11 +331,12 @@ def test_install_run_remove_and_purge(deb):
         removed, timings["remove"] = _dpkg("-r", PACKAGE)
         assert removed.returncode == 0, removed.stdout + removed.stderr
         assert not Path("/opt/appliance").exists() and not Path("/usr/bin/appliance").exists()
-        assert not any(Path("/lib/systemd/system", unit).exists() for unit in UNITS)
+        assert not any(Path("/lib/systemd/system", unit).exists() for unit in (*UNITS, REPLICA_TEMPLATE))
         assert config.read_text().endswith("# edited by the integrator\n")
         assert Path("/var/lib/appliance/biometric.db").exists()
         assert all(_user_exists(user) for user in SERVICE_USERS)
         assert not KIOSK_LINK.exists() and not KIOSK_LINK.is_symlink()
+        assert not REPLICA_LINK.exists() and not REPLICA_LINK.is_symlink()
         Path("/var/lib/appliance-kiosk").mkdir(mode=0o700)  # the kiosk's browser profile (StateDirectory)
 
         # purge: configuration, data (biometric stores and keys) and the users go

@@ -17,13 +17,14 @@ import pytest
 from appliance import paths
 from unitfiles import install_units, service_section
 
+REPLICA_TEMPLATE = "appliance-matcher@.service"  # made by the install script from the matcher's unit
 UNITS = ("appliance-edge.service", "appliance-matcher.service", "appliance-broker.service",
-         "appliance-maintenance.service", "appliance-maintenance.timer")
-DAEMONS = ("appliance-edge.service", "appliance-matcher.service")
+         "appliance-maintenance.service", "appliance-maintenance.timer", REPLICA_TEMPLATE)
+DAEMONS = ("appliance-edge.service", "appliance-matcher.service", REPLICA_TEMPLATE)
 HARDENING = {"ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
              "CapabilityBoundingSet": ""}
 # docs/operations.md reports these figures; a unit that gets weaker fails here
-MAX_EXPOSURE = {"appliance-edge.service": 1.5, "appliance-matcher.service": 1.3,
+MAX_EXPOSURE = {"appliance-edge.service": 1.5, "appliance-matcher.service": 1.3, REPLICA_TEMPLATE: 1.3,
                 "appliance-broker.service": 1.2, "appliance-maintenance.service": 0.5}
 
 
@@ -62,6 +63,17 @@ def test_daemons_notify_watchdog_and_restart(installed, unit):
     service = service_section(installed / unit)
     assert service["Type"] == ["notify"] and service["Restart"] == ["always"]
     assert re.fullmatch(r"\d+s", service["WatchdogSec"][0])
+
+
+def test_a_replica_instance_is_the_matchers_unit_under_its_own_name(installed):
+    """``appliance-matcher@NAME``: every line of the matcher's unit, the replica's name given
+    by the instance (``%i``: ``%I`` would unescape each '-' of ``matcher-2`` into '/')."""
+    matcher = (installed / "appliance-matcher.service").read_text().splitlines()
+    replica = (installed / REPLICA_TEMPLATE).read_text().splitlines()
+    changed = [(before, after) for before, after in zip(matcher, replica, strict=True) if before != after]
+    start = service_section(installed / "appliance-matcher.service")["ExecStart"][0]
+    assert changed == [("Description=Face appliance matcher", "Description=Face appliance matcher replica %i"),
+                       (f"ExecStart={start}", f"ExecStart={start} --name %i")]
 
 
 def test_edge_may_use_camera_and_gpio_only(installed):

@@ -49,6 +49,9 @@ START_TIMEOUT_S = 120.0  # the units' TimeoutStartSec
 STOP_TIMEOUT_S = 30.0
 DEVICE = "door-1"
 MATCHER = "matcher-1"
+# a second replica on the same host, from the template the install script makes
+REPLICA = "matcher-2"
+REPLICA_TEMPLATE = "appliance-matcher@.service"
 REPLAY_FPS = 4.0
 SYSTEMD_EXEC_PREFIXES = "+-@!:"  # privilege and error-handling prefixes of Exec lines
 CREDENTIALS_SPECIFIER = "%d"  # systemd's name for the unit's credentials folder
@@ -61,9 +64,10 @@ SECURITY_ADMIN, MAINTENANCE_ACCOUNT, AUDITOR = "sec-admin", "nightly-sys", "audi
 class Rendered:
     """One unit's command lines and environment, moved below ``root``."""
 
-    def __init__(self, unit: Path, root: Path, port: int):
-        self.name = unit.name
-        self.root, self.port = root, port
+    def __init__(self, unit: Path, root: Path, port: int, instance: str = ""):
+        """``instance``: a template's (``appliance-matcher@.service``), as systemd's ``%i``."""
+        self.name = unit.name.replace("@.", f"@{instance}.") if instance else unit.name
+        self.root, self.port, self.instance = root, port, instance
         self.section = service_section(unit)
         self.pre = [self._command(line) for line in self.section.get("ExecStartPre", [])]
         self.start = self._command(self.section["ExecStart"][0])
@@ -89,7 +93,7 @@ class Rendered:
     def _text(self, text: str) -> str:
         for place in ("/var/lib/", "/etc/appliance"):
             text = text.replace(place, f"{self.root}{place}")
-        return text
+        return text.replace("%i", self.instance) if self.instance else text
 
     def _command(self, line: str) -> list[str]:
         line = self._text(line.lstrip(SYSTEMD_EXEC_PREFIXES))
@@ -195,7 +199,11 @@ def _install(root: Path, port: int) -> tuple[dict[str, Rendered], Callable[..., 
     (the units' ``appliance`` with the units' environment)."""
     subprocess.run(["bash", str(paths.REPO_ROOT / "scripts" / "install-systemd.sh"), "--root", str(root),
                     "--prefix", str(paths.REPO_ROOT)], check=True, capture_output=True, text=True)
-    units = {name: Rendered(root / "etc" / "systemd" / "system" / name, root, port) for name in UNIT_NAMES}
+    folder = root / "etc" / "systemd" / "system"
+    units = {name: Rendered(folder / name, root, port) for name in UNIT_NAMES}
+    for instance in (REPLICA, MATCHER):  # the second replica, and one under the first's name
+        replica = Rendered(folder / REPLICA_TEMPLATE, root, port, instance)
+        units[replica.name] = replica
     env = {**os.environ, **units["appliance-matcher.service"].environment}
     appliance = units["appliance-matcher.service"].start[0]
 
@@ -234,7 +242,7 @@ def site(tmp_path_factory):
     door_units, door = _install(tmp_path_factory.mktemp("door-host"), port)
     bundle = tmp_path_factory.mktemp("transfer") / f"{DEVICE}.bundle"
     for step in (("provision", "ca"), ("provision", "broker", "--host", "localhost", "--host", "127.0.0.1"),
-                 ("provision", "matcher", MATCHER),
+                 ("provision", "matcher", MATCHER), ("provision", "matcher", REPLICA),
                  ("provision", "device", DEVICE, "--modes", "verify,identify", "--bundle", str(bundle))):
         _ok(central(*step))
     _configure(central, matcher={"name": MATCHER}, ops={"broker_port": port})
@@ -284,9 +292,16 @@ def _maintenance_token(cli, home: Path) -> Path:
     return home / "auditor.token"
 
 
-def _health(site, service: str) -> tuple[int, dict]:
-    result = site["cli"][service]("health", "--service", service)
+def _health(site, service: str, *name: str) -> tuple[int, dict]:
+    result = site["cli"][service]("health", "--service", service, *(("--name", *name) if name else ()))
     return result.returncode, json.loads(result.stdout)
+
+
+def _decisions_by(site, replica: str) -> int:
+    """Decisions on record in the central audit log under ``replica``'s name (as the auditor reads it)."""
+    exported = json.loads(_ok(site["cli"]["matcher"]("--token", site["auditor_token"].read_text().strip(),
+                                                     "audit", "export")))
+    return sum(e["actor"] == replica and e["action"].startswith("decision.") for e in exported)
 
 
 def _status_record(site, service: str, name: str) -> dict:
@@ -296,7 +311,8 @@ def _status_record(site, service: str, name: str) -> dict:
 
 # -- the test -----------------------------------------------------------------------------
 def test_units_start_ping_report_health_and_stop(site):
-    """Broker, matcher and edge (folder source) together, started only from units and config."""
+    """Broker, matcher, a second replica (the installed template) and edge (folder source)
+    together, started only from units and config."""
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         pytest.fail("mosquitto missing: scripts/bootstrap.sh installs it")
     units, logs = site["units"], site["logs"]
@@ -312,6 +328,19 @@ def test_units_start_ping_report_health_and_stop(site):
         wait_until(lambda: matcher.notify.count("WATCHDOG=1") >= 2, 10, "matcher watchdog pings")
         assert _status_record(site, "matcher", MATCHER)["state"] == "running"
 
+        # a second replica on this host, from the template (one per core: docs/deployment.md)
+        replica = RunningUnit(units[f"appliance-matcher@{REPLICA}.service"], logs)
+        running.append(replica)
+        replica.wait_ready()
+        wait_until(lambda: replica.notify.count("WATCHDOG=1") >= 1, 10, "the second replica's watchdog ping")
+        assert _status_record(site, "matcher", REPLICA)["state"] == "running"
+        # one under a name that already runs is refused at once, naming the process that has it
+        twin = RunningUnit(units[f"appliance-matcher@{MATCHER}.service"], logs)
+        running.append(twin)
+        assert twin.process.wait(timeout=START_TIMEOUT_S) == ErrorCode.SERVICE_RUNNING.exit_status, twin.output()
+        assert f"matcher replica {MATCHER} (pid {matcher.process.pid}); start another" in twin.output()
+        assert not twin.notify.seen("READY=1")
+
         edge = RunningUnit(units["appliance-edge.service"], logs)
         running.append(edge)
         edge.wait_ready()
@@ -323,12 +352,19 @@ def test_units_start_ping_report_health_and_stop(site):
             if not wait_for(lambda service=service: _health(site, service)[0] == 0, 20):
                 pytest.fail(f"{service} health not green: {_health(site, service)}")
         assert {c["name"]: c["status"] for c in _health(site, "matcher")[1]["checks"]}["flood"] == "ok"
+        assert _health(site, "matcher", REPLICA)[0] == 0, _health(site, "matcher", REPLICA)
 
-        # the matcher stops: its health turns red with the reason, and the edge says so too
+        # the first replica stops: its health turns red with the reason; the second decides the door's passes
         assert matcher.stop() == 0, matcher.output()
         assert matcher.notify.seen("STOPPING=1")
         code, report = _health(site, "matcher")
         assert code == 2 and any("stopped" in c["detail"] for c in report["checks"] if c["status"] == "fail"), report
+        before = _decisions_by(site, REPLICA)
+        if not wait_for(lambda: _decisions_by(site, REPLICA) > before and _health(site, "edge")[0] == 0, 60):
+            pytest.fail(f"no decision by {REPLICA} after {MATCHER} stopped: {_health(site, 'edge')}")
+
+        # the last replica stops: the edge says so
+        assert replica.stop() == 0, replica.output()
         # the door notices at its next unanswered request (the replay keeps people coming)
         if not wait_for(lambda: _health(site, "edge")[0] == 2, 30):
             pytest.fail(f"edge health still {_health(site, 'edge')} with the matcher stopped:\n{edge.output()}")
