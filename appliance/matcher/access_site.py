@@ -5,12 +5,13 @@ kept in the sync store so every replica sees the same presence.
 
 What a decision reads of the rules (whether they are enforced, a door's rules, a person's
 groups and validity) is remembered while the store's ``access_generation`` is unchanged: one
-``PRAGMA data_version`` per decision, or per batch of requests decided together
-(``current``), instead of three to six queries per decision (issue 17). Any commit to the file
-by another connection (a replica, the admin's process) or an access-rule write through this
-one empties the memo before the next read, so no decision uses rules older than the last
-commit before it (or its batch) began. Presence (anti-passback) is never remembered; a pass a
-door granted alone reaches the shared presence book with its event (``merge_door_pass``)."""
+query per decision, or per batch of requests decided together (``current``), instead of three
+to six queries per decision (issue 17). A change of the rules through any connection (this
+one, another replica's, the admin's process) raises it in its own transaction and empties the
+memo before the next read, so no decision uses rules older than the last change committed
+before it (or its batch) began; the other replicas' events and presence leave it be.
+Presence (anti-passback) is never remembered; a pass a door granted alone reaches the shared
+presence book with its event (``merge_door_pass``)."""
 from __future__ import annotations
 
 import time
@@ -34,7 +35,7 @@ MAX_REMEMBERED = 10_000
 class AccessMemo:
     """What was read of the access tables while the store's ``access_generation`` was ``generation``."""
 
-    generation: tuple[int, int]
+    generation: int
     enforced: bool | None = None
     rules: dict[str, DoorRules] = field(default_factory=dict)
     subjects: dict[str, Subject] = field(default_factory=dict)
@@ -44,7 +45,7 @@ class SiteAccess:
     def __init__(self, store: SyncStore, tz: str = "UTC"):
         self.store, self.tz = store, tz
         self.tracker = PassbackTracker(store)
-        self._memo = AccessMemo((-1, -1))
+        self._memo = AccessMemo(-1)
 
     def current(self) -> AccessMemo:
         """The memo for the tables as they are now (one query). The generation is read before

@@ -26,6 +26,11 @@ CREATE TABLE access_area_doors (door TEXT PRIMARY KEY, area TEXT NOT NULL, direc
 CREATE TABLE access_presence (area TEXT NOT NULL, subject_id TEXT NOT NULL, inside INTEGER NOT NULL,
                               at REAL NOT NULL, PRIMARY KEY (area, subject_id));
 """
+# ``AccessTables.access_generation``: raised by every change of the rules
+ACCESS_GENERATION_MIGRATION = """
+CREATE TABLE access_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT INTO access_generation VALUES (1, 0);
+"""
 # the pass (request id) that set each presence: that pass retried on another replica is no
 # second entry (appliance.access.passback)
 PRESENCE_PASS_MIGRATION = """
@@ -36,23 +41,22 @@ ALTER TABLE access_presence ADD COLUMN pass_id TEXT NOT NULL DEFAULT '';
 class AccessTables:
     """Methods over the access tables; the host store gives ``execute`` and ``transaction``."""
 
-    _access_writes = 0  # access-rule changes through this connection (``access_generation``)
-
-    def access_generation(self) -> tuple[int, int]:
-        """A value that changes whenever the access tables may have: SQLite's ``data_version``
-        moves when another connection commits to the file (another replica, the admin's
-        process) but not for this connection's own commits, which ``_access_writes`` counts.
-        Readers remember what they read under it (``matcher.access_site``)."""
-        return self.execute("PRAGMA data_version")[0][0], self._access_writes
+    def access_generation(self) -> int:
+        """A count every change of the access rules raises in its own transaction, through any
+        connection (this one, another replica's, the admin's process); readers remember what
+        they read under it (``matcher.access_site``). Not SQLite's ``data_version``: that moves
+        with every commit of another connection to the file, and with two replicas on one store
+        each one's events and presence emptied the other's memo at every batch (issue 17)."""
+        return self.execute("SELECT value FROM access_generation")[0][0]
 
     @contextmanager
     def _changing_access(self) -> Iterator[None]:
-        """A write to the access tables: one transaction, counted inside it (under the host
-        store's lock, so two writers never count as one; a reader that sees the new count
-        reads after the commit)."""
+        """A write to the access rules: one transaction that also raises ``access_generation``
+        (a reader that sees the new count reads after the commit). Presence is not a rule: the
+        passback book is read afresh for every decision and does not go through here."""
         with self.transaction():
             yield
-            self._access_writes += 1
+            self.execute("UPDATE access_generation SET value = value + 1")
 
     # -- groups -----------------------------------------------------------------------------
     def access_enforced(self) -> bool:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from appliance.matcher.access_store import ACCESS_MIGRATION, PRESENCE_PASS_MIGRATION, AccessTables
+from appliance.matcher.access_store import (
+    ACCESS_GENERATION_MIGRATION, ACCESS_MIGRATION, PRESENCE_PASS_MIGRATION, AccessTables,
+)
 from appliance.security.keys import SYNC_DB
 from appliance.stores.base import CipherStore
 from appliance.stores.protected import ProtectedData
@@ -142,6 +144,7 @@ class SyncStore(AccessTables, CipherStore):
         """,
         ACCESS_MIGRATION,  # access groups, doors, schedules, validity, holidays, areas (matcher.access_store)
         PRESENCE_PASS_MIGRATION,  # the pass that set each presence (matcher.access_store)
+        ACCESS_GENERATION_MIGRATION,  # a count raised by every change of the access rules (matcher.access_store)
     )
 
     def __init__(self, path, key) -> None:

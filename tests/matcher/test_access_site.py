@@ -11,6 +11,7 @@ from appliance.access.schedule import zone
 from appliance.matcher import access_site
 from appliance.matcher.access_admin import AccessAdmin
 from appliance.matcher.access_site import SiteAccess
+from appliance.matcher.access_store import ACCESS_GENERATION_MIGRATION, PRESENCE_PASS_MIGRATION
 from appliance.matcher.sync_store import SyncStore
 from matcherkit import ADMIN
 
@@ -64,6 +65,11 @@ def test_remembered_rules_follow_every_change_of_this_connection_or_another(node
         assert "2026-12-25" in {d.isoformat() for d in site.door_rules("door-a").holidays.dates}
         other.record_events([], now)  # a commit elsewhere in the file: read again, same answer
         assert site.decide(alice, "door-a", now).reason == "expired"
+        memo = site.current()  # another replica's presence is no change of the rules: the memo stays
+        other.set_presence("hall", alice, True, now)
+        assert site.current() is memo and site.decide(alice, "door-a", now).reason == "expired"
+        other.set_validity(alice, Validity(None, None))  # a change of the rules does not
+        assert site.current() is not memo and site.decide(alice, "door-a", now).granted
     finally:
         other.close()
 
@@ -110,7 +116,7 @@ def test_a_full_memo_starts_again_and_still_answers_right(node, monkeypatch):
 
 def test_presence_recorded_before_passes_had_ids_reads_as_no_pass(tmp_path, keys):
     class Before(SyncStore):  # the sync store as it was before the pass id column
-        MIGRATIONS = SyncStore.MIGRATIONS[:-1]
+        MIGRATIONS = SyncStore.MIGRATIONS[:SyncStore.MIGRATIONS.index(PRESENCE_PASS_MIGRATION)]
 
     old = Before.open(tmp_path / "sync.db", keys)
     old.execute("INSERT INTO access_presence VALUES ('hall', 's1', 1, 50.0)")
@@ -120,6 +126,22 @@ def test_presence_recorded_before_passes_had_ids_reads_as_no_pass(tmp_path, keys
         assert store.presence("hall", "s1") == (True, 50.0, "")  # inside, by no known pass: a retry cannot match it
         store.set_presence("hall", "s1", True, 60.0, "req-1")
         assert store.presence("hall", "s1") == (True, 60.0, "req-1")
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_the_rules_count_gets_one_and_raises_it(tmp_path, keys):
+    class Before(SyncStore):  # the sync store as it was before ``access_generation``
+        MIGRATIONS = SyncStore.MIGRATIONS[:SyncStore.MIGRATIONS.index(ACCESS_GENERATION_MIGRATION)]
+
+    old = Before.open(tmp_path / "sync.db", keys)
+    old.execute("INSERT INTO access_groups VALUES ('staff', '{}')")  # a rule kept across the migration
+    old.close()
+    store = SyncStore.open(tmp_path / "sync.db", keys)
+    try:
+        assert store.access_generation() == 0 and store.group_names() == ["staff"]
+        store.set_holiday("2026-12-25", "Christmas", True)
+        assert store.access_generation() == 1
     finally:
         store.close()
 
