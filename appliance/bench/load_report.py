@@ -55,20 +55,60 @@ def _host(result: dict) -> str:
             f"{_f(after, 1)} ms after it (median of {REFERENCE_REPEATS}; lower is faster){stolen}.")
 
 
+def _replicas(result: dict) -> list[str]:
+    """Every replica's share when more than one served the run, and the audit log they all wrote."""
+    further = result.get("further_replicas") or []
+    lines = []
+    if further:
+        rows = [{"name": "matcher-1 (the bench's own, profiled below)", "handled": result["handled"],
+                 "cpu_s": result["cpu_s"]["matcher"]}, *further]
+        lines += ["", "## Replicas on this host", "",
+                  f"{len(rows)} replicas on the broker's shared subscription, each in its own process on the same "
+                  "stores and audit log (as `appliance-matcher@NAME` runs them, docs/operations.md); the doors' "
+                  "figures above are the whole site's:", "",
+                  "| replica | requests handled | CPU s | per request ms | requests/s per core |",
+                  "|---|---:|---:|---:|---:|",
+                  *[f"| {row['name']} | {row['handled']:,} | {_f(row['cpu_s'], 2)} | "
+                    f"{_f(row['cpu_s'] / max(1, row['handled']) * 1000, 3)} | "
+                    f"{_f(row['handled'] / row['cpu_s'] if row['cpu_s'] > 0 else None, 0)} |" for row in rows]]
+    audit = result.get("audit_log")
+    if audit:
+        writers = f"by {len(further) + 1} replicas " if further else ""
+        verdict = "verified: one unbroken chain under its signed head" if audit["verified"] else \
+            f"**NOT verified: {audit['problem']}**"
+        lines += ["", f"The audit log after the run ({audit['entries']:,} entries written {writers}and the bench's "
+                      f"setup): {verdict}."]
+    return lines
+
+
+def _cpu_rows(result: dict) -> list[tuple[str, float, int]]:
+    """(process, CPU s, requests it is divided by): a replica by its own requests, the rest by all."""
+    further = result.get("further_replicas") or []
+    everyone = max(1, result["handled"] + sum(row["handled"] for row in further))
+    rows = [(name, seconds, max(1, result["handled"]) if name == "matcher" else everyone)
+            for name, seconds in result["cpu_s"].items()]
+    return rows + [(row["name"], row["cpu_s"], max(1, row["handled"])) for row in further]
+
+
+def _replica_count(result: dict) -> str:
+    further = len(result.get("further_replicas") or [])
+    return f"{further + 1} matcher replicas" if further else "one matcher replica"
+
+
 def _switches(counts: Sequence[int] | None, handled: int) -> str:
     """A thread's (waited, pre-empted) switches per request as two table cells; n/a if not counted."""
     return " | ".join(_f(count / handled, 2) for count in counts) if counts else "n/a | n/a"
 
 
 def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
-    cpu, latency = result["cpu_s"], result["latency_ms"]
+    latency = result["latency_ms"]
     handled = max(1, result["handled"])
     switches = result.get("matcher_threads_switches", {})  # absent from reports before this count
     lines = [
         "# Matcher load test (`appliance bench load`)", "",
         f"{machine.get('date', '')} - {machine.get('cpu', '?')}, {result['cpus']} CPUs; load average "
         f"{result['load_average'][0]:.1f} at the start, {result['load_average'][1]:.1f} at the end. "
-        "Broker (Mosquitto, mutual TLS, ACLs), one matcher replica and the door processes share these CPUs "
+        f"Broker (Mosquitto, mutual TLS, ACLs), {_replica_count(result)} and the door processes share these CPUs "
         "with whatever else runs on the machine: the matcher's CPU time per request depends on the neighbours "
         "far less than wall time does, but still does (a CPU second does less work while other machines share "
         "the caches)." + _host(result), "",
@@ -103,10 +143,10 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
           for kind, row in result["per_kind"].items()],
         "", "## CPU", "",
         "| process | CPU s | per request ms |", "|---|---:|---:|",
-        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / handled * 1000, 3)} |" for name, seconds in cpu.items()],
+        *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / per * 1000, 3)} |" for name, seconds, per in _cpu_rows(result)],
         "", f"The matcher used **{_f(result['matcher_cpu_ms_per_request'], 3)} ms of CPU per request** "
         f"({result['handled']:,} requests handled): **{_f(result['requests_per_matcher_core'], 0)} requests/s "
-        "per matcher core** by that measure.", *_outside_flood(result), "",
+        "per matcher core** by that measure.", *_outside_flood(result), *_replicas(result), "",
         "## Where the matcher's time goes (profile of this run)", "",
         "CPU per thread of the matcher process, and its thread switches per request (waited: the "
         "thread's own - a lock, the GIL, a socket; pre-empted: the CPUs were full; the request batches' "

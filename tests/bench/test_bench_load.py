@@ -54,6 +54,7 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     quiet = result["outside_flood"]  # the verify stream's own cost, the flood's third apart
     assert 0 < quiet["handled"] < result["handled"] and quiet["per_core"] == result["targets"]["per_core"]["measured"]
     assert "Outside the flood third" in text
+    assert result["audit_log"]["verified"] and result["further_replicas"] == []  # the bench's own replica alone
     assert all(ms > 0 for ms in result["host"]["reference_cpu_ms"]) and "fixed reference workload took" in text
     gather = MatcherConfig().request_gather_ms  # the replica is wired as ``appliance matcher`` wires it
     assert result["queue"]["gather_ms"] == gather and f"waits up to {gather:.0f} ms for company" in text
@@ -62,6 +63,21 @@ def test_bench_load_answers_every_kind_of_pass_and_writes_its_report(tmp_path):
     assert json.loads(written["json"].read_text())["result"]["answered"] == result["answered"]
     if "plot" in written:
         assert written["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_replicas_on_one_host_share_the_doors_and_write_one_audit_chain(tmp_path):
+    """The second in a process of its own, on the same stores and audit log (``appliance-matcher@NAME``)."""
+    result = load.run_load(devices=DOORS, rate_per_s=RATE_PER_S, seconds=SECONDS, processes=PROCESSES,
+                           gallery_size=GALLERY, shares=SHARES, flood=False, replicas=2)
+    assert result["errors"] == 0 and result["events_acknowledged"] == result["events_sent"], result["reasons"]
+    [second] = result["further_replicas"]
+    assert second["name"] == "matcher-2" and second["handled"] > 0 and result["handled"] > 0  # both served
+    assert second["handled"] + result["handled"] >= result["answered"] and second["cpu_s"] > 0
+    audit = result["audit_log"]  # the decisions of both, group-committed by two processes, in one chain
+    assert audit["verified"] and audit["entries"] >= result["answered"], audit
+    text = load_report.write_report(result, tmp_path)["markdown"].read_text()
+    assert "## Replicas on this host" in text and "| matcher-2 |" in text and "2 matcher replicas" in text
+    assert "written by 2 replicas" in text and "verified: one unbroken chain" in text
 
 
 def test_the_rate_counts_requests_and_catch_ups_come_on_top():
