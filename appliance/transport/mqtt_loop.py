@@ -8,9 +8,10 @@ must never be read and written by two threads at once - through paho's public ca
 (``loop_read``, ``loop_write``, ``loop_misc``, ``reconnect``):
 
 * it reads every packet that has arrived before it writes (up to ``READS_PER_PASS``);
-* it writes everything queued in one pass; a publisher wakes it only when paho's write queue
-  goes from empty to not empty (``on_socket_register_write``), so paho never writes on the
-  publisher's thread;
+* it writes everything queued in one pass, gathered into one write where the socket can
+  (``tls_read_ahead``: paho sends each packet on its own); a publisher wakes it only when
+  paho's write queue goes from empty to not empty (``on_socket_register_write``), so paho never
+  writes on the publisher's thread;
 * keepalive pings and the ping timeout are looked at every ``MISC_EVERY_S``;
 * a lost connection is retried with the settings' back-off (doubling from the minimum up to
   the maximum, back to the minimum after a CONNACK), as paho's own loop does;
@@ -210,7 +211,7 @@ class NetworkLoop:
 
     def _pass(self, sock) -> None:
         client = self._client
-        writing = [sock] if client.want_write() else []
+        writing = [sock] if client.want_write() or sock.unsent() else []
         wait_until = self._next_misc
         due = self._inline.due() if self._inline is not None else None
         if due is not None:
@@ -224,7 +225,10 @@ class NetworkLoop:
         if self._inline is not None:
             self._inline.run_due()
         if client.want_write() and client.socket() is sock:
-            client.loop_write()
+            with sock.gathered_writes():
+                client.loop_write()
+        elif sock.unsent():
+            sock.flush()
         now = time.monotonic()
         if now >= self._next_misc and client.socket() is sock:
             self._next_misc = now + MISC_EVERY_S

@@ -98,3 +98,68 @@ def test_the_context_still_checks_the_servers_name_and_issuer(pki, tmp_path):
     context = client_context(stranger.ca_cert, stranger.cert("door-a"), stranger.key("door-a"))
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert context.sslsocket_class is ReadAheadSocket
+
+
+def _receive(server: ssl.SSLSocket, size: int) -> bytes:
+    got = bytearray()
+    while len(got) < size:
+        piece = server.recv(size - len(got))
+        assert piece, "the peer closed early"
+        got += piece
+    return bytes(got)
+
+
+def test_gathered_writes_go_out_together_in_order_when_the_block_ends(pki):
+    client, server = _pair(pki)
+    packets = [bytes([0x30, 40]) + os.urandom(40) for _ in range(50)]  # paho's loop_write: one send each
+    with client, server:
+        server.setblocking(False)
+        with client.gathered_writes():
+            for packet in packets:
+                assert client.send(packet) == len(packet)  # taken, as paho needs to hear
+            with pytest.raises(ssl.SSLWantReadError):
+                server.recv(1)  # nothing written yet
+        assert not client.unsent()
+        server.setblocking(True)
+        assert _receive(server, sum(map(len, packets))) == b"".join(packets)
+        client.send(b"\xc0\x00")  # outside a block (nothing waits): written at once, as before
+        assert _receive(server, 2) == b"\xc0\x00"
+
+
+def test_what_the_socket_cannot_take_yet_waits_in_order_and_a_sender_is_told_to_wait(pki):
+    """A peer that does not read: the rest stays gathered (``unsent``), later sends queue behind
+    it up to a bound, then raise want-write (paho keeps its packet); all of it arrives once read."""
+    client, server = _pair(pki)
+    with client, server:
+        client.setblocking(False)
+        sent = bytearray()
+        with client.gathered_writes():
+            while len(sent) < 4 * (1 << 20):  # far more than the socket pair's buffers
+                chunk = os.urandom(RECORD_BYTES)
+                sent += chunk[:client.send(chunk)]
+        assert client.unsent()
+        refused = False
+        while not refused:
+            chunk = os.urandom(1_000)
+            try:
+                sent += chunk[:client.send(chunk)]
+            except ssl.SSLWantWriteError:
+                refused = True
+        reader = threading.Thread(target=lambda: received.extend(_receive(server, len(sent))))
+        received = bytearray()
+        reader.start()
+        while client.unsent():
+            client.flush()
+        reader.join(30)
+        assert bytes(received) == bytes(sent)
+
+
+def test_close_sends_what_is_gathered_first(pki):
+    """paho closes the socket inside ``loop_write`` right after writing its DISCONNECT."""
+    client, server = _pair(pki)
+    with server:
+        with client.gathered_writes():
+            client.send(b"\x30\x03\x00\x01a")
+            client.send(b"\xe0\x00")  # DISCONNECT
+            client.close()
+        assert _receive(server, 7) == b"\x30\x03\x00\x01a\xe0\x00"
