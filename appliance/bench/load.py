@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from appliance import heap
-from appliance.bench import host
+from appliance.bench import MAX_LOAD_REPLICAS, host
 from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, Mix
 from appliance.bench.load_replica import DRAIN_S, ReplicaProcess, build_replica, drain
@@ -50,7 +50,6 @@ DEVICE_NICENESS = 5
 FLOODER = "flooder"
 SETUP_S = 6.0  # the door processes connect before their common start
 FLOOD_TAIL_S = 1.0  # requests sent this long after the flood may still queue behind it
-MAX_REPLICAS = 8  # replicas on this host (the bench's own and further processes)
 PERCENTILES = (50, 95, 99)
 TARGET_RPS, TARGET_P95_MS, TARGET_PER_CORE, FLOOD_P95_LIMIT = 1000.0, 100.0, 2000.0, 1.20
 
@@ -120,8 +119,8 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
     ``stage_sample_every``: the stage profile times one request batch in this many (a short run: 1).
     ``replicas``: the bench's own (profiled) and ``replicas - 1`` more in processes of their
     own on the same stores and audit log, as ``appliance-matcher@NAME`` runs them."""
-    if not 1 <= replicas <= MAX_REPLICAS:
-        raise ValueError(f"replicas: 1 to {MAX_REPLICAS}, not {replicas}")
+    if not 1 <= replicas <= MAX_LOAD_REPLICAS:
+        raise ValueError(f"replicas: 1 to {MAX_LOAD_REPLICAS}, not {replicas}")
     from appliance.site import Site
 
     say = progress or (lambda message: None)

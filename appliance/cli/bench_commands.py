@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance import paths
+from appliance.bench import MAX_LOAD_REPLICAS
 from appliance.cli.arg_types import non_negative_int, positive_float, positive_int
 
 DEFAULT_OUT = paths.reports_dir() / "bench"
@@ -107,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="niceness of the simulated devices' processes (default 5: the matcher and broker first)")
     load.add_argument("--gallery", type=positive_int, help="synthetic gallery size (default 10000)")
     load.add_argument("--no-flood", action="store_true", help="without the flooding device")
-    load.add_argument("--replicas", type=positive_int,
+    load.add_argument("--replicas", type=int, choices=range(1, MAX_LOAD_REPLICAS + 1), metavar=f"1-{MAX_LOAD_REPLICAS}",
                       help="matcher replicas on this host: the bench's own (profiled) and more in processes of "
                            "their own on the same stores, as appliance-matcher@NAME runs them (default 1)")
     load.add_argument("--out", default=str(paths.reports_dir() / "bench-load"), help="report folder (load.*) "

@@ -101,6 +101,9 @@ def test_bench_load_refuses_a_run_of_no_length(capsys):
         main(["bench", "load", "--seconds", "0"])
     assert excinfo.value.code == 2
     assert "argument --seconds: 0 is not a number above 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        main(["bench", "load", "--replicas", "9"])
+    assert excinfo.value.code == 2 and "argument --replicas: invalid choice: 9" in capsys.readouterr().err
 
 
 def test_the_plots_p95_axis_is_not_flattened_by_the_first_second():

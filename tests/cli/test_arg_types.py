@@ -71,6 +71,7 @@ def test_the_integer_types_refuse_a_fraction(kind, capsys):
 # options left with a bare int/float type: their value is bounded elsewhere, with a clear message
 BOUNDED_ELSEWHERE = {
     ("bench load", "--device-niceness"),  # choices=range(0, 20): argparse refuses the rest itself
+    ("bench load", "--replicas"),  # choices=range(1, MAX_LOAD_REPLICAS + 1), likewise
     ("edge", "--fps"),  # goes into [device] fps, refused below 0 by the configuration check (exit 2)
     ("edge", "--cool-down"),  # goes into [device] cool_down_s, refused below 0 by the configuration check
     ("console", "--port"),  # goes into [console] port, refused outside 1-65535 by the configuration check
