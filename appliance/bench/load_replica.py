@@ -93,15 +93,19 @@ class ReplicaProcess:
     def stop(self) -> dict:
         """End the window: what the replica measured in it (JSON), once it has stopped."""
         self._send("stop")
-        try:
-            return json.loads(self._line(DRAIN_S + READY_TIMEOUT_S))
-        finally:
-            self.process.wait(timeout=READY_TIMEOUT_S)
+        line = self._line(DRAIN_S + READY_TIMEOUT_S)
+        code = self.process.wait(timeout=READY_TIMEOUT_S)
+        if not line.startswith("{"):
+            raise RuntimeError(f"replica {self.name} ended without its figures (exit {code}): {line!r}")
+        return json.loads(line)
 
     def kill(self) -> None:
+        """Whatever state it is in: ended, and its pipes closed."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            pipe.close()
 
     def _send(self, line: str) -> None:
         self.process.stdin.write(line + "\n")
