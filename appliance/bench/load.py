@@ -27,6 +27,7 @@ from pathlib import Path
 
 from appliance import heap
 from appliance.bench import MAX_LOAD_REPLICAS, host
+from appliance.bench.device_load import cpu_seconds
 from appliance.bench.flood_load import generator_result
 from appliance.bench.load_mix import DEFAULT_SHARES, KINDS, Mix
 from appliance.bench.load_replica import DRAIN_S, ReplicaProcess, build_replica, drain
@@ -79,11 +80,6 @@ def _children(name: str) -> list[int]:
             if comm == name and int(rest.split()[1]) == os.getpid():
                 pids.append(int(entry.name))
     return pids
-
-
-def _self_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def _split(names: list[str], parts: int) -> list[list[str]]:
@@ -152,7 +148,7 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
                               start_at + seconds / 3, niceness) if flood else None
             time.sleep(max(0.0, start_at - time.time()))
             say(f"{devices} doors at {rate_per_s:g} requests/s for {seconds:g} s ...")
-            load_before, cpu_before, broker_before = os.getloadavg(), _self_cpu_s(), _proc_cpu_s(broker_pid)
+            load_before, cpu_before, broker_before = os.getloadavg(), cpu_seconds(), _proc_cpu_s(broker_pid)
             ticks_before = host.cpu_times()
             for other in others:
                 other.mark()
@@ -162,14 +158,14 @@ def run_load(devices: int = DEVICES, rate_per_s: float = RATE_PER_S, seconds: fl
             batches_cpu_before = matcher.requests.route.worker.busy_cpu_s
             sojourns_before = list(matcher.requests.route.worker.sojourns.counts)
             middle = (start_at + seconds / 3, start_at + 2 * seconds / 3)  # the flood's third, or where it would be
-            marks = Marks(matcher.requests.route.worker, (middle[0], middle[1] + FLOOD_TAIL_S), _self_cpu_s)
+            marks = Marks(matcher.requests.route.worker, (middle[0], middle[1] + FLOOD_TAIL_S), cpu_seconds)
             results = [generator_result(process, limit) for process in doors]
             threads = clock.stop()
             further = [other.stop() for other in others]
             batches_cpu = matcher.requests.route.worker.busy_cpu_s - batches_cpu_before
             if matcher.requests.route.worker.inline:
                 threads = split_inline(threads, batches_cpu)
-            matcher_cpu, broker_cpu = _self_cpu_s() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
+            matcher_cpu, broker_cpu = cpu_seconds() - cpu_before, _proc_cpu_s(broker_pid) - broker_before
             thirds = cut((cpu_before, handled_before, sojourns_before), marks, marks.now())
             marks.cancel()
             load_after, ticks_after = os.getloadavg(), host.cpu_times()

@@ -11,7 +11,6 @@ and requests handled in the window, its counters) and stops.
 from __future__ import annotations
 
 import json
-import os
 import selectors
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from appliance import heap
+from appliance.bench.device_load import cpu_seconds
 from appliance.bench.load_mix import DEFAULT_SHARES, THRESHOLD, Mix
 from appliance.bench.probes import DIMENSION, PACK
 
@@ -66,11 +66,6 @@ def drain(matcher, deadline_s: float = DRAIN_S) -> None:
     deadline = time.monotonic() + deadline_s
     while matcher.queue_depth and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 class ReplicaProcess:
@@ -131,10 +126,10 @@ def serve(spec: dict) -> dict:
         print("ready", flush=True)
         if sys.stdin.readline().strip() != "mark":
             raise SystemExit("expected mark")
-        cpu_before, handled_before = cpu_s(), matcher.requests.route.worker.handled
+        cpu_before, handled_before = cpu_seconds(), matcher.requests.route.worker.handled
         if sys.stdin.readline().strip() != "stop":
             raise SystemExit("expected stop")
-        cpu, handled = cpu_s() - cpu_before, matcher.requests.route.worker.handled - handled_before
+        cpu, handled = cpu_seconds() - cpu_before, matcher.requests.route.worker.handled - handled_before
         drain(matcher)
         data.audit.flush()
         return {"name": spec["name"], "cpu_s": cpu, "handled": handled,

@@ -73,21 +73,26 @@ def _replicas(result: dict) -> list[str]:
                     f"{_f(row['handled'] / row['cpu_s'] if row['cpu_s'] > 0 else None, 0)} |" for row in rows]]
     audit = result.get("audit_log")
     if audit:
-        writers = f"by {len(further) + 1} replicas " if further else ""
+        writers = f" written by {len(further) + 1} replicas" if further else ""
         verdict = "verified: one unbroken chain under its signed head" if audit["verified"] else \
             f"**NOT verified: {audit['problem']}**"
-        lines += ["", f"The audit log after the run ({audit['entries']:,} entries written {writers}and the bench's "
-                      f"setup): {verdict}."]
+        lines += ["", f"The audit log after the run ({audit['entries']:,} entries{writers}, the bench's set-up "
+                      f"included): {verdict}."]
     return lines
 
 
 def _cpu_rows(result: dict) -> list[tuple[str, float, int]]:
-    """(process, CPU s, requests it is divided by): a replica by its own requests, the rest by all."""
+    """(process, CPU s, requests it is divided by): the bench's replica by its own requests, the
+    rest by every replica's (the further replicas have their own table, ``_replicas``)."""
     further = result.get("further_replicas") or []
     everyone = max(1, result["handled"] + sum(row["handled"] for row in further))
-    rows = [(name, seconds, max(1, result["handled"]) if name == "matcher" else everyone)
+    return [(_matcher(result), seconds, max(1, result["handled"])) if name == "matcher" else (name, seconds, everyone)
             for name, seconds in result["cpu_s"].items()]
-    return rows + [(row["name"], row["cpu_s"], max(1, row["handled"])) for row in further]
+
+
+def _matcher(result: dict) -> str:
+    """The bench's own replica as the report names it: by its name once it is one of several."""
+    return "matcher-1" if result.get("further_replicas") else "matcher"
 
 
 def _replica_count(result: dict) -> str:
@@ -144,7 +149,8 @@ def markdown(result: dict, machine: dict, plot_name: str | None) -> str:
         "", "## CPU", "",
         "| process | CPU s | per request ms |", "|---|---:|---:|",
         *[f"| {name} | {_f(seconds, 2)} | {_f(seconds / per * 1000, 3)} |" for name, seconds, per in _cpu_rows(result)],
-        "", f"The matcher used **{_f(result['matcher_cpu_ms_per_request'], 3)} ms of CPU per request** "
+        "", f"The {_matcher(result)} process used **{_f(result['matcher_cpu_ms_per_request'], 3)} ms of CPU per "
+        "request** "
         f"({result['handled']:,} requests handled): **{_f(result['requests_per_matcher_core'], 0)} requests/s "
         "per matcher core** by that measure.", *_outside_flood(result), *_replicas(result), "",
         "## Where the matcher's time goes (profile of this run)", "",
